@@ -1,0 +1,6 @@
+//! Job and mapping configuration: parsing, `${VAR}` interpolation, validation.
+
+pub mod diag;
+pub mod reader;
+
+pub use diag::{ConfigError, ConfigErrors, SourceFile};

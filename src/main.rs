@@ -1,0 +1,2 @@
+use axum as _;
+fn main() {}
