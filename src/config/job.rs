@@ -1,0 +1,680 @@
+//! Job files (`jobs/NAME.toml`, spec §3): what to pull, where to write, how fast.
+
+use std::path::Path;
+use std::time::Duration;
+
+use chrono_tz::Tz;
+
+use super::diag::{one_of, ConfigError, SourceFile};
+use super::reader::{self, EnvLookup, Located, Table};
+use crate::secret::Secret;
+
+pub const DEFAULT_TIMEZONE: Tz = chrono_tz::Asia::Shanghai;
+pub const WECOM_BASE_URL: &str = "https://qyapi.weixin.qq.com";
+pub const DINGTALK_BASE_URL: &str = "https://oapi.dingtalk.com";
+pub const JIANDAOYUN_BASE_URL: &str = "https://api.jiandaoyun.com";
+/// Through which day of a month the previous month is still synced by default (spec §4).
+pub const DEFAULT_PREVIOUS_MONTH_UNTIL_DAY: u32 = 5;
+pub const DEFAULT_MONTHLY_CALL_BUDGET: u32 = 5000;
+
+/// A fully validated job.
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub name: String,
+    pub description: String,
+    pub schedule: Option<String>,
+    pub timezone: Tz,
+    pub mapping: String,
+    pub previous_month_until_day: u32,
+    pub source: Source,
+    pub target: Target,
+}
+
+#[derive(Debug, Clone)]
+pub enum Source {
+    Wecom(WecomSource),
+    Dingtalk(DingtalkSource),
+}
+
+impl Source {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Source::Wecom(_) => "wecom",
+            Source::Dingtalk(_) => "dingtalk",
+        }
+    }
+}
+
+/// Which employees a job covers: the whole visible organisation by default.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Scope {
+    pub departments: Vec<u64>,
+    pub userids: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct WecomSource {
+    pub corp_id: String,
+    pub secret: Secret,
+    pub base_url: String,
+    pub scope: Scope,
+    pub limits: Vec<(String, Rate)>,
+    pub retry: RetryConfig,
+}
+
+#[derive(Debug, Clone)]
+pub struct DingtalkSource {
+    pub app_key: String,
+    pub app_secret: Secret,
+    pub base_url: String,
+    pub columns: Vec<String>,
+    pub leave_names: Vec<String>,
+    pub monthly_call_budget: u32,
+    pub scope: Scope,
+    pub limits: Vec<(String, Rate)>,
+    pub retry: RetryConfig,
+}
+
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub api_key: Secret,
+    pub app_id: String,
+    pub entry_id: String,
+    pub base_url: String,
+    pub is_start_workflow: bool,
+    pub is_start_trigger: bool,
+    pub limits: Vec<(String, Rate)>,
+    pub retry: RetryConfig,
+}
+
+/// A request rate: `count` calls per `per`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate {
+    pub count: u32,
+    pub per: Duration,
+}
+
+impl Rate {
+    pub const fn per_second(count: u32) -> Rate {
+        Rate {
+            count,
+            per: Duration::from_secs(1),
+        }
+    }
+
+    pub const fn per_minute(count: u32) -> Rate {
+        Rate {
+            count,
+            per: Duration::from_secs(60),
+        }
+    }
+
+    /// The spacing between two calls at this rate.
+    pub fn interval(&self) -> Duration {
+        self.per / self.count.max(1)
+    }
+}
+
+impl std::str::FromStr for Rate {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad =
+            || format!("invalid rate \"{s}\"; expected \"N/s\" or \"N/min\", e.g. \"60/min\"");
+        let (n, unit) = s.split_once('/').ok_or_else(bad)?;
+        let count: u32 = n.trim().parse().map_err(|_| bad())?;
+        if count == 0 {
+            return Err(bad());
+        }
+        match unit.trim() {
+            "s" => Ok(Rate::per_second(count)),
+            "min" => Ok(Rate::per_minute(count)),
+            _ => Err(bad()),
+        }
+    }
+}
+
+/// Retry behaviour of one side (spec §3 `[source.retry]`, `[target.retry]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryConfig {
+    /// Per request, first try included.
+    pub max_attempts: u32,
+    pub initial_wait: Duration,
+    pub max_wait: Duration,
+    /// First wait after a throttling answer.
+    pub throttle_wait: Duration,
+}
+
+impl RetryConfig {
+    pub const WECOM: RetryConfig = RetryConfig {
+        max_attempts: 8,
+        initial_wait: Duration::from_secs(1),
+        max_wait: Duration::from_secs(60),
+        throttle_wait: Duration::from_secs(60),
+    };
+    pub const DINGTALK: RetryConfig = RetryConfig {
+        max_attempts: 8,
+        initial_wait: Duration::from_secs(1),
+        max_wait: Duration::from_secs(60),
+        throttle_wait: Duration::from_secs(1),
+    };
+    pub const JIANDAOYUN: RetryConfig = RetryConfig {
+        max_attempts: 8,
+        initial_wait: Duration::from_secs(1),
+        max_wait: Duration::from_secs(60),
+        throttle_wait: Duration::from_secs(1),
+    };
+}
+
+/// Parses durations like `"500ms"`, `"60s"`, `"5m"`, `"1h"`.
+pub fn parse_duration(s: &str) -> Option<Duration> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit())?;
+    let (n, unit) = s.split_at(split);
+    let n: u64 = n.parse().ok()?;
+    match unit.trim() {
+        "ms" => Some(Duration::from_millis(n)),
+        "s" => Some(Duration::from_secs(n)),
+        "m" | "min" => Some(Duration::from_secs(n * 60)),
+        "h" => Some(Duration::from_secs(n * 3600)),
+        _ => None,
+    }
+}
+
+const JOB_KEYS: &[&str] = &[
+    "description",
+    "schedule",
+    "timezone",
+    "mapping",
+    "previous_month_until_day",
+    "source",
+    "target",
+    "notify",
+];
+const SOURCE_TYPES: &[&str] = &["wecom", "dingtalk"];
+const WECOM_KEYS: &[&str] = &[
+    "type",
+    "corp_id",
+    "secret",
+    "base_url",
+    "departments",
+    "userids",
+    "limits",
+    "retry",
+];
+const DINGTALK_KEYS: &[&str] = &[
+    "type",
+    "app_key",
+    "app_secret",
+    "base_url",
+    "columns",
+    "leave_names",
+    "monthly_call_budget",
+    "departments",
+    "userids",
+    "limits",
+    "retry",
+];
+const TARGET_KEYS: &[&str] = &[
+    "api_key",
+    "app_id",
+    "entry_id",
+    "base_url",
+    "is_start_workflow",
+    "is_start_trigger",
+    "limits",
+    "retry",
+];
+const RETRY_KEYS: &[&str] = &["max_attempts", "initial_wait", "max_wait", "throttle_wait"];
+const NOTIFY_KEYS: &[&str] = &[
+    "on",
+    "wecom_robot",
+    "dingtalk_robot",
+    "dingtalk_robot_secret",
+    "webhook",
+    "dingtalk_work_notice",
+];
+
+/// Parses and validates one job file. `name` is the file stem.
+pub fn parse_job(
+    name: &str,
+    file: &SourceFile,
+    env: EnvLookup<'_>,
+) -> Result<Job, Vec<ConfigError>> {
+    let mut errors = Vec::new();
+    let Some(doc) = reader::parse(file, &file.text, &mut errors) else {
+        return Err(errors);
+    };
+    let root = Table::root(file, &doc, Some(env));
+    let job = read_job(name, &root, &mut errors);
+    root.finish(JOB_KEYS, &mut errors);
+    match job {
+        Some(job) if errors.is_empty() => Ok(job),
+        _ => Err(errors),
+    }
+}
+
+fn read_job(name: &str, root: &Table<'_, '_>, errors: &mut Vec<ConfigError>) -> Option<Job> {
+    let description = root.string("description", errors).map(|d| d.value);
+    let schedule = root.string("schedule", errors).map(|s| s.value);
+    let timezone = match root.string("timezone", errors) {
+        None => Some(DEFAULT_TIMEZONE),
+        Some(tz) => match tz.value.parse::<Tz>() {
+            Ok(tz) => Some(tz),
+            Err(_) => {
+                errors.push(root.error(
+                    tz.span,
+                    "timezone",
+                    format!(
+                        "unknown timezone \"{}\"; use an IANA name such as \"Asia/Shanghai\"",
+                        tz.value
+                    ),
+                ));
+                None
+            }
+        },
+    };
+    let mapping = root.required_string("mapping", errors);
+    if let Some(m) = &mapping {
+        if m.value.contains('/') || m.value.contains('\\') || !m.value.ends_with(".toml") {
+            errors.push(root.error(
+                m.span.clone(),
+                "mapping",
+                "expected the name of a .toml file in mappings/, e.g. \"wecom_monthly.toml\"",
+            ));
+        }
+    }
+    let until_day = match root.integer("previous_month_until_day", errors) {
+        None => Some(DEFAULT_PREVIOUS_MONTH_UNTIL_DAY),
+        Some(d) => in_range(root, "previous_month_until_day", &d, 0, 28, errors).map(|d| d as u32),
+    };
+    let source = match root.table("source", errors) {
+        Some(t) => read_source(&t, errors),
+        None => {
+            if !root.contains("source") {
+                errors.push(root.error(
+                    root.span(),
+                    "source",
+                    "required table [source] is missing",
+                ));
+            }
+            None
+        }
+    };
+    let target = match root.table("target", errors) {
+        Some(t) => read_target(&t, errors),
+        None => {
+            if !root.contains("target") {
+                errors.push(root.error(
+                    root.span(),
+                    "target",
+                    "required table [target] is missing",
+                ));
+            }
+            None
+        }
+    };
+    if let Some(notify) = root.table("notify", errors) {
+        read_notify(&notify, errors);
+    }
+    Some(Job {
+        name: name.to_string(),
+        description: description.unwrap_or_default(),
+        schedule,
+        timezone: timezone?,
+        mapping: mapping?.value,
+        previous_month_until_day: until_day?,
+        source: source?,
+        target: target?,
+    })
+}
+
+fn in_range(
+    table: &Table<'_, '_>,
+    key: &str,
+    value: &Located<i64>,
+    min: i64,
+    max: i64,
+    errors: &mut Vec<ConfigError>,
+) -> Option<i64> {
+    if (min..=max).contains(&value.value) {
+        Some(value.value)
+    } else {
+        errors.push(table.error(
+            value.span.clone(),
+            key,
+            format!("{} is out of range; allowed: {min} to {max}", value.value),
+        ));
+        None
+    }
+}
+
+fn read_source(t: &Table<'_, '_>, errors: &mut Vec<ConfigError>) -> Option<Source> {
+    let kind = if t.contains("type") {
+        t.choice("type", SOURCE_TYPES, errors)
+    } else {
+        errors.push(t.error(
+            t.span(),
+            "type",
+            format!("required key is missing; allowed: {}", one_of(SOURCE_TYPES)),
+        ));
+        None
+    }?;
+    match kind.value.as_str() {
+        "wecom" => read_wecom(t, errors).map(Source::Wecom),
+        _ => read_dingtalk(t, errors).map(Source::Dingtalk),
+    }
+}
+
+fn read_wecom(t: &Table<'_, '_>, errors: &mut Vec<ConfigError>) -> Option<WecomSource> {
+    let corp_id = t.required_string("corp_id", errors);
+    let secret = t.required_string("secret", errors);
+    let base_url = read_base_url(t, WECOM_BASE_URL, errors);
+    let scope = read_scope(t, errors);
+    let limits = read_limits(t, errors);
+    let retry = read_retry(t, RetryConfig::WECOM, errors);
+    t.finish(WECOM_KEYS, errors);
+    Some(WecomSource {
+        corp_id: corp_id?.value,
+        secret: Secret::new(secret?.value),
+        base_url: base_url?,
+        scope: scope?,
+        limits: limits?,
+        retry: retry?,
+    })
+}
+
+fn read_dingtalk(t: &Table<'_, '_>, errors: &mut Vec<ConfigError>) -> Option<DingtalkSource> {
+    let app_key = t.required_string("app_key", errors);
+    let app_secret = t.required_string("app_secret", errors);
+    let base_url = read_base_url(t, DINGTALK_BASE_URL, errors);
+    let columns = t.string_array("columns", errors).unwrap_or_default();
+    let leave_names = t.string_array("leave_names", errors).unwrap_or_default();
+    let budget = match t.integer("monthly_call_budget", errors) {
+        None => Some(DEFAULT_MONTHLY_CALL_BUDGET),
+        Some(b) => in_range(t, "monthly_call_budget", &b, 1, 100_000_000, errors).map(|b| b as u32),
+    };
+    let scope = read_scope(t, errors);
+    let limits = read_limits(t, errors);
+    let retry = read_retry(t, RetryConfig::DINGTALK, errors);
+    t.finish(DINGTALK_KEYS, errors);
+    Some(DingtalkSource {
+        app_key: app_key?.value,
+        app_secret: Secret::new(app_secret?.value),
+        base_url: base_url?,
+        columns: columns.into_iter().map(|c| c.value).collect(),
+        leave_names: leave_names.into_iter().map(|c| c.value).collect(),
+        monthly_call_budget: budget?,
+        scope: scope?,
+        limits: limits?,
+        retry: retry?,
+    })
+}
+
+fn read_target(t: &Table<'_, '_>, errors: &mut Vec<ConfigError>) -> Option<Target> {
+    let api_key = t.required_string("api_key", errors);
+    let app_id = t.required_string("app_id", errors);
+    let entry_id = t.required_string("entry_id", errors);
+    let base_url = read_base_url(t, JIANDAOYUN_BASE_URL, errors);
+    let workflow = t.bool("is_start_workflow", errors).unwrap_or(false);
+    let trigger = t.bool("is_start_trigger", errors).unwrap_or(false);
+    let limits = read_limits(t, errors);
+    let retry = read_retry(t, RetryConfig::JIANDAOYUN, errors);
+    t.finish(TARGET_KEYS, errors);
+    Some(Target {
+        api_key: Secret::new(api_key?.value),
+        app_id: app_id?.value,
+        entry_id: entry_id?.value,
+        base_url: base_url?,
+        is_start_workflow: workflow,
+        is_start_trigger: trigger,
+        limits: limits?,
+        retry: retry?,
+    })
+}
+
+fn read_base_url(
+    t: &Table<'_, '_>,
+    default: &str,
+    errors: &mut Vec<ConfigError>,
+) -> Option<String> {
+    let Some(url) = t.string("base_url", errors) else {
+        return (!t.contains("base_url")).then(|| default.to_string());
+    };
+    if url.value.starts_with("https://") || url.value.starts_with("http://") {
+        Some(url.value.trim_end_matches('/').to_string())
+    } else {
+        errors.push(t.error(url.span, "base_url", "expected an http:// or https:// URL"));
+        None
+    }
+}
+
+fn read_scope(t: &Table<'_, '_>, errors: &mut Vec<ConfigError>) -> Option<Scope> {
+    let mut ok = true;
+    let mut departments = Vec::new();
+    if let Some(ids) = t.integer_array("departments", errors) {
+        for id in ids {
+            match u64::try_from(id.value) {
+                Ok(v) if v > 0 => departments.push(v),
+                _ => {
+                    ok = false;
+                    errors.push(t.error(
+                        id.span,
+                        "departments",
+                        "department ids are positive integers",
+                    ));
+                }
+            }
+        }
+    } else if t.contains("departments") {
+        ok = false;
+    }
+    let userids = match t.string_array("userids", errors) {
+        Some(ids) => ids.into_iter().map(|u| u.value).collect(),
+        None => {
+            ok &= !t.contains("userids");
+            Vec::new()
+        }
+    };
+    ok.then_some(Scope {
+        departments,
+        userids,
+    })
+}
+
+fn read_limits(t: &Table<'_, '_>, errors: &mut Vec<ConfigError>) -> Option<Vec<(String, Rate)>> {
+    let Some(limits) = t.table("limits", errors) else {
+        return (!t.contains("limits")).then(Vec::new);
+    };
+    let mut out = Vec::new();
+    let before = errors.len();
+    for (endpoint, _, value) in limits.entries() {
+        let Some(text) = limits.string_value(&endpoint, value, errors) else {
+            continue;
+        };
+        match text.value.parse::<Rate>() {
+            Ok(rate) => out.push((endpoint.trim_matches('/').to_string(), rate)),
+            Err(msg) => errors.push(limits.error(text.span, &endpoint, msg)),
+        }
+    }
+    (errors.len() == before).then_some(out)
+}
+
+fn read_retry(
+    t: &Table<'_, '_>,
+    defaults: RetryConfig,
+    errors: &mut Vec<ConfigError>,
+) -> Option<RetryConfig> {
+    let Some(r) = t.table("retry", errors) else {
+        return (!t.contains("retry")).then_some(defaults);
+    };
+    let before = errors.len();
+    let mut cfg = defaults;
+    if let Some(n) = r.integer("max_attempts", errors) {
+        if let Some(n) = in_range(&r, "max_attempts", &n, 1, 100, errors) {
+            cfg.max_attempts = n as u32;
+        }
+    }
+    for (key, slot) in [
+        ("initial_wait", &mut cfg.initial_wait),
+        ("max_wait", &mut cfg.max_wait),
+        ("throttle_wait", &mut cfg.throttle_wait),
+    ] {
+        if let Some(text) = r.string(key, errors) {
+            match parse_duration(&text.value) {
+                Some(d) => *slot = d,
+                None => errors.push(r.error(
+                    text.span,
+                    key,
+                    format!(
+                        "invalid duration \"{}\"; expected e.g. \"500ms\", \"60s\", \"5m\"",
+                        text.value
+                    ),
+                )),
+            }
+        }
+    }
+    r.finish(RETRY_KEYS, errors);
+    (errors.len() == before).then_some(cfg)
+}
+
+/// `[notify]` is validated now so that typos are caught; alerts are sent by a later
+/// component.
+fn read_notify(t: &Table<'_, '_>, errors: &mut Vec<ConfigError>) {
+    let _ = t.choice("on", &["failure", "always"], errors);
+    for key in [
+        "wecom_robot",
+        "dingtalk_robot",
+        "dingtalk_robot_secret",
+        "webhook",
+    ] {
+        let _ = t.string(key, errors);
+    }
+    if let Some(notice) = t.table("dingtalk_work_notice", errors) {
+        let _ = notice.integer("agent_id", errors);
+        let _ = notice.string_array("userids", errors);
+        notice.finish(&["agent_id", "userids"], errors);
+    }
+    t.finish(NOTIFY_KEYS, errors);
+}
+
+/// The job name of a job file: its stem.
+pub fn job_name(path: &Path) -> Option<String> {
+    path.file_stem()
+        .and_then(|s| s.to_str())
+        .map(str::to_string)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+description = "test"
+schedule = "0 30 2 * * *"
+mapping = "wecom_monthly.toml"
+
+[source]
+type = "wecom"
+corp_id = "${CORP}"
+secret = "${SECRET}"
+base_url = "http://127.0.0.1:9/"
+
+[source.limits]
+"checkin/getcheckin_monthdata" = "600/min"
+
+[source.retry]
+throttle_wait = "50ms"
+
+[target]
+api_key = "${KEY}"
+app_id = "app"
+entry_id = "entry"
+"#;
+
+    fn env(name: &str) -> Option<String> {
+        match name {
+            "CORP" => Some("ww123".into()),
+            "SECRET" => Some("s3cr3t".into()),
+            "KEY" => Some("k3y".into()),
+            _ => None,
+        }
+    }
+
+    fn parse(text: &str) -> Result<Job, Vec<String>> {
+        let file = SourceFile::new("jobs/j.toml", text);
+        parse_job("j", &file, &env).map_err(|e| e.iter().map(|e| e.to_string()).collect())
+    }
+
+    #[test]
+    fn parses_a_complete_wecom_job() {
+        let job = parse(GOOD).expect("valid");
+        assert_eq!(job.timezone, chrono_tz::Asia::Shanghai);
+        assert_eq!(job.previous_month_until_day, 5);
+        let Source::Wecom(src) = job.source else {
+            panic!("expected wecom")
+        };
+        assert_eq!(src.corp_id, "ww123");
+        assert_eq!(src.secret.expose(), "s3cr3t");
+        assert_eq!(src.base_url, "http://127.0.0.1:9");
+        assert_eq!(
+            src.limits,
+            vec![("checkin/getcheckin_monthdata".into(), Rate::per_minute(600))]
+        );
+        assert_eq!(src.retry.throttle_wait, Duration::from_millis(50));
+        assert_eq!(src.retry.max_attempts, 8);
+        assert_eq!(job.target.api_key.expose(), "k3y");
+        assert_eq!(job.target.base_url, JIANDAOYUN_BASE_URL);
+    }
+
+    #[test]
+    fn reports_every_problem_with_position_and_allowed_values() {
+        let text = "colour = \"red\"\n".to_string()
+            + &GOOD
+                .replace("type = \"wecom\"", "type = \"wecon\"")
+                .replace("${KEY}", "${MISSING_KEY}")
+                .replace("app_id = \"app\"", "app_id = 7");
+        let errors = parse(&text).expect_err("invalid");
+        let all = errors.join("\n");
+        assert!(all.contains("jobs/j.toml:8:8: `source.type`: unknown value \"wecon\"; allowed: \"wecom\" or \"dingtalk\""), "{all}");
+        assert!(
+            all.contains("`target.api_key`: environment variable `MISSING_KEY` is not set"),
+            "{all}"
+        );
+        assert!(
+            all.contains("jobs/j.toml:1:1: `colour`: unknown key"),
+            "{all}"
+        );
+        assert!(
+            all.contains("`target.app_id`: expected a string, found integer"),
+            "{all}"
+        );
+        assert!(
+            all.contains("unknown key; allowed keys: \"description\""),
+            "{all}"
+        );
+    }
+
+    #[test]
+    fn invalid_rate_is_reported_with_the_endpoint() {
+        let errors = parse(&GOOD.replace("\"600/min\"", "\"fast\"")).expect_err("invalid");
+        assert_eq!(errors, vec!["jobs/j.toml:13:34: `source.limits.\"checkin/getcheckin_monthdata\"`: invalid rate \"fast\"; expected \"N/s\" or \"N/min\", e.g. \"60/min\"".to_string()]);
+    }
+
+    #[test]
+    fn missing_variable_error_names_variable_not_value() {
+        let text = GOOD.replace("${SECRET}", "${NOT_SET_SECRET}");
+        let errors = parse(&text).expect_err("invalid").join("\n");
+        assert!(errors.contains("jobs/j.toml:9:10: `source.secret`: environment variable `NOT_SET_SECRET` is not set"), "{errors}");
+    }
+
+    #[test]
+    fn rates_and_durations() {
+        assert_eq!("10/s".parse::<Rate>(), Ok(Rate::per_second(10)));
+        assert!("0/s".parse::<Rate>().is_err());
+        assert!("10/h".parse::<Rate>().is_err());
+        assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
+        assert_eq!(parse_duration("5m"), Some(Duration::from_secs(300)));
+        assert_eq!(parse_duration("5 days"), None);
+    }
+}
