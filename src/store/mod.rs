@@ -1,0 +1,619 @@
+//! The SQLite store: runs, per-record checkpoints, pending batches and job leases.
+//!
+//! Only this module touches SQLite. Methods are synchronous; async code calls them
+//! through [`Store::call`], which runs them on the blocking pool so the runtime is
+//! never stalled by a busy database.
+
+mod schema;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use serde::{Deserialize, Serialize};
+
+pub use schema::CURRENT_VERSION;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database {path}: {source}")]
+    Open {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("database schema version {found} is newer than this attendsync supports ({supported}); upgrade attendsync")]
+    TooNew { found: i64, supported: i64 },
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    #[error("database task failed: {0}")]
+    Task(String),
+}
+
+type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// What the store knows about one record already in Jiandaoyun.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checkpoint {
+    pub data_id: String,
+    pub content_hash: String,
+}
+
+/// A record Jiandaoyun acknowledged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Written {
+    pub key: String,
+    pub data_id: String,
+    pub content_hash: String,
+}
+
+/// One record of a create batch, as persisted before the batch is sent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PendingRecord {
+    pub key: String,
+    pub content_hash: String,
+    /// The key fields and their values, to find the record again with `data/list`.
+    pub key_values: Vec<(String, serde_json::Value)>,
+    /// The record in Jiandaoyun write format, to resend the identical batch.
+    pub data: serde_json::Value,
+}
+
+/// A create batch whose outcome is not known yet.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PendingBatch {
+    pub transaction_id: String,
+    pub job: String,
+    pub month: String,
+    pub first_sent_at: DateTime<Utc>,
+    pub records: Vec<PendingRecord>,
+}
+
+/// Per job-month counts of one run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct MonthCounts {
+    pub pulled: u64,
+    pub created: u64,
+    pub updated: u64,
+    pub unchanged: u64,
+    pub failed: u64,
+    /// Records in the store that the source no longer returned.
+    pub missing: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunStatus {
+    Running,
+    Ok,
+    Partial,
+    Failed,
+}
+
+impl RunStatus {
+    fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Running => "running",
+            RunStatus::Ok => "ok",
+            RunStatus::Partial => "partial",
+            RunStatus::Failed => "failed",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunRow {
+    pub id: i64,
+    pub job: String,
+    pub command: String,
+    pub started_at: String,
+    pub finished_at: Option<String>,
+    /// `running` for a run that is in progress or was killed.
+    pub status: String,
+    pub message: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MonthRow {
+    pub job: String,
+    pub month: String,
+    pub run_id: i64,
+    pub at: String,
+    pub counts: MonthCounts,
+    pub error: Option<String>,
+    /// Records of this month the store holds (written and acknowledged).
+    pub stored: u64,
+}
+
+/// Who holds a job's lease, when it is not us.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseHolder {
+    pub owner: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+#[derive(Clone)]
+pub struct Store {
+    conn: Arc<Mutex<Connection>>,
+}
+
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn ts(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+impl Store {
+    /// Opens (creating if needed) the database at `path`, in WAL mode, migrated.
+    pub fn open(path: &Path) -> Result<Store> {
+        let open_err = |source| StoreError::Open {
+            path: path.to_path_buf(),
+            source,
+        };
+        let mut conn = Connection::open(path).map_err(open_err)?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(open_err)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(open_err)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(open_err)?;
+        conn.pragma_update(None, "foreign_keys", "ON")
+            .map_err(open_err)?;
+        schema::migrate(&mut conn)?;
+        Ok(Store {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    fn conn(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the lock leaves SQLite itself consistent (every
+        // write is a transaction), so a poisoned lock is safe to reuse.
+        self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Runs `f` on the blocking pool: how async code uses the store.
+    pub async fn call<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Store) -> Result<T> + Send + 'static,
+    {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || f(&store))
+            .await
+            .map_err(|e| StoreError::Task(e.to_string()))?
+    }
+
+    pub fn schema_version(&self) -> Result<i64> {
+        Ok(self
+            .conn()
+            .query_row("PRAGMA user_version", [], |r| r.get(0))?)
+    }
+
+    // ---- runs -------------------------------------------------------------
+
+    pub fn start_run(&self, job: &str, command: &str, now: DateTime<Utc>) -> Result<i64> {
+        let conn = self.conn();
+        conn.execute(
+            "INSERT INTO runs (job, command, started_at, status) VALUES (?1, ?2, ?3, 'running')",
+            params![job, command, ts(now)],
+        )?;
+        Ok(conn.last_insert_rowid())
+    }
+
+    pub fn finish_run(
+        &self,
+        run_id: i64,
+        status: RunStatus,
+        message: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        self.conn().execute(
+            "UPDATE runs SET status = ?2, message = ?3, finished_at = ?4 WHERE id = ?1",
+            params![run_id, status.as_str(), message, ts(now)],
+        )?;
+        Ok(())
+    }
+
+    pub fn save_month(
+        &self,
+        run_id: i64,
+        job: &str,
+        month: &str,
+        c: &MonthCounts,
+        error: Option<&str>,
+    ) -> Result<()> {
+        self.conn().execute(
+            "INSERT OR REPLACE INTO run_months
+               (run_id, job, month, pulled, created, updated, unchanged, failed, missing, error)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            params![
+                run_id,
+                job,
+                month,
+                c.pulled as i64,
+                c.created as i64,
+                c.updated as i64,
+                c.unchanged as i64,
+                c.failed as i64,
+                c.missing as i64,
+                error
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// The newest runs first, optionally of one job.
+    pub fn recent_runs(&self, job: Option<&str>, limit: usize) -> Result<Vec<RunRow>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT id, job, command, started_at, finished_at, status, message FROM runs
+             WHERE ?1 IS NULL OR job = ?1 ORDER BY id DESC LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(params![job, limit as i64], |r| {
+            Ok(RunRow {
+                id: r.get(0)?,
+                job: r.get(1)?,
+                command: r.get(2)?,
+                started_at: r.get(3)?,
+                finished_at: r.get(4)?,
+                status: r.get(5)?,
+                message: r.get(6)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Per job and month: the counts of the latest run that synced it, and how many
+    /// records the store holds.
+    pub fn month_rows(&self, job: Option<&str>) -> Result<Vec<MonthRow>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT m.job, m.month, m.run_id, COALESCE(r.finished_at, r.started_at),
+                    m.pulled, m.created, m.updated, m.unchanged, m.failed, m.missing, m.error,
+                    (SELECT COUNT(*) FROM checkpoints c WHERE c.job = m.job AND c.month = m.month)
+             FROM run_months m JOIN runs r ON r.id = m.run_id
+             WHERE (?1 IS NULL OR m.job = ?1)
+               AND m.run_id = (SELECT MAX(run_id) FROM run_months x WHERE x.job = m.job AND x.month = m.month)
+             ORDER BY m.job, m.month DESC",
+        )?;
+        let rows = stmt.query_map(params![job], |r| {
+            let n = |i: usize| r.get::<_, i64>(i).map(|v| v.max(0) as u64);
+            Ok(MonthRow {
+                job: r.get(0)?,
+                month: r.get(1)?,
+                run_id: r.get(2)?,
+                at: r.get(3)?,
+                counts: MonthCounts {
+                    pulled: n(4)?,
+                    created: n(5)?,
+                    updated: n(6)?,
+                    unchanged: n(7)?,
+                    failed: n(8)?,
+                    missing: n(9)?,
+                },
+                error: r.get(10)?,
+                stored: n(11)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    // ---- checkpoints ------------------------------------------------------
+
+    /// Every record of a job-month the store knows, by record key.
+    pub fn checkpoints(&self, job: &str, month: &str) -> Result<HashMap<String, Checkpoint>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT record_key, data_id, content_hash FROM checkpoints WHERE job = ?1 AND month = ?2",
+        )?;
+        let rows = stmt.query_map(params![job, month], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                Checkpoint {
+                    data_id: r.get(1)?,
+                    content_hash: r.get(2)?,
+                },
+            ))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Records acknowledged writes in one transaction and, when they settle a
+    /// create batch, removes that pending batch in the same transaction.
+    pub fn commit_written(
+        &self,
+        job: &str,
+        month: &str,
+        written: &[Written],
+        settled_batch: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        {
+            let mut stmt = tx.prepare_cached(
+                "INSERT INTO checkpoints (job, month, record_key, data_id, content_hash, written_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT (job, month, record_key) DO UPDATE SET
+                   data_id = excluded.data_id, content_hash = excluded.content_hash,
+                   written_at = excluded.written_at",
+            )?;
+            let at = ts(now);
+            for w in written {
+                stmt.execute(params![job, month, w.key, w.data_id, w.content_hash, at])?;
+            }
+            if let Some(id) = settled_batch {
+                tx.execute(
+                    "DELETE FROM pending_batches WHERE transaction_id = ?1",
+                    params![id],
+                )?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Forgets records (after they were deleted from Jiandaoyun, or found gone).
+    pub fn delete_checkpoints(&self, job: &str, month: &str, keys: &[String]) -> Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        {
+            let mut stmt = tx.prepare_cached(
+                "DELETE FROM checkpoints WHERE job = ?1 AND month = ?2 AND record_key = ?3",
+            )?;
+            for k in keys {
+                stmt.execute(params![job, month, k])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    // ---- pending batches --------------------------------------------------
+
+    /// Persists a create batch before it is sent (the write-ahead step).
+    pub fn save_pending(&self, batch: &PendingBatch) -> Result<()> {
+        let records = serde_json::to_string(&batch.records)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        self.conn().execute(
+            "INSERT OR REPLACE INTO pending_batches (transaction_id, job, month, first_sent_at, records)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![
+                batch.transaction_id,
+                batch.job,
+                batch.month,
+                ts(batch.first_sent_at),
+                records
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// A job's unsettled create batches, oldest first.
+    pub fn pending(&self, job: &str) -> Result<Vec<PendingBatch>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT transaction_id, month, first_sent_at, records FROM pending_batches
+             WHERE job = ?1 ORDER BY first_sent_at, transaction_id",
+        )?;
+        let rows = stmt.query_map(params![job], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (transaction_id, month, sent, records) = row?;
+            let first_sent_at = DateTime::parse_from_rfc3339(&sent)
+                .map_err(|e| StoreError::Corrupt(format!("pending batch {transaction_id}: {e}")))?
+                .with_timezone(&Utc);
+            let records = serde_json::from_str(&records)
+                .map_err(|e| StoreError::Corrupt(format!("pending batch {transaction_id}: {e}")))?;
+            out.push(PendingBatch {
+                transaction_id,
+                job: job.to_string(),
+                month,
+                first_sent_at,
+                records,
+            });
+        }
+        Ok(out)
+    }
+
+    pub fn pending_count(&self, job: Option<&str>) -> Result<u64> {
+        let n: i64 = self.conn().query_row(
+            "SELECT COUNT(*) FROM pending_batches WHERE ?1 IS NULL OR job = ?1",
+            params![job],
+            |r| r.get(0),
+        )?;
+        Ok(n.max(0) as u64)
+    }
+
+    pub fn drop_pending(&self, transaction_id: &str) -> Result<()> {
+        self.conn().execute(
+            "DELETE FROM pending_batches WHERE transaction_id = ?1",
+            params![transaction_id],
+        )?;
+        Ok(())
+    }
+
+    // ---- leases -----------------------------------------------------------
+
+    /// Takes the job's lease for `ttl` unless another live owner holds it.
+    /// Returns the holder when the lease is taken.
+    pub fn acquire_lease(
+        &self,
+        job: &str,
+        owner: &str,
+        ttl: Duration,
+        now: DateTime<Utc>,
+    ) -> Result<Option<LeaseHolder>> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let current: Option<(String, i64)> = tx
+            .query_row(
+                "SELECT owner, expires_at FROM leases WHERE job = ?1",
+                params![job],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        if let Some((holder, expires)) = current {
+            if holder != owner && expires > now.timestamp_millis() {
+                return Ok(Some(LeaseHolder {
+                    owner: holder,
+                    expires_at: DateTime::from_timestamp_millis(expires).unwrap_or(now),
+                }));
+            }
+        }
+        let expires = now.timestamp_millis() + ttl.as_millis() as i64;
+        tx.execute(
+            "INSERT INTO leases (job, owner, expires_at) VALUES (?1, ?2, ?3)
+             ON CONFLICT (job) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at",
+            params![job, owner, expires],
+        )?;
+        tx.commit()?;
+        Ok(None)
+    }
+
+    /// Extends a lease we hold. False if we lost it (expired and taken over).
+    pub fn renew_lease(
+        &self,
+        job: &str,
+        owner: &str,
+        ttl: Duration,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        let expires = now.timestamp_millis() + ttl.as_millis() as i64;
+        let n = self.conn().execute(
+            "UPDATE leases SET expires_at = ?3 WHERE job = ?1 AND owner = ?2",
+            params![job, owner, expires],
+        )?;
+        Ok(n == 1)
+    }
+
+    pub fn release_lease(&self, job: &str, owner: &str) -> Result<()> {
+        self.conn().execute(
+            "DELETE FROM leases WHERE job = ?1 AND owner = ?2",
+            params![job, owner],
+        )?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s = Store::open(&dir.path().join("t.db")).expect("open");
+        (dir, s)
+    }
+
+    #[test]
+    fn opens_in_wal_mode_at_the_current_schema_version() {
+        let (dir, s) = store();
+        assert_eq!(s.schema_version().expect("version"), CURRENT_VERSION);
+        let mode: String = s
+            .conn()
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .expect("mode");
+        assert_eq!(mode, "wal");
+        drop(s);
+        // Reopening an up-to-date database is a no-op.
+        let again = Store::open(&dir.path().join("t.db")).expect("reopen");
+        assert_eq!(again.schema_version().expect("version"), CURRENT_VERSION);
+    }
+
+    #[test]
+    fn refuses_a_newer_schema() {
+        let (dir, s) = store();
+        s.conn()
+            .pragma_update(None, "user_version", CURRENT_VERSION + 1)
+            .expect("set");
+        drop(s);
+        let err = Store::open(&dir.path().join("t.db"))
+            .err()
+            .expect("refused");
+        assert!(err
+            .to_string()
+            .contains("newer than this attendsync supports"));
+    }
+
+    #[test]
+    fn commit_settles_a_pending_batch_atomically() {
+        let (_d, s) = store();
+        let now = Utc::now();
+        let batch = PendingBatch {
+            transaction_id: "tx1".into(),
+            job: "j".into(),
+            month: "2026-10".into(),
+            first_sent_at: now,
+            records: vec![PendingRecord {
+                key: "[\"a\"]".into(),
+                content_hash: "h".into(),
+                key_values: vec![("userid".into(), serde_json::json!("a"))],
+                data: serde_json::json!({"userid": {"value": "a"}}),
+            }],
+        };
+        s.save_pending(&batch).expect("save");
+        let loaded = s.pending("j").expect("pending");
+        assert_eq!(loaded.len(), 1);
+        assert_eq!(loaded[0].records, batch.records);
+        let w = Written {
+            key: "[\"a\"]".into(),
+            data_id: "id1".into(),
+            content_hash: "h".into(),
+        };
+        s.commit_written("j", "2026-10", &[w], Some("tx1"), now)
+            .expect("commit");
+        assert!(s.pending("j").expect("pending").is_empty());
+        let cps = s.checkpoints("j", "2026-10").expect("cps");
+        assert_eq!(cps["[\"a\"]"].data_id, "id1");
+    }
+
+    #[test]
+    fn lease_excludes_a_second_owner_until_it_expires() {
+        let (_d, s) = store();
+        let t0 = Utc::now();
+        let ttl = Duration::from_secs(30);
+        assert_eq!(s.acquire_lease("j", "a", ttl, t0).expect("a"), None);
+        let held = s.acquire_lease("j", "b", ttl, t0).expect("b");
+        assert_eq!(held.map(|h| h.owner), Some("a".to_string()));
+        let later = t0 + chrono::Duration::seconds(31);
+        assert_eq!(s.acquire_lease("j", "b", ttl, later).expect("b"), None);
+        assert!(!s.renew_lease("j", "a", ttl, later).expect("renew"));
+    }
+
+    #[test]
+    fn month_rows_show_the_latest_run_per_month() {
+        let (_d, s) = store();
+        let now = Utc::now();
+        let r1 = s.start_run("j", "run", now).expect("run");
+        let c1 = MonthCounts {
+            pulled: 3,
+            created: 3,
+            ..Default::default()
+        };
+        s.save_month(r1, "j", "2026-10", &c1, None).expect("month");
+        s.finish_run(r1, RunStatus::Ok, None, now).expect("finish");
+        let r2 = s.start_run("j", "rerun", now).expect("run");
+        let c2 = MonthCounts {
+            pulled: 3,
+            updated: 1,
+            unchanged: 2,
+            ..Default::default()
+        };
+        s.save_month(r2, "j", "2026-10", &c2, None).expect("month");
+        let rows = s.month_rows(None).expect("rows");
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].counts, c2);
+        let runs = s.recent_runs(Some("j"), 10).expect("runs");
+        assert_eq!(runs[0].command, "rerun");
+        assert_eq!(runs[0].status, "running");
+    }
+}

@@ -1,0 +1,79 @@
+//! The SQLite schema and its migrations, versioned with `PRAGMA user_version`.
+
+use rusqlite::Connection;
+
+/// Migration N brings a database from `user_version` N to N+1. Append only: a
+/// released migration is never edited.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE runs (
+    id          INTEGER PRIMARY KEY,
+    job         TEXT NOT NULL,
+    command     TEXT NOT NULL,
+    started_at  TEXT NOT NULL,
+    finished_at TEXT,
+    status      TEXT NOT NULL,
+    message     TEXT
+);
+CREATE INDEX runs_by_job ON runs (job, id);
+
+CREATE TABLE run_months (
+    run_id    INTEGER NOT NULL REFERENCES runs (id),
+    job       TEXT NOT NULL,
+    month     TEXT NOT NULL,
+    pulled    INTEGER NOT NULL,
+    created   INTEGER NOT NULL,
+    updated   INTEGER NOT NULL,
+    unchanged INTEGER NOT NULL,
+    failed    INTEGER NOT NULL,
+    missing   INTEGER NOT NULL,
+    error     TEXT,
+    PRIMARY KEY (run_id, month)
+);
+CREATE INDEX run_months_by_job ON run_months (job, month, run_id);
+
+CREATE TABLE checkpoints (
+    job          TEXT NOT NULL,
+    month        TEXT NOT NULL,
+    record_key   TEXT NOT NULL,
+    data_id      TEXT NOT NULL,
+    content_hash TEXT NOT NULL,
+    written_at   TEXT NOT NULL,
+    PRIMARY KEY (job, month, record_key)
+);
+
+CREATE TABLE pending_batches (
+    transaction_id TEXT PRIMARY KEY,
+    job            TEXT NOT NULL,
+    month          TEXT NOT NULL,
+    first_sent_at  TEXT NOT NULL,
+    records        TEXT NOT NULL
+);
+CREATE INDEX pending_by_job ON pending_batches (job);
+
+CREATE TABLE leases (
+    job        TEXT PRIMARY KEY,
+    owner      TEXT NOT NULL,
+    expires_at INTEGER NOT NULL
+);
+"#];
+
+pub const CURRENT_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// Applies every migration the database has not seen yet, each in its own
+/// transaction. A database newer than this binary is refused.
+pub fn migrate(conn: &mut Connection) -> Result<(), super::StoreError> {
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if version > CURRENT_VERSION {
+        return Err(super::StoreError::TooNew {
+            found: version,
+            supported: CURRENT_VERSION,
+        });
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+        tx.commit()?;
+    }
+    Ok(())
+}
