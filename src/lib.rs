@@ -3,5 +3,6 @@
 //! See `docs/ARCHITECTURE.md` for the bird's-eye view and the code map.
 
 pub mod config;
+pub mod http;
 pub mod secret;
 pub mod store;

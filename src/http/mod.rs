@@ -1,0 +1,70 @@
+//! The HTTP layer every vendor shares: one client, token caching, pacing,
+//! retries, and the tables that classify vendor error codes.
+//!
+//! Invariant: only this module knows vendor error codes; callers see a [`codes::Class`].
+
+pub mod codes;
+pub mod pace;
+pub mod retry;
+pub mod token;
+
+use std::time::Duration;
+
+pub const USER_AGENT: &str = concat!("attendsync/", env!("CARGO_PKG_VERSION"));
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+
+#[derive(Debug, thiserror::Error)]
+#[error("cannot set up the HTTP client: {0}")]
+pub struct ClientError(String);
+
+/// Builds the shared client: rustls (ring), connect and request timeouts, a User-Agent.
+pub fn client(request_timeout: Duration) -> Result<reqwest::Client, ClientError> {
+    // Installing fails only if a provider is already installed, which is fine.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .user_agent(USER_AGENT)
+        .connect_timeout(CONNECT_TIMEOUT)
+        .timeout(request_timeout)
+        .pool_idle_timeout(Duration::from_secs(30))
+        .build()
+        .map_err(|e| ClientError(describe(e)))
+}
+
+/// Describes a transport error without its URL: URLs carry access tokens and,
+/// for token endpoints, secrets.
+pub fn describe(err: reqwest::Error) -> String {
+    let kind = if err.is_timeout() {
+        "timed out"
+    } else if err.is_connect() {
+        "connection failed"
+    } else if err.is_decode() {
+        "could not decode the answer"
+    } else if err.is_body() || err.is_request() {
+        "request failed"
+    } else {
+        "HTTP error"
+    };
+    let err = err.without_url();
+    let mut chain = Vec::new();
+    let mut source = std::error::Error::source(&err);
+    while let Some(s) = source {
+        chain.push(s.to_string());
+        source = s.source();
+    }
+    if chain.is_empty() {
+        kind.to_string()
+    } else {
+        format!("{kind}: {}", chain.join(": "))
+    }
+}
+
+/// Removes every occurrence of each secret from a message that came from outside
+/// (a vendor's error text could echo a parameter back).
+pub fn redact(message: &str, secrets: &[&str]) -> String {
+    let mut out = message.to_string();
+    for s in secrets.iter().filter(|s| s.len() >= 4) {
+        out = out.replace(*s, "***");
+    }
+    out
+}

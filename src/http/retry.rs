@@ -1,0 +1,195 @@
+//! Retries with capped, jittered exponential backoff.
+//!
+//! The `backoff` crate is unmaintained (RUSTSEC-2025-0012); it is used only here, as
+//! an interval generator, so that it can be swapped in one place.
+
+use std::future::Future;
+use std::time::Duration;
+
+use backoff::backoff::Backoff;
+use backoff::ExponentialBackoff;
+
+use crate::config::job::RetryConfig;
+
+/// What one try of a request came to.
+pub enum Attempt<T, E> {
+    Done(T),
+    /// Network error, 5xx, "system busy": retried after an exponential backoff.
+    Transient(String),
+    /// A throttling answer: retried after at least `throttle_wait`, or the
+    /// server's own wait when it gave one (capped).
+    Throttled {
+        reason: String,
+        retry_after: Option<Duration>,
+    },
+    /// The access token was rejected and the caller invalidated it: retried at
+    /// once, one time; a second rejection fails with this error.
+    TokenRejected(E),
+    /// Not retryable.
+    Fail(E),
+}
+
+#[derive(Debug)]
+pub enum RetryError<E> {
+    Failed(E),
+    /// Every attempt failed transiently; `last` says how the last one failed.
+    Exhausted {
+        attempts: u32,
+        last: String,
+    },
+}
+
+fn exponential(initial: Duration, max: Duration) -> ExponentialBackoff {
+    ExponentialBackoff {
+        initial_interval: initial,
+        current_interval: initial,
+        randomization_factor: 0.25,
+        multiplier: 2.0,
+        max_interval: max,
+        max_elapsed_time: None,
+        ..ExponentialBackoff::default()
+    }
+}
+
+/// Runs `op` until it is done, fails, or `cfg.max_attempts` tries were spent.
+/// `endpoint` only labels the log lines.
+pub async fn retry<T, E, F, Fut>(
+    cfg: &RetryConfig,
+    endpoint: &str,
+    mut op: F,
+) -> Result<T, RetryError<E>>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Attempt<T, E>>,
+{
+    let throttle_cap = cfg.max_wait.max(cfg.throttle_wait);
+    let mut transient = exponential(cfg.initial_wait, cfg.max_wait);
+    let mut throttled = exponential(cfg.throttle_wait, throttle_cap);
+    let mut token_retried = false;
+    let mut attempt = 0u32;
+    loop {
+        attempt += 1;
+        let (reason, wait) = match op().await {
+            Attempt::Done(v) => return Ok(v),
+            Attempt::Fail(e) => return Err(RetryError::Failed(e)),
+            Attempt::TokenRejected(e) => {
+                if token_retried {
+                    return Err(RetryError::Failed(e));
+                }
+                token_retried = true;
+                attempt -= 1;
+                tracing::info!(
+                    endpoint,
+                    "access token rejected; refreshed it, retrying once"
+                );
+                continue;
+            }
+            Attempt::Transient(reason) => {
+                let wait = transient.next_backoff().unwrap_or(cfg.max_wait);
+                (reason, wait)
+            }
+            Attempt::Throttled {
+                reason,
+                retry_after,
+            } => {
+                let ours = throttled.next_backoff().unwrap_or(throttle_cap);
+                let wait = match retry_after {
+                    Some(theirs) => theirs.min(throttle_cap).max(ours.min(cfg.throttle_wait)),
+                    None => ours,
+                };
+                (reason, wait)
+            }
+        };
+        if attempt >= cfg.max_attempts {
+            tracing::warn!(endpoint, attempt, %reason, "giving up after the last attempt");
+            return Err(RetryError::Exhausted {
+                attempts: attempt,
+                last: reason,
+            });
+        }
+        tracing::warn!(endpoint, attempt, wait_ms = wait.as_millis() as u64, %reason, "retrying");
+        tokio::time::sleep(wait).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::Cell;
+    use std::time::Instant;
+
+    fn fast(max_attempts: u32) -> RetryConfig {
+        RetryConfig {
+            max_attempts,
+            initial_wait: Duration::from_millis(5),
+            max_wait: Duration::from_millis(20),
+            throttle_wait: Duration::from_millis(40),
+        }
+    }
+
+    #[tokio::test]
+    async fn retries_transient_errors_then_succeeds() {
+        let n = Cell::new(0);
+        let r: Result<u32, RetryError<()>> = retry(&fast(5), "e", || {
+            n.set(n.get() + 1);
+            let v = n.get();
+            async move {
+                if v < 3 {
+                    Attempt::Transient("busy".into())
+                } else {
+                    Attempt::Done(v)
+                }
+            }
+        })
+        .await;
+        assert_eq!(r.ok(), Some(3));
+    }
+
+    #[tokio::test]
+    async fn gives_up_after_max_attempts() {
+        let n = Cell::new(0);
+        let r: Result<(), RetryError<()>> = retry(&fast(3), "e", || {
+            n.set(n.get() + 1);
+            async { Attempt::Transient("down".into()) }
+        })
+        .await;
+        assert!(matches!(r, Err(RetryError::Exhausted { attempts: 3, .. })));
+        assert_eq!(n.get(), 3);
+    }
+
+    #[tokio::test]
+    async fn throttling_waits_at_least_the_throttle_wait() {
+        let n = Cell::new(0);
+        let start = Instant::now();
+        let r: Result<(), RetryError<()>> = retry(&fast(5), "e", || {
+            n.set(n.get() + 1);
+            let first = n.get() == 1;
+            async move {
+                if first {
+                    Attempt::Throttled {
+                        reason: "45009".into(),
+                        retry_after: None,
+                    }
+                } else {
+                    Attempt::Done(())
+                }
+            }
+        })
+        .await;
+        assert!(r.is_ok());
+        // 40 ms with up to 25 % jitter either way.
+        assert!(start.elapsed() >= Duration::from_millis(30));
+    }
+
+    #[tokio::test]
+    async fn token_rejection_is_retried_exactly_once() {
+        let n = Cell::new(0);
+        let r: Result<(), RetryError<&str>> = retry(&fast(5), "e", || {
+            n.set(n.get() + 1);
+            async { Attempt::TokenRejected("42001") }
+        })
+        .await;
+        assert!(matches!(r, Err(RetryError::Failed("42001"))));
+        assert_eq!(n.get(), 2);
+    }
+}
