@@ -4,5 +4,7 @@
 
 pub mod config;
 pub mod http;
+pub mod jiandaoyun;
 pub mod secret;
+pub mod source;
 pub mod store;

@@ -68,3 +68,39 @@ pub fn redact(message: &str, secrets: &[&str]) -> String {
     }
     out
 }
+
+/// Calls and throttling answers per endpoint, for the run summary and benchmarks.
+#[derive(Debug, Default)]
+pub struct CallStats {
+    inner: std::sync::Mutex<std::collections::BTreeMap<String, EndpointStats>>,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct EndpointStats {
+    pub calls: u64,
+    pub throttled: u64,
+    pub retried: u64,
+}
+
+impl CallStats {
+    fn update(&self, endpoint: &str, f: impl FnOnce(&mut EndpointStats)) {
+        let mut map = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        f(map.entry(endpoint.to_string()).or_default());
+    }
+
+    pub fn call(&self, endpoint: &str) {
+        self.update(endpoint, |s| s.calls += 1);
+    }
+
+    pub fn throttled(&self, endpoint: &str) {
+        self.update(endpoint, |s| s.throttled += 1);
+    }
+
+    pub fn retried(&self, endpoint: &str) {
+        self.update(endpoint, |s| s.retried += 1);
+    }
+
+    pub fn snapshot(&self) -> std::collections::BTreeMap<String, EndpointStats> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}

@@ -1,0 +1,366 @@
+//! The Jiandaoyun (简道云) v5 client: form fields, record queries and writes.
+//!
+//! Writes that create records are never retried blindly: a timeout, a dropped
+//! connection, a 5xx or a 429 after a create may mean it was stored, so those
+//! come back as [`JdyError::Ambiguous`] and the writer reconciles by key.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+
+use crate::config::job::{Rate, RetryConfig, Target};
+use crate::http::codes::{self, Class};
+use crate::http::pace::Pacer;
+use crate::http::retry::{retry, Attempt, RetryError};
+use crate::http::{describe, redact, CallStats};
+use crate::secret::Secret;
+
+pub const BATCH_CREATE: &str = "data/batch_create";
+pub const UPDATE: &str = "data/update";
+pub const LIST: &str = "data/list";
+pub const WIDGETS: &str = "widget/list";
+pub const BATCH_DELETE: &str = "data/batch_delete";
+/// Records per batch call, and values per `in` filter (jiandaoyun.md §5, §6).
+pub const MAX_BATCH: usize = 100;
+pub const MAX_IN_VALUES: usize = 200;
+
+/// attendsync's defaults (jiandaoyun.md §9): below the documented limits, since
+/// other integrations of the same company share them.
+const DEFAULT_LIMITS: &[(&str, Rate)] = &[
+    (BATCH_CREATE, Rate::per_second(5)),
+    (UPDATE, Rate::per_second(10)),
+    (LIST, Rate::per_second(10)),
+    (WIDGETS, Rate::per_second(10)),
+    (BATCH_DELETE, Rate::per_second(5)),
+];
+const GLOBAL_LIMIT: Rate = Rate::per_second(20);
+/// The longest server-requested wait we honour before our own cap applies.
+const RETRY_AFTER_CAP: Duration = Duration::from_secs(60);
+
+#[derive(Debug, thiserror::Error)]
+pub enum JdyError {
+    #[error("Jiandaoyun {endpoint}: code {code} ({message}) — {hint}")]
+    Fatal {
+        endpoint: String,
+        code: i64,
+        message: String,
+        hint: &'static str,
+    },
+    /// The request was refused for its content (a bad value, a missing record).
+    #[error("Jiandaoyun {endpoint}: code {code} ({message})")]
+    Rejected {
+        endpoint: String,
+        code: i64,
+        message: String,
+        class: Class,
+    },
+    /// A write whose outcome is unknown: it may or may not have been stored.
+    #[error("Jiandaoyun {endpoint}: outcome unknown ({reason})")]
+    Ambiguous { endpoint: String, reason: String },
+    #[error("Jiandaoyun {endpoint}: gave up after {attempts} attempts; last error: {last}")]
+    Exhausted {
+        endpoint: String,
+        attempts: u32,
+        last: String,
+    },
+    #[error("Jiandaoyun {endpoint}: unexpected answer: {message}")]
+    Protocol { endpoint: String, message: String },
+}
+
+impl JdyError {
+    /// Errors after which no further call to the form can succeed.
+    pub fn is_fatal(&self) -> bool {
+        matches!(self, JdyError::Fatal { .. })
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+pub struct Widget {
+    #[serde(default)]
+    pub name: String,
+    #[serde(default, rename = "widgetName")]
+    pub widget_name: String,
+    #[serde(default)]
+    pub label: String,
+    #[serde(default, rename = "type")]
+    pub kind: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Created {
+    pub success_count: u64,
+    pub success_ids: Vec<String>,
+}
+
+pub struct Jiandaoyun {
+    http: reqwest::Client,
+    base_url: String,
+    api_key: Secret,
+    app_id: String,
+    entry_id: String,
+    is_start_workflow: bool,
+    is_start_trigger: bool,
+    pacer: Pacer,
+    retry: RetryConfig,
+    stats: Arc<CallStats>,
+}
+
+/// Whether a request may be resent after an unclear failure.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Resend {
+    Safe,
+    /// Creates: an unclear failure is reported as ambiguous, not retried.
+    Never,
+}
+
+impl Jiandaoyun {
+    pub fn new(http: reqwest::Client, target: &Target, stats: Arc<CallStats>) -> Self {
+        Jiandaoyun {
+            http,
+            base_url: target.base_url.clone(),
+            api_key: target.api_key.clone(),
+            app_id: target.app_id.clone(),
+            entry_id: target.entry_id.clone(),
+            is_start_workflow: target.is_start_workflow,
+            is_start_trigger: target.is_start_trigger,
+            pacer: Pacer::new(GLOBAL_LIMIT, DEFAULT_LIMITS, &target.limits),
+            retry: target.retry,
+            stats,
+        }
+    }
+
+    pub fn entry_id(&self) -> &str {
+        &self.entry_id
+    }
+
+    fn body(&self, extra: Value) -> Value {
+        let mut body = json!({ "app_id": self.app_id, "entry_id": self.entry_id });
+        if let (Some(b), Value::Object(extra)) = (body.as_object_mut(), extra) {
+            b.extend(extra);
+        }
+        body
+    }
+
+    async fn attempt(
+        &self,
+        endpoint: &str,
+        body: &Value,
+        resend: Resend,
+    ) -> Attempt<Value, JdyError> {
+        self.pacer.ready(endpoint).await;
+        self.stats.call(endpoint);
+        let unclear = |reason: String| match resend {
+            Resend::Safe => Attempt::Transient(reason),
+            Resend::Never => Attempt::Fail(JdyError::Ambiguous {
+                endpoint: endpoint.to_string(),
+                reason,
+            }),
+        };
+        let sent = self
+            .http
+            .post(format!("{}/api/v5/app/entry/{endpoint}", self.base_url))
+            .bearer_auth(self.api_key.expose())
+            .json(body)
+            .send()
+            .await;
+        let resp = match sent {
+            Ok(r) => r,
+            Err(e) => return unclear(describe(e)),
+        };
+        let status = resp.status();
+        if status.as_u16() == 429 {
+            self.stats.throttled(endpoint);
+            let retry_after = resp
+                .headers()
+                .get(reqwest::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .map(|s| Duration::from_secs(s).min(RETRY_AFTER_CAP));
+            return match resend {
+                Resend::Safe => Attempt::Throttled {
+                    reason: "HTTP 429".into(),
+                    retry_after,
+                },
+                Resend::Never => unclear("HTTP 429".into()),
+            };
+        }
+        if status.is_server_error() {
+            return unclear(format!("HTTP {status}"));
+        }
+        let text = match resp.text().await {
+            Ok(t) => t,
+            Err(e) => return unclear(describe(e)),
+        };
+        let parsed: Result<Value, _> = serde_json::from_str(&text);
+        if status.is_success() {
+            return match parsed {
+                Ok(v) => Attempt::Done(v),
+                Err(_) => unclear(format!("HTTP {status} with a body that is not JSON")),
+            };
+        }
+        let Ok(err) = parsed else {
+            return Attempt::Fail(JdyError::Protocol {
+                endpoint: endpoint.to_string(),
+                message: format!("HTTP {status} with a body that is not JSON"),
+            });
+        };
+        let code = err["code"].as_i64().unwrap_or(-1);
+        let message = redact(err["msg"].as_str().unwrap_or(""), &[self.api_key.expose()]);
+        match codes::jiandaoyun(code) {
+            // Refused before anything was stored: safe to resend even for creates.
+            Class::Throttled => {
+                self.stats.throttled(endpoint);
+                Attempt::Throttled {
+                    reason: format!("code {code} ({message})"),
+                    retry_after: None,
+                }
+            }
+            Class::Transient => Attempt::Transient(format!("code {code} ({message})")),
+            Class::Fatal(hint) => Attempt::Fail(JdyError::Fatal {
+                endpoint: endpoint.to_string(),
+                code,
+                message,
+                hint,
+            }),
+            class => Attempt::Fail(JdyError::Rejected {
+                endpoint: endpoint.to_string(),
+                code,
+                message,
+                class,
+            }),
+        }
+    }
+
+    async fn post(&self, endpoint: &str, body: Value, resend: Resend) -> Result<Value, JdyError> {
+        let r = retry(&self.retry, endpoint, || {
+            self.attempt(endpoint, &body, resend)
+        })
+        .await;
+        match r {
+            Ok(v) => Ok(v),
+            Err(RetryError::Failed(e)) => Err(e),
+            Err(RetryError::Exhausted { attempts, last }) => Err(JdyError::Exhausted {
+                endpoint: endpoint.to_string(),
+                attempts,
+                last,
+            }),
+        }
+    }
+
+    /// The form's fields; also proves the key, app and form are right.
+    pub async fn widgets(&self) -> Result<Vec<Widget>, JdyError> {
+        let v = self
+            .post(WIDGETS, self.body(json!({})), Resend::Safe)
+            .await?;
+        serde_json::from_value(v["widgets"].clone()).map_err(|e| JdyError::Protocol {
+            endpoint: WIDGETS.into(),
+            message: e.to_string(),
+        })
+    }
+
+    /// Every record matching `filter`, paging by `data_id` (ids ascend).
+    pub async fn list(
+        &self,
+        filter: &Value,
+        fields: &[String],
+    ) -> Result<Vec<Map<String, Value>>, JdyError> {
+        let mut out = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let mut body = self.body(json!({ "limit": MAX_BATCH, "filter": filter }));
+            if !fields.is_empty() {
+                body["fields"] = json!(fields);
+            }
+            if let Some(c) = &cursor {
+                body["data_id"] = json!(c);
+            }
+            let v = self.post(LIST, body, Resend::Safe).await?;
+            let page: Vec<Map<String, Value>> = v["data"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|r| r.as_object().cloned())
+                .collect();
+            let full = page.len() >= MAX_BATCH;
+            cursor = page
+                .last()
+                .and_then(|r| r["_id"].as_str())
+                .map(str::to_string);
+            out.extend(page);
+            if !full || cursor.is_none() {
+                return Ok(out);
+            }
+        }
+    }
+
+    /// Records whose key fields take the given values (`in` filters, one per key
+    /// field, each within the 200-value cap). The caller matches whole keys.
+    pub async fn find_by_keys(
+        &self,
+        key_fields: &[(String, &'static str)],
+        keys: &[Vec<Value>],
+    ) -> Result<Vec<Map<String, Value>>, JdyError> {
+        let mut out = Vec::new();
+        for group in keys.chunks(MAX_IN_VALUES) {
+            let cond: Vec<Value> = key_fields
+                .iter()
+                .enumerate()
+                .map(|(i, (field, kind))| {
+                    let mut values: Vec<&Value> = group.iter().filter_map(|k| k.get(i)).collect();
+                    values.sort_by_key(|v| v.to_string());
+                    values.dedup();
+                    json!({ "field": field, "type": kind, "method": "in", "value": values })
+                })
+                .collect();
+            let fields: Vec<String> = key_fields.iter().map(|(f, _)| f.clone()).collect();
+            out.extend(
+                self.list(&json!({ "rel": "and", "cond": cond }), &fields)
+                    .await?,
+            );
+        }
+        Ok(out)
+    }
+
+    /// Creates up to 100 records under `transaction_id`. Unclear failures come back
+    /// as [`JdyError::Ambiguous`], never retried here.
+    pub async fn batch_create(
+        &self,
+        transaction_id: &str,
+        data_list: &[Value],
+    ) -> Result<Created, JdyError> {
+        let body = self.body(json!({
+            "transaction_id": transaction_id,
+            "is_start_workflow": self.is_start_workflow,
+            "data_list": data_list,
+        }));
+        let v = self.post(BATCH_CREATE, body, Resend::Never).await?;
+        Ok(Created {
+            success_count: v["success_count"].as_u64().unwrap_or(0),
+            success_ids: v["success_ids"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|i| i.as_str().map(str::to_string))
+                .collect(),
+        })
+    }
+
+    /// Replaces a record's mapped fields. Resending the same data is harmless, so
+    /// unclear failures are retried.
+    pub async fn update(&self, data_id: &str, data: &Value) -> Result<(), JdyError> {
+        let body = self.body(json!({
+            "data_id": data_id,
+            "data": data,
+            "is_start_trigger": self.is_start_trigger,
+        }));
+        self.post(UPDATE, body, Resend::Safe).await.map(|_| ())
+    }
+
+    pub async fn batch_delete(&self, data_ids: &[String]) -> Result<u64, JdyError> {
+        let body = self.body(json!({ "data_ids": data_ids }));
+        let v = self.post(BATCH_DELETE, body, Resend::Safe).await?;
+        Ok(v["success_count"].as_u64().unwrap_or(0))
+    }
+}

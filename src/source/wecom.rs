@@ -1,0 +1,387 @@
+//! WeCom (企业微信): userids from the contacts APIs, then `getcheckin_monthdata`
+//! in chunks of at most 100 users (wecom.md §10).
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde_json::{json, Value};
+
+use super::{Pulled, SourceError, SourceRecord};
+use crate::config::job::{Rate, RetryConfig, Scope, WecomSource};
+use crate::http::codes::{self, Class};
+use crate::http::pace::Pacer;
+use crate::http::retry::{retry, Attempt, RetryError};
+use crate::http::token::TokenCache;
+use crate::http::{describe, redact, CallStats};
+use crate::secret::Secret;
+
+const VENDOR: &str = "WeCom";
+pub const MONTHDATA: &str = "checkin/getcheckin_monthdata";
+const GETTOKEN: &str = "gettoken";
+const DEPARTMENTS: &str = "department/simplelist";
+const USERS: &str = "user/simplelist";
+/// The most userids one monthdata call accepts.
+pub const MAX_USERS_PER_CALL: usize = 100;
+
+/// Documented limits (wecom.md §7); a job's `[source.limits]` overrides them.
+/// Calls run one at a time per corp, so the global pace only guards bursts.
+const DEFAULT_LIMITS: &[(&str, Rate)] = &[
+    (MONTHDATA, Rate::per_minute(60)),
+    (GETTOKEN, Rate::per_second(2)),
+    (DEPARTMENTS, Rate::per_second(5)),
+    (USERS, Rate::per_second(5)),
+];
+const GLOBAL_LIMIT: Rate = Rate::per_second(20);
+
+pub struct WecomClient {
+    http: reqwest::Client,
+    base_url: String,
+    corp_id: String,
+    secret: Secret,
+    tokens: TokenCache,
+    pacer: Pacer,
+    retry: RetryConfig,
+    stats: Arc<CallStats>,
+}
+
+/// A vendor error before it is turned into a [`SourceError`].
+struct ApiFailure {
+    code: i64,
+    message: String,
+    class: Class,
+}
+
+enum CallError {
+    Api(ApiFailure),
+    Source(SourceError),
+}
+
+impl WecomClient {
+    pub fn new(http: reqwest::Client, cfg: &WecomSource, stats: Arc<CallStats>) -> Self {
+        WecomClient {
+            http,
+            base_url: cfg.base_url.clone(),
+            corp_id: cfg.corp_id.clone(),
+            secret: cfg.secret.clone(),
+            tokens: TokenCache::new(),
+            pacer: Pacer::new(GLOBAL_LIMIT, DEFAULT_LIMITS, &cfg.limits),
+            retry: cfg.retry,
+            stats,
+        }
+    }
+
+    fn url(&self, endpoint: &str) -> String {
+        format!("{}/cgi-bin/{endpoint}", self.base_url)
+    }
+
+    fn clean(&self, message: &str, token: Option<&Secret>) -> String {
+        let mut secrets = vec![self.secret.expose()];
+        if let Some(t) = token {
+            secrets.push(t.expose());
+        }
+        redact(message, &secrets)
+    }
+
+    fn api_error(&self, endpoint: &str, f: ApiFailure) -> SourceError {
+        let hint = match f.class {
+            Class::Fatal(hint) => hint,
+            Class::Token => "the access token was rejected twice; check `secret`",
+            Class::Record => "an employee was rejected",
+            Class::TooLarge => "the request was too large",
+            _ => "WeCom rejected the call",
+        };
+        SourceError::Api {
+            vendor: VENDOR,
+            endpoint: endpoint.to_string(),
+            code: f.code,
+            message: f.message,
+            hint,
+        }
+    }
+
+    fn exhausted(&self, endpoint: &str, attempts: u32, last: String) -> SourceError {
+        SourceError::Exhausted {
+            vendor: VENDOR,
+            endpoint: endpoint.to_string(),
+            attempts,
+            last,
+        }
+    }
+
+    /// Decodes one answer: transport problems and vendor codes become attempts.
+    async fn decode(
+        &self,
+        endpoint: &str,
+        sent: Result<reqwest::Response, reqwest::Error>,
+        token: Option<&Secret>,
+        token_codes: fn(i64) -> Class,
+    ) -> Attempt<Value, CallError> {
+        let resp = match sent {
+            Ok(r) => r,
+            Err(e) => return Attempt::Transient(describe(e)),
+        };
+        let status = resp.status();
+        if status.is_server_error() || status.as_u16() == 429 {
+            return Attempt::Transient(format!("HTTP {status}"));
+        }
+        let body: Value = match resp.json().await {
+            Ok(v) => v,
+            Err(e) => return Attempt::Transient(format!("HTTP {status}, {}", describe(e))),
+        };
+        let code = errcode(&body);
+        if code == 0 {
+            return Attempt::Done(body);
+        }
+        let message = self.clean(body["errmsg"].as_str().unwrap_or(""), token);
+        let class = token_codes(code);
+        let reason = format!("errcode {code} ({message})");
+        match class {
+            Class::Transient => Attempt::Transient(reason),
+            Class::Throttled => {
+                self.stats.throttled(endpoint);
+                Attempt::Throttled {
+                    reason,
+                    retry_after: None,
+                }
+            }
+            Class::Token => {
+                if let Some(t) = token {
+                    self.tokens.invalidate(t).await;
+                }
+                Attempt::TokenRejected(CallError::Api(ApiFailure {
+                    code,
+                    message,
+                    class,
+                }))
+            }
+            _ => Attempt::Fail(CallError::Api(ApiFailure {
+                code,
+                message,
+                class,
+            })),
+        }
+    }
+
+    async fn fetch_token(&self) -> Result<(Secret, Duration), SourceError> {
+        let result = retry(&self.retry, GETTOKEN, || async {
+            self.pacer.ready(GETTOKEN).await;
+            self.stats.call(GETTOKEN);
+            let sent = self
+                .http
+                .get(self.url(GETTOKEN))
+                .query(&[
+                    ("corpid", self.corp_id.as_str()),
+                    ("corpsecret", self.secret.expose()),
+                ])
+                .send()
+                .await;
+            match self
+                .decode(GETTOKEN, sent, None, codes::wecom_gettoken)
+                .await
+            {
+                // A token error from gettoken itself means the secret: never retry it.
+                Attempt::TokenRejected(e) => Attempt::Fail(e),
+                other => other,
+            }
+        })
+        .await;
+        let body = self.finish(GETTOKEN, result)?;
+        let token = body["access_token"].as_str().unwrap_or_default();
+        if token.is_empty() {
+            return Err(SourceError::Protocol {
+                vendor: VENDOR,
+                endpoint: GETTOKEN.into(),
+                message: "no access_token in the answer".into(),
+            });
+        }
+        let expires_in = body["expires_in"].as_u64().unwrap_or(7200);
+        Ok((Secret::new(token), Duration::from_secs(expires_in)))
+    }
+
+    fn finish(
+        &self,
+        endpoint: &str,
+        r: Result<Value, RetryError<CallError>>,
+    ) -> Result<Value, SourceError> {
+        match r {
+            Ok(v) => Ok(v),
+            Err(RetryError::Failed(CallError::Api(f))) => Err(self.api_error(endpoint, f)),
+            Err(RetryError::Failed(CallError::Source(e))) => Err(e),
+            Err(RetryError::Exhausted { attempts, last }) => {
+                Err(self.exhausted(endpoint, attempts, last))
+            }
+        }
+    }
+
+    /// One API call with token, pacing and retries. Vendor errors that are not
+    /// retryable come back as `CallError::Api` so callers can act on the class.
+    async fn call(
+        &self,
+        endpoint: &str,
+        query: &[(&str, String)],
+        body: Option<&Value>,
+    ) -> Result<Value, RetryError<CallError>> {
+        retry(&self.retry, endpoint, || async {
+            let token = match self.tokens.get(|| self.fetch_token()).await {
+                Ok(t) => t,
+                Err(e) => return Attempt::Fail(CallError::Source(e)),
+            };
+            self.pacer.ready(endpoint).await;
+            self.stats.call(endpoint);
+            let request = match body {
+                Some(b) => self.http.post(self.url(endpoint)).json(b),
+                None => self.http.get(self.url(endpoint)),
+            };
+            let sent = request
+                .query(&[("access_token", token.expose())])
+                .query(query)
+                .send()
+                .await;
+            self.decode(endpoint, sent, Some(&token), codes::wecom)
+                .await
+        })
+        .await
+    }
+
+    async fn call_ok(
+        &self,
+        endpoint: &str,
+        query: &[(&str, String)],
+        body: Option<&Value>,
+    ) -> Result<Value, SourceError> {
+        let r = self.call(endpoint, query, body).await;
+        self.finish(endpoint, r)
+    }
+
+    /// Fetches a token now, so bad credentials stop the job before any other work.
+    pub async fn login(&self) -> Result<(), SourceError> {
+        self.tokens.get(|| self.fetch_token()).await.map(|_| ())
+    }
+
+    /// The userids a job covers, sorted and de-duplicated (wecom.md §10 step 2).
+    pub async fn employees(&self, scope: &Scope) -> Result<Vec<String>, SourceError> {
+        if !scope.userids.is_empty() {
+            let set: BTreeSet<String> = scope.userids.iter().cloned().collect();
+            return Ok(set.into_iter().collect());
+        }
+        let departments = self.departments(&scope.departments).await?;
+        let mut users = BTreeSet::new();
+        for id in departments {
+            let body = self
+                .call_ok(USERS, &[("department_id", id.to_string())], None)
+                .await?;
+            for u in body["userlist"].as_array().into_iter().flatten() {
+                if let Some(id) = u["userid"].as_str().filter(|s| !s.is_empty()) {
+                    users.insert(id.to_string());
+                }
+            }
+        }
+        Ok(users.into_iter().collect())
+    }
+
+    /// Every department id under the starting ones (the whole visible scope when
+    /// none are given). If an answer holds only direct children, walks down.
+    async fn departments(&self, starts: &[u64]) -> Result<BTreeSet<u64>, SourceError> {
+        let mut seen = BTreeSet::new();
+        let mut queue: Vec<Option<u64>> = if starts.is_empty() {
+            vec![None]
+        } else {
+            starts.iter().map(|d| Some(*d)).collect()
+        };
+        while let Some(start) = queue.pop() {
+            let query: Vec<(&str, String)> =
+                start.map(|id| ("id", id.to_string())).into_iter().collect();
+            let body = self.call_ok(DEPARTMENTS, &query, None).await?;
+            let list: Vec<(u64, u64)> = body["department_id"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|d| Some((d["id"].as_u64()?, d["parentid"].as_u64().unwrap_or(0))))
+                .collect();
+            if let Some(id) = start {
+                seen.insert(id);
+            }
+            let one_level =
+                start.is_some_and(|s| list.iter().all(|(id, parent)| *parent == s || *id == s));
+            for (id, _) in list {
+                if seen.insert(id) && one_level {
+                    queue.push(Some(id));
+                }
+            }
+        }
+        Ok(seen)
+    }
+
+    /// The month reports of up to 100 employees for the window `[start, end]`
+    /// (both local day starts). Oversized chunks are halved; rejected userids are
+    /// isolated by bisection and reported as failed.
+    pub async fn month_data(
+        &self,
+        userids: &[String],
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+    ) -> Result<Pulled, SourceError> {
+        let mut pulled = Pulled::default();
+        let mut by_id: HashMap<String, Value> = HashMap::new();
+        let mut work: Vec<Vec<String>> = userids
+            .chunks(MAX_USERS_PER_CALL)
+            .map(|c| c.to_vec())
+            .collect();
+        while let Some(chunk) = work.pop() {
+            let body = json!({
+                "starttime": start.timestamp(),
+                "endtime": end.timestamp(),
+                "useridlist": chunk,
+            });
+            match self.call(MONTHDATA, &[], Some(&body)).await {
+                Ok(answer) => {
+                    for d in answer["datas"].as_array().into_iter().flatten() {
+                        if let Some(id) = d["base_info"]["acctid"].as_str() {
+                            by_id.insert(id.to_string(), d.clone());
+                        }
+                    }
+                }
+                Err(RetryError::Failed(CallError::Api(f))) if start == end && f.code == 301024 => {
+                    // The 1st of a month in progress: nothing to report yet.
+                    tracing::info!("WeCom has no report yet for a window of zero days");
+                }
+                Err(RetryError::Failed(CallError::Api(f)))
+                    if matches!(f.class, Class::TooLarge | Class::Record) && chunk.len() > 1 =>
+                {
+                    let (a, b) = chunk.split_at(chunk.len() / 2);
+                    work.push(a.to_vec());
+                    work.push(b.to_vec());
+                }
+                Err(RetryError::Failed(CallError::Api(f))) if f.class == Class::Record => {
+                    let reason = format!("WeCom {MONTHDATA}: errcode {} ({})", f.code, f.message);
+                    pulled
+                        .failed
+                        .extend(chunk.into_iter().map(|u| (u, reason.clone())));
+                }
+                Err(e) => return self.finish(MONTHDATA, Err(e)).map(|_| pulled),
+            }
+        }
+        for id in userids {
+            match by_id.remove(id) {
+                Some(record) => pulled.records.push(SourceRecord {
+                    employee: id.clone(),
+                    record,
+                }),
+                None if pulled.failed.iter().any(|(f, _)| f == id) => {}
+                None => pulled.absent.push(id.clone()),
+            }
+        }
+        Ok(pulled)
+    }
+}
+
+/// `errcode` as a number; some answers carry it as a string.
+fn errcode(body: &Value) -> i64 {
+    match &body["errcode"] {
+        Value::Number(n) => n.as_i64().unwrap_or(-1),
+        Value::String(s) => s.trim().parse().unwrap_or(-1),
+        _ => 0,
+    }
+}
