@@ -296,11 +296,13 @@ impl Jiandaoyun {
     }
 
     /// Records whose key fields take the given values (`in` filters, one per key
-    /// field, each within the 200-value cap). The caller matches whole keys.
+    /// field, each within the 200-value cap), with `fields` (all when empty). The
+    /// caller matches whole keys.
     pub async fn find_by_keys(
         &self,
         key_fields: &[(String, &'static str)],
         keys: &[Vec<Value>],
+        fields: &[String],
     ) -> Result<Vec<Map<String, Value>>, JdyError> {
         let mut out = Vec::new();
         for group in keys.chunks(MAX_IN_VALUES) {
@@ -314,9 +316,8 @@ impl Jiandaoyun {
                     json!({ "field": field, "type": kind, "method": "in", "value": values })
                 })
                 .collect();
-            let fields: Vec<String> = key_fields.iter().map(|(f, _)| f.clone()).collect();
             out.extend(
-                self.list(&json!({ "rel": "and", "cond": cond }), &fields)
+                self.list(&json!({ "rel": "and", "cond": cond }), fields)
                     .await?,
             );
         }

@@ -8,3 +8,4 @@ pub mod jiandaoyun;
 pub mod secret;
 pub mod source;
 pub mod store;
+pub mod writer;

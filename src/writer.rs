@@ -1,0 +1,429 @@
+//! Writing rows to Jiandaoyun without ever duplicating one.
+//!
+//! Jiandaoyun does not enforce uniqueness, and `transaction_id`'s semantics are
+//! uncertain, so every create batch follows one protocol:
+//!
+//! 1. **Reconcile** the batch's keys with `data/list`: records already there are
+//!    adopted (committed, and updated when their content differs).
+//! 2. **Write ahead**: the still-missing records are saved as a pending batch under
+//!    a deterministic `transaction_id` before the call is sent.
+//! 3. **Send** `data/batch_create`. Whatever the answer — success, timeout,
+//!    dropped connection, 5xx — go back to 1: the read-back is what commits.
+//!
+//! A record is committed to the store only once Jiandaoyun shows it, and a batch
+//! that was sent is only forgotten after a reconcile. A run killed at any point
+//! leaves a pending batch that the next run settles with the same loop.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use serde_json::{Map, Value};
+
+use crate::jiandaoyun::{JdyError, Jiandaoyun, MAX_BATCH};
+use crate::store::{PendingBatch, PendingRecord, Store, StoreError, Written};
+
+/// Send-and-reconcile rounds per batch before its records are left for the next run.
+const MAX_ROUNDS: u32 = 5;
+/// Code for "transaction_id already exists" (jiandaoyun.md §11).
+const TRANSACTION_EXISTS: i64 = 17026;
+const NAMESPACE: uuid::Uuid = uuid::Uuid::from_u128(0x6a1f_0c55_2b7e_4d1a_9e33_a77e_0d5b_c0de);
+
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    #[error(transparent)]
+    Jiandaoyun(#[from] JdyError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// What a write step achieved.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    pub created: u64,
+    pub updated: u64,
+    /// Records found already in the form (from a killed run, or made by hand) and
+    /// taken over instead of created again.
+    pub adopted: u64,
+    /// (record key, reason) of records not written; the next run retries them.
+    pub failed: Vec<(String, String)>,
+    /// Keys that appear more than once in the form (not created by this write).
+    pub duplicates: Vec<String>,
+}
+
+impl Outcome {
+    pub fn absorb(&mut self, other: Outcome) {
+        self.created += other.created;
+        self.updated += other.updated;
+        self.adopted += other.adopted;
+        self.failed.extend(other.failed);
+        self.duplicates.extend(other.duplicates);
+    }
+}
+
+/// The canonical text of a key: its values as a JSON array. Used both for rows
+/// and for records read back from the form, so the two always compare alike.
+pub fn key_text(values: &[Value]) -> String {
+    let normalised: Vec<Value> = values.iter().map(normalise).collect();
+    Value::Array(normalised).to_string()
+}
+
+/// Numbers that are whole are compared as integers (Jiandaoyun may answer 1.0 for 1).
+fn normalise(v: &Value) -> Value {
+    match v.as_f64() {
+        Some(f) if v.is_number() && f.fract() == 0.0 && f.abs() < 9e15 => Value::from(f as i64),
+        _ => v.clone(),
+    }
+}
+
+fn same_value(sent: Option<&Value>, stored: Option<&Value>) -> bool {
+    let sent = sent.cloned().unwrap_or(Value::Null);
+    let stored = stored.cloned().unwrap_or(Value::Null);
+    match (sent.as_f64(), stored.as_f64()) {
+        (Some(a), Some(b)) => (a - b).abs() < 1e-9,
+        _ => normalise(&sent) == normalise(&stored) || (is_blank(&sent) && is_blank(&stored)),
+    }
+}
+
+fn is_blank(v: &Value) -> bool {
+    match v {
+        Value::Null => true,
+        Value::String(s) => s.is_empty(),
+        Value::Array(a) => a.is_empty(),
+        _ => false,
+    }
+}
+
+/// Whether a record read back from the form holds what `rec` would write.
+fn holds(row: &Map<String, Value>, rec: &PendingRecord) -> bool {
+    rec.data.as_object().is_some_and(|fields| {
+        fields
+            .iter()
+            .all(|(name, wrapped)| same_value(wrapped.get("value"), row.get(name)))
+    })
+}
+
+pub struct Writer {
+    jdy: Arc<Jiandaoyun>,
+    store: Store,
+    job: String,
+    /// Key field names with the filter type of their form field.
+    key_fields: Vec<(String, &'static str)>,
+    /// Every mapped field, read back to compare content.
+    fields: Vec<String>,
+    settle_wait: Duration,
+}
+
+struct Reconciled {
+    found: Vec<Written>,
+    stale: Vec<(String, PendingRecord)>,
+    missing: Vec<PendingRecord>,
+    duplicates: Vec<String>,
+}
+
+impl Writer {
+    pub fn new(
+        jdy: Arc<Jiandaoyun>,
+        store: Store,
+        job: &str,
+        key_fields: Vec<(String, &'static str)>,
+        fields: Vec<String>,
+        settle_wait: Duration,
+    ) -> Self {
+        Writer {
+            jdy,
+            store,
+            job: job.to_string(),
+            key_fields,
+            fields,
+            settle_wait,
+        }
+    }
+
+    fn transaction_id(&self, month: &str, records: &[PendingRecord], salt: u32) -> String {
+        let mut parts: Vec<&str> = records.iter().map(|r| r.key.as_str()).collect();
+        parts.sort_unstable();
+        let hashes: Vec<&str> = records.iter().map(|r| r.content_hash.as_str()).collect();
+        let name = format!(
+            "{}|{}|{month}|{salt}|{}|{}",
+            self.jdy.entry_id(),
+            self.job,
+            parts.join(","),
+            hashes.join(",")
+        );
+        uuid::Uuid::new_v5(&NAMESPACE, name.as_bytes()).to_string()
+    }
+
+    async fn reconcile(&self, records: &[PendingRecord]) -> Result<Reconciled, JdyError> {
+        let keys: Vec<Vec<Value>> = records
+            .iter()
+            .map(|r| r.key_values.iter().map(|(_, v)| v.clone()).collect())
+            .collect();
+        let rows = self
+            .jdy
+            .find_by_keys(&self.key_fields, &keys, &self.fields)
+            .await?;
+        let mut by_key: HashMap<String, Vec<Map<String, Value>>> = HashMap::new();
+        for row in rows {
+            let values: Vec<Value> = self
+                .key_fields
+                .iter()
+                .map(|(f, _)| row.get(f).cloned().unwrap_or(Value::Null))
+                .collect();
+            by_key.entry(key_text(&values)).or_default().push(row);
+        }
+        let mut out = Reconciled {
+            found: Vec::new(),
+            stale: Vec::new(),
+            missing: Vec::new(),
+            duplicates: Vec::new(),
+        };
+        for (rec, key) in records.iter().zip(&keys) {
+            let Some(mut matches) = by_key.remove(&key_text(key)) else {
+                out.missing.push(rec.clone());
+                continue;
+            };
+            matches.sort_by(|a, b| id_of(a).cmp(id_of(b)));
+            if matches.len() > 1 {
+                out.duplicates.push(rec.key.clone());
+            }
+            let first = &matches[0];
+            let data_id = id_of(first).to_string();
+            if holds(first, rec) {
+                out.found.push(Written {
+                    key: rec.key.clone(),
+                    data_id,
+                    content_hash: rec.content_hash.clone(),
+                });
+            } else {
+                out.stale.push((data_id, rec.clone()));
+            }
+        }
+        Ok(out)
+    }
+
+    async fn commit(
+        &self,
+        month: &str,
+        written: Vec<Written>,
+        settled: Option<String>,
+    ) -> Result<(), StoreError> {
+        if written.is_empty() && settled.is_none() {
+            return Ok(());
+        }
+        let (job, month) = (self.job.clone(), month.to_string());
+        self.store
+            .call(move |s| s.commit_written(&job, &month, &written, settled.as_deref(), Utc::now()))
+            .await
+    }
+
+    async fn replace_pending(
+        &self,
+        old: Option<String>,
+        new: PendingBatch,
+    ) -> Result<(), StoreError> {
+        self.store
+            .call(move |s| {
+                s.save_pending(&new)?;
+                match old {
+                    Some(old) if old != new.transaction_id => s.drop_pending(&old),
+                    _ => Ok(()),
+                }
+            })
+            .await
+    }
+
+    async fn drop_pending(&self, tx: Option<String>) -> Result<(), StoreError> {
+        match tx {
+            Some(tx) => self.store.call(move |s| s.drop_pending(&tx)).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Creates records (any number; sent in batches of at most 100).
+    pub async fn create(
+        &self,
+        month: &str,
+        records: Vec<PendingRecord>,
+    ) -> Result<Outcome, WriteError> {
+        let mut out = Outcome::default();
+        let mut queue: VecDeque<(Vec<PendingRecord>, Option<String>)> = records
+            .chunks(MAX_BATCH)
+            .map(|c| (c.to_vec(), None))
+            .collect();
+        while let Some((batch, prior)) = queue.pop_front() {
+            self.settle_batch(month, batch, prior, &mut queue, &mut out)
+                .await?;
+        }
+        Ok(out)
+    }
+
+    /// Settles every pending batch of this job left by an earlier, interrupted run.
+    pub async fn settle_pending(&self) -> Result<Outcome, WriteError> {
+        let job = self.job.clone();
+        let pending = self.store.call(move |s| s.pending(&job)).await?;
+        let mut out = Outcome::default();
+        for batch in pending {
+            tracing::info!(job = %self.job, month = %batch.month, transaction_id = %batch.transaction_id,
+                records = batch.records.len(), "settling a batch left pending by an earlier run");
+            let mut queue = VecDeque::from([(batch.records, Some(batch.transaction_id))]);
+            while let Some((records, prior)) = queue.pop_front() {
+                let mut adopted = Outcome::default();
+                self.settle_batch(&batch.month, records, prior, &mut queue, &mut adopted)
+                    .await?;
+                // Records of our own earlier batch that landed count as created.
+                adopted.created += adopted.adopted;
+                adopted.adopted = 0;
+                out.absorb(adopted);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The reconcile → write-ahead → send loop for one batch.
+    async fn settle_batch(
+        &self,
+        month: &str,
+        mut records: Vec<PendingRecord>,
+        mut prior: Option<String>,
+        queue: &mut VecDeque<(Vec<PendingRecord>, Option<String>)>,
+        out: &mut Outcome,
+    ) -> Result<(), WriteError> {
+        let mut salt = 0u32;
+        let mut sent = false;
+        let mut acknowledged = false;
+        for round in 0..=MAX_ROUNDS {
+            let r = self.reconcile(&records).await?;
+            out.duplicates.extend(r.duplicates);
+            let landed = r.found.len() as u64 + r.stale.len() as u64;
+            if sent {
+                out.created += landed;
+            } else {
+                out.adopted += landed;
+            }
+            let done = r.missing.is_empty();
+            self.commit(month, r.found, if done { prior.clone() } else { None })
+                .await?;
+            if !r.stale.is_empty() {
+                out.absorb(self.update(month, r.stale).await?);
+            }
+            if done {
+                return Ok(());
+            }
+            records = r.missing;
+            if round == MAX_ROUNDS {
+                break;
+            }
+            if acknowledged {
+                // Jiandaoyun said it created them: give the read side a moment
+                // rather than create again.
+                acknowledged = false;
+                tokio::time::sleep(self.settle_wait).await;
+                continue;
+            }
+            let tx = self.transaction_id(month, &records, salt);
+            let batch = PendingBatch {
+                transaction_id: tx.clone(),
+                job: self.job.clone(),
+                month: month.to_string(),
+                first_sent_at: Utc::now(),
+                records: records.clone(),
+            };
+            self.replace_pending(prior.take(), batch).await?;
+            prior = Some(tx.clone());
+            let data: Vec<Value> = records.iter().map(|r| r.data.clone()).collect();
+            sent = true;
+            match self.jdy.batch_create(&tx, &data).await {
+                Ok(created) => {
+                    acknowledged = created.success_count as usize == records.len();
+                }
+                Err(JdyError::Ambiguous { reason, .. }) => {
+                    tracing::warn!(job = %self.job, %month, transaction_id = %tx, %reason,
+                        "batch outcome unknown; reconciling by key");
+                }
+                Err(JdyError::Exhausted { last, .. }) => {
+                    tracing::warn!(job = %self.job, %month, transaction_id = %tx, %last,
+                        "batch not confirmed; reconciling by key");
+                }
+                Err(JdyError::Rejected { code, .. }) if code == TRANSACTION_EXISTS => {
+                    salt += 1;
+                }
+                Err(JdyError::Rejected { code, message, .. }) => {
+                    // A definite refusal: nothing of this batch was stored.
+                    self.drop_pending(prior.take()).await?;
+                    if records.len() == 1 {
+                        let reason =
+                            format!("Jiandaoyun data/batch_create: code {code} ({message})");
+                        out.failed
+                            .extend(records.into_iter().map(|r| (r.key, reason.clone())));
+                    } else {
+                        let half = records.len() / 2;
+                        let tail = records.split_off(half);
+                        queue.push_front((tail, None));
+                        queue.push_front((records, None));
+                    }
+                    return Ok(());
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let reason =
+            format!("not confirmed after {MAX_ROUNDS} attempts; left pending for the next run");
+        out.failed
+            .extend(records.into_iter().map(|r| (r.key, reason.clone())));
+        Ok(())
+    }
+
+    /// Replaces the content of known records; committed per batch of updates.
+    pub async fn update(
+        &self,
+        month: &str,
+        items: Vec<(String, PendingRecord)>,
+    ) -> Result<Outcome, WriteError> {
+        let mut out = Outcome::default();
+        let mut recreate = Vec::new();
+        for chunk in items.chunks(MAX_BATCH) {
+            let mut written = Vec::new();
+            let mut fatal = None;
+            for (data_id, rec) in chunk {
+                match self.jdy.update(data_id, &rec.data).await {
+                    Ok(()) => written.push(Written {
+                        key: rec.key.clone(),
+                        data_id: data_id.clone(),
+                        content_hash: rec.content_hash.clone(),
+                    }),
+                    Err(JdyError::Rejected {
+                        class: crate::http::codes::Class::NotFound,
+                        ..
+                    }) => recreate.push(rec.clone()),
+                    Err(e) if e.is_fatal() => {
+                        fatal = Some(e);
+                        break;
+                    }
+                    Err(e) => out.failed.push((rec.key.clone(), e.to_string())),
+                }
+            }
+            out.updated += written.len() as u64;
+            self.commit(month, written, None).await?;
+            if let Some(e) = fatal {
+                return Err(e.into());
+            }
+        }
+        if !recreate.is_empty() {
+            tracing::info!(job = %self.job, %month, records = recreate.len(),
+                "records deleted from the form are created again");
+            let keys: Vec<String> = recreate.iter().map(|r| r.key.clone()).collect();
+            let (job, m) = (self.job.clone(), month.to_string());
+            self.store
+                .call(move |s| s.delete_checkpoints(&job, &m, &keys))
+                .await?;
+            out.absorb(Box::pin(self.create(month, recreate)).await?);
+        }
+        Ok(out)
+    }
+}
+
+fn id_of(row: &Map<String, Value>) -> &str {
+    row.get("_id").and_then(Value::as_str).unwrap_or("")
+}
