@@ -3,4 +3,5 @@
 //! See `docs/ARCHITECTURE.md` for the bird's-eye view and the code map.
 
 pub mod config;
+pub mod month;
 pub mod secret;

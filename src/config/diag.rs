@@ -114,7 +114,11 @@ mod tests {
     fn line_and_column_are_one_based_and_count_characters() {
         let f = SourceFile::new("jobs/a.toml", "a = 1\n名字 = \"x\"\n");
         assert_eq!(f.line_col(0), (1, 1));
-        let off = f.text.find('=').map(|_| f.text.rfind('=').unwrap_or(0)).unwrap_or(0);
+        let off = f
+            .text
+            .find('=')
+            .map(|_| f.text.rfind('=').unwrap_or(0))
+            .unwrap_or(0);
         assert_eq!(f.line_col(off), (2, 4));
     }
 
@@ -122,7 +126,10 @@ mod tests {
     fn display_names_file_line_key_and_message() {
         let f = SourceFile::new("jobs/a.toml", "x = 1\ny = 2\n");
         let e = f.error(Some(6..7), "y", "unknown key; allowed: \"x\"");
-        assert_eq!(e.to_string(), "jobs/a.toml:2:1: `y`: unknown key; allowed: \"x\"");
+        assert_eq!(
+            e.to_string(),
+            "jobs/a.toml:2:1: `y`: unknown key; allowed: \"x\""
+        );
     }
 
     #[test]

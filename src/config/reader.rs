@@ -197,7 +197,11 @@ impl<'a, 'i> Table<'a, 'i> {
             errors.push(self.error(
                 s.span.clone(),
                 key,
-                format!("unknown value \"{}\"; allowed: {}", s.value, one_of(allowed)),
+                format!(
+                    "unknown value \"{}\"; allowed: {}",
+                    s.value,
+                    one_of(allowed)
+                ),
             ));
             None
         }
@@ -355,7 +359,10 @@ mod tests {
 
     #[test]
     fn interpolates_known_variables_and_names_missing_ones() {
-        assert_eq!(interpolate("${HOME_DIR}/x", &env).as_deref(), Ok("/home/hr/x"));
+        assert_eq!(
+            interpolate("${HOME_DIR}/x", &env).as_deref(),
+            Ok("/home/hr/x")
+        );
         assert_eq!(interpolate("cost $5", &env).as_deref(), Ok("cost $5"));
         assert_eq!(interpolate("${NOPE}", &env), Err("NOPE".to_string()));
     }
