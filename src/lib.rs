@@ -5,6 +5,7 @@
 pub mod config;
 pub mod http;
 pub mod jiandaoyun;
+pub mod month;
 pub mod secret;
 pub mod source;
 pub mod store;
