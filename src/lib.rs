@@ -10,3 +10,7 @@ pub mod secret;
 pub mod source;
 pub mod store;
 pub mod writer;
+pub mod app;
+pub mod cli;
+pub mod demo;
+pub mod sync;

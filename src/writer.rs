@@ -296,7 +296,8 @@ impl Writer {
         for round in 0..=MAX_ROUNDS {
             let r = self.reconcile(&records).await?;
             out.duplicates.extend(r.duplicates);
-            let landed = r.found.len() as u64 + r.stale.len() as u64;
+            // Stale records are counted by the update that follows.
+            let landed = r.found.len() as u64;
             if sent {
                 out.created += landed;
             } else {

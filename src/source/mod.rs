@@ -54,3 +54,76 @@ pub struct Pulled {
     /// Employees asked for but absent from the answer (left, out of scope, no rule).
     pub absent: Vec<String>,
 }
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+
+use crate::config::job::{Scope, Source};
+use crate::http::CallStats;
+use crate::month::{report_window, Month};
+
+/// The source of one job, behind one small interface.
+#[derive(Clone)]
+pub enum SourceClient {
+    Wecom {
+        client: Arc<wecom::WecomClient>,
+        scope: Scope,
+    },
+}
+
+impl SourceClient {
+    /// `None` for a source kind this build cannot pull yet.
+    pub fn new(source: &Source, http: reqwest::Client, stats: Arc<CallStats>) -> Option<Self> {
+        match source {
+            Source::Wecom(cfg) => Some(SourceClient::Wecom {
+                client: Arc::new(wecom::WecomClient::new(http, cfg, stats)),
+                scope: cfg.scope.clone(),
+            }),
+            Source::Dingtalk(_) => None,
+        }
+    }
+
+    pub fn kind(&self) -> &'static str {
+        match self {
+            SourceClient::Wecom { .. } => "wecom",
+        }
+    }
+
+    /// Employees per pull call.
+    pub fn chunk_size(&self) -> usize {
+        match self {
+            SourceClient::Wecom { .. } => wecom::MAX_USERS_PER_CALL,
+        }
+    }
+
+    /// Proves the credentials before any other work.
+    pub async fn login(&self) -> Result<(), SourceError> {
+        match self {
+            SourceClient::Wecom { client, .. } => client.login().await,
+        }
+    }
+
+    pub async fn employees(&self) -> Result<Vec<String>, SourceError> {
+        match self {
+            SourceClient::Wecom { client, scope } => client.employees(scope).await,
+        }
+    }
+
+    /// One chunk of employees' records for `month`, as of `now`.
+    pub async fn pull(
+        &self,
+        month: Month,
+        employees: &[String],
+        now: DateTime<Utc>,
+        tz: Tz,
+    ) -> Result<Pulled, SourceError> {
+        match self {
+            SourceClient::Wecom { client, .. } => match report_window(month, now, tz) {
+                Some((start, end)) => client.month_data(employees, start, end).await,
+                None => Ok(Pulled::default()),
+            },
+        }
+    }
+}

@@ -319,6 +319,50 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// The checkpoints of the given keys of a job-month (one chunk of records).
+    pub fn checkpoints_for(
+        &self,
+        job: &str,
+        month: &str,
+        keys: &[String],
+    ) -> Result<HashMap<String, Checkpoint>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT data_id, content_hash FROM checkpoints
+             WHERE job = ?1 AND month = ?2 AND record_key = ?3",
+        )?;
+        let mut out = HashMap::with_capacity(keys.len());
+        for key in keys {
+            let found = stmt
+                .query_row(params![job, month, key], |r| {
+                    Ok(Checkpoint {
+                        data_id: r.get(0)?,
+                        content_hash: r.get(1)?,
+                    })
+                })
+                .optional()?;
+            if let Some(cp) = found {
+                out.insert(key.clone(), cp);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Calls `f` with every record key of a job-month, without loading them all.
+    pub fn for_each_key(&self, job: &str, month: &str, mut f: impl FnMut(&str, &str)) -> Result<()> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT record_key, data_id FROM checkpoints WHERE job = ?1 AND month = ?2",
+        )?;
+        let mut rows = stmt.query(params![job, month])?;
+        while let Some(row) = rows.next()? {
+            let key: String = row.get(0)?;
+            let data_id: String = row.get(1)?;
+            f(&key, &data_id);
+        }
+        Ok(())
+    }
+
     /// Records acknowledged writes in one transaction and, when they settle a
     /// create batch, removes that pending batch in the same transaction.
     pub fn commit_written(

@@ -1,0 +1,238 @@
+//! The commands: what `main` calls. Each returns an exit status or a typed error;
+//! only `main` turns errors into messages and exit codes.
+
+use std::io::Write;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+
+use crate::cli::Global;
+use crate::config::{self, ConfigErrors, LoadedJob};
+use crate::month::Month;
+use crate::store::{Store, StoreError};
+use crate::sync::{JobReport, Mode, Options, RecordSink, Syncer};
+
+/// Exit statuses (spec §2; 3 is ours).
+pub const EXIT_OK: u8 = 0;
+pub const EXIT_FAILED: u8 = 1;
+pub const EXIT_CONFIG: u8 = 2;
+/// Another process holds a job's lease; that job was skipped.
+pub const EXIT_BUSY: u8 = 3;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("{0}")]
+    Config(#[from] ConfigErrors),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Client(#[from] crate::http::ClientError),
+    #[error("{0}")]
+    Io(String),
+}
+
+impl AppError {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            AppError::Config(_) => EXIT_CONFIG,
+            _ => EXIT_FAILED,
+        }
+    }
+}
+
+fn env_lookup(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+pub fn open_store(path: &Path) -> Result<Store, AppError> {
+    Ok(Store::open(path)?)
+}
+
+/// How a run prints: the summary on stdout unless stdout carries records or JSON.
+#[derive(Debug, Clone, Copy)]
+pub struct Output {
+    pub json: bool,
+    pub dry_run: bool,
+}
+
+pub fn stdout_sink() -> RecordSink {
+    Arc::new(|record: &serde_json::Value| {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{record}");
+    })
+}
+
+/// `run` and `rerun`.
+pub async fn sync(
+    global: &Global,
+    jobs: &[String],
+    months: Vec<Month>,
+    mode: Mode,
+    output: Output,
+) -> Result<u8, AppError> {
+    let loaded = config::load(&global.config_dir, jobs, &env_lookup)?;
+    let store = open_store(&global.db_path())?;
+    let syncer = Syncer {
+        store,
+        http: crate::http::client(crate::http::REQUEST_TIMEOUT)?,
+        dry_run_sink: stdout_sink(),
+        settle_wait: Duration::from_secs(1),
+    };
+    let opts = Options {
+        mode,
+        months,
+        dry_run: output.dry_run,
+        now: Utc::now(),
+    };
+    let reports = run_all(&syncer, &loaded, &opts).await;
+    print_reports(&reports, output);
+    Ok(exit_status(&reports))
+}
+
+pub async fn run_all(syncer: &Syncer, jobs: &[LoadedJob], opts: &Options) -> Vec<JobReport> {
+    let mut reports = Vec::new();
+    for j in jobs {
+        reports.push(syncer.run_job(&j.job, j.mapping.clone(), opts).await);
+    }
+    reports
+}
+
+pub fn exit_status(reports: &[JobReport]) -> u8 {
+    if reports.iter().any(|r| r.busy.is_none() && !r.ok()) {
+        EXIT_FAILED
+    } else if reports.iter().any(|r| r.busy.is_some()) {
+        EXIT_BUSY
+    } else {
+        EXIT_OK
+    }
+}
+
+/// The human summary: one line per job and month, then the first errors.
+pub fn summary_text(reports: &[JobReport]) -> String {
+    let mut s = String::new();
+    for r in reports {
+        let prefix = if r.dry_run { "[dry run] " } else { "" };
+        if let Some(busy) = &r.busy {
+            s.push_str(&format!("{prefix}{}: skipped: {busy}\n", r.job));
+            continue;
+        }
+        for m in &r.months {
+            let c = &m.counts;
+            s.push_str(&format!(
+                "{prefix}{} {}: pulled {}, created {}, updated {}, unchanged {}, failed {}",
+                r.job, m.month, c.pulled, c.created, c.updated, c.unchanged, c.failed
+            ));
+            if c.missing > 0 {
+                s.push_str(&format!(", gone from source {}", c.missing));
+            }
+            s.push('\n');
+            if let Some(e) = &m.month_error {
+                s.push_str(&format!("  month failed: {e}\n"));
+            }
+            for e in &m.errors {
+                s.push_str(&format!("  error: {e}\n"));
+            }
+            if c.failed as usize > m.errors.len() {
+                s.push_str(&format!("  … and {} more errors\n", c.failed as usize - m.errors.len()));
+            }
+            for k in m.missing_keys.iter().take(20) {
+                s.push_str(&format!("  gone from source (kept in Jiandaoyun): {k}\n"));
+            }
+        }
+        if let Some(e) = &r.error {
+            s.push_str(&format!("{prefix}{}: failed: {e}\n", r.job));
+        }
+        let calls: Vec<String> = r
+            .calls
+            .iter()
+            .map(|(e, st)| format!("{e} {}", st.calls))
+            .collect();
+        if !calls.is_empty() {
+            s.push_str(&format!("{prefix}{} calls: {}\n", r.job, calls.join(", ")));
+        }
+    }
+    s
+}
+
+fn print_reports(reports: &[JobReport], output: Output) {
+    let text = summary_text(reports);
+    if output.json {
+        let json = serde_json::json!({ "jobs": reports, "exit_code": exit_status(reports) });
+        println!("{json}");
+        eprint!("{text}");
+    } else if output.dry_run {
+        eprint!("{text}");
+    } else {
+        print!("{text}");
+    }
+}
+
+/// `check`: validates every job and mapping; exit 2 on any problem.
+pub fn check(global: &Global) -> Result<u8, AppError> {
+    let loaded = config::load(&global.config_dir, &[], &env_lookup)?;
+    for j in &loaded {
+        println!(
+            "ok: job {} ({} → Jiandaoyun form {}, mapping {} with {} fields)",
+            j.job.name,
+            j.job.source.kind(),
+            j.job.target.entry_id,
+            j.job.mapping,
+            j.mapping.fields().len()
+        );
+    }
+    Ok(EXIT_OK)
+}
+
+/// `status`: recent runs and per job-month counts.
+pub fn status(global: &Global, job: Option<&str>) -> Result<u8, AppError> {
+    let store = open_store(&global.db_path())?;
+    let runs = store.recent_runs(job, 10)?;
+    let months = store.month_rows(job)?;
+    let pending = store.pending_count(job)?;
+    print!("{}", status_text(&runs, &months, pending));
+    Ok(EXIT_OK)
+}
+
+pub fn status_text(runs: &[crate::store::RunRow], months: &[crate::store::MonthRow], pending: u64) -> String {
+    let mut s = String::new();
+    if runs.is_empty() {
+        s.push_str("No runs recorded yet.\n");
+        return s;
+    }
+    s.push_str("Recent runs:\n");
+    s.push_str(&format!(
+        "  {:>5}  {:<20} {:<14} {:<9} {:<25} {}\n",
+        "run", "job", "command", "status", "started", "message"
+    ));
+    for r in runs {
+        s.push_str(&format!(
+            "  {:>5}  {:<20} {:<14} {:<9} {:<25} {}\n",
+            r.id,
+            r.job,
+            r.command,
+            r.status,
+            r.started_at,
+            r.message.as_deref().unwrap_or("")
+        ));
+    }
+    s.push_str("\nBy job and month (latest run):\n");
+    s.push_str(&format!(
+        "  {:<20} {:<8} {:>5} {:>8} {:>8} {:>8} {:>10} {:>7} {:>7}  {}\n",
+        "job", "month", "run", "pulled", "created", "updated", "unchanged", "failed", "stored", "at"
+    ));
+    for m in months {
+        let c = &m.counts;
+        s.push_str(&format!(
+            "  {:<20} {:<8} {:>5} {:>8} {:>8} {:>8} {:>10} {:>7} {:>7}  {}\n",
+            m.job, m.month, m.run_id, c.pulled, c.created, c.updated, c.unchanged, c.failed, m.stored, m.at
+        ));
+    }
+    if pending > 0 {
+        s.push_str(&format!(
+            "\n{pending} create batch(es) pending: the next run of their job settles them.\n"
+        ));
+    }
+    s
+}

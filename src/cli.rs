@@ -1,0 +1,79 @@
+//! Command-line definitions (spec §2).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::month::Month;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "attendsync",
+    version,
+    about = "Sync monthly attendance reports from WeCom and DingTalk into Jiandaoyun forms"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct Global {
+    /// The folder that holds jobs/ and mappings/.
+    #[arg(long, global = true, value_name = "DIR", default_value = ".")]
+    pub config_dir: PathBuf,
+    /// The SQLite file [default: attendsync.db inside the config dir].
+    #[arg(long, global = true, value_name = "PATH", env = "ATTENDSYNC_DB")]
+    pub db: Option<PathBuf>,
+}
+
+impl Global {
+    pub fn db_path(&self) -> PathBuf {
+        self.db
+            .clone()
+            .unwrap_or_else(|| self.config_dir.join("attendsync.db"))
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// One-shot sync of new and changed records, for system cron.
+    Run {
+        /// Jobs to run (file stems in jobs/); all jobs when omitted.
+        jobs: Vec<String>,
+        /// A month to sync (YYYY-MM); repeatable. Default: the job's default months.
+        #[arg(long = "month", value_name = "YYYY-MM")]
+        months: Vec<Month>,
+        /// Pull and map, print the records as JSON lines, write nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Print a machine-readable JSON summary on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Pull a month again and bring Jiandaoyun in line with it.
+    Rerun {
+        job: String,
+        #[arg(long = "month", value_name = "YYYY-MM")]
+        month: Month,
+        /// Rewrite every record, changed or not.
+        #[arg(long)]
+        force: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Validate every job and mapping file.
+    Check,
+    /// Recent runs and per job-month counts.
+    Status {
+        job: Option<String>,
+    },
+    /// Run the shipped examples against built-in simulators (no credentials needed).
+    Demo {
+        /// Employees in the simulated organisation.
+        #[arg(long, default_value_t = 250)]
+        employees: usize,
+    },
+}

@@ -1,0 +1,568 @@
+//! One job end to end: plan → pull → map → diff → write → commit → summary.
+//!
+//! Pulling runs in its own task and hands chunks over a bounded channel, so
+//! writing one chunk overlaps pulling the next and memory holds a few chunks at most.
+
+use std::collections::{BTreeMap, HashSet};
+use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use tokio::sync::mpsc;
+
+use crate::config::job::Job;
+use crate::http::{CallStats, EndpointStats};
+use crate::jiandaoyun::{Jiandaoyun, JdyError, Widget};
+use crate::mapping::{Mapping, Row, Vars};
+use crate::month::{default_months, Month};
+use crate::source::{Pulled, SourceClient, SourceError};
+use crate::store::{MonthCounts, PendingRecord, RunStatus, Store, StoreError};
+use crate::writer::{WriteError, Writer};
+
+/// How many errors a month keeps for the summary and alerts.
+const MAX_ERRORS_KEPT: usize = 20;
+const LEASE_TTL: Duration = Duration::from_secs(60);
+/// Chunks pulled ahead of the writer.
+const PIPELINE_DEPTH: usize = 2;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Write what is new or changed.
+    Run,
+    /// Bring a month in line with the source; `force` rewrites every record.
+    Rerun { force: bool },
+}
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub mode: Mode,
+    /// Explicit months; empty means the job's default months (spec §4).
+    pub months: Vec<Month>,
+    pub dry_run: bool,
+    pub now: DateTime<Utc>,
+}
+
+impl Options {
+    fn command(&self) -> &'static str {
+        match self.mode {
+            Mode::Run => "run",
+            Mode::Rerun { force: false } => "rerun",
+            Mode::Rerun { force: true } => "rerun --force",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct MonthReport {
+    pub month: String,
+    #[serde(flatten)]
+    pub counts: MonthCounts,
+    /// The first errors (employee, field, endpoint, code), at most 20.
+    pub errors: Vec<String>,
+    /// A failure that stopped this month before all records were seen.
+    pub month_error: Option<String>,
+    /// Keys in the store (and the form) that the source no longer returned.
+    pub missing_keys: Vec<String>,
+}
+
+impl MonthReport {
+    fn new(month: Month) -> Self {
+        MonthReport {
+            month: month.to_string(),
+            counts: MonthCounts::default(),
+            errors: Vec::new(),
+            month_error: None,
+            missing_keys: Vec::new(),
+        }
+    }
+
+    fn error(&mut self, message: String) {
+        self.counts.failed += 1;
+        if self.errors.len() < MAX_ERRORS_KEPT {
+            self.errors.push(message);
+        }
+    }
+
+    pub fn ok(&self) -> bool {
+        self.counts.failed == 0 && self.month_error.is_none()
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct JobReport {
+    pub job: String,
+    pub dry_run: bool,
+    pub months: Vec<MonthReport>,
+    /// A failure that stopped the whole job.
+    pub error: Option<String>,
+    /// Set when another process holds the job's lease: nothing was done.
+    pub busy: Option<String>,
+    pub calls: BTreeMap<String, EndpointStats>,
+}
+
+impl JobReport {
+    pub fn ok(&self) -> bool {
+        self.error.is_none() && self.busy.is_none() && self.months.iter().all(MonthReport::ok)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+enum JobError {
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    #[error(transparent)]
+    Jiandaoyun(#[from] JdyError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Setup(String),
+}
+
+impl From<WriteError> for JobError {
+    fn from(e: WriteError) -> Self {
+        match e {
+            WriteError::Jiandaoyun(e) => JobError::Jiandaoyun(e),
+            WriteError::Store(e) => JobError::Store(e),
+        }
+    }
+}
+
+/// Where dry-run records go (stdout in the CLI).
+pub type RecordSink = Arc<dyn Fn(&serde_json::Value) + Send + Sync>;
+
+pub struct Syncer {
+    pub store: Store,
+    pub http: reqwest::Client,
+    pub dry_run_sink: RecordSink,
+    /// Pause before re-reading records Jiandaoyun acknowledged but not yet lists.
+    pub settle_wait: Duration,
+}
+
+/// Holds a job's lease and renews it until dropped.
+struct Lease {
+    store: Store,
+    job: String,
+    owner: String,
+    lost: Arc<AtomicBool>,
+    renewer: tokio::task::JoinHandle<()>,
+}
+
+impl Lease {
+    async fn acquire(store: &Store, job: &str) -> Result<Result<Lease, String>, StoreError> {
+        let owner = format!("pid {} ({})", std::process::id(), uuid::Uuid::new_v4());
+        let (j, o) = (job.to_string(), owner.clone());
+        let holder = store
+            .call(move |s| s.acquire_lease(&j, &o, LEASE_TTL, Utc::now()))
+            .await?;
+        if let Some(h) = holder {
+            return Ok(Err(format!(
+                "job {job} is already running in another process ({}); its lease expires at {} unless renewed",
+                h.owner,
+                h.expires_at.to_rfc3339()
+            )));
+        }
+        let lost = Arc::new(AtomicBool::new(false));
+        let renewer = tokio::spawn({
+            let (store, job, owner, lost) = (store.clone(), job.to_string(), owner.clone(), lost.clone());
+            async move {
+                loop {
+                    tokio::time::sleep(LEASE_TTL / 3).await;
+                    let (j, o) = (job.clone(), owner.clone());
+                    let kept = store
+                        .call(move |s| s.renew_lease(&j, &o, LEASE_TTL, Utc::now()))
+                        .await;
+                    if !matches!(kept, Ok(true)) {
+                        tracing::error!(%job, "lost the job lease; stopping writes");
+                        lost.store(true, Ordering::SeqCst);
+                        return;
+                    }
+                }
+            }
+        });
+        Ok(Ok(Lease {
+            store: store.clone(),
+            job: job.to_string(),
+            owner,
+            lost,
+            renewer,
+        }))
+    }
+
+    async fn release(self) {
+        self.renewer.abort();
+        let (job, owner) = (self.job, self.owner);
+        if let Err(e) = self.store.call(move |s| s.release_lease(&job, &owner)).await {
+            tracing::warn!(error = %e, "could not release the job lease; it expires by itself");
+        }
+    }
+}
+
+/// The filter type `data/list` needs for a form field of this widget type.
+fn filter_type(widget_type: &str) -> &'static str {
+    match widget_type {
+        "number" => "number",
+        "datetime" => "datetime",
+        _ => "text",
+    }
+}
+
+fn key_filter_types(mapping: &Mapping, widgets: &[Widget]) -> Result<Vec<(String, &'static str)>, String> {
+    mapping
+        .key_fields()
+        .iter()
+        .map(|k| {
+            widgets
+                .iter()
+                .find(|w| &w.name == k || &w.widget_name == k)
+                .map(|w| (k.clone(), filter_type(&w.kind)))
+                .ok_or_else(|| {
+                    let names: Vec<&str> = widgets.iter().map(|w| w.name.as_str()).collect();
+                    format!(
+                        "key field `{k}` is not a field of the Jiandaoyun form; the form has: {}",
+                        names.join(", ")
+                    )
+                })
+        })
+        .collect()
+}
+
+fn small_hash(key: &str) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    key.hash(&mut h);
+    h.finish()
+}
+
+fn pending_record(row: &Row) -> PendingRecord {
+    PendingRecord {
+        key: row.key(),
+        content_hash: row.content_hash(),
+        key_values: row.key_values(),
+        data: row.to_write_data(),
+    }
+}
+
+impl Syncer {
+    /// Runs one job for its months. Never panics on bad data; every problem ends up
+    /// in the report.
+    pub async fn run_job(&self, job: &Job, mapping: Arc<Mapping>, opts: &Options) -> JobReport {
+        let stats = Arc::new(CallStats::default());
+        let mut report = JobReport {
+            job: job.name.clone(),
+            dry_run: opts.dry_run,
+            months: Vec::new(),
+            error: None,
+            busy: None,
+            calls: BTreeMap::new(),
+        };
+        let months = if opts.months.is_empty() {
+            default_months(opts.now, job.timezone, job.previous_month_until_day)
+        } else {
+            opts.months.clone()
+        };
+        let lease = if opts.dry_run {
+            None
+        } else {
+            match Lease::acquire(&self.store, &job.name).await {
+                Ok(Ok(lease)) => Some(lease),
+                Ok(Err(busy)) => {
+                    report.busy = Some(busy);
+                    return report;
+                }
+                Err(e) => {
+                    report.error = Some(format!("job {}: {e}", job.name));
+                    return report;
+                }
+            }
+        };
+        let run_id = if opts.dry_run {
+            None
+        } else {
+            let (j, c, now) = (job.name.clone(), opts.command(), opts.now);
+            match self.store.call(move |s| s.start_run(&j, c, now)).await {
+                Ok(id) => Some(id),
+                Err(e) => {
+                    report.error = Some(format!("job {}: {e}", job.name));
+                    if let Some(l) = lease {
+                        l.release().await;
+                    }
+                    return report;
+                }
+            }
+        };
+        let lost = lease.as_ref().map(|l| l.lost.clone()).unwrap_or_default();
+        let result = self
+            .run_months(job, &mapping, opts, &months, stats.clone(), lost, run_id, &mut report)
+            .await;
+        if let Err(e) = result {
+            report.error = Some(format!("job {}: {e}", job.name));
+        }
+        report.calls = stats.snapshot();
+        if let Some(run_id) = run_id {
+            let status = if report.ok() {
+                RunStatus::Ok
+            } else if report.error.is_some() {
+                RunStatus::Failed
+            } else {
+                RunStatus::Partial
+            };
+            let message = report.error.clone();
+            let finished = self
+                .store
+                .call(move |s| s.finish_run(run_id, status, message.as_deref(), Utc::now()))
+                .await;
+            if let Err(e) = finished {
+                tracing::warn!(error = %e, "could not record the end of the run");
+            }
+        }
+        if let Some(l) = lease {
+            l.release().await;
+        }
+        report
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn run_months(
+        &self,
+        job: &Job,
+        mapping: &Arc<Mapping>,
+        opts: &Options,
+        months: &[Month],
+        stats: Arc<CallStats>,
+        lost: Arc<AtomicBool>,
+        run_id: Option<i64>,
+        report: &mut JobReport,
+    ) -> Result<(), JobError> {
+        let source = SourceClient::new(&job.source, self.http.clone(), stats.clone()).ok_or_else(|| {
+            JobError::Setup(format!(
+                "source type \"{}\" is not supported by this version of attendsync",
+                job.source.kind()
+            ))
+        })?;
+        let writer = if opts.dry_run {
+            None
+        } else {
+            let jdy = Arc::new(Jiandaoyun::new(self.http.clone(), &job.target, stats.clone()));
+            let widgets = jdy.widgets().await?;
+            let key_fields = key_filter_types(mapping, &widgets).map_err(JobError::Setup)?;
+            let fields = mapping.fields().into_iter().map(|f| f.name).collect();
+            let writer = Writer::new(jdy, self.store.clone(), &job.name, key_fields, fields, self.settle_wait);
+            let settled = writer.settle_pending().await?;
+            if settled.created > 0 || !settled.failed.is_empty() {
+                tracing::info!(job = %job.name, created = settled.created, failed = settled.failed.len(),
+                    "settled batches left pending by an earlier run");
+            }
+            Some(writer)
+        };
+        source.login().await?;
+        let employees: Arc<Vec<String>> = Arc::new(source.employees().await?);
+        tracing::info!(job = %job.name, employees = employees.len(), months = ?months.iter().map(|m| m.to_string()).collect::<Vec<_>>(), "starting");
+        for &month in months {
+            let mut m = MonthReport::new(month);
+            let result = self
+                .sync_month(job, mapping, opts, month, &source, &employees, writer.as_ref(), &lost, &mut m)
+                .await;
+            let fatal = match result {
+                Ok(()) => None,
+                Err(JobError::Source(e)) if e.is_transient() => {
+                    m.month_error = Some(format!("{month}: {e}"));
+                    None
+                }
+                Err(e) => {
+                    m.month_error = Some(format!("{month}: {e}"));
+                    Some(e)
+                }
+            };
+            tracing::info!(job = %job.name, month = %month, pulled = m.counts.pulled, created = m.counts.created,
+                updated = m.counts.updated, unchanged = m.counts.unchanged, failed = m.counts.failed, "month done");
+            if let Some(run_id) = run_id {
+                let (j, ms, c, err) = (job.name.clone(), month.to_string(), m.counts, m.month_error.clone());
+                self.store
+                    .call(move |s| s.save_month(run_id, &j, &ms, &c, err.as_deref()))
+                    .await?;
+            }
+            report.months.push(m);
+            if let Some(e) = fatal {
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn sync_month(
+        &self,
+        job: &Job,
+        mapping: &Arc<Mapping>,
+        opts: &Options,
+        month: Month,
+        source: &SourceClient,
+        employees: &Arc<Vec<String>>,
+        writer: Option<&Writer>,
+        lost: &AtomicBool,
+        m: &mut MonthReport,
+    ) -> Result<(), JobError> {
+        let (tx, mut rx) = mpsc::channel::<Result<Pulled, SourceError>>(PIPELINE_DEPTH);
+        let producer = tokio::spawn({
+            let (source, employees, now, tz) = (source.clone(), employees.clone(), opts.now, job.timezone);
+            async move {
+                for chunk in employees.chunks(source.chunk_size()) {
+                    let pulled = source.pull(month, chunk, now, tz).await;
+                    let stop = pulled.is_err();
+                    if tx.send(pulled).await.is_err() || stop {
+                        return;
+                    }
+                }
+            }
+        });
+        let vars = Vars {
+            month,
+            timezone: job.timezone,
+            job: job.name.clone(),
+            source: source.kind().to_string(),
+            synced_at: opts.now,
+        };
+        let mut seen: HashSet<u64> = HashSet::new();
+        let mut absent = 0usize;
+        let mut complete = true;
+        let mut outcome = Ok(());
+        while let Some(pulled) = rx.recv().await {
+            let pulled = match pulled {
+                Ok(p) => p,
+                Err(e) => {
+                    complete = false;
+                    outcome = Err(e.into());
+                    break;
+                }
+            };
+            absent += pulled.absent.len();
+            if lost.load(Ordering::SeqCst) {
+                complete = false;
+                outcome = Err(JobError::Setup("the job lease was lost; another process may be running this job".into()));
+                break;
+            }
+            if let Err(e) = self
+                .sync_chunk(job, mapping, opts, month, &vars, pulled, writer, &mut seen, m)
+                .await
+            {
+                complete = false;
+                outcome = Err(e);
+                break;
+            }
+            tracing::info!(job = %job.name, month = %month, pulled = m.counts.pulled, of = employees.len(), "progress");
+        }
+        drop(rx);
+        let _ = producer.await;
+        if absent > 0 {
+            tracing::info!(job = %job.name, %month, employees = absent,
+                "employees without a report this month (left, outside the app's visible range, or no check-in rule)");
+        }
+        if complete && outcome.is_ok() {
+            self.find_missing(job, month, seen, m).await?;
+        }
+        outcome
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn sync_chunk(
+        &self,
+        job: &Job,
+        mapping: &Mapping,
+        opts: &Options,
+        month: Month,
+        vars: &Vars,
+        pulled: Pulled,
+        writer: Option<&Writer>,
+        seen: &mut HashSet<u64>,
+        m: &mut MonthReport,
+    ) -> Result<(), JobError> {
+        for (employee, reason) in pulled.failed {
+            m.error(format!("{month} employee {employee}: {reason}"));
+        }
+        let mut rows = Vec::with_capacity(pulled.records.len());
+        for rec in pulled.records {
+            m.counts.pulled += 1;
+            match mapping.apply(&rec.record, vars) {
+                Ok(row) => {
+                    if !seen.insert(small_hash(&row.key())) {
+                        m.error(format!(
+                            "{month} employee {}: key {} was already produced by another record of this month; skipped",
+                            rec.employee,
+                            row.key()
+                        ));
+                        continue;
+                    }
+                    rows.push(row);
+                }
+                Err(errors) => {
+                    let text: Vec<String> = errors.iter().map(ToString::to_string).collect();
+                    m.error(format!("{month} employee {}: {}", rec.employee, text.join("; ")));
+                }
+            }
+        }
+        let keys: Vec<String> = rows.iter().map(Row::key).collect();
+        let (j, ms) = (job.name.clone(), month.to_string());
+        let known = self
+            .store
+            .call(move |s| s.checkpoints_for(&j, &ms, &keys))
+            .await?;
+        let force = matches!(opts.mode, Mode::Rerun { force: true });
+        let mut creates = Vec::new();
+        let mut updates = Vec::new();
+        for row in &rows {
+            let key = row.key();
+            match known.get(&key) {
+                None => creates.push(row),
+                Some(cp) if cp.content_hash == row.content_hash() && !force => m.counts.unchanged += 1,
+                Some(cp) => updates.push((cp.data_id.clone(), row)),
+            }
+        }
+        let Some(writer) = writer else {
+            m.counts.created += creates.len() as u64;
+            m.counts.updated += updates.len() as u64;
+            for row in &rows {
+                (self.dry_run_sink)(&row.to_json());
+            }
+            return Ok(());
+        };
+        let ms = month.to_string();
+        let created = writer.create(&ms, creates.into_iter().map(pending_record).collect()).await?;
+        let updated = writer
+            .update(&ms, updates.into_iter().map(|(id, r)| (id, pending_record(r))).collect())
+            .await?;
+        for out in [created, updated] {
+            m.counts.created += out.created;
+            m.counts.updated += out.updated;
+            m.counts.unchanged += out.adopted;
+            for (key, reason) in out.failed {
+                m.error(format!("{month} record {key}: {reason}"));
+            }
+            for key in out.duplicates {
+                tracing::warn!(job = %job.name, %month, %key, "the form holds this key more than once; updating the oldest record");
+            }
+        }
+        Ok(())
+    }
+
+    /// Lists records the store holds for the month that the source no longer returned.
+    async fn find_missing(&self, job: &Job, month: Month, seen_hashes: HashSet<u64>, m: &mut MonthReport) -> Result<(), StoreError> {
+        let (j, ms) = (job.name.clone(), month.to_string());
+        let missing = self
+            .store
+            .call(move |s| {
+                let mut out = Vec::new();
+                s.for_each_key(&j, &ms, |key, _| {
+                    if !seen_hashes.contains(&small_hash(key)) {
+                        out.push(key.to_string());
+                    }
+                })?;
+                Ok(out)
+            })
+            .await?;
+        m.counts.missing = missing.len() as u64;
+        m.missing_keys = missing;
+        Ok(())
+    }
+}
