@@ -3,5 +3,6 @@
 //! See `docs/ARCHITECTURE.md` for the bird's-eye view and the code map.
 
 pub mod config;
+pub mod mapping;
 pub mod month;
 pub mod secret;
