@@ -23,7 +23,7 @@ use serde_json::Value;
 use crate::config::{ConfigError, SourceFile};
 use crate::month::Month;
 
-pub use path::{Path, PathError, Step};
+use path::Path;
 pub use row::Row;
 
 use value::{Convert, Val};

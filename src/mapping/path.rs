@@ -60,10 +60,6 @@ impl Path {
         Parser { text, pos: 0 }.path()
     }
 
-    pub fn steps(&self) -> &[Step] {
-        &self.steps
-    }
-
     /// The value at this path, or `None` when any step does not find one.
     pub fn get<'v>(&self, record: &'v Value) -> Option<&'v Value> {
         let mut current = record;

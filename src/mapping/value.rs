@@ -92,7 +92,12 @@ pub(crate) fn parse_decimal(text: &str) -> Option<Decimal> {
         return None;
     }
     if t.contains(['e', 'E']) {
-        Decimal::from_scientific(t).ok()
+        // Lossy: a float's tiny tail beyond 28 places is rounded, not refused.
+        Decimal::from_scientific_lossy(t).ok().or_else(|| {
+            // Below the 28th decimal place: zero at decimal precision.
+            let f: f64 = t.parse().ok()?;
+            (f.is_finite() && f.abs() < 1e-28).then_some(Decimal::ZERO)
+        })
     } else {
         Decimal::from_str(t).ok()
     }
@@ -656,6 +661,39 @@ mod tests {
         assert_eq!(number_text(&Number::from(1)), "1");
         assert_eq!(number_text(&Number::from_f64(1.0).expect("f")), "1");
         assert_eq!(number_text(&Number::from_f64(8.07).expect("f")), "8.07");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn numbers_never_panic(f in proptest::num::f64::ANY, text in "[-+0-9eE._ ]{0,40}") {
+            if let Some(n) = Number::from_f64(f) {
+                if let Some(d) = decimal_of_number(&n) {
+                    // Whatever fits a decimal comes back as a finite JSON number.
+                    proptest::prop_assert!(decimal_to_json(d).is_some());
+                }
+                let _ = number_text(&n);
+            }
+            let _ = parse_decimal(&text);
+            for c in [Convert::SecondsToHours, Convert::UnixToDatetime, Convert::UnixMsToDatetime, Convert::ToNumber] {
+                let _ = c.apply(&j(json!(f)));
+                let _ = c.apply(&j(json!(text.clone())));
+            }
+        }
+    }
+
+    #[test]
+    fn tiny_floats_are_rounded_not_refused() {
+        assert_eq!(
+            parse_decimal("2.710505431213761e-20"),
+            Some(Decimal::new(271050543, 28))
+        );
+        assert_eq!(
+            decimal_of_number(&Number::from_f64(1e-30).expect("f")),
+            Some(Decimal::ZERO)
+        );
+        assert_eq!(parse_decimal("1e29"), None);
+        assert_eq!(parse_decimal("e5"), None);
+        assert_eq!(parse_decimal("1e"), None);
     }
 
     #[test]
