@@ -2,15 +2,16 @@
 //!
 //! See `docs/ARCHITECTURE.md` for the bird's-eye view and the code map.
 
+pub mod app;
+pub mod cli;
 pub mod config;
+pub mod demo;
 pub mod http;
 pub mod jiandaoyun;
+pub mod mapping;
 pub mod month;
 pub mod secret;
 pub mod source;
 pub mod store;
-pub mod writer;
-pub mod app;
-pub mod cli;
-pub mod demo;
 pub mod sync;
+pub mod writer;

@@ -8,7 +8,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use chrono::{DateTime, Datelike, Months, NaiveDate, NaiveTime, TimeZone, Utc};
+use chrono::{DateTime, Datelike, Months, NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Utc};
 use chrono_tz::Tz;
 
 /// The default number of days into a month during which the previous month is
@@ -153,7 +153,13 @@ impl FromStr for Month {
 /// whole (Pacific/Apia, 2011-12-30) yields the start of the following day. Never
 /// panics.
 pub fn local_midnight(date: NaiveDate, tz: Tz) -> DateTime<Utc> {
-    let naive = date.and_time(NaiveTime::MIN);
+    local_instant(date.and_time(NaiveTime::MIN), tz)
+}
+
+/// The first instant whose local time in `tz` is at or after `naive`: the local
+/// time itself when it exists (the earlier one when it happens twice), the end
+/// of the gap when clocks skip over it. Never panics.
+pub(crate) fn local_instant(naive: NaiveDateTime, tz: Tz) -> DateTime<Utc> {
     if let Some(t) = tz.from_local_datetime(&naive).earliest() {
         return t.with_timezone(&Utc);
     }
@@ -213,7 +219,7 @@ pub fn report_window(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrono::{Days, Duration, NaiveDateTime, Timelike};
+    use chrono::{Days, Duration, Timelike};
     use proptest::prelude::*;
 
     const SH: Tz = chrono_tz::Asia::Shanghai;

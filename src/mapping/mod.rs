@@ -1,0 +1,334 @@
+//! The mapping engine: compile a mapping file (product spec §6) once, then turn
+//! each source record into a Jiandaoyun row.
+//!
+//! Architecture invariant: this module does no IO, reads no clock and never
+//! panics on data. Bad data is a value ([`FieldError`]); a bad mapping file is a
+//! list of [`ConfigError`]s, all of them, each with file, line, column and key.
+//!
+//! A rule runs in a fixed order: read `from` (a path or a `$variable`); if it is
+//! missing or null use `default` (no default: the field is sent as JSON `null`,
+//! and the other steps are skipped); then `convert`, `map`, `round`, `type`.
+
+mod compile;
+mod path;
+mod row;
+mod value;
+
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use serde_json::Value;
+
+use crate::config::{ConfigError, SourceFile};
+use crate::month::Month;
+
+use path::Path;
+pub use row::Row;
+
+use value::{Convert, Val};
+
+/// The values of `$month`, `$month_start`, `$month_end`, `$job`, `$source` and
+/// `$synced_at` for one run of one job-month.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Vars {
+    pub month: Month,
+    /// The job's timezone: month boundaries and `type = "date"` use it.
+    pub timezone: Tz,
+    pub job: String,
+    /// `"wecom"` or `"dingtalk"`.
+    pub source: String,
+    pub synced_at: DateTime<Utc>,
+}
+
+/// How a field's value is sent (`type = …`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ValueType {
+    /// No `type` given: the JSON value is sent as it is.
+    Auto,
+    Text,
+    Number,
+    /// UTC `YYYY-MM-DDTHH:MM:SS.sssZ`.
+    Datetime,
+    /// Local midnight (in the job's timezone) of the date, as a UTC datetime.
+    Date,
+}
+
+impl ValueType {
+    pub const NAMES: &'static [&'static str] = &["text", "number", "datetime", "date"];
+
+    /// The name used in mapping files; `"auto"` for [`ValueType::Auto`].
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            ValueType::Auto => "auto",
+            ValueType::Text => "text",
+            ValueType::Number => "number",
+            ValueType::Datetime => "datetime",
+            ValueType::Date => "date",
+        }
+    }
+
+    fn from_name(name: &str) -> Option<ValueType> {
+        Some(match name {
+            "text" => ValueType::Text,
+            "number" => ValueType::Number,
+            "datetime" => ValueType::Datetime,
+            "date" => ValueType::Date,
+            _ => return None,
+        })
+    }
+}
+
+impl fmt::Display for ValueType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One target field of a mapping, for `check --remote`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldInfo {
+    /// The Jiandaoyun field name (alias or `_widget_…` id).
+    pub name: String,
+    pub value_type: ValueType,
+    /// The `from` text as written: a path or a `$variable`.
+    pub from: String,
+}
+
+/// Why one field of one record could not be mapped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    /// The target field.
+    pub field: String,
+    /// The rule and the step that failed, e.g. `from summary_info.regular_work_sec,
+    /// convert seconds_to_hours`.
+    pub rule: String,
+    /// The offending value as compact JSON (`"abc"`, `5`, `null`), shortened when long.
+    pub value: String,
+    /// What is wrong with it, phrased to follow the value: `is not a number`.
+    pub message: String,
+}
+
+impl fmt::Display for FieldError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "field \"{}\" ({}): value {} {}",
+            self.field, self.rule, self.value, self.message
+        )
+    }
+}
+
+impl std::error::Error for FieldError {}
+
+/// A compiled mapping file.
+#[derive(Debug, Clone)]
+pub struct Mapping {
+    rules: Vec<Rule>,
+    key: Vec<String>,
+    /// Index into `rules` of each key field, in `key` order.
+    key_index: Vec<usize>,
+}
+
+impl Mapping {
+    /// Parses, validates and compiles a mapping file, reporting every problem.
+    pub fn parse(file: &SourceFile) -> Result<Mapping, Vec<ConfigError>> {
+        compile::compile(file)
+    }
+
+    /// The target fields that identify a record, in `key` order.
+    pub fn key_fields(&self) -> &[String] {
+        &self.key
+    }
+
+    /// Every target field, in mapping order.
+    pub fn fields(&self) -> Vec<FieldInfo> {
+        self.rules
+            .iter()
+            .map(|r| FieldInfo {
+                name: r.name.clone(),
+                value_type: r.value_type,
+                from: r.from_text.clone(),
+            })
+            .collect()
+    }
+
+    /// Applies the mapping to one source record: the complete row, or every field
+    /// error of that record. Never panics, whatever the record holds.
+    pub fn apply(&self, record: &Value, vars: &Vars) -> Result<Row, Vec<FieldError>> {
+        let mut fields = Vec::with_capacity(self.rules.len());
+        let mut errors = Vec::new();
+        for (i, rule) in self.rules.iter().enumerate() {
+            match rule.eval(record, vars) {
+                Ok(v) => {
+                    if self.key_index.contains(&i) && is_empty(&v) {
+                        errors.push(FieldError {
+                            field: rule.name.clone(),
+                            rule: format!("from {}, key field", rule.from_text),
+                            value: v.to_string(),
+                            message: "is empty, but key fields need a value".to_string(),
+                        });
+                    }
+                    fields.push((rule.name.clone(), v));
+                }
+                Err(e) => errors.push(e),
+            }
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        let volatile = self.rules.iter().map(|r| r.from.is_volatile()).collect();
+        Ok(Row::new(fields, self.key_index.clone(), volatile))
+    }
+}
+
+fn is_empty(v: &Value) -> bool {
+    match v {
+        Value::Null => true,
+        Value::String(s) => s.trim().is_empty(),
+        Value::Array(a) => a.is_empty(),
+        Value::Object(o) => o.is_empty(),
+        _ => false,
+    }
+}
+
+/// A `$variable`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Var {
+    Month,
+    MonthStart,
+    MonthEnd,
+    Job,
+    Source,
+    SyncedAt,
+}
+
+impl Var {
+    const NAMES: &'static [&'static str] = &[
+        "$month",
+        "$month_start",
+        "$month_end",
+        "$job",
+        "$source",
+        "$synced_at",
+    ];
+
+    fn from_name(name: &str) -> Option<Var> {
+        Some(match name {
+            "$month" => Var::Month,
+            "$month_start" => Var::MonthStart,
+            "$month_end" => Var::MonthEnd,
+            "$job" => Var::Job,
+            "$source" => Var::Source,
+            "$synced_at" => Var::SyncedAt,
+            _ => return None,
+        })
+    }
+
+    fn value(self, vars: &Vars) -> Val {
+        match self {
+            Var::Month => Val::Json(Value::String(vars.month.to_string())),
+            Var::MonthStart => Val::Time(vars.month.start_in(vars.timezone)),
+            Var::MonthEnd => Val::Time(vars.month.end_in(vars.timezone)),
+            Var::Job => Val::Json(Value::String(vars.job.clone())),
+            Var::Source => Val::Json(Value::String(vars.source.clone())),
+            Var::SyncedAt => Val::Time(vars.synced_at),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Input {
+    Path(Path),
+    Var(Var),
+}
+
+impl Input {
+    /// Fields fed by `$synced_at` change on every run; the content hash skips them.
+    fn is_volatile(&self) -> bool {
+        matches!(self, Input::Var(Var::SyncedAt))
+    }
+}
+
+/// One compiled field rule.
+#[derive(Debug, Clone)]
+struct Rule {
+    name: String,
+    from_text: String,
+    from: Input,
+    default: Option<Value>,
+    convert: Option<Convert>,
+    map: Option<serde_json::Map<String, Value>>,
+    round: Option<u32>,
+    value_type: ValueType,
+}
+
+impl Rule {
+    fn eval(&self, record: &Value, vars: &Vars) -> Result<Value, FieldError> {
+        let raw = match &self.from {
+            Input::Path(p) => Val::Json(p.get(record).cloned().unwrap_or(Value::Null)),
+            Input::Var(v) => v.value(vars),
+        };
+        self.run(raw, vars.timezone)
+    }
+
+    /// Every step after reading the value.
+    fn run(&self, v: Val, tz: Tz) -> Result<Value, FieldError> {
+        let mut v = v;
+        if v.is_null() {
+            match &self.default {
+                Some(d) => v = Val::Json(d.clone()),
+                None => return Ok(Value::Null),
+            }
+        }
+        if let Some(c) = &self.convert {
+            v = self.step(v, || format!("convert {c}"), |v| c.apply(v))?;
+        }
+        if let Some(table) = &self.map {
+            v = self.step(
+                v,
+                || "map".to_string(),
+                |v| value::map_value(table, self.default.as_ref(), v),
+            )?;
+        }
+        if let Some(places) = self.round {
+            v = self.step(v, || format!("round {places}"), |v| value::round(places, v))?;
+        }
+        if self.value_type != ValueType::Auto {
+            let t = self.value_type;
+            v = self.step(v, || format!("type {t}"), |v| value::to_type(t, v, tz))?;
+        }
+        // Only a computed number can fail to finish (out of JSON's range).
+        let shown = match &v {
+            Val::Num(_) => v.describe(),
+            _ => String::new(),
+        };
+        v.finish().map_err(|message| FieldError {
+            field: self.name.clone(),
+            rule: format!("from {}", self.from_text),
+            value: shown,
+            message,
+        })
+    }
+
+    /// Runs one step unless the value is null; a failure names the step.
+    fn step(
+        &self,
+        v: Val,
+        what: impl FnOnce() -> String,
+        f: impl FnOnce(&Val) -> Result<Val, String>,
+    ) -> Result<Val, FieldError> {
+        if v.is_null() {
+            return Ok(v);
+        }
+        f(&v).map_err(|message| FieldError {
+            field: self.name.clone(),
+            rule: format!("from {}, {}", self.from_text, what()),
+            value: v.describe(),
+            message,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;
