@@ -23,12 +23,40 @@
 //! while waiting for it: use `#[tokio::test(flavor = "multi_thread")]`, or
 //! `tokio::process::Command`, or `spawn_blocking` for `std::process`.
 
+mod limits;
 pub mod org;
+pub mod wecom;
 
+pub use limits::{CallRecord, Outcome, GLOBAL_LIMIT};
 pub use org::{
     month_bounds, month_figures, wecom_month_record, wecom_period_record, Department, MonthFigures,
     Org, Tally, User,
 };
+pub use wecom::{WecomSim, WecomSimConfig};
+
+/// Aborts the server task when the last handle to a simulator is dropped.
+#[derive(Debug)]
+struct ServerGuard(tokio::task::JoinHandle<()>);
+
+impl Drop for ServerGuard {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Binds `127.0.0.1:0` and serves `router` on the current tokio runtime.
+async fn spawn_server(
+    router: axum::Router,
+) -> std::io::Result<(std::net::SocketAddr, std::sync::Arc<ServerGuard>)> {
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
+    let addr = listener.local_addr()?;
+    let service = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let task = tokio::spawn(async move {
+        // Only returns on a listener error; the simulator then stops answering.
+        let _ = axum::serve(listener, service).await;
+    });
+    Ok((addr, std::sync::Arc::new(ServerGuard(task))))
+}
 
 /// A stable 64-bit mix of a seed and some byte strings (FNV-1a, then the
 /// splitmix64 finaliser). Unlike `std`'s hasher it is fixed forever, so the
@@ -52,4 +80,18 @@ pub(crate) fn splitmix64(x: u64) -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     z ^ (z >> 31)
+}
+
+#[cfg(test)]
+pub(crate) mod test_util {
+    /// A reqwest client for talking to the simulators (plain HTTP on loopback).
+    pub fn client() -> reqwest::Client {
+        // reqwest is built with `rustls-no-provider`: a provider must be installed
+        // before a client is built, even though the simulators speak plain HTTP.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(5))
+            .build()
+            .unwrap()
+    }
 }
