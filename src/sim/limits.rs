@@ -202,6 +202,10 @@ impl Gate {
         }
     }
 
+    pub(crate) fn rng(&mut self) -> &mut StdRng {
+        &mut self.rng
+    }
+
     pub(crate) fn latency(&self) -> Duration {
         self.latency
     }
@@ -217,6 +221,10 @@ impl Gate {
     pub(crate) fn calls(&self, endpoint: &str) -> usize {
         let endpoint = endpoint.trim_matches('/');
         self.log.iter().filter(|r| r.endpoint == endpoint).count()
+    }
+
+    pub(crate) fn calls_where(&self, pred: impl Fn(&str) -> bool) -> usize {
+        self.log.iter().filter(|r| pred(&r.endpoint)).count()
     }
 
     /// The log in arrival order.

@@ -23,16 +23,27 @@
 //! while waiting for it: use `#[tokio::test(flavor = "multi_thread")]`, or
 //! `tokio::process::Command`, or `spawn_blocking` for `std::process`.
 
+pub mod jiandaoyun;
 mod limits;
 pub mod org;
 pub mod wecom;
 
+pub use jiandaoyun::{JdySim, JdySimConfig, TxMode};
 pub use limits::{CallRecord, Outcome, GLOBAL_LIMIT};
 pub use org::{
     month_bounds, month_figures, wecom_month_record, wecom_period_record, Department, MonthFigures,
     Org, Tally, User,
 };
 pub use wecom::{WecomSim, WecomSimConfig};
+
+/// Convenience for [`JdySimConfig::widgets`]: `&[("userid", "text"), ("work_hours", "number")]`
+/// → owned pairs.
+pub fn widgets_for(fields: &[(&str, &str)]) -> Vec<(String, String)> {
+    fields
+        .iter()
+        .map(|(name, ty)| ((*name).to_owned(), (*ty).to_owned()))
+        .collect()
+}
 
 /// Aborts the server task when the last handle to a simulator is dropped.
 #[derive(Debug)]
