@@ -322,7 +322,7 @@ const TITLES: &[&str] = &[
 
 impl Org {
     /// Generates an organisation of `employees` people, deterministic in `seed`.
-    /// About one department per 15 people, nested 3–4 levels deep under a root
+    /// About one department per 15 people (at least 5), nested 3–4 levels deep under a root
     /// named after the company. Linear in `employees`.
     pub fn generate(employees: usize, seed: u64) -> Org {
         let mut rng = StdRng::seed_from_u64(mix(seed, &[b"org"]));
@@ -467,7 +467,7 @@ fn numbered(names: &[&str], k: usize) -> String {
 fn generate_departments(corp_name: &str, employees: usize, rng: &mut StdRng) -> Vec<Department> {
     const ORDER_TOP: u64 = 100_000_000;
     let order = |sibling: usize| ORDER_TOP.saturating_sub(sibling as u64 * 1000);
-    let total = (employees.div_ceil(15)).max(3);
+    let total = employees.div_ceil(15).max(5);
     let mut departments = vec![Department {
         id: ROOT_DEPARTMENT,
         parent_id: 0,
@@ -1000,7 +1000,7 @@ mod tests {
         for n in [0, 1, 5, 20] {
             let org = Org::generate(n, 1);
             assert_eq!(org.users.len(), n);
-            assert!(org.departments.len() >= 3);
+            assert!(org.departments.len() >= 5);
             let last = org.departments.last().unwrap();
             assert_eq!(org.department_path(last.id).matches('/').count(), 2);
         }
