@@ -11,6 +11,7 @@ pub mod jiandaoyun;
 pub mod mapping;
 pub mod month;
 pub mod secret;
+pub mod sim;
 pub mod source;
 pub mod store;
 pub mod sync;
