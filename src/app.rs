@@ -135,7 +135,10 @@ pub fn summary_text(reports: &[JobReport]) -> String {
                 s.push_str(&format!("  error: {e}\n"));
             }
             if c.failed as usize > m.errors.len() {
-                s.push_str(&format!("  … and {} more errors\n", c.failed as usize - m.errors.len()));
+                s.push_str(&format!(
+                    "  … and {} more errors\n",
+                    c.failed as usize - m.errors.len()
+                ));
             }
             for k in m.missing_keys.iter().take(20) {
                 s.push_str(&format!("  gone from source (kept in Jiandaoyun): {k}\n"));
@@ -195,7 +198,11 @@ pub fn status(global: &Global, job: Option<&str>) -> Result<u8, AppError> {
     Ok(EXIT_OK)
 }
 
-pub fn status_text(runs: &[crate::store::RunRow], months: &[crate::store::MonthRow], pending: u64) -> String {
+pub fn status_text(
+    runs: &[crate::store::RunRow],
+    months: &[crate::store::MonthRow],
+    pending: u64,
+) -> String {
     let mut s = String::new();
     if runs.is_empty() {
         s.push_str("No runs recorded yet.\n");
@@ -220,13 +227,31 @@ pub fn status_text(runs: &[crate::store::RunRow], months: &[crate::store::MonthR
     s.push_str("\nBy job and month (latest run):\n");
     s.push_str(&format!(
         "  {:<20} {:<8} {:>5} {:>8} {:>8} {:>8} {:>10} {:>7} {:>7}  {}\n",
-        "job", "month", "run", "pulled", "created", "updated", "unchanged", "failed", "stored", "at"
+        "job",
+        "month",
+        "run",
+        "pulled",
+        "created",
+        "updated",
+        "unchanged",
+        "failed",
+        "stored",
+        "at"
     ));
     for m in months {
         let c = &m.counts;
         s.push_str(&format!(
             "  {:<20} {:<8} {:>5} {:>8} {:>8} {:>8} {:>10} {:>7} {:>7}  {}\n",
-            m.job, m.month, m.run_id, c.pulled, c.created, c.updated, c.unchanged, c.failed, m.stored, m.at
+            m.job,
+            m.month,
+            m.run_id,
+            c.pulled,
+            c.created,
+            c.updated,
+            c.unchanged,
+            c.failed,
+            m.stored,
+            m.at
         ));
     }
     if pending > 0 {

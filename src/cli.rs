@@ -67,9 +67,7 @@ pub enum Command {
     /// Validate every job and mapping file.
     Check,
     /// Recent runs and per job-month counts.
-    Status {
-        job: Option<String>,
-    },
+    Status { job: Option<String> },
     /// Run the shipped examples against built-in simulators (no credentials needed).
     Demo {
         /// Employees in the simulated organisation.

@@ -18,8 +18,14 @@ use crate::sync::{Mode, Options, Syncer};
 
 /// The shipped examples, built into the binary.
 pub const EXAMPLES: &[(&str, &str)] = &[
-    ("jobs/wecom_monthly.toml", include_str!("../jobs/wecom_monthly.toml")),
-    ("mappings/wecom_monthly.toml", include_str!("../mappings/wecom_monthly.toml")),
+    (
+        "jobs/wecom_monthly.toml",
+        include_str!("../jobs/wecom_monthly.toml"),
+    ),
+    (
+        "mappings/wecom_monthly.toml",
+        include_str!("../mappings/wecom_monthly.toml"),
+    ),
 ];
 
 const DEMO_CORP: &str = "ww0demo0corp";
@@ -48,9 +54,11 @@ fn write_examples(dir: &Path) -> Result<(), AppError> {
     for (rel, text) in EXAMPLES {
         let path = dir.join(rel);
         if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).map_err(|e| AppError::Io(format!("{}: {e}", parent.display())))?;
+            std::fs::create_dir_all(parent)
+                .map_err(|e| AppError::Io(format!("{}: {e}", parent.display())))?;
         }
-        std::fs::write(&path, text).map_err(|e| AppError::Io(format!("{}: {e}", path.display())))?;
+        std::fs::write(&path, text)
+            .map_err(|e| AppError::Io(format!("{}: {e}", path.display())))?;
     }
     Ok(())
 }
@@ -80,7 +88,10 @@ fn form_widgets(mapping: &Mapping, org: &Org, month: Month) -> Vec<(String, Stri
                 ValueType::Text => "text",
                 ValueType::Auto => {
                     let value = row.as_ref().and_then(|r| {
-                        r.fields().iter().find(|(n, _)| n == &f.name).map(|(_, v)| v.clone())
+                        r.fields()
+                            .iter()
+                            .find(|(n, _)| n == &f.name)
+                            .map(|(_, v)| v.clone())
                     });
                     if value.is_some_and(|v| v.is_number()) {
                         "number"
@@ -100,7 +111,9 @@ pub async fn run(employees: usize) -> Result<u8, AppError> {
     write_examples(&dir)?;
     let mut jobs: Vec<LoadedJob> = config::load(&dir, &[], &demo_env)?;
     let now = Utc::now();
-    println!("attendsync demo: {employees} employees in a simulated WeCom corp, one Jiandaoyun form.");
+    println!(
+        "attendsync demo: {employees} employees in a simulated WeCom corp, one Jiandaoyun form."
+    );
 
     let org = Org::generate(employees, 2026);
     let sample_month = Month::current(now, chrono_tz::Asia::Shanghai);
@@ -153,10 +166,16 @@ pub async fn run(employees: usize) -> Result<u8, AppError> {
     let writes_before = jdy.write_calls();
     let again = app::run_all(&syncer, &jobs, &opts).await;
     print!("{}", app::summary_text(&again));
-    println!("Jiandaoyun write calls in the second run: {}", jdy.write_calls() - writes_before);
+    println!(
+        "Jiandaoyun write calls in the second run: {}",
+        jdy.write_calls() - writes_before
+    );
 
     let records = jdy.records();
-    println!("\n== The form now holds {} records; a few of them ==", records.len());
+    println!(
+        "\n== The form now holds {} records; a few of them ==",
+        records.len()
+    );
     for r in records.iter().take(5) {
         let pick = |k: &str| r.get(k).map(|v| v.to_string()).unwrap_or_default();
         println!(

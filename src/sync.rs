@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 
 use crate::config::job::Job;
 use crate::http::{CallStats, EndpointStats};
-use crate::jiandaoyun::{Jiandaoyun, JdyError, Widget};
+use crate::jiandaoyun::{JdyError, Jiandaoyun, Widget};
 use crate::mapping::{Mapping, Row, Vars};
 use crate::month::{default_months, Month};
 use crate::source::{Pulled, SourceClient, SourceError};
@@ -166,7 +166,8 @@ impl Lease {
         }
         let lost = Arc::new(AtomicBool::new(false));
         let renewer = tokio::spawn({
-            let (store, job, owner, lost) = (store.clone(), job.to_string(), owner.clone(), lost.clone());
+            let (store, job, owner, lost) =
+                (store.clone(), job.to_string(), owner.clone(), lost.clone());
             async move {
                 loop {
                     tokio::time::sleep(LEASE_TTL / 3).await;
@@ -194,7 +195,11 @@ impl Lease {
     async fn release(self) {
         self.renewer.abort();
         let (job, owner) = (self.job, self.owner);
-        if let Err(e) = self.store.call(move |s| s.release_lease(&job, &owner)).await {
+        if let Err(e) = self
+            .store
+            .call(move |s| s.release_lease(&job, &owner))
+            .await
+        {
             tracing::warn!(error = %e, "could not release the job lease; it expires by itself");
         }
     }
@@ -209,7 +214,10 @@ fn filter_type(widget_type: &str) -> &'static str {
     }
 }
 
-fn key_filter_types(mapping: &Mapping, widgets: &[Widget]) -> Result<Vec<(String, &'static str)>, String> {
+fn key_filter_types(
+    mapping: &Mapping,
+    widgets: &[Widget],
+) -> Result<Vec<(String, &'static str)>, String> {
     mapping
         .key_fields()
         .iter()
@@ -294,7 +302,16 @@ impl Syncer {
         };
         let lost = lease.as_ref().map(|l| l.lost.clone()).unwrap_or_default();
         let result = self
-            .run_months(job, &mapping, opts, &months, stats.clone(), lost, run_id, &mut report)
+            .run_months(
+                job,
+                &mapping,
+                opts,
+                &months,
+                stats.clone(),
+                lost,
+                run_id,
+                &mut report,
+            )
             .await;
         if let Err(e) = result {
             report.error = Some(format!("job {}: {e}", job.name));
@@ -335,20 +352,32 @@ impl Syncer {
         run_id: Option<i64>,
         report: &mut JobReport,
     ) -> Result<(), JobError> {
-        let source = SourceClient::new(&job.source, self.http.clone(), stats.clone()).ok_or_else(|| {
-            JobError::Setup(format!(
-                "source type \"{}\" is not supported by this version of attendsync",
-                job.source.kind()
-            ))
-        })?;
+        let source =
+            SourceClient::new(&job.source, self.http.clone(), stats.clone()).ok_or_else(|| {
+                JobError::Setup(format!(
+                    "source type \"{}\" is not supported by this version of attendsync",
+                    job.source.kind()
+                ))
+            })?;
         let writer = if opts.dry_run {
             None
         } else {
-            let jdy = Arc::new(Jiandaoyun::new(self.http.clone(), &job.target, stats.clone()));
+            let jdy = Arc::new(Jiandaoyun::new(
+                self.http.clone(),
+                &job.target,
+                stats.clone(),
+            ));
             let widgets = jdy.widgets().await?;
             let key_fields = key_filter_types(mapping, &widgets).map_err(JobError::Setup)?;
             let fields = mapping.fields().into_iter().map(|f| f.name).collect();
-            let writer = Writer::new(jdy, self.store.clone(), &job.name, key_fields, fields, self.settle_wait);
+            let writer = Writer::new(
+                jdy,
+                self.store.clone(),
+                &job.name,
+                key_fields,
+                fields,
+                self.settle_wait,
+            );
             let settled = writer.settle_pending().await?;
             if settled.created > 0 || !settled.failed.is_empty() {
                 tracing::info!(job = %job.name, created = settled.created, failed = settled.failed.len(),
@@ -362,7 +391,17 @@ impl Syncer {
         for &month in months {
             let mut m = MonthReport::new(month);
             let result = self
-                .sync_month(job, mapping, opts, month, &source, &employees, writer.as_ref(), &lost, &mut m)
+                .sync_month(
+                    job,
+                    mapping,
+                    opts,
+                    month,
+                    &source,
+                    &employees,
+                    writer.as_ref(),
+                    &lost,
+                    &mut m,
+                )
                 .await;
             let fatal = match result {
                 Ok(()) => None,
@@ -378,7 +417,12 @@ impl Syncer {
             tracing::info!(job = %job.name, month = %month, pulled = m.counts.pulled, created = m.counts.created,
                 updated = m.counts.updated, unchanged = m.counts.unchanged, failed = m.counts.failed, "month done");
             if let Some(run_id) = run_id {
-                let (j, ms, c, err) = (job.name.clone(), month.to_string(), m.counts, m.month_error.clone());
+                let (j, ms, c, err) = (
+                    job.name.clone(),
+                    month.to_string(),
+                    m.counts,
+                    m.month_error.clone(),
+                );
                 self.store
                     .call(move |s| s.save_month(run_id, &j, &ms, &c, err.as_deref()))
                     .await?;
@@ -406,7 +450,8 @@ impl Syncer {
     ) -> Result<(), JobError> {
         let (tx, mut rx) = mpsc::channel::<Result<Pulled, SourceError>>(PIPELINE_DEPTH);
         let producer = tokio::spawn({
-            let (source, employees, now, tz) = (source.clone(), employees.clone(), opts.now, job.timezone);
+            let (source, employees, now, tz) =
+                (source.clone(), employees.clone(), opts.now, job.timezone);
             async move {
                 for chunk in employees.chunks(source.chunk_size()) {
                     let pulled = source.pull(month, chunk, now, tz).await;
@@ -440,11 +485,15 @@ impl Syncer {
             absent += pulled.absent.len();
             if lost.load(Ordering::SeqCst) {
                 complete = false;
-                outcome = Err(JobError::Setup("the job lease was lost; another process may be running this job".into()));
+                outcome = Err(JobError::Setup(
+                    "the job lease was lost; another process may be running this job".into(),
+                ));
                 break;
             }
             if let Err(e) = self
-                .sync_chunk(job, mapping, opts, month, &vars, pulled, writer, &mut seen, m)
+                .sync_chunk(
+                    job, mapping, opts, month, &vars, pulled, writer, &mut seen, m,
+                )
                 .await
             {
                 complete = false;
@@ -498,7 +547,11 @@ impl Syncer {
                 }
                 Err(errors) => {
                     let text: Vec<String> = errors.iter().map(ToString::to_string).collect();
-                    m.error(format!("{month} employee {}: {}", rec.employee, text.join("; ")));
+                    m.error(format!(
+                        "{month} employee {}: {}",
+                        rec.employee,
+                        text.join("; ")
+                    ));
                 }
             }
         }
@@ -515,7 +568,9 @@ impl Syncer {
             let key = row.key();
             match known.get(&key) {
                 None => creates.push(row),
-                Some(cp) if cp.content_hash == row.content_hash() && !force => m.counts.unchanged += 1,
+                Some(cp) if cp.content_hash == row.content_hash() && !force => {
+                    m.counts.unchanged += 1
+                }
                 Some(cp) => updates.push((cp.data_id.clone(), row)),
             }
         }
@@ -528,9 +583,17 @@ impl Syncer {
             return Ok(());
         };
         let ms = month.to_string();
-        let created = writer.create(&ms, creates.into_iter().map(pending_record).collect()).await?;
+        let created = writer
+            .create(&ms, creates.into_iter().map(pending_record).collect())
+            .await?;
         let updated = writer
-            .update(&ms, updates.into_iter().map(|(id, r)| (id, pending_record(r))).collect())
+            .update(
+                &ms,
+                updates
+                    .into_iter()
+                    .map(|(id, r)| (id, pending_record(r)))
+                    .collect(),
+            )
             .await?;
         for out in [created, updated] {
             m.counts.created += out.created;
@@ -547,7 +610,13 @@ impl Syncer {
     }
 
     /// Lists records the store holds for the month that the source no longer returned.
-    async fn find_missing(&self, job: &Job, month: Month, seen_hashes: HashSet<u64>, m: &mut MonthReport) -> Result<(), StoreError> {
+    async fn find_missing(
+        &self,
+        job: &Job,
+        month: Month,
+        seen_hashes: HashSet<u64>,
+        m: &mut MonthReport,
+    ) -> Result<(), StoreError> {
         let (j, ms) = (job.name.clone(), month.to_string());
         let missing = self
             .store

@@ -45,7 +45,9 @@ pub fn job_files(config_dir: &Path) -> Result<Vec<(String, PathBuf)>, ConfigErro
 fn read_file(path: &Path) -> Result<SourceFile, ConfigError> {
     std::fs::read_to_string(path)
         .map(|text| SourceFile::new(path, text))
-        .map_err(|e| SourceFile::new(path, "").error(None, "", format!("cannot read the file: {e}")))
+        .map_err(|e| {
+            SourceFile::new(path, "").error(None, "", format!("cannot read the file: {e}"))
+        })
 }
 
 /// The line of the `mapping = …` key, to point at it when the file is missing.
@@ -65,14 +67,22 @@ fn mapping_key_error(file: &SourceFile, message: String) -> ConfigError {
 
 /// Loads and validates the selected jobs (every job when `only` is empty) and
 /// their mappings, collecting every problem before reporting.
-pub fn load(config_dir: &Path, only: &[String], env: EnvLookup<'_>) -> Result<Vec<LoadedJob>, ConfigErrors> {
+pub fn load(
+    config_dir: &Path,
+    only: &[String],
+    env: EnvLookup<'_>,
+) -> Result<Vec<LoadedJob>, ConfigErrors> {
     let all = job_files(config_dir)?;
     let mut errors = Vec::new();
     let mut selected = Vec::new();
     if only.is_empty() {
         selected = all.clone();
         if all.is_empty() {
-            errors.push(SourceFile::new(config_dir.join("jobs"), "").error(None, "", "no job files (*.toml) found"));
+            errors.push(SourceFile::new(config_dir.join("jobs"), "").error(
+                None,
+                "",
+                "no job files (*.toml) found",
+            ));
         }
     } else {
         for name in only {
@@ -83,7 +93,10 @@ pub fn load(config_dir: &Path, only: &[String], env: EnvLookup<'_>) -> Result<Ve
                     errors.push(SourceFile::new(config_dir.join("jobs"), "").error(
                         None,
                         "",
-                        format!("unknown job \"{name}\"; available jobs: {}", names.join(", ")),
+                        format!(
+                            "unknown job \"{name}\"; available jobs: {}",
+                            names.join(", ")
+                        ),
                     ));
                 }
             }
@@ -113,7 +126,10 @@ pub fn load(config_dir: &Path, only: &[String], env: EnvLookup<'_>) -> Result<Ve
                 let mfile = match read_file(&mpath) {
                     Ok(f) => f,
                     Err(e) => {
-                        errors.push(mapping_key_error(&file, format!("{}: {}", mpath.display(), e.message)));
+                        errors.push(mapping_key_error(
+                            &file,
+                            format!("{}: {}", mpath.display(), e.message),
+                        ));
                         return None;
                     }
                 };
@@ -127,7 +143,11 @@ pub fn load(config_dir: &Path, only: &[String], env: EnvLookup<'_>) -> Result<Ve
             })
             .clone();
         if let Some(mapping) = mapping {
-            loaded.push(LoadedJob { job, mapping, file: path });
+            loaded.push(LoadedJob {
+                job,
+                mapping,
+                file: path,
+            });
         }
     }
     if errors.is_empty() {

@@ -18,9 +18,13 @@ pub struct Pacer {
     endpoints: HashMap<String, Limiter>,
 }
 
+/// Calls are spaced this much wider than the quota requires, so that scheduling
+/// jitter never puts one call too many into a vendor's counting window.
+const SAFETY_MARGIN: f64 = 1.02;
+
 fn strict(rate: Rate) -> Limiter {
     let one = NonZeroU32::MIN;
-    let quota = Quota::with_period(rate.interval())
+    let quota = Quota::with_period(rate.interval().mul_f64(SAFETY_MARGIN))
         .unwrap_or_else(|| Quota::per_second(one))
         .allow_burst(one);
     Arc::new(RateLimiter::direct(quota))

@@ -349,7 +349,12 @@ impl Store {
     }
 
     /// Calls `f` with every record key of a job-month, without loading them all.
-    pub fn for_each_key(&self, job: &str, month: &str, mut f: impl FnMut(&str, &str)) -> Result<()> {
+    pub fn for_each_key(
+        &self,
+        job: &str,
+        month: &str,
+        mut f: impl FnMut(&str, &str),
+    ) -> Result<()> {
         let conn = self.conn();
         let mut stmt = conn.prepare_cached(
             "SELECT record_key, data_id FROM checkpoints WHERE job = ?1 AND month = ?2",

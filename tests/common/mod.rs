@@ -35,7 +35,9 @@ pub fn shipped_widgets() -> Vec<(String, String)> {
         .into_iter()
         .map(|f| {
             let kind = match f.value_type {
-                attendsync::mapping::ValueType::Datetime | attendsync::mapping::ValueType::Date => "datetime",
+                attendsync::mapping::ValueType::Datetime | attendsync::mapping::ValueType::Date => {
+                    "datetime"
+                }
                 attendsync::mapping::ValueType::Text => "text",
                 _ => "number",
             };
@@ -174,12 +176,21 @@ base_url = "{jdy}"
     }
 
     /// Form records, each checked to carry a key; panics on duplicate keys.
-    pub fn rows_by_key(&self) -> std::collections::BTreeMap<(String, String), serde_json::Map<String, serde_json::Value>> {
+    pub fn rows_by_key(
+        &self,
+    ) -> std::collections::BTreeMap<(String, String), serde_json::Map<String, serde_json::Value>>
+    {
         let mut out = std::collections::BTreeMap::new();
         for r in self.jdy.records() {
             let key = (
-                r.get("userid").and_then(|v| v.as_str()).unwrap_or("").to_string(),
-                r.get("month").and_then(|v| v.as_str()).unwrap_or("").to_string(),
+                r.get("userid")
+                    .and_then(|v| v.as_str())
+                    .unwrap_or("")
+                    .to_string(),
+                r.get("month")
+                    .and_then(|v| v.as_str())
+                    .unwrap_or("")
+                    .to_string(),
             );
             if out.insert(key.clone(), r).is_some() {
                 panic!("duplicate key in the form: {key:?}");
@@ -225,17 +236,30 @@ impl Run {
     }
 
     pub fn expect_code(&self, code: i32) -> &Self {
-        assert_eq!(self.code(), code, "unexpected exit status{}", self.explain());
+        assert_eq!(
+            self.code(),
+            code,
+            "unexpected exit status{}",
+            self.explain()
+        );
         self
     }
 
     pub fn expect_contains(&self, text: &str) -> &Self {
-        assert!(self.all().contains(text), "output lacks {text:?}{}", self.explain());
+        assert!(
+            self.all().contains(text),
+            "output lacks {text:?}{}",
+            self.explain()
+        );
         self
     }
 
     pub fn expect_lacks(&self, text: &str) -> &Self {
-        assert!(!self.all().contains(text), "output contains {text:?}{}", self.explain());
+        assert!(
+            !self.all().contains(text),
+            "output contains {text:?}{}",
+            self.explain()
+        );
         self
     }
 }
