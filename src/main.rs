@@ -1,5 +1,6 @@
 //! The `attendsync` binary: parse arguments, call the library, map errors to exit codes.
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use attendsync::app::{self, Output};
@@ -14,6 +15,7 @@ fn init_logging() {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_target(false)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
 }
 

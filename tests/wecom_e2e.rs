@@ -119,7 +119,7 @@ async fn throttling_and_expiring_tokens_lose_nothing_and_pace_is_kept() {
     };
     let env = Env::start(600, wecom, jdy).await;
     env.write_job(
-        "[source.limits]\n\"checkin/getcheckin_monthdata\" = \"600/min\"\n",
+        "[source.limits]\n\"checkin/getcheckin_monthdata\" = \"600/min\"\n\"user/simplelist\" = \"50/s\"\ngettoken = \"50/s\"\n",
         "[target.limits]\n\"data/batch_create\" = \"10/s\"\n\"data/list\" = \"20/s\"\n",
     );
     let run = env.run(&["run", "--month", MONTH]).await;
