@@ -140,8 +140,13 @@ pub fn summary_text(reports: &[JobReport]) -> String {
                     c.failed as usize - m.errors.len()
                 ));
             }
+            let fate = if m.pruned > 0 {
+                "deleted from Jiandaoyun"
+            } else {
+                "kept in Jiandaoyun; `rerun --prune` deletes it"
+            };
             for k in m.missing_keys.iter().take(20) {
-                s.push_str(&format!("  gone from source (kept in Jiandaoyun): {k}\n"));
+                s.push_str(&format!("  gone from source ({fate}): {k}\n"));
             }
         }
         if let Some(e) = &r.error {

@@ -61,6 +61,9 @@ pub enum Command {
         /// Rewrite every record, changed or not.
         #[arg(long)]
         force: bool,
+        /// Delete records whose employee the source no longer returns.
+        #[arg(long)]
+        prune: bool,
         #[arg(long)]
         json: bool,
     },

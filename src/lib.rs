@@ -8,6 +8,7 @@ pub mod config;
 pub mod demo;
 pub mod http;
 pub mod jiandaoyun;
+pub mod lease;
 pub mod mapping;
 pub mod month;
 pub mod secret;

@@ -41,18 +41,23 @@ fn main() -> ExitCode {
                 months,
                 dry_run,
                 json,
-            } => app::sync(&global, &jobs, months, Mode::Run, Output { json, dry_run }).await,
+            } => {
+                let mode = Mode::Run;
+                app::sync(&global, &jobs, months, mode, Output { json, dry_run }).await
+            }
             Command::Rerun {
                 job,
                 month,
                 force,
+                prune,
                 json,
             } => {
                 let output = Output {
                     json,
                     dry_run: false,
                 };
-                app::sync(&global, &[job], vec![month], Mode::Rerun { force }, output).await
+                let mode = Mode::Rerun { force, prune };
+                app::sync(&global, &[job], vec![month], mode, output).await
             }
             Command::Check => app::check(&global),
             Command::Status { job } => app::status(&global, job.as_deref()),

@@ -16,6 +16,7 @@ use tokio::sync::mpsc;
 use crate::config::job::Job;
 use crate::http::{CallStats, EndpointStats};
 use crate::jiandaoyun::{JdyError, Jiandaoyun, Widget};
+use crate::lease::Lease;
 use crate::mapping::{Mapping, Row, Vars};
 use crate::month::{default_months, Month};
 use crate::source::{Pulled, SourceClient, SourceError};
@@ -24,7 +25,6 @@ use crate::writer::{WriteError, Writer};
 
 /// How many errors a month keeps for the summary and alerts.
 const MAX_ERRORS_KEPT: usize = 20;
-const LEASE_TTL: Duration = Duration::from_secs(60);
 /// Chunks pulled ahead of the writer.
 const PIPELINE_DEPTH: usize = 2;
 
@@ -32,8 +32,9 @@ const PIPELINE_DEPTH: usize = 2;
 pub enum Mode {
     /// Write what is new or changed.
     Run,
-    /// Bring a month in line with the source; `force` rewrites every record.
-    Rerun { force: bool },
+    /// Bring a month in line with the source; `force` rewrites every record,
+    /// `prune` deletes records the source no longer returns.
+    Rerun { force: bool, prune: bool },
 }
 
 #[derive(Debug, Clone)]
@@ -49,8 +50,12 @@ impl Options {
     fn command(&self) -> &'static str {
         match self.mode {
             Mode::Run => "run",
-            Mode::Rerun { force: false } => "rerun",
-            Mode::Rerun { force: true } => "rerun --force",
+            Mode::Rerun {
+                force: false,
+                prune: false,
+            } => "rerun",
+            Mode::Rerun { force: true, .. } => "rerun --force",
+            Mode::Rerun { prune: true, .. } => "rerun --prune",
         }
     }
 }
@@ -66,6 +71,8 @@ pub struct MonthReport {
     pub month_error: Option<String>,
     /// Keys in the store (and the form) that the source no longer returned.
     pub missing_keys: Vec<String>,
+    /// How many of those `--prune` deleted.
+    pub pruned: u64,
 }
 
 impl MonthReport {
@@ -76,6 +83,7 @@ impl MonthReport {
             errors: Vec::new(),
             month_error: None,
             missing_keys: Vec::new(),
+            pruned: 0,
         }
     }
 
@@ -139,70 +147,6 @@ pub struct Syncer {
     pub dry_run_sink: RecordSink,
     /// Pause before re-reading records Jiandaoyun acknowledged but not yet lists.
     pub settle_wait: Duration,
-}
-
-/// Holds a job's lease and renews it until dropped.
-struct Lease {
-    store: Store,
-    job: String,
-    owner: String,
-    lost: Arc<AtomicBool>,
-    renewer: tokio::task::JoinHandle<()>,
-}
-
-impl Lease {
-    async fn acquire(store: &Store, job: &str) -> Result<Result<Lease, String>, StoreError> {
-        let owner = format!("pid {} ({})", std::process::id(), uuid::Uuid::new_v4());
-        let (j, o) = (job.to_string(), owner.clone());
-        let holder = store
-            .call(move |s| s.acquire_lease(&j, &o, LEASE_TTL, Utc::now()))
-            .await?;
-        if let Some(h) = holder {
-            return Ok(Err(format!(
-                "job {job} is already running in another process ({}); its lease expires at {} unless renewed",
-                h.owner,
-                h.expires_at.to_rfc3339()
-            )));
-        }
-        let lost = Arc::new(AtomicBool::new(false));
-        let renewer = tokio::spawn({
-            let (store, job, owner, lost) =
-                (store.clone(), job.to_string(), owner.clone(), lost.clone());
-            async move {
-                loop {
-                    tokio::time::sleep(LEASE_TTL / 3).await;
-                    let (j, o) = (job.clone(), owner.clone());
-                    let kept = store
-                        .call(move |s| s.renew_lease(&j, &o, LEASE_TTL, Utc::now()))
-                        .await;
-                    if !matches!(kept, Ok(true)) {
-                        tracing::error!(%job, "lost the job lease; stopping writes");
-                        lost.store(true, Ordering::SeqCst);
-                        return;
-                    }
-                }
-            }
-        });
-        Ok(Ok(Lease {
-            store: store.clone(),
-            job: job.to_string(),
-            owner,
-            lost,
-            renewer,
-        }))
-    }
-
-    async fn release(self) {
-        self.renewer.abort();
-        let (job, owner) = (self.job, self.owner);
-        if let Err(e) = self
-            .store
-            .call(move |s| s.release_lease(&job, &owner))
-            .await
-        {
-            tracing::warn!(error = %e, "could not release the job lease; it expires by itself");
-        }
-    }
 }
 
 /// The filter type `data/list` needs for a form field of this widget type.
@@ -300,7 +244,7 @@ impl Syncer {
                 }
             }
         };
-        let lost = lease.as_ref().map(|l| l.lost.clone()).unwrap_or_default();
+        let lost = lease.as_ref().map(Lease::lost).unwrap_or_default();
         let result = self
             .run_months(
                 job,
@@ -509,7 +453,14 @@ impl Syncer {
                 "employees without a report this month (left, outside the app's visible range, or no check-in rule)");
         }
         if complete && outcome.is_ok() {
-            self.find_missing(job, month, seen, m).await?;
+            let missing = self.find_missing(job, month, seen).await?;
+            m.counts.missing = missing.len() as u64;
+            m.missing_keys = missing.iter().map(|(k, _)| k.clone()).collect();
+            let prune = matches!(opts.mode, Mode::Rerun { prune: true, .. });
+            if let (true, Some(writer), false) = (prune, writer, missing.is_empty()) {
+                m.pruned = writer.delete(&month.to_string(), missing).await?;
+                tracing::info!(job = %job.name, %month, deleted = m.pruned, "pruned records gone from the source");
+            }
         }
         outcome
     }
@@ -561,7 +512,7 @@ impl Syncer {
             .store
             .call(move |s| s.checkpoints_for(&j, &ms, &keys))
             .await?;
-        let force = matches!(opts.mode, Mode::Rerun { force: true });
+        let force = matches!(opts.mode, Mode::Rerun { force: true, .. });
         let mut creates = Vec::new();
         let mut updates = Vec::new();
         for row in &rows {
@@ -609,29 +560,25 @@ impl Syncer {
         Ok(())
     }
 
-    /// Lists records the store holds for the month that the source no longer returned.
+    /// Records (key, data id) the store holds for the month that the source no
+    /// longer returned.
     async fn find_missing(
         &self,
         job: &Job,
         month: Month,
         seen_hashes: HashSet<u64>,
-        m: &mut MonthReport,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Vec<(String, String)>, StoreError> {
         let (j, ms) = (job.name.clone(), month.to_string());
-        let missing = self
-            .store
+        self.store
             .call(move |s| {
                 let mut out = Vec::new();
-                s.for_each_key(&j, &ms, |key, _| {
+                s.for_each_key(&j, &ms, |key, data_id| {
                     if !seen_hashes.contains(&small_hash(key)) {
-                        out.push(key.to_string());
+                        out.push((key.to_string(), data_id.to_string()));
                     }
                 })?;
                 Ok(out)
             })
-            .await?;
-        m.counts.missing = missing.len() as u64;
-        m.missing_keys = missing;
-        Ok(())
+            .await
     }
 }

@@ -425,6 +425,28 @@ impl Writer {
     }
 }
 
+impl Writer {
+    /// Deletes records from the form and forgets them (`rerun --prune`). Returns how
+    /// many Jiandaoyun confirmed deleted.
+    pub async fn delete(
+        &self,
+        month: &str,
+        records: Vec<(String, String)>,
+    ) -> Result<u64, WriteError> {
+        let mut deleted = 0;
+        for chunk in records.chunks(MAX_BATCH) {
+            let ids: Vec<String> = chunk.iter().map(|(_, id)| id.clone()).collect();
+            deleted += self.jdy.batch_delete(&ids).await?;
+            let keys: Vec<String> = chunk.iter().map(|(k, _)| k.clone()).collect();
+            let (job, m) = (self.job.clone(), month.to_string());
+            self.store
+                .call(move |s| s.delete_checkpoints(&job, &m, &keys))
+                .await?;
+        }
+        Ok(deleted)
+    }
+}
+
 fn id_of(row: &Map<String, Value>) -> &str {
     row.get("_id").and_then(Value::as_str).unwrap_or("")
 }

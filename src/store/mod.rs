@@ -492,14 +492,16 @@ impl Store {
 
     // ---- leases -----------------------------------------------------------
 
-    /// Takes the job's lease for `ttl` unless another live owner holds it.
-    /// Returns the holder when the lease is taken.
+    /// Takes the job's lease for `ttl` unless another live owner holds it
+    /// (`is_dead` tells an owner known to be gone). Returns the holder when the
+    /// lease is taken.
     pub fn acquire_lease(
         &self,
         job: &str,
         owner: &str,
         ttl: Duration,
         now: DateTime<Utc>,
+        is_dead: &dyn Fn(&str) -> bool,
     ) -> Result<Option<LeaseHolder>> {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -511,7 +513,7 @@ impl Store {
             )
             .optional()?;
         if let Some((holder, expires)) = current {
-            if holder != owner && expires > now.timestamp_millis() {
+            if holder != owner && expires > now.timestamp_millis() && !is_dead(&holder) {
                 return Ok(Some(LeaseHolder {
                     owner: holder,
                     expires_at: DateTime::from_timestamp_millis(expires).unwrap_or(now),
@@ -630,11 +632,21 @@ mod tests {
         let (_d, s) = store();
         let t0 = Utc::now();
         let ttl = Duration::from_secs(30);
-        assert_eq!(s.acquire_lease("j", "a", ttl, t0).expect("a"), None);
-        let held = s.acquire_lease("j", "b", ttl, t0).expect("b");
+        let alive = |_: &str| false;
+        assert_eq!(s.acquire_lease("j", "a", ttl, t0, &alive).expect("a"), None);
+        let held = s.acquire_lease("j", "b", ttl, t0, &alive).expect("b");
         assert_eq!(held.map(|h| h.owner), Some("a".to_string()));
         let later = t0 + chrono::Duration::seconds(31);
-        assert_eq!(s.acquire_lease("j", "b", ttl, later).expect("b"), None);
+        assert_eq!(
+            s.acquire_lease("j", "b", ttl, later, &alive).expect("b"),
+            None
+        );
+        // A holder known to be dead is taken over before its lease expires.
+        let dead = |o: &str| o == "b";
+        assert_eq!(
+            s.acquire_lease("j", "c", ttl, later, &dead).expect("c"),
+            None
+        );
         assert!(!s.renew_lease("j", "a", ttl, later).expect("renew"));
     }
 

@@ -59,21 +59,22 @@ CREATE TABLE leases (
 
 pub const CURRENT_VERSION: i64 = MIGRATIONS.len() as i64;
 
-/// Applies every migration the database has not seen yet, each in its own
-/// transaction. A database newer than this binary is refused.
+/// Applies every migration the database has not seen yet, in one transaction. A database newer than this binary is refused.
 pub fn migrate(conn: &mut Connection) -> Result<(), super::StoreError> {
-    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    // The version is read inside an IMMEDIATE transaction, so two processes opening
+    // a new database at the same instant migrate it once, one after the other.
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     if version > CURRENT_VERSION {
         return Err(super::StoreError::TooNew {
             found: version,
             supported: CURRENT_VERSION,
         });
     }
-    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
-        let tx = conn.transaction()?;
+    for sql in MIGRATIONS.iter().skip(version as usize) {
         tx.execute_batch(sql)?;
-        tx.pragma_update(None, "user_version", (i + 1) as i64)?;
-        tx.commit()?;
     }
+    tx.pragma_update(None, "user_version", CURRENT_VERSION)?;
+    tx.commit()?;
     Ok(())
 }

@@ -1,0 +1,250 @@
+//! Issue 3 acceptance: reruns, kill -9 and resume, ambiguous commits and two
+//! processes at once never duplicate a record and never lose one.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use attendsync::sim::{JdySimConfig, Outcome, TxMode, WecomSimConfig};
+use common::{counts, Env};
+
+const MONTH: &str = "2026-10";
+const FAST_SOURCE: &str = "[source.limits]\n\"checkin/getcheckin_monthdata\" = \"6000/min\"\n\"user/simplelist\" = \"100/s\"\n";
+const FAST_TARGET: &str = "[target.limits]\n\"data/batch_create\" = \"9/s\"\n\"data/list\" = \"25/s\"\n\"data/update\" = \"18/s\"\n";
+
+fn fast_wecom() -> WecomSimConfig {
+    WecomSimConfig {
+        limits: vec![],
+        ..WecomSimConfig::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rerun_updates_exactly_the_changed_records_and_force_rewrites_all() {
+    let env = Env::start(250, fast_wecom(), JdySimConfig::default()).await;
+    env.write_job(FAST_SOURCE, FAST_TARGET);
+    env.run(&["run", "--month", MONTH]).await.expect_code(0);
+    let ids_before: Vec<String> = env
+        .jdy
+        .records()
+        .iter()
+        .filter_map(|r| r["_id"].as_str().map(String::from))
+        .collect();
+
+    let changed: Vec<String> = env
+        .wecom
+        .org()
+        .users
+        .iter()
+        .step_by(31)
+        .take(7)
+        .map(|u| u.userid.clone())
+        .collect();
+    for u in &changed {
+        env.wecom.bump_revision(u);
+    }
+    let updates_before = env.jdy.calls("data/update");
+    let rerun = env.run(&["rerun", "wecom_monthly", "--month", MONTH]).await;
+    rerun.expect_code(0);
+    assert_eq!(counts(&rerun.stdout(), MONTH), (250, 0, 7, 243, 0));
+    assert_eq!(env.jdy.calls("data/update") - updates_before, 7);
+    assert_eq!(
+        env.jdy.calls("data/batch_create"),
+        3,
+        "no create during the rerun"
+    );
+    let rows = env.rows_by_key();
+    assert_eq!(rows.len(), 250);
+    let ids_after: Vec<String> = env
+        .jdy
+        .records()
+        .iter()
+        .filter_map(|r| r["_id"].as_str().map(String::from))
+        .collect();
+    assert_eq!(ids_before, ids_after, "records are updated in place");
+
+    let forced = env
+        .run(&["rerun", "wecom_monthly", "--month", MONTH, "--force"])
+        .await;
+    forced.expect_code(0);
+    assert_eq!(counts(&forced.stdout(), MONTH), (250, 0, 250, 0, 0));
+    assert_eq!(env.rows_by_key().len(), 250);
+
+    let status = env.run(&["status"]).await;
+    status
+        .expect_code(0)
+        .expect_contains("rerun --force")
+        .expect_contains("rerun ");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_gone_from_the_source_are_listed_and_pruned_on_request() {
+    let env = Env::start(40, fast_wecom(), JdySimConfig::default()).await;
+    env.write_job(FAST_SOURCE, FAST_TARGET);
+    env.run(&["run", "--month", MONTH]).await.expect_code(0);
+    let keep: Vec<String> = env
+        .wecom
+        .org()
+        .users
+        .iter()
+        .skip(2)
+        .map(|u| format!("\"{}\"", u.userid))
+        .collect();
+    let gone = env.wecom.org().users[0].userid.clone();
+    env.write_job(
+        &format!("userids = [{}]\n{FAST_SOURCE}", keep.join(", ")),
+        FAST_TARGET,
+    );
+
+    let run = env.run(&["run", "--month", MONTH]).await;
+    run.expect_code(0)
+        .expect_contains("gone from source 2")
+        .expect_contains(&gone);
+    assert_eq!(env.jdy.records().len(), 40, "nothing is deleted by default");
+
+    let prune = env
+        .run(&["rerun", "wecom_monthly", "--month", MONTH, "--prune"])
+        .await;
+    prune
+        .expect_code(0)
+        .expect_contains("deleted from Jiandaoyun");
+    let rows = env.rows_by_key();
+    assert_eq!(rows.len(), 38);
+    assert!(!rows.contains_key(&(gone, MONTH.to_string())));
+    let again = env.run(&["run", "--month", MONTH]).await;
+    again.expect_code(0).expect_lacks("gone from source");
+}
+
+/// Starts a run, waits until `ready` says so (bounded), and kills it with SIGKILL.
+async fn run_and_kill(env: &Env, ready: impl Fn(&Env) -> bool) {
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_attendsync"))
+        .args(["run", "--month", MONTH, "--config-dir"])
+        .arg(env.path())
+        .env("WECOM_CORP_ID", common::CORP_ID)
+        .env("WECOM_CHECKIN_SECRET", common::SECRET)
+        .env("JDY_API_KEY", common::API_KEY)
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn: {e}"));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !ready(env) {
+        if Instant::now() > deadline {
+            panic!("the kill point was never reached");
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("the run ended ({status}) before the kill point");
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // tokio's kill sends SIGKILL.
+    child.kill().await.unwrap_or_else(|e| panic!("kill: {e}"));
+}
+
+fn batch_in_flight(env: &Env) -> bool {
+    env.jdy
+        .call_log()
+        .iter()
+        .any(|c| c.endpoint == "data/batch_create" && c.outcome == Outcome::Pending)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_runs_resume_without_duplicates_or_loss() {
+    let jdy = JdySimConfig {
+        latency: Duration::from_millis(40),
+        ..JdySimConfig::default()
+    };
+    let env = Env::start(2000, fast_wecom(), jdy).await;
+    env.write_job(FAST_SOURCE, FAST_TARGET);
+
+    // 1. While the first batch is in flight.
+    run_and_kill(&env, batch_in_flight).await;
+    // 2. Once some records landed.
+    run_and_kill(&env, |e| e.jdy.records().len() >= 500).await;
+    // 3. While a later batch is in flight (after send, before the commit).
+    let seen = env.jdy.calls("data/batch_create");
+    run_and_kill(&env, move |e| {
+        e.jdy.calls("data/batch_create") > seen + 2 && batch_in_flight(e)
+    })
+    .await;
+    // 4. Right after a batch was stored.
+    let stored = env.jdy.records().len();
+    run_and_kill(&env, move |e| e.jdy.records().len() > stored).await;
+
+    let last = env.run(&["run", "--month", MONTH]).await;
+    last.expect_code(0);
+    let rows = env.rows_by_key();
+    assert_eq!(rows.len(), 2000, "every employee exactly once");
+    assert_eq!(env.jdy.records().len(), 2000);
+    let (pulled, _, _, _, failed) = counts(&last.stdout(), MONTH);
+    assert_eq!((pulled, failed), (2000, 0));
+    let status = env.run(&["status"]).await;
+    status.expect_code(0).expect_lacks("pending");
+}
+
+async fn ambiguous_commits(mode: TxMode) {
+    let jdy = JdySimConfig {
+        tx_mode: mode,
+        store_then_502_ratio: 0.1,
+        store_then_drop_ratio: 0.1,
+        seed: 5,
+        ..JdySimConfig::default()
+    };
+    let env = Env::start(1500, fast_wecom(), jdy).await;
+    env.write_job(FAST_SOURCE, FAST_TARGET);
+    let run = env.run(&["run", "--month", MONTH]).await;
+    run.expect_code(0);
+    let faults = env
+        .jdy
+        .call_log()
+        .iter()
+        .filter(|c| {
+            c.endpoint == "data/batch_create"
+                && matches!(c.outcome, Outcome::Http(502) | Outcome::Dropped)
+        })
+        .count();
+    assert!(
+        faults >= 2,
+        "the test must inject ambiguous failures, saw {faults}"
+    );
+    assert_eq!(env.rows_by_key().len(), 1500);
+    assert_eq!(env.jdy.records().len(), 1500);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ambiguous_commits_with_transaction_id_honoured() {
+    ambiguous_commits(TxMode::Honour).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ambiguous_commits_with_transaction_id_ignored() {
+    ambiguous_commits(TxMode::Ignore).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_at_once_write_once() {
+    let jdy = JdySimConfig {
+        latency: Duration::from_millis(20),
+        ..JdySimConfig::default()
+    };
+    let env = Env::start(600, fast_wecom(), jdy).await;
+    env.write_job(FAST_SOURCE, FAST_TARGET);
+    let (a, b) = tokio::join!(
+        env.run(&["run", "--month", MONTH]),
+        env.run(&["run", "--month", MONTH])
+    );
+    let mut codes = [a.code(), b.code()];
+    codes.sort();
+    assert_eq!(
+        codes,
+        [0, 3],
+        "one runs, one reports the lease\n{}\n{}",
+        a.all(),
+        b.all()
+    );
+    let busy = if a.code() == 3 { &a } else { &b };
+    busy.expect_contains("already running");
+    assert_eq!(env.rows_by_key().len(), 600);
+}
