@@ -73,13 +73,8 @@ pub async fn sync(
     output: Output,
 ) -> Result<u8, AppError> {
     let loaded = config::load(&global.config_dir, jobs, &env_lookup)?;
-    let store = open_store(&global.db_path())?;
-    let syncer = Syncer {
-        store,
-        http: crate::http::client(crate::http::REQUEST_TIMEOUT)?,
-        dry_run_sink: stdout_sink(),
-        settle_wait: Duration::from_secs(1),
-    };
+    let syncer = syncer(global)?;
+    syncer.shutdown.on_signals();
     let opts = Options {
         mode,
         months,
@@ -89,6 +84,26 @@ pub async fn sync(
     let reports = run_all(&syncer, &loaded, &opts).await;
     print_reports(&reports, output);
     Ok(exit_status(&reports))
+}
+
+/// The sync engine for a config dir: its database, an HTTP client, stdout for
+/// dry-run records.
+pub fn syncer(global: &Global) -> Result<Syncer, AppError> {
+    Ok(Syncer {
+        store: open_store(&global.db_path())?,
+        http: crate::http::client(crate::http::REQUEST_TIMEOUT)?,
+        dry_run_sink: stdout_sink(),
+        settle_wait: Duration::from_secs(1),
+        shutdown: crate::shutdown::Shutdown::new(),
+    })
+}
+
+/// `daemon`: every job on its schedule until SIGTERM/SIGINT.
+pub async fn daemon(global: &Global) -> Result<u8, AppError> {
+    let loaded = config::load(&global.config_dir, &[], &env_lookup)?;
+    let syncer = syncer(global)?;
+    syncer.shutdown.on_signals();
+    crate::daemon::run(loaded, Arc::new(syncer)).await
 }
 
 pub async fn run_all(syncer: &Syncer, jobs: &[LoadedJob], opts: &Options) -> Vec<JobReport> {

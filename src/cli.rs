@@ -67,6 +67,8 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Stay up and run every job on its schedule (cron, in the job's timezone).
+    Daemon,
     /// Validate every job and mapping file.
     Check,
     /// Recent runs and per job-month counts.

@@ -150,6 +150,7 @@ pub async fn run(employees: usize) -> Result<u8, AppError> {
         http: crate::http::client(crate::http::REQUEST_TIMEOUT)?,
         dry_run_sink: app::stdout_sink(),
         settle_wait: Duration::from_millis(200),
+        shutdown: crate::shutdown::Shutdown::new(),
     };
     let opts = Options {
         mode: Mode::Run,

@@ -5,13 +5,16 @@
 pub mod app;
 pub mod cli;
 pub mod config;
+pub mod daemon;
 pub mod demo;
 pub mod http;
 pub mod jiandaoyun;
 pub mod lease;
 pub mod mapping;
 pub mod month;
+pub mod schedule;
 pub mod secret;
+pub mod shutdown;
 pub mod sim;
 pub mod source;
 pub mod store;

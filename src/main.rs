@@ -59,6 +59,7 @@ fn main() -> ExitCode {
                 let mode = Mode::Rerun { force, prune };
                 app::sync(&global, &[job], vec![month], mode, output).await
             }
+            Command::Daemon => app::daemon(&global).await,
             Command::Check => app::check(&global),
             Command::Status { job } => app::status(&global, job.as_deref()),
             Command::Demo { employees } => attendsync::demo::run(employees).await,

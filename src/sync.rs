@@ -147,6 +147,9 @@ pub struct Syncer {
     pub dry_run_sink: RecordSink,
     /// Pause before re-reading records Jiandaoyun acknowledged but not yet lists.
     pub settle_wait: Duration,
+    /// Set on SIGTERM/SIGINT: finish the chunk in flight, then stop. Everything
+    /// written is committed and the next run resumes.
+    pub shutdown: crate::shutdown::Shutdown,
 }
 
 /// The filter type `data/list` needs for a form field of this widget type.
@@ -333,6 +336,11 @@ impl Syncer {
         let employees: Arc<Vec<String>> = Arc::new(source.employees().await?);
         tracing::info!(job = %job.name, employees = employees.len(), months = ?months.iter().map(|m| m.to_string()).collect::<Vec<_>>(), "starting");
         for &month in months {
+            if self.shutdown.is_triggered() {
+                return Err(JobError::Setup(
+                    "interrupted by a shutdown request before this month".into(),
+                ));
+            }
             let mut m = MonthReport::new(month);
             let result = self
                 .sync_month(
@@ -427,6 +435,13 @@ impl Syncer {
                 }
             };
             absent += pulled.absent.len();
+            if self.shutdown.is_triggered() {
+                complete = false;
+                outcome = Err(JobError::Setup(
+                    "interrupted by a shutdown request; the next run resumes here".into(),
+                ));
+                break;
+            }
             if lost.load(Ordering::SeqCst) {
                 complete = false;
                 outcome = Err(JobError::Setup(

@@ -256,7 +256,7 @@ pub fn parse_job(
 
 fn read_job(name: &str, root: &Table<'_, '_>, errors: &mut Vec<ConfigError>) -> Option<Job> {
     let description = root.string("description", errors).map(|d| d.value);
-    let schedule = root.string("schedule", errors).map(|s| s.value);
+    let schedule = root.string("schedule", errors);
     let timezone = match root.string("timezone", errors) {
         None => Some(DEFAULT_TIMEZONE),
         Some(tz) => match tz.value.parse::<Tz>() {
@@ -274,6 +274,11 @@ fn read_job(name: &str, root: &Table<'_, '_>, errors: &mut Vec<ConfigError>) -> 
             }
         },
     };
+    if let (Some(text), Some(tz)) = (&schedule, timezone) {
+        if let Err(message) = crate::schedule::Schedule::parse(&text.value, tz) {
+            errors.push(root.error(text.span.clone(), "schedule", message));
+        }
+    }
     let mapping = root.required_string("mapping", errors);
     if let Some(m) = &mapping {
         if m.value.contains('/') || m.value.contains('\\') || !m.value.ends_with(".toml") {
@@ -320,7 +325,7 @@ fn read_job(name: &str, root: &Table<'_, '_>, errors: &mut Vec<ConfigError>) -> 
     Some(Job {
         name: name.to_string(),
         description: description.unwrap_or_default(),
-        schedule,
+        schedule: schedule.map(|s| s.value),
         timezone: timezone?,
         mapping: mapping?.value,
         previous_month_until_day: until_day?,

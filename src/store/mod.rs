@@ -264,6 +264,25 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// When the job's latest fully successful run started.
+    pub fn last_success(&self, job: &str) -> Result<Option<DateTime<Utc>>> {
+        let started: Option<String> = self
+            .conn()
+            .query_row(
+                "SELECT started_at FROM runs WHERE job = ?1 AND status = 'ok' ORDER BY id DESC LIMIT 1",
+                params![job],
+                |r| r.get(0),
+            )
+            .optional()?;
+        started
+            .map(|s| {
+                DateTime::parse_from_rfc3339(&s)
+                    .map(|d| d.with_timezone(&Utc))
+                    .map_err(|e| StoreError::Corrupt(format!("run start time {s}: {e}")))
+            })
+            .transpose()
+    }
+
     /// Per job and month: the counts of the latest run that synced it, and how many
     /// records the store holds.
     pub fn month_rows(&self, job: Option<&str>) -> Result<Vec<MonthRow>> {

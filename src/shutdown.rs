@@ -1,0 +1,82 @@
+//! Graceful shutdown: SIGTERM or SIGINT asks running work to finish the chunk in
+//! flight and stop; a second signal exits at once (pending batches are settled by
+//! the next run).
+
+use std::sync::Arc;
+
+use tokio::sync::watch;
+
+#[derive(Clone)]
+pub struct Shutdown {
+    tx: Arc<watch::Sender<bool>>,
+    rx: watch::Receiver<bool>,
+}
+
+impl Default for Shutdown {
+    fn default() -> Self {
+        let (tx, rx) = watch::channel(false);
+        Shutdown {
+            tx: Arc::new(tx),
+            rx,
+        }
+    }
+}
+
+impl Shutdown {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn trigger(&self) {
+        self.tx.send_replace(true);
+    }
+
+    pub fn is_triggered(&self) -> bool {
+        *self.rx.borrow()
+    }
+
+    /// Resolves once shutdown was requested.
+    pub async fn wait(&self) {
+        let mut rx = self.rx.clone();
+        let _ = rx.wait_for(|stop| *stop).await;
+    }
+
+    /// Listens for SIGTERM and SIGINT (Ctrl-C) in the background.
+    pub fn on_signals(&self) {
+        let this = self.clone();
+        tokio::spawn(async move {
+            let mut first = true;
+            loop {
+                wait_for_signal().await;
+                if !first {
+                    tracing::warn!("second shutdown signal: exiting now; the next run settles what was in flight");
+                    std::process::exit(130);
+                }
+                first = false;
+                tracing::info!("shutdown requested: finishing the work in flight (signal again to exit at once)");
+                this.trigger();
+            }
+        });
+    }
+}
+
+#[cfg(unix)]
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+#[cfg(not(unix))]
+async fn wait_for_signal() {
+    let _ = tokio::signal::ctrl_c().await;
+}
