@@ -192,20 +192,76 @@ fn print_reports(reports: &[JobReport], output: Output) {
     }
 }
 
-/// `check`: validates every job and mapping; exit 2 on any problem.
-pub fn check(global: &Global) -> Result<u8, AppError> {
+/// `check`: validates every job and mapping; exit 2 on any problem. With
+/// `remote`, also logs in to each source and compares the mapping with the
+/// Jiandaoyun form's fields.
+pub async fn check(global: &Global, remote: bool) -> Result<u8, AppError> {
     let loaded = config::load(&global.config_dir, &[], &env_lookup)?;
+    let mut status = EXIT_OK;
+    let http = if remote {
+        Some(crate::http::client(crate::http::REQUEST_TIMEOUT)?)
+    } else {
+        None
+    };
     for j in &loaded {
+        let job = &j.job;
         println!(
             "ok: job {} ({} → Jiandaoyun form {}, mapping {} with {} fields)",
-            j.job.name,
-            j.job.source.kind(),
-            j.job.target.entry_id,
-            j.job.mapping,
+            job.name,
+            job.source.kind(),
+            job.target.entry_id,
+            job.mapping,
             j.mapping.fields().len()
         );
+        if let Some(http) = &http {
+            let problems = check_remote(http, j).await;
+            if problems.is_empty() {
+                println!(
+                    "ok: job {}: source login and form fields check out",
+                    job.name
+                );
+            } else {
+                status = EXIT_CONFIG;
+                for p in problems {
+                    println!("problem: job {}: {p}", job.name);
+                }
+            }
+        }
     }
-    Ok(EXIT_OK)
+    Ok(status)
+}
+
+/// What `check --remote` finds wrong with one job, as readable lines.
+async fn check_remote(http: &reqwest::Client, j: &LoadedJob) -> Vec<String> {
+    let stats = Arc::new(crate::http::CallStats::default());
+    let mut problems = Vec::new();
+    match crate::source::SourceClient::new(&j.job.source, http.clone(), stats.clone()) {
+        Some(source) => {
+            if let Err(e) = source.login().await {
+                problems.push(format!("source login failed: {e}"));
+            }
+        }
+        None => problems.push(format!(
+            "source type \"{}\" is not supported by this version",
+            j.job.source.kind()
+        )),
+    }
+    let jdy = crate::jiandaoyun::Jiandaoyun::new(http.clone(), &j.job.target, stats);
+    match jdy.widgets().await {
+        Ok(widgets) => {
+            let found =
+                crate::form_check::problems(&j.mapping.fields(), j.mapping.key_fields(), &widgets);
+            if !found.is_empty() {
+                problems.extend(found);
+                problems.push(format!(
+                    "the form's fields are: {}",
+                    crate::form_check::describe_widgets(&widgets)
+                ));
+            }
+        }
+        Err(e) => problems.push(format!("cannot read the form's fields: {e}")),
+    }
+    problems
 }
 
 /// `status`: recent runs and per job-month counts.

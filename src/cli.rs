@@ -70,7 +70,11 @@ pub enum Command {
     /// Stay up and run every job on its schedule (cron, in the job's timezone).
     Daemon,
     /// Validate every job and mapping file.
-    Check,
+    Check {
+        /// Also log in to the sources and check the mapping against the form's fields.
+        #[arg(long)]
+        remote: bool,
+    },
     /// Recent runs and per job-month counts.
     Status { job: Option<String> },
     /// Run the shipped examples against built-in simulators (no credentials needed).

@@ -7,6 +7,7 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod demo;
+pub mod form_check;
 pub mod http;
 pub mod jiandaoyun;
 pub mod lease;

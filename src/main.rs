@@ -60,7 +60,7 @@ fn main() -> ExitCode {
                 app::sync(&global, &[job], vec![month], mode, output).await
             }
             Command::Daemon => app::daemon(&global).await,
-            Command::Check => app::check(&global),
+            Command::Check { remote } => app::check(&global, remote).await,
             Command::Status { job } => app::status(&global, job.as_deref()),
             Command::Demo { employees } => attendsync::demo::run(employees).await,
         }

@@ -82,11 +82,17 @@ impl Env {
         )
         .await
         .unwrap_or_else(|e| panic!("start WeCom simulator: {e}"));
+        // The form has the shipped mapping's fields unless the test chose others.
+        let widgets = if jdy.widgets == JdySimConfig::default().widgets {
+            shipped_widgets()
+        } else {
+            jdy.widgets.clone()
+        };
         let jdy = JdySim::start(JdySimConfig {
             api_key: API_KEY.into(),
             app_id: APP_ID.into(),
             entry_id: ENTRY_ID.into(),
-            widgets: shipped_widgets(),
+            widgets,
             ..jdy
         })
         .await

@@ -1,0 +1,136 @@
+//! `check --remote`: does the Jiandaoyun form have every mapped field, with a type
+//! that accepts what the mapping sends? Pure comparison; the IO is in `app`.
+
+use crate::jiandaoyun::Widget;
+use crate::mapping::{FieldInfo, ValueType};
+
+/// Form field types a value of each mapping type can be written to.
+fn accepts(value_type: ValueType, widget_type: &str) -> bool {
+    match value_type {
+        ValueType::Text => matches!(widget_type, "text" | "textarea" | "radiogroup" | "combo"),
+        ValueType::Number => widget_type == "number",
+        ValueType::Datetime | ValueType::Date => widget_type == "datetime",
+        // Untyped values are sent as they come; any writable field may fit.
+        ValueType::Auto => true,
+    }
+}
+
+/// Field types the API cannot write (jiandaoyun.md §3).
+fn read_only(widget_type: &str) -> bool {
+    matches!(
+        widget_type,
+        "sn" | "linkdata"
+            | "signature"
+            | "aggregation"
+            | "aggregationtext"
+            | "separator"
+            | "linkquery"
+    )
+}
+
+/// Every problem of a mapping against a form's widgets, as readable lines.
+pub fn problems(fields: &[FieldInfo], key_fields: &[String], widgets: &[Widget]) -> Vec<String> {
+    let mut out = Vec::new();
+    for f in fields {
+        let Some(w) = widgets
+            .iter()
+            .find(|w| w.name == f.name || w.widget_name == f.name)
+        else {
+            out.push(format!(
+                "mapped field `{}` (from {}) is not a field of the form",
+                f.name, f.from
+            ));
+            continue;
+        };
+        if read_only(&w.kind) {
+            out.push(format!(
+                "mapped field `{}` is a {} field (\"{}\"), which the API cannot write",
+                f.name, w.kind, w.label
+            ));
+        } else if !accepts(f.value_type, &w.kind) {
+            out.push(format!(
+                "mapped field `{}` sends a {} value, but the form's field \"{}\" is of type {}",
+                f.name,
+                f.value_type.as_str(),
+                w.label,
+                w.kind
+            ));
+        }
+        if key_fields.contains(&f.name)
+            && !matches!(w.kind.as_str(), "text" | "number" | "datetime")
+        {
+            out.push(format!(
+                "key field `{}` is of type {}; key fields must be text (or number) so records can be found again",
+                f.name, w.kind
+            ));
+        }
+    }
+    out
+}
+
+/// The form's fields, for the report: `alias (label, type)`.
+pub fn describe_widgets(widgets: &[Widget]) -> String {
+    widgets
+        .iter()
+        .map(|w| {
+            let id = if w.name == w.widget_name {
+                w.name.clone()
+            } else {
+                format!("{} [{}]", w.name, w.widget_name)
+            };
+            format!("{id} (\"{}\", {})", w.label, w.kind)
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn widget(name: &str, kind: &str) -> Widget {
+        Widget {
+            name: name.into(),
+            widget_name: format!("_widget_{name}"),
+            label: name.to_uppercase(),
+            kind: kind.into(),
+        }
+    }
+
+    fn field(name: &str, value_type: ValueType) -> FieldInfo {
+        FieldInfo {
+            name: name.into(),
+            value_type,
+            from: format!("src.{name}"),
+        }
+    }
+
+    #[test]
+    fn reports_missing_fields_type_mismatches_and_read_only_fields() {
+        let widgets = [
+            widget("userid", "text"),
+            widget("hours", "number"),
+            widget("owner", "user"),
+            widget("serial", "sn"),
+        ];
+        let fields = [
+            field("userid", ValueType::Text),
+            field("hours", ValueType::Number),
+            field("owner", ValueType::Number),
+            field("serial", ValueType::Text),
+            field("late", ValueType::Number),
+        ];
+        let p = problems(&fields, &["userid".into()], &widgets);
+        assert_eq!(p.len(), 3, "{p:?}");
+        assert!(p[0].contains("`owner` sends a number value") && p[0].contains("user"));
+        assert!(p[1].contains("`serial` is a sn field"));
+        assert!(p[2].contains("`late` (from src.late) is not a field of the form"));
+    }
+
+    #[test]
+    fn fields_may_be_named_by_widget_id() {
+        let widgets = [widget("hours", "number")];
+        let fields = [field("_widget_hours", ValueType::Number)];
+        assert!(problems(&fields, &[], &widgets).is_empty());
+    }
+}
