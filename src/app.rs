@@ -95,6 +95,7 @@ pub fn syncer(global: &Global) -> Result<Syncer, AppError> {
         dry_run_sink: stdout_sink(),
         settle_wait: Duration::from_secs(1),
         shutdown: crate::shutdown::Shutdown::new(),
+        progress: crate::progress::for_stderr(),
     })
 }
 

@@ -151,6 +151,7 @@ pub async fn run(employees: usize) -> Result<u8, AppError> {
         dry_run_sink: app::stdout_sink(),
         settle_wait: Duration::from_millis(200),
         shutdown: crate::shutdown::Shutdown::new(),
+        progress: crate::progress::for_stderr(),
     };
     let opts = Options {
         mode: Mode::Run,

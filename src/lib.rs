@@ -13,6 +13,7 @@ pub mod jiandaoyun;
 pub mod lease;
 pub mod mapping;
 pub mod month;
+pub mod progress;
 pub mod schedule;
 pub mod secret;
 pub mod shutdown;

@@ -150,6 +150,7 @@ pub struct Syncer {
     /// Set on SIGTERM/SIGINT: finish the chunk in flight, then stop. Everything
     /// written is committed and the next run resumes.
     pub shutdown: crate::shutdown::Shutdown,
+    pub progress: Arc<dyn crate::progress::Progress>,
 }
 
 /// The filter type `data/list` needs for a form field of this widget type.
@@ -400,6 +401,8 @@ impl Syncer {
         lost: &AtomicBool,
         m: &mut MonthReport,
     ) -> Result<(), JobError> {
+        self.progress
+            .month_started(&job.name, &m.month, employees.len() as u64);
         let (tx, mut rx) = mpsc::channel::<Result<Pulled, SourceError>>(PIPELINE_DEPTH);
         let producer = tokio::spawn({
             let (source, employees, now, tz) =
@@ -459,9 +462,11 @@ impl Syncer {
                 outcome = Err(e);
                 break;
             }
-            tracing::info!(job = %job.name, month = %month, pulled = m.counts.pulled, of = employees.len(), "progress");
+            self.progress
+                .chunk_done(&job.name, &m.month, &m.counts, employees.len() as u64);
         }
         drop(rx);
+        self.progress.month_done(&job.name, &m.month);
         let _ = producer.await;
         if absent > 0 {
             tracing::info!(job = %job.name, %month, employees = absent,
