@@ -6,7 +6,7 @@
 //! the same parser (croner) evaluated properly in the timezone; every fire is
 //! checked against it, so a spurious or repeated fire never starts a run.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Timelike, Utc};
 use chrono_tz::Tz;
 use croner::parser::{CronParser, Seconds};
 use croner::Cron;
@@ -49,7 +49,7 @@ impl Schedule {
     /// The first fire time strictly after `t`.
     pub fn next_after(&self, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
         self.cron
-            .find_next_occurrence(&t.with_timezone(&self.timezone), false)
+            .find_next_occurrence(&whole_second(t).with_timezone(&self.timezone), false)
             .ok()
             .map(|d| d.with_timezone(&Utc))
     }
@@ -57,7 +57,7 @@ impl Schedule {
     /// The latest fire time at or before `t`.
     pub fn latest_at_or_before(&self, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
         self.cron
-            .find_previous_occurrence(&t.with_timezone(&self.timezone), true)
+            .find_previous_occurrence(&whole_second(t).with_timezone(&self.timezone), true)
             .ok()
             .map(|d| d.with_timezone(&Utc))
     }
@@ -68,10 +68,15 @@ impl Schedule {
     }
 }
 
+/// Cron times are whole seconds; croner would match 02:30:00.3 as "02:30:00".
+fn whole_second(t: DateTime<Utc>) -> DateTime<Utc> {
+    t.with_nanosecond(0).unwrap_or(t)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrono::{Duration, TimeZone, Timelike};
+    use chrono::{Duration, TimeZone};
     use proptest::prelude::*;
 
     fn shanghai_0230() -> Schedule {

@@ -12,6 +12,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use tokio::sync::mpsc;
+use tokio::task::JoinSet;
 
 use crate::config::job::Job;
 use crate::http::{CallStats, EndpointStats};
@@ -21,12 +22,15 @@ use crate::mapping::{Mapping, Row, Vars};
 use crate::month::{default_months, Month};
 use crate::source::{Pulled, SourceClient, SourceError};
 use crate::store::{MonthCounts, PendingRecord, RunStatus, Store, StoreError};
-use crate::writer::{WriteError, Writer};
+use crate::writer::{Outcome, WriteError, Writer};
 
 /// How many errors a month keeps for the summary and alerts.
 const MAX_ERRORS_KEPT: usize = 20;
 /// Chunks pulled ahead of the writer.
 const PIPELINE_DEPTH: usize = 2;
+/// Chunks being written at once. The pacers keep every endpoint within its
+/// quota; concurrency only hides each call's latency so the quota is what limits.
+const WRITE_CONCURRENCY: usize = 4;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -185,6 +189,39 @@ fn key_filter_types(
         .collect()
 }
 
+/// The writes one chunk needs.
+#[derive(Default)]
+struct ChunkWrites {
+    creates: Vec<PendingRecord>,
+    updates: Vec<(String, PendingRecord)>,
+}
+
+impl ChunkWrites {
+    fn is_empty(&self) -> bool {
+        self.creates.is_empty() && self.updates.is_empty()
+    }
+
+    /// Sends the chunk's writes; runs as its own task so several chunks write at once.
+    async fn send(self, writer: Arc<Writer>, month: String) -> Result<Outcome, WriteError> {
+        let mut out = writer.create(&month, self.creates).await?;
+        out.absorb(writer.update(&month, self.updates).await?);
+        Ok(out)
+    }
+}
+
+/// Adds what a chunk's writes achieved to the month's report.
+fn record_outcome(job: &str, month: Month, out: Outcome, m: &mut MonthReport) {
+    m.counts.created += out.created;
+    m.counts.updated += out.updated;
+    m.counts.unchanged += out.adopted;
+    for (key, reason) in out.failed {
+        m.error(format!("{month} record {key}: {reason}"));
+    }
+    for key in out.duplicates {
+        tracing::warn!(%job, %month, %key, "the form holds this key more than once; updating the oldest record");
+    }
+}
+
 fn small_hash(key: &str) -> u64 {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     key.hash(&mut h);
@@ -331,7 +368,7 @@ impl Syncer {
                 tracing::info!(job = %job.name, created = settled.created, failed = settled.failed.len(),
                     "settled batches left pending by an earlier run");
             }
-            Some(writer)
+            Some(Arc::new(writer))
         };
         source.login().await?;
         let employees: Arc<Vec<String>> = Arc::new(source.employees().await?);
@@ -397,7 +434,7 @@ impl Syncer {
         month: Month,
         source: &SourceClient,
         employees: &Arc<Vec<String>>,
-        writer: Option<&Writer>,
+        writer: Option<&Arc<Writer>>,
         lost: &AtomicBool,
         m: &mut MonthReport,
     ) -> Result<(), JobError> {
@@ -425,6 +462,7 @@ impl Syncer {
             synced_at: opts.now,
         };
         let mut seen: HashSet<u64> = HashSet::new();
+        let mut writing: JoinSet<Result<Outcome, WriteError>> = JoinSet::new();
         let mut absent = 0usize;
         let mut complete = true;
         let mut outcome = Ok(());
@@ -452,18 +490,40 @@ impl Syncer {
                 ));
                 break;
             }
-            if let Err(e) = self
-                .sync_chunk(
-                    job, mapping, opts, month, &vars, pulled, writer, &mut seen, m,
-                )
+            let writes = match self
+                .plan_chunk(job, mapping, opts, month, &vars, pulled, &mut seen, m)
                 .await
             {
-                complete = false;
-                outcome = Err(e);
+                Ok(w) => w,
+                Err(e) => {
+                    complete = false;
+                    outcome = Err(e);
+                    break;
+                }
+            };
+            if let (Some(writer), false) = (writer, writes.is_empty()) {
+                writing.spawn(writes.send(writer.clone(), m.month.clone()));
+            }
+            while writing.len() >= WRITE_CONCURRENCY {
+                if let Err(e) = self.join_write(&mut writing, job, month, m).await {
+                    complete = false;
+                    outcome = Err(e);
+                    break;
+                }
+            }
+            if outcome.is_err() {
                 break;
             }
             self.progress
                 .chunk_done(&job.name, &m.month, &m.counts, employees.len() as u64);
+        }
+        while !writing.is_empty() {
+            if let Err(e) = self.join_write(&mut writing, job, month, m).await {
+                complete = false;
+                if outcome.is_ok() {
+                    outcome = Err(e);
+                }
+            }
         }
         drop(rx);
         self.progress.month_done(&job.name, &m.month);
@@ -485,8 +545,29 @@ impl Syncer {
         outcome
     }
 
+    /// Waits for one chunk's writes and adds them to the report.
+    async fn join_write(
+        &self,
+        writing: &mut JoinSet<Result<Outcome, WriteError>>,
+        job: &Job,
+        month: Month,
+        m: &mut MonthReport,
+    ) -> Result<(), JobError> {
+        match writing.join_next().await {
+            Some(Ok(Ok(out))) => {
+                record_outcome(&job.name, month, out, m);
+                Ok(())
+            }
+            Some(Ok(Err(e))) => Err(e.into()),
+            Some(Err(e)) => Err(JobError::Setup(format!("a write task failed: {e}"))),
+            None => Ok(()),
+        }
+    }
+
+    /// Maps and diffs one chunk: counts failures and unchanged records, prints
+    /// dry-run records, and returns the writes it needs.
     #[allow(clippy::too_many_arguments)]
-    async fn sync_chunk(
+    async fn plan_chunk(
         &self,
         job: &Job,
         mapping: &Mapping,
@@ -494,27 +575,29 @@ impl Syncer {
         month: Month,
         vars: &Vars,
         pulled: Pulled,
-        writer: Option<&Writer>,
         seen: &mut HashSet<u64>,
         m: &mut MonthReport,
-    ) -> Result<(), JobError> {
+    ) -> Result<ChunkWrites, JobError> {
         for (employee, reason) in pulled.failed {
             m.error(format!("{month} employee {employee}: {reason}"));
         }
-        let mut rows = Vec::with_capacity(pulled.records.len());
+        let mut records = Vec::with_capacity(pulled.records.len());
         for rec in pulled.records {
             m.counts.pulled += 1;
             match mapping.apply(&rec.record, vars) {
                 Ok(row) => {
-                    if !seen.insert(small_hash(&row.key())) {
+                    let record = pending_record(&row);
+                    if !seen.insert(small_hash(&record.key)) {
                         m.error(format!(
                             "{month} employee {}: key {} was already produced by another record of this month; skipped",
-                            rec.employee,
-                            row.key()
+                            rec.employee, record.key
                         ));
                         continue;
                     }
-                    rows.push(row);
+                    if opts.dry_run {
+                        (self.dry_run_sink)(&row.to_json());
+                    }
+                    records.push(record);
                 }
                 Err(errors) => {
                     let text: Vec<String> = errors.iter().map(ToString::to_string).collect();
@@ -526,58 +609,29 @@ impl Syncer {
                 }
             }
         }
-        let keys: Vec<String> = rows.iter().map(Row::key).collect();
+        let keys: Vec<String> = records.iter().map(|r| r.key.clone()).collect();
         let (j, ms) = (job.name.clone(), month.to_string());
         let known = self
             .store
             .call(move |s| s.checkpoints_for(&j, &ms, &keys))
             .await?;
         let force = matches!(opts.mode, Mode::Rerun { force: true, .. });
-        let mut creates = Vec::new();
-        let mut updates = Vec::new();
-        for row in &rows {
-            let key = row.key();
-            match known.get(&key) {
-                None => creates.push(row),
-                Some(cp) if cp.content_hash == row.content_hash() && !force => {
+        let mut writes = ChunkWrites::default();
+        for record in records {
+            match known.get(&record.key) {
+                None => writes.creates.push(record),
+                Some(cp) if cp.content_hash == record.content_hash && !force => {
                     m.counts.unchanged += 1
                 }
-                Some(cp) => updates.push((cp.data_id.clone(), row)),
+                Some(cp) => writes.updates.push((cp.data_id.clone(), record)),
             }
         }
-        let Some(writer) = writer else {
-            m.counts.created += creates.len() as u64;
-            m.counts.updated += updates.len() as u64;
-            for row in &rows {
-                (self.dry_run_sink)(&row.to_json());
-            }
-            return Ok(());
-        };
-        let ms = month.to_string();
-        let created = writer
-            .create(&ms, creates.into_iter().map(pending_record).collect())
-            .await?;
-        let updated = writer
-            .update(
-                &ms,
-                updates
-                    .into_iter()
-                    .map(|(id, r)| (id, pending_record(r)))
-                    .collect(),
-            )
-            .await?;
-        for out in [created, updated] {
-            m.counts.created += out.created;
-            m.counts.updated += out.updated;
-            m.counts.unchanged += out.adopted;
-            for (key, reason) in out.failed {
-                m.error(format!("{month} record {key}: {reason}"));
-            }
-            for key in out.duplicates {
-                tracing::warn!(job = %job.name, %month, %key, "the form holds this key more than once; updating the oldest record");
-            }
+        if opts.dry_run {
+            m.counts.created += writes.creates.len() as u64;
+            m.counts.updated += writes.updates.len() as u64;
+            return Ok(ChunkWrites::default());
         }
-        Ok(())
+        Ok(writes)
     }
 
     /// Records (key, data id) the store holds for the month that the source no
