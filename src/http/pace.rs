@@ -13,6 +13,9 @@ use crate::config::job::Rate;
 
 type Limiter = Arc<DefaultDirectRateLimiter>;
 
+/// The `[source.limits]` / `[target.limits]` key for all of a vendor's endpoints together.
+pub const TOTAL: &str = "total";
+
 pub struct Pacer {
     global: Limiter,
     endpoints: HashMap<String, Limiter>,
