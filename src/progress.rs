@@ -10,6 +10,7 @@ use crate::store::MonthCounts;
 /// Told about each month as its chunks are pulled and written.
 pub trait Progress: Send + Sync {
     fn month_started(&self, job: &str, month: &str, employees: u64);
+    /// `employees`: how many are known so far (grows while the organisation is listed).
     fn chunk_done(&self, job: &str, month: &str, counts: &MonthCounts, employees: u64);
     fn month_done(&self, job: &str, month: &str);
 }
@@ -49,8 +50,10 @@ impl Progress for BarProgress {
         *self.bar.lock().unwrap_or_else(|e| e.into_inner()) = Some(bar);
     }
 
-    fn chunk_done(&self, _job: &str, _month: &str, c: &MonthCounts, _employees: u64) {
+    fn chunk_done(&self, _job: &str, _month: &str, c: &MonthCounts, employees: u64) {
         if let Some(bar) = self.bar.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+            // While the organisation is still being listed, the total grows.
+            bar.set_length(employees.max(c.pulled));
             bar.set_position(c.pulled);
             bar.set_message(format!(
                 "{} created, {} updated, {} unchanged, {} failed",

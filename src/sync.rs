@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::hash::{Hash, Hasher};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -187,6 +187,101 @@ fn key_filter_types(
                 })
         })
         .collect()
+}
+
+/// Where a month's employees come from.
+enum Roster {
+    /// Being listed now (the first month of a run): chunks are pulled as soon as
+    /// enough employees are found.
+    Discovering(
+        tokio::task::JoinHandle<Result<(), SourceError>>,
+        mpsc::Receiver<Vec<String>>,
+    ),
+    /// Listed by an earlier month of this run.
+    Known(Arc<Vec<String>>),
+}
+
+impl Roster {
+    fn discover(source: &SourceClient) -> Roster {
+        let (tx, rx) = mpsc::channel(16);
+        let source = source.clone();
+        Roster::Discovering(tokio::spawn(async move { source.discover(&tx).await }), rx)
+    }
+
+    fn known_len(&self) -> u64 {
+        match self {
+            Roster::Known(all) => all.len() as u64,
+            Roster::Discovering(..) => 0,
+        }
+    }
+
+    /// Pulls the month chunk by chunk into `tx`. Returns every employee when the
+    /// organisation was listed completely by this pull.
+    async fn pull(
+        self,
+        source: SourceClient,
+        month: Month,
+        now: DateTime<Utc>,
+        tz: chrono_tz::Tz,
+        tx: mpsc::Sender<Result<Pulled, SourceError>>,
+        found: Arc<AtomicU64>,
+    ) -> Option<Vec<String>> {
+        let size = source.chunk_size();
+        // Pulls one chunk and hands it on; false when the pull must stop.
+        let send = |chunk: Vec<String>| {
+            let (source, tx) = (&source, &tx);
+            async move {
+                let pulled = source.pull(month, &chunk, now, tz).await;
+                let failed = pulled.is_err();
+                tx.send(pulled).await.is_ok() && !failed
+            }
+        };
+        match self {
+            Roster::Known(all) => {
+                found.store(all.len() as u64, Ordering::SeqCst);
+                for chunk in all.chunks(size) {
+                    if !send(chunk.to_vec()).await {
+                        break;
+                    }
+                }
+                None
+            }
+            Roster::Discovering(listing, mut rx) => {
+                let mut all = Vec::new();
+                let mut buffer: Vec<String> = Vec::new();
+                while let Some(batch) = rx.recv().await {
+                    found.fetch_add(batch.len() as u64, Ordering::SeqCst);
+                    buffer.extend(batch);
+                    while buffer.len() >= size {
+                        let chunk: Vec<String> = buffer.drain(..size).collect();
+                        all.extend(chunk.iter().cloned());
+                        if !send(chunk).await {
+                            return None;
+                        }
+                    }
+                }
+                let listed = match listing.await {
+                    Ok(r) => r,
+                    Err(e) => Err(SourceError::Protocol {
+                        vendor: "attendsync",
+                        endpoint: "employee listing".into(),
+                        message: e.to_string(),
+                    }),
+                };
+                if let Err(e) = listed {
+                    let _ = tx.send(Err(e)).await;
+                    return None;
+                }
+                if !buffer.is_empty() {
+                    all.extend(buffer.iter().cloned());
+                    if !send(buffer).await {
+                        return None;
+                    }
+                }
+                Some(all)
+            }
+        }
+    }
 }
 
 /// The writes one chunk needs.
@@ -371,8 +466,10 @@ impl Syncer {
             Some(Arc::new(writer))
         };
         source.login().await?;
-        let employees: Arc<Vec<String>> = Arc::new(source.employees().await?);
-        tracing::info!(job = %job.name, employees = employees.len(), months = ?months.iter().map(|m| m.to_string()).collect::<Vec<_>>(), "starting");
+        tracing::info!(job = %job.name, months = ?months.iter().map(|m| m.to_string()).collect::<Vec<_>>(), "starting");
+        // The first month is pulled while the organisation is listed; later months
+        // reuse the list.
+        let mut known: Option<Arc<Vec<String>>> = None;
         for &month in months {
             if self.shutdown.is_triggered() {
                 return Err(JobError::Setup(
@@ -380,19 +477,26 @@ impl Syncer {
                 ));
             }
             let mut m = MonthReport::new(month);
-            let result = self
+            let roster = match &known {
+                Some(all) => Roster::Known(all.clone()),
+                None => Roster::discover(&source),
+            };
+            let (result, discovered) = self
                 .sync_month(
                     job,
                     mapping,
                     opts,
                     month,
                     &source,
-                    &employees,
+                    roster,
                     writer.as_ref(),
                     &lost,
                     &mut m,
                 )
                 .await;
+            if let Some(all) = discovered {
+                known = Some(Arc::new(all));
+            }
             let fatal = match result {
                 Ok(()) => None,
                 Err(JobError::Source(e)) if e.is_transient() => {
@@ -433,27 +537,23 @@ impl Syncer {
         opts: &Options,
         month: Month,
         source: &SourceClient,
-        employees: &Arc<Vec<String>>,
+        roster: Roster,
         writer: Option<&Arc<Writer>>,
         lost: &AtomicBool,
         m: &mut MonthReport,
-    ) -> Result<(), JobError> {
+    ) -> (Result<(), JobError>, Option<Vec<String>>) {
+        let found = Arc::new(AtomicU64::new(0));
         self.progress
-            .month_started(&job.name, &m.month, employees.len() as u64);
+            .month_started(&job.name, &m.month, roster.known_len());
         let (tx, mut rx) = mpsc::channel::<Result<Pulled, SourceError>>(PIPELINE_DEPTH);
-        let producer = tokio::spawn({
-            let (source, employees, now, tz) =
-                (source.clone(), employees.clone(), opts.now, job.timezone);
-            async move {
-                for chunk in employees.chunks(source.chunk_size()) {
-                    let pulled = source.pull(month, chunk, now, tz).await;
-                    let stop = pulled.is_err();
-                    if tx.send(pulled).await.is_err() || stop {
-                        return;
-                    }
-                }
-            }
-        });
+        let producer = tokio::spawn(roster.pull(
+            source.clone(),
+            month,
+            opts.now,
+            job.timezone,
+            tx,
+            found.clone(),
+        ));
         let vars = Vars {
             month,
             timezone: job.timezone,
@@ -515,7 +615,7 @@ impl Syncer {
                 break;
             }
             self.progress
-                .chunk_done(&job.name, &m.month, &m.counts, employees.len() as u64);
+                .chunk_done(&job.name, &m.month, &m.counts, found.load(Ordering::SeqCst));
         }
         while !writing.is_empty() {
             if let Err(e) = self.join_write(&mut writing, job, month, m).await {
@@ -527,22 +627,36 @@ impl Syncer {
         }
         drop(rx);
         self.progress.month_done(&job.name, &m.month);
-        let _ = producer.await;
+        let discovered = producer.await.ok().flatten();
         if absent > 0 {
             tracing::info!(job = %job.name, %month, employees = absent,
                 "employees without a report this month (left, outside the app's visible range, or no check-in rule)");
         }
         if complete && outcome.is_ok() {
-            let missing = self.find_missing(job, month, seen).await?;
-            m.counts.missing = missing.len() as u64;
-            m.missing_keys = missing.iter().map(|(k, _)| k.clone()).collect();
-            let prune = matches!(opts.mode, Mode::Rerun { prune: true, .. });
-            if let (true, Some(writer), false) = (prune, writer, missing.is_empty()) {
-                m.pruned = writer.delete(&month.to_string(), missing).await?;
-                tracing::info!(job = %job.name, %month, deleted = m.pruned, "pruned records gone from the source");
-            }
+            outcome = self.handle_missing(job, opts, month, seen, writer, m).await;
         }
-        outcome
+        (outcome, discovered)
+    }
+
+    /// Lists (and with `rerun --prune` deletes) records gone from the source.
+    async fn handle_missing(
+        &self,
+        job: &Job,
+        opts: &Options,
+        month: Month,
+        seen: HashSet<u64>,
+        writer: Option<&Arc<Writer>>,
+        m: &mut MonthReport,
+    ) -> Result<(), JobError> {
+        let missing = self.find_missing(job, month, seen).await?;
+        m.counts.missing = missing.len() as u64;
+        m.missing_keys = missing.iter().map(|(k, _)| k.clone()).collect();
+        let prune = matches!(opts.mode, Mode::Rerun { prune: true, .. });
+        if let (true, Some(writer), false) = (prune, writer, missing.is_empty()) {
+            m.pruned = writer.delete(&month.to_string(), missing).await?;
+            tracing::info!(job = %job.name, %month, deleted = m.pruned, "pruned records gone from the source");
+        }
+        Ok(())
     }
 
     /// Waits for one chunk's writes and adds them to the report.

@@ -23,8 +23,11 @@ pub enum Attempt<T, E> {
         retry_after: Option<Duration>,
     },
     /// The access token was rejected and the caller invalidated it: retried at
-    /// once, one time; a second rejection fails with this error.
+    /// once with a fresh token (bounded, see `MAX_TOKEN_REFRESHES`).
     TokenRejected(E),
+    /// The token was rejected but another caller had already replaced it: retried
+    /// at once with the new token (counts as an attempt).
+    StaleToken,
     /// Not retryable.
     Fail(E),
 }
@@ -38,6 +41,11 @@ pub enum RetryError<E> {
         last: String,
     },
 }
+
+/// A call whose token is rejected is retried once with a fresh token. A fresh
+/// token that is rejected again (the vendor revoked it early while other calls
+/// used it) gets the same one retry, up to this many in all.
+const MAX_TOKEN_REFRESHES: u32 = 3;
 
 fn exponential(initial: Duration, max: Duration) -> ExponentialBackoff {
     ExponentialBackoff {
@@ -65,7 +73,7 @@ where
     let throttle_cap = cfg.max_wait.max(cfg.throttle_wait);
     let mut transient = exponential(cfg.initial_wait, cfg.max_wait);
     let mut throttled = exponential(cfg.throttle_wait, throttle_cap);
-    let mut token_retried = false;
+    let mut token_refreshes = 0u32;
     let mut attempt = 0u32;
     loop {
         attempt += 1;
@@ -73,15 +81,24 @@ where
             Attempt::Done(v) => return Ok(v),
             Attempt::Fail(e) => return Err(RetryError::Failed(e)),
             Attempt::TokenRejected(e) => {
-                if token_retried {
+                if token_refreshes >= MAX_TOKEN_REFRESHES {
                     return Err(RetryError::Failed(e));
                 }
-                token_retried = true;
+                token_refreshes += 1;
                 attempt -= 1;
                 tracing::info!(
                     endpoint,
                     "access token rejected; refreshed it, retrying once"
                 );
+                continue;
+            }
+            Attempt::StaleToken => {
+                if attempt >= cfg.max_attempts {
+                    return Err(RetryError::Exhausted {
+                        attempts: attempt,
+                        last: "the access token kept expiring".into(),
+                    });
+                }
                 continue;
             }
             Attempt::Transient(reason) => {
@@ -182,7 +199,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn token_rejection_is_retried_exactly_once() {
+    async fn token_rejection_is_retried_with_a_fresh_token_a_bounded_number_of_times() {
         let n = Cell::new(0);
         let r: Result<(), RetryError<&str>> = retry(&fast(5), "e", || {
             n.set(n.get() + 1);
@@ -190,6 +207,6 @@ mod tests {
         })
         .await;
         assert!(matches!(r, Err(RetryError::Failed("42001"))));
-        assert_eq!(n.get(), 2);
+        assert_eq!(n.get(), 1 + MAX_TOKEN_REFRESHES);
     }
 }

@@ -50,12 +50,15 @@ impl TokenCache {
         Ok(token)
     }
 
-    /// Drops `stale` if it is still the cached token (another caller may already
-    /// have replaced it).
-    pub async fn invalidate(&self, stale: &Secret) {
+    /// Drops `stale` if it is still the cached token. False when another caller
+    /// already replaced it (so the rejection says nothing about the new one).
+    pub async fn invalidate(&self, stale: &Secret) -> bool {
         let mut slot = self.slot.lock().await;
         if slot.as_ref().is_some_and(|c| &c.token == stale) {
             *slot = None;
+            true
+        } else {
+            slot.is_none()
         }
     }
 }

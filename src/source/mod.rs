@@ -111,6 +111,23 @@ impl SourceClient {
         }
     }
 
+    /// Sends the employees' ids as they are found, each once, so that pulling can
+    /// start before the whole organisation is listed.
+    pub async fn discover(
+        &self,
+        tx: &tokio::sync::mpsc::Sender<Vec<String>>,
+    ) -> Result<(), SourceError> {
+        #[allow(unreachable_patterns)]
+        match self {
+            SourceClient::Wecom { client, scope } => client.discover(scope, tx).await,
+            other => {
+                let all = other.employees().await?;
+                let _ = tx.send(all).await;
+                Ok(())
+            }
+        }
+    }
+
     /// One chunk of employees' records for `month`, as of `now`.
     pub async fn pull(
         &self,

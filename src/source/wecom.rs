@@ -1,12 +1,13 @@
 //! WeCom (企业微信): userids from the contacts APIs, then `getcheckin_monthdata`
 //! in chunks of at most 100 users (wecom.md §10).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
+use tokio::sync::mpsc;
 
 use super::{Pulled, SourceError, SourceRecord};
 use crate::config::job::{Rate, RetryConfig, Scope, WecomSource};
@@ -148,7 +149,9 @@ impl WecomClient {
             }
             Class::Token => {
                 if let Some(t) = token {
-                    self.tokens.invalidate(t).await;
+                    if !self.tokens.invalidate(t).await {
+                        return Attempt::StaleToken;
+                    }
                 }
                 Attempt::TokenRejected(CallError::Api(ApiFailure {
                     code,
@@ -262,23 +265,57 @@ impl WecomClient {
 
     /// The userids a job covers, sorted and de-duplicated (wecom.md §10 step 2).
     pub async fn employees(&self, scope: &Scope) -> Result<Vec<String>, SourceError> {
+        let (tx, mut rx) = mpsc::channel(16);
+        let discover = async {
+            let tx = tx;
+            self.discover(scope, &tx).await
+        };
+        let collect = async {
+            let mut all = Vec::new();
+            while let Some(batch) = rx.recv().await {
+                all.extend(batch);
+            }
+            all
+        };
+        let (listed, mut all) = tokio::join!(discover, collect);
+        listed?;
+        all.sort();
+        Ok(all)
+    }
+
+    /// Sends the job's userids as they are found, each once: the configured
+    /// `userids`, or the members of each department in turn. Pulling can start with
+    /// the first department instead of waiting for the whole organisation. Stops
+    /// quietly when the receiver is gone.
+    pub async fn discover(
+        &self,
+        scope: &Scope,
+        tx: &mpsc::Sender<Vec<String>>,
+    ) -> Result<(), SourceError> {
         if !scope.userids.is_empty() {
             let set: BTreeSet<String> = scope.userids.iter().cloned().collect();
-            return Ok(set.into_iter().collect());
+            let _ = tx.send(set.into_iter().collect()).await;
+            return Ok(());
         }
-        let departments = self.departments(&scope.departments).await?;
-        let mut users = BTreeSet::new();
-        for id in departments {
+        let mut seen = HashSet::new();
+        for id in self.departments(&scope.departments).await? {
             let body = self
                 .call_ok(USERS, &[("department_id", id.to_string())], None)
                 .await?;
-            for u in body["userlist"].as_array().into_iter().flatten() {
-                if let Some(id) = u["userid"].as_str().filter(|s| !s.is_empty()) {
-                    users.insert(id.to_string());
-                }
+            let fresh: Vec<String> = body["userlist"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|u| u["userid"].as_str().filter(|s| !s.is_empty()))
+                .filter(|u| !seen.contains(*u))
+                .map(str::to_string)
+                .collect();
+            seen.extend(fresh.iter().cloned());
+            if !fresh.is_empty() && tx.send(fresh).await.is_err() {
+                return Ok(());
             }
         }
-        Ok(users.into_iter().collect())
+        Ok(())
     }
 
     /// Every department id under the starting ones (the whole visible scope when
