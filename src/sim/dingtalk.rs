@@ -242,6 +242,8 @@ struct Shared {
     index: OrgIndex,
     config: DingtalkSimConfig,
     state: Mutex<SimState>,
+    /// Memoised daily figures (see [`Shared::day`]); locked after `state` when both are held.
+    days: Mutex<HashMap<(String, NaiveDate), Arc<MonthFigures>>>,
 }
 
 struct OrgIndex {
@@ -342,6 +344,7 @@ impl DingtalkSim {
             index,
             config,
             state: Mutex::new(state),
+            days: Mutex::new(HashMap::new()),
         });
         let router = Router::new()
             .fallback(handle)
@@ -597,6 +600,26 @@ impl Shared {
             .unwrap_or_else(|| Utc::now().with_timezone(&self.config.timezone).date_naive())
     }
 
+    /// One user's figures for one day. Computing a day simulates its whole
+    /// month, so the days are memoised.
+    fn day(&self, user: &User, date: NaiveDate) -> Arc<MonthFigures> {
+        let key = (user.userid.clone(), date);
+        if let Some(d) = self
+            .days
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+        {
+            return d.clone();
+        }
+        let figures = Arc::new(month_figures(&self.org, user, date, date, 0));
+        self.days
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key, figures.clone());
+        figures
+    }
+
     fn values(
         &self,
         user: &User,
@@ -612,7 +635,7 @@ impl Shared {
             .iter_days()
             .take_while(|d| *d <= last)
             .map(|date| {
-                let day = month_figures(&self.org, user, date, date, 0);
+                let day = self.day(user, date);
                 let value = day_value(metric, &day, date, today, &self.org, user);
                 (format!("{date} 00:00:00"), value)
             })
