@@ -51,6 +51,83 @@ pub fn wecom_gettoken(code: i64) -> Class {
     }
 }
 
+/// DingTalk old-style `errcode` values the client acts on by value, not only by
+/// class (dingtalk.md §11, §14).
+pub mod dingtalk_code {
+    /// Monthly quota of metered calls exhausted: stop, no retry.
+    pub const QUOTA_EXHAUSTED: i64 = 90020;
+    /// A department outside the app's contact scope.
+    pub const OUT_OF_SCOPE: i64 = 50004;
+    /// Invalid parameter: on `v2/user/list`, shrink the page size.
+    pub const INVALID_PARAMETER: i64 = 400002;
+    /// Authentication exception: details in a sub-code and sub-message.
+    pub const AUTH_EXCEPTION: i64 = 88;
+    /// Invalid `Content-Type` (the endpoint wants the other body encoding).
+    pub const BAD_CONTENT_TYPE: i64 = 43004;
+    /// The endpoint wants `application/json`.
+    pub const NEEDS_JSON: i64 = 43005;
+    /// `status` of the JSON body DingTalk sends instead of an answer while this
+    /// IP is banned (no errcode).
+    pub const IP_BANNED_STATUS: i64 = 1111;
+}
+
+/// DingTalk old-style `errcode` (dingtalk.md §11). 400002 is [`Class::Record`]:
+/// on a per-user report call it fails that employee-month; elsewhere the caller
+/// treats it as fatal. 60003 and the user-not-found codes are [`Class::NotFound`].
+pub fn dingtalk(code: i64) -> Class {
+    use Class::*;
+    match code {
+        -1 | 400001 => Transient,
+        90018 | 90002 | 45009 | 90005 | 90006 => Throttled,
+        90001 | 90003 | 90004 => Throttled,
+        40014 | 42001 | 40001 => Token,
+        400002 => Record,
+        60003 | 33012 | 60121 => NotFound,
+        40089 => Fatal("check `app_key` and `app_secret` in the job's [source]: DingTalk rejected them (use the internal app's Client ID and Client Secret)"),
+        41001 | 43007 => Fatal("the access token was not sent (a bug in attendsync; please report it)"),
+        88 => Fatal("DingTalk reported an authentication exception; the sub-code and sub-message above say why"),
+        60011 => Fatal("grant the app the permission points it needs (qyapi_base, qyapi_get_attendance_data, qyapi_get_department_list, qyapi_get_department_member) in the DingTalk developer console"),
+        60020 => Fatal("this machine's egress IP is not on the app's whitelist: add this server's IP to the app's IP whitelist (开发管理 → 服务器出口IP)"),
+        50004 => Fatal("a configured department is outside the app's contact scope (通讯录权限范围): widen the scope or fix `departments`"),
+        41100 | 850012 | 41041 => Fatal("DingTalk rejected the report dates (a date-arithmetic bug in attendsync; please report it with the month)"),
+        90020 => Fatal("the org's monthly quota of metered DingTalk API calls is used up (standard edition: 5,000 per calendar month); DingTalk refuses attendance calls until the quota resets at the start of next calendar month. Stopping the job; lower `monthly_call_budget` or run less often"),
+        43004 | 43005 => Fatal("DingTalk refused the request body in both JSON and form encoding (a bug in attendsync; please report it)"),
+        40035 => Fatal("DingTalk rejected the request parameters"),
+        _ => Fatal("DingTalk rejected the call"),
+    }
+}
+
+/// What to fix when `gettoken` itself fails: a token error there means the
+/// credentials (dingtalk.md §11: 40001 on `gettoken` is a bad secret).
+pub fn dingtalk_gettoken(code: i64) -> Class {
+    match code {
+        40001 | 40089 => Class::Fatal(
+            "check `app_key` and `app_secret` in the job's [source]: DingTalk rejected them (use the internal app's Client ID and Client Secret)",
+        ),
+        other => dingtalk(other),
+    }
+}
+
+/// The least wait DingTalk asks for after some throttling codes: per-minute
+/// limits (90005, 90006: wait for the next minute) and temporary blocks of this
+/// server, org or credentials (90001, 90003, 90004: back off minutes).
+/// `None`: the usual throttle backoff.
+pub fn dingtalk_retry_after(code: i64) -> Option<std::time::Duration> {
+    match code {
+        90005 | 90006 | 90001 | 90003 | 90004 => Some(std::time::Duration::from_secs(60)),
+        _ => None,
+    }
+}
+
+/// True when DingTalk refused the body's encoding, so the other one (JSON or
+/// form) should be tried (dingtalk.md §14).
+pub fn dingtalk_wrong_encoding(code: i64) -> bool {
+    matches!(
+        code,
+        dingtalk_code::BAD_CONTENT_TYPE | dingtalk_code::NEEDS_JSON
+    )
+}
+
 /// Jiandaoyun `code` of an HTTP 400 answer (jiandaoyun.md §10).
 pub fn jiandaoyun(code: i64) -> Class {
     use Class::*;
@@ -98,5 +175,36 @@ mod tests {
         assert_eq!(jiandaoyun(4001), Class::NotFound);
         assert!(matches!(jiandaoyun(8301), Class::Fatal(m) if m.contains("api_key")));
         assert!(matches!(jiandaoyun(3000), Class::Fatal(m) if m.contains("entry_id")));
+    }
+
+    #[test]
+    fn dingtalk_table() {
+        assert_eq!(dingtalk(90018), Class::Throttled);
+        assert_eq!(dingtalk(90002), Class::Throttled);
+        assert_eq!(dingtalk(45009), Class::Throttled);
+        assert_eq!(dingtalk(-1), Class::Transient);
+        assert_eq!(dingtalk(400001), Class::Transient);
+        for code in [40014, 42001, 40001] {
+            assert_eq!(dingtalk(code), Class::Token, "{code}");
+        }
+        assert_eq!(dingtalk(400002), Class::Record);
+        assert_eq!(dingtalk(60003), Class::NotFound);
+        assert_eq!(dingtalk(33012), Class::NotFound);
+        assert!(matches!(dingtalk(90020), Class::Fatal(m) if m.contains("next calendar month")));
+        assert!(matches!(dingtalk(60011), Class::Fatal(m) if m.contains("permission")));
+        assert!(matches!(dingtalk(60020), Class::Fatal(m) if m.contains("whitelist")));
+        assert!(matches!(dingtalk(40089), Class::Fatal(m) if m.contains("app_secret")));
+        assert!(matches!(dingtalk(850012), Class::Fatal(m) if m.contains("date")));
+        assert!(matches!(dingtalk(88), Class::Fatal(m) if m.contains("sub-code")));
+        assert!(matches!(dingtalk(123456), Class::Fatal(_)));
+        assert!(matches!(dingtalk_gettoken(40001), Class::Fatal(m) if m.contains("app_key")));
+        assert_eq!(dingtalk_gettoken(90018), Class::Throttled);
+        assert_eq!(
+            dingtalk_retry_after(90006),
+            Some(std::time::Duration::from_secs(60))
+        );
+        assert_eq!(dingtalk_retry_after(90018), None);
+        assert!(dingtalk_wrong_encoding(43004) && dingtalk_wrong_encoding(43005));
+        assert!(!dingtalk_wrong_encoding(43002));
     }
 }

@@ -1,4 +1,4 @@
-//! In-process simulators of the vendor APIs (WeCom, Jiandaoyun), used by the
+//! In-process simulators of the vendor APIs (WeCom, DingTalk, Jiandaoyun), used by the
 //! end-to-end tests and by `attendsync demo`.
 //!
 //! Each simulator is an axum server bound to `127.0.0.1:0` and spawned on the
@@ -23,11 +23,13 @@
 //! while waiting for it: use `#[tokio::test(flavor = "multi_thread")]`, or
 //! `tokio::process::Command`, or `spawn_blocking` for `std::process`.
 
+pub mod dingtalk;
 pub mod jiandaoyun;
 mod limits;
 pub mod org;
 pub mod wecom;
 
+pub use dingtalk::{BodyStyle, ColumnValues, DingtalkSim, DingtalkSimConfig};
 pub use jiandaoyun::{JdySim, JdySimConfig, TxMode};
 pub use limits::{CallRecord, Outcome, GLOBAL_LIMIT};
 pub use org::{

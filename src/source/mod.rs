@@ -1,6 +1,7 @@
 //! Sources: where attendance records come from. Each produces one JSON record per
 //! employee and month (spec §5), in chunks, so memory stays flat.
 
+pub mod dingtalk;
 pub mod wecom;
 
 use serde_json::Value;
@@ -29,6 +30,10 @@ pub enum SourceError {
         endpoint: String,
         message: String,
     },
+    /// The job's configuration does not fit what the vendor reports (e.g. an
+    /// unknown DingTalk report column); the text says what to change.
+    #[error("{0}")]
+    Config(String),
 }
 
 impl SourceError {
@@ -71,6 +76,10 @@ pub enum SourceClient {
         client: Arc<wecom::WecomClient>,
         scope: Scope,
     },
+    Dingtalk {
+        client: Arc<dingtalk::DingtalkClient>,
+        scope: Scope,
+    },
 }
 
 impl SourceClient {
@@ -81,13 +90,17 @@ impl SourceClient {
                 client: Arc::new(wecom::WecomClient::new(http, cfg, stats)),
                 scope: cfg.scope.clone(),
             }),
-            Source::Dingtalk(_) => None,
+            Source::Dingtalk(cfg) => Some(SourceClient::Dingtalk {
+                client: Arc::new(dingtalk::DingtalkClient::new(http, cfg, stats)),
+                scope: cfg.scope.clone(),
+            }),
         }
     }
 
     pub fn kind(&self) -> &'static str {
         match self {
             SourceClient::Wecom { .. } => "wecom",
+            SourceClient::Dingtalk { .. } => "dingtalk",
         }
     }
 
@@ -95,6 +108,7 @@ impl SourceClient {
     pub fn chunk_size(&self) -> usize {
         match self {
             SourceClient::Wecom { .. } => wecom::MAX_USERS_PER_CALL,
+            SourceClient::Dingtalk { .. } => dingtalk::EMPLOYEES_PER_CHUNK,
         }
     }
 
@@ -102,12 +116,14 @@ impl SourceClient {
     pub async fn login(&self) -> Result<(), SourceError> {
         match self {
             SourceClient::Wecom { client, .. } => client.login().await,
+            SourceClient::Dingtalk { client, .. } => client.login().await,
         }
     }
 
     pub async fn employees(&self) -> Result<Vec<String>, SourceError> {
         match self {
             SourceClient::Wecom { client, scope } => client.employees(scope).await,
+            SourceClient::Dingtalk { client, scope } => client.employees(scope).await,
         }
     }
 
@@ -141,6 +157,56 @@ impl SourceClient {
                 Some((start, end)) => client.month_data(employees, start, end).await,
                 None => Ok(Pulled::default()),
             },
+            SourceClient::Dingtalk { client, .. } => {
+                client.month_data(employees, month, now, tz).await
+            }
+        }
+    }
+
+    /// Metered calls one employee-month costs, for budget planning: `None` for a
+    /// source without a call quota (WeCom).
+    pub fn metered_calls_per_employee(&self) -> Option<u32> {
+        match self {
+            SourceClient::Wecom { .. } => None,
+            SourceClient::Dingtalk { client, .. } => Some(client.metered_calls_per_employee()),
+        }
+    }
+
+    /// The most metered calls a run over `employees` × `months` costs (without
+    /// retries), for budget planning: `None` for a source without a call quota.
+    pub fn metered_calls_for(&self, employees: usize, months: usize) -> Option<u64> {
+        match self {
+            SourceClient::Wecom { .. } => None,
+            SourceClient::Dingtalk { client, .. } => {
+                Some(client.metered_calls_for(employees, months))
+            }
+        }
+    }
+
+    /// Metered calls sent so far (retries included); 0 for WeCom.
+    pub fn metered_calls(&self) -> u64 {
+        match self {
+            SourceClient::Wecom { .. } => 0,
+            SourceClient::Dingtalk { client, .. } => client.metered_calls(),
+        }
+    }
+
+    /// Checks the source's configuration against the vendor (for `check
+    /// --remote`): for DingTalk, resolves `columns` to report column ids and
+    /// returns warnings about leave names the report does not list. WeCom: no
+    /// remote check, no warnings.
+    pub async fn check_remote(&self) -> Result<Vec<String>, SourceError> {
+        match self {
+            SourceClient::Wecom { .. } => Ok(Vec::new()),
+            SourceClient::Dingtalk { client, .. } => {
+                client.resolve_columns().await?;
+                Ok(client
+                    .unlisted_leave_names()
+                    .await?
+                    .into_iter()
+                    .map(|n| format!("leave name \"{n}\" in source.leave_names is not among the report's leave columns; check its spelling"))
+                    .collect())
+            }
         }
     }
 }

@@ -1,0 +1,2123 @@
+//! DingTalk (钉钉), old-style `oapi` APIs (dingtalk.md §12): departments with
+//! `listsub` and users with `v2/user/list` (contacts, not metered), the report
+//! columns once per run with `getattcolumns`, then per employee and month
+//! `getcolumnval` (≤20 column ids per call) and `getleavetimebynames` (≤20 leave
+//! names per call), whose daily values are summed into one record (spec §5):
+//!
+//! ```json
+//! { "userid": "…", "name": "…", "departments": ["…"], "job_number": "…", "title": "…",
+//!   "columns": { "出勤天数": 21, "工作时长": 10105.5 }, "leave": { "年假": 1 } }
+//! ```
+//!
+//! Department names are those `listsub` reports; the root's own name is not
+//! among them, so a user of the root department has no name for it.
+//!
+//! Every attendance call is metered against the org's monthly quota (standard
+//! edition: 5,000); the client counts them (see [`DingtalkClient::metered_calls`])
+//! and adds them to the run's [`CallStats`] under [`METERED_STATS_KEY`].
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, NaiveDate, Utc};
+use chrono_tz::Tz;
+use reqwest::header::CONTENT_TYPE;
+use reqwest::StatusCode;
+use rust_decimal::prelude::ToPrimitive;
+use rust_decimal::Decimal;
+use serde_json::{json, Map, Number, Value};
+
+use super::{Pulled, SourceError, SourceRecord};
+use crate::config::job::{DingtalkSource, Rate, RetryConfig, Scope};
+use crate::http::codes::{self, dingtalk_code, Class};
+use crate::http::pace::Pacer;
+use crate::http::retry::{retry, Attempt, RetryError};
+use crate::http::token::TokenCache;
+use crate::http::{describe, redact, CallStats};
+use crate::month::{report_window, Month};
+use crate::secret::Secret;
+
+const VENDOR: &str = "DingTalk";
+pub const GETTOKEN: &str = "gettoken";
+pub const LISTSUB: &str = "topapi/v2/department/listsub";
+pub const USER_LIST: &str = "topapi/v2/user/list";
+pub const GETATTCOLUMNS: &str = "topapi/attendance/getattcolumns";
+pub const GETCOLUMNVAL: &str = "topapi/attendance/getcolumnval";
+pub const GETLEAVETIME: &str = "topapi/attendance/getleavetimebynames";
+
+/// The endpoints counted against the monthly quota (dingtalk.md §9, §14: every
+/// attendance call; token and contacts calls are free).
+pub const METERED_ENDPOINTS: &[&str] = &[GETATTCOLUMNS, GETCOLUMNVAL, GETLEAVETIME];
+/// The [`CallStats`] entry that counts metered calls, so the run summary shows them.
+pub const METERED_STATS_KEY: &str = "(metered)";
+/// Column ids per `getcolumnval` call, leave names per `getleavetimebynames` call.
+pub const MAX_PER_REPORT_CALL: usize = 20;
+/// Employees per [`super::SourceClient::pull`]: each is pulled on its own, so
+/// this only sets how often records are handed to the writer.
+pub const EMPLOYEES_PER_CHUNK: usize = 20;
+/// `size` of a `v2/user/list` page; halved on 400002 down to [`MIN_PAGE_SIZE`].
+pub const PAGE_SIZE: u32 = 100;
+pub const MIN_PAGE_SIZE: u32 = 10;
+/// DingTalk bans an IP that exceeds the IP-wide limit for 5 minutes
+/// (dingtalk.md §9): all calls pause at least this long after a ban answer.
+pub const IP_BAN_MIN_WAIT: Duration = Duration::from_secs(5 * 60);
+/// The longest pause after one ban answer, whatever `throttle_wait` says.
+pub const IP_BAN_MAX_WAIT: Duration = Duration::from_secs(30 * 60);
+/// The root department.
+pub const ROOT_DEPARTMENT: u64 = 1;
+
+/// Per app and API (standard edition, dingtalk.md §9); `[source.limits]` overrides.
+const API_RATE: Rate = Rate::per_second(20);
+const DEFAULT_LIMITS: &[(&str, Rate)] = &[
+    (GETTOKEN, API_RATE),
+    (LISTSUB, API_RATE),
+    (USER_LIST, API_RATE),
+    (GETATTCOLUMNS, API_RATE),
+    (GETCOLUMNVAL, API_RATE),
+    (GETLEAVETIME, API_RATE),
+];
+/// Per egress IP, all APIs together.
+const IP_LIMIT: Rate = Rate {
+    count: 10_000,
+    per: Duration::from_secs(20),
+};
+const DATE_SUFFIX: &str = " 00:00:00";
+
+/// How long to pause all calls after an IP-ban answer: at least `floor` (the
+/// ban's 5 minutes) and at least `throttle_wait`, at most [`IP_BAN_MAX_WAIT`].
+pub fn ip_ban_wait(throttle_wait: Duration, floor: Duration) -> Duration {
+    throttle_wait.max(floor).min(IP_BAN_MAX_WAIT)
+}
+
+/// How a request body is encoded (dingtalk.md §14: JSON by default; the
+/// official samples of some endpoints are form-encoded).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    Json,
+    Form,
+}
+
+impl Encoding {
+    fn other(self) -> Encoding {
+        match self {
+            Encoding::Json => Encoding::Form,
+            Encoding::Form => Encoding::Json,
+        }
+    }
+}
+
+/// One column of the attendance report as `getattcolumns` lists it. Leave
+/// columns have no id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReportColumn {
+    pub id: Option<i64>,
+    pub name: String,
+    pub alias: String,
+}
+
+/// A report column the job asked for, resolved to its id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResolvedColumn {
+    pub name: String,
+    pub id: i64,
+}
+
+/// What the record needs about one employee, from `v2/user/list`.
+#[derive(Debug, Clone)]
+struct Person {
+    name: String,
+    departments: Vec<String>,
+    job_number: String,
+    title: String,
+}
+
+pub struct DingtalkClient {
+    http: reqwest::Client,
+    base_url: String,
+    app_key: String,
+    app_secret: Secret,
+    columns: Vec<String>,
+    leave_names: Vec<String>,
+    scope: Scope,
+    tokens: TokenCache,
+    pacer: Pacer,
+    retry: RetryConfig,
+    stats: Arc<CallStats>,
+    metered: AtomicU64,
+    /// Endpoints whose bodies are sent form-encoded (JSON otherwise).
+    form: Mutex<HashSet<String>>,
+    banned_until: Mutex<Option<Instant>>,
+    ip_ban_floor: Duration,
+    report_columns: tokio::sync::OnceCell<Arc<Vec<ReportColumn>>>,
+    directory: tokio::sync::Mutex<Option<Arc<HashMap<String, Person>>>>,
+    /// Configured leave names already warned about (absent from an answer).
+    leave_warned: Mutex<HashSet<String>>,
+}
+
+/// A vendor error before it is turned into a [`SourceError`].
+struct ApiFailure {
+    code: i64,
+    message: String,
+    class: Class,
+}
+
+enum CallError {
+    Api(ApiFailure),
+    Source(SourceError),
+}
+
+/// How one employee-month failed.
+enum EmployeeError {
+    /// Reported as failed; the others go on.
+    Failed(String),
+    /// The user is gone (left, unknown): reported as absent.
+    Absent,
+    /// Stop the pull.
+    Stop(SourceError),
+}
+
+/// What an HTTP answer is, before its errcode is looked at.
+#[derive(Debug, PartialEq)]
+enum Read {
+    Body(Value),
+    /// The IP-ban answer (non-JSON page or `{"status": 1111}`), described.
+    Banned(String),
+    Transient(String),
+    Protocol(String),
+}
+
+/// Classifies an answer by HTTP status and body (dingtalk.md §10): a 5xx or 429
+/// is transient; a JSON body with `status` 1111, or any other non-JSON body, is
+/// the IP ban — except a 404, which means a wrong `base_url`.
+fn read_answer(status: StatusCode, bytes: &[u8]) -> Read {
+    if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
+        return Read::Transient(format!("HTTP {status}"));
+    }
+    match serde_json::from_slice::<Value>(bytes) {
+        Ok(body @ Value::Object(_)) => {
+            let ban = number(&body["status"]) == Some(dingtalk_code::IP_BANNED_STATUS)
+                && body.get("errcode").is_none();
+            if ban {
+                Read::Banned(format!("HTTP {status}, body status 1111"))
+            } else if !status.is_success() && body.get("errcode").is_none() {
+                // A new-style error: a string `code`, or keep the text.
+                let code = body["code"]
+                    .as_str()
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| shorten(&String::from_utf8_lossy(bytes)));
+                Read::Protocol(format!("HTTP {status}: {code}"))
+            } else {
+                Read::Body(body)
+            }
+        }
+        _ if status == StatusCode::NOT_FOUND => Read::Protocol(format!(
+            "HTTP {status}: no such endpoint; check `base_url` in the job's [source]"
+        )),
+        _ => Read::Banned(format!("HTTP {status}, a non-JSON answer")),
+    }
+}
+
+fn shorten(text: &str) -> String {
+    const MAX: usize = 200;
+    if text.chars().count() > MAX {
+        let cut: String = text.chars().take(MAX).collect();
+        format!("{cut}…")
+    } else {
+        text.to_owned()
+    }
+}
+
+/// `errcode` as a number; some answers carry it as a string. Absent = success.
+fn errcode(body: &Value) -> i64 {
+    match &body["errcode"] {
+        Value::Null => 0,
+        other => number(other).unwrap_or(-1),
+    }
+}
+
+/// A number sent as a number or as text.
+fn number(v: &Value) -> Option<i64> {
+    match v {
+        Value::Number(n) => n.as_i64(),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+fn truthy(v: &Value) -> bool {
+    match v {
+        Value::Bool(b) => *b,
+        Value::String(s) => s.trim().eq_ignore_ascii_case("true"),
+        Value::Number(n) => n.as_i64().is_some_and(|n| n != 0),
+        _ => false,
+    }
+}
+
+fn text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+/// `errmsg`, with the sub-code and sub-message of an errcode 88 answer under
+/// either spelling (dingtalk.md §10, §14).
+fn api_message(body: &Value) -> String {
+    let mut message = text(&body["errmsg"]);
+    let pick = |keys: [&str; 2]| keys.iter().map(|k| text(&body[*k])).find(|s| !s.is_empty());
+    let sub_code = pick(["sub_code", "subCode"]);
+    let sub_msg = pick(["sub_msg", "subMsg"]);
+    if sub_code.is_some() || sub_msg.is_some() {
+        message.push_str(&format!(
+            "; sub-code {}: {}",
+            sub_code.as_deref().unwrap_or("?"),
+            sub_msg.as_deref().unwrap_or("")
+        ));
+    }
+    message
+}
+
+/// `application/x-www-form-urlencoded` of a flat JSON object: text as is,
+/// numbers and booleans as text, lists comma-separated, nulls left out.
+fn form_encode(body: &Value) -> String {
+    let Some(fields) = body.as_object() else {
+        return String::new();
+    };
+    fields
+        .iter()
+        .filter(|(_, v)| !v.is_null())
+        .map(|(k, v)| {
+            let value = match v {
+                Value::Array(items) => items.iter().map(text).collect::<Vec<_>>().join(","),
+                other => text(other),
+            };
+            format!("{}={}", percent_encode(k), percent_encode(&value))
+        })
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'*' => {
+                out.push(char::from(b))
+            }
+            b' ' => out.push('+'),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+/// A report value as a decimal: empty text is 0; `None` when it is not a number.
+fn parse_value(v: &Value) -> Option<Decimal> {
+    let t = match v {
+        Value::Null => return Some(Decimal::ZERO),
+        Value::Number(n) => n.to_string(),
+        Value::String(s) => s.trim().to_owned(),
+        _ => return None,
+    };
+    if t.is_empty() {
+        return Some(Decimal::ZERO);
+    }
+    if !t.bytes().any(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    if t.contains(['e', 'E']) {
+        Decimal::from_scientific(&t).ok()
+    } else {
+        Decimal::from_str(&t).ok()
+    }
+}
+
+/// Integers as JSON integers, others as the nearest float.
+fn decimal_json(d: Decimal) -> Option<Value> {
+    let d = d.normalize();
+    if d.scale() == 0 {
+        if let Some(i) = d.to_i64() {
+            return Some(Value::from(i));
+        }
+    }
+    let f: f64 = d.to_string().parse().ok()?;
+    Number::from_f64(f).map(Value::Number)
+}
+
+/// The month's days in `from..=to` as DingTalk date strings.
+struct Window {
+    month: Month,
+    from: String,
+    to: String,
+}
+
+impl Window {
+    fn contains(&self, date: NaiveDate) -> bool {
+        Month::containing(date) == self.month
+    }
+}
+
+/// Sums one column's daily values (dingtalk.md §6): only dates inside the
+/// month, each date once, empty = 0; the fixed value when there is no daily list.
+fn sum_column(
+    window: &Window,
+    name: &str,
+    days: Option<&Vec<Value>>,
+    fixed: &Value,
+) -> Result<Decimal, String> {
+    let days = days.filter(|d| !d.is_empty());
+    let Some(days) = days else {
+        if fixed.is_null() {
+            return Ok(Decimal::ZERO);
+        }
+        return parse_value(fixed)
+            .ok_or_else(|| format!("column \"{name}\": fixed value {fixed} is not a number"));
+    };
+    let mut seen = HashSet::new();
+    let mut total = Decimal::ZERO;
+    for day in days {
+        let raw = text(&day["date"]);
+        let date = raw
+            .get(..10)
+            .and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
+            .ok_or_else(|| format!("column \"{name}\": unreadable date {}", day["date"]))?;
+        if !window.contains(date) || !seen.insert(date) {
+            continue;
+        }
+        let value = parse_value(&day["value"]).ok_or_else(|| {
+            format!(
+                "column \"{name}\" on {date}: value {} is not a number",
+                day["value"]
+            )
+        })?;
+        total = total
+            .checked_add(value)
+            .ok_or_else(|| format!("column \"{name}\": the sum is out of range"))?;
+    }
+    Ok(total)
+}
+
+impl DingtalkClient {
+    pub fn new(http: reqwest::Client, cfg: &DingtalkSource, stats: Arc<CallStats>) -> Self {
+        DingtalkClient {
+            http,
+            base_url: cfg.base_url.trim_end_matches('/').to_owned(),
+            app_key: cfg.app_key.clone(),
+            app_secret: cfg.app_secret.clone(),
+            columns: cfg.columns.clone(),
+            leave_names: cfg.leave_names.clone(),
+            scope: cfg.scope.clone(),
+            tokens: TokenCache::new(),
+            pacer: Pacer::new(IP_LIMIT, DEFAULT_LIMITS, &cfg.limits),
+            retry: cfg.retry,
+            stats,
+            metered: AtomicU64::new(0),
+            form: Mutex::new(HashSet::new()),
+            banned_until: Mutex::new(None),
+            ip_ban_floor: IP_BAN_MIN_WAIT,
+            report_columns: tokio::sync::OnceCell::new(),
+            directory: tokio::sync::Mutex::new(None),
+            leave_warned: Mutex::new(HashSet::new()),
+        }
+    }
+
+    /// Tests only: a shorter IP-ban pause than DingTalk's 5 minutes.
+    #[cfg(test)]
+    fn with_ip_ban_floor(mut self, floor: Duration) -> Self {
+        self.ip_ban_floor = floor;
+        self
+    }
+
+    /// Metered calls per employee and month: ⌈columns/20⌉ + ⌈leave names/20⌉.
+    pub fn metered_calls_per_employee(&self) -> u32 {
+        let calls = |n: usize| n.div_ceil(MAX_PER_REPORT_CALL) as u32;
+        calls(self.columns.len()) + calls(self.leave_names.len())
+    }
+
+    /// Metered calls a run over `employees` × `months` costs at most (without
+    /// retries): the per-employee calls plus one `getattcolumns` (dingtalk.md §12).
+    pub fn metered_calls_for(&self, employees: usize, months: usize) -> u64 {
+        let columns_lookup = u64::from(!self.columns.is_empty());
+        employees as u64 * months as u64 * u64::from(self.metered_calls_per_employee())
+            + columns_lookup
+    }
+
+    /// Metered calls sent so far by this client (retries included).
+    pub fn metered_calls(&self) -> u64 {
+        self.metered.load(Ordering::Relaxed)
+    }
+
+    /// Sends `endpoint`'s bodies form-encoded (`true`) or as JSON (`false`, the
+    /// default). The client also switches by itself when DingTalk refuses one.
+    pub fn set_form_encoding(&self, endpoint: &str, on: bool) {
+        let mut form = lock(&self.form);
+        if on {
+            form.insert(endpoint.trim_matches('/').to_owned());
+        } else {
+            form.remove(endpoint.trim_matches('/'));
+        }
+    }
+
+    pub fn encoding(&self, endpoint: &str) -> Encoding {
+        if lock(&self.form).contains(endpoint) {
+            Encoding::Form
+        } else {
+            Encoding::Json
+        }
+    }
+
+    fn url(&self, endpoint: &str) -> String {
+        format!("{}/{endpoint}", self.base_url)
+    }
+
+    fn clean(&self, message: &str, token: Option<&Secret>) -> String {
+        let mut secrets = vec![self.app_secret.expose()];
+        if let Some(t) = token {
+            secrets.push(t.expose());
+        }
+        redact(message, &secrets)
+    }
+
+    fn api_error(&self, endpoint: &str, f: ApiFailure) -> SourceError {
+        let hint = match f.class {
+            Class::Fatal(hint) => hint,
+            Class::Token => "the access token was rejected twice; check `app_key` and `app_secret`",
+            Class::Record => "DingTalk rejected a request parameter",
+            Class::NotFound => "DingTalk did not find the department or user",
+            _ => "DingTalk rejected the call",
+        };
+        SourceError::Api {
+            vendor: VENDOR,
+            endpoint: endpoint.to_string(),
+            code: f.code,
+            message: f.message,
+            hint,
+        }
+    }
+
+    fn protocol(&self, endpoint: &str, message: impl Into<String>) -> SourceError {
+        SourceError::Protocol {
+            vendor: VENDOR,
+            endpoint: endpoint.to_string(),
+            message: message.into(),
+        }
+    }
+
+    fn finish(
+        &self,
+        endpoint: &str,
+        r: Result<Value, RetryError<CallError>>,
+    ) -> Result<Value, SourceError> {
+        r.map_err(|e| self.error(endpoint, e))
+    }
+
+    fn error(&self, endpoint: &str, e: RetryError<CallError>) -> SourceError {
+        match e {
+            RetryError::Failed(CallError::Api(f)) => self.api_error(endpoint, f),
+            RetryError::Failed(CallError::Source(e)) => e,
+            RetryError::Exhausted { attempts, last } => SourceError::Exhausted {
+                vendor: VENDOR,
+                endpoint: endpoint.to_string(),
+                attempts,
+                last,
+            },
+        }
+    }
+
+    /// Waits out an IP ban, if one is in force.
+    async fn wait_out_ban(&self) {
+        loop {
+            let until = *lock(&self.banned_until);
+            match until.map(|u| u.saturating_duration_since(Instant::now())) {
+                Some(left) if !left.is_zero() => tokio::time::sleep(left).await,
+                _ => return,
+            }
+        }
+    }
+
+    /// Records an IP ban: every call pauses until it is over.
+    fn banned(&self, endpoint: &str, what: String) -> Attempt<Value, CallError> {
+        let wait = ip_ban_wait(self.retry.throttle_wait, self.ip_ban_floor);
+        {
+            let mut until = lock(&self.banned_until);
+            let end = Instant::now() + wait;
+            if until.is_none_or(|u| u < end) {
+                *until = Some(end);
+            }
+        }
+        self.stats.throttled(endpoint);
+        tracing::warn!(
+            endpoint,
+            wait_s = wait.as_secs_f64(),
+            "DingTalk has banned this server's IP ({what}), probably for exceeding the IP-wide \
+             limit of 10,000 calls per 20 s; pausing all DingTalk calls for {} s",
+            wait.as_secs()
+        );
+        Attempt::Throttled {
+            reason: format!("this server's IP is banned by DingTalk ({what})"),
+            retry_after: None,
+        }
+    }
+
+    /// Decodes one answer: transport problems, bans and vendor codes become attempts.
+    async fn decode(
+        &self,
+        endpoint: &str,
+        sent: Result<reqwest::Response, reqwest::Error>,
+        token: Option<&Secret>,
+        table: fn(i64) -> Class,
+    ) -> Attempt<Value, CallError> {
+        let resp = match sent {
+            Ok(r) => r,
+            Err(e) => return Attempt::Transient(describe(e)),
+        };
+        let status = resp.status();
+        let bytes = match resp.bytes().await {
+            Ok(b) => b,
+            Err(e) => return Attempt::Transient(format!("HTTP {status}, {}", describe(e))),
+        };
+        let body = match read_answer(status, &bytes) {
+            Read::Body(body) => body,
+            Read::Banned(what) => return self.banned(endpoint, what),
+            Read::Transient(reason) => return Attempt::Transient(reason),
+            Read::Protocol(message) => {
+                let message = self.clean(&message, token);
+                return Attempt::Fail(CallError::Source(self.protocol(endpoint, message)));
+            }
+        };
+        let code = errcode(&body);
+        if code == 0 {
+            return Attempt::Done(body);
+        }
+        let message = self.clean(&api_message(&body), token);
+        let class = table(code);
+        let reason = format!("errcode {code} ({message})");
+        match class {
+            Class::Transient => Attempt::Transient(reason),
+            Class::Throttled => {
+                self.stats.throttled(endpoint);
+                Attempt::Throttled {
+                    reason,
+                    retry_after: codes::dingtalk_retry_after(code),
+                }
+            }
+            Class::Token => {
+                if let Some(t) = token {
+                    self.tokens.invalidate(t).await;
+                }
+                Attempt::TokenRejected(CallError::Api(ApiFailure {
+                    code,
+                    message,
+                    class,
+                }))
+            }
+            _ => Attempt::Fail(CallError::Api(ApiFailure {
+                code,
+                message,
+                class,
+            })),
+        }
+    }
+
+    async fn fetch_token(&self) -> Result<(Secret, Duration), SourceError> {
+        let result = retry(&self.retry, GETTOKEN, || async {
+            self.wait_out_ban().await;
+            self.pacer.ready(GETTOKEN).await;
+            self.stats.call(GETTOKEN);
+            let sent = self
+                .http
+                .get(self.url(GETTOKEN))
+                .query(&[
+                    ("appkey", self.app_key.as_str()),
+                    ("appsecret", self.app_secret.expose()),
+                ])
+                .send()
+                .await;
+            match self
+                .decode(GETTOKEN, sent, None, codes::dingtalk_gettoken)
+                .await
+            {
+                // A token error from gettoken itself means the credentials: never retry it.
+                Attempt::TokenRejected(e) => Attempt::Fail(e),
+                other => other,
+            }
+        })
+        .await;
+        let body = self.finish(GETTOKEN, result)?;
+        let token = body["access_token"].as_str().unwrap_or_default();
+        if token.is_empty() {
+            return Err(self.protocol(GETTOKEN, "no access_token in the answer"));
+        }
+        let expires_in = number(&body["expires_in"])
+            .and_then(|s| u64::try_from(s).ok())
+            .filter(|s| *s > 0)
+            .unwrap_or(7200);
+        Ok((Secret::new(token), Duration::from_secs(expires_in)))
+    }
+
+    /// One request: waits out a ban, paces, counts, sends in `encoding`.
+    async fn send(
+        &self,
+        endpoint: &str,
+        body: &Value,
+        token: &Secret,
+        encoding: Encoding,
+    ) -> Attempt<Value, CallError> {
+        self.wait_out_ban().await;
+        self.pacer.ready(endpoint).await;
+        self.stats.call(endpoint);
+        if METERED_ENDPOINTS.contains(&endpoint) {
+            self.metered.fetch_add(1, Ordering::Relaxed);
+            self.stats.call(METERED_STATS_KEY);
+        }
+        let request = self
+            .http
+            .post(self.url(endpoint))
+            .query(&[("access_token", token.expose())]);
+        let request = match encoding {
+            Encoding::Json => request
+                .header(CONTENT_TYPE, "application/json;charset=UTF-8")
+                .body(body.to_string()),
+            Encoding::Form => request
+                .header(
+                    CONTENT_TYPE,
+                    "application/x-www-form-urlencoded;charset=UTF-8",
+                )
+                .body(form_encode(body)),
+        };
+        let sent = request.send().await;
+        self.decode(endpoint, sent, Some(token), codes::dingtalk)
+            .await
+    }
+
+    /// One API call with token, pacing, retries, and a switch of the body's
+    /// encoding when DingTalk refuses it. Vendor errors that are not retryable
+    /// come back as `CallError::Api` so callers can act on the class.
+    async fn call(&self, endpoint: &str, body: &Value) -> Result<Value, RetryError<CallError>> {
+        retry(&self.retry, endpoint, || async {
+            let token = match self.tokens.get(|| self.fetch_token()).await {
+                Ok(t) => t,
+                Err(e) => return Attempt::Fail(CallError::Source(e)),
+            };
+            let encoding = self.encoding(endpoint);
+            match self.send(endpoint, body, &token, encoding).await {
+                Attempt::Fail(CallError::Api(f)) if codes::dingtalk_wrong_encoding(f.code) => {
+                    let other = encoding.other();
+                    tracing::info!(endpoint, code = f.code, from = ?encoding, to = ?other,
+                        "DingTalk refused the request body's encoding; switching");
+                    self.set_form_encoding(endpoint, other == Encoding::Form);
+                    self.send(endpoint, body, &token, other).await
+                }
+                other => other,
+            }
+        })
+        .await
+    }
+
+    async fn call_ok(&self, endpoint: &str, body: &Value) -> Result<Value, SourceError> {
+        let r = self.call(endpoint, body).await;
+        self.finish(endpoint, r)
+    }
+
+    /// Fetches a token now, so bad credentials stop the job before any other work.
+    pub async fn login(&self) -> Result<(), SourceError> {
+        self.tokens.get(|| self.fetch_token()).await.map(|_| ())
+    }
+
+    /// Every report column, from `getattcolumns` (one metered call per client).
+    pub async fn report_columns(&self) -> Result<Arc<Vec<ReportColumn>>, SourceError> {
+        self.report_columns
+            .get_or_try_init(|| async {
+                let body = self.call_ok(GETATTCOLUMNS, &json!({})).await?;
+                let Some(list) = body["result"]["columns"].as_array() else {
+                    return Err(self.protocol(GETATTCOLUMNS, "no result.columns in the answer"));
+                };
+                let columns = list
+                    .iter()
+                    .map(|c| ReportColumn {
+                        id: number(&c["id"]),
+                        name: text(&c["name"]),
+                        alias: text(&c["alias"]),
+                    })
+                    .filter(|c| !c.name.is_empty())
+                    .collect();
+                Ok(Arc::new(columns))
+            })
+            .await
+            .cloned()
+    }
+
+    /// Resolves the job's `columns` (display names) to report column ids, in
+    /// the job's order. An unknown, ambiguous or leave-type name is a
+    /// [`SourceError::Config`] that lists the available names. No call is made
+    /// when the job asks for no columns. `check --remote` can call this.
+    pub async fn resolve_columns(&self) -> Result<Vec<ResolvedColumn>, SourceError> {
+        if self.columns.is_empty() {
+            return Ok(Vec::new());
+        }
+        let all = self.report_columns().await?;
+        resolve(&self.columns, &all)
+    }
+
+    /// Configured leave names that `getattcolumns` does not list among its
+    /// id-less leave columns (a warning for `check --remote`: the listing of
+    /// leave types is not documented as complete).
+    pub async fn unlisted_leave_names(&self) -> Result<Vec<String>, SourceError> {
+        if self.leave_names.is_empty() {
+            return Ok(Vec::new());
+        }
+        let all = self.report_columns().await?;
+        Ok(self
+            .leave_names
+            .iter()
+            .filter(|n| !all.iter().any(|c| c.id.is_none() && &c.name == *n))
+            .cloned()
+            .collect())
+    }
+
+    /// The userids a job covers, sorted and de-duplicated (dingtalk.md §12 steps
+    /// 2–3). Keeps each user's name, department names, job number and title for
+    /// the records. Userids configured in `scope.userids` but not found are
+    /// returned too (with a warning), so a pull reports them as absent.
+    pub async fn employees(&self, scope: &Scope) -> Result<Vec<String>, SourceError> {
+        let people = self.list_people(scope).await?;
+        let mut ids: Vec<String> = if scope.userids.is_empty() {
+            people.keys().cloned().collect()
+        } else {
+            let wanted: std::collections::BTreeSet<&String> = scope.userids.iter().collect();
+            let missing: Vec<&str> = wanted
+                .iter()
+                .filter(|u| !people.contains_key(**u))
+                .map(|u| u.as_str())
+                .collect();
+            if !missing.is_empty() {
+                tracing::warn!(userids = ?missing, "configured userids not found in the DingTalk departments listed");
+            }
+            wanted.into_iter().cloned().collect()
+        };
+        ids.sort();
+        ids.dedup();
+        *self.directory.lock().await = Some(Arc::new(people.into_iter().collect()));
+        Ok(ids)
+    }
+
+    async fn directory(&self) -> Result<Arc<HashMap<String, Person>>, SourceError> {
+        if let Some(d) = self.directory.lock().await.as_ref() {
+            return Ok(d.clone());
+        }
+        let scope = self.scope.clone();
+        self.employees(&scope).await?;
+        let directory = self.directory.lock().await.clone();
+        Ok(directory.unwrap_or_default())
+    }
+
+    /// Department id → name, and each department's children, walking `listsub`
+    /// breadth-first from `starts`. Departments found while walking that have
+    /// vanished (60003) or are outside the app's scope (50004) are skipped with
+    /// a warning; the same errors on a start department stop the job.
+    async fn walk(
+        &self,
+        starts: &[u64],
+    ) -> Result<(HashMap<u64, String>, HashMap<u64, Vec<u64>>), RetryError<CallError>> {
+        let mut names = HashMap::new();
+        let mut children: HashMap<u64, Vec<u64>> = HashMap::new();
+        let mut seen: HashSet<u64> = starts.iter().copied().collect();
+        let mut queue: VecDeque<(u64, bool)> = starts.iter().map(|d| (*d, true)).collect();
+        while let Some((id, start)) = queue.pop_front() {
+            let body = match self
+                .call(LISTSUB, &json!({"dept_id": id, "language": "zh_CN"}))
+                .await
+            {
+                Ok(b) => b,
+                Err(RetryError::Failed(CallError::Api(f)))
+                    if !start
+                        && (f.class == Class::NotFound
+                            || f.code == dingtalk_code::OUT_OF_SCOPE) =>
+                {
+                    tracing::warn!(department = id, code = f.code, message = %f.message,
+                        "skipping a DingTalk department (deleted since listing, or outside the app's scope)");
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            for d in body["result"].as_array().into_iter().flatten() {
+                let Some(child) = number(&d["dept_id"]).and_then(|c| u64::try_from(c).ok()) else {
+                    continue;
+                };
+                names.insert(child, text(&d["name"]));
+                children.entry(id).or_default().push(child);
+                if seen.insert(child) {
+                    queue.push_back((child, false));
+                }
+            }
+        }
+        Ok((names, children))
+    }
+
+    /// Everyone in the selected departments, by userid.
+    async fn list_people(&self, scope: &Scope) -> Result<BTreeMap<String, Person>, SourceError> {
+        // Walk from the root so every department has its name, then keep the
+        // configured subtrees. If the root is outside the app's scope, walk
+        // from the configured departments (whose own names stay unknown).
+        let walked = match self.walk(&[ROOT_DEPARTMENT]).await {
+            Err(RetryError::Failed(CallError::Api(f)))
+                if f.code == dingtalk_code::OUT_OF_SCOPE && !scope.departments.is_empty() =>
+            {
+                tracing::info!(
+                    "the DingTalk root department is outside the app's scope; walking from the configured departments"
+                );
+                self.walk(&scope.departments).await
+            }
+            other => other,
+        };
+        let (names, children) = walked.map_err(|e| self.error(LISTSUB, e))?;
+        let starts: Vec<u64> = if scope.departments.is_empty() {
+            vec![ROOT_DEPARTMENT]
+        } else {
+            scope.departments.clone()
+        };
+        let mut selected = Vec::new();
+        let mut seen = HashSet::new();
+        let mut stack: Vec<u64> = starts.iter().rev().copied().collect();
+        while let Some(id) = stack.pop() {
+            if !seen.insert(id) {
+                continue;
+            }
+            selected.push(id);
+            if let Some(kids) = children.get(&id) {
+                stack.extend(kids.iter().rev());
+            }
+        }
+        for id in &scope.departments {
+            if *id != ROOT_DEPARTMENT && !names.contains_key(id) && !children.contains_key(id) {
+                tracing::warn!(
+                    department = id,
+                    "configured DingTalk department not found under the root"
+                );
+            }
+        }
+
+        let mut people = BTreeMap::new();
+        let mut size = PAGE_SIZE;
+        for dept in selected {
+            let mut cursor: u64 = 0;
+            loop {
+                let body =
+                    json!({"dept_id": dept, "cursor": cursor, "size": size, "language": "zh_CN"});
+                let answer = match self.call(USER_LIST, &body).await {
+                    Ok(a) => a,
+                    Err(RetryError::Failed(CallError::Api(f)))
+                        if f.code == dingtalk_code::INVALID_PARAMETER && size > MIN_PAGE_SIZE =>
+                    {
+                        size = (size / 2).max(MIN_PAGE_SIZE);
+                        tracing::info!(
+                            size,
+                            "DingTalk refused the page size of v2/user/list; shrinking it"
+                        );
+                        continue;
+                    }
+                    Err(RetryError::Failed(CallError::Api(f)))
+                        if !scope.departments.contains(&dept)
+                            && (f.class == Class::NotFound
+                                || f.code == dingtalk_code::OUT_OF_SCOPE) =>
+                    {
+                        tracing::warn!(department = dept, code = f.code, message = %f.message,
+                            "skipping the users of a DingTalk department (deleted since listing, or outside the app's scope)");
+                        break;
+                    }
+                    Err(e) => return Err(self.error(USER_LIST, e)),
+                };
+                let result = &answer["result"];
+                for u in result["list"].as_array().into_iter().flatten() {
+                    let userid = text(&u["userid"]);
+                    if userid.is_empty() || people.contains_key(&userid) {
+                        continue;
+                    }
+                    let dept_ids: Vec<u64> = match u["dept_id_list"].as_array() {
+                        Some(ids) => ids
+                            .iter()
+                            .filter_map(|d| number(d).and_then(|d| u64::try_from(d).ok()))
+                            .collect(),
+                        None => vec![dept],
+                    };
+                    let departments = dept_ids
+                        .iter()
+                        .filter_map(|d| names.get(d))
+                        .filter(|n| !n.is_empty())
+                        .cloned()
+                        .collect();
+                    people.insert(
+                        userid,
+                        Person {
+                            name: text(&u["name"]),
+                            departments,
+                            job_number: text(&u["job_number"]),
+                            title: text(&u["title"]),
+                        },
+                    );
+                }
+                if !truthy(&result["has_more"]) {
+                    break;
+                }
+                match number(&result["next_cursor"]).and_then(|c| u64::try_from(c).ok()) {
+                    Some(next) if next > cursor => cursor = next,
+                    _ => {
+                        return Err(self.protocol(
+                            USER_LIST,
+                            format!(
+                            "has_more is true but next_cursor {} does not advance past {cursor}",
+                            result["next_cursor"]
+                        ),
+                        ))
+                    }
+                }
+            }
+        }
+        Ok(people)
+    }
+
+    /// The records of `userids` for `month` as of `now` (dingtalk.md §12 steps
+    /// 4–7), one employee after the other. A rejected employee-month (400002, a
+    /// non-numeric value) is reported as failed, a user DingTalk no longer knows
+    /// as absent; quota, credential and permission errors stop the pull.
+    pub async fn month_data(
+        &self,
+        userids: &[String],
+        month: Month,
+        now: DateTime<Utc>,
+        tz: Tz,
+    ) -> Result<Pulled, SourceError> {
+        let mut pulled = Pulled::default();
+        let Some((_, end)) = report_window(month, now, tz) else {
+            return Ok(pulled);
+        };
+        let last = end.with_timezone(&tz).date_naive().min(month.last_day());
+        let window = Window {
+            month,
+            from: format!("{}{DATE_SUFFIX}", month.first_day()),
+            to: format!("{last}{DATE_SUFFIX}"),
+        };
+        let columns = self.resolve_columns().await?;
+        let directory = self.directory().await?;
+        for userid in userids {
+            let Some(person) = directory.get(userid) else {
+                pulled.absent.push(userid.clone());
+                continue;
+            };
+            match self.employee_month(userid, person, &columns, &window).await {
+                Ok(record) => pulled.records.push(SourceRecord {
+                    employee: userid.clone(),
+                    record,
+                }),
+                Err(EmployeeError::Failed(reason)) => {
+                    tracing::warn!(userid = %userid, month = %month, %reason, "DingTalk employee-month failed");
+                    pulled.failed.push((userid.clone(), reason));
+                }
+                Err(EmployeeError::Absent) => pulled.absent.push(userid.clone()),
+                Err(EmployeeError::Stop(e)) => return Err(e),
+            }
+        }
+        Ok(pulled)
+    }
+
+    /// A report call for one employee; per-employee failures are told apart.
+    async fn report_call(&self, endpoint: &str, body: &Value) -> Result<Value, EmployeeError> {
+        match self.call(endpoint, body).await {
+            Ok(v) => Ok(v),
+            Err(RetryError::Failed(CallError::Api(f))) if f.class == Class::Record => {
+                Err(EmployeeError::Failed(format!(
+                    "{VENDOR} {endpoint}: errcode {} ({})",
+                    f.code, f.message
+                )))
+            }
+            Err(RetryError::Failed(CallError::Api(f))) if f.class == Class::NotFound => {
+                Err(EmployeeError::Absent)
+            }
+            Err(e) => Err(EmployeeError::Stop(self.error(endpoint, e))),
+        }
+    }
+
+    async fn employee_month(
+        &self,
+        userid: &str,
+        person: &Person,
+        columns: &[ResolvedColumn],
+        window: &Window,
+    ) -> Result<Value, EmployeeError> {
+        let failed = |endpoint: &str, why: String| {
+            EmployeeError::Failed(format!("{VENDOR} {endpoint}: {why}"))
+        };
+        let mut sums: HashMap<&str, Decimal> = HashMap::new();
+        for chunk in columns.chunks(MAX_PER_REPORT_CALL) {
+            let ids: Vec<String> = chunk.iter().map(|c| c.id.to_string()).collect();
+            let body = json!({
+                "userid": userid,
+                "column_id_list": ids.join(","),
+                "from_date": window.from,
+                "to_date": window.to,
+            });
+            let answer = self.report_call(GETCOLUMNVAL, &body).await?;
+            for cv in answer["result"]["column_vals"]
+                .as_array()
+                .into_iter()
+                .flatten()
+            {
+                let Some(column) =
+                    number(&cv["column_vo"]["id"]).and_then(|id| chunk.iter().find(|c| c.id == id))
+                else {
+                    continue;
+                };
+                let total = sum_column(
+                    window,
+                    &column.name,
+                    cv["column_vals"].as_array(),
+                    &cv["fixed_value"],
+                )
+                .map_err(|why| failed(GETCOLUMNVAL, why))?;
+                sums.insert(column.name.as_str(), total);
+            }
+        }
+        let mut leave: HashMap<&str, Decimal> = HashMap::new();
+        for chunk in self.leave_names.chunks(MAX_PER_REPORT_CALL) {
+            let body = json!({
+                "userid": userid,
+                "leave_names": chunk.join(","),
+                "from_date": window.from,
+                "to_date": window.to,
+            });
+            let answer = self.report_call(GETLEAVETIME, &body).await?;
+            for c in answer["result"]["columns"].as_array().into_iter().flatten() {
+                let name = text(&c["columnvo"]["name"]);
+                let Some(name) = chunk.iter().find(|n| **n == name) else {
+                    continue;
+                };
+                let total = sum_column(window, name, c["columnvals"].as_array(), &c["fixed_value"])
+                    .map_err(|why| failed(GETLEAVETIME, why))?;
+                leave.insert(name.as_str(), total);
+            }
+        }
+
+        let mut column_values = Map::new();
+        for c in columns {
+            match sums.get(c.name.as_str()) {
+                Some(total) => {
+                    let v = decimal_json(*total).ok_or_else(|| {
+                        failed(
+                            GETCOLUMNVAL,
+                            format!("column \"{}\": the sum is out of range", c.name),
+                        )
+                    })?;
+                    column_values.insert(c.name.clone(), v);
+                }
+                None => {
+                    tracing::warn!(userid, column = %c.name, "DingTalk answered without this report column")
+                }
+            }
+        }
+        let mut leave_values = Map::new();
+        for name in &self.leave_names {
+            match leave.get(name.as_str()) {
+                Some(total) => {
+                    let v = decimal_json(*total).ok_or_else(|| {
+                        failed(
+                            GETLEAVETIME,
+                            format!("leave \"{name}\": the sum is out of range"),
+                        )
+                    })?;
+                    leave_values.insert(name.clone(), v);
+                }
+                None => {
+                    if lock(&self.leave_warned).insert(name.clone()) {
+                        tracing::warn!(leave = %name, "DingTalk's answer does not contain this configured leave name; check source.leave_names");
+                    }
+                }
+            }
+        }
+        Ok(json!({
+            "userid": userid,
+            "name": person.name,
+            "departments": person.departments,
+            "job_number": person.job_number,
+            "title": person.title,
+            "columns": column_values,
+            "leave": leave_values,
+        }))
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Resolves configured column names against the report's columns.
+fn resolve(wanted: &[String], all: &[ReportColumn]) -> Result<Vec<ResolvedColumn>, SourceError> {
+    let mut resolved = Vec::new();
+    let mut unknown = Vec::new();
+    let mut problems = Vec::new();
+    for name in wanted {
+        let ids: Vec<i64> = all
+            .iter()
+            .filter(|c| &c.name == name)
+            .filter_map(|c| c.id)
+            .collect();
+        match ids.as_slice() {
+            [id] => resolved.push(ResolvedColumn {
+                name: name.clone(),
+                id: *id,
+            }),
+            [] if all.iter().any(|c| &c.name == name) => problems.push(format!(
+                "\"{name}\" in source.columns is a leave type (DingTalk lists it without an id); move it to source.leave_names"
+            )),
+            [] => unknown.push(format!("\"{name}\"")),
+            several => problems.push(format!(
+                "DingTalk report column \"{name}\" in source.columns is ambiguous: {} columns have that name (ids {})",
+                several.len(),
+                several.iter().map(i64::to_string).collect::<Vec<_>>().join(", ")
+            )),
+        }
+    }
+    if unknown.is_empty() && problems.is_empty() {
+        return Ok(resolved);
+    }
+    let mut available: Vec<&str> = Vec::new();
+    for c in all.iter().filter(|c| c.id.is_some()) {
+        if !available.contains(&c.name.as_str()) {
+            available.push(&c.name);
+        }
+    }
+    if !unknown.is_empty() {
+        let noun = if unknown.len() == 1 {
+            "column"
+        } else {
+            "columns"
+        };
+        problems.insert(
+            0,
+            format!(
+                "unknown DingTalk report {noun} {} in source.columns",
+                unknown.join(", ")
+            ),
+        );
+    }
+    Err(SourceError::Config(format!(
+        "{}; available: {}",
+        problems.join("; "),
+        available.join(", ")
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::job::Source;
+    use crate::sim::dingtalk::{
+        BodyStyle, DingtalkSim, DingtalkSimConfig, DEFAULT_COLUMNS, GETATTCOLUMNS as SIM_COLUMNS,
+    };
+    use crate::sim::Org;
+    use crate::source::SourceClient;
+
+    const SH: Tz = chrono_tz::Asia::Shanghai;
+
+    fn october() -> Month {
+        Month::new(2026, 10).unwrap()
+    }
+
+    /// 2026-11-02 12:00 in Shanghai: October is complete.
+    fn after_october() -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2026-11-02T04:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc)
+    }
+
+    fn at(rfc3339: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(rfc3339)
+            .unwrap()
+            .with_timezone(&Utc)
+    }
+
+    fn fast_sim() -> DingtalkSimConfig {
+        DingtalkSimConfig {
+            today: NaiveDate::from_ymd_opt(2026, 11, 2),
+            ..DingtalkSimConfig::default().with_endpoint_rate(2000)
+        }
+    }
+
+    async fn start(employees: usize, config: DingtalkSimConfig) -> DingtalkSim {
+        DingtalkSim::start(Org::generate(employees, 11), config)
+            .await
+            .unwrap()
+    }
+
+    fn strings(items: &[&str]) -> Vec<String> {
+        items.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    fn fast_limits() -> Vec<(String, Rate)> {
+        [
+            GETTOKEN,
+            LISTSUB,
+            USER_LIST,
+            GETATTCOLUMNS,
+            GETCOLUMNVAL,
+            GETLEAVETIME,
+        ]
+        .iter()
+        .map(|e| ((*e).to_owned(), Rate::per_second(1000)))
+        .collect()
+    }
+
+    fn job(sim: &DingtalkSim, columns: &[&str], leave: &[&str]) -> DingtalkSource {
+        DingtalkSource {
+            app_key: sim.config().app_key.clone(),
+            app_secret: Secret::new(sim.config().app_secret.clone()),
+            base_url: sim.base_url(),
+            columns: strings(columns),
+            leave_names: strings(leave),
+            monthly_call_budget: 5000,
+            scope: Scope::default(),
+            limits: fast_limits(),
+            retry: RetryConfig {
+                max_attempts: 10,
+                initial_wait: Duration::from_millis(5),
+                max_wait: Duration::from_millis(40),
+                throttle_wait: Duration::from_millis(10),
+            },
+        }
+    }
+
+    fn client_for(cfg: &DingtalkSource) -> DingtalkClient {
+        DingtalkClient::new(
+            crate::sim::test_util::client(),
+            cfg,
+            Arc::new(CallStats::default()),
+        )
+    }
+
+    /// Pulls `month` for everyone in chunks, as the sync engine does.
+    async fn pull_all(
+        source: &SourceClient,
+        month: Month,
+        now: DateTime<Utc>,
+    ) -> Result<(Vec<String>, Pulled), SourceError> {
+        source.login().await?;
+        let employees = source.employees().await?;
+        let mut all = Pulled::default();
+        for chunk in employees.chunks(source.chunk_size()) {
+            let p = source.pull(month, chunk, now, SH).await?;
+            all.records.extend(p.records);
+            all.failed.extend(p.failed);
+            all.absent.extend(p.absent);
+        }
+        Ok((employees, all))
+    }
+
+    fn source_client(cfg: &DingtalkSource, stats: Arc<CallStats>) -> SourceClient {
+        SourceClient::new(
+            &Source::Dingtalk(cfg.clone()),
+            crate::sim::test_util::client(),
+            stats,
+        )
+        .unwrap()
+    }
+
+    fn check_records(sim: &DingtalkSim, cfg: &DingtalkSource, pulled: &Pulled, month: Month) {
+        for r in &pulled.records {
+            let expected = sim
+                .expected_record(&r.employee, month, &cfg.columns, &cfg.leave_names)
+                .unwrap();
+            assert_eq!(r.record, expected, "{}", r.employee);
+        }
+    }
+
+    #[tokio::test]
+    async fn pulls_120_users_across_nested_departments_with_small_pages() {
+        let config = DingtalkSimConfig {
+            page_size_cap: Some(7),
+            messy_dates: true,
+            ..fast_sim()
+        };
+        let sim = start(120, config).await;
+        let cfg = job(&sim, &DEFAULT_COLUMNS[..10], &["年假", "事假", "病假"]);
+        let stats = Arc::new(CallStats::default());
+        let source = source_client(&cfg, stats.clone());
+        assert_eq!(source.kind(), "dingtalk");
+        assert_eq!(source.chunk_size(), EMPLOYEES_PER_CHUNK);
+        assert_eq!(source.metered_calls_per_employee(), Some(2));
+        let (employees, pulled) = pull_all(&source, october(), after_october()).await.unwrap();
+
+        let mut expected: Vec<String> = sim.org().users.iter().map(|u| u.userid.clone()).collect();
+        expected.sort();
+        assert_eq!(employees, expected);
+        assert_eq!(pulled.records.len(), 120);
+        assert!(pulled.failed.is_empty() && pulled.absent.is_empty());
+        check_records(&sim, &cfg, &pulled, october());
+        // Nested departments, several pages each.
+        assert!(sim.org().departments.iter().any(|d| d.parent_id > 1));
+        assert!(sim.calls(USER_LIST) > sim.org().departments.len());
+        assert_eq!(sim.calls(LISTSUB), sim.org().departments.len());
+        let r = &pulled.records[0].record;
+        assert!(!r["departments"].as_array().unwrap().is_empty());
+        assert_eq!(r["columns"].as_object().unwrap().len(), 10);
+        assert_eq!(r["leave"].as_object().unwrap().len(), 3);
+
+        assert_eq!(sim.calls(GETCOLUMNVAL), 120);
+        assert_eq!(sim.calls(GETLEAVETIME), 120);
+        assert_eq!(sim.calls(SIM_COLUMNS), 1);
+        assert_eq!(sim.calls(GETTOKEN), 1);
+        assert_eq!(source.metered_calls(), 241);
+        assert_eq!(sim.metered_calls(), 241);
+        let snapshot = stats.snapshot();
+        assert_eq!(snapshot[METERED_STATS_KEY].calls, 241);
+        assert_eq!(snapshot[GETCOLUMNVAL].calls, 120);
+        assert_eq!(sim.quota_violations(), 0);
+    }
+
+    #[tokio::test]
+    async fn twenty_five_columns_take_two_calls_per_user() {
+        let sim = start(5, fast_sim()).await;
+        let cfg = job(&sim, &DEFAULT_COLUMNS[..25], &[]);
+        let source = source_client(&cfg, Arc::new(CallStats::default()));
+        assert_eq!(source.metered_calls_per_employee(), Some(2));
+        let (_, pulled) = pull_all(&source, october(), after_october()).await.unwrap();
+        assert_eq!(pulled.records.len(), 5);
+        check_records(&sim, &cfg, &pulled, october());
+        assert_eq!(sim.calls(GETCOLUMNVAL), 10);
+        assert_eq!(sim.calls(GETLEAVETIME), 0);
+        // 标准工作时长 has a fixed value.
+        assert_eq!(
+            pulled.records[0].record["columns"]["标准工作时长"],
+            json!(8)
+        );
+        assert_eq!(pulled.records[0].record["leave"], json!({}));
+
+        let client = client_for(&job(&sim, &DEFAULT_COLUMNS[..21], &["年假"; 41]));
+        assert_eq!(client.metered_calls_per_employee(), 2 + 3);
+        assert_eq!(client.metered_calls_for(100, 2), 1001);
+        assert_eq!(client_for(&job(&sim, &[], &[])).metered_calls_for(10, 1), 0);
+    }
+
+    #[tokio::test]
+    async fn completes_with_a_fifth_of_the_calls_throttled() {
+        let config = DingtalkSimConfig {
+            throttle_ratio: 0.2,
+            ..fast_sim()
+        };
+        let sim = start(30, config).await;
+        let cfg = job(&sim, &DEFAULT_COLUMNS[..4], &["年假"]);
+        let stats = Arc::new(CallStats::default());
+        let source = source_client(&cfg, stats.clone());
+        let (_, pulled) = pull_all(&source, october(), after_october()).await.unwrap();
+        assert_eq!(pulled.records.len(), 30);
+        check_records(&sim, &cfg, &pulled, october());
+        let injected = sim.injected_throttles();
+        assert!(injected > 10, "{injected}");
+        let throttled: u64 = stats.snapshot().values().map(|s| s.throttled).sum();
+        assert_eq!(throttled, injected as u64);
+    }
+
+    #[tokio::test]
+    async fn unknown_column_lists_the_available_names() {
+        let sim = start(3, fast_sim()).await;
+        let cfg = job(&sim, &["出勤天", "工作时长"], &[]);
+        let client = client_for(&cfg);
+        let e = client.resolve_columns().await.unwrap_err();
+        let text = e.to_string();
+        assert!(
+            text.starts_with("unknown DingTalk report column \"出勤天\" in source.columns; available: 出勤天数, 休息天数, 工作时长"),
+            "{text}"
+        );
+        assert!(!e.is_transient());
+        // The pull stops with the same error, before any report call.
+        let source = source_client(&cfg, Arc::new(CallStats::default()));
+        let e = pull_all(&source, october(), after_october())
+            .await
+            .unwrap_err();
+        assert!(matches!(e, SourceError::Config(_)), "{e}");
+        let e = source.check_remote().await.unwrap_err();
+        assert!(matches!(e, SourceError::Config(_)), "{e}");
+        let ok = source_client(
+            &job(&sim, &["出勤天数"], &["年假", "育儿假"]),
+            Arc::default(),
+        );
+        assert_eq!(
+            ok.check_remote().await.unwrap(),
+            ["leave name \"育儿假\" in source.leave_names is not among the report's leave columns; check its spelling"]
+        );
+        assert_eq!(sim.calls(GETCOLUMNVAL), 0);
+
+        let client = client_for(&job(&sim, &["年假", "x", "y"], &["年假", "育儿假"]));
+        let text = client.resolve_columns().await.unwrap_err().to_string();
+        assert!(
+            text.starts_with("unknown DingTalk report columns \"x\", \"y\" in source.columns; \"年假\" in source.columns is a leave type"),
+            "{text}"
+        );
+        assert_eq!(client.unlisted_leave_names().await.unwrap(), ["育儿假"]);
+        // getattcolumns once per client.
+        assert_eq!(client.report_columns().await.unwrap().len(), 36);
+        assert_eq!(sim.calls(SIM_COLUMNS), 4);
+    }
+
+    #[test]
+    fn ambiguous_columns_are_reported() {
+        let all = vec![
+            ReportColumn {
+                id: Some(1),
+                name: "加班时长".into(),
+                alias: "a".into(),
+            },
+            ReportColumn {
+                id: Some(2),
+                name: "加班时长".into(),
+                alias: "b".into(),
+            },
+            ReportColumn {
+                id: Some(3),
+                name: "出勤天数".into(),
+                alias: "c".into(),
+            },
+        ];
+        let r = resolve(&strings(&["出勤天数"]), &all).unwrap();
+        assert_eq!(
+            r,
+            [ResolvedColumn {
+                name: "出勤天数".into(),
+                id: 3
+            }]
+        );
+        let e = resolve(&strings(&["加班时长"]), &all)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(e, "DingTalk report column \"加班时长\" in source.columns is ambiguous: 2 columns have that name (ids 1, 2); available: 加班时长, 出勤天数");
+    }
+
+    #[tokio::test]
+    async fn bad_credentials_show_the_code_never_the_secret() {
+        let sim = start(3, fast_sim()).await;
+        let mut cfg = job(&sim, &["出勤天数"], &[]);
+        cfg.app_secret = Secret::new("Wrong-Secret-0123456789");
+        let e = client_for(&cfg).login().await.unwrap_err();
+        let text = e.to_string();
+        assert!(text.contains("errcode 40001"), "{text}");
+        assert!(text.contains("app_secret"), "{text}");
+        assert!(!text.contains("Wrong-Secret-0123456789"), "{text}");
+        assert!(!e.is_transient());
+        // No retry of a credentials error.
+        assert_eq!(sim.calls(GETTOKEN), 1);
+
+        let mut cfg = job(&sim, &["出勤天数"], &[]);
+        cfg.app_key = "ding-unknown".into();
+        let text = client_for(&cfg).login().await.unwrap_err().to_string();
+        assert!(
+            text.contains("errcode 40089") && text.contains("app_key"),
+            "{text}"
+        );
+        assert!(!text.contains(&sim.config().app_secret));
+    }
+
+    #[tokio::test]
+    async fn quota_exhausted_stops_with_the_reset_message() {
+        let config = DingtalkSimConfig {
+            monthly_quota: Some(5),
+            ..fast_sim()
+        };
+        let sim = start(10, config).await;
+        let cfg = job(&sim, &["出勤天数"], &[]);
+        let source = source_client(&cfg, Arc::new(CallStats::default()));
+        let e = pull_all(&source, october(), after_october())
+            .await
+            .unwrap_err();
+        let text = e.to_string();
+        assert!(text.contains("errcode 90020"), "{text}");
+        assert!(text.contains("next calendar month"), "{text}");
+        assert!(!e.is_transient());
+        // One column lookup and four employees fit; the fifth is refused once, not retried.
+        assert_eq!(sim.calls(GETCOLUMNVAL), 5);
+        assert_eq!(sim.quota_refusals(), 1);
+    }
+
+    #[tokio::test]
+    async fn switches_body_encoding_when_refused() {
+        let config = DingtalkSimConfig {
+            body_styles: vec![
+                (GETCOLUMNVAL.into(), BodyStyle::FormOnly),
+                (GETLEAVETIME.into(), BodyStyle::JsonOnly),
+                (USER_LIST.into(), BodyStyle::FormOnly),
+            ],
+            ..fast_sim()
+        };
+        let sim = start(12, config).await;
+        let cfg = job(&sim, &["出勤天数", "工作时长"], &["年假", "事假"]);
+        let client = client_for(&cfg);
+        // Leave calls start form-encoded here: the switch back to JSON is exercised too.
+        client.set_form_encoding(GETLEAVETIME, true);
+        let employees = client.employees(&Scope::default()).await.unwrap();
+        assert_eq!(employees.len(), 12);
+        let pulled = client
+            .month_data(&employees, october(), after_october(), SH)
+            .await
+            .unwrap();
+        assert_eq!(pulled.records.len(), 12);
+        check_records(&sim, &cfg, &pulled, october());
+        // One refused call per endpoint, then the other encoding sticks.
+        assert_eq!(sim.calls(GETCOLUMNVAL), 13);
+        assert_eq!(sim.calls(GETLEAVETIME), 13);
+        assert_eq!(client.encoding(GETCOLUMNVAL), Encoding::Form);
+        assert_eq!(client.encoding(GETLEAVETIME), Encoding::Json);
+        assert_eq!(client.encoding(USER_LIST), Encoding::Form);
+        let refused: Vec<i64> = sim
+            .call_log()
+            .iter()
+            .filter_map(|c| c.outcome.code())
+            .collect();
+        assert_eq!(refused.iter().filter(|c| **c == 43004).count(), 2);
+        assert_eq!(refused.iter().filter(|c| **c == 43005).count(), 1);
+    }
+
+    #[tokio::test]
+    async fn expired_tokens_are_refreshed() {
+        let config = DingtalkSimConfig {
+            token_expires_after_calls: Some(9),
+            ..fast_sim()
+        };
+        let sim = start(15, config).await;
+        let cfg = job(&sim, &["出勤天数"], &["年假"]);
+        let source = source_client(&cfg, Arc::new(CallStats::default()));
+        let (_, pulled) = pull_all(&source, october(), after_october()).await.unwrap();
+        assert_eq!(pulled.records.len(), 15);
+        check_records(&sim, &cfg, &pulled, october());
+        assert!(sim.tokens_issued() > 3, "{}", sim.tokens_issued());
+        let expired = sim
+            .call_log()
+            .iter()
+            .filter(|c| c.outcome.code() == Some(42001))
+            .count();
+        assert_eq!(expired, sim.tokens_issued() - 1);
+    }
+
+    #[tokio::test]
+    async fn text_values_fail_the_employee_month_and_name_column_date_value() {
+        let sim = start(4, fast_sim()).await;
+        let cfg = job(&sim, &["出勤天数", "班次"], &[]);
+        let source = source_client(&cfg, Arc::new(CallStats::default()));
+        let (_, pulled) = pull_all(&source, october(), after_october()).await.unwrap();
+        assert!(pulled.records.is_empty());
+        assert_eq!(pulled.failed.len(), 4);
+        let reason = &pulled.failed[0].1;
+        assert!(
+            reason.starts_with(
+                "DingTalk topapi/attendance/getcolumnval: column \"班次\" on 2026-10-01: value \""
+            ),
+            "{reason}"
+        );
+        assert!(reason.ends_with("\" is not a number"), "{reason}");
+
+        let cfg = job(&sim, &["考勤组"], &[]);
+        let client = client_for(&cfg);
+        let employees = client.employees(&Scope::default()).await.unwrap();
+        let pulled = client
+            .month_data(&employees[..1], october(), after_october(), SH)
+            .await
+            .unwrap();
+        let reason = &pulled.failed[0].1;
+        assert!(
+            reason.contains("column \"考勤组\": fixed value \""),
+            "{reason}"
+        );
+    }
+
+    #[tokio::test]
+    async fn per_user_rejections_and_unknown_users() {
+        let sim = start(6, fast_sim()).await;
+        let cfg = job(&sim, &["出勤天数"], &[]);
+        let client = client_for(&cfg);
+        let mut employees = client.employees(&Scope::default()).await.unwrap();
+        sim.inject_answer(
+            GETCOLUMNVAL,
+            json!({"errcode": 400002, "errmsg": "参数错误"}),
+            1,
+        );
+        sim.inject_answer(
+            GETCOLUMNVAL,
+            json!({"errcode": 33012, "errmsg": "无效的USERID"}),
+            1,
+        );
+        employees.push("NoSuchUser".into());
+        let pulled = client
+            .month_data(&employees, october(), after_october(), SH)
+            .await
+            .unwrap();
+        assert_eq!(pulled.records.len(), 4);
+        assert_eq!(pulled.failed.len(), 1);
+        assert_eq!(pulled.failed[0].0, employees[0]);
+        assert_eq!(
+            pulled.failed[0].1,
+            "DingTalk topapi/attendance/getcolumnval: errcode 400002 (参数错误)"
+        );
+        assert_eq!(
+            pulled.absent,
+            [employees[1].clone(), "NoSuchUser".to_owned()]
+        );
+
+        // Transient answers are retried; an auth exception stops with its sub-code.
+        sim.inject_answer(
+            GETCOLUMNVAL,
+            json!({"errcode": -1, "errmsg": "系统繁忙"}),
+            2,
+        );
+        sim.inject_answer(
+            GETCOLUMNVAL,
+            json!({"errcode": 88, "errmsg": "ding talk error", "sub_code": "40078", "sub_msg": "不存在的临时授权码"}),
+            1,
+        );
+        let e = client
+            .month_data(&employees[..1], october(), after_october(), SH)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("errcode 88 (ding talk error; sub-code 40078: 不存在的临时授权码)"),
+            "{e}"
+        );
+    }
+
+    #[tokio::test]
+    async fn token_errors_on_a_call_refresh_once() {
+        let sim = start(3, fast_sim()).await;
+        let cfg = job(&sim, &["出勤天数"], &[]);
+        let client = client_for(&cfg);
+        let employees = client.employees(&Scope::default()).await.unwrap();
+        sim.inject_answer(
+            GETCOLUMNVAL,
+            json!({"errcode": 40001, "errmsg": "invalid token"}),
+            1,
+        );
+        let pulled = client
+            .month_data(&employees, october(), after_october(), SH)
+            .await
+            .unwrap();
+        assert_eq!(pulled.records.len(), 3);
+        assert_eq!(sim.calls(GETTOKEN), 2);
+        sim.inject_answer(
+            GETCOLUMNVAL,
+            json!({"errcode": 42001, "errmsg": "expired"}),
+            2,
+        );
+        let e = client
+            .month_data(&employees, october(), after_october(), SH)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("rejected twice"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn ip_ban_pauses_every_call_then_goes_on() {
+        let sim = start(4, fast_sim()).await;
+        let cfg = job(&sim, &["出勤天数"], &["年假"]);
+        let client = client_for(&cfg).with_ip_ban_floor(Duration::from_millis(300));
+        let employees = client.employees(&Scope::default()).await.unwrap();
+        for html in [false, true] {
+            sim.set_ip_ban_html(html);
+            sim.set_ip_banned(true);
+            let lift = {
+                let sim = sim.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_millis(150)).await;
+                    sim.set_ip_banned(false);
+                })
+            };
+            let bans = sim.bans_answered();
+            let started = Instant::now();
+            let pulled = client
+                .month_data(&employees, october(), after_october(), SH)
+                .await
+                .unwrap();
+            lift.await.unwrap();
+            assert_eq!(pulled.records.len(), 4);
+            assert_eq!(
+                sim.bans_answered(),
+                bans + 1,
+                "one ban answer, then a pause"
+            );
+            assert!(started.elapsed() >= Duration::from_millis(300));
+        }
+    }
+
+    #[tokio::test]
+    async fn default_pacing_stays_under_twenty_per_second() {
+        let sim = start(30, DingtalkSimConfig::default()).await;
+        let mut cfg = job(&sim, &["出勤天数"], &[]);
+        cfg.limits = Vec::new();
+        let client = client_for(&cfg);
+        let employees = client.employees(&Scope::default()).await.unwrap();
+        let started = Instant::now();
+        let pulled = client
+            .month_data(&employees, october(), after_october(), SH)
+            .await
+            .unwrap();
+        assert_eq!(pulled.records.len(), 30);
+        // 30 calls spaced at least 50 ms apart.
+        assert!(started.elapsed() >= Duration::from_millis(29 * 50));
+        let log = sim.call_log();
+        let times: Vec<Instant> = log
+            .iter()
+            .filter(|c| c.endpoint == GETCOLUMNVAL)
+            .map(|c| c.at)
+            .collect();
+        assert!(times.len() >= 30);
+    }
+
+    #[tokio::test]
+    async fn page_size_shrinks_on_invalid_parameter() {
+        let config = DingtalkSimConfig {
+            max_page_size: 40,
+            page_size_cap: None,
+            ..fast_sim()
+        };
+        let sim = start(60, config).await;
+        let client = client_for(&job(&sim, &["出勤天数"], &[]));
+        let employees = client.employees(&Scope::default()).await.unwrap();
+        assert_eq!(employees.len(), 60);
+        let refused = sim
+            .call_log()
+            .iter()
+            .filter(|c| c.endpoint == USER_LIST && c.outcome.code() == Some(400002))
+            .count();
+        // 100 → 50 → 25, once.
+        assert_eq!(refused, 2);
+    }
+
+    #[tokio::test]
+    async fn scope_by_userids_and_departments() {
+        let sim = start(80, fast_sim()).await;
+        let org = sim.org().clone();
+        let mut cfg = job(&sim, &["出勤天数"], &[]);
+        let (a, b) = (org.users[5].userid.clone(), org.users[2].userid.clone());
+        cfg.scope.userids = vec![a.clone(), b.clone(), "ghost".into(), a.clone()];
+        let source = source_client(&cfg, Arc::new(CallStats::default()));
+        let (employees, pulled) = pull_all(&source, october(), after_october()).await.unwrap();
+        let mut expected = vec![a, b, "ghost".to_owned()];
+        expected.sort();
+        assert_eq!(employees, expected);
+        assert_eq!(pulled.records.len(), 2);
+        assert_eq!(pulled.absent, ["ghost"]);
+
+        // One top-level department: its subtree's members, with every department's name.
+        let top = org
+            .departments
+            .iter()
+            .find(|d| d.parent_id == 1)
+            .unwrap()
+            .id;
+        let mut cfg = job(&sim, &["出勤天数"], &[]);
+        cfg.scope.departments = vec![top];
+        let source = source_client(&cfg, Arc::new(CallStats::default()));
+        let (employees, pulled) = pull_all(&source, october(), after_october()).await.unwrap();
+        let mut expected: Vec<String> = org
+            .users
+            .iter()
+            .filter(|u| {
+                u.departments
+                    .iter()
+                    .any(|d| org.top_level_department(*d).is_some_and(|t| t.id == top))
+            })
+            .map(|u| u.userid.clone())
+            .collect();
+        expected.sort();
+        assert!(!expected.is_empty());
+        assert_eq!(employees, expected);
+        check_records(&sim, &cfg, &pulled, october());
+    }
+
+    #[tokio::test]
+    async fn month_in_progress_and_future_months() {
+        let sim = start(3, fast_sim()).await;
+        let cfg = job(&sim, &DEFAULT_COLUMNS[..8], &["年假", "事假"]);
+        let client = client_for(&cfg);
+        let employees = client.employees(&Scope::default()).await.unwrap();
+        let day = |d: u32| NaiveDate::from_ymd_opt(2026, 10, d).unwrap();
+        for (now, last) in [
+            ("2026-10-15T04:00:00Z", 15),
+            ("2026-09-30T16:00:00Z", 1), // 00:00 on the 1st in Shanghai
+        ] {
+            let pulled = client
+                .month_data(&employees, october(), at(now), SH)
+                .await
+                .unwrap();
+            assert_eq!(pulled.records.len(), 3);
+            for r in &pulled.records {
+                let expected = sim
+                    .expected_period_record(
+                        &r.employee,
+                        day(1),
+                        day(last),
+                        &cfg.columns,
+                        &cfg.leave_names,
+                    )
+                    .unwrap();
+                assert_eq!(r.record, expected, "{now}");
+            }
+        }
+        let calls = sim.calls(GETCOLUMNVAL);
+        let pulled = client
+            .month_data(
+                &employees,
+                Month::new(2026, 12).unwrap(),
+                after_october(),
+                SH,
+            )
+            .await
+            .unwrap();
+        assert!(pulled.records.is_empty() && pulled.absent.is_empty());
+        assert_eq!(sim.calls(GETCOLUMNVAL), calls);
+    }
+
+    #[tokio::test]
+    async fn shipped_mapping_applies_to_a_simulator_record() {
+        use crate::config::SourceFile;
+        use crate::mapping::{Mapping, Vars};
+        let sim = start(3, fast_sim()).await;
+        let columns = [
+            "出勤天数",
+            "休息天数",
+            "工作时长",
+            "迟到次数",
+            "迟到时长",
+            "早退次数",
+            "缺卡次数",
+            "旷工天数",
+        ];
+        let cfg = job(&sim, &columns, &["年假", "事假", "病假", "调休"]);
+        let client = client_for(&cfg);
+        let employees = client.employees(&Scope::default()).await.unwrap();
+        let pulled = client
+            .month_data(&employees, october(), after_october(), SH)
+            .await
+            .unwrap();
+        let file = SourceFile::new(
+            "mappings/dingtalk_monthly.toml",
+            include_str!("../../mappings/dingtalk_monthly.toml"),
+        );
+        let mapping = match Mapping::parse(&file) {
+            Ok(m) => m,
+            Err(e) => panic!(
+                "{}",
+                e.iter()
+                    .map(|e| e.to_string())
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            ),
+        };
+        let vars = Vars {
+            month: october(),
+            timezone: SH,
+            job: "dingtalk_monthly".into(),
+            source: "dingtalk".into(),
+            synced_at: after_october(),
+        };
+        let record = &pulled.records[0].record;
+        let row = mapping.apply(record, &vars).unwrap();
+        let row = row.to_json();
+        assert_eq!(row["userid"], record["userid"]);
+        assert_eq!(row["name"], record["name"]);
+        assert_eq!(row["month"], "2026-10");
+        let departments: Vec<&str> = record["departments"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d.as_str().unwrap())
+            .collect();
+        assert_eq!(row["departments"], json!(departments.join(";")));
+        assert_eq!(row["attendance_days"], record["columns"]["出勤天数"]);
+        assert_eq!(row["annual_leave"], record["leave"]["年假"]);
+        // Every configured column and leave type is mapped.
+        let mapped: Vec<String> = mapping.fields().into_iter().map(|f| f.from).collect();
+        for c in &columns {
+            assert!(mapped.iter().any(|f| f.contains(c)), "{c}");
+        }
+        for l in ["年假", "事假", "病假", "调休"] {
+            assert!(mapped.iter().any(|f| f.contains(l)), "{l}");
+        }
+        // A record without leave values maps them to 0.
+        let mut sparse = record.clone();
+        sparse["leave"] = json!({});
+        assert_eq!(
+            mapping.apply(&sparse, &vars).unwrap().to_json()["annual_leave"],
+            0
+        );
+    }
+
+    #[test]
+    fn shipped_job_parses_and_its_budget_fits_a_few_hundred_employees() {
+        use crate::config::job::parse_job;
+        use crate::config::SourceFile;
+        let file = SourceFile::new(
+            "jobs/dingtalk_monthly.toml",
+            include_str!("../../jobs/dingtalk_monthly.toml"),
+        );
+        let env = |name: &str| Some(format!("value-of-{name}"));
+        let job = match parse_job("dingtalk_monthly", &file, &env) {
+            Ok(j) => j,
+            Err(e) => panic!(
+                "{}",
+                e.iter()
+                    .map(|e| e.to_string())
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            ),
+        };
+        let Source::Dingtalk(src) = &job.source else {
+            panic!("expected a DingTalk source");
+        };
+        assert_eq!(job.mapping, "dingtalk_monthly.toml");
+        assert_eq!(src.app_secret.expose(), "value-of-DINGTALK_APP_SECRET");
+        let client = client_for(src);
+        assert_eq!(client.metered_calls_per_employee(), 2);
+        // 4 runs a month; the one on the 3rd pulls two months.
+        let runs = [2usize, 1, 1, 1];
+        let per_month = |employees: usize| -> u64 {
+            runs.iter()
+                .map(|m| client.metered_calls_for(employees, *m))
+                .sum()
+        };
+        assert_eq!(per_month(499), 4994);
+        assert!(per_month(499) <= u64::from(src.monthly_call_budget));
+        assert!(per_month(500) > u64::from(src.monthly_call_budget));
+    }
+
+    // ---- pure helpers ------------------------------------------------------
+
+    #[test]
+    fn answers_are_classified_by_status_and_body() {
+        let ok = StatusCode::OK;
+        assert!(matches!(
+            read_answer(ok, br#"{"errcode":0}"#),
+            Read::Body(_)
+        ));
+        assert!(matches!(
+            read_answer(ok, br#"{"status":1111,"wait":5,"punish":"deny"}"#),
+            Read::Banned(_)
+        ));
+        assert!(matches!(
+            read_answer(ok, br#"{"status":"1111"}"#),
+            Read::Banned(_)
+        ));
+        assert!(matches!(
+            read_answer(ok, b"<html>denied</html>"),
+            Read::Banned(_)
+        ));
+        assert!(matches!(
+            read_answer(StatusCode::FORBIDDEN, b"<!DOCTYPE html>"),
+            Read::Banned(_)
+        ));
+        assert!(matches!(
+            read_answer(StatusCode::BAD_GATEWAY, b"<html>bad gateway</html>"),
+            Read::Transient(_)
+        ));
+        assert!(matches!(
+            read_answer(StatusCode::TOO_MANY_REQUESTS, b""),
+            Read::Transient(_)
+        ));
+        assert_eq!(
+            read_answer(StatusCode::NOT_FOUND, b"404 page not found"),
+            Read::Protocol(
+                "HTTP 404 Not Found: no such endpoint; check `base_url` in the job's [source]"
+                    .into()
+            )
+        );
+        assert_eq!(
+            read_answer(
+                StatusCode::BAD_REQUEST,
+                br#"{"code":"invalidClientIdOrSecret","message":"x"}"#
+            ),
+            Read::Protocol("HTTP 400 Bad Request: invalidClientIdOrSecret".into())
+        );
+        // An errcode body is an answer even with `status` in it.
+        assert!(matches!(
+            read_answer(ok, br#"{"errcode":90018,"status":1111}"#),
+            Read::Body(_)
+        ));
+    }
+
+    #[test]
+    fn ip_ban_wait_has_a_five_minute_floor_and_a_cap() {
+        assert_eq!(IP_BAN_MIN_WAIT, Duration::from_secs(300));
+        let floor = IP_BAN_MIN_WAIT;
+        assert_eq!(
+            ip_ban_wait(Duration::from_secs(1), floor),
+            Duration::from_secs(300)
+        );
+        assert_eq!(
+            ip_ban_wait(Duration::from_secs(600), floor),
+            Duration::from_secs(600)
+        );
+        assert_eq!(
+            ip_ban_wait(Duration::from_secs(7200), floor),
+            IP_BAN_MAX_WAIT
+        );
+    }
+
+    #[test]
+    fn sub_codes_under_either_spelling() {
+        let a = json!({"errcode": 88, "errmsg": "ding talk error", "sub_code": "40078", "sub_msg": "x"});
+        assert_eq!(api_message(&a), "ding talk error; sub-code 40078: x");
+        let b =
+            json!({"errcode": "88", "errmsg": "ding talk error", "subCode": 60011, "subMsg": "y"});
+        assert_eq!(api_message(&b), "ding talk error; sub-code 60011: y");
+        assert_eq!(errcode(&b), 88);
+        assert_eq!(api_message(&json!({"errmsg": "plain"})), "plain");
+    }
+
+    #[test]
+    fn daily_values_are_summed_inside_the_month_once() {
+        let window = Window {
+            month: october(),
+            from: "2026-10-01 00:00:00".into(),
+            to: "2026-10-31 00:00:00".into(),
+        };
+        let days = vec![
+            json!({"date": "2026-10-01 00:00:00", "value": "1.0"}),
+            json!({"date": "2026-10-02 00:00:00", "value": ""}),
+            json!({"date": "2026-10-03 00:00:00", "value": "0.5"}),
+            json!({"date": "2026-10-03 00:00:00", "value": "0.5"}),
+            json!({"date": "2026-11-01 00:00:00", "value": "9"}),
+            json!({"date": "2026-09-30 00:00:00", "value": "9"}),
+            json!({"date": "2026-10-04 00:00:00", "value": 2}),
+            json!({"date": "2026-10-05 00:00:00", "value": "1e1"}),
+        ];
+        let total = sum_column(&window, "c", Some(&days), &Value::Null).unwrap();
+        assert_eq!(total, Decimal::new(135, 1));
+        assert_eq!(decimal_json(total), Some(json!(13.5)));
+        assert_eq!(
+            sum_column(&window, "c", Some(&vec![]), &json!("8.0")).unwrap(),
+            Decimal::new(8, 0)
+        );
+        assert_eq!(
+            sum_column(&window, "c", None, &Value::Null).unwrap(),
+            Decimal::ZERO
+        );
+        let bad = vec![json!({"date": "2026-10-07 00:00:00", "value": "正常"})];
+        assert_eq!(
+            sum_column(&window, "班次", Some(&bad), &Value::Null).unwrap_err(),
+            "column \"班次\" on 2026-10-07: value \"正常\" is not a number"
+        );
+        let bad = vec![json!({"date": "yesterday", "value": "1"})];
+        assert!(sum_column(&window, "c", Some(&bad), &Value::Null).is_err());
+        assert_eq!(decimal_json(Decimal::new(210, 1)), Some(json!(21)));
+    }
+
+    #[test]
+    fn form_encoding() {
+        let body = json!({"userid": "a b", "leave_names": "年假,事假", "size": 100, "flag": true,
+            "none": null, "list": [1, "x"]});
+        assert_eq!(
+            form_encode(&body),
+            "userid=a+b&leave_names=%E5%B9%B4%E5%81%87%2C%E4%BA%8B%E5%81%87&size=100&flag=true&list=1%2Cx"
+        );
+        assert_eq!(form_encode(&json!({})), "");
+    }
+}

@@ -1,0 +1,258 @@
+//! End-to-end: the built binary runs the shipped DingTalk job and mapping
+//! against the DingTalk and Jiandaoyun simulators.
+
+use std::path::Path;
+use std::process::Output;
+use std::time::Duration;
+
+use attendsync::config::SourceFile;
+use attendsync::mapping::{Mapping, ValueType, Vars};
+use attendsync::month::Month;
+use attendsync::sim::{DingtalkSim, DingtalkSimConfig, JdySim, JdySimConfig, Org};
+
+const APP_KEY: &str = "ding-e2e-appkey";
+const APP_SECRET: &str = "DingSecret-e2e-0123456789abcdef";
+const API_KEY: &str = "jdy-key-e2e-SuperSecret-9876543210";
+const APP_ID: &str = "6399c24287cae90008d24e0b";
+const ENTRY_ID: &str = "64093d8613931a00085bb2f5";
+const MONTH: &str = "2026-10";
+const RUN_TIMEOUT: Duration = Duration::from_secs(240);
+
+const SHIPPED_JOB: &str = include_str!("../jobs/dingtalk_monthly.toml");
+const SHIPPED_MAPPING: &str = include_str!("../mappings/dingtalk_monthly.toml");
+
+fn mapping() -> Mapping {
+    match Mapping::parse(&SourceFile::new("dingtalk_monthly.toml", SHIPPED_MAPPING)) {
+        Ok(m) => m,
+        Err(e) => panic!("the shipped mapping must parse: {e:?}"),
+    }
+}
+
+fn widgets() -> Vec<(String, String)> {
+    mapping()
+        .fields()
+        .into_iter()
+        .map(|f| {
+            let kind = match f.value_type {
+                ValueType::Datetime | ValueType::Date => "datetime",
+                ValueType::Text => "text",
+                _ => "number",
+            };
+            (f.name, kind.to_string())
+        })
+        .collect()
+}
+
+struct Env {
+    dir: tempfile::TempDir,
+    dingtalk: DingtalkSim,
+    jdy: JdySim,
+}
+
+impl Env {
+    async fn start(employees: usize, config: DingtalkSimConfig) -> Env {
+        let dingtalk = DingtalkSim::start(
+            Org::generate(employees, 5),
+            DingtalkSimConfig {
+                app_key: APP_KEY.into(),
+                app_secret: APP_SECRET.into(),
+                ..config
+            },
+        )
+        .await
+        .unwrap_or_else(|e| panic!("start the DingTalk simulator: {e}"));
+        let jdy = JdySim::start(JdySimConfig {
+            api_key: API_KEY.into(),
+            app_id: APP_ID.into(),
+            entry_id: ENTRY_ID.into(),
+            widgets: widgets(),
+            ..JdySimConfig::default()
+        })
+        .await
+        .unwrap_or_else(|e| panic!("start the Jiandaoyun simulator: {e}"));
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+        let env = Env { dir, dingtalk, jdy };
+        env.write("mappings/dingtalk_monthly.toml", SHIPPED_MAPPING);
+        env.write("jobs/dingtalk_monthly.toml", &env.job());
+        env
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn write(&self, rel: &str, text: &str) {
+        let path = self.path().join(rel);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).unwrap_or_else(|e| panic!("mkdir {parent:?}: {e}"));
+        }
+        std::fs::write(&path, text).unwrap_or_else(|e| panic!("write {path:?}: {e}"));
+    }
+
+    /// The shipped job pointed at the simulators, with fast limits and retries.
+    fn job(&self) -> String {
+        let source_url = "# base_url = \"https://oapi.dingtalk.com\"";
+        let target_url = "# base_url = \"https://api.jiandaoyun.com\"";
+        assert!(SHIPPED_JOB.contains(source_url) && SHIPPED_JOB.contains(target_url));
+        let job = SHIPPED_JOB
+            .replacen(
+                source_url,
+                &format!("base_url = \"{}\" #", self.dingtalk.base_url()),
+                1,
+            )
+            .replacen(
+                target_url,
+                &format!("base_url = \"{}\" #", self.jdy.base_url()),
+                1,
+            );
+        format!(
+            r#"{job}
+[source.limits]
+"topapi/v2/department/listsub" = "200/s"
+"topapi/v2/user/list" = "200/s"
+"topapi/attendance/getcolumnval" = "200/s"
+"topapi/attendance/getleavetimebynames" = "200/s"
+
+[source.retry]
+max_attempts = 10
+initial_wait = "20ms"
+max_wait = "200ms"
+throttle_wait = "50ms"
+
+[target.retry]
+max_attempts = 10
+initial_wait = "20ms"
+max_wait = "200ms"
+throttle_wait = "50ms"
+"#
+        )
+    }
+
+    async fn run(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_attendsync"));
+        cmd.args(args)
+            .arg("--config-dir")
+            .arg(self.path())
+            .env_remove("ATTENDSYNC_DB")
+            .env("DINGTALK_APP_KEY", APP_KEY)
+            .env("DINGTALK_APP_SECRET", APP_SECRET)
+            .env("JDY_API_KEY", API_KEY)
+            .env("RUST_LOG", "info")
+            .kill_on_drop(true);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        tokio::time::timeout(RUN_TIMEOUT, cmd.output())
+            .await
+            .unwrap_or_else(|_| panic!("attendsync {args:?} did not finish in time"))
+            .unwrap_or_else(|e| panic!("cannot run attendsync: {e}"))
+    }
+}
+
+fn all(o: &Output) -> String {
+    format!(
+        "status {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        o.status,
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shipped_job_syncs_a_month_then_writes_nothing_the_second_time() {
+    let env = Env::start(60, DingtalkSimConfig::default().with_endpoint_rate(1000)).await;
+    let first = env.run(&["run", "--month", MONTH], &[]).await;
+    let text = all(&first);
+    assert_eq!(first.status.code(), Some(0), "{text}");
+    assert!(text.contains("(metered) 121"), "{text}");
+    assert_eq!(env.dingtalk.metered_calls(), 121);
+    assert_eq!(env.jdy.records().len(), 60);
+
+    // Every row is what the mapping makes of the simulator's sums.
+    let mapping = mapping();
+    let month: Month = MONTH.parse().unwrap_or_else(|e| panic!("{e}"));
+    let vars = Vars {
+        month,
+        timezone: chrono_tz::Asia::Shanghai,
+        job: "dingtalk_monthly".into(),
+        source: "dingtalk".into(),
+        synced_at: chrono::Utc::now(),
+    };
+    let columns: Vec<String> = [
+        "出勤天数",
+        "休息天数",
+        "工作时长",
+        "迟到次数",
+        "迟到时长",
+        "早退次数",
+        "缺卡次数",
+        "旷工天数",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let leave: Vec<String> = ["年假", "事假", "病假", "调休"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let rows = env.jdy.records();
+    for user in env.dingtalk.org().users.iter().step_by(7) {
+        let record = env
+            .dingtalk
+            .expected_record(&user.userid, month, &columns, &leave)
+            .unwrap_or_else(|| panic!("no expected record for {}", user.userid));
+        let expected = mapping
+            .apply(&record, &vars)
+            .unwrap_or_else(|e| panic!("{e:?}"));
+        let row = rows
+            .iter()
+            .find(|r| r.get("userid").and_then(|v| v.as_str()) == Some(user.userid.as_str()))
+            .unwrap_or_else(|| panic!("no row for {}", user.userid));
+        for (field, value) in expected.fields() {
+            if field != "synced_at" {
+                assert_eq!(row.get(field), Some(value), "{} {field}", user.userid);
+            }
+        }
+    }
+
+    let writes = env.jdy.write_calls();
+    let second = env.run(&["run", "--month", MONTH], &[]).await;
+    assert_eq!(second.status.code(), Some(0), "{}", all(&second));
+    assert_eq!(
+        env.jdy.write_calls(),
+        writes,
+        "the second run must not write"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_credentials_and_exhausted_quota_stop_the_job() {
+    let config = DingtalkSimConfig {
+        monthly_quota: Some(10),
+        ..DingtalkSimConfig::default().with_endpoint_rate(1000)
+    };
+    let env = Env::start(20, config).await;
+    let wrong = "Wrong-DingSecret-00112233445566";
+    let run = env
+        .run(
+            &["run", "--month", MONTH],
+            &[("DINGTALK_APP_SECRET", wrong)],
+        )
+        .await;
+    let text = all(&run);
+    assert_eq!(run.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("40001") && text.contains("app_secret"),
+        "{text}"
+    );
+    for secret in [wrong, APP_SECRET, API_KEY] {
+        assert!(!text.contains(secret), "{secret} in the output:\n{text}");
+    }
+
+    let run = env.run(&["run", "--month", MONTH], &[]).await;
+    let text = all(&run);
+    assert_eq!(run.status.code(), Some(1), "{text}");
+    assert!(text.contains("90020"), "{text}");
+    assert!(text.contains("next calendar month"), "{text}");
+    assert_eq!(env.dingtalk.quota_refusals(), 1);
+}
