@@ -485,7 +485,9 @@ impl DingtalkClient {
     fn api_error(&self, endpoint: &str, f: ApiFailure) -> SourceError {
         let hint = match f.class {
             Class::Fatal(hint) => hint,
-            Class::Token => "the access token was rejected twice; check `app_key` and `app_secret`",
+            Class::Token => {
+                "fresh access tokens were rejected repeatedly; check `app_key` and `app_secret`"
+            }
             Class::Record => "DingTalk rejected a request parameter",
             Class::NotFound => "DingTalk did not find the department or user",
             _ => "DingTalk rejected the call",
@@ -607,7 +609,9 @@ impl DingtalkClient {
             }
             Class::Token => {
                 if let Some(t) = token {
-                    self.tokens.invalidate(t).await;
+                    if !self.tokens.invalidate(t).await {
+                        return Attempt::StaleToken;
+                    }
                 }
                 Attempt::TokenRejected(CallError::Api(ApiFailure {
                     code,
@@ -1704,14 +1708,14 @@ mod tests {
         sim.inject_answer(
             GETCOLUMNVAL,
             json!({"errcode": 42001, "errmsg": "expired"}),
-            2,
+            4,
         );
         let e = client
             .month_data(&employees, october(), after_october(), SH)
             .await
             .unwrap_err()
             .to_string();
-        assert!(e.contains("rejected twice"), "{e}");
+        assert!(e.contains("rejected repeatedly"), "{e}");
     }
 
     #[tokio::test]

@@ -88,7 +88,7 @@ impl WecomClient {
     fn api_error(&self, endpoint: &str, f: ApiFailure) -> SourceError {
         let hint = match f.class {
             Class::Fatal(hint) => hint,
-            Class::Token => "the access token was rejected twice; check `secret`",
+            Class::Token => "fresh access tokens were rejected repeatedly; check `secret`",
             Class::Record => "an employee was rejected",
             Class::TooLarge => "the request was too large",
             _ => "WeCom rejected the call",
