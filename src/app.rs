@@ -50,6 +50,27 @@ pub fn open_store(path: &Path) -> Result<Store, AppError> {
     Ok(Store::open(path)?)
 }
 
+/// The current time, or `ATTENDSYNC_NOW` (RFC 3339) when set: a testing aid to
+/// run "as of" another day, e.g. to see which months a run would sync.
+pub fn now() -> Result<chrono::DateTime<Utc>, AppError> {
+    match std::env::var("ATTENDSYNC_NOW") {
+        Ok(text) => chrono::DateTime::parse_from_rfc3339(&text)
+            .map(|t| t.with_timezone(&Utc))
+            .map_err(|e| {
+                AppError::Config(ConfigErrors(vec![crate::config::ConfigError {
+                    file: "ATTENDSYNC_NOW".into(),
+                    line: 0,
+                    column: 0,
+                    key: String::new(),
+                    message: format!(
+                        "\"{text}\" is not an RFC 3339 time ({e}), e.g. 2026-11-03T02:30:00+08:00"
+                    ),
+                }]))
+            }),
+        Err(_) => Ok(Utc::now()),
+    }
+}
+
 /// How a run prints: the summary on stdout unless stdout carries records or JSON.
 #[derive(Debug, Clone, Copy)]
 pub struct Output {
@@ -79,7 +100,7 @@ pub async fn sync(
         mode,
         months,
         dry_run: output.dry_run,
-        now: Utc::now(),
+        now: now()?,
     };
     let reports = run_all(&syncer, &loaded, &opts).await;
     print_reports(&reports, output);
@@ -134,6 +155,9 @@ pub fn summary_text(reports: &[JobReport]) -> String {
             s.push_str(&format!("{prefix}{}: skipped: {busy}\n", r.job));
             continue;
         }
+        if let Some(plan) = &r.plan {
+            s.push_str(&format!("{prefix}{} {plan}\n", r.job));
+        }
         for m in &r.months {
             let c = &m.counts;
             s.push_str(&format!(
@@ -142,6 +166,9 @@ pub fn summary_text(reports: &[JobReport]) -> String {
             ));
             if c.missing > 0 {
                 s.push_str(&format!(", gone from source {}", c.missing));
+            }
+            if m.skipped > 0 {
+                s.push_str(&format!(", skipped {} (call budget)", m.skipped));
             }
             s.push('\n');
             if let Some(e) = &m.month_error {

@@ -3,6 +3,7 @@
 //! See `docs/ARCHITECTURE.md` for the bird's-eye view and the code map.
 
 pub mod app;
+pub mod budget;
 pub mod cli;
 pub mod config;
 pub mod daemon;

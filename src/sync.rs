@@ -14,7 +14,8 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
-use crate::config::job::Job;
+use crate::budget::Plan;
+use crate::config::job::{DingtalkSource, Job, Source};
 use crate::http::{CallStats, EndpointStats};
 use crate::jiandaoyun::{JdyError, Jiandaoyun, Widget};
 use crate::lease::Lease;
@@ -77,6 +78,8 @@ pub struct MonthReport {
     pub missing_keys: Vec<String>,
     /// How many of those `--prune` deleted.
     pub pruned: u64,
+    /// Employees not pulled this run because the call budget ran short.
+    pub skipped: u64,
 }
 
 impl MonthReport {
@@ -88,6 +91,7 @@ impl MonthReport {
             month_error: None,
             missing_keys: Vec::new(),
             pruned: 0,
+            skipped: 0,
         }
     }
 
@@ -99,7 +103,7 @@ impl MonthReport {
     }
 
     pub fn ok(&self) -> bool {
-        self.counts.failed == 0 && self.month_error.is_none()
+        self.counts.failed == 0 && self.month_error.is_none() && self.skipped == 0
     }
 }
 
@@ -112,6 +116,8 @@ pub struct JobReport {
     pub error: Option<String>,
     /// Set when another process holds the job's lease: nothing was done.
     pub busy: Option<String>,
+    /// For a metered source: the call plan, printed before any call is spent.
+    pub plan: Option<String>,
     pub calls: BTreeMap<String, EndpointStats>,
 }
 
@@ -189,6 +195,73 @@ fn key_filter_types(
         .collect()
 }
 
+/// What every month of one job run shares.
+struct Run<'a> {
+    job: &'a Job,
+    mapping: &'a Arc<Mapping>,
+    opts: &'a Options,
+    source: SourceClient,
+    writer: Option<Arc<Writer>>,
+    lost: Arc<AtomicBool>,
+    budget: Option<Arc<Budget>>,
+}
+
+/// A metered source's call budget during a run: the plan, a guard checked before
+/// every chunk (retries can cost more than planned), and the spend recorded in
+/// SQLite after every chunk.
+struct Budget {
+    plan: Plan,
+    source: SourceClient,
+    store: Store,
+    job: String,
+    /// The source's metered-call counter when the run started.
+    base: u64,
+    /// The counter value already added to SQLite.
+    recorded: AtomicU64,
+}
+
+impl Budget {
+    fn spent_by_run(&self) -> u64 {
+        self.source.metered_calls().saturating_sub(self.base)
+    }
+
+    /// Whether `employees` more employee-months fit in what is left.
+    fn allows(&self, employees: usize) -> bool {
+        let committed = self.spent_by_run().max(self.plan.fixed);
+        committed + employees as u64 * self.plan.per_employee <= self.plan.left()
+    }
+
+    fn stop_reason(&self) -> SourceError {
+        SourceError::Config(format!(
+            "stopped before exceeding the monthly call budget ({}): {} calls were left in {} and retries used some of them; \
+             the rest waits for the next run (the budget starts fresh next calendar month)",
+            self.plan.budget,
+            self.plan.left(),
+            self.plan.period
+        ))
+    }
+
+    /// Adds the calls spent since the last record to SQLite.
+    async fn record(&self) -> Result<(), StoreError> {
+        let now = self.source.metered_calls();
+        let before = self.recorded.swap(now, Ordering::SeqCst);
+        let delta = now.saturating_sub(before);
+        let (job, period) = (self.job.clone(), self.plan.period.clone());
+        self.store
+            .call(move |s| s.add_metered(&job, &period, delta))
+            .await
+    }
+}
+
+/// What the pulling task of one month needs.
+struct MonthPull {
+    source: SourceClient,
+    month: Month,
+    now: DateTime<Utc>,
+    tz: chrono_tz::Tz,
+    budget: Option<Arc<Budget>>,
+}
+
 /// Where a month's employees come from.
 enum Roster {
     /// Being listed now (the first month of a run): chunks are pulled as soon as
@@ -219,21 +292,31 @@ impl Roster {
     /// organisation was listed completely by this pull.
     async fn pull(
         self,
-        source: SourceClient,
-        month: Month,
-        now: DateTime<Utc>,
-        tz: chrono_tz::Tz,
+        spec: MonthPull,
         tx: mpsc::Sender<Result<Pulled, SourceError>>,
         found: Arc<AtomicU64>,
     ) -> Option<Vec<String>> {
+        let MonthPull {
+            source,
+            month,
+            now,
+            tz,
+            budget,
+        } = spec;
         let size = source.chunk_size();
         // Pulls one chunk and hands it on; false when the pull must stop.
         let send = |chunk: Vec<String>| {
-            let (source, tx) = (&source, &tx);
+            let (source, tx, budget) = (&source, &tx, &budget);
             async move {
-                let pulled = source.pull(month, &chunk, now, tz).await;
-                let failed = pulled.is_err();
-                tx.send(pulled).await.is_ok() && !failed
+                let pulled = match budget {
+                    Some(b) if !b.allows(chunk.len()) => Ok(Pulled {
+                        stopped: Some(b.stop_reason()),
+                        ..Pulled::default()
+                    }),
+                    _ => source.pull(month, &chunk, now, tz).await,
+                };
+                let stop = pulled.as_ref().map_or(true, |p| p.stopped.is_some());
+                tx.send(pulled).await.is_ok() && !stop
             }
         };
         match self {
@@ -317,6 +400,32 @@ fn record_outcome(job: &str, month: Month, out: Outcome, m: &mut MonthReport) {
     }
 }
 
+/// DingTalk fills 应出勤天数 only for days within 15 days of the call; older days
+/// come back as 0 (dingtalk.md §6). Says so when a synced month has such days.
+fn warn_zeroed_columns(job: &Job, cfg: &DingtalkSource, months: &[Month], now: DateTime<Utc>) {
+    const COLUMN: &str = "应出勤天数";
+    if !cfg.columns.iter().any(|c| c == COLUMN) {
+        return;
+    }
+    let fresh_from = (now - chrono::Duration::days(15))
+        .with_timezone(&job.timezone)
+        .date_naive();
+    for month in months {
+        let stale_days = (0..month.days())
+            .filter_map(|d| {
+                month
+                    .first_day()
+                    .checked_add_days(chrono::Days::new(d.into()))
+            })
+            .filter(|day| *day < fresh_from)
+            .count();
+        if stale_days > 0 {
+            tracing::warn!(job = %job.name, %month, stale_days,
+                "{COLUMN} is zeroed by DingTalk for days more than 15 days old: {stale_days} day(s) of {month} will read 0; pull nightly to keep it, or leave it out of `columns`");
+        }
+    }
+}
+
 fn small_hash(key: &str) -> u64 {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     key.hash(&mut h);
@@ -343,6 +452,7 @@ impl Syncer {
             months: Vec::new(),
             error: None,
             busy: None,
+            plan: None,
             calls: BTreeMap::new(),
         };
         let months = if opts.months.is_empty() {
@@ -466,34 +576,74 @@ impl Syncer {
             Some(Arc::new(writer))
         };
         source.login().await?;
-        tracing::info!(job = %job.name, months = ?months.iter().map(|m| m.to_string()).collect::<Vec<_>>(), "starting");
         // The first month is pulled while the organisation is listed; later months
-        // reuse the list.
+        // reuse the list. A metered source lists it first, to plan its calls.
         let mut known: Option<Arc<Vec<String>>> = None;
-        for &month in months {
+        let mut budget = None;
+        let mut months = months.to_vec();
+        if let (Some(per), Source::Dingtalk(cfg)) =
+            (source.metered_calls_per_employee(), &job.source)
+        {
+            let all = source.employees().await?;
+            let period = Month::current(opts.now, job.timezone).to_string();
+            let (j, p) = (job.name.clone(), period.clone());
+            let spent = self.store.call(move |s| s.metered_spent(&j, &p)).await?;
+            let plan = Plan::make(
+                &months,
+                all.len(),
+                u64::from(per),
+                1,
+                u64::from(cfg.monthly_call_budget),
+                spent,
+                period,
+            );
+            tracing::info!(job = %job.name, "{}", plan.describe());
+            report.plan = Some(plan.describe());
+            months = plan.months();
+            warn_zeroed_columns(job, cfg, &months, opts.now);
+            known = Some(Arc::new(all));
+            budget = Some(Arc::new(Budget {
+                plan,
+                base: source.metered_calls(),
+                source: source.clone(),
+                store: self.store.clone(),
+                job: job.name.clone(),
+                recorded: AtomicU64::new(source.metered_calls()),
+            }));
+        }
+        tracing::info!(job = %job.name, months = ?months.iter().map(|m| m.to_string()).collect::<Vec<_>>(), "starting");
+        let run = Run {
+            job,
+            mapping,
+            opts,
+            source,
+            writer,
+            lost,
+            budget,
+        };
+        for month in months {
             if self.shutdown.is_triggered() {
                 return Err(JobError::Setup(
                     "interrupted by a shutdown request before this month".into(),
                 ));
             }
             let mut m = MonthReport::new(month);
-            let roster = match &known {
+            let mut roster = match &known {
                 Some(all) => Roster::Known(all.clone()),
-                None => Roster::discover(&source),
+                None => Roster::discover(&run.source),
             };
-            let (result, discovered) = self
-                .sync_month(
-                    job,
-                    mapping,
-                    opts,
-                    month,
-                    &source,
-                    roster,
-                    writer.as_ref(),
-                    &lost,
-                    &mut m,
-                )
-                .await;
+            if let (Some(b), Roster::Known(all)) = (&run.budget, &roster) {
+                let allowed = b.plan.allowance(month);
+                if allowed < all.len() {
+                    m.skipped = (all.len() - allowed) as u64;
+                    m.month_error = b.plan.skipped(month);
+                    roster = Roster::Known(Arc::new(all[..allowed].to_vec()));
+                }
+            }
+            let (result, discovered) = self.sync_month(&run, month, roster, &mut m).await;
+            if let Some(b) = &run.budget {
+                b.record().await?;
+            }
             if let Some(all) = discovered {
                 known = Some(Arc::new(all));
             }
@@ -529,31 +679,29 @@ impl Syncer {
         Ok(())
     }
 
-    #[allow(clippy::too_many_arguments)]
     async fn sync_month(
         &self,
-        job: &Job,
-        mapping: &Arc<Mapping>,
-        opts: &Options,
+        run: &Run<'_>,
         month: Month,
-        source: &SourceClient,
         roster: Roster,
-        writer: Option<&Arc<Writer>>,
-        lost: &AtomicBool,
         m: &mut MonthReport,
     ) -> (Result<(), JobError>, Option<Vec<String>>) {
+        let (job, mapping, opts, source) = (run.job, run.mapping, run.opts, &run.source);
+        let (writer, lost) = (run.writer.as_ref(), &*run.lost);
+        // A month cut short by the budget is not complete: nobody is "gone".
+        let mut complete = m.skipped == 0;
         let found = Arc::new(AtomicU64::new(0));
         self.progress
             .month_started(&job.name, &m.month, roster.known_len());
         let (tx, mut rx) = mpsc::channel::<Result<Pulled, SourceError>>(PIPELINE_DEPTH);
-        let producer = tokio::spawn(roster.pull(
-            source.clone(),
+        let spec = MonthPull {
+            source: source.clone(),
             month,
-            opts.now,
-            job.timezone,
-            tx,
-            found.clone(),
-        ));
+            now: opts.now,
+            tz: job.timezone,
+            budget: run.budget.clone(),
+        };
+        let producer = tokio::spawn(roster.pull(spec, tx, found.clone()));
         let vars = Vars {
             month,
             timezone: job.timezone,
@@ -564,10 +712,9 @@ impl Syncer {
         let mut seen: HashSet<u64> = HashSet::new();
         let mut writing: JoinSet<Result<Outcome, WriteError>> = JoinSet::new();
         let mut absent = 0usize;
-        let mut complete = true;
         let mut outcome = Ok(());
         while let Some(pulled) = rx.recv().await {
-            let pulled = match pulled {
+            let mut pulled = match pulled {
                 Ok(p) => p,
                 Err(e) => {
                     complete = false;
@@ -575,6 +722,9 @@ impl Syncer {
                     break;
                 }
             };
+            // A pull that stopped partway still hands over what it paid for;
+            // those records are written, then the month stops.
+            let stopped = pulled.stopped.take();
             absent += pulled.absent.len();
             if self.shutdown.is_triggered() {
                 complete = false;
@@ -614,8 +764,19 @@ impl Syncer {
             if outcome.is_err() {
                 break;
             }
+            if let Some(b) = &run.budget {
+                if let Err(e) = b.record().await {
+                    outcome = Err(e.into());
+                    break;
+                }
+            }
             self.progress
                 .chunk_done(&job.name, &m.month, &m.counts, found.load(Ordering::SeqCst));
+            if let Some(e) = stopped {
+                complete = false;
+                outcome = Err(e.into());
+                break;
+            }
         }
         while !writing.is_empty() {
             if let Err(e) = self.join_write(&mut writing, job, month, m).await {

@@ -256,3 +256,123 @@ async fn bad_credentials_and_exhausted_quota_stop_the_job() {
     assert!(text.contains("next calendar month"), "{text}");
     assert_eq!(env.dingtalk.quota_refusals(), 1);
 }
+
+/// Counts of a summary line: (pulled, created, updated, unchanged, failed).
+fn counts(o: &Output) -> (u64, u64, u64, u64, u64) {
+    let text = String::from_utf8_lossy(&o.stdout).to_string();
+    let line = text
+        .lines()
+        .find(|l| l.contains(&format!(" {MONTH}: pulled ")))
+        .unwrap_or_else(|| panic!("no summary line in:\n{text}"));
+    let n: Vec<u64> = line
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|s| s.parse().ok())
+        .collect();
+    (n[2], n[3], n[4], n[5], n[6])
+}
+
+fn with_budget(job: &str, budget: u32) -> String {
+    job.replacen(
+        "[source.limits]",
+        &format!("[source.limits]\n# budget\n"),
+        1,
+    )
+    .replacen(
+        "type = \"dingtalk\"",
+        &format!("type = \"dingtalk\"\nmonthly_call_budget = {budget}"),
+        1,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_call_budget_stops_short_reports_what_it_skipped_and_starts_fresh_next_month() {
+    let env = Env::start(60, DingtalkSimConfig::default().with_endpoint_rate(1000)).await;
+    let job = env.job();
+    assert!(
+        job.contains("\nmonthly_call_budget = 5000"),
+        "the shipped job states its budget"
+    );
+    let job = with_budget(
+        &job.replace("\nmonthly_call_budget = 5000", "\n# (budget set below)"),
+        50,
+    );
+    env.write("jobs/dingtalk_monthly.toml", &job);
+    let november = [("ATTENDSYNC_NOW", "2026-11-20T04:00:00Z")];
+
+    // 60 employees × 2 calls + 1 = 121 needed; 50 allowed: 1 + 24 × 2 = 49.
+    let run = env.run(&["run", "--month", MONTH], &november).await;
+    let text = all(&run);
+    assert_eq!(run.status.code(), Some(1), "{text}");
+    assert!(text.contains("121 metered calls needed"), "{text}");
+    assert!(text.contains("skipped 36 (call budget)"), "{text}");
+    assert!(text.contains("skipped 36 of 60 employees"), "{text}");
+    assert_eq!(counts(&run).0, 24);
+    assert_eq!(env.dingtalk.metered_calls(), 49, "no more than the budget");
+    assert_eq!(env.dingtalk.quota_refusals(), 0, "never runs into 90020");
+    assert_eq!(env.jdy.records().len(), 24);
+
+    // Same calendar month: 1 call left, nothing is spent.
+    let again = env.run(&["run", "--month", MONTH], &november).await;
+    assert_eq!(again.status.code(), Some(1), "{}", all(&again));
+    assert_eq!(env.dingtalk.metered_calls(), 49);
+
+    // Next calendar month: the budget starts fresh.
+    let december = [("ATTENDSYNC_NOW", "2026-12-02T04:00:00Z")];
+    let fresh = env.run(&["run", "--month", MONTH], &december).await;
+    assert!(
+        all(&fresh).contains("0 spent in 2026-12"),
+        "{}",
+        all(&fresh)
+    );
+    assert_eq!(env.dingtalk.metered_calls(), 98);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rerun_force_and_killed_runs_never_duplicate_dingtalk_records() {
+    let mut config = DingtalkSimConfig::default().with_endpoint_rate(1000);
+    config.latency = Duration::from_millis(5);
+    let env = Env::start(150, config).await;
+
+    // Kill a run once some records have landed, then finish.
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_attendsync"))
+        .args(["run", "--month", MONTH, "--config-dir"])
+        .arg(env.path())
+        .env("DINGTALK_APP_KEY", APP_KEY)
+        .env("DINGTALK_APP_SECRET", APP_SECRET)
+        .env("JDY_API_KEY", API_KEY)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn: {e}"));
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while env.jdy.records().len() < 40 {
+        assert!(std::time::Instant::now() < deadline, "no records landed");
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("the run ended ({status}) before the kill point");
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    child.kill().await.unwrap_or_else(|e| panic!("kill: {e}"));
+
+    let run = env.run(&["run", "--month", MONTH], &[]).await;
+    assert_eq!(run.status.code(), Some(0), "{}", all(&run));
+    let forced = env
+        .run(
+            &["rerun", "dingtalk_monthly", "--month", MONTH, "--force"],
+            &[],
+        )
+        .await;
+    assert_eq!(forced.status.code(), Some(0), "{}", all(&forced));
+    assert_eq!(counts(&forced), (150, 0, 150, 0, 0));
+
+    let rows = env.jdy.records();
+    assert_eq!(rows.len(), 150);
+    let mut keys: Vec<String> = rows
+        .iter()
+        .map(|r| format!("{}|{}", r["userid"], r["month"]))
+        .collect();
+    keys.sort();
+    keys.dedup();
+    assert_eq!(keys.len(), 150, "no duplicate keys");
+}

@@ -1022,7 +1022,11 @@ impl DingtalkClient {
                     pulled.failed.push((userid.clone(), reason));
                 }
                 Err(EmployeeError::Absent) => pulled.absent.push(userid.clone()),
-                Err(EmployeeError::Stop(e)) => return Err(e),
+                Err(EmployeeError::Stop(e)) => {
+                    // Keep what this chunk already paid for.
+                    pulled.stopped = Some(e);
+                    return Ok(pulled);
+                }
             }
         }
         Ok(pulled)
@@ -1302,6 +1306,14 @@ mod tests {
     }
 
     /// Pulls `month` for everyone in chunks, as the sync engine does.
+    /// The error that stopped a pull partway.
+    fn stopped(pulled: Result<Pulled, SourceError>) -> String {
+        match pulled {
+            Ok(p) => p.stopped.map(|e| e.to_string()).unwrap_or_default(),
+            Err(e) => e.to_string(),
+        }
+    }
+
     async fn pull_all(
         source: &SourceClient,
         month: Month,
@@ -1315,6 +1327,9 @@ mod tests {
             all.records.extend(p.records);
             all.failed.extend(p.failed);
             all.absent.extend(p.absent);
+            if let Some(stop) = p.stopped {
+                return Err(stop);
+            }
         }
         Ok((employees, all))
     }
@@ -1677,11 +1692,11 @@ mod tests {
             json!({"errcode": 88, "errmsg": "ding talk error", "sub_code": "40078", "sub_msg": "不存在的临时授权码"}),
             1,
         );
-        let e = client
-            .month_data(&employees[..1], october(), after_october(), SH)
-            .await
-            .unwrap_err()
-            .to_string();
+        let e = stopped(
+            client
+                .month_data(&employees[..1], october(), after_october(), SH)
+                .await,
+        );
         assert!(
             e.contains("errcode 88 (ding talk error; sub-code 40078: 不存在的临时授权码)"),
             "{e}"
@@ -1710,11 +1725,11 @@ mod tests {
             json!({"errcode": 42001, "errmsg": "expired"}),
             4,
         );
-        let e = client
-            .month_data(&employees, october(), after_october(), SH)
-            .await
-            .unwrap_err()
-            .to_string();
+        let e = stopped(
+            client
+                .month_data(&employees, october(), after_october(), SH)
+                .await,
+        );
         assert!(e.contains("rejected repeatedly"), "{e}");
     }
 

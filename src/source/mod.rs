@@ -58,6 +58,9 @@ pub struct Pulled {
     pub failed: Vec<(String, String)>,
     /// Employees asked for but absent from the answer (left, out of scope, no rule).
     pub absent: Vec<String>,
+    /// Set when the pull had to stop partway (e.g. the monthly quota ran out):
+    /// `records` holds what was pulled before, which is still written.
+    pub stopped: Option<SourceError>,
 }
 
 use std::sync::Arc;

@@ -141,6 +141,23 @@ pub struct Store {
 
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Switches to WAL. On a brand-new file, two processes doing this at once can get
+/// SQLITE_BUSY without the busy handler being consulted, so retry for a while.
+fn set_wal(conn: &Connection) -> rusqlite::Result<()> {
+    let mut tries = 0;
+    loop {
+        match conn.pragma_update(None, "journal_mode", "WAL") {
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::DatabaseBusy && tries < 100 =>
+            {
+                tries += 1;
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            other => return other,
+        }
+    }
+}
+
 fn ts(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
@@ -154,8 +171,7 @@ impl Store {
         };
         let mut conn = Connection::open(path).map_err(open_err)?;
         conn.busy_timeout(BUSY_TIMEOUT).map_err(open_err)?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(open_err)?;
+        set_wal(&conn).map_err(open_err)?;
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(open_err)?;
         conn.pragma_update(None, "foreign_keys", "ON")
@@ -509,6 +525,33 @@ impl Store {
         Ok(())
     }
 
+    // ---- metered calls ----------------------------------------------------
+
+    /// Metered source calls a job spent in a calendar month (`YYYY-MM`).
+    pub fn metered_spent(&self, job: &str, period: &str) -> Result<u64> {
+        let n: Option<i64> = self
+            .conn()
+            .query_row(
+                "SELECT calls FROM metered_calls WHERE job = ?1 AND period = ?2",
+                params![job, period],
+                |r| r.get(0),
+            )
+            .optional()?;
+        Ok(n.unwrap_or(0).max(0) as u64)
+    }
+
+    pub fn add_metered(&self, job: &str, period: &str, calls: u64) -> Result<()> {
+        if calls == 0 {
+            return Ok(());
+        }
+        self.conn().execute(
+            "INSERT INTO metered_calls (job, period, calls) VALUES (?1, ?2, ?3)
+             ON CONFLICT (job, period) DO UPDATE SET calls = calls + excluded.calls",
+            params![job, period, calls as i64],
+        )?;
+        Ok(())
+    }
+
     // ---- leases -----------------------------------------------------------
 
     /// Takes the job's lease for `ttl` unless another live owner holds it
@@ -667,6 +710,17 @@ mod tests {
             None
         );
         assert!(!s.renew_lease("j", "a", ttl, later).expect("renew"));
+    }
+
+    #[test]
+    fn metered_calls_add_up_per_job_and_calendar_month() {
+        let (_d, s) = store();
+        s.add_metered("j", "2026-11", 120).expect("add");
+        s.add_metered("j", "2026-11", 30).expect("add");
+        s.add_metered("j", "2026-12", 7).expect("add");
+        assert_eq!(s.metered_spent("j", "2026-11").expect("spent"), 150);
+        assert_eq!(s.metered_spent("j", "2026-12").expect("spent"), 7);
+        assert_eq!(s.metered_spent("other", "2026-11").expect("spent"), 0);
     }
 
     #[test]

@@ -4,7 +4,8 @@ use rusqlite::Connection;
 
 /// Migration N brings a database from `user_version` N to N+1. Append only: a
 /// released migration is never edited.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE runs (
     id          INTEGER PRIMARY KEY,
     job         TEXT NOT NULL,
@@ -55,7 +56,16 @@ CREATE TABLE leases (
     owner      TEXT NOT NULL,
     expires_at INTEGER NOT NULL
 );
-"#];
+"#,
+    r#"
+CREATE TABLE metered_calls (
+    job    TEXT NOT NULL,
+    period TEXT NOT NULL,
+    calls  INTEGER NOT NULL,
+    PRIMARY KEY (job, period)
+);
+"#,
+];
 
 pub const CURRENT_VERSION: i64 = MIGRATIONS.len() as i64;
 
