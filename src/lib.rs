@@ -11,6 +11,7 @@ pub mod jiandaoyun;
 pub mod lease;
 pub mod mapping;
 pub mod month;
+pub mod notify;
 pub mod secret;
 pub mod sim;
 pub mod source;
