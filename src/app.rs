@@ -104,6 +104,12 @@ pub async fn sync(
     };
     let reports = run_all(&syncer, &loaded, &opts).await;
     print_reports(&reports, output);
+    for (j, report) in loaded.iter().zip(&reports) {
+        // Each job alerts on its own result; a failed alert is logged and
+        // never changes the exit status.
+        let status = exit_status(std::slice::from_ref(report));
+        crate::notify::notify(&syncer.http, &j.job, report, status).await;
+    }
     Ok(exit_status(&reports))
 }
 

@@ -178,6 +178,7 @@ pub async fn run(jobs: Vec<LoadedJob>, syncer: Arc<Syncer>) -> Result<u8, AppErr
                 for line in app::summary_text(std::slice::from_ref(&report)).lines() {
                     tracing::info!(job = %s.job.job.name, exit = code, "{line}");
                 }
+                crate::notify::notify(&syncer.http, &s.job.job, &report, code).await;
             }),
         );
     }

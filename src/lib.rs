@@ -14,6 +14,7 @@ pub mod jiandaoyun;
 pub mod lease;
 pub mod mapping;
 pub mod month;
+pub mod notify;
 pub mod progress;
 pub mod schedule;
 pub mod secret;

@@ -273,11 +273,6 @@ fn counts(o: &Output) -> (u64, u64, u64, u64, u64) {
 
 fn with_budget(job: &str, budget: u32) -> String {
     job.replacen(
-        "[source.limits]",
-        &format!("[source.limits]\n# budget\n"),
-        1,
-    )
-    .replacen(
         "type = \"dingtalk\"",
         &format!("type = \"dingtalk\"\nmonthly_call_budget = {budget}"),
         1,

@@ -64,3 +64,92 @@ async fn check_remote_passes_on_a_matching_form_and_json_summary_parses() {
         .expect_contains("Recent runs")
         .expect_contains("By job and month");
 }
+
+/// A local receiver recording (path, body) of every request it gets.
+async fn receiver() -> (
+    String,
+    std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>,
+) {
+    use axum::http::Uri;
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    let app = axum::Router::new().fallback(move |uri: Uri, body: String| {
+        let log = log.clone();
+        async move {
+            log.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push((uri.path().to_string(), body));
+            axum::Json(serde_json::json!({"errcode": 0, "errmsg": "ok"}))
+        }
+    });
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+        .await
+        .unwrap_or_else(|e| panic!("bind: {e}"));
+    let addr = listener
+        .local_addr()
+        .unwrap_or_else(|e| panic!("addr: {e}"));
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (format!("http://{addr}"), seen)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_run_alerts_each_configured_target_once_without_secrets() {
+    let env = Env::start(20, WecomSimConfig::default(), JdySimConfig::default()).await;
+    let (url, seen) = receiver().await;
+    env.write_job("", "");
+    let job =
+        std::fs::read_to_string(env.path().join("jobs/wecom_monthly.toml")).unwrap_or_default();
+    let robot_key = "robot-key-Secret-123456";
+    let job = format!(
+        "{job}\n[notify]\nwecom_robot = \"{url}/cgi-bin/webhook/send?key={robot_key}\"\nwebhook = \"{url}/hooks/attendsync\"\n"
+    );
+    env.write("jobs/wecom_monthly.toml", &job);
+    let victim = env.wecom.org().users[3].userid.clone();
+    env.wecom.patch_record(
+        &victim,
+        "/summary_info/work_days",
+        serde_json::json!("many"),
+    );
+
+    let run = env.run(&["run", "--month", "2026-10"]).await;
+    run.expect_code(1).expect_lacks(robot_key);
+    let requests = seen.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let paths: Vec<&str> = requests.iter().map(|(p, _)| p.as_str()).collect();
+    assert_eq!(
+        paths
+            .iter()
+            .filter(|p| **p == "/cgi-bin/webhook/send")
+            .count(),
+        1,
+        "{paths:?}"
+    );
+    assert_eq!(
+        paths.iter().filter(|p| **p == "/hooks/attendsync").count(),
+        1,
+        "{paths:?}"
+    );
+    for (path, body) in &requests {
+        assert!(
+            body.contains("wecom_monthly") && body.contains("2026-10"),
+            "{path}: {body}"
+        );
+        assert!(
+            body.contains(&victim),
+            "the first errors are in the alert: {body}"
+        );
+        for secret in [common::SECRET, common::API_KEY, robot_key] {
+            assert!(!body.contains(secret), "{path} carries a secret: {body}");
+        }
+    }
+
+    // A run that succeeds sends nothing (alerts are on failure by default).
+    env.wecom
+        .patch_record(&victim, "/summary_info/work_days", serde_json::json!(20));
+    env.run(&["run", "--month", "2026-10"]).await.expect_code(0);
+    assert_eq!(
+        seen.lock().unwrap_or_else(|e| e.into_inner()).len(),
+        requests.len()
+    );
+}

@@ -1,0 +1,705 @@
+//! Alerts after a run (spec §3 `[notify]`): a WeCom group robot, a DingTalk custom
+//! robot, a DingTalk work notification and a generic JSON webhook.
+//!
+//! One message per configured target and run, sent concurrently, each bounded by
+//! [`TARGET_TIMEOUT`]. Every text carries the job, the month(s), the counts and
+//! the first errors, and goes through [`crate::http::redact`] with every secret
+//! the job knows (credentials, webhook URLs and their keys, the robot's signing
+//! secret, the work notice's token). A failed alert is logged and returned; it
+//! never panics and never changes the run's exit status.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use base64::Engine as _;
+use chrono::{DateTime, Utc};
+use hmac::{Hmac, Mac};
+use serde_json::{json, Value};
+use sha2::Sha256;
+
+use crate::app::EXIT_BUSY;
+use crate::config::job::{Job, Notify, NotifyOn, Source, WorkNotice};
+use crate::http::{describe, redact};
+use crate::secret::Secret;
+use crate::sync::JobReport;
+
+/// The longest one target may take, token fetch included.
+pub const TARGET_TIMEOUT: Duration = Duration::from_secs(10);
+/// How many errors a message shows.
+pub const MAX_ERRORS_SHOWN: usize = 5;
+/// How many months a message lists one by one.
+const MAX_MONTHS_SHOWN: usize = 12;
+/// The longest error line, in characters.
+const MAX_ERROR_CHARS: usize = 300;
+/// The longest text, in bytes: WeCom robots take 2048 bytes of text content.
+const MAX_TEXT_BYTES: usize = 2000;
+/// `asyncsend_v2` takes a `msg` of at most 2048 bytes.
+const MAX_WORK_NOTICE_MSG_BYTES: usize = 2048;
+/// How much of an unexpected answer an error quotes, in characters.
+const MAX_ANSWER_CHARS: usize = 200;
+
+/// One alert target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Channel {
+    WecomRobot,
+    DingtalkRobot,
+    DingtalkWorkNotice,
+    Webhook,
+}
+
+impl Channel {
+    /// The target's key in `[notify]`.
+    pub fn key(self) -> &'static str {
+        match self {
+            Channel::WecomRobot => "wecom_robot",
+            Channel::DingtalkRobot => "dingtalk_robot",
+            Channel::DingtalkWorkNotice => "dingtalk_work_notice",
+            Channel::Webhook => "webhook",
+        }
+    }
+}
+
+impl fmt::Display for Channel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.key())
+    }
+}
+
+/// An alert that could not be delivered. `message` holds no URL and no secret.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("alert via {channel} not sent: {message}")]
+pub struct NotifyError {
+    pub channel: Channel,
+    pub message: String,
+}
+
+/// Whether a run counts as failed for alerts: the report has a failure, or the
+/// job's exit status says so. A job skipped because another process holds its
+/// lease ("busy", exit 3) is not a failure.
+pub fn is_failure(report: &JobReport, exit_code: u8) -> bool {
+    report.busy.is_none() && (!report.ok() || (exit_code != 0 && exit_code != EXIT_BUSY))
+}
+
+/// Whether `[notify]` asks for an alert about this run. Dry runs never alert.
+pub fn should_notify(notify: &Notify, report: &JobReport, exit_code: u8) -> bool {
+    !report.dry_run
+        && match notify.on {
+            NotifyOn::Always => true,
+            NotifyOn::Failure => is_failure(report, exit_code),
+        }
+}
+
+/// Sends the alert about one job's run to every target of its `[notify]`, when
+/// its `on` asks for one. Pass the job's own exit status
+/// (`app::exit_status(std::slice::from_ref(report))`). Returns the targets that
+/// failed (each also logged with `tracing::warn!`); never panics.
+pub async fn notify(
+    http: &reqwest::Client,
+    job: &Job,
+    report: &JobReport,
+    exit_code: u8,
+) -> Vec<NotifyError> {
+    notify_within(http, job, report, exit_code, TARGET_TIMEOUT).await
+}
+
+/// [`notify`] with another bound per target.
+pub async fn notify_within(
+    http: &reqwest::Client,
+    job: &Job,
+    report: &JobReport,
+    exit_code: u8,
+    timeout: Duration,
+) -> Vec<NotifyError> {
+    let Some(cfg) = &job.notify else {
+        return Vec::new();
+    };
+    if !should_notify(cfg, report, exit_code) {
+        return Vec::new();
+    }
+    let now = Utc::now();
+    let secrets = job_secrets(job);
+    let text = message_text(job, report, exit_code, now);
+    let payload = cfg
+        .webhook
+        .as_ref()
+        .map(|_| webhook_payload(job, report, exit_code, now));
+    let sender = Sender {
+        http,
+        timeout,
+        secrets: &secrets,
+    };
+
+    type Sending<'a> = Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'a>>;
+    let mut sends: Vec<(Channel, Sending<'_>)> = Vec::new();
+    if let Some(url) = &cfg.wecom_robot {
+        sends.push((
+            Channel::WecomRobot,
+            Box::pin(sender.wecom_robot(url, &text)),
+        ));
+    }
+    if let Some(url) = &cfg.dingtalk_robot {
+        let secret = cfg.dingtalk_robot_secret.as_ref();
+        sends.push((
+            Channel::DingtalkRobot,
+            Box::pin(sender.dingtalk_robot(url, secret, &text, now)),
+        ));
+    }
+    if let Some(notice) = &cfg.dingtalk_work_notice {
+        sends.push((
+            Channel::DingtalkWorkNotice,
+            Box::pin(sender.work_notice(notice, &text)),
+        ));
+    }
+    if let (Some(url), Some(payload)) = (&cfg.webhook, &payload) {
+        sends.push((Channel::Webhook, Box::pin(sender.webhook(url, payload))));
+    }
+
+    let results = futures::future::join_all(sends.into_iter().map(|(channel, send)| async move {
+        let result = match tokio::time::timeout(timeout, send).await {
+            Ok(r) => r,
+            Err(_) => Err(format!("timed out after {}s", timeout.as_secs_f32())),
+        };
+        (channel, result)
+    }))
+    .await;
+
+    let mut failed = Vec::new();
+    for (channel, result) in results {
+        match result {
+            Ok(()) => tracing::info!(job = %job.name, channel = channel.key(), "alert sent"),
+            Err(message) => {
+                let message = redact(&message, &as_strs(&secrets));
+                tracing::warn!(
+                    job = %job.name,
+                    channel = channel.key(),
+                    "alert not sent: {message}"
+                );
+                failed.push(NotifyError { channel, message });
+            }
+        }
+    }
+    failed
+}
+
+/// The alert text: job, outcome, time, per-month counts, the first errors.
+/// Bounded to 2000 bytes and free of the job's secrets.
+pub fn message_text(job: &Job, report: &JobReport, exit_code: u8, now: DateTime<Utc>) -> String {
+    let secrets = job_secrets(job);
+    let secrets = as_strs(&secrets);
+    let clean = |s: &str| truncate_chars(&redact(s, &secrets), MAX_ERROR_CHARS);
+    let prefix = if report.dry_run { "[dry run] " } else { "" };
+    let outcome = if let Some(busy) = &report.busy {
+        format!("skipped: {}", clean(busy))
+    } else if is_failure(report, exit_code) {
+        format!("FAILED (exit {exit_code})")
+    } else {
+        "ok".to_string()
+    };
+    let at = now.with_timezone(&job.timezone).format("%Y-%m-%d %H:%M %Z");
+    let mut s = format!(
+        "{prefix}attendsync: job {} ({} → Jiandaoyun) {outcome}, run at {at}\n",
+        report.job,
+        job.source.kind()
+    );
+    for m in report.months.iter().take(MAX_MONTHS_SHOWN) {
+        let c = &m.counts;
+        s.push_str(&format!(
+            "{}: pulled {}, created {}, updated {}, unchanged {}, failed {}",
+            m.month, c.pulled, c.created, c.updated, c.unchanged, c.failed
+        ));
+        if m.month_error.is_some() {
+            s.push_str(" (month stopped early)");
+        }
+        s.push('\n');
+    }
+    if report.months.len() > MAX_MONTHS_SHOWN {
+        s.push_str(&format!(
+            "… and {} more months\n",
+            report.months.len() - MAX_MONTHS_SHOWN
+        ));
+    }
+    if let Some(e) = &report.error {
+        s.push_str(&format!("job failed: {}\n", clean(e)));
+    }
+    let errors: Vec<String> = report
+        .months
+        .iter()
+        .flat_map(|m| {
+            m.month_error
+                .iter()
+                .chain(m.errors.iter())
+                .map(move |e| format!("{}: {e}", m.month))
+        })
+        .collect();
+    let total: u64 = report
+        .months
+        .iter()
+        .map(|m| m.counts.failed.max(m.errors.len() as u64) + u64::from(m.month_error.is_some()))
+        .sum();
+    if !errors.is_empty() {
+        let shown = errors.len().min(MAX_ERRORS_SHOWN);
+        s.push_str(&format!(
+            "first errors ({shown} of {}):\n",
+            total.max(errors.len() as u64)
+        ));
+        for e in errors.iter().take(MAX_ERRORS_SHOWN) {
+            s.push_str(&format!("- {}\n", clean(e)));
+        }
+    }
+    if !report.dry_run && report.busy.is_none() && is_failure(report, exit_code) {
+        s.push_str(&format!(
+            "The next run retries what failed; details: attendsync status {}\n",
+            report.job
+        ));
+    }
+    truncate_bytes(redact(s.trim_end(), &secrets), MAX_TEXT_BYTES)
+}
+
+/// The generic webhook's body: the serialized [`JobReport`] plus `ok`,
+/// `exit_code`, `failed`, `source`, `at` (RFC 3339) and `text` (the alert text),
+/// with every string scrubbed of the job's secrets.
+pub fn webhook_payload(job: &Job, report: &JobReport, exit_code: u8, now: DateTime<Utc>) -> Value {
+    let mut value = serde_json::to_value(report)
+        .unwrap_or_else(|e| json!({ "job": report.job, "serialization_error": e.to_string() }));
+    if let Value::Object(map) = &mut value {
+        map.insert("ok".into(), Value::Bool(report.ok()));
+        map.insert("exit_code".into(), Value::from(exit_code));
+        map.insert("failed".into(), Value::Bool(is_failure(report, exit_code)));
+        map.insert("source".into(), Value::from(job.source.kind()));
+        map.insert(
+            "at".into(),
+            Value::from(now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
+        );
+        map.insert(
+            "text".into(),
+            Value::from(message_text(job, report, exit_code, now)),
+        );
+    }
+    let secrets = job_secrets(job);
+    scrub(&mut value, &as_strs(&secrets));
+    value
+}
+
+/// DingTalk custom-robot signature: base64(HMAC-SHA256(key = secret,
+/// message = "<timestamp_ms>\n<secret>")), before URL encoding.
+pub fn dingtalk_sign(secret: &str, timestamp_ms: i64) -> String {
+    let mut mac = match Hmac::<Sha256>::new_from_slice(secret.as_bytes()) {
+        Ok(mac) => mac,
+        // HMAC takes keys of any length; this arm is unreachable in practice.
+        Err(_) => return String::new(),
+    };
+    mac.update(format!("{timestamp_ms}\n{secret}").as_bytes());
+    base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+}
+
+struct Sender<'a> {
+    http: &'a reqwest::Client,
+    timeout: Duration,
+    secrets: &'a [String],
+}
+
+impl Sender<'_> {
+    /// WeCom group robot: `{"msgtype":"text","text":{"content":…}}`, success is errcode 0.
+    async fn wecom_robot(&self, url: &Secret, text: &str) -> Result<(), String> {
+        let body = json!({ "msgtype": "text", "text": { "content": text } });
+        let request = self.http.post(url.expose()).json(&body);
+        let answer = self.send(request).await?;
+        self.errcode_ok(&answer, &[]).map(drop)
+    }
+
+    /// DingTalk custom robot; with a signing secret, `&timestamp=…&sign=…` is appended.
+    async fn dingtalk_robot(
+        &self,
+        url: &Secret,
+        secret: Option<&Secret>,
+        text: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), String> {
+        let body = json!({ "msgtype": "text", "text": { "content": text } });
+        let mut request = self.http.post(url.expose());
+        if let Some(secret) = secret {
+            let ts = now.timestamp_millis();
+            let sign = dingtalk_sign(secret.expose(), ts);
+            request = request.query(&[("timestamp", ts.to_string()), ("sign", sign)]);
+        }
+        let answer = self.send(request.json(&body)).await?;
+        self.errcode_ok(&answer, &[]).map(drop)
+    }
+
+    /// DingTalk work notification: `gettoken`, then `asyncsend_v2`.
+    async fn work_notice(&self, notice: &WorkNotice, text: &str) -> Result<(), String> {
+        let base = notice.base_url.trim_end_matches('/');
+        let request = self.http.get(format!("{base}/gettoken")).query(&[
+            ("appkey", notice.app_key.as_str()),
+            ("appsecret", notice.app_secret.expose()),
+        ]);
+        let answer = self
+            .send(request)
+            .await
+            .map_err(|e| format!("gettoken: {e}"))?;
+        let answer = self
+            .errcode_ok(&answer, &[])
+            .map_err(|e| format!("gettoken: {e}; check the app's app_key/app_secret"))?;
+        let token = match answer.get("access_token").and_then(Value::as_str) {
+            Some(t) if !t.is_empty() => Secret::new(t),
+            _ => return Err("gettoken: the answer has no access_token".into()),
+        };
+        let body = json!({
+            "agent_id": notice.agent_id,
+            "userid_list": notice.userids.join(","),
+            "msg": work_notice_msg(text),
+        });
+        let request = self
+            .http
+            .post(format!(
+                "{base}/topapi/message/corpconversation/asyncsend_v2"
+            ))
+            .query(&[("access_token", token.expose())])
+            .json(&body);
+        let answer = self
+            .send(request)
+            .await
+            .map_err(|e| redact(&format!("asyncsend_v2: {e}"), &[token.expose()]))?;
+        self.errcode_ok(&answer, &[token.expose()])
+            .map_err(|e| format!("asyncsend_v2: {e}"))
+            .map(drop)
+    }
+
+    /// Generic webhook: POSTs the JSON report; any 2xx status is success.
+    async fn webhook(&self, url: &Secret, payload: &Value) -> Result<(), String> {
+        self.send(self.http.post(url.expose()).json(payload))
+            .await
+            .map(drop)
+    }
+
+    /// Sends a request; a non-2xx status is an error quoting the start of the body.
+    async fn send(&self, request: reqwest::RequestBuilder) -> Result<String, String> {
+        let response = request
+            .timeout(self.timeout)
+            .send()
+            .await
+            .map_err(describe)?;
+        let status = response.status();
+        let body = response.text().await.map_err(describe)?;
+        if status.is_success() {
+            Ok(body)
+        } else {
+            let quoted = self.quote(&body, &[]);
+            Err(if quoted.is_empty() {
+                format!("HTTP {status}")
+            } else {
+                format!("HTTP {status}: {quoted}")
+            })
+        }
+    }
+
+    /// Vendor convention: a JSON body whose `errcode` (number or string) is 0.
+    fn errcode_ok(&self, body: &str, extra: &[&str]) -> Result<Value, String> {
+        let Ok(value) = serde_json::from_str::<Value>(body) else {
+            return Err(format!(
+                "unexpected answer (not JSON): {}",
+                self.quote(body, extra)
+            ));
+        };
+        let code = match value.get("errcode") {
+            Some(Value::Number(n)) => n.as_i64(),
+            Some(Value::String(s)) => s.trim().parse().ok(),
+            _ => None,
+        };
+        match code {
+            Some(0) => Ok(value),
+            Some(code) => {
+                let msg = value.get("errmsg").and_then(Value::as_str).unwrap_or("");
+                Err(format!("errcode {code}: {}", self.quote(msg, extra)))
+            }
+            None => Err(format!(
+                "unexpected answer (no errcode): {}",
+                self.quote(body, extra)
+            )),
+        }
+    }
+
+    fn quote(&self, text: &str, extra: &[&str]) -> String {
+        let mut secrets = as_strs(self.secrets);
+        secrets.extend_from_slice(extra);
+        truncate_chars(&redact(text.trim(), &secrets), MAX_ANSWER_CHARS)
+    }
+}
+
+/// A text `msg` for `asyncsend_v2`, its content cut so that the JSON fits 2048 bytes.
+fn work_notice_msg(text: &str) -> Value {
+    let msg = |content: &str| json!({ "msgtype": "text", "text": { "content": content } });
+    let json_len = |v: &Value| serde_json::to_vec(v).map(|b| b.len()).unwrap_or(usize::MAX);
+    let full = msg(text);
+    if json_len(&full) <= MAX_WORK_NOTICE_MSG_BYTES {
+        return full;
+    }
+    let ellipsis = "…";
+    let budget = MAX_WORK_NOTICE_MSG_BYTES
+        .saturating_sub(json_len(&msg("")))
+        .saturating_sub(ellipsis.len());
+    let mut used = 0;
+    let mut cut = 0;
+    for (i, c) in text.char_indices() {
+        used += escaped_len(c);
+        if used > budget {
+            break;
+        }
+        cut = i + c.len_utf8();
+    }
+    msg(&format!("{}{ellipsis}", &text[..cut]))
+}
+
+/// The bytes a character takes inside a JSON string, as serde_json writes it.
+fn escaped_len(c: char) -> usize {
+    match c {
+        '"' | '\\' | '\n' | '\r' | '\t' | '\u{8}' | '\u{c}' => 2,
+        c if (c as u32) < 0x20 => 6,
+        c => c.len_utf8(),
+    }
+}
+
+/// Every secret of a job, as text to scrub from messages: credentials, webhook
+/// URLs and the keys inside them, the robot's signing secret.
+fn job_secrets(job: &Job) -> Vec<String> {
+    let mut out = vec![job.target.api_key.expose().to_string()];
+    match &job.source {
+        Source::Wecom(w) => out.push(w.secret.expose().to_string()),
+        Source::Dingtalk(d) => out.push(d.app_secret.expose().to_string()),
+    }
+    if let Some(n) = &job.notify {
+        for url in [&n.wecom_robot, &n.dingtalk_robot, &n.webhook]
+            .into_iter()
+            .flatten()
+        {
+            out.extend(url_secrets(url.expose()));
+        }
+        if let Some(s) = &n.dingtalk_robot_secret {
+            out.push(s.expose().to_string());
+        }
+        if let Some(w) = &n.dingtalk_work_notice {
+            out.push(w.app_secret.expose().to_string());
+        }
+    }
+    // Longest first, so a URL is replaced whole before the key inside it.
+    out.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    out.dedup();
+    out
+}
+
+/// A webhook URL, its query values, and path segments long enough to be tokens
+/// (generic webhooks often carry the key in the path).
+fn url_secrets(url: &str) -> Vec<String> {
+    let mut out = vec![url.to_string()];
+    let (path, query) = url.split_once('?').unwrap_or((url, ""));
+    for pair in query.split('&') {
+        if let Some((_, value)) = pair.split_once('=') {
+            out.push(value.to_string());
+        }
+    }
+    let path = path.split_once("://").map(|(_, rest)| rest).unwrap_or(path);
+    for segment in path.split('/').skip(1) {
+        if segment.len() >= 16 {
+            out.push(segment.to_string());
+        }
+    }
+    out.retain(|s| s.len() >= 4);
+    out
+}
+
+fn as_strs(secrets: &[String]) -> Vec<&str> {
+    secrets.iter().map(String::as_str).collect()
+}
+
+fn scrub(value: &mut Value, secrets: &[&str]) {
+    match value {
+        Value::String(s) => *s = redact(s, secrets),
+        Value::Array(items) => items.iter_mut().for_each(|v| scrub(v, secrets)),
+        Value::Object(map) => map.values_mut().for_each(|v| scrub(v, secrets)),
+        _ => {}
+    }
+}
+
+/// At most `max` characters, with "…" when cut.
+fn truncate_chars(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        None => text.to_string(),
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+    }
+}
+
+/// At most `max` bytes (cut on a character boundary), with "…" when cut.
+fn truncate_bytes(text: String, max: usize) -> String {
+    if text.len() <= max {
+        return text;
+    }
+    let ellipsis = "…";
+    let mut cut = max.saturating_sub(ellipsis.len());
+    while cut > 0 && !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}{ellipsis}", &text[..cut])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::job::parse_job;
+    use crate::config::SourceFile;
+    use crate::store::MonthCounts;
+    use crate::sync::MonthReport;
+
+    fn job(notify: &str) -> Job {
+        let text = format!(
+            r#"
+mapping = "m.toml"
+[source]
+type = "wecom"
+corp_id = "ww1"
+secret = "wecom-secret-123"
+[target]
+api_key = "jdy-key-456"
+app_id = "a"
+entry_id = "e"
+{notify}
+"#
+        );
+        let file = SourceFile::new("jobs/j.toml", text);
+        match parse_job("j", &file, &|_| None) {
+            Ok(job) => job,
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+
+    fn report(failed: u64, errors: Vec<String>) -> JobReport {
+        JobReport {
+            job: "j".into(),
+            dry_run: false,
+            months: vec![MonthReport {
+                month: "2026-10".into(),
+                counts: MonthCounts {
+                    pulled: 10,
+                    created: 2,
+                    updated: 1,
+                    unchanged: 7 - failed.min(7),
+                    failed,
+                    missing: 0,
+                },
+                errors,
+                month_error: None,
+                missing_keys: Vec::new(),
+                pruned: 0,
+                skipped: 0,
+            }],
+            error: None,
+            busy: None,
+            plan: None,
+            calls: Default::default(),
+        }
+    }
+
+    #[test]
+    fn signature_matches_an_independent_implementation() {
+        // openssl dgst -sha256 -hmac SECabc123 over "1700000000000\nSECabc123", base64.
+        assert_eq!(
+            dingtalk_sign("SECabc123", 1_700_000_000_000),
+            "N5P09a4+p1AMJIJWnIvQd2Yxw9+fu/oEBnPrjCcsLXk="
+        );
+    }
+
+    #[test]
+    fn failure_rules_ignore_busy_skips() {
+        let ok = report(0, vec![]);
+        assert!(!is_failure(&ok, 0));
+        assert!(is_failure(&ok, 1));
+        assert!(!is_failure(&ok, EXIT_BUSY));
+        assert!(is_failure(&report(1, vec!["x".into()]), 0));
+        let mut busy = report(0, vec![]);
+        busy.busy = Some("held by pid 7".into());
+        assert!(!is_failure(&busy, EXIT_BUSY));
+        assert!(!is_failure(&busy, 1));
+
+        let j = job("[notify]\nwebhook = \"http://127.0.0.1:9/h\"\n");
+        let n = j.notify.as_ref().expect("notify");
+        assert!(!should_notify(n, &ok, 0));
+        assert!(!should_notify(n, &busy, EXIT_BUSY));
+        let mut dry = report(3, vec![]);
+        dry.dry_run = true;
+        assert!(!should_notify(n, &dry, 1));
+        let always = job("[notify]\non = \"always\"\nwebhook = \"http://127.0.0.1:9/h\"\n");
+        assert!(should_notify(
+            always.notify.as_ref().expect("notify"),
+            &ok,
+            0
+        ));
+    }
+
+    #[test]
+    fn text_is_bounded_shows_five_errors_and_no_secret() {
+        let j = job(
+            "[notify]\nwecom_robot = \"https://qyapi.example/cgi-bin/webhook/send?key=robot-key-789\"\n",
+        );
+        let mut errors: Vec<String> = (0..20)
+            .map(|i| format!("employee u{i}: field 工时: bad value {}", "长".repeat(400)))
+            .collect();
+        errors[0] = "token wecom-secret-123 echoed; key robot-key-789; jdy-key-456".into();
+        let r = report(37, errors);
+        let now = DateTime::parse_from_rfc3339("2026-10-05T18:31:00Z")
+            .expect("time")
+            .with_timezone(&Utc);
+        let text = message_text(&j, &r, 1, now);
+        assert!(text.len() <= MAX_TEXT_BYTES, "{}", text.len());
+        assert!(
+            text.starts_with(
+                "attendsync: job j (wecom → Jiandaoyun) FAILED (exit 1), run at 2026-10-06 02:31 CST"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("2026-10: pulled 10, created 2, updated 1, unchanged 0, failed 37"),
+            "{text}"
+        );
+        assert!(text.contains("first errors (5 of 37):"), "{text}");
+        assert!(
+            text.contains("- 2026-10: token *** echoed; key ***; ***"),
+            "{text}"
+        );
+        assert!(!text.contains("u5:"), "{text}");
+        for s in ["wecom-secret-123", "robot-key-789", "jdy-key-456"] {
+            assert!(!text.contains(s), "{s} in {text}");
+        }
+    }
+
+    #[test]
+    fn work_notice_msg_fits_2048_bytes() {
+        let len = |m: &Value| serde_json::to_vec(m).map(|v| v.len()).unwrap_or(0);
+        for unit in ["异常\n\"引号\"\t", "a", "\u{1}x", "考勤"] {
+            let msg = work_notice_msg(&unit.repeat(3000));
+            let n = len(&msg);
+            assert!(n <= MAX_WORK_NOTICE_MSG_BYTES && n > 2030, "{unit:?}: {n}");
+        }
+        let short = work_notice_msg("短");
+        assert_eq!(short["text"]["content"], "短");
+    }
+
+    #[test]
+    fn url_secrets_cover_query_values_and_long_path_tokens() {
+        let s = url_secrets(
+            "https://hooks.example/services/T0000/B0000/XXXXXXXXXXXXXXXXXXXXXXXX?a=1&token=abcd",
+        );
+        assert!(s.contains(&"XXXXXXXXXXXXXXXXXXXXXXXX".to_string()), "{s:?}");
+        assert!(s.contains(&"abcd".to_string()), "{s:?}");
+        assert!(!s.contains(&"services".to_string()), "{s:?}");
+    }
+
+    #[test]
+    fn truncation_respects_character_boundaries() {
+        assert_eq!(truncate_chars("考勤同步", 2), "考勤…");
+        assert_eq!(truncate_chars("abc", 3), "abc");
+        let t = truncate_bytes("考勤同步".to_string(), 8);
+        assert_eq!(t, "考…");
+        assert!(t.len() <= 8);
+    }
+}
