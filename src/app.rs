@@ -248,7 +248,7 @@ pub async fn check(global: &Global, remote: bool) -> Result<u8, AppError> {
             j.mapping.fields().len()
         );
         if let Some(http) = &http {
-            let problems = check_remote(http, j).await;
+            let problems = check_remote(http, j, &global.db_path()).await;
             if problems.is_empty() {
                 println!(
                     "ok: job {}: source login and form fields check out",
@@ -266,15 +266,63 @@ pub async fn check(global: &Global, remote: bool) -> Result<u8, AppError> {
 }
 
 /// What `check --remote` finds wrong with one job, as readable lines.
-async fn check_remote(http: &reqwest::Client, j: &LoadedJob) -> Vec<String> {
+/// For a metered source: what a run of the job's default months would spend,
+/// against what is left of this calendar month's budget.
+async fn expected_calls(
+    source: &crate::source::SourceClient,
+    j: &LoadedJob,
+    db: &Path,
+) -> Option<String> {
+    let per = source.metered_calls_per_employee()?;
+    let crate::config::job::Source::Dingtalk(cfg) = &j.job.source else {
+        return None;
+    };
+    let employees = match source.employees().await {
+        Ok(e) => e.len(),
+        Err(e) => return Some(format!("cannot list employees to plan the calls: {e}")),
+    };
+    let now = now().ok()?;
+    let tz = j.job.timezone;
+    let months = crate::month::default_months(now, tz, j.job.previous_month_until_day);
+    let period = Month::current(now, tz).to_string();
+    // `check` never creates the database; without one nothing was spent yet.
+    let spent = if db.exists() {
+        Store::open(db)
+            .and_then(|s| s.metered_spent(&j.job.name, &period))
+            .unwrap_or(0)
+    } else {
+        0
+    };
+    let plan = crate::budget::Plan::make(
+        &months,
+        employees,
+        u64::from(per),
+        1,
+        u64::from(cfg.monthly_call_budget),
+        spent,
+        period,
+    );
+    Some(plan.describe())
+}
+
+async fn check_remote(http: &reqwest::Client, j: &LoadedJob, db: &Path) -> Vec<String> {
     let stats = Arc::new(crate::http::CallStats::default());
     let mut problems = Vec::new();
     match crate::source::SourceClient::new(&j.job.source, http.clone(), stats.clone()) {
-        Some(source) => {
-            if let Err(e) = source.login().await {
-                problems.push(format!("source login failed: {e}"));
-            }
-        }
+        Some(source) => match source.login().await {
+            Err(e) => problems.push(format!("source login failed: {e}")),
+            Ok(()) => match source.check_remote().await {
+                Err(e) => problems.push(e.to_string()),
+                Ok(warnings) => {
+                    for w in warnings {
+                        println!("warning: job {}: {w}", j.job.name);
+                    }
+                    if let Some(plan) = expected_calls(&source, j, db).await {
+                        println!("plan: job {}: {plan}", j.job.name);
+                    }
+                }
+            },
+        },
         None => problems.push(format!(
             "source type \"{}\" is not supported by this version",
             j.job.source.kind()

@@ -371,3 +371,34 @@ async fn rerun_force_and_killed_runs_never_duplicate_dingtalk_records() {
     keys.dedup();
     assert_eq!(keys.len(), 150, "no duplicate keys");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_remote_prints_the_call_plan_and_rejects_unknown_columns() {
+    let env = Env::start(30, DingtalkSimConfig::default().with_endpoint_rate(1000)).await;
+    let ok = env.run(&["check", "--remote"], &[]).await;
+    let text = all(&ok);
+    assert_eq!(ok.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains("plan: job dingtalk_monthly: call plan: 30 employees"),
+        "{text}"
+    );
+    assert_eq!(
+        env.dingtalk.calls("topapi/attendance/getcolumnval"),
+        0,
+        "no report call spent"
+    );
+
+    let job = env.job().replacen("\"出勤天数\"", "\"出勤天\"", 1);
+    env.write("jobs/dingtalk_monthly.toml", &job);
+    let bad = env.run(&["check", "--remote"], &[]).await;
+    let text = all(&bad);
+    assert_eq!(bad.status.code(), Some(2), "{text}");
+    assert!(
+        text.contains("unknown DingTalk report column \"出勤天\""),
+        "{text}"
+    );
+    assert!(
+        text.contains("available: ") && text.contains("出勤天数"),
+        "{text}"
+    );
+}
