@@ -1,4 +1,4 @@
-//! `attendsync demo`: the shipped example job, end to end, against the built-in
+//! `attendsync demo`: the shipped example jobs, end to end, against the built-in
 //! simulators on loopback. No credentials, no internet, works from any folder.
 
 use std::path::{Path, PathBuf};
@@ -7,12 +7,12 @@ use std::time::Duration;
 use chrono::Utc;
 
 use crate::app::{self, AppError};
+use crate::config::job::Source;
 use crate::config::{self, LoadedJob};
-use crate::mapping::{Mapping, ValueType, Vars};
-use crate::month::Month;
-use crate::sim::jiandaoyun::{JdySim, JdySimConfig};
-use crate::sim::org::{wecom_month_record, Org};
-use crate::sim::wecom::{WecomSim, WecomSimConfig};
+use crate::mapping::{Mapping, ValueType};
+use crate::sim::{
+    DingtalkSim, DingtalkSimConfig, JdySim, JdySimConfig, Org, WecomSim, WecomSimConfig,
+};
 use crate::store::Store;
 use crate::sync::{Mode, Options, Syncer};
 
@@ -26,16 +26,31 @@ pub const EXAMPLES: &[(&str, &str)] = &[
         "mappings/wecom_monthly.toml",
         include_str!("../mappings/wecom_monthly.toml"),
     ),
+    (
+        "jobs/dingtalk_monthly.toml",
+        include_str!("../jobs/dingtalk_monthly.toml"),
+    ),
+    (
+        "mappings/dingtalk_monthly.toml",
+        include_str!("../mappings/dingtalk_monthly.toml"),
+    ),
 ];
 
 const DEMO_CORP: &str = "ww0demo0corp";
 const DEMO_SECRET: &str = "demo-checkin-secret";
+const DEMO_APP_KEY: &str = "dingdemoappkey";
+const DEMO_APP_SECRET: &str = "demo-dingtalk-secret";
 const DEMO_API_KEY: &str = "demo-jiandaoyun-key";
+/// DingTalk costs one call per employee and month per report kind at 20/s, so its
+/// demo organisation is smaller to keep the demo under a minute.
+const DINGTALK_DEMO_EMPLOYEES: usize = 60;
 
 fn demo_env(name: &str) -> Option<String> {
     match name {
         "WECOM_CORP_ID" => Some(DEMO_CORP.into()),
         "WECOM_CHECKIN_SECRET" => Some(DEMO_SECRET.into()),
+        "DINGTALK_APP_KEY" => Some(DEMO_APP_KEY.into()),
+        "DINGTALK_APP_SECRET" => Some(DEMO_APP_SECRET.into()),
         "JDY_API_KEY" => Some(DEMO_API_KEY.into()),
         _ => None,
     }
@@ -63,21 +78,8 @@ fn write_examples(dir: &Path) -> Result<(), AppError> {
     Ok(())
 }
 
-/// The form's fields as the mapping fills them: the type a sample row shows.
-fn form_widgets(mapping: &Mapping, org: &Org, month: Month) -> Vec<(String, String)> {
-    let sample = org
-        .users
-        .first()
-        .map(|u| wecom_month_record(org, u, month.year(), month.month(), 0))
-        .unwrap_or_default();
-    let vars = Vars {
-        month,
-        timezone: chrono_tz::Asia::Shanghai,
-        job: "demo".into(),
-        source: "wecom".into(),
-        synced_at: Utc::now(),
-    };
-    let row = mapping.apply(&sample, &vars).ok();
+/// The form's fields as the mapping declares them.
+fn form_widgets(mapping: &Mapping) -> Vec<(String, String)> {
     mapping
         .fields()
         .into_iter()
@@ -85,65 +87,84 @@ fn form_widgets(mapping: &Mapping, org: &Org, month: Month) -> Vec<(String, Stri
             let kind = match f.value_type {
                 ValueType::Number => "number",
                 ValueType::Datetime | ValueType::Date => "datetime",
-                ValueType::Text => "text",
-                ValueType::Auto => {
-                    let value = row.as_ref().and_then(|r| {
-                        r.fields()
-                            .iter()
-                            .find(|(n, _)| n == &f.name)
-                            .map(|(_, v)| v.clone())
-                    });
-                    if value.is_some_and(|v| v.is_number()) {
-                        "number"
-                    } else {
-                        "text"
-                    }
-                }
+                ValueType::Text | ValueType::Auto => "text",
             };
             (f.name, kind.to_string())
         })
         .collect()
 }
 
+/// The simulators one job talks to; kept alive while the demo runs.
+enum SourceSim {
+    Wecom(WecomSim),
+    Dingtalk(DingtalkSim),
+}
+
+async fn start_sims(
+    job: &mut LoadedJob,
+    employees: usize,
+) -> Result<(SourceSim, JdySim), std::io::Error> {
+    let jdy = JdySim::start(JdySimConfig {
+        api_key: DEMO_API_KEY.into(),
+        app_id: job.job.target.app_id.clone(),
+        entry_id: job.job.target.entry_id.clone(),
+        widgets: form_widgets(&job.mapping),
+        ..JdySimConfig::default()
+    })
+    .await?;
+    job.job.target.base_url = jdy.base_url();
+    let source = match &mut job.job.source {
+        Source::Wecom(src) => {
+            let config = WecomSimConfig {
+                corp_id: DEMO_CORP.into(),
+                secret: DEMO_SECRET.into(),
+                ..WecomSimConfig::default()
+            };
+            let sim = WecomSim::start(Org::generate(employees, 2026), config).await?;
+            src.base_url = sim.base_url();
+            SourceSim::Wecom(sim)
+        }
+        Source::Dingtalk(src) => {
+            let config = DingtalkSimConfig {
+                app_key: DEMO_APP_KEY.into(),
+                app_secret: DEMO_APP_SECRET.into(),
+                ..DingtalkSimConfig::default()
+            };
+            let org = Org::generate(employees.min(DINGTALK_DEMO_EMPLOYEES), 2027);
+            let sim = DingtalkSim::start(org, config).await?;
+            src.base_url = sim.base_url();
+            SourceSim::Dingtalk(sim)
+        }
+    };
+    Ok((source, jdy))
+}
+
+fn print_rows(jdy: &JdySim, fields: &[&str]) {
+    let records = jdy.records();
+    println!(
+        "The form now holds {} records; a few of them:",
+        records.len()
+    );
+    for r in records.iter().take(4) {
+        let cells: Vec<String> = fields
+            .iter()
+            .map(|k| {
+                format!(
+                    "{k}={}",
+                    r.get(*k).map(|v| v.to_string()).unwrap_or_default()
+                )
+            })
+            .collect();
+        println!("  {}", cells.join(" "));
+    }
+}
+
 pub async fn run(employees: usize) -> Result<u8, AppError> {
     let dir = std::env::temp_dir().join(format!("attendsync-demo-{}", std::process::id()));
     let _scratch = Scratch(dir.clone());
     write_examples(&dir)?;
-    let mut jobs: Vec<LoadedJob> = config::load(&dir, &[], &demo_env)?;
-    let now = Utc::now();
-    println!(
-        "attendsync demo: {employees} employees in a simulated WeCom corp, one Jiandaoyun form."
-    );
-
-    let org = Org::generate(employees, 2026);
-    let sample_month = Month::current(now, chrono_tz::Asia::Shanghai);
-    let io = |e: std::io::Error| AppError::Io(format!("cannot start a simulator: {e}"));
-    let wecom_cfg = WecomSimConfig {
-        corp_id: DEMO_CORP.into(),
-        secret: DEMO_SECRET.into(),
-        ..WecomSimConfig::default()
-    };
-    let Some(first) = jobs.first() else {
-        return Err(AppError::Io("the built-in examples hold no job".into()));
-    };
-    let widgets = form_widgets(&first.mapping, &org, sample_month);
-    let jdy_cfg = JdySimConfig {
-        api_key: DEMO_API_KEY.into(),
-        app_id: first.job.target.app_id.clone(),
-        entry_id: first.job.target.entry_id.clone(),
-        widgets,
-        ..JdySimConfig::default()
-    };
-    let wecom = WecomSim::start(org, wecom_cfg).await.map_err(io)?;
-    let jdy = JdySim::start(jdy_cfg).await.map_err(io)?;
-    println!("WeCom simulator:      {}", wecom.base_url());
-    println!("Jiandaoyun simulator: {}", jdy.base_url());
-    for j in &mut jobs {
-        if let crate::config::job::Source::Wecom(src) = &mut j.job.source {
-            src.base_url = wecom.base_url();
-        }
-        j.job.target.base_url = jdy.base_url();
-    }
+    let jobs: Vec<LoadedJob> = config::load(&dir, &[], &demo_env)?;
+    println!("attendsync demo: the shipped example jobs against simulated WeCom, DingTalk and Jiandaoyun.");
 
     let syncer = Syncer {
         store: Store::open(&dir.join("attendsync.db"))?,
@@ -157,38 +178,56 @@ pub async fn run(employees: usize) -> Result<u8, AppError> {
         mode: Mode::Run,
         months: Vec::new(),
         dry_run: false,
-        now,
+        now: Utc::now(),
     };
-    println!("\n== First run: every record is new ==");
-    let reports = app::run_all(&syncer, &jobs, &opts).await;
-    print!("{}", app::summary_text(&reports));
-    let first_status = app::exit_status(&reports);
-
-    println!("\n== Second run: nothing changed, so nothing is written ==");
-    let writes_before = jdy.write_calls();
-    let again = app::run_all(&syncer, &jobs, &opts).await;
-    print!("{}", app::summary_text(&again));
-    println!(
-        "Jiandaoyun write calls in the second run: {}",
-        jdy.write_calls() - writes_before
-    );
-
-    let records = jdy.records();
-    println!(
-        "\n== The form now holds {} records; a few of them ==",
-        records.len()
-    );
-    for r in records.iter().take(5) {
-        let pick = |k: &str| r.get(k).map(|v| v.to_string()).unwrap_or_default();
+    let mut status = app::EXIT_OK;
+    for mut job in jobs {
+        let (source, jdy) = start_sims(&mut job, employees)
+            .await
+            .map_err(|e| AppError::Io(format!("cannot start a simulator: {e}")))?;
+        let (what, fields): (String, &[&str]) = match &source {
+            SourceSim::Wecom(sim) => (
+                sim.base_url(),
+                &[
+                    "month",
+                    "userid",
+                    "name",
+                    "work_hours",
+                    "late_count",
+                    "annual_leave_days",
+                ],
+            ),
+            SourceSim::Dingtalk(sim) => (
+                sim.base_url(),
+                &[
+                    "month",
+                    "userid",
+                    "name",
+                    "attendance_days",
+                    "late_count",
+                    "annual_leave",
+                ],
+            ),
+        };
         println!(
-            "  {} {} {} work_hours={} late={} annual_leave_days={}",
-            pick("month"),
-            pick("userid"),
-            pick("name"),
-            pick("work_hours"),
-            pick("late_count"),
-            pick("annual_leave_days")
+            "\n=== job {} ({} simulator at {what}; Jiandaoyun simulator at {}) ===",
+            job.job.name,
+            job.job.source.kind(),
+            jdy.base_url()
         );
+        println!("-- first run: every record is new");
+        let first = syncer.run_job(&job.job, job.mapping.clone(), &opts).await;
+        print!("{}", app::summary_text(std::slice::from_ref(&first)));
+        println!("-- second run: nothing changed, so nothing is written");
+        let writes = jdy.write_calls();
+        let second = syncer.run_job(&job.job, job.mapping.clone(), &opts).await;
+        print!("{}", app::summary_text(std::slice::from_ref(&second)));
+        println!(
+            "Jiandaoyun write calls in the second run: {}",
+            jdy.write_calls() - writes
+        );
+        print_rows(&jdy, fields);
+        status = status.max(app::exit_status(&[first, second]));
     }
-    Ok(first_status.max(app::exit_status(&again)))
+    Ok(status)
 }
