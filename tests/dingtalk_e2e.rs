@@ -402,3 +402,98 @@ async fn check_remote_prints_the_call_plan_and_rejects_unknown_columns() {
         "{text}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn basic_run_120_users_small_pages_10_columns_3_leaves_with_throttling() {
+    let config = DingtalkSimConfig {
+        page_size_cap: Some(7),
+        throttle_ratio: 0.2,
+        seed: 3,
+        ..DingtalkSimConfig::default().with_endpoint_rate(1000)
+    };
+    let env = Env::start(120, config).await;
+    let columns = [
+        "出勤天数",
+        "休息天数",
+        "工作时长",
+        "迟到次数",
+        "迟到时长",
+        "早退次数",
+        "缺卡次数",
+        "旷工天数",
+        "加班时长",
+        "出差时长",
+    ];
+    let leave = ["年假", "事假", "病假"];
+    let quoted = |xs: &[&str]| {
+        xs.iter()
+            .map(|x| format!("\"{x}\""))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let job = env
+        .job()
+        .lines()
+        .map(|l| {
+            if l.starts_with("columns = ") {
+                format!("columns = [{}]", quoted(&columns))
+            } else if l.starts_with("leave_names = ") {
+                format!("leave_names = [{}]", quoted(&leave))
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    env.write("jobs/dingtalk_monthly.toml", &job);
+
+    let run = env.run(&["run", "--month", MONTH], &[]).await;
+    let text = all(&run);
+    assert_eq!(run.status.code(), Some(0), "{text}");
+    assert!(env.dingtalk.injected_throttles() > 0, "90018 was injected");
+    assert_eq!(env.jdy.records().len(), 120);
+    // One report call of each kind per user, plus the retries of throttled ones.
+    let answered_ok = |endpoint: &str| {
+        env.dingtalk
+            .call_log()
+            .iter()
+            .filter(|c| c.endpoint == endpoint && c.outcome.is_ok())
+            .count()
+    };
+    assert_eq!(answered_ok("topapi/attendance/getcolumnval"), 120);
+    assert_eq!(answered_ok("topapi/attendance/getleavetimebynames"), 120);
+
+    let month: Month = MONTH.parse().unwrap_or_else(|e| panic!("{e}"));
+    let columns: Vec<String> = columns.iter().map(|s| s.to_string()).collect();
+    let leave: Vec<String> = leave.iter().map(|s| s.to_string()).collect();
+    let rows = env.jdy.records();
+    for user in env.dingtalk.org().users.iter().step_by(11) {
+        let expected = env
+            .dingtalk
+            .expected_record(&user.userid, month, &columns, &leave)
+            .unwrap_or_else(|| panic!("no expected record for {}", user.userid));
+        let row = rows
+            .iter()
+            .find(|r| r.get("userid").and_then(|v| v.as_str()) == Some(user.userid.as_str()))
+            .unwrap_or_else(|| panic!("no row for {}", user.userid));
+        let sum = |name: &str| expected["columns"][name].as_f64().unwrap_or(-1.0);
+        assert_eq!(
+            row["attendance_days"].as_f64(),
+            Some(sum("出勤天数")),
+            "{}",
+            user.userid
+        );
+        assert_eq!(
+            row["late_minutes"].as_f64(),
+            Some(sum("迟到时长")),
+            "{}",
+            user.userid
+        );
+        assert_eq!(
+            row["annual_leave"].as_f64(),
+            expected["leave"]["年假"].as_f64(),
+            "{}",
+            user.userid
+        );
+    }
+}
