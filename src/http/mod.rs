@@ -10,6 +10,12 @@ pub mod token;
 
 use std::time::Duration;
 
+use codes::Class;
+use retry::Attempt;
+use token::TokenCache;
+
+use crate::secret::Secret;
+
 pub const USER_AGENT: &str = concat!("attendsync/", env!("CARGO_PKG_VERSION"));
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
@@ -102,5 +108,42 @@ impl CallStats {
 
     pub fn snapshot(&self) -> std::collections::BTreeMap<String, EndpointStats> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+/// A non-zero vendor code that the retry loop does not handle by itself.
+#[derive(Debug)]
+pub struct ApiFailure {
+    pub code: i64,
+    pub message: String,
+    pub class: Class,
+}
+
+/// What a non-zero `errcode` means for a call of a token-based vendor (WeCom,
+/// DingTalk): retry after a backoff, wait out a throttle, refresh the token, or give
+/// the failure to the caller.
+pub async fn errcode_attempt<T>(
+    endpoint: &str,
+    failure: ApiFailure,
+    retry_after: Option<Duration>,
+    stats: &CallStats,
+    token: Option<(&TokenCache, &Secret)>,
+) -> Attempt<T, ApiFailure> {
+    let reason = format!("errcode {} ({})", failure.code, failure.message);
+    match failure.class {
+        Class::Transient => Attempt::Transient(reason),
+        Class::Throttled => {
+            stats.throttled(endpoint);
+            Attempt::Throttled {
+                reason,
+                retry_after,
+            }
+        }
+        Class::Token => match token {
+            // Someone else already replaced the rejected token: just use the new one.
+            Some((cache, t)) if !cache.invalidate(t).await => Attempt::StaleToken,
+            _ => Attempt::TokenRejected(failure),
+        },
+        _ => Attempt::Fail(failure),
     }
 }

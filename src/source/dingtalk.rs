@@ -36,7 +36,7 @@ use crate::http::codes::{self, dingtalk_code, Class};
 use crate::http::pace::Pacer;
 use crate::http::retry::{retry, Attempt, RetryError};
 use crate::http::token::TokenCache;
-use crate::http::{describe, redact, CallStats};
+use crate::http::{describe, errcode_attempt, redact, ApiFailure, CallStats};
 use crate::month::{report_window, Month};
 use crate::secret::Secret;
 
@@ -155,13 +155,6 @@ pub struct DingtalkClient {
     directory: tokio::sync::Mutex<Option<Arc<HashMap<String, Person>>>>,
     /// Configured leave names already warned about (absent from an answer).
     leave_warned: Mutex<HashSet<String>>,
-}
-
-/// A vendor error before it is turned into a [`SourceError`].
-struct ApiFailure {
-    code: i64,
-    message: String,
-    class: Class,
 }
 
 enum CallError {
@@ -596,35 +589,21 @@ impl DingtalkClient {
             return Attempt::Done(body);
         }
         let message = self.clean(&api_message(&body), token);
-        let class = table(code);
-        let reason = format!("errcode {code} ({message})");
-        match class {
-            Class::Transient => Attempt::Transient(reason),
-            Class::Throttled => {
-                self.stats.throttled(endpoint);
-                Attempt::Throttled {
-                    reason,
-                    retry_after: codes::dingtalk_retry_after(code),
-                }
-            }
-            Class::Token => {
-                if let Some(t) = token {
-                    if !self.tokens.invalidate(t).await {
-                        return Attempt::StaleToken;
-                    }
-                }
-                Attempt::TokenRejected(CallError::Api(ApiFailure {
-                    code,
-                    message,
-                    class,
-                }))
-            }
-            _ => Attempt::Fail(CallError::Api(ApiFailure {
-                code,
-                message,
-                class,
-            })),
-        }
+        let failure = ApiFailure {
+            code,
+            message,
+            class: table(code),
+        };
+        let token = token.map(|t| (&self.tokens, t));
+        errcode_attempt(
+            endpoint,
+            failure,
+            codes::dingtalk_retry_after(code),
+            &self.stats,
+            token,
+        )
+        .await
+        .map_err(CallError::Api)
     }
 
     async fn fetch_token(&self) -> Result<(Secret, Duration), SourceError> {

@@ -15,7 +15,7 @@ use crate::http::codes::{self, Class};
 use crate::http::pace::Pacer;
 use crate::http::retry::{retry, Attempt, RetryError};
 use crate::http::token::TokenCache;
-use crate::http::{describe, redact, CallStats};
+use crate::http::{describe, errcode_attempt, redact, ApiFailure, CallStats};
 use crate::secret::Secret;
 
 const VENDOR: &str = "WeCom";
@@ -45,13 +45,6 @@ pub struct WecomClient {
     pacer: Pacer,
     retry: RetryConfig,
     stats: Arc<CallStats>,
-}
-
-/// A vendor error before it is turned into a [`SourceError`].
-struct ApiFailure {
-    code: i64,
-    message: String,
-    class: Class,
 }
 
 enum CallError {
@@ -136,35 +129,15 @@ impl WecomClient {
             return Attempt::Done(body);
         }
         let message = self.clean(body["errmsg"].as_str().unwrap_or(""), token);
-        let class = token_codes(code);
-        let reason = format!("errcode {code} ({message})");
-        match class {
-            Class::Transient => Attempt::Transient(reason),
-            Class::Throttled => {
-                self.stats.throttled(endpoint);
-                Attempt::Throttled {
-                    reason,
-                    retry_after: None,
-                }
-            }
-            Class::Token => {
-                if let Some(t) = token {
-                    if !self.tokens.invalidate(t).await {
-                        return Attempt::StaleToken;
-                    }
-                }
-                Attempt::TokenRejected(CallError::Api(ApiFailure {
-                    code,
-                    message,
-                    class,
-                }))
-            }
-            _ => Attempt::Fail(CallError::Api(ApiFailure {
-                code,
-                message,
-                class,
-            })),
-        }
+        let failure = ApiFailure {
+            code,
+            message,
+            class: token_codes(code),
+        };
+        let token = token.map(|t| (&self.tokens, t));
+        errcode_attempt(endpoint, failure, None, &self.stats, token)
+            .await
+            .map_err(CallError::Api)
     }
 
     async fn fetch_token(&self) -> Result<(Secret, Duration), SourceError> {
