@@ -353,6 +353,15 @@ pub fn status(global: &Global, job: Option<&str>) -> Result<u8, AppError> {
     let months = store.month_rows(job)?;
     let pending = store.pending_count(job)?;
     print!("{}", status_text(&runs, &months, pending));
+    let metered = store.metered_rows(job)?;
+    if !metered.is_empty() {
+        println!(
+            "\nMetered source calls by calendar month (counted against `monthly_call_budget`):"
+        );
+        for (job, period, calls) in metered.iter().take(12) {
+            println!("  {job:<20} {period}  {calls:>7}");
+        }
+    }
     Ok(EXIT_OK)
 }
 

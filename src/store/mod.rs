@@ -540,6 +540,19 @@ impl Store {
         Ok(n.unwrap_or(0).max(0) as u64)
     }
 
+    /// (job, calendar month, metered calls), newest month first.
+    pub fn metered_rows(&self, job: Option<&str>) -> Result<Vec<(String, String, u64)>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT job, period, calls FROM metered_calls WHERE ?1 IS NULL OR job = ?1
+             ORDER BY period DESC, job",
+        )?;
+        let rows = stmt.query_map(params![job], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)?.max(0) as u64))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     pub fn add_metered(&self, job: &str, period: &str, calls: u64) -> Result<()> {
         if calls == 0 {
             return Ok(());
