@@ -68,6 +68,11 @@ struct Args {
     latency: Duration,
     dingtalk_rate: u32,
     out: PathBuf,
+    /// Keep each case's config dir (job, database, the runs' stdout and stderr).
+    keep: bool,
+    /// A command the binary is run under, e.g. `perf record -g --` (diagnosis only:
+    /// the figures are then those of the wrapper).
+    wrap: Vec<String>,
 }
 
 fn parse_args() -> Result<Option<Args>, String> {
@@ -81,6 +86,8 @@ fn parse_args() -> Result<Option<Args>, String> {
         latency: Duration::from_millis(20),
         dingtalk_rate: 200,
         out: Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-sync.md"),
+        keep: false,
+        wrap: Vec::new(),
     };
     let mut it = raw.into_iter().filter(|a| a != "--bench");
     while let Some(flag) = it.next() {
@@ -115,6 +122,8 @@ fn parse_args() -> Result<Option<Args>, String> {
                     .map_err(|e| format!("--dingtalk-rate: {e}"))?
             }
             "--out" => args.out = PathBuf::from(value()?),
+            "--keep" => args.keep = true,
+            "--wrap" => args.wrap = value()?.split_whitespace().map(str::to_owned).collect(),
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
@@ -494,7 +503,7 @@ impl Bench {
     }
 
     /// Runs the binary once and measures it and what the simulators saw.
-    async fn run(&self, label: &str) -> RunResult {
+    async fn run(&self, label: &str, wrap: &[String]) -> RunResult {
         let (source_before, jdy_before) = (self.source_log().len(), self.jdy.call_log().len());
         let jdy_writes_before = self.jdy.write_calls();
         let (violations_before, injected_before) = self.faults();
@@ -503,7 +512,15 @@ impl Bench {
         let file = |p: &Path| {
             std::fs::File::create(p).unwrap_or_else(|e| panic!("create {p:?}: {e}"))
         };
-        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_attendsync"));
+        let binary = env!("CARGO_BIN_EXE_attendsync");
+        let mut cmd = match wrap.split_first() {
+            Some((program, rest)) => {
+                let mut c = std::process::Command::new(program);
+                c.args(rest).arg(binary);
+                c
+            }
+            None => std::process::Command::new(binary),
+        };
         cmd.args(["run", "--month", MONTH, "--json", "--config-dir"])
             .arg(self.dir.path())
             .env_remove("ATTENDSYNC_DB")
@@ -635,7 +652,7 @@ async fn bench(args: Args) {
                 kind.name()
             );
             let bench = Bench::start(kind, n, &args).await;
-            let first = bench.run("first").await;
+            let first = bench.run("first", &args.wrap).await;
             eprintln!(
                 "[{:>6.1}s] {} × {n}: first run {:.1} s (exit {}), second run…",
                 total.elapsed().as_secs_f64(),
@@ -643,7 +660,7 @@ async fn bench(args: Args) {
                 first.wall.as_secs_f64(),
                 first.exit
             );
-            let second = bench.run("second").await;
+            let second = bench.run("second", &args.wrap).await;
             eprintln!(
                 "[{:>6.1}s] {} × {n}: second run {:.1} s (exit {})",
                 total.elapsed().as_secs_f64(),
@@ -666,8 +683,11 @@ async fn bench(args: Args) {
             };
             println!("{}", case_detail(&case));
             cases.push(case);
+            if args.keep {
+                let dir = bench.dir.keep();
+                eprintln!("kept {}", dir.display());
+            }
             // The simulators of this case stop here.
-            drop(bench);
         }
     }
     let text = tables(&cases, &args);
