@@ -384,10 +384,13 @@ impl WecomClient {
                 "useridlist": chunk,
             });
             match self.call(MONTHDATA, &[], Some(&body)).await {
-                Ok(answer) => {
-                    for d in answer["datas"].as_array().into_iter().flatten() {
-                        if let Some(id) = d["base_info"]["acctid"].as_str() {
-                            by_id.insert(id.to_string(), d.clone());
+                Ok(mut answer) => {
+                    // Taken out of the answer, not copied: records are large.
+                    if let Some(Value::Array(datas)) = answer.get_mut("datas").map(Value::take) {
+                        for d in datas {
+                            if let Some(id) = d["base_info"]["acctid"].as_str() {
+                                by_id.insert(id.to_string(), d);
+                            }
                         }
                     }
                 }
