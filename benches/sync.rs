@@ -35,7 +35,9 @@ const APP_KEY: &str = "ding-bench-appkey";
 const APP_SECRET: &str = "DingSecret-bench-0123456789abcdef";
 const API_KEY: &str = "jdy-bench-key-0123456789";
 const APP_ID: &str = "6399c24287cae90008d24e0b";
-const ENTRY_ID: &str = "64093d8613931a00085bb2f4";
+/// The form ids of the shipped jobs.
+const WECOM_ENTRY_ID: &str = "64093d8613931a00085bb2f4";
+const DINGTALK_ENTRY_ID: &str = "64093d8613931a00085bb2f5";
 
 const WECOM_JOB: &str = include_str!("../jobs/wecom_monthly.toml");
 const WECOM_MAPPING: &str = include_str!("../mappings/wecom_monthly.toml");
@@ -270,6 +272,8 @@ struct RunResult {
     injected: usize,
     /// Throttling answers the client reported receiving (its summary's `throttled`).
     throttled: u64,
+    /// The same, per endpoint, where not zero.
+    throttled_by: Vec<(String, u64)>,
     counts: serde_json::Value,
 }
 
@@ -393,7 +397,10 @@ impl Bench {
         let jdy_config = JdySimConfig {
             api_key: API_KEY.into(),
             app_id: APP_ID.into(),
-            entry_id: ENTRY_ID.into(),
+            entry_id: match kind {
+                Kind::Wecom => WECOM_ENTRY_ID.into(),
+                Kind::Dingtalk => DINGTALK_ENTRY_ID.into(),
+            },
             widgets: form_widgets(mapping_text, mapping_file),
             latency: args.latency,
             ..JdySimConfig::default()
@@ -578,6 +585,13 @@ impl Bench {
             .flatten()
             .filter_map(|(_, s)| s["throttled"].as_u64())
             .sum();
+        let throttled_by = job["calls"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .filter_map(|(e, s)| Some((e.clone(), s["throttled"].as_u64()?)))
+            .filter(|(_, n)| *n > 0)
+            .collect();
         let source_log = self.source_log().split_off(source_before);
         let jdy_log = self.jdy.call_log().split_off(jdy_before);
         let (violations, injected) = self.faults();
@@ -609,6 +623,7 @@ impl Bench {
             violations: violations - violations_before,
             injected: injected - injected_before,
             throttled,
+            throttled_by,
             counts: job["months"][0].clone(),
         }
     }
@@ -722,6 +737,11 @@ fn case_detail(c: &Case) -> String {
                 r.bound.map_or("—".into(), |b| format!("{b:.2}")),
                 r.first,
                 r.last,
+            ));
+        }
+        for (endpoint, n) in &run.throttled_by {
+            out.push_str(&format!(
+                "\n{label} run: {n} throttling answer(s) on {endpoint}\n"
             ));
         }
     }
