@@ -113,9 +113,7 @@ fn parse_args() -> Result<Option<Args>, String> {
                     .collect::<Result<_, _>>()?
             }
             "--latency-ms" => {
-                let ms: u64 = value()?
-                    .parse()
-                    .map_err(|e| format!("--latency-ms: {e}"))?;
+                let ms: u64 = value()?.parse().map_err(|e| format!("--latency-ms: {e}"))?;
                 args.latency = Duration::from_millis(ms);
             }
             "--dingtalk-rate" => {
@@ -327,7 +325,10 @@ fn limits_toml(quotas: &[Quota], extra: &[(&str, String)]) -> String {
     let mut out = String::new();
     for (endpoint, calls, period) in quotas {
         if endpoint != GLOBAL_LIMIT {
-            out.push_str(&format!("\"{endpoint}\" = \"{}\"\n", rate_text(*calls, *period)));
+            out.push_str(&format!(
+                "\"{endpoint}\" = \"{}\"\n",
+                rate_text(*calls, *period)
+            ));
         }
     }
     for (k, v) in extra {
@@ -516,9 +517,8 @@ impl Bench {
         let (violations_before, injected_before) = self.faults();
         let stdout_path = self.dir.path().join(format!("{label}.stdout"));
         let stderr_path = self.dir.path().join(format!("{label}.stderr"));
-        let file = |p: &Path| {
-            std::fs::File::create(p).unwrap_or_else(|e| panic!("create {p:?}: {e}"))
-        };
+        let file =
+            |p: &Path| std::fs::File::create(p).unwrap_or_else(|e| panic!("create {p:?}: {e}"));
         let binary = env!("CARGO_BIN_EXE_attendsync");
         let mut cmd = match wrap.split_first() {
             Some((program, rest)) => {

@@ -82,7 +82,11 @@ fn same_value(sent: Option<&Value>, stored: Option<&Value>) -> bool {
     let stored = stored.unwrap_or(&Value::Null);
     match (sent.as_f64(), stored.as_f64()) {
         (Some(a), Some(b)) => (a - b).abs() < 1e-9,
-        _ => sent == stored || normalise(sent) == normalise(stored) || (is_blank(sent) && is_blank(stored)),
+        _ => {
+            sent == stored
+                || normalise(sent) == normalise(stored)
+                || (is_blank(sent) && is_blank(stored))
+        }
     }
 }
 

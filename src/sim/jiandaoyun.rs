@@ -1067,7 +1067,13 @@ fn parse_filter(shared: &Shared, filter: Option<&Value>) -> Result<(bool, Vec<Co
                 values.len()
             )));
         }
-        let plain_text_field = matches!(field, Field::Widget { datetime: false, .. });
+        let plain_text_field = matches!(
+            field,
+            Field::Widget {
+                datetime: false,
+                ..
+            }
+        );
         let texts = (method == "in" && plain_text_field)
             .then(|| {
                 values

@@ -23,8 +23,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, NaiveDate, Utc};
-use futures::StreamExt;
 use chrono_tz::Tz;
+use futures::StreamExt;
 use reqwest::header::CONTENT_TYPE;
 use reqwest::StatusCode;
 use rust_decimal::prelude::ToPrimitive;
