@@ -18,7 +18,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::str::FromStr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -57,13 +57,8 @@ pub const METERED_STATS_KEY: &str = "(metered)";
 /// Column ids per `getcolumnval` call, leave names per `getleavetimebynames` call.
 pub const MAX_PER_REPORT_CALL: usize = 20;
 /// Employees per [`super::SourceClient::pull`]: each is pulled on its own, so
-/// this only sets how often records are handed to the writer. A full batch of
-/// `data/batch_create` (100 records), so a chunk costs one create call.
-pub const EMPLOYEES_PER_CHUNK: usize = 100;
-/// Employees of a chunk pulled at once. The pacers set the pace; this only has
-/// to cover each call's latency: at 200 calls/s per API and 2 × ~25 ms per
-/// employee, 10 are needed.
-pub const EMPLOYEES_IN_FLIGHT: usize = 16;
+/// this only sets how often records are handed to the writer.
+pub const EMPLOYEES_PER_CHUNK: usize = 20;
 /// `size` of a `v2/user/list` page; halved on 400002 down to [`MIN_PAGE_SIZE`].
 pub const PAGE_SIZE: u32 = 100;
 pub const MIN_PAGE_SIZE: u32 = 10;
@@ -991,7 +986,7 @@ impl DingtalkClient {
     }
 
     /// The records of `userids` for `month` as of `now` (dingtalk.md §12 steps
-    /// 4–7), in the order of `userids`. A rejected employee-month (400002, a
+    /// 4–7), one employee after the other. A rejected employee-month (400002, a
     /// non-numeric value) is reported as failed, a user DingTalk no longer knows
     /// as absent; quota, credential and permission errors stop the pull.
     pub async fn month_data(
@@ -1013,46 +1008,25 @@ impl DingtalkClient {
         };
         let columns = self.resolve_columns().await?;
         let directory = self.directory().await?;
-        // Several employees are pulled at once, answers taken in order: the pacers
-        // keep every API within its rate, the overlap only hides each call's
-        // latency. Once one employee stops the pull, the others not yet started
-        // are skipped; those already under way finish and are kept.
-        let stop = AtomicBool::new(false);
-        let (directory, columns, window, stop) = (&directory, &columns, &window, &stop);
-        // By index: a closure over `&String` would not be provably `Send` for
-        // every lifetime, which `tokio::spawn` of the pull needs.
-        let mut answers = futures::stream::iter(0..userids.len())
-            .map(move |i| async move {
-                let userid = &userids[i];
-                if stop.load(Ordering::SeqCst) {
-                    return (userid, None);
-                }
-                let Some(person) = directory.get(userid) else {
-                    return (userid, Some(Err(EmployeeError::Absent)));
-                };
-                let r = self.employee_month(userid, person, columns, window).await;
-                if matches!(r, Err(EmployeeError::Stop(_))) {
-                    stop.store(true, Ordering::SeqCst);
-                }
-                (userid, Some(r))
-            })
-            .buffered(EMPLOYEES_IN_FLIGHT);
-        while let Some((userid, answer)) = answers.next().await {
-            match answer {
-                // Not started: the pull had already stopped.
-                None => {}
-                Some(Ok(record)) => pulled.records.push(SourceRecord {
+        for userid in userids {
+            let Some(person) = directory.get(userid) else {
+                pulled.absent.push(userid.clone());
+                continue;
+            };
+            match self.employee_month(userid, person, &columns, &window).await {
+                Ok(record) => pulled.records.push(SourceRecord {
                     employee: userid.clone(),
                     record,
                 }),
-                Some(Err(EmployeeError::Failed(reason))) => {
+                Err(EmployeeError::Failed(reason)) => {
                     tracing::warn!(userid = %userid, month = %month, %reason, "DingTalk employee-month failed");
                     pulled.failed.push((userid.clone(), reason));
                 }
-                Some(Err(EmployeeError::Absent)) => pulled.absent.push(userid.clone()),
-                Some(Err(EmployeeError::Stop(e))) => {
+                Err(EmployeeError::Absent) => pulled.absent.push(userid.clone()),
+                Err(EmployeeError::Stop(e)) => {
                     // Keep what this chunk already paid for.
-                    pulled.stopped.get_or_insert(e);
+                    pulled.stopped = Some(e);
+                    return Ok(pulled);
                 }
             }
         }
