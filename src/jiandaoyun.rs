@@ -329,13 +329,14 @@ impl Jiandaoyun {
     pub async fn batch_create(
         &self,
         transaction_id: &str,
-        data_list: &[Value],
+        data_list: Vec<Value>,
     ) -> Result<Created, JdyError> {
-        let body = self.body(json!({
+        let mut body = self.body(json!({
             "transaction_id": transaction_id,
             "is_start_workflow": self.is_start_workflow,
-            "data_list": data_list,
         }));
+        // Moved in, not copied through `json!` (which serialises its arguments).
+        body["data_list"] = Value::Array(data_list);
         let v = self.post(BATCH_CREATE, body, Resend::Never).await?;
         Ok(Created {
             success_count: v["success_count"].as_u64().unwrap_or(0),

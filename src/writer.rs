@@ -78,11 +78,15 @@ fn normalise(v: &Value) -> Value {
 }
 
 fn same_value(sent: Option<&Value>, stored: Option<&Value>) -> bool {
-    let sent = sent.cloned().unwrap_or(Value::Null);
-    let stored = stored.cloned().unwrap_or(Value::Null);
+    let sent = sent.unwrap_or(&Value::Null);
+    let stored = stored.unwrap_or(&Value::Null);
     match (sent.as_f64(), stored.as_f64()) {
         (Some(a), Some(b)) => (a - b).abs() < 1e-9,
-        _ => normalise(&sent) == normalise(&stored) || (is_blank(&sent) && is_blank(&stored)),
+        _ => {
+            sent == stored
+                || normalise(sent) == normalise(stored)
+                || (is_blank(sent) && is_blank(stored))
+        }
     }
 }
 
@@ -155,7 +159,7 @@ impl Writer {
         uuid::Uuid::new_v5(&NAMESPACE, name.as_bytes()).to_string()
     }
 
-    async fn reconcile(&self, records: &[PendingRecord]) -> Result<Reconciled, JdyError> {
+    async fn reconcile(&self, records: Vec<PendingRecord>) -> Result<Reconciled, JdyError> {
         let keys: Vec<Vec<Value>> = records
             .iter()
             .map(|r| r.key_values.iter().map(|(_, v)| v.clone()).collect())
@@ -179,9 +183,9 @@ impl Writer {
             missing: Vec::new(),
             duplicates: Vec::new(),
         };
-        for (rec, key) in records.iter().zip(&keys) {
+        for (rec, key) in records.into_iter().zip(&keys) {
             let Some(mut matches) = by_key.remove(&key_text(key)) else {
-                out.missing.push(rec.clone());
+                out.missing.push(rec);
                 continue;
             };
             matches.sort_by(|a, b| id_of(a).cmp(id_of(b)));
@@ -190,14 +194,14 @@ impl Writer {
             }
             let first = &matches[0];
             let data_id = id_of(first).to_string();
-            if holds(first, rec) {
+            if holds(first, &rec) {
                 out.found.push(Written {
-                    key: rec.key.clone(),
+                    key: rec.key,
                     data_id,
-                    content_hash: rec.content_hash.clone(),
+                    content_hash: rec.content_hash,
                 });
             } else {
-                out.stale.push((data_id, rec.clone()));
+                out.stale.push((data_id, rec));
             }
         }
         Ok(out)
@@ -294,7 +298,7 @@ impl Writer {
         let mut sent = false;
         let mut acknowledged = false;
         for round in 0..=MAX_ROUNDS {
-            let r = self.reconcile(&records).await?;
+            let r = self.reconcile(records).await?;
             out.duplicates.extend(r.duplicates);
             // Stale records are counted by the update that follows.
             let landed = r.found.len() as u64;
@@ -335,7 +339,7 @@ impl Writer {
             prior = Some(tx.clone());
             let data: Vec<Value> = records.iter().map(|r| r.data.clone()).collect();
             sent = true;
-            match self.jdy.batch_create(&tx, &data).await {
+            match self.jdy.batch_create(&tx, data).await {
                 Ok(created) => {
                     acknowledged = created.success_count as usize == records.len();
                 }

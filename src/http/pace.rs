@@ -35,11 +35,13 @@ fn strict(rate: Rate) -> Limiter {
 
 impl Pacer {
     /// `defaults` are the documented limits; `overrides` come from the job file and
-    /// win over them. Endpoints in neither are paced by `global` alone.
+    /// win over them, and an override keyed [`TOTAL`] replaces `global`. Endpoints
+    /// in neither are paced by the global limiter alone.
     pub fn new(global: Rate, defaults: &[(&str, Rate)], overrides: &[(String, Rate)]) -> Pacer {
         let mut rates: HashMap<String, Rate> =
             defaults.iter().map(|(e, r)| (e.to_string(), *r)).collect();
         rates.extend(overrides.iter().cloned());
+        let global = rates.remove(TOTAL).unwrap_or(global);
         Pacer {
             global: strict(global),
             endpoints: rates.into_iter().map(|(e, r)| (e, strict(r))).collect(),
@@ -75,5 +77,37 @@ mod tests {
         let took = start.elapsed();
         assert!(took >= Duration::from_millis(190), "{took:?}");
         assert!(took < Duration::from_secs(2), "{took:?}");
+    }
+
+    #[tokio::test]
+    async fn total_override_sets_the_vendor_wide_pace() {
+        // Unlimited endpoints, a slow default global pace, overridden by `total`.
+        let pacer = Pacer::new(
+            Rate::per_second(1),
+            &[],
+            &[(TOTAL.to_string(), Rate::per_second(50))],
+        );
+        let start = Instant::now();
+        for endpoint in ["a", "b", "c", "d", "e"] {
+            pacer.ready(endpoint).await;
+        }
+        // 5 calls at 50/s: about 80 ms; at the default 1/s it would take 4 s.
+        let took = start.elapsed();
+        assert!(took >= Duration::from_millis(75), "{took:?}");
+        assert!(took < Duration::from_secs(1), "{took:?}");
+        assert!(!pacer.endpoints.contains_key(TOTAL));
+
+        // And it slows calls down when it is below the default.
+        let pacer = Pacer::new(
+            Rate::per_second(1000),
+            &[],
+            &[(TOTAL.to_string(), Rate::per_second(20))],
+        );
+        let start = Instant::now();
+        for _ in 0..5 {
+            pacer.ready("x").await;
+        }
+        let took = start.elapsed();
+        assert!(took >= Duration::from_millis(190), "{took:?}");
     }
 }

@@ -1,5 +1,7 @@
 //! A mapped record: the final values, its key and its content hash.
 
+use std::fmt::Write;
+
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
@@ -74,11 +76,11 @@ impl Row {
         hasher.update(HASH_DOMAIN.as_bytes());
         hasher.update(b"\n");
         hasher.update(canonical(&Value::Object(object)).as_bytes());
-        hasher
-            .finalize()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
+        let mut hex = String::with_capacity(64);
+        for b in hasher.finalize() {
+            let _ = write!(hex, "{b:02x}");
+        }
+        hex
     }
 
     /// The Jiandaoyun write format: `{"field": {"value": v}, …}`.

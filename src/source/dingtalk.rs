@@ -56,8 +56,9 @@ pub const METERED_STATS_KEY: &str = "(metered)";
 /// Column ids per `getcolumnval` call, leave names per `getleavetimebynames` call.
 pub const MAX_PER_REPORT_CALL: usize = 20;
 /// Employees per [`super::SourceClient::pull`]: each is pulled on its own, so
-/// this only sets how often records are handed to the writer.
-pub const EMPLOYEES_PER_CHUNK: usize = 20;
+/// this only sets how often records are handed to the writer. A full batch of
+/// `data/batch_create` (100 records), so that a chunk costs one create call.
+pub const EMPLOYEES_PER_CHUNK: usize = 100;
 /// `size` of a `v2/user/list` page; halved on 400002 down to [`MIN_PAGE_SIZE`].
 pub const PAGE_SIZE: u32 = 100;
 pub const MIN_PAGE_SIZE: u32 = 10;
