@@ -130,7 +130,79 @@ fn parse_args() -> Result<Option<Args>, String> {
     Ok(Some(args))
 }
 
+/// What `wait4` tells about one finished child.
+struct Usage {
+    wall: Duration,
+    exit: i32,
+    max_rss_kib: i64,
+    user: Duration,
+    system: Duration,
+}
+
+/// Runs `cmd` and measures it with `wait4`.
+fn run_measured(mut cmd: std::process::Command) -> Usage {
+    let start = Instant::now();
+    let child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    let pid = child.id() as libc::pid_t;
+    // Reaped here by wait4, which also gives the child's own resource usage.
+    drop(child);
+    let mut status: libc::c_int = 0;
+    // SAFETY: an all-zero rusage is a valid value; wait4 fills it in.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: plain syscall on our own child's pid with valid pointers.
+    let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    let wall = start.elapsed();
+    assert_eq!(r, pid, "wait4: {}", std::io::Error::last_os_error());
+    let tv = |t: libc::timeval| {
+        Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
+    };
+    Usage {
+        wall,
+        exit: if libc::WIFEXITED(status) {
+            libc::WEXITSTATUS(status)
+        } else {
+            -1
+        },
+        max_rss_kib: usage.ru_maxrss,
+        user: tv(usage.ru_utime),
+        system: tv(usage.ru_stime),
+    }
+}
+
+/// `--launch FILE PROGRAM ARGS…`: runs the program, measured, and writes the figures
+/// to FILE. The benchmark starts the binary through this small process because on
+/// Linux a child's `ru_maxrss` also counts the peak RSS of the process it was
+/// spawned from (exec keeps the high-water mark of the address space it replaces,
+/// the parent's with vfork/posix_spawn): spawned straight from the benchmark,
+/// whose simulators hold the whole organisation and form, the binary would be
+/// charged with their memory.
+fn launch(args: &[String]) {
+    let [out, program, rest @ ..] = args else {
+        eprintln!("--launch FILE PROGRAM [ARGS…]");
+        std::process::exit(2);
+    };
+    let mut cmd = std::process::Command::new(program);
+    cmd.args(rest);
+    let u = run_measured(cmd);
+    let text = format!(
+        "{} {} {} {} {}\n",
+        u.wall.as_nanos(),
+        u.exit,
+        u.max_rss_kib,
+        u.user.as_micros(),
+        u.system.as_micros()
+    );
+    std::fs::write(out, text).unwrap_or_else(|e| panic!("write {out}: {e}"));
+}
+
 fn main() {
+    let raw: Vec<String> = std::env::args().skip(1).collect();
+    if raw.first().map(String::as_str) == Some("--launch") {
+        launch(&raw[1..]);
+        return;
+    }
     let args = match parse_args() {
         Ok(Some(a)) => a,
         Ok(None) => {
@@ -182,6 +254,28 @@ struct EndpointRow {
     /// First and last arrival, seconds after the child was started.
     first: f64,
     last: f64,
+    /// The smallest gap between two arrivals, milliseconds.
+    min_gap_ms: Option<f64>,
+    /// For a quota of `n` calls per period: the shortest span of `n + 1`
+    /// consecutive arrivals, seconds (below the period means a window held one
+    /// call too many, whether or not the simulator refused it).
+    tightest: Option<f64>,
+}
+
+/// Arrival-time figures of one endpoint: (smallest gap in ms, tightest span of
+/// `calls + 1` arrivals in s).
+fn spacing(times: &[f64], quota: Option<(u32, Duration)>) -> (Option<f64>, Option<f64>) {
+    let min_gap = times
+        .windows(2)
+        .map(|w| (w[1] - w[0]) * 1000.0)
+        .fold(None, |a: Option<f64>, g| Some(a.map_or(g, |a| a.min(g))));
+    let tightest = quota.and_then(|(n, _)| {
+        times
+            .windows(n as usize + 1)
+            .map(|w| w[n as usize] - w[0])
+            .fold(None, |a: Option<f64>, s| Some(a.map_or(s, |a| a.min(s))))
+    });
+    (min_gap, tightest)
 }
 
 /// What one simulator saw during one run.
@@ -213,7 +307,10 @@ impl VendorCalls {
                     .map(|r| since(r.at))
                     .collect();
                 let quota = quota_of(&endpoint);
+                let (min_gap_ms, tightest) = spacing(&times, quota);
                 EndpointRow {
+                    min_gap_ms,
+                    tightest,
                     vendor: self.vendor,
                     calls,
                     quota,
@@ -225,7 +322,11 @@ impl VendorCalls {
             })
             .collect();
         if let (Some(q), false) = (quota_of(GLOBAL_LIMIT), self.log.is_empty()) {
+            let times: Vec<f64> = self.log.iter().map(|r| since(r.at)).collect();
+            let (min_gap_ms, tightest) = spacing(&times, Some(q));
             rows.push(EndpointRow {
+                min_gap_ms,
+                tightest,
                 vendor: self.vendor,
                 endpoint: "* (all endpoints)".into(),
                 calls: self.log.len(),
@@ -520,15 +621,14 @@ impl Bench {
         let file =
             |p: &Path| std::fs::File::create(p).unwrap_or_else(|e| panic!("create {p:?}: {e}"));
         let binary = env!("CARGO_BIN_EXE_attendsync");
-        let mut cmd = match wrap.split_first() {
-            Some((program, rest)) => {
-                let mut c = std::process::Command::new(program);
-                c.args(rest).arg(binary);
-                c
-            }
-            None => std::process::Command::new(binary),
-        };
-        cmd.args(["run", "--month", MONTH, "--json", "--config-dir"])
+        let usage_path = self.dir.path().join(format!("{label}.usage"));
+        let launcher = std::env::current_exe().unwrap_or_else(|e| panic!("current_exe: {e}"));
+        let mut cmd = std::process::Command::new(launcher);
+        cmd.arg("--launch")
+            .arg(&usage_path)
+            .args(wrap)
+            .arg(binary)
+            .args(["run", "--month", MONTH, "--json", "--config-dir"])
             .arg(self.dir.path())
             .env_remove("ATTENDSYNC_DB")
             .env("WECOM_CORP_ID", CORP_ID)
@@ -541,33 +641,21 @@ impl Bench {
             .stdout(file(&stdout_path))
             .stderr(file(&stderr_path));
         let start = Instant::now();
-        let child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot run attendsync: {e}"));
-        let pid = child.id() as libc::pid_t;
-        // Reaped here by wait4, which also gives the child's own resource usage.
-        drop(child);
-        let (status, usage, end) = tokio::task::spawn_blocking(move || {
-            let mut status: libc::c_int = 0;
-            // SAFETY: an all-zero rusage is a valid value; wait4 fills it in.
-            let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-            // SAFETY: plain syscall on our own child's pid with valid pointers.
-            let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-            let end = Instant::now();
-            assert_eq!(r, pid, "wait4: {}", std::io::Error::last_os_error());
-            (status, usage, end)
-        })
-        .await
-        .unwrap_or_else(|e| panic!("wait4 task: {e}"));
-        let wall = end - start;
-        let exit = if libc::WIFEXITED(status) {
-            libc::WEXITSTATUS(status)
-        } else {
-            -1
+        // The launcher measures the binary; it ends right after it.
+        tokio::task::spawn_blocking(move || run_measured(cmd))
+            .await
+            .unwrap_or_else(|e| panic!("launcher task: {e}"));
+        let figures = std::fs::read_to_string(&usage_path)
+            .unwrap_or_else(|e| panic!("read {usage_path:?}: {e}"));
+        let n: Vec<i64> = figures
+            .split_whitespace()
+            .filter_map(|t| t.parse().ok())
+            .collect();
+        let [wall_ns, exit, max_rss_kib, user_us, system_us] = n[..] else {
+            panic!("unreadable launcher figures {figures:?}");
         };
-        let tv = |t: libc::timeval| {
-            Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
-        };
+        let us = |v: i64| Duration::from_micros(v.max(0) as u64);
+        let (wall, exit) = (Duration::from_nanos(wall_ns.max(0) as u64), exit as i32);
         let stdout = std::fs::read_to_string(&stdout_path).unwrap_or_default();
         let report: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap_or_default();
         if exit != 0 {
@@ -613,9 +701,9 @@ impl Bench {
         RunResult {
             wall,
             exit,
-            max_rss_kib: usage.ru_maxrss,
-            user: tv(usage.ru_utime),
-            system: tv(usage.ru_stime),
+            max_rss_kib,
+            user: us(user_us),
+            system: us(system_us),
             rows,
             source_calls: source_log.len(),
             jdy_calls: jdy_log.len(),
@@ -720,15 +808,15 @@ async fn bench(args: Args) {
 fn case_detail(c: &Case) -> String {
     let mut out = format!(
         "\n#### {} × {} employees: calls per endpoint\n\n\
-         | run | vendor | endpoint | calls | per employee-month | quota | calls ÷ rate (s) | first call (s) | last call (s) |\n\
-         |---|---|---|---:|---:|---|---:|---:|---:|\n",
+         | run | vendor | endpoint | calls | per employee-month | quota | calls ÷ rate (s) | first call (s) | last call (s) | smallest gap (ms) | tightest quota+1 calls (s) |\n\
+         |---|---|---|---:|---:|---|---:|---:|---:|---:|---:|\n",
         c.kind.name(),
         c.employees
     );
     for (label, run) in [("first", &c.first), ("second", &c.second)] {
         for r in &run.rows {
             out.push_str(&format!(
-                "| {label} | {} | {} | {} | {:.3} | {} | {} | {:.2} | {:.2} |\n",
+                "| {label} | {} | {} | {} | {:.3} | {} | {} | {:.2} | {:.2} | {} | {} |\n",
                 r.vendor,
                 r.endpoint,
                 r.calls,
@@ -737,6 +825,8 @@ fn case_detail(c: &Case) -> String {
                 r.bound.map_or("—".into(), |b| format!("{b:.2}")),
                 r.first,
                 r.last,
+                r.min_gap_ms.map_or("—".into(), |g| format!("{g:.1}")),
+                r.tightest.map_or("—".into(), |t| format!("{t:.3}")),
             ));
         }
         for (endpoint, n) in &run.throttled_by {

@@ -2,7 +2,7 @@
 //! `widget/list` and `data/*`, as described in `shared/api/jiandaoyun.md`.
 
 use std::cmp::Ordering;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::ops::Bound;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -173,6 +173,13 @@ struct JdyState {
     store_then_502_ratio: f64,
     store_then_drop_ratio: f64,
     records: BTreeMap<String, Stored>,
+    /// Per field: text value → ids of the records holding it. With `other_values`,
+    /// lets `data/list` visit only the records an `in` filter on a text field can
+    /// match, instead of every record (key look-ups in large forms).
+    text_index: HashMap<String, HashMap<String, BTreeSet<String>>>,
+    /// Per field: ids of the records whose value is neither text nor null (they
+    /// may still match a text `in` filter, e.g. a number against "5").
+    other_values: HashMap<String, BTreeSet<String>>,
     id_prefix: u32,
     next_id: u64,
     txs: HashMap<String, TxEntry>,
@@ -237,6 +244,8 @@ impl JdySim {
             store_then_502_ratio: config.store_then_502_ratio,
             store_then_drop_ratio: config.store_then_drop_ratio,
             records: BTreeMap::new(),
+            text_index: HashMap::new(),
+            other_values: HashMap::new(),
             id_prefix: 0x6000_0000 + (prefix_seed % 0x0fff_ffff) as u32,
             next_id: 1 + (prefix_seed >> 40) % 0x10_0000,
             txs: HashMap::new(),
@@ -520,7 +529,7 @@ fn serve(
         }
         "data/delete" => {
             let id = data_id(&request)?;
-            if state.records.remove(&id).is_none() {
+            if state.remove(&id).is_none() {
                 return Err(not_found());
             }
             state.touch();
@@ -528,10 +537,7 @@ fn serve(
         }
         _ => {
             let ids = data_ids(&request, 17033, "批量删除")?;
-            let count = ids
-                .iter()
-                .filter(|id| state.records.remove(*id).is_some())
-                .count();
+            let count = ids.iter().filter(|id| state.remove(id).is_some()).count();
             state.touch();
             json!({"status": "success", "success_count": count})
         }
@@ -585,8 +591,60 @@ impl JdyState {
         self.data_modify_time = format_datetime(Utc::now());
     }
 
+    /// Adds (`add`) or removes one field value of a record to or from the indexes.
+    fn index(&mut self, id: &str, field: &str, value: &Value, add: bool) {
+        let set = match value {
+            Value::Null => return,
+            Value::String(text) => {
+                let by_text = self.text_index.entry(field.to_owned()).or_default();
+                if add {
+                    by_text.entry(text.clone()).or_default()
+                } else {
+                    match by_text.get_mut(text) {
+                        Some(set) => set,
+                        None => return,
+                    }
+                }
+            }
+            _ => self.other_values.entry(field.to_owned()).or_default(),
+        };
+        if add {
+            set.insert(id.to_owned());
+        } else {
+            set.remove(id);
+        }
+    }
+
+    fn remove(&mut self, id: &str) -> Option<Stored> {
+        let stored = self.records.remove(id)?;
+        for (k, v) in &stored.fields {
+            self.index(id, k, v, false);
+        }
+        Some(stored)
+    }
+
+    /// The ids, ascending, of every record whose `field` an `in` filter with these
+    /// text values can match: a superset of the matches.
+    fn candidates(&self, field: &str, texts: &HashSet<String>) -> BTreeSet<String> {
+        let mut out = BTreeSet::new();
+        if let Some(by_text) = self.text_index.get(field) {
+            for t in texts {
+                if let Some(ids) = by_text.get(t) {
+                    out.extend(ids.iter().cloned());
+                }
+            }
+        }
+        if let Some(ids) = self.other_values.get(field) {
+            out.extend(ids.iter().cloned());
+        }
+        out
+    }
+
     fn insert(&mut self, fields: Map<String, Value>) -> String {
         let id = self.new_id();
+        for (k, v) in &fields {
+            self.index(&id, k, v, true);
+        }
         let now = format_datetime(Utc::now());
         self.records.insert(
             id.clone(),
@@ -602,11 +660,22 @@ impl JdyState {
 
     fn update(&mut self, id: &str, fields: Map<String, Value>) {
         let now = format_datetime(Utc::now());
-        if let Some(stored) = self.records.get_mut(id) {
+        if self.records.contains_key(id) {
             for (k, v) in fields {
-                stored.fields.insert(k, v);
+                let value = v.clone();
+                let old = self
+                    .records
+                    .get_mut(id)
+                    .and_then(|stored| stored.fields.insert(k.clone(), v));
+                // The old value out of the indexes first: it may equal the new one.
+                if let Some(old) = old {
+                    self.index(id, &k, &old, false);
+                }
+                self.index(id, &k, &value, true);
             }
-            stored.update_time = now.clone();
+            if let Some(stored) = self.records.get_mut(id) {
+                stored.update_time = now.clone();
+            }
         }
         self.data_modify_time = now;
     }
@@ -1223,11 +1292,27 @@ fn data_list(
         Some(_) => return Err(fail(1, "参数错误：fields 必须是数组")),
     };
     let (and, conds) = parse_filter(shared, request.get("filter"))?;
-    let range = match &after {
-        Some(id) => state
-            .records
-            .range::<String, _>((Bound::Excluded(id), Bound::Unbounded)),
-        None => state.records.range::<String, _>(..),
+    // With "and", an `in` on a text field limits the records worth looking at;
+    // every condition is still checked on each of them.
+    let candidates = conds
+        .iter()
+        .filter(|_| and)
+        .find_map(|c| match (&c.texts, &c.field) {
+            (Some(texts), Field::Widget { name, .. }) => Some(state.candidates(name, texts)),
+            _ => None,
+        });
+    let range: Box<dyn Iterator<Item = (&String, &Stored)>> = match (&candidates, &after) {
+        (Some(ids), _) => Box::new(
+            ids.iter()
+                .filter(|id| after.as_ref().is_none_or(|a| *id > a))
+                .filter_map(|id| state.records.get_key_value(id)),
+        ),
+        (None, Some(id)) => Box::new(
+            state
+                .records
+                .range::<String, _>((Bound::Excluded(id), Bound::Unbounded)),
+        ),
+        (None, None) => Box::new(state.records.range::<String, _>(..)),
     };
     let data: Vec<Value> = range
         .filter(|(id, stored)| {
