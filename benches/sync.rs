@@ -8,8 +8,9 @@
 //!
 //! For every source and size: a first run of one past month into an empty form,
 //! then a second run over the unchanged month. The binary runs as a child
-//! process; its wall time, peak RSS and CPU time are measured with `wait4`, so
-//! the simulators (in this process) are not counted. Calls, quota violations and
+//! process, started through a small launcher (this binary with `--launch`); its
+//! wall time, peak RSS and CPU time are measured with `wait4`, so the
+//! simulators (in this process) are not counted. Calls, quota violations and
 //! injected throttles come from the simulators' logs.
 //!
 //! `cargo test --all-targets` also builds and starts this target, without
