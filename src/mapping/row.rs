@@ -51,8 +51,17 @@ impl Row {
     /// `key` order, e.g. `["ZhangSan","2026-10"]`. Stable across runs and versions;
     /// used as the store's key.
     pub fn key(&self) -> String {
-        let values: Vec<Value> = self.key_values().into_iter().map(|(_, v)| v).collect();
-        canonical(&Value::Array(values))
+        let mut out = Vec::with_capacity(32);
+        out.push(b'[');
+        for (n, &i) in self.key_index.iter().enumerate() {
+            if n > 0 {
+                out.push(b',');
+            }
+            write_canonical(self.fields.get(i).map_or(&Value::Null, |f| &f.1), &mut out);
+        }
+        out.push(b']');
+        // Only JSON text was written, which is UTF-8.
+        String::from_utf8(out).unwrap_or_default()
     }
 
     /// Hex SHA-256 of the canonical JSON of every field except the volatile ones
@@ -60,7 +69,6 @@ impl Row {
     /// prefixed by a version tag. An unchanged record hashes the same on every run
     /// and whatever the order of `[fields]`.
     pub fn content_hash(&self) -> String {
-        let mut object = Map::new();
         let mut stable: Vec<&(String, Value)> = self
             .fields
             .iter()
@@ -69,15 +77,30 @@ impl Row {
             .map(|(f, _)| f)
             .collect();
         stable.sort_by(|a, b| a.0.cmp(&b.0));
-        for (name, value) in stable {
-            object.insert(name.clone(), value.clone());
+        // Two fields of one name: the later one wins, as in a JSON object.
+        stable.dedup_by(|later, earlier| {
+            let same = later.0 == earlier.0;
+            if same {
+                std::mem::swap(later, earlier);
+            }
+            same
+        });
+        let mut text = Vec::with_capacity(512);
+        text.extend_from_slice(HASH_DOMAIN.as_bytes());
+        text.push(b'\n');
+        text.push(b'{');
+        for (n, (name, value)) in stable.into_iter().enumerate() {
+            if n > 0 {
+                text.push(b',');
+            }
+            write_json_str(name, &mut text);
+            text.push(b':');
+            write_canonical(value, &mut text);
         }
-        let mut hasher = Sha256::new();
-        hasher.update(HASH_DOMAIN.as_bytes());
-        hasher.update(b"\n");
-        hasher.update(canonical(&Value::Object(object)).as_bytes());
+        text.push(b'}');
+        let digest = Sha256::digest(&text);
         let mut hex = String::with_capacity(64);
-        for b in hasher.finalize() {
+        for b in digest {
             let _ = write!(hex, "{b:02x}");
         }
         hex
@@ -100,25 +123,43 @@ impl Row {
     }
 }
 
-/// Compact JSON with object keys sorted at every level.
-fn canonical(v: &Value) -> String {
-    fn sorted(v: &Value) -> Value {
-        match v {
-            Value::Object(o) => {
-                let mut entries: Vec<(&String, &Value)> = o.iter().collect();
-                entries.sort_by(|a, b| a.0.cmp(b.0));
-                Value::Object(
-                    entries
-                        .into_iter()
-                        .map(|(k, v)| (k.clone(), sorted(v)))
-                        .collect(),
-                )
+/// Compact JSON with object keys sorted at every level, written without copying
+/// the value (the hash of every record goes through here).
+fn write_canonical(v: &Value, out: &mut Vec<u8>) {
+    match v {
+        Value::Object(o) => {
+            let mut entries: Vec<(&String, &Value)> = o.iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(b.0));
+            out.push(b'{');
+            for (n, (k, v)) in entries.into_iter().enumerate() {
+                if n > 0 {
+                    out.push(b',');
+                }
+                write_json_str(k, out);
+                out.push(b':');
+                write_canonical(v, out);
             }
-            Value::Array(a) => Value::Array(a.iter().map(sorted).collect()),
-            other => other.clone(),
+            out.push(b'}');
+        }
+        Value::Array(a) => {
+            out.push(b'[');
+            for (n, v) in a.iter().enumerate() {
+                if n > 0 {
+                    out.push(b',');
+                }
+                write_canonical(v, out);
+            }
+            out.push(b']');
+        }
+        // Scalars: serde_json's own compact form (writing to a Vec cannot fail).
+        scalar => {
+            let _ = serde_json::to_writer(&mut *out, scalar);
         }
     }
-    sorted(v).to_string()
+}
+
+fn write_json_str(s: &str, out: &mut Vec<u8>) {
+    let _ = serde_json::to_writer(&mut *out, s);
 }
 
 #[cfg(test)]
@@ -173,6 +214,17 @@ mod tests {
         let d = row(json!({"u": "x", "n": null}), vec![0], vec![false, false]);
         let e = row(json!({"u": "x", "n": 0}), vec![0], vec![false, false]);
         assert_ne!(d.content_hash(), e.content_hash());
+    }
+
+    #[test]
+    fn canonical_text_sorts_keys_at_every_level_and_escapes() {
+        let v = json!({"b": [1, {"z": null, "a": "é\"\n"}], "a": 1.5, "A": true, "": {}});
+        let mut out = Vec::new();
+        write_canonical(&v, &mut out);
+        assert_eq!(
+            String::from_utf8(out).expect("utf-8"),
+            r#"{"":{},"A":true,"a":1.5,"b":[1,{"a":"é\"\n","z":null}]}"#
+        );
     }
 
     #[test]
