@@ -432,12 +432,81 @@ fn small_hash(key: &str) -> u64 {
     h.finish()
 }
 
-fn pending_record(row: &Row) -> PendingRecord {
-    PendingRecord {
-        key: row.key(),
-        content_hash: row.content_hash(),
-        key_values: row.key_values(),
-        data: row.to_write_data(),
+/// A mapped record with its key and hash; the write format is only built for
+/// records that are written (most records of a nightly run are unchanged).
+struct Planned {
+    row: Row,
+    key: String,
+    content_hash: String,
+}
+
+impl Planned {
+    fn into_pending(self) -> PendingRecord {
+        PendingRecord {
+            key_values: self.row.key_values(),
+            data: self.row.to_write_data(),
+            key: self.key,
+            content_hash: self.content_hash,
+        }
+    }
+}
+
+/// What mapping one chunk produced.
+struct MappedChunk {
+    records: Vec<Planned>,
+    /// Per employee: what went wrong (without the month, added by the caller).
+    errors: Vec<String>,
+    pulled: u64,
+    seen: HashSet<u64>,
+}
+
+/// Maps a chunk's records, drops keys already produced this month, and prints
+/// dry-run records to `dry_run`.
+fn map_chunk(
+    mapping: &Mapping,
+    vars: &Vars,
+    pulled: Pulled,
+    mut seen: HashSet<u64>,
+    dry_run: Option<&RecordSink>,
+) -> MappedChunk {
+    let mut errors: Vec<String> = pulled
+        .failed
+        .into_iter()
+        .map(|(employee, reason)| format!("employee {employee}: {reason}"))
+        .collect();
+    let mut records = Vec::with_capacity(pulled.records.len());
+    let count = pulled.records.len() as u64;
+    for rec in pulled.records {
+        match mapping.apply(&rec.record, vars) {
+            Ok(row) => {
+                let record = Planned {
+                    key: row.key(),
+                    content_hash: row.content_hash(),
+                    row,
+                };
+                if !seen.insert(small_hash(&record.key)) {
+                    errors.push(format!(
+                        "employee {}: key {} was already produced by another record of this month; skipped",
+                        rec.employee, record.key
+                    ));
+                    continue;
+                }
+                if let Some(sink) = dry_run {
+                    sink(&record.row.to_json());
+                }
+                records.push(record);
+            }
+            Err(field_errors) => {
+                let text: Vec<String> = field_errors.iter().map(ToString::to_string).collect();
+                errors.push(format!("employee {}: {}", rec.employee, text.join("; ")));
+            }
+        }
+    }
+    MappedChunk {
+        records,
+        errors,
+        pulled: count,
+        seen,
     }
 }
 
@@ -845,7 +914,7 @@ impl Syncer {
     async fn plan_chunk(
         &self,
         job: &Job,
-        mapping: &Mapping,
+        mapping: &Arc<Mapping>,
         opts: &Options,
         month: Month,
         vars: &Vars,
@@ -853,37 +922,21 @@ impl Syncer {
         seen: &mut HashSet<u64>,
         m: &mut MonthReport,
     ) -> Result<ChunkWrites, JobError> {
-        for (employee, reason) in pulled.failed {
-            m.error(format!("{month} employee {employee}: {reason}"));
+        // Mapping and hashing a chunk is the CPU-heavy part of a sync: done on a
+        // blocking thread, it never delays a paced request that is due to go out.
+        let (mapping, vars, sink) = (mapping.clone(), vars.clone(), self.dry_run_sink.clone());
+        let (taken, dry_run) = (std::mem::take(seen), opts.dry_run);
+        let mapped = tokio::task::spawn_blocking(move || {
+            map_chunk(&mapping, &vars, pulled, taken, dry_run.then_some(&sink))
+        })
+        .await
+        .map_err(|e| JobError::Setup(format!("mapping a chunk failed: {e}")))?;
+        *seen = mapped.seen;
+        m.counts.pulled += mapped.pulled;
+        for message in mapped.errors {
+            m.error(format!("{month} {message}"));
         }
-        let mut records = Vec::with_capacity(pulled.records.len());
-        for rec in pulled.records {
-            m.counts.pulled += 1;
-            match mapping.apply(&rec.record, vars) {
-                Ok(row) => {
-                    let record = pending_record(&row);
-                    if !seen.insert(small_hash(&record.key)) {
-                        m.error(format!(
-                            "{month} employee {}: key {} was already produced by another record of this month; skipped",
-                            rec.employee, record.key
-                        ));
-                        continue;
-                    }
-                    if opts.dry_run {
-                        (self.dry_run_sink)(&row.to_json());
-                    }
-                    records.push(record);
-                }
-                Err(errors) => {
-                    let text: Vec<String> = errors.iter().map(ToString::to_string).collect();
-                    m.error(format!(
-                        "{month} employee {}: {}",
-                        rec.employee,
-                        text.join("; ")
-                    ));
-                }
-            }
-        }
+        let records = mapped.records;
         let keys: Vec<String> = records.iter().map(|r| r.key.clone()).collect();
         let (j, ms) = (job.name.clone(), month.to_string());
         let known = self
@@ -894,11 +947,13 @@ impl Syncer {
         let mut writes = ChunkWrites::default();
         for record in records {
             match known.get(&record.key) {
-                None => writes.creates.push(record),
+                None => writes.creates.push(record.into_pending()),
                 Some(cp) if cp.content_hash == record.content_hash && !force => {
                     m.counts.unchanged += 1
                 }
-                Some(cp) => writes.updates.push((cp.data_id.clone(), record)),
+                Some(cp) => writes
+                    .updates
+                    .push((cp.data_id.clone(), record.into_pending())),
             }
         }
         if opts.dry_run {
