@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 use crate::config::job::{Rate, RetryConfig, Target};
@@ -16,6 +16,7 @@ use crate::http::pace::Pacer;
 use crate::http::retry::{retry, Attempt, RetryError};
 use crate::http::{describe, redact, CallStats};
 use crate::secret::Secret;
+use crate::store::PendingRecord;
 
 pub const BATCH_CREATE: &str = "data/batch_create";
 pub const UPDATE: &str = "data/update";
@@ -107,6 +108,14 @@ pub struct Jiandaoyun {
     stats: Arc<CallStats>,
 }
 
+/// How much of a `data/list` answer to read.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Pages {
+    All,
+    /// The first page only: enough to see that records just created landed.
+    First,
+}
+
 /// Whether a request may be resent after an unclear failure.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Resend {
@@ -143,10 +152,10 @@ impl Jiandaoyun {
         body
     }
 
-    async fn attempt(
+    async fn attempt<B: Serialize + ?Sized>(
         &self,
         endpoint: &str,
-        body: &Value,
+        body: &B,
         resend: Resend,
     ) -> Attempt<Value, JdyError> {
         self.pacer.ready(endpoint).await;
@@ -233,9 +242,14 @@ impl Jiandaoyun {
         }
     }
 
-    async fn post(&self, endpoint: &str, body: Value, resend: Resend) -> Result<Value, JdyError> {
+    async fn post<B: Serialize + Sync + ?Sized>(
+        &self,
+        endpoint: &str,
+        body: &B,
+        resend: Resend,
+    ) -> Result<Value, JdyError> {
         let r = retry(&self.retry, endpoint, || {
-            self.attempt(endpoint, &body, resend)
+            self.attempt(endpoint, body, resend)
         })
         .await;
         match r {
@@ -252,7 +266,7 @@ impl Jiandaoyun {
     /// The form's fields; also proves the key, app and form are right.
     pub async fn widgets(&self) -> Result<Vec<Widget>, JdyError> {
         let v = self
-            .post(WIDGETS, self.body(json!({})), Resend::Safe)
+            .post(WIDGETS, &self.body(json!({})), Resend::Safe)
             .await?;
         serde_json::from_value(v["widgets"].clone()).map_err(|e| JdyError::Protocol {
             endpoint: WIDGETS.into(),
@@ -260,11 +274,13 @@ impl Jiandaoyun {
         })
     }
 
-    /// Every record matching `filter`, paging by `data_id` (ids ascend).
+    /// Every record matching `filter`, paging by `data_id` (ids ascend); with
+    /// [`Pages::First`], only the first page.
     pub async fn list(
         &self,
         filter: &Value,
         fields: &[String],
+        pages: Pages,
     ) -> Result<Vec<Map<String, Value>>, JdyError> {
         let mut out = Vec::new();
         let mut cursor: Option<String> = None;
@@ -276,20 +292,24 @@ impl Jiandaoyun {
             if let Some(c) = &cursor {
                 body["data_id"] = json!(c);
             }
-            let v = self.post(LIST, body, Resend::Safe).await?;
-            let page: Vec<Map<String, Value>> = v["data"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|r| r.as_object().cloned())
-                .collect();
+            let mut v = self.post(LIST, &body, Resend::Safe).await?;
+            let page: Vec<Map<String, Value>> = match v["data"].take() {
+                Value::Array(rows) => rows
+                    .into_iter()
+                    .filter_map(|r| match r {
+                        Value::Object(row) => Some(row),
+                        _ => None,
+                    })
+                    .collect(),
+                _ => Vec::new(),
+            };
             let full = page.len() >= MAX_BATCH;
             cursor = page
                 .last()
                 .and_then(|r| r["_id"].as_str())
                 .map(str::to_string);
             out.extend(page);
-            if !full || cursor.is_none() {
+            if !full || cursor.is_none() || pages == Pages::First {
                 return Ok(out);
             }
         }
@@ -303,6 +323,7 @@ impl Jiandaoyun {
         key_fields: &[(String, &'static str)],
         keys: &[Vec<Value>],
         fields: &[String],
+        pages: Pages,
     ) -> Result<Vec<Map<String, Value>>, JdyError> {
         let mut out = Vec::new();
         for group in keys.chunks(MAX_IN_VALUES) {
@@ -317,7 +338,7 @@ impl Jiandaoyun {
                 })
                 .collect();
             out.extend(
-                self.list(&json!({ "rel": "and", "cond": cond }), fields)
+                self.list(&json!({ "rel": "and", "cond": cond }), fields, pages)
                     .await?,
             );
         }
@@ -329,15 +350,25 @@ impl Jiandaoyun {
     pub async fn batch_create(
         &self,
         transaction_id: &str,
-        data_list: Vec<Value>,
+        records: &[PendingRecord],
     ) -> Result<Created, JdyError> {
-        let mut body = self.body(json!({
-            "transaction_id": transaction_id,
-            "is_start_workflow": self.is_start_workflow,
-        }));
-        // Moved in, not copied through `json!` (which serialises its arguments).
-        body["data_list"] = Value::Array(data_list);
-        let v = self.post(BATCH_CREATE, body, Resend::Never).await?;
+        // Borrows every record's data: a batch is encoded once per attempt, never copied.
+        #[derive(Serialize)]
+        struct Body<'a> {
+            app_id: &'a str,
+            entry_id: &'a str,
+            transaction_id: &'a str,
+            is_start_workflow: bool,
+            data_list: Vec<&'a Value>,
+        }
+        let body = Body {
+            app_id: &self.app_id,
+            entry_id: &self.entry_id,
+            transaction_id,
+            is_start_workflow: self.is_start_workflow,
+            data_list: records.iter().map(|r| &r.data).collect(),
+        };
+        let v = self.post(BATCH_CREATE, &body, Resend::Never).await?;
         Ok(Created {
             success_count: v["success_count"].as_u64().unwrap_or(0),
             success_ids: v["success_ids"]
@@ -357,12 +388,12 @@ impl Jiandaoyun {
             "data": data,
             "is_start_trigger": self.is_start_trigger,
         }));
-        self.post(UPDATE, body, Resend::Safe).await.map(|_| ())
+        self.post(UPDATE, &body, Resend::Safe).await.map(|_| ())
     }
 
     pub async fn batch_delete(&self, data_ids: &[String]) -> Result<u64, JdyError> {
         let body = self.body(json!({ "data_ids": data_ids }));
-        let v = self.post(BATCH_DELETE, body, Resend::Safe).await?;
+        let v = self.post(BATCH_DELETE, &body, Resend::Safe).await?;
         Ok(v["success_count"].as_u64().unwrap_or(0))
     }
 }

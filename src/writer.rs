@@ -21,8 +21,8 @@ use std::time::Duration;
 use chrono::Utc;
 use serde_json::{Map, Value};
 
-use crate::jiandaoyun::{JdyError, Jiandaoyun, MAX_BATCH};
-use crate::store::{PendingBatch, PendingRecord, Store, StoreError, Written};
+use crate::jiandaoyun::{JdyError, Jiandaoyun, Pages, MAX_BATCH};
+use crate::store::{PendingRecord, Store, StoreError, Written};
 
 /// Send-and-reconcile rounds per batch before its records are left for the next run.
 const MAX_ROUNDS: u32 = 5;
@@ -116,7 +116,21 @@ pub struct Writer {
     key_fields: Vec<(String, &'static str)>,
     /// Every mapped field, read back to compare content.
     fields: Vec<String>,
+    /// The key fields' names alone.
+    key_names: Vec<String>,
     settle_wait: Duration,
+}
+
+/// What a reconcile reads back.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Check {
+    /// Every mapped field, every page: records found are compared with what
+    /// would be written, and duplicates are seen.
+    Content,
+    /// After Jiandaoyun acknowledged creating this very batch: only the key fields
+    /// of the first page, to learn each record's `_id`. Its content is what was
+    /// just sent; a record not on that page gets a full check next round.
+    Landed,
 }
 
 struct Reconciled {
@@ -139,6 +153,7 @@ impl Writer {
             jdy,
             store,
             job: job.to_string(),
+            key_names: key_fields.iter().map(|(name, _)| name.clone()).collect(),
             key_fields,
             fields,
             settle_wait,
@@ -159,15 +174,27 @@ impl Writer {
         uuid::Uuid::new_v5(&NAMESPACE, name.as_bytes()).to_string()
     }
 
-    async fn reconcile(&self, records: Vec<PendingRecord>) -> Result<Reconciled, JdyError> {
+    async fn reconcile(
+        &self,
+        records: Vec<PendingRecord>,
+        check: Check,
+    ) -> Result<Reconciled, JdyError> {
         let keys: Vec<Vec<Value>> = records
             .iter()
             .map(|r| r.key_values.iter().map(|(_, v)| v.clone()).collect())
             .collect();
-        let rows = self
-            .jdy
-            .find_by_keys(&self.key_fields, &keys, &self.fields)
-            .await?;
+        let rows = match check {
+            Check::Content => {
+                self.jdy
+                    .find_by_keys(&self.key_fields, &keys, &self.fields, Pages::All)
+                    .await?
+            }
+            Check::Landed => {
+                self.jdy
+                    .find_by_keys(&self.key_fields, &keys, &self.key_names, Pages::First)
+                    .await?
+            }
+        };
         let mut by_key: HashMap<String, Vec<Map<String, Value>>> = HashMap::new();
         for row in rows {
             let values: Vec<Value> = self
@@ -194,7 +221,7 @@ impl Writer {
             }
             let first = &matches[0];
             let data_id = id_of(first).to_string();
-            if holds(first, &rec) {
+            if check == Check::Landed || holds(first, &rec) {
                 out.found.push(Written {
                     key: rec.key,
                     data_id,
@@ -222,16 +249,22 @@ impl Writer {
             .await
     }
 
+    /// Saves `records` as the pending batch `tx` (replacing `old`) before it is sent.
     async fn replace_pending(
         &self,
         old: Option<String>,
-        new: PendingBatch,
+        tx: String,
+        month: &str,
+        records: &[PendingRecord],
     ) -> Result<(), StoreError> {
+        let encoded =
+            serde_json::to_string(records).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let (job, month) = (self.job.clone(), month.to_string());
         self.store
             .call(move |s| {
-                s.save_pending(&new)?;
+                s.save_pending_encoded(&tx, &job, &month, Utc::now(), &encoded)?;
                 match old {
-                    Some(old) if old != new.transaction_id => s.drop_pending(&old),
+                    Some(old) if old != tx => s.drop_pending(&old),
                     _ => Ok(()),
                 }
             })
@@ -298,7 +331,12 @@ impl Writer {
         let mut sent = false;
         let mut acknowledged = false;
         for round in 0..=MAX_ROUNDS {
-            let r = self.reconcile(records).await?;
+            let check = if acknowledged {
+                Check::Landed
+            } else {
+                Check::Content
+            };
+            let r = self.reconcile(records, check).await?;
             out.duplicates.extend(r.duplicates);
             // Stale records are counted by the update that follows.
             let landed = r.found.len() as u64;
@@ -328,18 +366,11 @@ impl Writer {
                 continue;
             }
             let tx = self.transaction_id(month, &records, salt);
-            let batch = PendingBatch {
-                transaction_id: tx.clone(),
-                job: self.job.clone(),
-                month: month.to_string(),
-                first_sent_at: Utc::now(),
-                records: records.clone(),
-            };
-            self.replace_pending(prior.take(), batch).await?;
+            self.replace_pending(prior.take(), tx.clone(), month, &records)
+                .await?;
             prior = Some(tx.clone());
-            let data: Vec<Value> = records.iter().map(|r| r.data.clone()).collect();
             sent = true;
-            match self.jdy.batch_create(&tx, data).await {
+            match self.jdy.batch_create(&tx, &records).await {
                 Ok(created) => {
                     acknowledged = created.success_count as usize == records.len();
                 }

@@ -460,16 +460,29 @@ impl Store {
     pub fn save_pending(&self, batch: &PendingBatch) -> Result<()> {
         let records = serde_json::to_string(&batch.records)
             .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        self.save_pending_encoded(
+            &batch.transaction_id,
+            &batch.job,
+            &batch.month,
+            batch.first_sent_at,
+            &records,
+        )
+    }
+
+    /// [`Store::save_pending`] with the records already encoded as a JSON array,
+    /// so the writer need not copy a batch to hand it over.
+    pub fn save_pending_encoded(
+        &self,
+        transaction_id: &str,
+        job: &str,
+        month: &str,
+        first_sent_at: DateTime<Utc>,
+        records: &str,
+    ) -> Result<()> {
         self.conn().execute(
             "INSERT OR REPLACE INTO pending_batches (transaction_id, job, month, first_sent_at, records)
              VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![
-                batch.transaction_id,
-                batch.job,
-                batch.month,
-                ts(batch.first_sent_at),
-                records
-            ],
+            params![transaction_id, job, month, ts(first_sent_at), records],
         )?;
         Ok(())
     }
