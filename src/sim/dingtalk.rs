@@ -873,13 +873,14 @@ async fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let arrived = std::time::Instant::now();
     let endpoint = uri.path().trim_matches('/').to_owned();
     let known = ENDPOINTS.contains(&endpoint.as_str());
     let metered = METERED.contains(&endpoint.as_str());
     let (index, latency, early) = {
         let mut state = shared.state();
         state.requests += 1;
-        let index = state.gate.arrive(&endpoint);
+        let index = state.gate.arrive_at(&endpoint, arrived);
         let now = Instant::now();
         let banned = state.ip_banned || state.banned_until.is_some_and(|until| now < until);
         let early = if !known {

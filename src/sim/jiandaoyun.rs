@@ -367,6 +367,7 @@ async fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let arrived = std::time::Instant::now();
     let path = uri.path();
     let endpoint = path
         .strip_prefix(PREFIX)
@@ -376,7 +377,7 @@ async fn handle(
     let known = path.starts_with(PREFIX) && ENDPOINTS.contains(&endpoint.as_str());
     let (index, latency, early) = {
         let mut state = shared.state();
-        let index = state.gate.arrive(&endpoint);
+        let index = state.gate.arrive_at(&endpoint, arrived);
         let early = if !known || method != Method::POST {
             Some(Failure {
                 status: StatusCode::NOT_FOUND,

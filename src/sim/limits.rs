@@ -141,11 +141,19 @@ impl Gate {
 
     /// Logs the arrival of a request; returns its index in the log, for
     /// [`Gate::admit`] and [`Gate::finish`].
+    #[cfg(test)]
     pub(crate) fn arrive(&mut self, endpoint: &str) -> usize {
+        self.arrive_at(endpoint, Instant::now())
+    }
+
+    /// Logs a request that arrived at `at`: simulators stamp it before waiting for
+    /// their state lock, so a slow request being served does not make the ones
+    /// queued behind it look bunched together.
+    pub(crate) fn arrive_at(&mut self, endpoint: &str, at: Instant) -> usize {
         let index = self.log.len();
         self.log.push(CallRecord {
             endpoint: endpoint.to_owned(),
-            at: Instant::now(),
+            at,
             outcome: Outcome::Pending,
         });
         index

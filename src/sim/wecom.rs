@@ -321,6 +321,7 @@ async fn handle(
     uri: Uri,
     body: Bytes,
 ) -> Response {
+    let arrived = std::time::Instant::now();
     let path = uri.path();
     let endpoint = path
         .strip_prefix(PREFIX)
@@ -332,7 +333,7 @@ async fn handle(
     // Arrival: log it and decide on the answers that do not depend on the request.
     let (index, latency, early) = {
         let mut state = shared.state();
-        let index = state.gate.arrive(&endpoint);
+        let index = state.gate.arrive_at(&endpoint, arrived);
         let seed = shared.seed;
         let early = if !known {
             Some((
