@@ -21,6 +21,7 @@ use crate::jiandaoyun::{JdyError, Jiandaoyun, Widget};
 use crate::lease::Lease;
 use crate::mapping::{Mapping, Row, Vars};
 use crate::month::{default_months, Month};
+use crate::roster::UserIds;
 use crate::source::{Pulled, SourceClient, SourceError};
 use crate::store::{MonthCounts, PendingRecord, RunStatus, Store, StoreError};
 use crate::writer::{Outcome, WriteError, Writer};
@@ -267,11 +268,11 @@ enum Roster {
     /// Being listed now (the first month of a run): chunks are pulled as soon as
     /// enough employees are found.
     Discovering(
-        tokio::task::JoinHandle<Result<(), SourceError>>,
+        tokio::task::JoinHandle<Result<UserIds, SourceError>>,
         mpsc::Receiver<Vec<String>>,
     ),
-    /// Listed by an earlier month of this run.
-    Known(Arc<Vec<String>>),
+    /// Listed by an earlier month of this run (or before it): the first `take`.
+    Known { all: Arc<UserIds>, take: usize },
 }
 
 impl Roster {
@@ -281,9 +282,16 @@ impl Roster {
         Roster::Discovering(tokio::spawn(async move { source.discover(&tx).await }), rx)
     }
 
+    fn known(all: &Arc<UserIds>) -> Roster {
+        Roster::Known {
+            all: all.clone(),
+            take: all.len(),
+        }
+    }
+
     fn known_len(&self) -> u64 {
         match self {
-            Roster::Known(all) => all.len() as u64,
+            Roster::Known { take, .. } => *take as u64,
             Roster::Discovering(..) => 0,
         }
     }
@@ -295,7 +303,7 @@ impl Roster {
         spec: MonthPull,
         tx: mpsc::Sender<Result<Pulled, SourceError>>,
         found: Arc<AtomicU64>,
-    ) -> Option<Vec<String>> {
+    ) -> Option<UserIds> {
         let MonthPull {
             source,
             month,
@@ -320,24 +328,22 @@ impl Roster {
             }
         };
         match self {
-            Roster::Known(all) => {
-                found.store(all.len() as u64, Ordering::SeqCst);
-                for chunk in all.chunks(size) {
-                    if !send(chunk.to_vec()).await {
+            Roster::Known { all, take } => {
+                found.store(take as u64, Ordering::SeqCst);
+                for start in (0..take).step_by(size.max(1)) {
+                    if !send(all.slice(start, (start + size).min(take))).await {
                         break;
                     }
                 }
                 None
             }
             Roster::Discovering(listing, mut rx) => {
-                let mut all = Vec::new();
                 let mut buffer: Vec<String> = Vec::new();
                 while let Some(batch) = rx.recv().await {
                     found.fetch_add(batch.len() as u64, Ordering::SeqCst);
                     buffer.extend(batch);
                     while buffer.len() >= size {
                         let chunk: Vec<String> = buffer.drain(..size).collect();
-                        all.extend(chunk.iter().cloned());
                         if !send(chunk).await {
                             return None;
                         }
@@ -351,15 +357,15 @@ impl Roster {
                         message: e.to_string(),
                     }),
                 };
-                if let Err(e) = listed {
-                    let _ = tx.send(Err(e)).await;
-                    return None;
-                }
-                if !buffer.is_empty() {
-                    all.extend(buffer.iter().cloned());
-                    if !send(buffer).await {
+                let all = match listed {
+                    Ok(all) => all,
+                    Err(e) => {
+                        let _ = tx.send(Err(e)).await;
                         return None;
                     }
+                };
+                if !buffer.is_empty() && !send(buffer).await {
+                    return None;
                 }
                 Some(all)
             }
@@ -647,7 +653,7 @@ impl Syncer {
         source.login().await?;
         // The first month is pulled while the organisation is listed; later months
         // reuse the list. A metered source lists it first, to plan its calls.
-        let mut known: Option<Arc<Vec<String>>> = None;
+        let mut known: Option<Arc<UserIds>> = None;
         let mut budget = None;
         let mut months = months.to_vec();
         if let (Some(per), Source::Dingtalk(cfg)) =
@@ -670,7 +676,7 @@ impl Syncer {
             report.plan = Some(plan.describe());
             months = plan.months();
             warn_zeroed_columns(job, cfg, &months, opts.now);
-            known = Some(Arc::new(all));
+            known = Some(Arc::new(all.iter().collect()));
             budget = Some(Arc::new(Budget {
                 plan,
                 base: source.metered_calls(),
@@ -698,15 +704,15 @@ impl Syncer {
             }
             let mut m = MonthReport::new(month);
             let mut roster = match &known {
-                Some(all) => Roster::Known(all.clone()),
+                Some(all) => Roster::known(all),
                 None => Roster::discover(&run.source),
             };
-            if let (Some(b), Roster::Known(all)) = (&run.budget, &roster) {
+            if let (Some(b), Roster::Known { all, take }) = (&run.budget, &mut roster) {
                 let allowed = b.plan.allowance(month);
                 if allowed < all.len() {
                     m.skipped = (all.len() - allowed) as u64;
                     m.month_error = b.plan.skipped(month);
-                    roster = Roster::Known(Arc::new(all[..allowed].to_vec()));
+                    *take = allowed;
                 }
             }
             let (result, discovered) = self.sync_month(&run, month, roster, &mut m).await;
@@ -754,7 +760,7 @@ impl Syncer {
         month: Month,
         roster: Roster,
         m: &mut MonthReport,
-    ) -> (Result<(), JobError>, Option<Vec<String>>) {
+    ) -> (Result<(), JobError>, Option<UserIds>) {
         let (job, mapping, opts, source) = (run.job, run.mapping, run.opts, &run.source);
         let (writer, lost) = (run.writer.as_ref(), &*run.lost);
         // A month cut short by the budget is not complete: nobody is "gone".

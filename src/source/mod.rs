@@ -71,6 +71,7 @@ use chrono_tz::Tz;
 use crate::config::job::{Scope, Source};
 use crate::http::CallStats;
 use crate::month::{report_window, Month};
+use crate::roster::UserIds;
 
 /// The source of one job, behind one small interface.
 #[derive(Clone)]
@@ -132,17 +133,19 @@ impl SourceClient {
 
     /// Sends the employees' ids as they are found, each once, so that pulling can
     /// start before the whole organisation is listed.
+    /// Returns every employee sent, in order.
     pub async fn discover(
         &self,
         tx: &tokio::sync::mpsc::Sender<Vec<String>>,
-    ) -> Result<(), SourceError> {
+    ) -> Result<UserIds, SourceError> {
         #[allow(unreachable_patterns)]
         match self {
             SourceClient::Wecom { client, scope } => client.discover(scope, tx).await,
             other => {
                 let all = other.employees().await?;
+                let ids = all.iter().collect();
                 let _ = tx.send(all).await;
-                Ok(())
+                Ok(ids)
             }
         }
     }

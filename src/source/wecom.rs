@@ -1,7 +1,7 @@
 //! WeCom (企业微信): userids from the contacts APIs, then `getcheckin_monthdata`
 //! in chunks of at most 100 users (wecom.md §10).
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,6 +17,7 @@ use crate::http::pace::Pacer;
 use crate::http::retry::{retry, Attempt, RetryError};
 use crate::http::token::TokenCache;
 use crate::http::{describe, errcode_attempt, redact, ApiFailure, CallStats};
+use crate::roster::UserIds;
 use crate::secret::Secret;
 
 const VENDOR: &str = "WeCom";
@@ -263,18 +264,19 @@ impl WecomClient {
     /// Sends the job's userids as they are found, each once: the configured
     /// `userids`, or the members of each department in turn. Pulling can start with
     /// the first department instead of waiting for the whole organisation. Stops
-    /// quietly when the receiver is gone.
+    /// quietly when the receiver is gone. Returns every userid sent, in order.
     pub async fn discover(
         &self,
         scope: &Scope,
         tx: &mpsc::Sender<Vec<String>>,
-    ) -> Result<(), SourceError> {
+    ) -> Result<UserIds, SourceError> {
         if !scope.userids.is_empty() {
             let set: BTreeSet<String> = scope.userids.iter().cloned().collect();
+            let all: UserIds = set.iter().collect();
             let _ = tx.send(set.into_iter().collect()).await;
-            return Ok(());
+            return Ok(all);
         }
-        let mut seen = HashSet::new();
+        let mut seen = UserIds::new();
         let departments = self.departments(&scope.departments).await?;
         // A few departments are listed at once, answers taken in order: the pacer
         // keeps the pace, the overlap only hides each call's latency.
@@ -291,15 +293,14 @@ impl WecomClient {
                 .into_iter()
                 .flatten()
                 .filter_map(|u| u["userid"].as_str().filter(|s| !s.is_empty()))
-                .filter(|u| !seen.contains(*u))
+                .filter(|u| seen.insert(u))
                 .map(str::to_string)
                 .collect();
-            seen.extend(fresh.iter().cloned());
             if !fresh.is_empty() && tx.send(fresh).await.is_err() {
-                return Ok(());
+                return Ok(seen);
             }
         }
-        Ok(())
+        Ok(seen)
     }
 
     /// Every department id under the starting ones (the whole visible scope when
