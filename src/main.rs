@@ -13,6 +13,24 @@ use clap::Parser;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// mimalloc's `arena_eager_commit` (enum `mi_option_e` in mimalloc.h, v3).
+const MI_OPTION_ARENA_EAGER_COMMIT: libmimalloc_sys::mi_option_t = 4;
+
+/// Commits mimalloc's memory as it is used rather than a whole arena at once:
+/// with eager commit a 20,000-employee sync peaked at 56 MiB RSS instead of
+/// 35 MiB. The option is read when the first arena is reserved, at the first
+/// allocation, which Rust's runtime makes before `main`; so on Linux this runs
+/// from `.init_array`, as a C constructor would (elsewhere, first thing in `main`).
+extern "C" fn tune_allocator() {
+    // SAFETY: sets a plain integer option of mimalloc; no allocation involved.
+    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_ARENA_EAGER_COMMIT, 0) };
+}
+
+#[cfg(target_os = "linux")]
+#[used]
+#[link_section = ".init_array"]
+static TUNE_ALLOCATOR: extern "C" fn() = tune_allocator;
+
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -25,6 +43,8 @@ fn init_logging() {
 }
 
 fn main() -> ExitCode {
+    #[cfg(not(target_os = "linux"))]
+    tune_allocator();
     let cli = Cli::parse();
     init_logging();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
