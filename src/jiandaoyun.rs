@@ -15,6 +15,7 @@ use crate::http::codes::{self, Class};
 use crate::http::pace::Pacer;
 use crate::http::retry::{retry, Attempt, RetryError};
 use crate::http::{describe, redact, CallStats};
+use crate::mapping::WriteData;
 use crate::secret::Secret;
 use crate::store::PendingRecord;
 
@@ -359,7 +360,7 @@ impl Jiandaoyun {
             entry_id: &'a str,
             transaction_id: &'a str,
             is_start_workflow: bool,
-            data_list: Vec<&'a Value>,
+            data_list: Vec<&'a WriteData>,
         }
         let body = Body {
             app_id: &self.app_id,
@@ -382,7 +383,7 @@ impl Jiandaoyun {
 
     /// Replaces a record's mapped fields. Resending the same data is harmless, so
     /// unclear failures are retried.
-    pub async fn update(&self, data_id: &str, data: &Value) -> Result<(), JdyError> {
+    pub async fn update(&self, data_id: &str, data: &WriteData) -> Result<(), JdyError> {
         let body = self.body(json!({
             "data_id": data_id,
             "data": data,

@@ -450,7 +450,7 @@ impl Planned {
     fn into_pending(self) -> PendingRecord {
         PendingRecord {
             key_values: self.row.key_values(),
-            data: self.row.to_write_data(),
+            data: self.row.write_data(),
             key: self.key,
             content_hash: self.content_hash,
         }

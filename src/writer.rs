@@ -101,7 +101,7 @@ fn is_blank(v: &Value) -> bool {
 
 /// Whether a record read back from the form holds what `rec` would write.
 fn holds(row: &Map<String, Value>, rec: &PendingRecord) -> bool {
-    rec.data.as_object().is_some_and(|fields| {
+    rec.data.to_value().as_object().is_some_and(|fields| {
         fields
             .iter()
             .all(|(name, wrapped)| same_value(wrapped.get("value"), row.get(name)))

@@ -24,7 +24,7 @@ use crate::config::{ConfigError, SourceFile};
 use crate::month::Month;
 
 use path::Path;
-pub use row::Row;
+pub use row::{Row, WriteData};
 
 use value::{Convert, Val};
 

@@ -2,7 +2,9 @@
 
 use std::fmt::Write;
 
-use serde_json::{Map, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 /// One Jiandaoyun record, ready to send: field names and final bare values in
@@ -14,6 +16,40 @@ pub struct Row {
     key_index: Vec<usize>,
     /// Per field: fed by `$synced_at`, so left out of the content hash.
     volatile: Vec<bool>,
+}
+
+/// A record in Jiandaoyun's write format, `{"field": {"value": v}, …}`, kept as
+/// JSON text: encoded once when mapped, then saved with its pending batch and
+/// sent as it is, never rebuilt or copied value by value.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct WriteData(Box<RawValue>);
+
+impl PartialEq for WriteData {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.get() == other.0.get()
+    }
+}
+
+impl WriteData {
+    /// `text` must be a JSON object; anything else becomes `null`, which
+    /// Jiandaoyun refuses rather than storing a wrong record.
+    pub fn from_text(text: String) -> WriteData {
+        WriteData(RawValue::from_string(text).unwrap_or_else(|_| RawValue::NULL.to_owned()))
+    }
+
+    pub fn from_value(value: &Value) -> WriteData {
+        WriteData::from_text(value.to_string())
+    }
+
+    pub fn get(&self) -> &str {
+        self.0.get()
+    }
+
+    /// The fields and their wrapped values (only to compare with a read-back).
+    pub fn to_value(&self) -> Value {
+        serde_json::from_str(self.0.get()).unwrap_or(Value::Null)
+    }
 }
 
 /// Bumped whenever the canonical form below changes (every row then counts as
@@ -106,15 +142,26 @@ impl Row {
         hex
     }
 
-    /// The Jiandaoyun write format: `{"field": {"value": v}, …}`.
+    /// The Jiandaoyun write format: `{"field": {"value": v}, …}`, as a value.
     pub fn to_write_data(&self) -> Value {
-        let mut object = Map::new();
-        for (name, value) in &self.fields {
-            let mut wrapped = Map::new();
-            wrapped.insert("value".to_string(), value.clone());
-            object.insert(name.clone(), Value::Object(wrapped));
+        self.write_data().to_value()
+    }
+
+    /// The Jiandaoyun write format as JSON text, written straight from the values.
+    pub fn write_data(&self) -> WriteData {
+        let mut out = Vec::with_capacity(48 * self.fields.len() + 2);
+        out.push(b'{');
+        for (n, (name, value)) in self.fields.iter().enumerate() {
+            if n > 0 {
+                out.push(b',');
+            }
+            write_json_str(name, &mut out);
+            out.extend_from_slice(b":{\"value\":");
+            let _ = serde_json::to_writer(&mut out, value);
+            out.push(b'}');
         }
-        Value::Object(object)
+        out.push(b'}');
+        WriteData::from_text(String::from_utf8(out).unwrap_or_default())
     }
 
     /// Bare values, `{"field": v, …}`, for `--dry-run` output.
