@@ -18,12 +18,13 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::str::FromStr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, NaiveDate, Utc};
 use chrono_tz::Tz;
+use futures::StreamExt;
 use reqwest::header::CONTENT_TYPE;
 use reqwest::StatusCode;
 use rust_decimal::prelude::ToPrimitive;
@@ -33,7 +34,7 @@ use serde_json::{json, Map, Number, Value};
 use super::{Pulled, SourceError, SourceRecord};
 use crate::config::job::{DingtalkSource, Rate, RetryConfig, Scope};
 use crate::http::codes::{self, dingtalk_code, Class};
-use crate::http::pace::Pacer;
+use crate::http::pace::{Pacer, TOTAL};
 use crate::http::retry::{retry, Attempt, RetryError};
 use crate::http::token::TokenCache;
 use crate::http::{describe, errcode_attempt, redact, ApiFailure, CallStats};
@@ -59,6 +60,10 @@ pub const MAX_PER_REPORT_CALL: usize = 20;
 /// this only sets how often records are handed to the writer. A full batch of
 /// `data/batch_create` (100 records), so that a chunk costs one create call.
 pub const EMPLOYEES_PER_CHUNK: usize = 100;
+/// Employees of a chunk pulled at once, at most. The pacers set the pace; this
+/// only has to cover each call's latency (at 200 calls/s per API and ~25 ms a
+/// call, 5 are needed), with room for calls held up by a retry.
+pub const EMPLOYEES_IN_FLIGHT: usize = 16;
 /// `size` of a `v2/user/list` page; halved on 400002 down to [`MIN_PAGE_SIZE`].
 pub const PAGE_SIZE: u32 = 100;
 pub const MIN_PAGE_SIZE: u32 = 10;
@@ -156,11 +161,15 @@ pub struct DingtalkClient {
     directory: tokio::sync::Mutex<Option<Arc<HashMap<String, Person>>>>,
     /// Configured leave names already warned about (absent from an answer).
     leave_warned: Mutex<HashSet<String>>,
+    /// Employees pulled at once (see [`in_flight`]).
+    employees_in_flight: usize,
 }
 
 enum CallError {
     Api(ApiFailure),
     Source(SourceError),
+    /// Not sent: the pull it belonged to had stopped meanwhile.
+    Halted,
 }
 
 /// How one employee-month failed.
@@ -171,6 +180,9 @@ enum EmployeeError {
     Absent,
     /// Stop the pull.
     Stop(SourceError),
+    /// Not pulled because the pull stopped meanwhile: neither failed nor absent,
+    /// the next run pulls it again.
+    Halted,
 }
 
 /// What an HTTP answer is, before its errcode is looked at.
@@ -395,6 +407,42 @@ fn sum_column(
     Ok(total)
 }
 
+/// How many calls to `endpoints` are worth having under way at once, at most
+/// `most`: no more than one second's worth of the slowest of their configured
+/// rates (and of the vendor-wide `total`), since the pacers hold any more back
+/// anyway, and with a slow quota a burst of waiting calls gains nothing.
+fn in_flight(overrides: &[(String, Rate)], endpoints: &[&str], most: usize) -> usize {
+    let rate = |key: &str, default: Option<Rate>| {
+        overrides
+            .iter()
+            .rev()
+            .find(|(e, _)| e == key)
+            .map(|(_, r)| *r)
+            .or(default)
+    };
+    let per_second = |r: Rate| {
+        let secs = r.per.as_secs_f64();
+        if secs > 0.0 {
+            f64::from(r.count) / secs
+        } else {
+            f64::INFINITY
+        }
+    };
+    let default = |key: &str| {
+        DEFAULT_LIMITS
+            .iter()
+            .find(|(e, _)| *e == key)
+            .map(|(_, r)| *r)
+    };
+    endpoints
+        .iter()
+        .filter_map(|e| rate(e, default(e)))
+        .chain(rate(TOTAL, Some(IP_LIMIT)))
+        .map(|r| per_second(r).ceil())
+        .fold(most as f64, f64::min)
+        .max(1.0) as usize
+}
+
 impl DingtalkClient {
     pub fn new(http: reqwest::Client, cfg: &DingtalkSource, stats: Arc<CallStats>) -> Self {
         DingtalkClient {
@@ -416,6 +464,11 @@ impl DingtalkClient {
             report_columns: tokio::sync::OnceCell::new(),
             directory: tokio::sync::Mutex::new(None),
             leave_warned: Mutex::new(HashSet::new()),
+            employees_in_flight: in_flight(
+                &cfg.limits,
+                &[GETCOLUMNVAL, GETLEAVETIME],
+                EMPLOYEES_IN_FLIGHT,
+            ),
         }
     }
 
@@ -515,6 +568,10 @@ impl DingtalkClient {
         match e {
             RetryError::Failed(CallError::Api(f)) => self.api_error(endpoint, f),
             RetryError::Failed(CallError::Source(e)) => e,
+            // Only report calls are halted, and `report_call` never gets here.
+            RetryError::Failed(CallError::Halted) => {
+                self.protocol(endpoint, "not sent: the pull had already stopped")
+            }
             RetryError::Exhausted { attempts, last } => SourceError::Exhausted {
                 vendor: VENDOR,
                 endpoint: endpoint.to_string(),
@@ -522,6 +579,10 @@ impl DingtalkClient {
                 last,
             },
         }
+    }
+
+    fn ban_in_force(&self) -> bool {
+        lock(&self.banned_until).is_some_and(|u| Instant::now() < u)
     }
 
     /// Waits out an IP ban, if one is in force.
@@ -643,16 +704,30 @@ impl DingtalkClient {
         Ok((Secret::new(token), Duration::from_secs(expires_in)))
     }
 
-    /// One request: waits out a ban, paces, counts, sends in `encoding`.
+    /// One request: waits out a ban, paces, counts, sends in `forced` or else
+    /// the endpoint's current encoding, which it returns with the attempt. Bans,
+    /// encoding and `halt` are looked at after the pacer's wait: under concurrency
+    /// a call can wait there a while, and meanwhile another call may have met a
+    /// ban, switched the encoding or stopped the pull (quota, credentials).
     async fn send(
         &self,
         endpoint: &str,
         body: &Value,
         token: &Secret,
-        encoding: Encoding,
-    ) -> Attempt<Value, CallError> {
-        self.wait_out_ban().await;
-        self.pacer.ready(endpoint).await;
+        forced: Option<Encoding>,
+        halt: Option<&AtomicBool>,
+    ) -> (Encoding, Attempt<Value, CallError>) {
+        loop {
+            self.wait_out_ban().await;
+            self.pacer.ready(endpoint).await;
+            if !self.ban_in_force() {
+                break;
+            }
+        }
+        let encoding = forced.unwrap_or_else(|| self.encoding(endpoint));
+        if halt.is_some_and(|h| h.load(Ordering::SeqCst)) {
+            return (encoding, Attempt::Fail(CallError::Halted));
+        }
         self.stats.call(endpoint);
         if METERED_ENDPOINTS.contains(&endpoint) {
             self.metered.fetch_add(1, Ordering::Relaxed);
@@ -674,29 +749,47 @@ impl DingtalkClient {
                 .body(form_encode(body)),
         };
         let sent = request.send().await;
-        self.decode(endpoint, sent, Some(token), codes::dingtalk)
-            .await
+        let attempt = self
+            .decode(endpoint, sent, Some(token), codes::dingtalk)
+            .await;
+        (encoding, attempt)
     }
 
     /// One API call with token, pacing, retries, and a switch of the body's
     /// encoding when DingTalk refuses it. Vendor errors that are not retryable
     /// come back as `CallError::Api` so callers can act on the class.
     async fn call(&self, endpoint: &str, body: &Value) -> Result<Value, RetryError<CallError>> {
+        self.call_unless(endpoint, body, None).await
+    }
+
+    /// [`Self::call`], given up (`CallError::Halted`) once `halt` is set.
+    async fn call_unless(
+        &self,
+        endpoint: &str,
+        body: &Value,
+        halt: Option<&AtomicBool>,
+    ) -> Result<Value, RetryError<CallError>> {
         retry(&self.retry, endpoint, || async {
+            // Taken before the pacer's wait, not after: calls held up by a token
+            // refresh would otherwise all leave at once when it ends, closer
+            // together than the endpoint's rate allows.
             let token = match self.tokens.get(|| self.fetch_token()).await {
                 Ok(t) => t,
                 Err(e) => return Attempt::Fail(CallError::Source(e)),
             };
-            let encoding = self.encoding(endpoint);
-            match self.send(endpoint, body, &token, encoding).await {
-                Attempt::Fail(CallError::Api(f)) if codes::dingtalk_wrong_encoding(f.code) => {
+            match self.send(endpoint, body, &token, None, halt).await {
+                (encoding, Attempt::Fail(CallError::Api(f)))
+                    if codes::dingtalk_wrong_encoding(f.code) =>
+                {
+                    // Switch to the other of what was sent (not of the current
+                    // setting), so concurrent refusals agree on the outcome.
                     let other = encoding.other();
                     tracing::info!(endpoint, code = f.code, from = ?encoding, to = ?other,
                         "DingTalk refused the request body's encoding; switching");
                     self.set_form_encoding(endpoint, other == Encoding::Form);
-                    self.send(endpoint, body, &token, other).await
+                    self.send(endpoint, body, &token, Some(other), halt).await.1
                 }
-                other => other,
+                (_, other) => other,
             }
         })
         .await
@@ -965,7 +1058,7 @@ impl DingtalkClient {
     }
 
     /// The records of `userids` for `month` as of `now` (dingtalk.md §12 steps
-    /// 4–7), one employee after the other. A rejected employee-month (400002, a
+    /// 4–7), in the order of `userids`. A rejected employee-month (400002, a
     /// non-numeric value) is reported as failed, a user DingTalk no longer knows
     /// as absent; quota, credential and permission errors stop the pull.
     pub async fn month_data(
@@ -987,34 +1080,75 @@ impl DingtalkClient {
         };
         let columns = self.resolve_columns().await?;
         let directory = self.directory().await?;
-        for userid in userids {
-            let Some(person) = directory.get(userid) else {
-                pulled.absent.push(userid.clone());
-                continue;
-            };
-            match self.employee_month(userid, person, &columns, &window).await {
-                Ok(record) => pulled.records.push(SourceRecord {
+        // Several employees are pulled at once: one at a time, each call's latency
+        // (not the quota) would set the pace, while the pacers keep every API
+        // within its rate whatever the overlap. Once one employee stops the pull,
+        // no further employee starts and no further call is sent; what the
+        // others already got is kept, since those calls are paid for.
+        let halt = AtomicBool::new(false);
+        let (directory, columns, window, halt) = (&directory, &columns, &window, &halt);
+        let mut outcomes: Vec<Option<Result<Value, EmployeeError>>> =
+            userids.iter().map(|_| None).collect();
+        // By index: a closure over `&String` would not be provably `Send` for
+        // every lifetime, which `tokio::spawn` of the pull needs.
+        let mut answers = futures::stream::iter(0..userids.len())
+            .map(move |i| async move {
+                let userid = &userids[i];
+                if halt.load(Ordering::SeqCst) {
+                    return (i, Err(EmployeeError::Halted));
+                }
+                let Some(person) = directory.get(userid) else {
+                    return (i, Err(EmployeeError::Absent));
+                };
+                let outcome = self
+                    .employee_month(userid, person, columns, window, halt)
+                    .await;
+                (i, outcome)
+            })
+            // Unordered, so that one employee held up by retries does not keep the
+            // next ones from starting; the order is restored below.
+            .buffer_unordered(self.employees_in_flight);
+        while let Some((i, outcome)) = answers.next().await {
+            if let Some(slot) = outcomes.get_mut(i) {
+                *slot = Some(outcome);
+            }
+        }
+        let mut halted = 0usize;
+        for (userid, outcome) in userids.iter().zip(outcomes) {
+            match outcome {
+                Some(Ok(record)) => pulled.records.push(SourceRecord {
                     employee: userid.clone(),
                     record,
                 }),
-                Err(EmployeeError::Failed(reason)) => {
+                Some(Err(EmployeeError::Failed(reason))) => {
                     tracing::warn!(userid = %userid, month = %month, %reason, "DingTalk employee-month failed");
                     pulled.failed.push((userid.clone(), reason));
                 }
-                Err(EmployeeError::Absent) => pulled.absent.push(userid.clone()),
-                Err(EmployeeError::Stop(e)) => {
-                    // Keep what this chunk already paid for.
-                    pulled.stopped = Some(e);
-                    return Ok(pulled);
+                Some(Err(EmployeeError::Absent)) => pulled.absent.push(userid.clone()),
+                // The first in the chunk's order, so the message does not depend on timing.
+                Some(Err(EmployeeError::Stop(e))) => {
+                    pulled.stopped.get_or_insert(e);
                 }
+                Some(Err(EmployeeError::Halted)) | None => halted += 1,
             }
+        }
+        if pulled.stopped.is_some() {
+            tracing::info!(month = %month, kept = pulled.records.len(), not_pulled = halted,
+                "DingTalk pull stopped; keeping the records already pulled");
         }
         Ok(pulled)
     }
 
     /// A report call for one employee; per-employee failures are told apart.
-    async fn report_call(&self, endpoint: &str, body: &Value) -> Result<Value, EmployeeError> {
-        match self.call(endpoint, body).await {
+    /// An error that stops the pull sets `halt` at once, so that calls still
+    /// waiting at the pacer are not sent.
+    async fn report_call(
+        &self,
+        endpoint: &str,
+        body: &Value,
+        halt: &AtomicBool,
+    ) -> Result<Value, EmployeeError> {
+        match self.call_unless(endpoint, body, Some(halt)).await {
             Ok(v) => Ok(v),
             Err(RetryError::Failed(CallError::Api(f))) if f.class == Class::Record => {
                 Err(EmployeeError::Failed(format!(
@@ -1025,21 +1159,24 @@ impl DingtalkClient {
             Err(RetryError::Failed(CallError::Api(f))) if f.class == Class::NotFound => {
                 Err(EmployeeError::Absent)
             }
-            Err(e) => Err(EmployeeError::Stop(self.error(endpoint, e))),
+            Err(RetryError::Failed(CallError::Halted)) => Err(EmployeeError::Halted),
+            Err(e) => {
+                halt.store(true, Ordering::SeqCst);
+                Err(EmployeeError::Stop(self.error(endpoint, e)))
+            }
         }
     }
 
-    async fn employee_month(
+    /// The employee's report columns summed over the window (`getcolumnval`,
+    /// ≤20 columns a call).
+    async fn column_sums<'c>(
         &self,
         userid: &str,
-        person: &Person,
-        columns: &[ResolvedColumn],
+        columns: &'c [ResolvedColumn],
         window: &Window,
-    ) -> Result<Value, EmployeeError> {
-        let failed = |endpoint: &str, why: String| {
-            EmployeeError::Failed(format!("{VENDOR} {endpoint}: {why}"))
-        };
-        let mut sums: HashMap<&str, Decimal> = HashMap::new();
+        halt: &AtomicBool,
+    ) -> Result<HashMap<&'c str, Decimal>, EmployeeError> {
+        let mut sums = HashMap::new();
         for chunk in columns.chunks(MAX_PER_REPORT_CALL) {
             let ids: Vec<String> = chunk.iter().map(|c| c.id.to_string()).collect();
             let body = json!({
@@ -1048,7 +1185,7 @@ impl DingtalkClient {
                 "from_date": window.from,
                 "to_date": window.to,
             });
-            let answer = self.report_call(GETCOLUMNVAL, &body).await?;
+            let answer = self.report_call(GETCOLUMNVAL, &body, halt).await?;
             for cv in answer["result"]["column_vals"]
                 .as_array()
                 .into_iter()
@@ -1065,11 +1202,22 @@ impl DingtalkClient {
                     cv["column_vals"].as_array(),
                     &cv["fixed_value"],
                 )
-                .map_err(|why| failed(GETCOLUMNVAL, why))?;
+                .map_err(|why| EmployeeError::Failed(format!("{VENDOR} {GETCOLUMNVAL}: {why}")))?;
                 sums.insert(column.name.as_str(), total);
             }
         }
-        let mut leave: HashMap<&str, Decimal> = HashMap::new();
+        Ok(sums)
+    }
+
+    /// The employee's configured leave types summed over the window
+    /// (`getleavetimebynames`, ≤20 names a call).
+    async fn leave_sums(
+        &self,
+        userid: &str,
+        window: &Window,
+        halt: &AtomicBool,
+    ) -> Result<HashMap<&str, Decimal>, EmployeeError> {
+        let mut leave = HashMap::new();
         for chunk in self.leave_names.chunks(MAX_PER_REPORT_CALL) {
             let body = json!({
                 "userid": userid,
@@ -1077,17 +1225,39 @@ impl DingtalkClient {
                 "from_date": window.from,
                 "to_date": window.to,
             });
-            let answer = self.report_call(GETLEAVETIME, &body).await?;
+            let answer = self.report_call(GETLEAVETIME, &body, halt).await?;
             for c in answer["result"]["columns"].as_array().into_iter().flatten() {
                 let name = text(&c["columnvo"]["name"]);
                 let Some(name) = chunk.iter().find(|n| **n == name) else {
                     continue;
                 };
                 let total = sum_column(window, name, c["columnvals"].as_array(), &c["fixed_value"])
-                    .map_err(|why| failed(GETLEAVETIME, why))?;
+                    .map_err(|why| {
+                        EmployeeError::Failed(format!("{VENDOR} {GETLEAVETIME}: {why}"))
+                    })?;
                 leave.insert(name.as_str(), total);
             }
         }
+        Ok(leave)
+    }
+
+    async fn employee_month(
+        &self,
+        userid: &str,
+        person: &Person,
+        columns: &[ResolvedColumn],
+        window: &Window,
+        halt: &AtomicBool,
+    ) -> Result<Value, EmployeeError> {
+        let failed = |endpoint: &str, why: String| {
+            EmployeeError::Failed(format!("{VENDOR} {endpoint}: {why}"))
+        };
+        // Two different APIs, each with its own quota: asked at the same time.
+        let (sums, leave) = futures::future::try_join(
+            self.column_sums(userid, columns, window, halt),
+            self.leave_sums(userid, window, halt),
+        )
+        .await?;
 
         let mut column_values = Map::new();
         for c in columns {
@@ -1205,7 +1375,7 @@ mod tests {
     use crate::sim::dingtalk::{
         BodyStyle, DingtalkSim, DingtalkSimConfig, DEFAULT_COLUMNS, GETATTCOLUMNS as SIM_COLUMNS,
     };
-    use crate::sim::Org;
+    use crate::sim::{CallRecord, Org};
     use crate::source::SourceClient;
 
     const SH: Tz = chrono_tz::Asia::Shanghai;
@@ -1533,9 +1703,44 @@ mod tests {
         assert!(text.contains("errcode 90020"), "{text}");
         assert!(text.contains("next calendar month"), "{text}");
         assert!(!e.is_transient());
-        // One column lookup and four employees fit; the fifth is refused once, not retried.
-        assert_eq!(sim.calls(GETCOLUMNVAL), 5);
-        assert_eq!(sim.quota_refusals(), 1);
+        // One column lookup and four employees fit. Employees are pulled several
+        // at once, so the calls already under way when the first refusal comes
+        // back are refused too, but none is retried and none starts afterwards.
+        let in_flight = client_for(&cfg).employees_in_flight;
+        assert!(in_flight > 1, "{in_flight}");
+        let refused = sim.quota_refusals();
+        assert!((1..=in_flight).contains(&refused), "{refused}");
+        assert_eq!(sim.calls(GETCOLUMNVAL), 4 + refused);
+
+        // The records the quota paid for are kept, alongside the stop.
+        let sim = start(
+            10,
+            DingtalkSimConfig {
+                monthly_quota: Some(5),
+                ..fast_sim()
+            },
+        )
+        .await;
+        let cfg = job(&sim, &["出勤天数"], &[]);
+        let client = client_for(&cfg);
+        let employees = client.employees(&Scope::default()).await.unwrap();
+        let pulled = client
+            .month_data(&employees, october(), after_october(), SH)
+            .await
+            .unwrap();
+        assert_eq!(pulled.records.len(), 4);
+        check_records(&sim, &cfg, &pulled, october());
+        assert!(pulled.failed.is_empty() && pulled.absent.is_empty());
+        let stop = pulled.stopped.map(|e| e.to_string()).unwrap_or_default();
+        assert!(stop.contains("errcode 90020"), "{stop}");
+        // In the chunk's order, as pulled one at a time.
+        let order: Vec<usize> = pulled
+            .records
+            .iter()
+            .filter_map(|r| employees.iter().position(|e| *e == r.employee))
+            .collect();
+        assert!(order.windows(2).all(|w| w[0] < w[1]), "{order:?}");
+        assert_eq!(client.metered_calls(), 1 + sim.calls(GETCOLUMNVAL) as u64);
     }
 
     #[tokio::test]
@@ -1561,19 +1766,31 @@ mod tests {
             .unwrap();
         assert_eq!(pulled.records.len(), 12);
         check_records(&sim, &cfg, &pulled, october());
-        // One refused call per endpoint, then the other encoding sticks.
-        assert_eq!(sim.calls(GETCOLUMNVAL), 13);
-        assert_eq!(sim.calls(GETLEAVETIME), 13);
+        // The other encoding sticks after the first refusal: only the calls
+        // already sent when it came back are refused too (employees are pulled
+        // several at once), each resent once in the other encoding.
         assert_eq!(client.encoding(GETCOLUMNVAL), Encoding::Form);
         assert_eq!(client.encoding(GETLEAVETIME), Encoding::Json);
         assert_eq!(client.encoding(USER_LIST), Encoding::Form);
-        let refused: Vec<i64> = sim
-            .call_log()
-            .iter()
-            .filter_map(|c| c.outcome.code())
-            .collect();
-        assert_eq!(refused.iter().filter(|c| **c == 43004).count(), 2);
-        assert_eq!(refused.iter().filter(|c| **c == 43005).count(), 1);
+        let log = sim.call_log();
+        let refused = |endpoint: &str, code: i64| {
+            log.iter()
+                .filter(|c| c.endpoint == endpoint && c.outcome.code() == Some(code))
+                .count()
+        };
+        let in_flight = client.employees_in_flight;
+        for (endpoint, code) in [(GETCOLUMNVAL, 43004), (GETLEAVETIME, 43005)] {
+            let n = refused(endpoint, code);
+            assert!((1..=in_flight).contains(&n), "{endpoint}: {n}");
+            assert_eq!(sim.calls(endpoint), 12 + n, "{endpoint}");
+        }
+        // The listing switched once (its first page is asked alone).
+        assert_eq!(refused(USER_LIST, 43004), 1);
+        let codes: Vec<i64> = log.iter().filter_map(|c| c.outcome.code()).collect();
+        assert!(
+            codes.iter().all(|c| *c == 43004 || *c == 43005),
+            "{codes:?}"
+        );
     }
 
     #[tokio::test]
@@ -1588,13 +1805,28 @@ mod tests {
         let (_, pulled) = pull_all(&source, october(), after_october()).await.unwrap();
         assert_eq!(pulled.records.len(), 15);
         check_records(&sim, &cfg, &pulled, october());
-        assert!(sim.tokens_issued() > 3, "{}", sim.tokens_issued());
-        let expired = sim
-            .call_log()
+        let issued = sim.tokens_issued();
+        assert!(issued > 3, "{issued}");
+        let log = sim.call_log();
+        // One gettoken per expiry, however many calls met it: every token but the
+        // last served its 9 calls, none was fetched twice and wasted.
+        let served = log
+            .iter()
+            .filter(|c| c.endpoint != GETTOKEN && c.outcome.is_ok())
+            .count();
+        assert_eq!(issued, served.div_ceil(9), "{served} calls");
+        // Each expiry is met by the calls under way with the old token (two per
+        // employee pulled at once), at most; each of them is resent once.
+        let expired = log
             .iter()
             .filter(|c| c.outcome.code() == Some(42001))
             .count();
-        assert_eq!(expired, sim.tokens_issued() - 1);
+        let in_flight = 2 * client_for(&cfg).employees_in_flight;
+        assert!(
+            (issued - 1..=(issued - 1) * in_flight).contains(&expired),
+            "{expired} expired answers for {issued} tokens"
+        );
+        assert_eq!(log.len(), served + expired + issued);
     }
 
     #[tokio::test]
@@ -1649,17 +1881,25 @@ mod tests {
             .month_data(&employees, october(), after_october(), SH)
             .await
             .unwrap();
+        // Employees are pulled several at once, so which one meets which injected
+        // answer depends on timing; the chunk's order is kept in every list.
         assert_eq!(pulled.records.len(), 4);
+        check_records(&sim, &cfg, &pulled, october());
         assert_eq!(pulled.failed.len(), 1);
-        assert_eq!(pulled.failed[0].0, employees[0]);
         assert_eq!(
             pulled.failed[0].1,
             "DingTalk topapi/attendance/getcolumnval: errcode 400002 (参数错误)"
         );
-        assert_eq!(
-            pulled.absent,
-            [employees[1].clone(), "NoSuchUser".to_owned()]
-        );
+        assert_eq!(pulled.absent.len(), 2);
+        assert_eq!(pulled.absent[1], "NoSuchUser");
+        let rejected = [&pulled.failed[0].0, &pulled.absent[0]];
+        assert_ne!(rejected[0], rejected[1]);
+        let records: Vec<&String> = pulled.records.iter().map(|r| &r.employee).collect();
+        let expected: Vec<&String> = employees[..6]
+            .iter()
+            .filter(|e| !rejected.contains(e))
+            .collect();
+        assert_eq!(records, expected);
 
         // Transient answers are retried; an auth exception stops with its sub-code.
         sim.inject_answer(
@@ -1700,6 +1940,9 @@ mod tests {
             .unwrap();
         assert_eq!(pulled.records.len(), 3);
         assert_eq!(sim.calls(GETTOKEN), 2);
+        // A call whose fresh tokens are rejected again and again stops the pull.
+        // One employee: with several, the rejections would be shared out among
+        // calls pulled at once, each of which is refreshed only a few times.
         sim.inject_answer(
             GETCOLUMNVAL,
             json!({"errcode": 42001, "errmsg": "expired"}),
@@ -1707,10 +1950,31 @@ mod tests {
         );
         let e = stopped(
             client
-                .month_data(&employees, october(), after_october(), SH)
+                .month_data(&employees[..1], october(), after_october(), SH)
                 .await,
         );
         assert!(e.contains("rejected repeatedly"), "{e}");
+        assert_eq!(sim.calls(GETTOKEN), 2 + 3);
+
+        // As many rejections as one call survives, over a chunk pulled at once:
+        // however they are shared out, the pull goes on, every record is right,
+        // and no rejection costs more than one refresh.
+        sim.inject_answer(
+            GETCOLUMNVAL,
+            json!({"errcode": 42001, "errmsg": "expired"}),
+            3,
+        );
+        let pulled = client
+            .month_data(&employees, october(), after_october(), SH)
+            .await
+            .unwrap();
+        assert!(pulled.stopped.is_none(), "{:?}", pulled.stopped);
+        assert_eq!(pulled.records.len(), 3);
+        check_records(&sim, &cfg, &pulled, october());
+        // A fresh token after the last stop, then one refresh for the first
+        // rejection and at most one for each of the two others.
+        let fetched = sim.calls(GETTOKEN) - 5;
+        assert!((2..=4).contains(&fetched), "{fetched}");
     }
 
     #[tokio::test]
@@ -1730,6 +1994,7 @@ mod tests {
                 })
             };
             let bans = sim.bans_answered();
+            let logged = sim.call_log().len();
             let started = Instant::now();
             let pulled = client
                 .month_data(&employees, october(), after_october(), SH)
@@ -1737,12 +2002,35 @@ mod tests {
                 .unwrap();
             lift.await.unwrap();
             assert_eq!(pulled.records.len(), 4);
-            assert_eq!(
-                sim.bans_answered(),
-                bans + 1,
-                "one ban answer, then a pause"
-            );
+            check_records(&sim, &cfg, &pulled, october());
             assert!(started.elapsed() >= Duration::from_millis(300));
+            // Only the calls already sent when the first ban answer came back
+            // meet the ban (two per employee pulled at once, at most) ...
+            let banned = sim.bans_answered() - bans;
+            assert!((1..=8).contains(&banned), "{banned} ban answers");
+            // ... and nothing goes out again until the pause is over.
+            let log = sim.call_log();
+            let round = &log[logged..];
+            let first_ban = round
+                .iter()
+                .filter(|c| !c.outcome.is_ok())
+                .map(|c| c.at)
+                .min()
+                .unwrap();
+            let answered: Vec<&CallRecord> = round.iter().filter(|c| c.outcome.is_ok()).collect();
+            let reports = answered
+                .iter()
+                .filter(|c| c.endpoint == GETCOLUMNVAL || c.endpoint == GETLEAVETIME)
+                .count();
+            assert_eq!(reports, 8);
+            for c in answered {
+                assert!(
+                    c.at.duration_since(first_ban) >= Duration::from_millis(300),
+                    "{} sent {:?} after the first ban answer",
+                    c.endpoint,
+                    c.at.duration_since(first_ban)
+                );
+            }
         }
     }
 
