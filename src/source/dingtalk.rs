@@ -18,12 +18,14 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::str::FromStr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, NaiveDate, Utc};
 use chrono_tz::Tz;
+use futures::future::BoxFuture;
+use futures::stream::FuturesUnordered;
 use futures::StreamExt;
 use reqwest::header::CONTENT_TYPE;
 use reqwest::StatusCode;
@@ -64,6 +66,9 @@ pub const EMPLOYEES_PER_CHUNK: usize = 100;
 /// only has to cover each call's latency (at 200 calls/s per API and ~25 ms a
 /// call, 5 are needed), with room for calls held up by a retry.
 pub const EMPLOYEES_IN_FLIGHT: usize = 16;
+/// `listsub` and `v2/user/list` calls under way at once (each API), at most.
+/// The pacers set the pace; this covers the latency, with room for retries.
+pub const DIRECTORY_IN_FLIGHT: usize = 8;
 /// `size` of a `v2/user/list` page; halved on 400002 down to [`MIN_PAGE_SIZE`].
 pub const PAGE_SIZE: u32 = 100;
 pub const MIN_PAGE_SIZE: u32 = 10;
@@ -163,6 +168,48 @@ pub struct DingtalkClient {
     leave_warned: Mutex<HashSet<String>>,
     /// Employees pulled at once (see [`in_flight`]).
     employees_in_flight: usize,
+    /// `listsub` calls under way at once while walking the departments.
+    departments_in_flight: usize,
+    /// `v2/user/list` calls under way at once.
+    user_pages_in_flight: usize,
+}
+
+/// One user as `v2/user/list` lists them; departments are named once the
+/// walk is over.
+struct Listed {
+    userid: String,
+    name: String,
+    dept_ids: Vec<u64>,
+    job_number: String,
+    title: String,
+}
+
+/// What walking the departments found.
+#[derive(Default)]
+struct Crawl {
+    names: HashMap<u64, String>,
+    children: HashMap<u64, Vec<u64>>,
+    /// The users of each department listed so far, in page order.
+    members: HashMap<u64, Vec<Listed>>,
+}
+
+/// One finished step of [`DingtalkClient::crawl`].
+enum Found {
+    /// `None`: the department was skipped.
+    Children {
+        id: u64,
+        children: Option<Vec<(u64, String)>>,
+    },
+    Users {
+        id: u64,
+        users: Vec<Listed>,
+    },
+}
+
+enum CrawlError {
+    /// Kept unconverted, so that the root being out of scope can be told apart.
+    Walk(RetryError<CallError>),
+    Users(SourceError),
 }
 
 enum CallError {
@@ -469,6 +516,8 @@ impl DingtalkClient {
                 &[GETCOLUMNVAL, GETLEAVETIME],
                 EMPLOYEES_IN_FLIGHT,
             ),
+            departments_in_flight: in_flight(&cfg.limits, &[LISTSUB], DIRECTORY_IN_FLIGHT),
+            user_pages_in_flight: in_flight(&cfg.limits, &[USER_LIST], DIRECTORY_IN_FLIGHT),
         }
     }
 
@@ -892,71 +941,249 @@ impl DingtalkClient {
         Ok(directory.unwrap_or_default())
     }
 
-    /// Department id → name, and each department's children, walking `listsub`
-    /// breadth-first from `starts`. Departments found while walking that have
-    /// vanished (60003) or are outside the app's scope (50004) are skipped with
-    /// a warning; the same errors on a start department stop the job.
-    async fn walk(
+    /// One department's children (id, name) from `listsub`; `None` when a
+    /// department found while walking has vanished (60003) or is outside the
+    /// app's scope (50004): skipped with a warning. The same errors on a start
+    /// department stop the job.
+    async fn subdepartments(
         &self,
-        starts: &[u64],
-    ) -> Result<(HashMap<u64, String>, HashMap<u64, Vec<u64>>), RetryError<CallError>> {
-        let mut names = HashMap::new();
-        let mut children: HashMap<u64, Vec<u64>> = HashMap::new();
-        let mut seen: HashSet<u64> = starts.iter().copied().collect();
-        let mut queue: VecDeque<(u64, bool)> = starts.iter().map(|d| (*d, true)).collect();
-        while let Some((id, start)) = queue.pop_front() {
-            let body = match self
-                .call(LISTSUB, &json!({"dept_id": id, "language": "zh_CN"}))
-                .await
+        id: u64,
+        start: bool,
+    ) -> Result<Option<Vec<(u64, String)>>, RetryError<CallError>> {
+        let body = match self
+            .call(LISTSUB, &json!({"dept_id": id, "language": "zh_CN"}))
+            .await
+        {
+            Ok(b) => b,
+            Err(RetryError::Failed(CallError::Api(f)))
+                if !start
+                    && (f.class == Class::NotFound || f.code == dingtalk_code::OUT_OF_SCOPE) =>
             {
-                Ok(b) => b,
+                tracing::warn!(department = id, code = f.code, message = %f.message,
+                    "skipping a DingTalk department (deleted since listing, or outside the app's scope)");
+                return Ok(None);
+            }
+            Err(e) => return Err(e),
+        };
+        Ok(Some(
+            body["result"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|d| {
+                    let child = number(&d["dept_id"]).and_then(|c| u64::try_from(c).ok())?;
+                    Some((child, text(&d["name"])))
+                })
+                .collect(),
+        ))
+    }
+
+    /// The users of one department, page by page (`v2/user/list`), in page
+    /// order. `size` is shared by all departments: halved on 400002 down to
+    /// [`MIN_PAGE_SIZE`], by the first call refused at that size only, so that
+    /// refusals of calls under way at once halve it once. `settled` is set once
+    /// a page was answered, so the caller knows the size fits.
+    async fn department_users(
+        &self,
+        dept: u64,
+        scope: &Scope,
+        size: &AtomicU32,
+        settled: &AtomicBool,
+    ) -> Result<Vec<Listed>, SourceError> {
+        let mut users = Vec::new();
+        let mut cursor: u64 = 0;
+        loop {
+            let asked = size.load(Ordering::SeqCst);
+            let body =
+                json!({"dept_id": dept, "cursor": cursor, "size": asked, "language": "zh_CN"});
+            let answer = match self.call(USER_LIST, &body).await {
+                Ok(a) => a,
                 Err(RetryError::Failed(CallError::Api(f)))
-                    if !start
+                    if f.code == dingtalk_code::INVALID_PARAMETER && asked > MIN_PAGE_SIZE =>
+                {
+                    let smaller = (asked / 2).max(MIN_PAGE_SIZE);
+                    if size
+                        .compare_exchange(asked, smaller, Ordering::SeqCst, Ordering::SeqCst)
+                        .is_ok()
+                    {
+                        tracing::info!(
+                            size = smaller,
+                            "DingTalk refused the page size of v2/user/list; shrinking it"
+                        );
+                    }
+                    continue;
+                }
+                Err(RetryError::Failed(CallError::Api(f)))
+                    if !scope.departments.contains(&dept)
                         && (f.class == Class::NotFound
                             || f.code == dingtalk_code::OUT_OF_SCOPE) =>
                 {
-                    tracing::warn!(department = id, code = f.code, message = %f.message,
-                        "skipping a DingTalk department (deleted since listing, or outside the app's scope)");
+                    tracing::warn!(department = dept, code = f.code, message = %f.message,
+                        "skipping the users of a DingTalk department (deleted since listing, or outside the app's scope)");
+                    return Ok(users);
+                }
+                Err(e) => return Err(self.error(USER_LIST, e)),
+            };
+            settled.store(true, Ordering::SeqCst);
+            let result = &answer["result"];
+            for u in result["list"].as_array().into_iter().flatten() {
+                let userid = text(&u["userid"]);
+                if userid.is_empty() {
                     continue;
                 }
-                Err(e) => return Err(e),
-            };
-            for d in body["result"].as_array().into_iter().flatten() {
-                let Some(child) = number(&d["dept_id"]).and_then(|c| u64::try_from(c).ok()) else {
-                    continue;
+                let dept_ids: Vec<u64> = match u["dept_id_list"].as_array() {
+                    Some(ids) => ids
+                        .iter()
+                        .filter_map(|d| number(d).and_then(|d| u64::try_from(d).ok()))
+                        .collect(),
+                    None => vec![dept],
                 };
-                names.insert(child, text(&d["name"]));
-                children.entry(id).or_default().push(child);
-                if seen.insert(child) {
-                    queue.push_back((child, false));
+                users.push(Listed {
+                    userid,
+                    name: text(&u["name"]),
+                    dept_ids,
+                    job_number: text(&u["job_number"]),
+                    title: text(&u["title"]),
+                });
+            }
+            if !truthy(&result["has_more"]) {
+                return Ok(users);
+            }
+            match number(&result["next_cursor"]).and_then(|c| u64::try_from(c).ok()) {
+                Some(next) if next > cursor => cursor = next,
+                _ => {
+                    return Err(self.protocol(
+                        USER_LIST,
+                        format!(
+                            "has_more is true but next_cursor {} does not advance past {cursor}",
+                            result["next_cursor"]
+                        ),
+                    ))
                 }
             }
         }
-        Ok((names, children))
     }
 
-    /// Everyone in the selected departments, by userid.
+    /// Walks `listsub` breadth-first from `starts` and lists the users of every
+    /// selected department (the configured ones and everything under them, or
+    /// everything) as soon as its own `listsub` has answered. Several calls of
+    /// each API are under way at once: one call at a time, latency would set the
+    /// pace, and walking before listing would add the two APIs' times instead
+    /// of overlapping them (they have separate quotas). The first `v2/user/list`
+    /// call goes alone until a page size is accepted, so a refused size is
+    /// shrunk once rather than by every call under way.
+    async fn crawl(
+        &self,
+        starts: &[u64],
+        scope: &Scope,
+        size: &AtomicU32,
+        settled: &AtomicBool,
+    ) -> Result<Crawl, CrawlError> {
+        let wanted = |d: u64| scope.departments.is_empty() || scope.departments.contains(&d);
+        let mut crawl = Crawl::default();
+        let mut seen: HashSet<u64> = starts.iter().copied().collect();
+        let mut selected: HashSet<u64> = starts.iter().copied().filter(|d| wanted(*d)).collect();
+        let mut to_walk: VecDeque<(u64, bool)> = starts.iter().map(|d| (*d, true)).collect();
+        let mut to_list: VecDeque<u64> = VecDeque::new();
+        let mut tasks: FuturesUnordered<BoxFuture<'_, Result<Found, CrawlError>>> =
+            FuturesUnordered::new();
+        let (mut walking, mut listing) = (0usize, 0usize);
+        loop {
+            while walking < self.departments_in_flight {
+                let Some((id, start)) = to_walk.pop_front() else {
+                    break;
+                };
+                walking += 1;
+                tasks.push(Box::pin(async move {
+                    let children = self
+                        .subdepartments(id, start)
+                        .await
+                        .map_err(CrawlError::Walk)?;
+                    Ok(Found::Children { id, children })
+                }));
+            }
+            let users_in_flight = if settled.load(Ordering::SeqCst) {
+                self.user_pages_in_flight
+            } else {
+                1
+            };
+            while listing < users_in_flight {
+                let Some(id) = to_list.pop_front() else {
+                    break;
+                };
+                listing += 1;
+                tasks.push(Box::pin(async move {
+                    let users = self
+                        .department_users(id, scope, size, settled)
+                        .await
+                        .map_err(CrawlError::Users)?;
+                    Ok(Found::Users { id, users })
+                }));
+            }
+            let Some(found) = tasks.next().await else {
+                break;
+            };
+            match found? {
+                Found::Children { id, children } => {
+                    walking -= 1;
+                    for (child, name) in children.into_iter().flatten() {
+                        crawl.names.insert(child, name);
+                        crawl.children.entry(id).or_default().push(child);
+                        if selected.contains(&id) || wanted(child) {
+                            selected.insert(child);
+                        }
+                        if seen.insert(child) {
+                            to_walk.push_back((child, false));
+                        }
+                    }
+                    if selected.contains(&id) {
+                        to_list.push_back(id);
+                    }
+                }
+                Found::Users { id, users } => {
+                    listing -= 1;
+                    crawl.members.insert(id, users);
+                }
+            }
+        }
+        Ok(crawl)
+    }
+
+    /// Everyone in the selected departments, by userid: the same as listing the
+    /// departments one after the other, whatever order the answers came in.
     async fn list_people(&self, scope: &Scope) -> Result<BTreeMap<String, Person>, SourceError> {
         // Walk from the root so every department has its name, then keep the
         // configured subtrees. If the root is outside the app's scope, walk
         // from the configured departments (whose own names stay unknown).
-        let walked = match self.walk(&[ROOT_DEPARTMENT]).await {
-            Err(RetryError::Failed(CallError::Api(f)))
+        let size = AtomicU32::new(PAGE_SIZE);
+        let settled = AtomicBool::new(false);
+        let (size, settled) = (&size, &settled);
+        let crawled = match self.crawl(&[ROOT_DEPARTMENT], scope, size, settled).await {
+            Err(CrawlError::Walk(RetryError::Failed(CallError::Api(f))))
                 if f.code == dingtalk_code::OUT_OF_SCOPE && !scope.departments.is_empty() =>
             {
                 tracing::info!(
                     "the DingTalk root department is outside the app's scope; walking from the configured departments"
                 );
-                self.walk(&scope.departments).await
+                self.crawl(&scope.departments, scope, size, settled).await
             }
             other => other,
         };
-        let (names, children) = walked.map_err(|e| self.error(LISTSUB, e))?;
+        let Crawl {
+            names,
+            children,
+            mut members,
+        } = crawled.map_err(|e| match e {
+            CrawlError::Walk(e) => self.error(LISTSUB, e),
+            CrawlError::Users(e) => e,
+        })?;
         let starts: Vec<u64> = if scope.departments.is_empty() {
             vec![ROOT_DEPARTMENT]
         } else {
             scope.departments.clone()
         };
+        // Depth-first from the starts: the order in which departments' users are
+        // taken, which decides nothing but is kept stable.
         let mut selected = Vec::new();
         let mut seen = HashSet::new();
         let mut stack: Vec<u64> = starts.iter().rev().copied().collect();
@@ -977,81 +1204,47 @@ impl DingtalkClient {
                 );
             }
         }
+        // Configured departments the walk did not reach are listed all the same
+        // (a missing one stops the job, as any error on a configured department).
+        let unreached: Vec<u64> = selected
+            .iter()
+            .copied()
+            .filter(|d| !members.contains_key(d))
+            .collect();
+        if !unreached.is_empty() {
+            let mut listed = futures::stream::iter(unreached)
+                .map(|id| async move {
+                    let users = self.department_users(id, scope, size, settled).await;
+                    (id, users)
+                })
+                .buffer_unordered(self.user_pages_in_flight);
+            while let Some((id, users)) = listed.next().await {
+                members.insert(id, users?);
+            }
+        }
 
         let mut people = BTreeMap::new();
-        let mut size = PAGE_SIZE;
         for dept in selected {
-            let mut cursor: u64 = 0;
-            loop {
-                let body =
-                    json!({"dept_id": dept, "cursor": cursor, "size": size, "language": "zh_CN"});
-                let answer = match self.call(USER_LIST, &body).await {
-                    Ok(a) => a,
-                    Err(RetryError::Failed(CallError::Api(f)))
-                        if f.code == dingtalk_code::INVALID_PARAMETER && size > MIN_PAGE_SIZE =>
-                    {
-                        size = (size / 2).max(MIN_PAGE_SIZE);
-                        tracing::info!(
-                            size,
-                            "DingTalk refused the page size of v2/user/list; shrinking it"
-                        );
-                        continue;
-                    }
-                    Err(RetryError::Failed(CallError::Api(f)))
-                        if !scope.departments.contains(&dept)
-                            && (f.class == Class::NotFound
-                                || f.code == dingtalk_code::OUT_OF_SCOPE) =>
-                    {
-                        tracing::warn!(department = dept, code = f.code, message = %f.message,
-                            "skipping the users of a DingTalk department (deleted since listing, or outside the app's scope)");
-                        break;
-                    }
-                    Err(e) => return Err(self.error(USER_LIST, e)),
-                };
-                let result = &answer["result"];
-                for u in result["list"].as_array().into_iter().flatten() {
-                    let userid = text(&u["userid"]);
-                    if userid.is_empty() || people.contains_key(&userid) {
-                        continue;
-                    }
-                    let dept_ids: Vec<u64> = match u["dept_id_list"].as_array() {
-                        Some(ids) => ids
-                            .iter()
-                            .filter_map(|d| number(d).and_then(|d| u64::try_from(d).ok()))
-                            .collect(),
-                        None => vec![dept],
-                    };
-                    let departments = dept_ids
-                        .iter()
-                        .filter_map(|d| names.get(d))
-                        .filter(|n| !n.is_empty())
-                        .cloned()
-                        .collect();
-                    people.insert(
-                        userid,
-                        Person {
-                            name: text(&u["name"]),
-                            departments,
-                            job_number: text(&u["job_number"]),
-                            title: text(&u["title"]),
-                        },
-                    );
+            for u in members.remove(&dept).into_iter().flatten() {
+                if people.contains_key(&u.userid) {
+                    continue;
                 }
-                if !truthy(&result["has_more"]) {
-                    break;
-                }
-                match number(&result["next_cursor"]).and_then(|c| u64::try_from(c).ok()) {
-                    Some(next) if next > cursor => cursor = next,
-                    _ => {
-                        return Err(self.protocol(
-                            USER_LIST,
-                            format!(
-                            "has_more is true but next_cursor {} does not advance past {cursor}",
-                            result["next_cursor"]
-                        ),
-                        ))
-                    }
-                }
+                let departments = u
+                    .dept_ids
+                    .iter()
+                    .filter_map(|d| names.get(d))
+                    .filter(|n| !n.is_empty())
+                    .cloned()
+                    .collect();
+                people.insert(
+                    u.userid,
+                    Person {
+                        name: u.name,
+                        departments,
+                        job_number: u.job_number,
+                        title: u.title,
+                    },
+                );
             }
         }
         Ok(people)
@@ -2076,6 +2269,161 @@ mod tests {
             .count();
         // 100 → 50 → 25, once.
         assert_eq!(refused, 2);
+    }
+
+    /// The most calls to `endpoint` that arrived within any `window`: with the
+    /// simulator holding each call for `window`, an upper bound on how many the
+    /// client had under way at once, and a lower bound on it too.
+    fn most_within(log: &[CallRecord], endpoint: &str, window: Duration) -> usize {
+        let times: Vec<Instant> = log
+            .iter()
+            .filter(|c| c.endpoint == endpoint)
+            .map(|c| c.at)
+            .collect();
+        (0..times.len())
+            .map(|i| {
+                times[i..]
+                    .iter()
+                    .take_while(|t| t.duration_since(times[i]) < window)
+                    .count()
+            })
+            .max()
+            .unwrap_or(0)
+    }
+
+    #[tokio::test]
+    async fn directory_and_reports_overlap_calls_within_bounds() {
+        let latency = Duration::from_millis(20);
+        let config = DingtalkSimConfig {
+            page_size_cap: Some(7),
+            latency,
+            ..fast_sim()
+        };
+        let sim = start(300, config).await;
+        let cfg = job(&sim, &["出勤天数", "工作时长"], &["年假"]);
+        let client = client_for(&cfg);
+        let started = Instant::now();
+        let employees = client.employees(&Scope::default()).await.unwrap();
+        let listing = started.elapsed();
+        let mut expected: Vec<String> = sim.org().users.iter().map(|u| u.userid.clone()).collect();
+        expected.sort();
+        assert_eq!(employees, expected);
+        let log = sim.call_log();
+        let (walked, pages) = (sim.calls(LISTSUB), sim.calls(USER_LIST));
+        assert_eq!(walked, sim.org().departments.len());
+        assert!(pages > 2 * walked, "{pages} pages");
+        // One call at a time, the listing takes at least one latency per call.
+        let one_at_a_time = latency * (walked + pages) as u32;
+        assert!(
+            listing < one_at_a_time / 2,
+            "{listing:?} vs {one_at_a_time:?}"
+        );
+        for endpoint in [LISTSUB, USER_LIST] {
+            let most = most_within(&log, endpoint, latency);
+            assert!(
+                (2..=DIRECTORY_IN_FLIGHT).contains(&most),
+                "{endpoint}: {most}"
+            );
+        }
+        // Users are listed while the walk goes on.
+        let first_page = log.iter().find(|c| c.endpoint == USER_LIST).unwrap().at;
+        let last_walk = log.iter().rev().find(|c| c.endpoint == LISTSUB).unwrap().at;
+        assert!(first_page < last_walk);
+
+        let pulled = client
+            .month_data(&employees, october(), after_october(), SH)
+            .await
+            .unwrap();
+        assert_eq!(pulled.records.len(), 300);
+        check_records(&sim, &cfg, &pulled, october());
+        let order: Vec<&String> = pulled.records.iter().map(|r| &r.employee).collect();
+        assert_eq!(order, employees.iter().collect::<Vec<_>>());
+        let log = sim.call_log();
+        for endpoint in [GETCOLUMNVAL, GETLEAVETIME] {
+            let most = most_within(&log, endpoint, latency);
+            assert!(
+                (2..=EMPLOYEES_IN_FLIGHT).contains(&most),
+                "{endpoint}: {most}"
+            );
+        }
+        assert_eq!(client.metered_calls(), 1 + 2 * 300);
+        assert_eq!(sim.metered_calls(), 1 + 2 * 300);
+        assert_eq!(sim.quota_violations(), 0);
+
+        // A slow configured rate keeps fewer under way than that.
+        let mut slow = cfg.clone();
+        slow.limits = vec![(GETLEAVETIME.to_owned(), Rate::per_minute(240))];
+        let client = client_for(&slow);
+        assert_eq!(client.employees_in_flight, 4);
+        assert_eq!(client.departments_in_flight, DIRECTORY_IN_FLIGHT);
+        slow.limits = vec![(TOTAL.to_owned(), Rate::per_second(3))];
+        let client = client_for(&slow);
+        assert_eq!(
+            (client.employees_in_flight, client.user_pages_in_flight),
+            (3, 3)
+        );
+        slow.limits = vec![(USER_LIST.to_owned(), Rate::per_minute(10))];
+        assert_eq!(client_for(&slow).user_pages_in_flight, 1);
+    }
+
+    #[tokio::test]
+    async fn root_out_of_scope_walks_from_the_configured_departments() {
+        let sim = start(120, fast_sim()).await;
+        let org = sim.org().clone();
+        let tops: Vec<u64> = org
+            .departments
+            .iter()
+            .filter(|d| d.parent_id == 1)
+            .map(|d| d.id)
+            .take(2)
+            .collect();
+        assert_eq!(tops.len(), 2);
+        let mut cfg = job(&sim, &["出勤天数"], &[]);
+        cfg.scope.departments = tops.clone();
+        let client = client_for(&cfg);
+        sim.inject_answer(
+            LISTSUB,
+            json!({"errcode": 50004, "errmsg": "部门不在授权范围"}),
+            1,
+        );
+        let employees = client.employees(&cfg.scope).await.unwrap();
+        let mut expected: Vec<String> = org
+            .users
+            .iter()
+            .filter(|u| {
+                u.departments.iter().any(|d| {
+                    org.top_level_department(*d)
+                        .is_some_and(|t| tops.contains(&t.id))
+                })
+            })
+            .map(|u| u.userid.clone())
+            .collect();
+        expected.sort();
+        assert!(!expected.is_empty());
+        assert_eq!(employees, expected);
+        let subtree = org
+            .departments
+            .iter()
+            .filter(|d| {
+                org.top_level_department(d.id)
+                    .is_some_and(|t| tops.contains(&t.id))
+            })
+            .count();
+        // The refused root, then each configured subtree once.
+        assert_eq!(sim.calls(LISTSUB), 1 + subtree);
+
+        // Without configured departments there is nothing to fall back to.
+        sim.inject_answer(
+            LISTSUB,
+            json!({"errcode": 50004, "errmsg": "部门不在授权范围"}),
+            1,
+        );
+        let e = client_for(&job(&sim, &["出勤天数"], &[]))
+            .employees(&Scope::default())
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("errcode 50004") && e.contains("listsub"), "{e}");
     }
 
     #[tokio::test]
