@@ -501,7 +501,7 @@ impl DingtalkClient {
             leave_names: cfg.leave_names.clone(),
             scope: cfg.scope.clone(),
             tokens: TokenCache::new(),
-            pacer: Pacer::new(IP_LIMIT, DEFAULT_LIMITS, &cfg.limits),
+            pacer: Pacer::slotted(IP_LIMIT, DEFAULT_LIMITS, &cfg.limits),
             retry: cfg.retry,
             stats,
             metered: AtomicU64::new(0),
