@@ -9,6 +9,7 @@ use attendsync::config::SourceFile;
 use attendsync::mapping::{Mapping, ValueType, Vars};
 use attendsync::month::Month;
 use attendsync::sim::{DingtalkSim, DingtalkSimConfig, JdySim, JdySimConfig, Org};
+use attendsync::source::dingtalk::EMPLOYEES_IN_FLIGHT;
 
 const APP_KEY: &str = "ding-e2e-appkey";
 const APP_SECRET: &str = "DingSecret-e2e-0123456789abcdef";
@@ -254,7 +255,14 @@ async fn bad_credentials_and_exhausted_quota_stop_the_job() {
     assert_eq!(run.status.code(), Some(1), "{text}");
     assert!(text.contains("90020"), "{text}");
     assert!(text.contains("next calendar month"), "{text}");
-    assert_eq!(env.dingtalk.quota_refusals(), 1);
+    // Employees are pulled several at once, two calls each: the calls already
+    // under way when the first refusal comes back are refused too, no more.
+    let refused = env.dingtalk.quota_refusals();
+    assert!(
+        (1..=2 * EMPLOYEES_IN_FLIGHT).contains(&refused),
+        "{refused} refusals"
+    );
+    assert_eq!(env.dingtalk.metered_calls(), 10);
 }
 
 /// Counts of a summary line: (pulled, created, updated, unchanged, failed).

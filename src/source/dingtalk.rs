@@ -18,12 +18,15 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::str::FromStr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, NaiveDate, Utc};
 use chrono_tz::Tz;
+use futures::future::BoxFuture;
+use futures::stream::FuturesUnordered;
+use futures::StreamExt;
 use reqwest::header::CONTENT_TYPE;
 use reqwest::StatusCode;
 use rust_decimal::prelude::ToPrimitive;
@@ -33,7 +36,7 @@ use serde_json::{json, Map, Number, Value};
 use super::{Pulled, SourceError, SourceRecord};
 use crate::config::job::{DingtalkSource, Rate, RetryConfig, Scope};
 use crate::http::codes::{self, dingtalk_code, Class};
-use crate::http::pace::Pacer;
+use crate::http::pace::{Pacer, TOTAL};
 use crate::http::retry::{retry, Attempt, RetryError};
 use crate::http::token::TokenCache;
 use crate::http::{describe, errcode_attempt, redact, ApiFailure, CallStats};
@@ -59,6 +62,13 @@ pub const MAX_PER_REPORT_CALL: usize = 20;
 /// this only sets how often records are handed to the writer. A full batch of
 /// `data/batch_create` (100 records), so that a chunk costs one create call.
 pub const EMPLOYEES_PER_CHUNK: usize = 100;
+/// Employees of a chunk pulled at once, at most. The pacers set the pace; this
+/// only has to cover each call's latency (at 200 calls/s per API and ~25 ms a
+/// call, 5 are needed), with room for calls held up by a retry.
+pub const EMPLOYEES_IN_FLIGHT: usize = 16;
+/// `listsub` and `v2/user/list` calls under way at once (each API), at most.
+/// The pacers set the pace; this covers the latency, with room for retries.
+pub const DIRECTORY_IN_FLIGHT: usize = 8;
 /// `size` of a `v2/user/list` page; halved on 400002 down to [`MIN_PAGE_SIZE`].
 pub const PAGE_SIZE: u32 = 100;
 pub const MIN_PAGE_SIZE: u32 = 10;
@@ -156,11 +166,57 @@ pub struct DingtalkClient {
     directory: tokio::sync::Mutex<Option<Arc<HashMap<String, Person>>>>,
     /// Configured leave names already warned about (absent from an answer).
     leave_warned: Mutex<HashSet<String>>,
+    /// Employees pulled at once (see [`in_flight`]).
+    employees_in_flight: usize,
+    /// `listsub` calls under way at once while walking the departments.
+    departments_in_flight: usize,
+    /// `v2/user/list` calls under way at once.
+    user_pages_in_flight: usize,
+}
+
+/// One user as `v2/user/list` lists them; departments are named once the
+/// walk is over.
+struct Listed {
+    userid: String,
+    name: String,
+    dept_ids: Vec<u64>,
+    job_number: String,
+    title: String,
+}
+
+/// What walking the departments found.
+#[derive(Default)]
+struct Crawl {
+    names: HashMap<u64, String>,
+    children: HashMap<u64, Vec<u64>>,
+    /// The users of each department listed so far, in page order.
+    members: HashMap<u64, Vec<Listed>>,
+}
+
+/// One finished step of [`DingtalkClient::crawl`].
+enum Found {
+    /// `None`: the department was skipped.
+    Children {
+        id: u64,
+        children: Option<Vec<(u64, String)>>,
+    },
+    Users {
+        id: u64,
+        users: Vec<Listed>,
+    },
+}
+
+enum CrawlError {
+    /// Kept unconverted, so that the root being out of scope can be told apart.
+    Walk(RetryError<CallError>),
+    Users(SourceError),
 }
 
 enum CallError {
     Api(ApiFailure),
     Source(SourceError),
+    /// Not sent: the pull it belonged to had stopped meanwhile.
+    Halted,
 }
 
 /// How one employee-month failed.
@@ -171,6 +227,9 @@ enum EmployeeError {
     Absent,
     /// Stop the pull.
     Stop(SourceError),
+    /// Not pulled because the pull stopped meanwhile: neither failed nor absent,
+    /// the next run pulls it again.
+    Halted,
 }
 
 /// What an HTTP answer is, before its errcode is looked at.
@@ -395,6 +454,42 @@ fn sum_column(
     Ok(total)
 }
 
+/// How many calls to `endpoints` are worth having under way at once, at most
+/// `most`: no more than one second's worth of the slowest of their configured
+/// rates (and of the vendor-wide `total`), since the pacers hold any more back
+/// anyway, and with a slow quota a burst of waiting calls gains nothing.
+fn in_flight(overrides: &[(String, Rate)], endpoints: &[&str], most: usize) -> usize {
+    let rate = |key: &str, default: Option<Rate>| {
+        overrides
+            .iter()
+            .rev()
+            .find(|(e, _)| e == key)
+            .map(|(_, r)| *r)
+            .or(default)
+    };
+    let per_second = |r: Rate| {
+        let secs = r.per.as_secs_f64();
+        if secs > 0.0 {
+            f64::from(r.count) / secs
+        } else {
+            f64::INFINITY
+        }
+    };
+    let default = |key: &str| {
+        DEFAULT_LIMITS
+            .iter()
+            .find(|(e, _)| *e == key)
+            .map(|(_, r)| *r)
+    };
+    endpoints
+        .iter()
+        .filter_map(|e| rate(e, default(e)))
+        .chain(rate(TOTAL, Some(IP_LIMIT)))
+        .map(|r| per_second(r).ceil())
+        .fold(most as f64, f64::min)
+        .max(1.0) as usize
+}
+
 impl DingtalkClient {
     pub fn new(http: reqwest::Client, cfg: &DingtalkSource, stats: Arc<CallStats>) -> Self {
         DingtalkClient {
@@ -416,6 +511,13 @@ impl DingtalkClient {
             report_columns: tokio::sync::OnceCell::new(),
             directory: tokio::sync::Mutex::new(None),
             leave_warned: Mutex::new(HashSet::new()),
+            employees_in_flight: in_flight(
+                &cfg.limits,
+                &[GETCOLUMNVAL, GETLEAVETIME],
+                EMPLOYEES_IN_FLIGHT,
+            ),
+            departments_in_flight: in_flight(&cfg.limits, &[LISTSUB], DIRECTORY_IN_FLIGHT),
+            user_pages_in_flight: in_flight(&cfg.limits, &[USER_LIST], DIRECTORY_IN_FLIGHT),
         }
     }
 
@@ -515,6 +617,10 @@ impl DingtalkClient {
         match e {
             RetryError::Failed(CallError::Api(f)) => self.api_error(endpoint, f),
             RetryError::Failed(CallError::Source(e)) => e,
+            // Only report calls are halted, and `report_call` never gets here.
+            RetryError::Failed(CallError::Halted) => {
+                self.protocol(endpoint, "not sent: the pull had already stopped")
+            }
             RetryError::Exhausted { attempts, last } => SourceError::Exhausted {
                 vendor: VENDOR,
                 endpoint: endpoint.to_string(),
@@ -522,6 +628,10 @@ impl DingtalkClient {
                 last,
             },
         }
+    }
+
+    fn ban_in_force(&self) -> bool {
+        lock(&self.banned_until).is_some_and(|u| Instant::now() < u)
     }
 
     /// Waits out an IP ban, if one is in force.
@@ -643,16 +753,30 @@ impl DingtalkClient {
         Ok((Secret::new(token), Duration::from_secs(expires_in)))
     }
 
-    /// One request: waits out a ban, paces, counts, sends in `encoding`.
+    /// One request: waits out a ban, paces, counts, sends in `forced` or else
+    /// the endpoint's current encoding, which it returns with the attempt. Bans,
+    /// encoding and `halt` are looked at after the pacer's wait: under concurrency
+    /// a call can wait there a while, and meanwhile another call may have met a
+    /// ban, switched the encoding or stopped the pull (quota, credentials).
     async fn send(
         &self,
         endpoint: &str,
         body: &Value,
         token: &Secret,
-        encoding: Encoding,
-    ) -> Attempt<Value, CallError> {
-        self.wait_out_ban().await;
-        self.pacer.ready(endpoint).await;
+        forced: Option<Encoding>,
+        halt: Option<&AtomicBool>,
+    ) -> (Encoding, Attempt<Value, CallError>) {
+        loop {
+            self.wait_out_ban().await;
+            self.pacer.ready(endpoint).await;
+            if !self.ban_in_force() {
+                break;
+            }
+        }
+        let encoding = forced.unwrap_or_else(|| self.encoding(endpoint));
+        if halt.is_some_and(|h| h.load(Ordering::SeqCst)) {
+            return (encoding, Attempt::Fail(CallError::Halted));
+        }
         self.stats.call(endpoint);
         if METERED_ENDPOINTS.contains(&endpoint) {
             self.metered.fetch_add(1, Ordering::Relaxed);
@@ -674,29 +798,47 @@ impl DingtalkClient {
                 .body(form_encode(body)),
         };
         let sent = request.send().await;
-        self.decode(endpoint, sent, Some(token), codes::dingtalk)
-            .await
+        let attempt = self
+            .decode(endpoint, sent, Some(token), codes::dingtalk)
+            .await;
+        (encoding, attempt)
     }
 
     /// One API call with token, pacing, retries, and a switch of the body's
     /// encoding when DingTalk refuses it. Vendor errors that are not retryable
     /// come back as `CallError::Api` so callers can act on the class.
     async fn call(&self, endpoint: &str, body: &Value) -> Result<Value, RetryError<CallError>> {
+        self.call_unless(endpoint, body, None).await
+    }
+
+    /// [`Self::call`], given up (`CallError::Halted`) once `halt` is set.
+    async fn call_unless(
+        &self,
+        endpoint: &str,
+        body: &Value,
+        halt: Option<&AtomicBool>,
+    ) -> Result<Value, RetryError<CallError>> {
         retry(&self.retry, endpoint, || async {
+            // Taken before the pacer's wait, not after: calls held up by a token
+            // refresh would otherwise all leave at once when it ends, closer
+            // together than the endpoint's rate allows.
             let token = match self.tokens.get(|| self.fetch_token()).await {
                 Ok(t) => t,
                 Err(e) => return Attempt::Fail(CallError::Source(e)),
             };
-            let encoding = self.encoding(endpoint);
-            match self.send(endpoint, body, &token, encoding).await {
-                Attempt::Fail(CallError::Api(f)) if codes::dingtalk_wrong_encoding(f.code) => {
+            match self.send(endpoint, body, &token, None, halt).await {
+                (encoding, Attempt::Fail(CallError::Api(f)))
+                    if codes::dingtalk_wrong_encoding(f.code) =>
+                {
+                    // Switch to the other of what was sent (not of the current
+                    // setting), so concurrent refusals agree on the outcome.
                     let other = encoding.other();
                     tracing::info!(endpoint, code = f.code, from = ?encoding, to = ?other,
                         "DingTalk refused the request body's encoding; switching");
                     self.set_form_encoding(endpoint, other == Encoding::Form);
-                    self.send(endpoint, body, &token, other).await
+                    self.send(endpoint, body, &token, Some(other), halt).await.1
                 }
-                other => other,
+                (_, other) => other,
             }
         })
         .await
@@ -799,71 +941,249 @@ impl DingtalkClient {
         Ok(directory.unwrap_or_default())
     }
 
-    /// Department id → name, and each department's children, walking `listsub`
-    /// breadth-first from `starts`. Departments found while walking that have
-    /// vanished (60003) or are outside the app's scope (50004) are skipped with
-    /// a warning; the same errors on a start department stop the job.
-    async fn walk(
+    /// One department's children (id, name) from `listsub`; `None` when a
+    /// department found while walking has vanished (60003) or is outside the
+    /// app's scope (50004): skipped with a warning. The same errors on a start
+    /// department stop the job.
+    async fn subdepartments(
         &self,
-        starts: &[u64],
-    ) -> Result<(HashMap<u64, String>, HashMap<u64, Vec<u64>>), RetryError<CallError>> {
-        let mut names = HashMap::new();
-        let mut children: HashMap<u64, Vec<u64>> = HashMap::new();
-        let mut seen: HashSet<u64> = starts.iter().copied().collect();
-        let mut queue: VecDeque<(u64, bool)> = starts.iter().map(|d| (*d, true)).collect();
-        while let Some((id, start)) = queue.pop_front() {
-            let body = match self
-                .call(LISTSUB, &json!({"dept_id": id, "language": "zh_CN"}))
-                .await
+        id: u64,
+        start: bool,
+    ) -> Result<Option<Vec<(u64, String)>>, RetryError<CallError>> {
+        let body = match self
+            .call(LISTSUB, &json!({"dept_id": id, "language": "zh_CN"}))
+            .await
+        {
+            Ok(b) => b,
+            Err(RetryError::Failed(CallError::Api(f)))
+                if !start
+                    && (f.class == Class::NotFound || f.code == dingtalk_code::OUT_OF_SCOPE) =>
             {
-                Ok(b) => b,
+                tracing::warn!(department = id, code = f.code, message = %f.message,
+                    "skipping a DingTalk department (deleted since listing, or outside the app's scope)");
+                return Ok(None);
+            }
+            Err(e) => return Err(e),
+        };
+        Ok(Some(
+            body["result"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|d| {
+                    let child = number(&d["dept_id"]).and_then(|c| u64::try_from(c).ok())?;
+                    Some((child, text(&d["name"])))
+                })
+                .collect(),
+        ))
+    }
+
+    /// The users of one department, page by page (`v2/user/list`), in page
+    /// order. `size` is shared by all departments: halved on 400002 down to
+    /// [`MIN_PAGE_SIZE`], by the first call refused at that size only, so that
+    /// refusals of calls under way at once halve it once. `settled` is set once
+    /// a page was answered, so the caller knows the size fits.
+    async fn department_users(
+        &self,
+        dept: u64,
+        scope: &Scope,
+        size: &AtomicU32,
+        settled: &AtomicBool,
+    ) -> Result<Vec<Listed>, SourceError> {
+        let mut users = Vec::new();
+        let mut cursor: u64 = 0;
+        loop {
+            let asked = size.load(Ordering::SeqCst);
+            let body =
+                json!({"dept_id": dept, "cursor": cursor, "size": asked, "language": "zh_CN"});
+            let answer = match self.call(USER_LIST, &body).await {
+                Ok(a) => a,
                 Err(RetryError::Failed(CallError::Api(f)))
-                    if !start
+                    if f.code == dingtalk_code::INVALID_PARAMETER && asked > MIN_PAGE_SIZE =>
+                {
+                    let smaller = (asked / 2).max(MIN_PAGE_SIZE);
+                    if size
+                        .compare_exchange(asked, smaller, Ordering::SeqCst, Ordering::SeqCst)
+                        .is_ok()
+                    {
+                        tracing::info!(
+                            size = smaller,
+                            "DingTalk refused the page size of v2/user/list; shrinking it"
+                        );
+                    }
+                    continue;
+                }
+                Err(RetryError::Failed(CallError::Api(f)))
+                    if !scope.departments.contains(&dept)
                         && (f.class == Class::NotFound
                             || f.code == dingtalk_code::OUT_OF_SCOPE) =>
                 {
-                    tracing::warn!(department = id, code = f.code, message = %f.message,
-                        "skipping a DingTalk department (deleted since listing, or outside the app's scope)");
+                    tracing::warn!(department = dept, code = f.code, message = %f.message,
+                        "skipping the users of a DingTalk department (deleted since listing, or outside the app's scope)");
+                    return Ok(users);
+                }
+                Err(e) => return Err(self.error(USER_LIST, e)),
+            };
+            settled.store(true, Ordering::SeqCst);
+            let result = &answer["result"];
+            for u in result["list"].as_array().into_iter().flatten() {
+                let userid = text(&u["userid"]);
+                if userid.is_empty() {
                     continue;
                 }
-                Err(e) => return Err(e),
-            };
-            for d in body["result"].as_array().into_iter().flatten() {
-                let Some(child) = number(&d["dept_id"]).and_then(|c| u64::try_from(c).ok()) else {
-                    continue;
+                let dept_ids: Vec<u64> = match u["dept_id_list"].as_array() {
+                    Some(ids) => ids
+                        .iter()
+                        .filter_map(|d| number(d).and_then(|d| u64::try_from(d).ok()))
+                        .collect(),
+                    None => vec![dept],
                 };
-                names.insert(child, text(&d["name"]));
-                children.entry(id).or_default().push(child);
-                if seen.insert(child) {
-                    queue.push_back((child, false));
+                users.push(Listed {
+                    userid,
+                    name: text(&u["name"]),
+                    dept_ids,
+                    job_number: text(&u["job_number"]),
+                    title: text(&u["title"]),
+                });
+            }
+            if !truthy(&result["has_more"]) {
+                return Ok(users);
+            }
+            match number(&result["next_cursor"]).and_then(|c| u64::try_from(c).ok()) {
+                Some(next) if next > cursor => cursor = next,
+                _ => {
+                    return Err(self.protocol(
+                        USER_LIST,
+                        format!(
+                            "has_more is true but next_cursor {} does not advance past {cursor}",
+                            result["next_cursor"]
+                        ),
+                    ))
                 }
             }
         }
-        Ok((names, children))
     }
 
-    /// Everyone in the selected departments, by userid.
+    /// Walks `listsub` breadth-first from `starts` and lists the users of every
+    /// selected department (the configured ones and everything under them, or
+    /// everything) as soon as its own `listsub` has answered. Several calls of
+    /// each API are under way at once: one call at a time, latency would set the
+    /// pace, and walking before listing would add the two APIs' times instead
+    /// of overlapping them (they have separate quotas). The first `v2/user/list`
+    /// call goes alone until a page size is accepted, so a refused size is
+    /// shrunk once rather than by every call under way.
+    async fn crawl(
+        &self,
+        starts: &[u64],
+        scope: &Scope,
+        size: &AtomicU32,
+        settled: &AtomicBool,
+    ) -> Result<Crawl, CrawlError> {
+        let wanted = |d: u64| scope.departments.is_empty() || scope.departments.contains(&d);
+        let mut crawl = Crawl::default();
+        let mut seen: HashSet<u64> = starts.iter().copied().collect();
+        let mut selected: HashSet<u64> = starts.iter().copied().filter(|d| wanted(*d)).collect();
+        let mut to_walk: VecDeque<(u64, bool)> = starts.iter().map(|d| (*d, true)).collect();
+        let mut to_list: VecDeque<u64> = VecDeque::new();
+        let mut tasks: FuturesUnordered<BoxFuture<'_, Result<Found, CrawlError>>> =
+            FuturesUnordered::new();
+        let (mut walking, mut listing) = (0usize, 0usize);
+        loop {
+            while walking < self.departments_in_flight {
+                let Some((id, start)) = to_walk.pop_front() else {
+                    break;
+                };
+                walking += 1;
+                tasks.push(Box::pin(async move {
+                    let children = self
+                        .subdepartments(id, start)
+                        .await
+                        .map_err(CrawlError::Walk)?;
+                    Ok(Found::Children { id, children })
+                }));
+            }
+            let users_in_flight = if settled.load(Ordering::SeqCst) {
+                self.user_pages_in_flight
+            } else {
+                1
+            };
+            while listing < users_in_flight {
+                let Some(id) = to_list.pop_front() else {
+                    break;
+                };
+                listing += 1;
+                tasks.push(Box::pin(async move {
+                    let users = self
+                        .department_users(id, scope, size, settled)
+                        .await
+                        .map_err(CrawlError::Users)?;
+                    Ok(Found::Users { id, users })
+                }));
+            }
+            let Some(found) = tasks.next().await else {
+                break;
+            };
+            match found? {
+                Found::Children { id, children } => {
+                    walking -= 1;
+                    for (child, name) in children.into_iter().flatten() {
+                        crawl.names.insert(child, name);
+                        crawl.children.entry(id).or_default().push(child);
+                        if selected.contains(&id) || wanted(child) {
+                            selected.insert(child);
+                        }
+                        if seen.insert(child) {
+                            to_walk.push_back((child, false));
+                        }
+                    }
+                    if selected.contains(&id) {
+                        to_list.push_back(id);
+                    }
+                }
+                Found::Users { id, users } => {
+                    listing -= 1;
+                    crawl.members.insert(id, users);
+                }
+            }
+        }
+        Ok(crawl)
+    }
+
+    /// Everyone in the selected departments, by userid: the same as listing the
+    /// departments one after the other, whatever order the answers came in.
     async fn list_people(&self, scope: &Scope) -> Result<BTreeMap<String, Person>, SourceError> {
         // Walk from the root so every department has its name, then keep the
         // configured subtrees. If the root is outside the app's scope, walk
         // from the configured departments (whose own names stay unknown).
-        let walked = match self.walk(&[ROOT_DEPARTMENT]).await {
-            Err(RetryError::Failed(CallError::Api(f)))
+        let size = AtomicU32::new(PAGE_SIZE);
+        let settled = AtomicBool::new(false);
+        let (size, settled) = (&size, &settled);
+        let crawled = match self.crawl(&[ROOT_DEPARTMENT], scope, size, settled).await {
+            Err(CrawlError::Walk(RetryError::Failed(CallError::Api(f))))
                 if f.code == dingtalk_code::OUT_OF_SCOPE && !scope.departments.is_empty() =>
             {
                 tracing::info!(
                     "the DingTalk root department is outside the app's scope; walking from the configured departments"
                 );
-                self.walk(&scope.departments).await
+                self.crawl(&scope.departments, scope, size, settled).await
             }
             other => other,
         };
-        let (names, children) = walked.map_err(|e| self.error(LISTSUB, e))?;
+        let Crawl {
+            names,
+            children,
+            mut members,
+        } = crawled.map_err(|e| match e {
+            CrawlError::Walk(e) => self.error(LISTSUB, e),
+            CrawlError::Users(e) => e,
+        })?;
         let starts: Vec<u64> = if scope.departments.is_empty() {
             vec![ROOT_DEPARTMENT]
         } else {
             scope.departments.clone()
         };
+        // Depth-first from the starts: the order in which departments' users are
+        // taken, which decides nothing but is kept stable.
         let mut selected = Vec::new();
         let mut seen = HashSet::new();
         let mut stack: Vec<u64> = starts.iter().rev().copied().collect();
@@ -884,88 +1204,54 @@ impl DingtalkClient {
                 );
             }
         }
+        // Configured departments the walk did not reach are listed all the same
+        // (a missing one stops the job, as any error on a configured department).
+        let unreached: Vec<u64> = selected
+            .iter()
+            .copied()
+            .filter(|d| !members.contains_key(d))
+            .collect();
+        if !unreached.is_empty() {
+            let mut listed = futures::stream::iter(unreached)
+                .map(|id| async move {
+                    let users = self.department_users(id, scope, size, settled).await;
+                    (id, users)
+                })
+                .buffer_unordered(self.user_pages_in_flight);
+            while let Some((id, users)) = listed.next().await {
+                members.insert(id, users?);
+            }
+        }
 
         let mut people = BTreeMap::new();
-        let mut size = PAGE_SIZE;
         for dept in selected {
-            let mut cursor: u64 = 0;
-            loop {
-                let body =
-                    json!({"dept_id": dept, "cursor": cursor, "size": size, "language": "zh_CN"});
-                let answer = match self.call(USER_LIST, &body).await {
-                    Ok(a) => a,
-                    Err(RetryError::Failed(CallError::Api(f)))
-                        if f.code == dingtalk_code::INVALID_PARAMETER && size > MIN_PAGE_SIZE =>
-                    {
-                        size = (size / 2).max(MIN_PAGE_SIZE);
-                        tracing::info!(
-                            size,
-                            "DingTalk refused the page size of v2/user/list; shrinking it"
-                        );
-                        continue;
-                    }
-                    Err(RetryError::Failed(CallError::Api(f)))
-                        if !scope.departments.contains(&dept)
-                            && (f.class == Class::NotFound
-                                || f.code == dingtalk_code::OUT_OF_SCOPE) =>
-                    {
-                        tracing::warn!(department = dept, code = f.code, message = %f.message,
-                            "skipping the users of a DingTalk department (deleted since listing, or outside the app's scope)");
-                        break;
-                    }
-                    Err(e) => return Err(self.error(USER_LIST, e)),
-                };
-                let result = &answer["result"];
-                for u in result["list"].as_array().into_iter().flatten() {
-                    let userid = text(&u["userid"]);
-                    if userid.is_empty() || people.contains_key(&userid) {
-                        continue;
-                    }
-                    let dept_ids: Vec<u64> = match u["dept_id_list"].as_array() {
-                        Some(ids) => ids
-                            .iter()
-                            .filter_map(|d| number(d).and_then(|d| u64::try_from(d).ok()))
-                            .collect(),
-                        None => vec![dept],
-                    };
-                    let departments = dept_ids
-                        .iter()
-                        .filter_map(|d| names.get(d))
-                        .filter(|n| !n.is_empty())
-                        .cloned()
-                        .collect();
-                    people.insert(
-                        userid,
-                        Person {
-                            name: text(&u["name"]),
-                            departments,
-                            job_number: text(&u["job_number"]),
-                            title: text(&u["title"]),
-                        },
-                    );
+            for u in members.remove(&dept).into_iter().flatten() {
+                if people.contains_key(&u.userid) {
+                    continue;
                 }
-                if !truthy(&result["has_more"]) {
-                    break;
-                }
-                match number(&result["next_cursor"]).and_then(|c| u64::try_from(c).ok()) {
-                    Some(next) if next > cursor => cursor = next,
-                    _ => {
-                        return Err(self.protocol(
-                            USER_LIST,
-                            format!(
-                            "has_more is true but next_cursor {} does not advance past {cursor}",
-                            result["next_cursor"]
-                        ),
-                        ))
-                    }
-                }
+                let departments = u
+                    .dept_ids
+                    .iter()
+                    .filter_map(|d| names.get(d))
+                    .filter(|n| !n.is_empty())
+                    .cloned()
+                    .collect();
+                people.insert(
+                    u.userid,
+                    Person {
+                        name: u.name,
+                        departments,
+                        job_number: u.job_number,
+                        title: u.title,
+                    },
+                );
             }
         }
         Ok(people)
     }
 
     /// The records of `userids` for `month` as of `now` (dingtalk.md §12 steps
-    /// 4–7), one employee after the other. A rejected employee-month (400002, a
+    /// 4–7), in the order of `userids`. A rejected employee-month (400002, a
     /// non-numeric value) is reported as failed, a user DingTalk no longer knows
     /// as absent; quota, credential and permission errors stop the pull.
     pub async fn month_data(
@@ -987,34 +1273,75 @@ impl DingtalkClient {
         };
         let columns = self.resolve_columns().await?;
         let directory = self.directory().await?;
-        for userid in userids {
-            let Some(person) = directory.get(userid) else {
-                pulled.absent.push(userid.clone());
-                continue;
-            };
-            match self.employee_month(userid, person, &columns, &window).await {
-                Ok(record) => pulled.records.push(SourceRecord {
+        // Several employees are pulled at once: one at a time, each call's latency
+        // (not the quota) would set the pace, while the pacers keep every API
+        // within its rate whatever the overlap. Once one employee stops the pull,
+        // no further employee starts and no further call is sent; what the
+        // others already got is kept, since those calls are paid for.
+        let halt = AtomicBool::new(false);
+        let (directory, columns, window, halt) = (&directory, &columns, &window, &halt);
+        let mut outcomes: Vec<Option<Result<Value, EmployeeError>>> =
+            userids.iter().map(|_| None).collect();
+        // By index: a closure over `&String` would not be provably `Send` for
+        // every lifetime, which `tokio::spawn` of the pull needs.
+        let mut answers = futures::stream::iter(0..userids.len())
+            .map(move |i| async move {
+                let userid = &userids[i];
+                if halt.load(Ordering::SeqCst) {
+                    return (i, Err(EmployeeError::Halted));
+                }
+                let Some(person) = directory.get(userid) else {
+                    return (i, Err(EmployeeError::Absent));
+                };
+                let outcome = self
+                    .employee_month(userid, person, columns, window, halt)
+                    .await;
+                (i, outcome)
+            })
+            // Unordered, so that one employee held up by retries does not keep the
+            // next ones from starting; the order is restored below.
+            .buffer_unordered(self.employees_in_flight);
+        while let Some((i, outcome)) = answers.next().await {
+            if let Some(slot) = outcomes.get_mut(i) {
+                *slot = Some(outcome);
+            }
+        }
+        let mut halted = 0usize;
+        for (userid, outcome) in userids.iter().zip(outcomes) {
+            match outcome {
+                Some(Ok(record)) => pulled.records.push(SourceRecord {
                     employee: userid.clone(),
                     record,
                 }),
-                Err(EmployeeError::Failed(reason)) => {
+                Some(Err(EmployeeError::Failed(reason))) => {
                     tracing::warn!(userid = %userid, month = %month, %reason, "DingTalk employee-month failed");
                     pulled.failed.push((userid.clone(), reason));
                 }
-                Err(EmployeeError::Absent) => pulled.absent.push(userid.clone()),
-                Err(EmployeeError::Stop(e)) => {
-                    // Keep what this chunk already paid for.
-                    pulled.stopped = Some(e);
-                    return Ok(pulled);
+                Some(Err(EmployeeError::Absent)) => pulled.absent.push(userid.clone()),
+                // The first in the chunk's order, so the message does not depend on timing.
+                Some(Err(EmployeeError::Stop(e))) => {
+                    pulled.stopped.get_or_insert(e);
                 }
+                Some(Err(EmployeeError::Halted)) | None => halted += 1,
             }
+        }
+        if pulled.stopped.is_some() {
+            tracing::info!(month = %month, kept = pulled.records.len(), not_pulled = halted,
+                "DingTalk pull stopped; keeping the records already pulled");
         }
         Ok(pulled)
     }
 
     /// A report call for one employee; per-employee failures are told apart.
-    async fn report_call(&self, endpoint: &str, body: &Value) -> Result<Value, EmployeeError> {
-        match self.call(endpoint, body).await {
+    /// An error that stops the pull sets `halt` at once, so that calls still
+    /// waiting at the pacer are not sent.
+    async fn report_call(
+        &self,
+        endpoint: &str,
+        body: &Value,
+        halt: &AtomicBool,
+    ) -> Result<Value, EmployeeError> {
+        match self.call_unless(endpoint, body, Some(halt)).await {
             Ok(v) => Ok(v),
             Err(RetryError::Failed(CallError::Api(f))) if f.class == Class::Record => {
                 Err(EmployeeError::Failed(format!(
@@ -1025,21 +1352,24 @@ impl DingtalkClient {
             Err(RetryError::Failed(CallError::Api(f))) if f.class == Class::NotFound => {
                 Err(EmployeeError::Absent)
             }
-            Err(e) => Err(EmployeeError::Stop(self.error(endpoint, e))),
+            Err(RetryError::Failed(CallError::Halted)) => Err(EmployeeError::Halted),
+            Err(e) => {
+                halt.store(true, Ordering::SeqCst);
+                Err(EmployeeError::Stop(self.error(endpoint, e)))
+            }
         }
     }
 
-    async fn employee_month(
+    /// The employee's report columns summed over the window (`getcolumnval`,
+    /// ≤20 columns a call).
+    async fn column_sums<'c>(
         &self,
         userid: &str,
-        person: &Person,
-        columns: &[ResolvedColumn],
+        columns: &'c [ResolvedColumn],
         window: &Window,
-    ) -> Result<Value, EmployeeError> {
-        let failed = |endpoint: &str, why: String| {
-            EmployeeError::Failed(format!("{VENDOR} {endpoint}: {why}"))
-        };
-        let mut sums: HashMap<&str, Decimal> = HashMap::new();
+        halt: &AtomicBool,
+    ) -> Result<HashMap<&'c str, Decimal>, EmployeeError> {
+        let mut sums = HashMap::new();
         for chunk in columns.chunks(MAX_PER_REPORT_CALL) {
             let ids: Vec<String> = chunk.iter().map(|c| c.id.to_string()).collect();
             let body = json!({
@@ -1048,7 +1378,7 @@ impl DingtalkClient {
                 "from_date": window.from,
                 "to_date": window.to,
             });
-            let answer = self.report_call(GETCOLUMNVAL, &body).await?;
+            let answer = self.report_call(GETCOLUMNVAL, &body, halt).await?;
             for cv in answer["result"]["column_vals"]
                 .as_array()
                 .into_iter()
@@ -1065,11 +1395,22 @@ impl DingtalkClient {
                     cv["column_vals"].as_array(),
                     &cv["fixed_value"],
                 )
-                .map_err(|why| failed(GETCOLUMNVAL, why))?;
+                .map_err(|why| EmployeeError::Failed(format!("{VENDOR} {GETCOLUMNVAL}: {why}")))?;
                 sums.insert(column.name.as_str(), total);
             }
         }
-        let mut leave: HashMap<&str, Decimal> = HashMap::new();
+        Ok(sums)
+    }
+
+    /// The employee's configured leave types summed over the window
+    /// (`getleavetimebynames`, ≤20 names a call).
+    async fn leave_sums(
+        &self,
+        userid: &str,
+        window: &Window,
+        halt: &AtomicBool,
+    ) -> Result<HashMap<&str, Decimal>, EmployeeError> {
+        let mut leave = HashMap::new();
         for chunk in self.leave_names.chunks(MAX_PER_REPORT_CALL) {
             let body = json!({
                 "userid": userid,
@@ -1077,17 +1418,39 @@ impl DingtalkClient {
                 "from_date": window.from,
                 "to_date": window.to,
             });
-            let answer = self.report_call(GETLEAVETIME, &body).await?;
+            let answer = self.report_call(GETLEAVETIME, &body, halt).await?;
             for c in answer["result"]["columns"].as_array().into_iter().flatten() {
                 let name = text(&c["columnvo"]["name"]);
                 let Some(name) = chunk.iter().find(|n| **n == name) else {
                     continue;
                 };
                 let total = sum_column(window, name, c["columnvals"].as_array(), &c["fixed_value"])
-                    .map_err(|why| failed(GETLEAVETIME, why))?;
+                    .map_err(|why| {
+                        EmployeeError::Failed(format!("{VENDOR} {GETLEAVETIME}: {why}"))
+                    })?;
                 leave.insert(name.as_str(), total);
             }
         }
+        Ok(leave)
+    }
+
+    async fn employee_month(
+        &self,
+        userid: &str,
+        person: &Person,
+        columns: &[ResolvedColumn],
+        window: &Window,
+        halt: &AtomicBool,
+    ) -> Result<Value, EmployeeError> {
+        let failed = |endpoint: &str, why: String| {
+            EmployeeError::Failed(format!("{VENDOR} {endpoint}: {why}"))
+        };
+        // Two different APIs, each with its own quota: asked at the same time.
+        let (sums, leave) = futures::future::try_join(
+            self.column_sums(userid, columns, window, halt),
+            self.leave_sums(userid, window, halt),
+        )
+        .await?;
 
         let mut column_values = Map::new();
         for c in columns {
@@ -1205,7 +1568,7 @@ mod tests {
     use crate::sim::dingtalk::{
         BodyStyle, DingtalkSim, DingtalkSimConfig, DEFAULT_COLUMNS, GETATTCOLUMNS as SIM_COLUMNS,
     };
-    use crate::sim::Org;
+    use crate::sim::{CallRecord, Org};
     use crate::source::SourceClient;
 
     const SH: Tz = chrono_tz::Asia::Shanghai;
@@ -1533,9 +1896,44 @@ mod tests {
         assert!(text.contains("errcode 90020"), "{text}");
         assert!(text.contains("next calendar month"), "{text}");
         assert!(!e.is_transient());
-        // One column lookup and four employees fit; the fifth is refused once, not retried.
-        assert_eq!(sim.calls(GETCOLUMNVAL), 5);
-        assert_eq!(sim.quota_refusals(), 1);
+        // One column lookup and four employees fit. Employees are pulled several
+        // at once, so the calls already under way when the first refusal comes
+        // back are refused too, but none is retried and none starts afterwards.
+        let in_flight = client_for(&cfg).employees_in_flight;
+        assert!(in_flight > 1, "{in_flight}");
+        let refused = sim.quota_refusals();
+        assert!((1..=in_flight).contains(&refused), "{refused}");
+        assert_eq!(sim.calls(GETCOLUMNVAL), 4 + refused);
+
+        // The records the quota paid for are kept, alongside the stop.
+        let sim = start(
+            10,
+            DingtalkSimConfig {
+                monthly_quota: Some(5),
+                ..fast_sim()
+            },
+        )
+        .await;
+        let cfg = job(&sim, &["出勤天数"], &[]);
+        let client = client_for(&cfg);
+        let employees = client.employees(&Scope::default()).await.unwrap();
+        let pulled = client
+            .month_data(&employees, october(), after_october(), SH)
+            .await
+            .unwrap();
+        assert_eq!(pulled.records.len(), 4);
+        check_records(&sim, &cfg, &pulled, october());
+        assert!(pulled.failed.is_empty() && pulled.absent.is_empty());
+        let stop = pulled.stopped.map(|e| e.to_string()).unwrap_or_default();
+        assert!(stop.contains("errcode 90020"), "{stop}");
+        // In the chunk's order, as pulled one at a time.
+        let order: Vec<usize> = pulled
+            .records
+            .iter()
+            .filter_map(|r| employees.iter().position(|e| *e == r.employee))
+            .collect();
+        assert!(order.windows(2).all(|w| w[0] < w[1]), "{order:?}");
+        assert_eq!(client.metered_calls(), 1 + sim.calls(GETCOLUMNVAL) as u64);
     }
 
     #[tokio::test]
@@ -1561,19 +1959,31 @@ mod tests {
             .unwrap();
         assert_eq!(pulled.records.len(), 12);
         check_records(&sim, &cfg, &pulled, october());
-        // One refused call per endpoint, then the other encoding sticks.
-        assert_eq!(sim.calls(GETCOLUMNVAL), 13);
-        assert_eq!(sim.calls(GETLEAVETIME), 13);
+        // The other encoding sticks after the first refusal: only the calls
+        // already sent when it came back are refused too (employees are pulled
+        // several at once), each resent once in the other encoding.
         assert_eq!(client.encoding(GETCOLUMNVAL), Encoding::Form);
         assert_eq!(client.encoding(GETLEAVETIME), Encoding::Json);
         assert_eq!(client.encoding(USER_LIST), Encoding::Form);
-        let refused: Vec<i64> = sim
-            .call_log()
-            .iter()
-            .filter_map(|c| c.outcome.code())
-            .collect();
-        assert_eq!(refused.iter().filter(|c| **c == 43004).count(), 2);
-        assert_eq!(refused.iter().filter(|c| **c == 43005).count(), 1);
+        let log = sim.call_log();
+        let refused = |endpoint: &str, code: i64| {
+            log.iter()
+                .filter(|c| c.endpoint == endpoint && c.outcome.code() == Some(code))
+                .count()
+        };
+        let in_flight = client.employees_in_flight;
+        for (endpoint, code) in [(GETCOLUMNVAL, 43004), (GETLEAVETIME, 43005)] {
+            let n = refused(endpoint, code);
+            assert!((1..=in_flight).contains(&n), "{endpoint}: {n}");
+            assert_eq!(sim.calls(endpoint), 12 + n, "{endpoint}");
+        }
+        // The listing switched once (its first page is asked alone).
+        assert_eq!(refused(USER_LIST, 43004), 1);
+        let codes: Vec<i64> = log.iter().filter_map(|c| c.outcome.code()).collect();
+        assert!(
+            codes.iter().all(|c| *c == 43004 || *c == 43005),
+            "{codes:?}"
+        );
     }
 
     #[tokio::test]
@@ -1588,13 +1998,28 @@ mod tests {
         let (_, pulled) = pull_all(&source, october(), after_october()).await.unwrap();
         assert_eq!(pulled.records.len(), 15);
         check_records(&sim, &cfg, &pulled, october());
-        assert!(sim.tokens_issued() > 3, "{}", sim.tokens_issued());
-        let expired = sim
-            .call_log()
+        let issued = sim.tokens_issued();
+        assert!(issued > 3, "{issued}");
+        let log = sim.call_log();
+        // One gettoken per expiry, however many calls met it: every token but the
+        // last served its 9 calls, none was fetched twice and wasted.
+        let served = log
+            .iter()
+            .filter(|c| c.endpoint != GETTOKEN && c.outcome.is_ok())
+            .count();
+        assert_eq!(issued, served.div_ceil(9), "{served} calls");
+        // Each expiry is met by the calls under way with the old token (two per
+        // employee pulled at once), at most; each of them is resent once.
+        let expired = log
             .iter()
             .filter(|c| c.outcome.code() == Some(42001))
             .count();
-        assert_eq!(expired, sim.tokens_issued() - 1);
+        let in_flight = 2 * client_for(&cfg).employees_in_flight;
+        assert!(
+            (issued - 1..=(issued - 1) * in_flight).contains(&expired),
+            "{expired} expired answers for {issued} tokens"
+        );
+        assert_eq!(log.len(), served + expired + issued);
     }
 
     #[tokio::test]
@@ -1649,17 +2074,25 @@ mod tests {
             .month_data(&employees, october(), after_october(), SH)
             .await
             .unwrap();
+        // Employees are pulled several at once, so which one meets which injected
+        // answer depends on timing; the chunk's order is kept in every list.
         assert_eq!(pulled.records.len(), 4);
+        check_records(&sim, &cfg, &pulled, october());
         assert_eq!(pulled.failed.len(), 1);
-        assert_eq!(pulled.failed[0].0, employees[0]);
         assert_eq!(
             pulled.failed[0].1,
             "DingTalk topapi/attendance/getcolumnval: errcode 400002 (参数错误)"
         );
-        assert_eq!(
-            pulled.absent,
-            [employees[1].clone(), "NoSuchUser".to_owned()]
-        );
+        assert_eq!(pulled.absent.len(), 2);
+        assert_eq!(pulled.absent[1], "NoSuchUser");
+        let rejected = [&pulled.failed[0].0, &pulled.absent[0]];
+        assert_ne!(rejected[0], rejected[1]);
+        let records: Vec<&String> = pulled.records.iter().map(|r| &r.employee).collect();
+        let expected: Vec<&String> = employees[..6]
+            .iter()
+            .filter(|e| !rejected.contains(e))
+            .collect();
+        assert_eq!(records, expected);
 
         // Transient answers are retried; an auth exception stops with its sub-code.
         sim.inject_answer(
@@ -1700,6 +2133,9 @@ mod tests {
             .unwrap();
         assert_eq!(pulled.records.len(), 3);
         assert_eq!(sim.calls(GETTOKEN), 2);
+        // A call whose fresh tokens are rejected again and again stops the pull.
+        // One employee: with several, the rejections would be shared out among
+        // calls pulled at once, each of which is refreshed only a few times.
         sim.inject_answer(
             GETCOLUMNVAL,
             json!({"errcode": 42001, "errmsg": "expired"}),
@@ -1707,10 +2143,31 @@ mod tests {
         );
         let e = stopped(
             client
-                .month_data(&employees, october(), after_october(), SH)
+                .month_data(&employees[..1], october(), after_october(), SH)
                 .await,
         );
         assert!(e.contains("rejected repeatedly"), "{e}");
+        assert_eq!(sim.calls(GETTOKEN), 2 + 3);
+
+        // As many rejections as one call survives, over a chunk pulled at once:
+        // however they are shared out, the pull goes on, every record is right,
+        // and no rejection costs more than one refresh.
+        sim.inject_answer(
+            GETCOLUMNVAL,
+            json!({"errcode": 42001, "errmsg": "expired"}),
+            3,
+        );
+        let pulled = client
+            .month_data(&employees, october(), after_october(), SH)
+            .await
+            .unwrap();
+        assert!(pulled.stopped.is_none(), "{:?}", pulled.stopped);
+        assert_eq!(pulled.records.len(), 3);
+        check_records(&sim, &cfg, &pulled, october());
+        // A fresh token after the last stop, then one refresh for the first
+        // rejection and at most one for each of the two others.
+        let fetched = sim.calls(GETTOKEN) - 5;
+        assert!((2..=4).contains(&fetched), "{fetched}");
     }
 
     #[tokio::test]
@@ -1730,6 +2187,7 @@ mod tests {
                 })
             };
             let bans = sim.bans_answered();
+            let logged = sim.call_log().len();
             let started = Instant::now();
             let pulled = client
                 .month_data(&employees, october(), after_october(), SH)
@@ -1737,12 +2195,35 @@ mod tests {
                 .unwrap();
             lift.await.unwrap();
             assert_eq!(pulled.records.len(), 4);
-            assert_eq!(
-                sim.bans_answered(),
-                bans + 1,
-                "one ban answer, then a pause"
-            );
+            check_records(&sim, &cfg, &pulled, october());
             assert!(started.elapsed() >= Duration::from_millis(300));
+            // Only the calls already sent when the first ban answer came back
+            // meet the ban (two per employee pulled at once, at most) ...
+            let banned = sim.bans_answered() - bans;
+            assert!((1..=8).contains(&banned), "{banned} ban answers");
+            // ... and nothing goes out again until the pause is over.
+            let log = sim.call_log();
+            let round = &log[logged..];
+            let first_ban = round
+                .iter()
+                .filter(|c| !c.outcome.is_ok())
+                .map(|c| c.at)
+                .min()
+                .unwrap();
+            let answered: Vec<&CallRecord> = round.iter().filter(|c| c.outcome.is_ok()).collect();
+            let reports = answered
+                .iter()
+                .filter(|c| c.endpoint == GETCOLUMNVAL || c.endpoint == GETLEAVETIME)
+                .count();
+            assert_eq!(reports, 8);
+            for c in answered {
+                assert!(
+                    c.at.duration_since(first_ban) >= Duration::from_millis(300),
+                    "{} sent {:?} after the first ban answer",
+                    c.endpoint,
+                    c.at.duration_since(first_ban)
+                );
+            }
         }
     }
 
@@ -1788,6 +2269,161 @@ mod tests {
             .count();
         // 100 → 50 → 25, once.
         assert_eq!(refused, 2);
+    }
+
+    /// The most calls to `endpoint` that arrived within any `window`: with the
+    /// simulator holding each call for `window`, an upper bound on how many the
+    /// client had under way at once, and a lower bound on it too.
+    fn most_within(log: &[CallRecord], endpoint: &str, window: Duration) -> usize {
+        let times: Vec<Instant> = log
+            .iter()
+            .filter(|c| c.endpoint == endpoint)
+            .map(|c| c.at)
+            .collect();
+        (0..times.len())
+            .map(|i| {
+                times[i..]
+                    .iter()
+                    .take_while(|t| t.duration_since(times[i]) < window)
+                    .count()
+            })
+            .max()
+            .unwrap_or(0)
+    }
+
+    #[tokio::test]
+    async fn directory_and_reports_overlap_calls_within_bounds() {
+        let latency = Duration::from_millis(20);
+        let config = DingtalkSimConfig {
+            page_size_cap: Some(7),
+            latency,
+            ..fast_sim()
+        };
+        let sim = start(300, config).await;
+        let cfg = job(&sim, &["出勤天数", "工作时长"], &["年假"]);
+        let client = client_for(&cfg);
+        let started = Instant::now();
+        let employees = client.employees(&Scope::default()).await.unwrap();
+        let listing = started.elapsed();
+        let mut expected: Vec<String> = sim.org().users.iter().map(|u| u.userid.clone()).collect();
+        expected.sort();
+        assert_eq!(employees, expected);
+        let log = sim.call_log();
+        let (walked, pages) = (sim.calls(LISTSUB), sim.calls(USER_LIST));
+        assert_eq!(walked, sim.org().departments.len());
+        assert!(pages > 2 * walked, "{pages} pages");
+        // One call at a time, the listing takes at least one latency per call.
+        let one_at_a_time = latency * (walked + pages) as u32;
+        assert!(
+            listing < one_at_a_time / 2,
+            "{listing:?} vs {one_at_a_time:?}"
+        );
+        for endpoint in [LISTSUB, USER_LIST] {
+            let most = most_within(&log, endpoint, latency);
+            assert!(
+                (2..=DIRECTORY_IN_FLIGHT).contains(&most),
+                "{endpoint}: {most}"
+            );
+        }
+        // Users are listed while the walk goes on.
+        let first_page = log.iter().find(|c| c.endpoint == USER_LIST).unwrap().at;
+        let last_walk = log.iter().rev().find(|c| c.endpoint == LISTSUB).unwrap().at;
+        assert!(first_page < last_walk);
+
+        let pulled = client
+            .month_data(&employees, october(), after_october(), SH)
+            .await
+            .unwrap();
+        assert_eq!(pulled.records.len(), 300);
+        check_records(&sim, &cfg, &pulled, october());
+        let order: Vec<&String> = pulled.records.iter().map(|r| &r.employee).collect();
+        assert_eq!(order, employees.iter().collect::<Vec<_>>());
+        let log = sim.call_log();
+        for endpoint in [GETCOLUMNVAL, GETLEAVETIME] {
+            let most = most_within(&log, endpoint, latency);
+            assert!(
+                (2..=EMPLOYEES_IN_FLIGHT).contains(&most),
+                "{endpoint}: {most}"
+            );
+        }
+        assert_eq!(client.metered_calls(), 1 + 2 * 300);
+        assert_eq!(sim.metered_calls(), 1 + 2 * 300);
+        assert_eq!(sim.quota_violations(), 0);
+
+        // A slow configured rate keeps fewer under way than that.
+        let mut slow = cfg.clone();
+        slow.limits = vec![(GETLEAVETIME.to_owned(), Rate::per_minute(240))];
+        let client = client_for(&slow);
+        assert_eq!(client.employees_in_flight, 4);
+        assert_eq!(client.departments_in_flight, DIRECTORY_IN_FLIGHT);
+        slow.limits = vec![(TOTAL.to_owned(), Rate::per_second(3))];
+        let client = client_for(&slow);
+        assert_eq!(
+            (client.employees_in_flight, client.user_pages_in_flight),
+            (3, 3)
+        );
+        slow.limits = vec![(USER_LIST.to_owned(), Rate::per_minute(10))];
+        assert_eq!(client_for(&slow).user_pages_in_flight, 1);
+    }
+
+    #[tokio::test]
+    async fn root_out_of_scope_walks_from_the_configured_departments() {
+        let sim = start(120, fast_sim()).await;
+        let org = sim.org().clone();
+        let tops: Vec<u64> = org
+            .departments
+            .iter()
+            .filter(|d| d.parent_id == 1)
+            .map(|d| d.id)
+            .take(2)
+            .collect();
+        assert_eq!(tops.len(), 2);
+        let mut cfg = job(&sim, &["出勤天数"], &[]);
+        cfg.scope.departments = tops.clone();
+        let client = client_for(&cfg);
+        sim.inject_answer(
+            LISTSUB,
+            json!({"errcode": 50004, "errmsg": "部门不在授权范围"}),
+            1,
+        );
+        let employees = client.employees(&cfg.scope).await.unwrap();
+        let mut expected: Vec<String> = org
+            .users
+            .iter()
+            .filter(|u| {
+                u.departments.iter().any(|d| {
+                    org.top_level_department(*d)
+                        .is_some_and(|t| tops.contains(&t.id))
+                })
+            })
+            .map(|u| u.userid.clone())
+            .collect();
+        expected.sort();
+        assert!(!expected.is_empty());
+        assert_eq!(employees, expected);
+        let subtree = org
+            .departments
+            .iter()
+            .filter(|d| {
+                org.top_level_department(d.id)
+                    .is_some_and(|t| tops.contains(&t.id))
+            })
+            .count();
+        // The refused root, then each configured subtree once.
+        assert_eq!(sim.calls(LISTSUB), 1 + subtree);
+
+        // Without configured departments there is nothing to fall back to.
+        sim.inject_answer(
+            LISTSUB,
+            json!({"errcode": 50004, "errmsg": "部门不在授权范围"}),
+            1,
+        );
+        let e = client_for(&job(&sim, &["出勤天数"], &[]))
+            .employees(&Scope::default())
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("errcode 50004") && e.contains("listsub"), "{e}");
     }
 
     #[tokio::test]
