@@ -8,7 +8,7 @@ use std::time::Duration;
 use attendsync::config::SourceFile;
 use attendsync::mapping::{Mapping, Vars};
 use attendsync::month::Month;
-use attendsync::sim::{wecom_month_record, CallRecord, JdySimConfig, WecomSimConfig};
+use attendsync::sim::{most_calls_within, wecom_month_record, JdySimConfig, WecomSimConfig};
 use common::{counts, Env};
 
 const MONTH: &str = "2026-10";
@@ -16,24 +16,6 @@ const MONTH: &str = "2026-10";
 fn shipped() -> Mapping {
     Mapping::parse(&SourceFile::new("m.toml", common::shipped_mapping()))
         .unwrap_or_else(|e| panic!("{e:?}"))
-}
-
-/// The most calls to `endpoint` that arrived within any span of `window`.
-fn max_in_window(log: &[CallRecord], endpoint: &str, window: Duration) -> usize {
-    let times: Vec<_> = log
-        .iter()
-        .filter(|c| c.endpoint == endpoint)
-        .map(|c| c.at)
-        .collect();
-    (0..times.len())
-        .map(|i| {
-            times[i..]
-                .iter()
-                .take_while(|t| t.duration_since(times[i]) < window)
-                .count()
-        })
-        .max()
-        .unwrap_or(0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -141,7 +123,7 @@ async fn throttling_and_expiring_tokens_lose_nothing_and_pace_is_kept() {
     assert_eq!(env.jdy.quota_violations(), 0);
     // The configured paces (600/min and 10/s) allow 10 calls in any second.
     let second = Duration::from_secs(1);
-    let monthdata = max_in_window(
+    let monthdata = most_calls_within(
         &env.wecom.call_log(),
         "checkin/getcheckin_monthdata",
         second,
@@ -150,7 +132,7 @@ async fn throttling_and_expiring_tokens_lose_nothing_and_pace_is_kept() {
         (1..=10).contains(&monthdata),
         "monthdata calls in one second: {monthdata}"
     );
-    let creates = max_in_window(&env.jdy.call_log(), "data/batch_create", second);
+    let creates = most_calls_within(&env.jdy.call_log(), "data/batch_create", second);
     assert!(
         (1..=10).contains(&creates),
         "batch_create calls in one second: {creates}"

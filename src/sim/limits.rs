@@ -61,6 +61,26 @@ pub struct CallRecord {
     pub outcome: Outcome,
 }
 
+/// The most calls to `endpoint` that arrived within any span of `window`: how
+/// tests check that a client kept to a quota, or how many calls it had under way.
+pub fn most_calls_within(log: &[CallRecord], endpoint: &str, window: Duration) -> usize {
+    let mut times: Vec<Instant> = log
+        .iter()
+        .filter(|c| c.endpoint == endpoint)
+        .map(|c| c.at)
+        .collect();
+    times.sort();
+    (0..times.len())
+        .map(|i| {
+            times[i..]
+                .iter()
+                .take_while(|t| t.duration_since(times[i]) < window)
+                .count()
+        })
+        .max()
+        .unwrap_or(0)
+}
+
 /// Whether a request may be served.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Admission {

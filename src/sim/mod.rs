@@ -31,7 +31,7 @@ pub mod wecom;
 
 pub use dingtalk::{BodyStyle, ColumnValues, DingtalkSim, DingtalkSimConfig};
 pub use jiandaoyun::{JdySim, JdySimConfig, TxMode};
-pub use limits::{CallRecord, Outcome, GLOBAL_LIMIT};
+pub use limits::{most_calls_within, CallRecord, Outcome, GLOBAL_LIMIT};
 pub use org::{
     month_bounds, month_figures, wecom_month_record, wecom_period_record, Department, MonthFigures,
     Org, Tally, User,

@@ -2271,26 +2271,6 @@ mod tests {
         assert_eq!(refused, 2);
     }
 
-    /// The most calls to `endpoint` that arrived within any `window`: with the
-    /// simulator holding each call for `window`, an upper bound on how many the
-    /// client had under way at once, and a lower bound on it too.
-    fn most_within(log: &[CallRecord], endpoint: &str, window: Duration) -> usize {
-        let times: Vec<Instant> = log
-            .iter()
-            .filter(|c| c.endpoint == endpoint)
-            .map(|c| c.at)
-            .collect();
-        (0..times.len())
-            .map(|i| {
-                times[i..]
-                    .iter()
-                    .take_while(|t| t.duration_since(times[i]) < window)
-                    .count()
-            })
-            .max()
-            .unwrap_or(0)
-    }
-
     #[tokio::test]
     async fn directory_and_reports_overlap_calls_within_bounds() {
         let latency = Duration::from_millis(20);
@@ -2319,7 +2299,9 @@ mod tests {
             "{listing:?} vs {one_at_a_time:?}"
         );
         for endpoint in [LISTSUB, USER_LIST] {
-            let most = most_within(&log, endpoint, latency);
+            // With the simulator holding each call for `latency`, the most
+            // arrivals within it bound how many were under way at once.
+            let most = crate::sim::most_calls_within(&log, endpoint, latency);
             assert!(
                 (2..=DIRECTORY_IN_FLIGHT).contains(&most),
                 "{endpoint}: {most}"
@@ -2340,7 +2322,9 @@ mod tests {
         assert_eq!(order, employees.iter().collect::<Vec<_>>());
         let log = sim.call_log();
         for endpoint in [GETCOLUMNVAL, GETLEAVETIME] {
-            let most = most_within(&log, endpoint, latency);
+            // With the simulator holding each call for `latency`, the most
+            // arrivals within it bound how many were under way at once.
+            let most = crate::sim::most_calls_within(&log, endpoint, latency);
             assert!(
                 (2..=EMPLOYEES_IN_FLIGHT).contains(&most),
                 "{endpoint}: {most}"
