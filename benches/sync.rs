@@ -22,7 +22,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use attendsync::config::SourceFile;
-use attendsync::mapping::{Mapping, ValueType};
+use attendsync::mapping::Mapping;
 use attendsync::sim::{
     CallRecord, DingtalkSim, DingtalkSimConfig, JdySim, JdySimConfig, Org, WecomSim,
     WecomSimConfig, GLOBAL_LIMIT,
@@ -403,18 +403,7 @@ impl RunResult {
 fn form_widgets(mapping_text: &str, file: &str) -> Vec<(String, String)> {
     let mapping = Mapping::parse(&SourceFile::new(file, mapping_text))
         .unwrap_or_else(|e| panic!("the shipped mapping {file} must parse: {e:?}"));
-    mapping
-        .fields()
-        .into_iter()
-        .map(|f| {
-            let kind = match f.value_type {
-                ValueType::Datetime | ValueType::Date => "datetime",
-                ValueType::Text => "text",
-                _ => "number",
-            };
-            (f.name, kind.to_string())
-        })
-        .collect()
+    attendsync::sim::widgets_of_mapping(&mapping)
 }
 
 const FAST_RETRY: &str = r#"max_attempts = 10

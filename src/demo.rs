@@ -9,7 +9,6 @@ use chrono::Utc;
 use crate::app::{self, AppError};
 use crate::config::job::Source;
 use crate::config::{self, LoadedJob};
-use crate::mapping::{Mapping, ValueType};
 use crate::sim::{
     DingtalkSim, DingtalkSimConfig, JdySim, JdySimConfig, Org, WecomSim, WecomSimConfig,
 };
@@ -78,22 +77,6 @@ fn write_examples(dir: &Path) -> Result<(), AppError> {
     Ok(())
 }
 
-/// The form's fields as the mapping declares them.
-fn form_widgets(mapping: &Mapping) -> Vec<(String, String)> {
-    mapping
-        .fields()
-        .into_iter()
-        .map(|f| {
-            let kind = match f.value_type {
-                ValueType::Number => "number",
-                ValueType::Datetime | ValueType::Date => "datetime",
-                ValueType::Text | ValueType::Auto => "text",
-            };
-            (f.name, kind.to_string())
-        })
-        .collect()
-}
-
 /// The simulators one job talks to; kept alive while the demo runs.
 enum SourceSim {
     Wecom(WecomSim),
@@ -108,7 +91,7 @@ async fn start_sims(
         api_key: DEMO_API_KEY.into(),
         app_id: job.job.target.app_id.clone(),
         entry_id: job.job.target.entry_id.clone(),
-        widgets: form_widgets(&job.mapping),
+        widgets: crate::sim::widgets_of_mapping(&job.mapping),
         ..JdySimConfig::default()
     })
     .await?;

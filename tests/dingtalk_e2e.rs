@@ -6,7 +6,7 @@ use std::process::Output;
 use std::time::Duration;
 
 use attendsync::config::SourceFile;
-use attendsync::mapping::{Mapping, ValueType, Vars};
+use attendsync::mapping::{Mapping, Vars};
 use attendsync::month::Month;
 use attendsync::sim::{DingtalkSim, DingtalkSimConfig, JdySim, JdySimConfig, Org};
 use attendsync::source::dingtalk::EMPLOYEES_IN_FLIGHT;
@@ -30,18 +30,7 @@ fn mapping() -> Mapping {
 }
 
 fn widgets() -> Vec<(String, String)> {
-    mapping()
-        .fields()
-        .into_iter()
-        .map(|f| {
-            let kind = match f.value_type {
-                ValueType::Datetime | ValueType::Date => "datetime",
-                ValueType::Text => "text",
-                _ => "number",
-            };
-            (f.name, kind.to_string())
-        })
-        .collect()
+    attendsync::sim::widgets_of_mapping(&mapping())
 }
 
 struct Env {

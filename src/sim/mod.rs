@@ -47,6 +47,24 @@ pub fn widgets_for(fields: &[(&str, &str)]) -> Vec<(String, String)> {
         .collect()
 }
 
+/// A form that fits `mapping`: each mapped field with the widget type its
+/// values need, for [`JdySimConfig::widgets`].
+pub fn widgets_of_mapping(mapping: &crate::mapping::Mapping) -> Vec<(String, String)> {
+    use crate::mapping::ValueType;
+    mapping
+        .fields()
+        .into_iter()
+        .map(|f| {
+            let kind = match f.value_type {
+                ValueType::Number => "number",
+                ValueType::Datetime | ValueType::Date => "datetime",
+                ValueType::Text | ValueType::Auto => "text",
+            };
+            (f.name, kind.to_string())
+        })
+        .collect()
+}
+
 /// Aborts the server task when the last handle to a simulator is dropped.
 #[derive(Debug)]
 struct ServerGuard(tokio::task::JoinHandle<()>);

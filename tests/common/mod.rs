@@ -30,20 +30,7 @@ pub fn shipped_widgets() -> Vec<(String, String)> {
     let Ok(mapping) = attendsync::mapping::Mapping::parse(&file) else {
         panic!("the shipped mapping must parse");
     };
-    mapping
-        .fields()
-        .into_iter()
-        .map(|f| {
-            let kind = match f.value_type {
-                attendsync::mapping::ValueType::Datetime | attendsync::mapping::ValueType::Date => {
-                    "datetime"
-                }
-                attendsync::mapping::ValueType::Text => "text",
-                _ => "number",
-            };
-            (f.name, kind.to_string())
-        })
-        .collect()
+    attendsync::sim::widgets_of_mapping(&mapping)
 }
 
 pub struct Env {
