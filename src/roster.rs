@@ -42,16 +42,14 @@ impl UserIds {
 
     /// The `i`-th userid inserted.
     pub fn get(&self, i: usize) -> Option<&str> {
-        let end = *self.ends.get(i)? as usize;
-        let start = match i {
-            0 => 0,
-            _ => self.ends[i - 1] as usize,
-        };
-        self.text.get(start..end)
+        nth(&self.text, &self.ends, i)
     }
 
     pub fn contains(&self, id: &str) -> bool {
-        let hash = self.hasher.hash_one(id);
+        self.holds(self.hasher.hash_one(id), id)
+    }
+
+    fn holds(&self, hash: u64, id: &str) -> bool {
         self.index
             .find(hash, |&i| self.get(i as usize) == Some(id))
             .is_some()
@@ -61,13 +59,7 @@ impl UserIds {
     /// beyond 4 GiB of text in all are refused (false), never silently mixed up.
     pub fn insert(&mut self, id: &str) -> bool {
         let hash = self.hasher.hash_one(id);
-        let (text, ends) = (&self.text, &self.ends);
-        let get = |i: u32| {
-            let i = i as usize;
-            let start = if i == 0 { 0 } else { ends[i - 1] as usize };
-            &text[start..ends[i] as usize]
-        };
-        if self.index.find(hash, |&i| get(i) == id).is_some() {
+        if self.holds(hash, id) {
             return false;
         }
         let (Ok(end), Ok(position)) = (
@@ -78,11 +70,11 @@ impl UserIds {
         };
         self.text.push_str(id);
         self.ends.push(end);
+        // The table may grow and rehash: it needs each entry's userid again, which
+        // the buffer (borrowed apart from the table) gives.
         let (text, ends, hasher) = (&self.text, &self.ends, &self.hasher);
         self.index.insert_unique(hash, position, |&i| {
-            let i = i as usize;
-            let start = if i == 0 { 0 } else { ends[i - 1] as usize };
-            hasher.hash_one(&text[start..ends[i] as usize])
+            hasher.hash_one(nth(text, ends, i as usize).unwrap_or_default())
         });
         true
     }
@@ -98,6 +90,16 @@ impl UserIds {
             .filter_map(|i| self.get(i).map(str::to_string))
             .collect()
     }
+}
+
+/// The `i`-th userid of a buffer and its end offsets.
+fn nth<'a>(text: &'a str, ends: &[u32], i: usize) -> Option<&'a str> {
+    let end = *ends.get(i)? as usize;
+    let start = match i.checked_sub(1) {
+        Some(before) => ends[before] as usize,
+        None => 0,
+    };
+    text.get(start..end)
 }
 
 impl<S: AsRef<str>> FromIterator<S> for UserIds {
