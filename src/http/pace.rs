@@ -63,8 +63,11 @@ impl Shared {
     /// reserved slot.
     fn first_free(&mut self, from: Instant, now: Instant) -> Instant {
         let gap = self.interval;
+        // Slots more than one interval past can no longer conflict with a new one.
         if let Some(horizon) = now.checked_sub(gap) {
-            self.reserved = self.reserved.split_off(&horizon);
+            while self.reserved.first().is_some_and(|r| *r < horizon) {
+                self.reserved.pop_first();
+            }
         }
         let mut t = from;
         let start = from.checked_sub(gap).unwrap_or(from);
