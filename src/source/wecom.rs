@@ -248,15 +248,10 @@ impl WecomClient {
             let tx = tx;
             self.discover(scope, &tx).await
         };
-        let collect = async {
-            let mut all = Vec::new();
-            while let Some(batch) = rx.recv().await {
-                all.extend(batch);
-            }
-            all
-        };
-        let (listed, mut all) = tokio::join!(discover, collect);
-        listed?;
+        // Discovery returns every userid; the batches it streams are not needed here.
+        let drain = async { while rx.recv().await.is_some() {} };
+        let (listed, ()) = tokio::join!(discover, drain);
+        let mut all: Vec<String> = listed?.iter().map(str::to_string).collect();
         all.sort();
         Ok(all)
     }
