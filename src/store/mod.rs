@@ -456,7 +456,9 @@ impl Store {
 
     // ---- pending batches --------------------------------------------------
 
-    /// Persists a create batch before it is sent (the write-ahead step).
+    /// [`Store::save_pending_encoded`] from a whole batch (the writer encodes its
+    /// records itself; tests use this).
+    #[cfg(test)]
     pub fn save_pending(&self, batch: &PendingBatch) -> Result<()> {
         let records = serde_json::to_string(&batch.records)
             .map_err(|e| StoreError::Corrupt(e.to_string()))?;
@@ -469,8 +471,8 @@ impl Store {
         )
     }
 
-    /// [`Store::save_pending`] with the records already encoded as a JSON array,
-    /// so the writer need not copy a batch to hand it over.
+    /// Persists a create batch before it is sent (the write-ahead step), its
+    /// records already encoded as a JSON array so the writer need not copy them.
     pub fn save_pending_encoded(
         &self,
         transaction_id: &str,
