@@ -183,18 +183,14 @@ impl Writer {
             .iter()
             .map(|r| r.key_values.iter().map(|(_, v)| v.clone()).collect())
             .collect();
-        let rows = match check {
-            Check::Content => {
-                self.jdy
-                    .find_by_keys(&self.key_fields, &keys, &self.fields, Pages::All)
-                    .await?
-            }
-            Check::Landed => {
-                self.jdy
-                    .find_by_keys(&self.key_fields, &keys, &self.key_names, Pages::First)
-                    .await?
-            }
+        let (fields, pages) = match check {
+            Check::Content => (&self.fields, Pages::All),
+            Check::Landed => (&self.key_names, Pages::First),
         };
+        let rows = self
+            .jdy
+            .find_by_keys(&self.key_fields, &keys, fields, pages)
+            .await?;
         let mut by_key: HashMap<String, Vec<Map<String, Value>>> = HashMap::new();
         for row in rows {
             let values: Vec<Value> = self
