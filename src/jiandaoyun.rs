@@ -333,7 +333,8 @@ impl Jiandaoyun {
                 .enumerate()
                 .map(|(i, (field, kind))| {
                     let mut values: Vec<&Value> = group.iter().filter_map(|k| k.get(i)).collect();
-                    values.sort_by_key(|v| v.to_string());
+                    // One text per value, not one per comparison.
+                    values.sort_by_cached_key(|v| v.to_string());
                     values.dedup();
                     json!({ "field": field, "type": kind, "method": "in", "value": values })
                 })

@@ -482,8 +482,9 @@ fn map_chunk(
         .collect();
     let mut records = Vec::with_capacity(pulled.records.len());
     let count = pulled.records.len() as u64;
+    let bound = mapping.bind(vars);
     for rec in pulled.records {
-        match mapping.apply(&rec.record, vars) {
+        match bound.apply(&rec.record) {
             Ok(row) => {
                 let record = Planned {
                     key: row.key(),

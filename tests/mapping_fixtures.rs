@@ -63,7 +63,7 @@ fn check_snapshots(name: &str, mapping: &Mapping) {
         let actual = match mapping.apply(&record(rec), &vars()) {
             Ok(row) => {
                 // The order of the fields is part of the contract (mapping order).
-                let names: Vec<&str> = row.fields().iter().map(|(n, _)| n.as_str()).collect();
+                let names: Vec<&str> = row.fields().map(|(n, _)| n).collect();
                 let expected_names: Vec<&str> = expected["row"]
                     .as_object()
                     .map(|o| o.keys().map(String::as_str).collect())

@@ -76,11 +76,7 @@ pub(super) fn compile(file: &SourceFile) -> Result<Mapping, Vec<ConfigError>> {
         .iter()
         .filter_map(|k| rules.iter().position(|r| &r.name == k))
         .collect();
-    Ok(Mapping {
-        rules,
-        key,
-        key_index,
-    })
+    Ok(Mapping::new(rules, key, key_index))
 }
 
 /// `key`; `names` are the fields under [fields], `None` when that table is unusable

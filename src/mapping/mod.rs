@@ -15,6 +15,7 @@ mod row;
 mod value;
 
 use std::fmt;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
@@ -24,6 +25,7 @@ use crate::config::{ConfigError, SourceFile};
 use crate::month::Month;
 
 use path::Path;
+use row::Shape;
 pub use row::{Row, WriteData};
 
 use value::{Convert, Val};
@@ -128,9 +130,32 @@ pub struct Mapping {
     key: Vec<String>,
     /// Index into `rules` of each key field, in `key` order.
     key_index: Vec<usize>,
+    /// Field names, key and hash order, shared by every row.
+    shape: Arc<Shape>,
+}
+
+/// A mapping with the values of its `$variables` for one job-month: rules fed
+/// by a variable give the same result for every record, so they run once here.
+pub struct Bound<'m> {
+    mapping: &'m Mapping,
+    vars: &'m Vars,
+    /// Per rule: its result when it reads a variable.
+    constant: Vec<Option<Result<Value, FieldError>>>,
 }
 
 impl Mapping {
+    fn new(rules: Vec<Rule>, key: Vec<String>, key_index: Vec<usize>) -> Mapping {
+        let names = rules.iter().map(|r| r.name.clone()).collect();
+        let volatile: Vec<bool> = rules.iter().map(|r| r.from.is_volatile()).collect();
+        let shape = Arc::new(Shape::new(names, key_index.clone(), &volatile));
+        Mapping {
+            rules,
+            key,
+            key_index,
+            shape,
+        }
+    }
+
     /// Parses, validates and compiles a mapping file, reporting every problem.
     pub fn parse(file: &SourceFile) -> Result<Mapping, Vec<ConfigError>> {
         compile::compile(file)
@@ -156,12 +181,45 @@ impl Mapping {
     /// Applies the mapping to one source record: the complete row, or every field
     /// error of that record. Never panics, whatever the record holds.
     pub fn apply(&self, record: &Value, vars: &Vars) -> Result<Row, Vec<FieldError>> {
-        let mut fields = Vec::with_capacity(self.rules.len());
+        self.bind(vars).apply(record)
+    }
+
+    /// The mapping for one job-month, to apply to many records.
+    pub fn bind<'m>(&'m self, vars: &'m Vars) -> Bound<'m> {
+        let constant = self
+            .rules
+            .iter()
+            .map(|r| match r.from {
+                Input::Var(v) => Some(r.run(v.value(vars), vars.timezone)),
+                Input::Path(_) => None,
+            })
+            .collect();
+        Bound {
+            mapping: self,
+            vars,
+            constant,
+        }
+    }
+}
+
+impl Bound<'_> {
+    /// [`Mapping::apply`] with the variables bound.
+    pub fn apply(&self, record: &Value) -> Result<Row, Vec<FieldError>> {
+        let m = self.mapping;
+        let mut values = Vec::with_capacity(m.rules.len());
         let mut errors = Vec::new();
-        for (i, rule) in self.rules.iter().enumerate() {
-            match rule.eval(record, vars) {
+        for (i, (rule, constant)) in m.rules.iter().zip(&self.constant).enumerate() {
+            let result = match (constant, &rule.from) {
+                (Some(done), _) => done.clone(),
+                (None, Input::Path(p)) => rule.run(
+                    Val::Json(p.get(record).cloned().unwrap_or(Value::Null)),
+                    self.vars.timezone,
+                ),
+                (None, Input::Var(v)) => rule.run(v.value(self.vars), self.vars.timezone),
+            };
+            match result {
                 Ok(v) => {
-                    if self.key_index.contains(&i) && is_empty(&v) {
+                    if m.key_index.contains(&i) && is_empty(&v) {
                         errors.push(FieldError {
                             field: rule.name.clone(),
                             rule: format!("from {}, key field", rule.from_text),
@@ -169,7 +227,7 @@ impl Mapping {
                             message: "is empty, but key fields need a value".to_string(),
                         });
                     }
-                    fields.push((rule.name.clone(), v));
+                    values.push(v);
                 }
                 Err(e) => errors.push(e),
             }
@@ -177,8 +235,7 @@ impl Mapping {
         if !errors.is_empty() {
             return Err(errors);
         }
-        let volatile = self.rules.iter().map(|r| r.from.is_volatile()).collect();
-        Ok(Row::new(fields, self.key_index.clone(), volatile))
+        Ok(Row::new(m.shape.clone(), values))
     }
 }
 
@@ -264,14 +321,6 @@ struct Rule {
 }
 
 impl Rule {
-    fn eval(&self, record: &Value, vars: &Vars) -> Result<Value, FieldError> {
-        let raw = match &self.from {
-            Input::Path(p) => Val::Json(p.get(record).cloned().unwrap_or(Value::Null)),
-            Input::Var(v) => v.value(vars),
-        };
-        self.run(raw, vars.timezone)
-    }
-
     /// Every step after reading the value.
     fn run(&self, v: Val, tz: Tz) -> Result<Value, FieldError> {
         let mut v = v;

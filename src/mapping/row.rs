@@ -1,21 +1,54 @@
 //! A mapped record: the final values, its key and its content hash.
 
-use std::fmt::Write;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-/// One Jiandaoyun record, ready to send: field names and final bare values in
-/// mapping order.
+/// One Jiandaoyun record, ready to send: final bare values in mapping order,
+/// with the field names shared by every row of the mapping.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Row {
-    fields: Vec<(String, Value)>,
-    /// Indexes into `fields` of the key fields, in the mapping's `key` order.
+    shape: Arc<Shape>,
+    values: Vec<Value>,
+}
+
+/// What every row of one mapping has in common, worked out once per mapping
+/// rather than once per record.
+#[derive(Debug, PartialEq)]
+pub(crate) struct Shape {
+    names: Vec<String>,
+    /// Indexes of the key fields, in the mapping's `key` order.
     key_index: Vec<usize>,
-    /// Per field: fed by `$synced_at`, so left out of the content hash.
-    volatile: Vec<bool>,
+    /// Indexes of the fields the content hash covers, in name order: every field
+    /// except those fed by `$synced_at`, and of two fields with one name the
+    /// later one (as in a JSON object).
+    hashed: Vec<usize>,
+}
+
+impl Shape {
+    /// `volatile[i]`: field `i` is fed by `$synced_at`.
+    pub(crate) fn new(names: Vec<String>, key_index: Vec<usize>, volatile: &[bool]) -> Shape {
+        let mut hashed: Vec<usize> = (0..names.len())
+            .filter(|&i| !volatile.get(i).copied().unwrap_or(false))
+            .collect();
+        // Stable: fields of one name stay in mapping order, the later one last.
+        hashed.sort_by(|&a, &b| names[a].cmp(&names[b]));
+        hashed.dedup_by(|later, earlier| {
+            let same = names[*later] == names[*earlier];
+            if same {
+                std::mem::swap(later, earlier);
+            }
+            same
+        });
+        Shape {
+            names,
+            key_index,
+            hashed,
+        }
+    }
 }
 
 /// A record in Jiandaoyun's write format, `{"field": {"value": v}, …}`, kept as
@@ -57,29 +90,32 @@ impl WriteData {
 const HASH_DOMAIN: &str = "attendsync.row.v1";
 
 impl Row {
-    pub(crate) fn new(
-        fields: Vec<(String, Value)>,
-        key_index: Vec<usize>,
-        volatile: Vec<bool>,
-    ) -> Row {
-        Row {
-            fields,
-            key_index,
-            volatile,
-        }
+    /// `values` in the order of the shape's names.
+    pub(crate) fn new(shape: Arc<Shape>, values: Vec<Value>) -> Row {
+        Row { shape, values }
     }
 
     /// Field names and final bare values, in mapping order (datetimes already as
     /// `"2026-09-30T16:00:00.000Z"`).
-    pub fn fields(&self) -> &[(String, Value)] {
-        &self.fields
+    pub fn fields(&self) -> impl ExactSizeIterator<Item = (&str, &Value)> + '_ {
+        self.shape
+            .names
+            .iter()
+            .map(String::as_str)
+            .zip(&self.values)
     }
 
     /// The key fields and their values, in the mapping's `key` order.
     pub fn key_values(&self) -> Vec<(String, Value)> {
-        self.key_index
+        self.shape
+            .key_index
             .iter()
-            .filter_map(|&i| self.fields.get(i).cloned())
+            .filter_map(|&i| {
+                Some((
+                    self.shape.names.get(i)?.clone(),
+                    self.values.get(i)?.clone(),
+                ))
+            })
             .collect()
     }
 
@@ -89,11 +125,11 @@ impl Row {
     pub fn key(&self) -> String {
         let mut out = Vec::with_capacity(32);
         out.push(b'[');
-        for (n, &i) in self.key_index.iter().enumerate() {
+        for (n, &i) in self.shape.key_index.iter().enumerate() {
             if n > 0 {
                 out.push(b',');
             }
-            write_canonical(self.fields.get(i).map_or(&Value::Null, |f| &f.1), &mut out);
+            write_canonical(self.values.get(i).unwrap_or(&Value::Null), &mut out);
         }
         out.push(b']');
         // Only JSON text was written, which is UTF-8.
@@ -105,39 +141,25 @@ impl Row {
     /// prefixed by a version tag. An unchanged record hashes the same on every run
     /// and whatever the order of `[fields]`.
     pub fn content_hash(&self) -> String {
-        let mut stable: Vec<&(String, Value)> = self
-            .fields
-            .iter()
-            .zip(&self.volatile)
-            .filter(|(_, volatile)| !**volatile)
-            .map(|(f, _)| f)
-            .collect();
-        stable.sort_by(|a, b| a.0.cmp(&b.0));
-        // Two fields of one name: the later one wins, as in a JSON object.
-        stable.dedup_by(|later, earlier| {
-            let same = later.0 == earlier.0;
-            if same {
-                std::mem::swap(later, earlier);
-            }
-            same
-        });
         let mut text = Vec::with_capacity(512);
         text.extend_from_slice(HASH_DOMAIN.as_bytes());
         text.push(b'\n');
         text.push(b'{');
-        for (n, (name, value)) in stable.into_iter().enumerate() {
+        for (n, &i) in self.shape.hashed.iter().enumerate() {
             if n > 0 {
                 text.push(b',');
             }
-            write_json_str(name, &mut text);
+            write_json_str(&self.shape.names[i], &mut text);
             text.push(b':');
-            write_canonical(value, &mut text);
+            write_canonical(&self.values[i], &mut text);
         }
         text.push(b'}');
         let digest = Sha256::digest(&text);
+        const HEX: &[u8; 16] = b"0123456789abcdef";
         let mut hex = String::with_capacity(64);
         for b in digest {
-            let _ = write!(hex, "{b:02x}");
+            hex.push(char::from(HEX[usize::from(b >> 4)]));
+            hex.push(char::from(HEX[usize::from(b & 15)]));
         }
         hex
     }
@@ -149,9 +171,9 @@ impl Row {
 
     /// The Jiandaoyun write format as JSON text, written straight from the values.
     pub fn write_data(&self) -> WriteData {
-        let mut out = Vec::with_capacity(48 * self.fields.len() + 2);
+        let mut out = Vec::with_capacity(48 * self.values.len() + 2);
         out.push(b'{');
-        for (n, (name, value)) in self.fields.iter().enumerate() {
+        for (n, (name, value)) in self.fields().enumerate() {
             if n > 0 {
                 out.push(b',');
             }
@@ -166,7 +188,11 @@ impl Row {
 
     /// Bare values, `{"field": v, …}`, for `--dry-run` output.
     pub fn to_json(&self) -> Value {
-        Value::Object(self.fields.iter().cloned().collect())
+        Value::Object(
+            self.fields()
+                .map(|(n, v)| (n.to_string(), v.clone()))
+                .collect(),
+        )
     }
 }
 
@@ -215,13 +241,13 @@ mod tests {
     use serde_json::json;
 
     fn row(fields: Value, key: Vec<usize>, volatile: Vec<bool>) -> Row {
-        let fields = fields
+        let (names, values) = fields
             .as_object()
             .expect("object")
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        Row::new(fields, key, volatile)
+            .unzip();
+        Row::new(Arc::new(Shape::new(names, key, &volatile)), values)
     }
 
     #[test]
