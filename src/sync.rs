@@ -19,10 +19,10 @@ use crate::config::job::{DingtalkSource, Job, Source};
 use crate::http::{CallStats, EndpointStats};
 use crate::jiandaoyun::{JdyError, Jiandaoyun, Widget};
 use crate::lease::Lease;
-use crate::mapping::{Mapping, Row, Vars};
+use crate::mapping::{Mapping, Node, Row, Vars};
 use crate::month::{default_months, Month};
 use crate::roster::UserIds;
-use crate::source::{Pulled, SourceClient, SourceError};
+use crate::source::{Pulled, Record, SourceClient, SourceError};
 use crate::store::{MonthCounts, PendingRecord, RunStatus, Store, StoreError};
 use crate::writer::{Outcome, WriteError, Writer};
 
@@ -484,7 +484,20 @@ fn map_chunk(
     let count = pulled.records.len() as u64;
     let bound = mapping.bind(vars);
     for rec in pulled.records {
-        match bound.apply(&rec.record) {
+        let mapped = match &rec.record {
+            Record::Value(v) => bound.apply(v),
+            Record::Json(text) => match Node::parse(text.get()) {
+                Ok(node) => bound.apply(&node),
+                Err(e) => {
+                    errors.push(format!(
+                        "employee {}: the source record is not readable JSON: {e}",
+                        rec.employee
+                    ));
+                    continue;
+                }
+            },
+        };
+        match mapped {
             Ok(row) => {
                 let record = Planned {
                     key: row.key(),

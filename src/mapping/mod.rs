@@ -10,6 +10,7 @@
 //! and the other steps are skipped); then `convert`, `map`, `round`, `type`.
 
 mod compile;
+mod node;
 mod path;
 mod row;
 mod value;
@@ -24,7 +25,9 @@ use serde_json::Value;
 use crate::config::{ConfigError, SourceFile};
 use crate::month::Month;
 
+pub use node::Node;
 use path::Path;
+pub use path::{Scalar, Tree};
 use row::Shape;
 pub use row::{Row, WriteData};
 
@@ -180,7 +183,7 @@ impl Mapping {
 
     /// Applies the mapping to one source record: the complete row, or every field
     /// error of that record. Never panics, whatever the record holds.
-    pub fn apply(&self, record: &Value, vars: &Vars) -> Result<Row, Vec<FieldError>> {
+    pub fn apply<T: Tree>(&self, record: &T, vars: &Vars) -> Result<Row, Vec<FieldError>> {
         self.bind(vars).apply(record)
     }
 
@@ -204,7 +207,7 @@ impl Mapping {
 
 impl Bound<'_> {
     /// [`Mapping::apply`] with the variables bound.
-    pub fn apply(&self, record: &Value) -> Result<Row, Vec<FieldError>> {
+    pub fn apply<T: Tree>(&self, record: &T) -> Result<Row, Vec<FieldError>> {
         let m = self.mapping;
         let mut values = Vec::with_capacity(m.rules.len());
         let mut errors = Vec::new();
@@ -212,7 +215,7 @@ impl Bound<'_> {
             let result = match (constant, &rule.from) {
                 (Some(done), _) => done.clone(),
                 (None, Input::Path(p)) => rule.run(
-                    Val::Json(p.get(record).cloned().unwrap_or(Value::Null)),
+                    Val::Json(p.get(record).map_or(Value::Null, Tree::to_value)),
                     self.vars.timezone,
                 ),
                 (None, Input::Var(v)) => rule.run(v.value(self.vars), self.vars.timezone),

@@ -20,9 +20,54 @@
 
 use std::fmt;
 
-use serde_json::Value;
+use rust_decimal::Decimal;
+use serde_json::{Number, Value};
 
 use super::value::{decimal_of_number, number_text, parse_decimal};
+
+/// A JSON document a path can walk: serde_json's `Value`, or a record read in
+/// place ([`super::Node`]).
+pub trait Tree: Sized {
+    /// The member `key` of an object (the last one, if the key repeats).
+    fn member(&self, key: &str) -> Option<&Self>;
+    /// The elements of an array.
+    fn items(&self) -> Option<&[Self]>;
+    fn scalar(&self) -> Scalar<'_>;
+    /// This part of the document as a `Value` (what a rule reads).
+    fn to_value(&self) -> Value;
+}
+
+/// A scalar, as a selector compares it.
+pub enum Scalar<'a> {
+    Text(&'a str),
+    Bool(bool),
+    Num(&'a Number),
+    /// Null, an array or an object: matches no selector.
+    Other,
+}
+
+impl Tree for Value {
+    fn member(&self, key: &str) -> Option<&Value> {
+        self.as_object()?.get(key)
+    }
+
+    fn items(&self) -> Option<&[Value]> {
+        self.as_array().map(Vec::as_slice)
+    }
+
+    fn scalar(&self) -> Scalar<'_> {
+        match self {
+            Value::String(s) => Scalar::Text(s),
+            Value::Bool(b) => Scalar::Bool(*b),
+            Value::Number(n) => Scalar::Num(n),
+            _ => Scalar::Other,
+        }
+    }
+
+    fn to_value(&self) -> Value {
+        self.clone()
+    }
+}
 
 /// One step of a path.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,8 +77,12 @@ pub enum Step {
     /// An array element, 0-based.
     Index(usize),
     /// The first array element that is an object whose `field`, read as text,
-    /// equals `value`.
-    Select { field: String, value: String },
+    /// equals `value`; `number` is `value` as a number, when it is one.
+    Select {
+        field: String,
+        value: String,
+        number: Option<Decimal>,
+    },
 }
 
 /// A parsed path.
@@ -61,16 +110,20 @@ impl Path {
     }
 
     /// The value at this path, or `None` when any step does not find one.
-    pub fn get<'v>(&self, record: &'v Value) -> Option<&'v Value> {
+    pub fn get<'v, T: Tree>(&self, record: &'v T) -> Option<&'v T> {
         let mut current = record;
         for step in &self.steps {
             current = match step {
-                Step::Key(k) => current.as_object()?.get(k)?,
-                Step::Index(i) => current.as_array()?.get(*i)?,
-                Step::Select { field, value } => current
-                    .as_array()?
-                    .iter()
-                    .find(|e| e.get(field).is_some_and(|v| selects(v, value)))?,
+                Step::Key(k) => current.member(k)?,
+                Step::Index(i) => current.items()?.get(*i)?,
+                Step::Select {
+                    field,
+                    value,
+                    number,
+                } => current.items()?.iter().find(|e| {
+                    e.member(field)
+                        .is_some_and(|v| selects(v.scalar(), value, *number))
+                })?,
             };
         }
         Some(current)
@@ -79,18 +132,17 @@ impl Path {
 
 /// Does `candidate` (an element's field) match the selector text? Compared as
 /// text, and numbers also by value so that `[exception=1]` matches `1` and `1.0`.
-fn selects(candidate: &Value, wanted: &str) -> bool {
+fn selects(candidate: Scalar<'_>, wanted: &str, wanted_number: Option<Decimal>) -> bool {
     match candidate {
-        Value::String(s) => s == wanted,
-        Value::Bool(b) => wanted == if *b { "true" } else { "false" },
-        Value::Number(n) => {
-            number_text(n) == wanted
-                || matches!(
-                    (decimal_of_number(n), parse_decimal(wanted)),
-                    (Some(a), Some(b)) if a == b
-                )
-        }
-        _ => false,
+        Scalar::Text(s) => s == wanted,
+        Scalar::Bool(b) => wanted == if b { "true" } else { "false" },
+        // Two numbers are equal as decimals exactly when their texts are, so the
+        // text is only needed for numbers beyond a decimal's range.
+        Scalar::Num(n) => match (decimal_of_number(n), wanted_number) {
+            (Some(a), Some(b)) => a == b,
+            _ => number_text(n) == wanted,
+        },
+        Scalar::Other => false,
     }
 }
 
@@ -315,7 +367,12 @@ impl Parser<'_> {
             }
             raw.to_string()
         };
-        Ok(Step::Select { field, value })
+        let number = parse_decimal(&value);
+        Ok(Step::Select {
+            field,
+            value,
+            number,
+        })
     }
 }
 
@@ -338,6 +395,7 @@ mod tests {
         Step::Select {
             field: f.to_string(),
             value: v.to_string(),
+            number: parse_decimal(v),
         }
     }
 

@@ -33,7 +33,7 @@ use rust_decimal::prelude::ToPrimitive;
 use rust_decimal::Decimal;
 use serde_json::{json, Map, Number, Value};
 
-use super::{Pulled, SourceError, SourceRecord};
+use super::{Pulled, Record, SourceError, SourceRecord};
 use crate::config::job::{DingtalkSource, Rate, RetryConfig, Scope};
 use crate::http::codes::{self, dingtalk_code, Class};
 use crate::http::pace::{Pacer, TOTAL};
@@ -1311,7 +1311,7 @@ impl DingtalkClient {
             match outcome {
                 Some(Ok(record)) => pulled.records.push(SourceRecord {
                     employee: userid.clone(),
-                    record,
+                    record: Record::Value(record),
                 }),
                 Some(Err(EmployeeError::Failed(reason))) => {
                     tracing::warn!(userid = %userid, month = %month, %reason, "DingTalk employee-month failed");
@@ -1691,7 +1691,7 @@ mod tests {
             let expected = sim
                 .expected_record(&r.employee, month, &cfg.columns, &cfg.leave_names)
                 .unwrap();
-            assert_eq!(r.record, expected, "{}", r.employee);
+            assert_eq!(r.record.to_value(), expected, "{}", r.employee);
         }
     }
 
@@ -1721,7 +1721,7 @@ mod tests {
         assert!(sim.org().departments.iter().any(|d| d.parent_id > 1));
         assert!(sim.calls(USER_LIST) > sim.org().departments.len());
         assert_eq!(sim.calls(LISTSUB), sim.org().departments.len());
-        let r = &pulled.records[0].record;
+        let r = &pulled.records[0].record.to_value();
         assert!(!r["departments"].as_array().unwrap().is_empty());
         assert_eq!(r["columns"].as_object().unwrap().len(), 10);
         assert_eq!(r["leave"].as_object().unwrap().len(), 3);
@@ -1751,10 +1751,10 @@ mod tests {
         assert_eq!(sim.calls(GETLEAVETIME), 0);
         // 标准工作时长 has a fixed value.
         assert_eq!(
-            pulled.records[0].record["columns"]["标准工作时长"],
+            pulled.records[0].record.to_value()["columns"]["标准工作时长"],
             json!(8)
         );
-        assert_eq!(pulled.records[0].record["leave"], json!({}));
+        assert_eq!(pulled.records[0].record.to_value()["leave"], json!({}));
 
         let client = client_for(&job(&sim, &DEFAULT_COLUMNS[..21], &["年假"; 41]));
         assert_eq!(client.metered_calls_per_employee(), 2 + 3);
@@ -2478,7 +2478,7 @@ mod tests {
                         &cfg.leave_names,
                     )
                     .unwrap();
-                assert_eq!(r.record, expected, "{now}");
+                assert_eq!(r.record.to_value(), expected, "{now}");
             }
         }
         let calls = sim.calls(GETCOLUMNVAL);
@@ -2538,7 +2538,7 @@ mod tests {
             source: "dingtalk".into(),
             synced_at: after_october(),
         };
-        let record = &pulled.records[0].record;
+        let record = &pulled.records[0].record.to_value();
         let row = mapping.apply(record, &vars).unwrap();
         let row = row.to_json();
         assert_eq!(row["userid"], record["userid"]);

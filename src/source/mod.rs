@@ -4,6 +4,7 @@
 pub mod dingtalk;
 pub mod wecom;
 
+use serde_json::value::RawValue;
 use serde_json::Value;
 
 /// A source failure that stops the job (or the month, for `Exhausted`).
@@ -47,7 +48,27 @@ impl SourceError {
 #[derive(Debug, Clone)]
 pub struct SourceRecord {
     pub employee: String,
-    pub record: Value,
+    pub record: Record,
+}
+
+/// A source record's content.
+#[derive(Debug, Clone)]
+pub enum Record {
+    /// Built by attendsync (DingTalk's sums).
+    Value(Value),
+    /// The vendor's own JSON text, kept as it came and read in place when
+    /// mapped (WeCom's reports: large, and only a few fields are read).
+    Json(Box<RawValue>),
+}
+
+impl Record {
+    /// The record as a `Value` (for tests and diagnostics; mapping reads it in place).
+    pub fn to_value(&self) -> Value {
+        match self {
+            Record::Value(v) => v.clone(),
+            Record::Json(text) => serde_json::from_str(text.get()).unwrap_or(Value::Null),
+        }
+    }
 }
 
 /// What one pull of a chunk of employees produced.

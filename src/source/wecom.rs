@@ -1,16 +1,20 @@
 //! WeCom (企业微信): userids from the contacts APIs, then `getcheckin_monthdata`
 //! in chunks of at most 100 users (wecom.md §10).
 
+use std::borrow::Cow;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
-use super::{Pulled, SourceError, SourceRecord};
+use super::{Pulled, Record, SourceError, SourceRecord};
 use crate::config::job::{Rate, RetryConfig, Scope, WecomSource};
 use crate::http::codes::{self, Class};
 use crate::http::pace::Pacer;
@@ -110,13 +114,15 @@ impl WecomClient {
     }
 
     /// Decodes one answer: transport problems and vendor codes become attempts.
-    async fn decode(
+    /// A successful answer is read straight into `T`, which names only the
+    /// fields attendsync uses (the rest is skipped, not built).
+    async fn decode<T: DeserializeOwned>(
         &self,
         endpoint: &str,
         sent: Result<reqwest::Response, reqwest::Error>,
         token: Option<&Secret>,
         token_codes: fn(i64) -> Class,
-    ) -> Attempt<Value, CallError> {
+    ) -> Attempt<T, CallError> {
         let resp = match sent {
             Ok(r) => r,
             Err(e) => return Attempt::Transient(describe(e)),
@@ -125,15 +131,30 @@ impl WecomClient {
         if status.is_server_error() || status.as_u16() == 429 {
             return Attempt::Transient(format!("HTTP {status}"));
         }
-        let body: Value = match resp.json().await {
-            Ok(v) => v,
+        let bytes = match resp.bytes().await {
+            Ok(b) => b,
             Err(e) => return Attempt::Transient(format!("HTTP {status}, {}", describe(e))),
         };
-        let code = errcode(&body);
+        let outcome: Outcome = match serde_json::from_slice(&bytes) {
+            Ok(o) => o,
+            Err(e) => {
+                return Attempt::Transient(format!(
+                    "HTTP {status}, the answer is not a JSON object: {e}"
+                ))
+            }
+        };
+        let code = errcode(&outcome.errcode);
         if code == 0 {
-            return Attempt::Done(body);
+            return match serde_json::from_slice(&bytes) {
+                Ok(body) => Attempt::Done(body),
+                Err(e) => Attempt::Fail(CallError::Source(SourceError::Protocol {
+                    vendor: VENDOR,
+                    endpoint: endpoint.to_string(),
+                    message: format!("the answer does not have the documented shape: {e}"),
+                })),
+            };
         }
-        let message = self.clean(body["errmsg"].as_str().unwrap_or(""), token);
+        let message = self.clean(outcome.errmsg.as_deref().unwrap_or(""), token);
         let failure = ApiFailure {
             code,
             message,
@@ -168,7 +189,7 @@ impl WecomClient {
             }
         })
         .await;
-        let body = self.finish(GETTOKEN, result)?;
+        let body: Value = self.finish(GETTOKEN, result)?;
         let token = body["access_token"].as_str().unwrap_or_default();
         if token.is_empty() {
             return Err(SourceError::Protocol {
@@ -181,11 +202,11 @@ impl WecomClient {
         Ok((Secret::new(token), Duration::from_secs(expires_in)))
     }
 
-    fn finish(
+    fn finish<T>(
         &self,
         endpoint: &str,
-        r: Result<Value, RetryError<CallError>>,
-    ) -> Result<Value, SourceError> {
+        r: Result<T, RetryError<CallError>>,
+    ) -> Result<T, SourceError> {
         match r {
             Ok(v) => Ok(v),
             Err(RetryError::Failed(CallError::Api(f))) => Err(self.api_error(endpoint, f)),
@@ -198,12 +219,12 @@ impl WecomClient {
 
     /// One API call with token, pacing and retries. Vendor errors that are not
     /// retryable come back as `CallError::Api` so callers can act on the class.
-    async fn call(
+    async fn call<T: DeserializeOwned>(
         &self,
         endpoint: &str,
         query: &[(&str, String)],
         body: Option<&Value>,
-    ) -> Result<Value, RetryError<CallError>> {
+    ) -> Result<T, RetryError<CallError>> {
         retry(&self.retry, endpoint, || async {
             let token = match self.tokens.get(|| self.fetch_token()).await {
                 Ok(t) => t,
@@ -226,12 +247,12 @@ impl WecomClient {
         .await
     }
 
-    async fn call_ok(
+    async fn call_ok<T: DeserializeOwned>(
         &self,
         endpoint: &str,
         query: &[(&str, String)],
         body: Option<&Value>,
-    ) -> Result<Value, SourceError> {
+    ) -> Result<T, SourceError> {
         let r = self.call(endpoint, query, body).await;
         self.finish(endpoint, r)
     }
@@ -277,19 +298,16 @@ impl WecomClient {
         // keeps the pace, the overlap only hides each call's latency.
         let mut answers = futures::stream::iter(departments)
             .map(|id| async move {
-                self.call_ok(USERS, &[("department_id", id.to_string())], None)
+                self.call_ok::<UserList>(USERS, &[("department_id", id.to_string())], None)
                     .await
             })
             .buffered(CONTACTS_IN_FLIGHT);
-        while let Some(body) = answers.next().await {
-            let body = body?;
-            let fresh: Vec<String> = body["userlist"]
-                .as_array()
+        while let Some(list) = answers.next().await {
+            let fresh: Vec<String> = list?
+                .userlist
                 .into_iter()
-                .flatten()
-                .filter_map(|u| u["userid"].as_str().filter(|s| !s.is_empty()))
-                .filter(|u| seen.insert(u))
-                .map(str::to_string)
+                .map(|u| u.userid)
+                .filter(|u| !u.is_empty() && seen.insert(u))
                 .collect();
             if !fresh.is_empty() && tx.send(fresh).await.is_err() {
                 return Ok(seen);
@@ -310,7 +328,7 @@ impl WecomClient {
         while let Some(start) = queue.pop() {
             let query: Vec<(&str, String)> =
                 start.map(|id| ("id", id.to_string())).into_iter().collect();
-            let body = self.call_ok(DEPARTMENTS, &query, None).await?;
+            let body: Value = self.call_ok(DEPARTMENTS, &query, None).await?;
             let list: Vec<(u64, u64)> = body["department_id"]
                 .as_array()
                 .into_iter()
@@ -341,7 +359,7 @@ impl WecomClient {
         end: DateTime<Utc>,
     ) -> Result<Pulled, SourceError> {
         let mut pulled = Pulled::default();
-        let mut by_id: HashMap<String, Value> = HashMap::new();
+        let mut by_id: HashMap<String, Box<RawValue>> = HashMap::new();
         let mut work: Vec<Vec<String>> = userids
             .chunks(MAX_USERS_PER_CALL)
             .map(|c| c.to_vec())
@@ -352,14 +370,12 @@ impl WecomClient {
                 "endtime": end.timestamp(),
                 "useridlist": chunk,
             });
-            match self.call(MONTHDATA, &[], Some(&body)).await {
-                Ok(mut answer) => {
-                    // Taken out of the answer, not copied: records are large.
-                    if let Some(Value::Array(datas)) = answer.get_mut("datas").map(Value::take) {
-                        for d in datas {
-                            if let Some(id) = d["base_info"]["acctid"].as_str() {
-                                by_id.insert(id.to_string(), d);
-                            }
+            match self.call::<MonthAnswer>(MONTHDATA, &[], Some(&body)).await {
+                Ok(answer) => {
+                    for d in answer.datas {
+                        // A report without an acctid is nobody's: its user counts as absent.
+                        if let Ok(owner) = serde_json::from_str::<ReportOwner>(d.get()) {
+                            by_id.insert(owner.base_info.acctid.into_owned(), d);
                         }
                     }
                 }
@@ -380,14 +396,14 @@ impl WecomClient {
                         .failed
                         .extend(chunk.into_iter().map(|u| (u, reason.clone())));
                 }
-                Err(e) => return self.finish(MONTHDATA, Err(e)).map(|_| pulled),
+                Err(e) => return self.finish(MONTHDATA, Err::<(), _>(e)).map(|()| pulled),
             }
         }
         for id in userids {
             match by_id.remove(id) {
                 Some(record) => pulled.records.push(SourceRecord {
                     employee: id.clone(),
-                    record,
+                    record: Record::Json(record),
                 }),
                 None if pulled.failed.iter().any(|(f, _)| f == id) => {}
                 None => pulled.absent.push(id.clone()),
@@ -397,9 +413,51 @@ impl WecomClient {
     }
 }
 
-/// `errcode` as a number; some answers carry it as a string.
-fn errcode(body: &Value) -> i64 {
-    match &body["errcode"] {
+/// The part of every answer that says whether the call worked.
+#[derive(Deserialize)]
+struct Outcome {
+    #[serde(default)]
+    errcode: Value,
+    #[serde(default)]
+    errmsg: Option<String>,
+}
+
+/// `user/simplelist`: only the userids are used.
+#[derive(Deserialize)]
+struct UserList {
+    #[serde(default)]
+    userlist: Vec<ListedUser>,
+}
+
+#[derive(Deserialize)]
+struct ListedUser {
+    #[serde(default)]
+    userid: String,
+}
+
+/// `getcheckin_monthdata`: the reports are kept as the JSON text they came in.
+#[derive(Deserialize)]
+struct MonthAnswer {
+    #[serde(default)]
+    datas: Vec<Box<RawValue>>,
+}
+
+/// Whose report one `datas[]` element is.
+#[derive(Deserialize)]
+struct ReportOwner<'a> {
+    #[serde(borrow)]
+    base_info: OwnerInfo<'a>,
+}
+
+#[derive(Deserialize)]
+struct OwnerInfo<'a> {
+    #[serde(borrow)]
+    acctid: Cow<'a, str>,
+}
+
+/// `errcode` as a number; some answers carry it as a string; absent means 0.
+fn errcode(errcode: &Value) -> i64 {
+    match errcode {
         Value::Number(n) => n.as_i64().unwrap_or(-1),
         Value::String(s) => s.trim().parse().unwrap_or(-1),
         _ => 0,
