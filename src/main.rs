@@ -47,8 +47,10 @@ fn main() -> ExitCode {
     tune_allocator();
     let cli = Cli::parse();
     init_logging();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    // One thread does all the IO: a sync waits on quotas, not the CPU, and a
+    // single-threaded scheduler spends far less CPU handing wake-ups between
+    // threads. CPU-heavy work (mapping, SQLite) runs on blocking threads.
+    let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {
