@@ -346,7 +346,14 @@ impl Rule {
         if let Some(places) = self.round {
             v = self.step(v, || format!("round {places}"), |v| value::round(places, v))?;
         }
-        if self.value_type != ValueType::Auto {
+        let typed = matches!(
+            (self.value_type, &v),
+            (ValueType::Auto, _)
+                | (ValueType::Text, Val::Json(Value::String(_)))
+                | (ValueType::Number, Val::Json(Value::Number(_)) | Val::Num(_))
+        );
+        // Most values already have their type: kept as they are, not copied.
+        if !typed {
             let t = self.value_type;
             v = self.step(v, || format!("type {t}"), |v| value::to_type(t, v, tz))?;
         }

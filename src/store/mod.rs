@@ -143,6 +143,11 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Switches to WAL. On a brand-new file, two processes doing this at once can get
 /// SQLITE_BUSY without the busy handler being consulted, so retry for a while.
+const CHECKPOINTS_FOR: &str = "SELECT c.record_key, c.data_id, c.content_hash
+     FROM json_each(?3) AS k
+     CROSS JOIN checkpoints AS c
+     WHERE c.job = ?1 AND c.month = ?2 AND c.record_key = k.value";
+
 fn set_wal(conn: &Connection) -> rusqlite::Result<()> {
     let mut tries = 0;
     loop {
@@ -355,30 +360,28 @@ impl Store {
     }
 
     /// The checkpoints of the given keys of a job-month (one chunk of records).
+    /// `CROSS JOIN` keeps the keys the outer loop, each looked up by primary key:
+    /// left to itself, the planner scans the whole table once per key.
     pub fn checkpoints_for(
         &self,
         job: &str,
         month: &str,
         keys: &[String],
     ) -> Result<HashMap<String, Checkpoint>> {
+        // One statement for the whole chunk: the keys go in as one JSON array.
+        let keys = serde_json::to_string(keys).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let conn = self.conn();
-        let mut stmt = conn.prepare_cached(
-            "SELECT data_id, content_hash FROM checkpoints
-             WHERE job = ?1 AND month = ?2 AND record_key = ?3",
-        )?;
-        let mut out = HashMap::with_capacity(keys.len());
-        for key in keys {
-            let found = stmt
-                .query_row(params![job, month, key], |r| {
-                    Ok(Checkpoint {
-                        data_id: r.get(0)?,
-                        content_hash: r.get(1)?,
-                    })
-                })
-                .optional()?;
-            if let Some(cp) = found {
-                out.insert(key.clone(), cp);
-            }
+        let mut stmt = conn.prepare_cached(CHECKPOINTS_FOR)?;
+        let mut rows = stmt.query(params![job, month, keys])?;
+        let mut out = HashMap::new();
+        while let Some(row) = rows.next()? {
+            out.insert(
+                row.get(0)?,
+                Checkpoint {
+                    data_id: row.get(1)?,
+                    content_hash: row.get(2)?,
+                },
+            );
         }
         Ok(out)
     }
@@ -717,6 +720,72 @@ mod tests {
         assert!(s.pending("j").expect("pending").is_empty());
         let cps = s.checkpoints("j", "2026-10").expect("cps");
         assert_eq!(cps["[\"a\"]"].data_id, "id1");
+    }
+
+    #[test]
+    fn checkpoints_for_finds_exactly_the_keys_of_the_job_month() {
+        let (_d, s) = store();
+        let now = Utc::now();
+        let written = |key: &str, id: &str| Written {
+            key: key.into(),
+            data_id: id.into(),
+            content_hash: format!("h-{id}"),
+        };
+        let odd = r#"["张\"三\\",{"x":1}]"#;
+        s.commit_written(
+            "j",
+            "2026-10",
+            &[written(r#"["a","2026-10"]"#, "1"), written(odd, "2")],
+            None,
+            now,
+        )
+        .expect("commit");
+        s.commit_written(
+            "j",
+            "2026-09",
+            &[written(r#"["b","2026-09"]"#, "3")],
+            None,
+            now,
+        )
+        .expect("commit");
+        s.commit_written(
+            "k",
+            "2026-10",
+            &[written(r#"["b","2026-10"]"#, "4")],
+            None,
+            now,
+        )
+        .expect("commit");
+        let asked: Vec<String> = [
+            r#"["a","2026-10"]"#,
+            odd,
+            r#"["b","2026-10"]"#,
+            r#"["b","2026-09"]"#,
+        ]
+        .map(String::from)
+        .to_vec();
+        let found = s.checkpoints_for("j", "2026-10", &asked).expect("query");
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert_eq!(found[r#"["a","2026-10"]"#].data_id, "1");
+        assert_eq!(found[odd].content_hash, "h-2");
+        assert!(s
+            .checkpoints_for("j", "2026-10", &[])
+            .expect("query")
+            .is_empty());
+        // Each key is one primary-key look-up, never a scan of the table.
+        let plan: Vec<String> = s
+            .conn()
+            .prepare(&format!("EXPLAIN QUERY PLAN {CHECKPOINTS_FOR}"))
+            .and_then(|mut q| {
+                q.query_map(params!["j", "2026-10", "[]"], |r| r.get::<_, String>(3))?
+                    .collect()
+            })
+            .expect("plan");
+        assert!(
+            plan.iter().any(|p| p.starts_with("SEARCH c USING INDEX")
+                && p.ends_with("(job=? AND month=? AND record_key=?)")),
+            "{plan:?}"
+        );
     }
 
     #[test]
