@@ -116,7 +116,7 @@ impl WecomClient {
     /// Decodes one answer: transport problems and vendor codes become attempts.
     /// A successful answer is read straight into `T`, which names only the
     /// fields attendsync uses (the rest is skipped, not built).
-    async fn decode<T: DeserializeOwned>(
+    async fn decode<T: Answer>(
         &self,
         endpoint: &str,
         sent: Result<reqwest::Response, reqwest::Error>,
@@ -135,26 +135,30 @@ impl WecomClient {
             Ok(b) => b,
             Err(e) => return Attempt::Transient(format!("HTTP {status}, {}", describe(e))),
         };
-        let outcome: Outcome = match serde_json::from_slice(&bytes) {
-            Ok(o) => o,
-            Err(e) => {
-                return Attempt::Transient(format!(
-                    "HTTP {status}, the answer is not a JSON object: {e}"
-                ))
-            }
+        // One pass over the answer when it has the expected shape; an answer that
+        // does not is read again for its errcode alone.
+        let (code, errmsg) = match serde_json::from_slice::<T>(&bytes) {
+            Ok(body) => match errcode(body.errcode()) {
+                0 => return Attempt::Done(body),
+                code => (code, body.errmsg().map(str::to_string)),
+            },
+            Err(shape) => match serde_json::from_slice::<Outcome>(&bytes) {
+                Ok(o) if errcode(&o.errcode) != 0 => (errcode(&o.errcode), o.errmsg),
+                Ok(_) => {
+                    return Attempt::Fail(CallError::Source(SourceError::Protocol {
+                        vendor: VENDOR,
+                        endpoint: endpoint.to_string(),
+                        message: format!("the answer does not have the documented shape: {shape}"),
+                    }))
+                }
+                Err(e) => {
+                    return Attempt::Transient(format!(
+                        "HTTP {status}, the answer is not a JSON object: {e}"
+                    ))
+                }
+            },
         };
-        let code = errcode(&outcome.errcode);
-        if code == 0 {
-            return match serde_json::from_slice(&bytes) {
-                Ok(body) => Attempt::Done(body),
-                Err(e) => Attempt::Fail(CallError::Source(SourceError::Protocol {
-                    vendor: VENDOR,
-                    endpoint: endpoint.to_string(),
-                    message: format!("the answer does not have the documented shape: {e}"),
-                })),
-            };
-        }
-        let message = self.clean(outcome.errmsg.as_deref().unwrap_or(""), token);
+        let message = self.clean(errmsg.as_deref().unwrap_or(""), token);
         let failure = ApiFailure {
             code,
             message,
@@ -219,7 +223,7 @@ impl WecomClient {
 
     /// One API call with token, pacing and retries. Vendor errors that are not
     /// retryable come back as `CallError::Api` so callers can act on the class.
-    async fn call<T: DeserializeOwned>(
+    async fn call<T: Answer>(
         &self,
         endpoint: &str,
         query: &[(&str, String)],
@@ -247,7 +251,7 @@ impl WecomClient {
         .await
     }
 
-    async fn call_ok<T: DeserializeOwned>(
+    async fn call_ok<T: Answer>(
         &self,
         endpoint: &str,
         query: &[(&str, String)],
@@ -306,7 +310,8 @@ impl WecomClient {
             let fresh: Vec<String> = list?
                 .userlist
                 .into_iter()
-                .map(|u| u.userid)
+                .flatten()
+                .filter_map(|u| u.userid)
                 .filter(|u| !u.is_empty() && seen.insert(u))
                 .collect();
             if !fresh.is_empty() && tx.send(fresh).await.is_err() {
@@ -372,7 +377,7 @@ impl WecomClient {
             });
             match self.call::<MonthAnswer>(MONTHDATA, &[], Some(&body)).await {
                 Ok(answer) => {
-                    for d in answer.datas {
+                    for d in answer.datas.into_iter().flatten() {
                         // A report without an acctid is nobody's: its user counts as absent.
                         if let Ok(owner) = serde_json::from_str::<ReportOwner>(d.get()) {
                             by_id.insert(owner.base_info.acctid.into_owned(), d);
@@ -413,7 +418,8 @@ impl WecomClient {
     }
 }
 
-/// The part of every answer that says whether the call worked.
+/// The part of every answer that says whether the call worked (read alone when
+/// the rest does not fit the expected type).
 #[derive(Deserialize)]
 struct Outcome {
     #[serde(default)]
@@ -422,24 +428,66 @@ struct Outcome {
     errmsg: Option<String>,
 }
 
-/// `user/simplelist`: only the userids are used.
-#[derive(Deserialize)]
-struct UserList {
-    #[serde(default)]
-    userlist: Vec<ListedUser>,
+/// An answer read into a type: says itself whether the call worked.
+trait Answer: DeserializeOwned {
+    fn errcode(&self) -> &Value;
+    fn errmsg(&self) -> Option<&str>;
+}
+
+impl Answer for Value {
+    fn errcode(&self) -> &Value {
+        &self["errcode"]
+    }
+
+    fn errmsg(&self) -> Option<&str> {
+        self["errmsg"].as_str()
+    }
+}
+
+/// Typed answers carry `errcode` and `errmsg` next to their own fields, each
+/// optional (absent or `null`: none).
+macro_rules! answer {
+    ($(#[$doc:meta])* struct $name:ident { $($field:ident: $ty:ty,)* }) => {
+        $(#[$doc])*
+        #[derive(Deserialize)]
+        struct $name {
+            #[serde(default)]
+            errcode: Value,
+            #[serde(default)]
+            errmsg: Option<String>,
+            $(#[serde(default)] $field: $ty,)*
+        }
+
+        impl Answer for $name {
+            fn errcode(&self) -> &Value {
+                &self.errcode
+            }
+
+            fn errmsg(&self) -> Option<&str> {
+                self.errmsg.as_deref()
+            }
+        }
+    };
+}
+
+answer! {
+    /// `user/simplelist`: only the userids are used.
+    struct UserList {
+        userlist: Option<Vec<ListedUser>>,
+    }
 }
 
 #[derive(Deserialize)]
 struct ListedUser {
     #[serde(default)]
-    userid: String,
+    userid: Option<String>,
 }
 
-/// `getcheckin_monthdata`: the reports are kept as the JSON text they came in.
-#[derive(Deserialize)]
-struct MonthAnswer {
-    #[serde(default)]
-    datas: Vec<Box<RawValue>>,
+answer! {
+    /// `getcheckin_monthdata`: the reports are kept as the JSON text they came in.
+    struct MonthAnswer {
+        datas: Option<Vec<Box<RawValue>>>,
+    }
 }
 
 /// Whose report one `datas[]` element is.
