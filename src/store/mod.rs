@@ -674,6 +674,31 @@ mod tests {
     }
 
     #[test]
+    fn migrating_keeps_the_checkpoints_of_an_older_database() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("old.db");
+        {
+            // A database as version 2 of attendsync left it.
+            let conn = Connection::open(&path).expect("open");
+            for sql in &schema::MIGRATIONS[..2] {
+                conn.execute_batch(sql).expect("old schema");
+            }
+            conn.pragma_update(None, "user_version", 2)
+                .expect("version");
+            conn.execute(
+                "INSERT INTO checkpoints VALUES ('j', '2026-10', '[\"a\"]', 'id1', 'h1', 't')",
+                [],
+            )
+            .expect("row");
+        }
+        let s = Store::open(&path).expect("migrated");
+        assert_eq!(s.schema_version().expect("version"), CURRENT_VERSION);
+        let cps = s.checkpoints("j", "2026-10").expect("cps");
+        assert_eq!(cps["[\"a\"]"].data_id, "id1");
+        assert_eq!(cps["[\"a\"]"].content_hash, "h1");
+    }
+
+    #[test]
     fn refuses_a_newer_schema() {
         let (dir, s) = store();
         s.conn()
@@ -782,8 +807,9 @@ mod tests {
             })
             .expect("plan");
         assert!(
-            plan.iter().any(|p| p.starts_with("SEARCH c USING INDEX")
-                && p.ends_with("(job=? AND month=? AND record_key=?)")),
+            plan.iter()
+                .any(|p| p.starts_with("SEARCH c USING PRIMARY KEY")
+                    && p.ends_with("(job=? AND month=? AND record_key=?)")),
             "{plan:?}"
         );
     }

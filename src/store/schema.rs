@@ -4,7 +4,7 @@ use rusqlite::Connection;
 
 /// Migration N brings a database from `user_version` N to N+1. Append only: a
 /// released migration is never edited.
-const MIGRATIONS: &[&str] = &[
+pub(super) const MIGRATIONS: &[&str] = &[
     r#"
 CREATE TABLE runs (
     id          INTEGER PRIMARY KEY,
@@ -64,6 +64,23 @@ CREATE TABLE metered_calls (
     calls  INTEGER NOT NULL,
     PRIMARY KEY (job, period)
 );
+"#,
+    // Checkpoints clustered on their key: one B-tree per write and look-up
+    // instead of a table plus an index holding the key a second time.
+    r#"
+CREATE TABLE checkpoints_by_key (
+    job          TEXT NOT NULL,
+    month        TEXT NOT NULL,
+    record_key   TEXT NOT NULL,
+    data_id      TEXT NOT NULL,
+    content_hash TEXT NOT NULL,
+    written_at   TEXT NOT NULL,
+    PRIMARY KEY (job, month, record_key)
+) WITHOUT ROWID;
+INSERT INTO checkpoints_by_key (job, month, record_key, data_id, content_hash, written_at)
+    SELECT job, month, record_key, data_id, content_hash, written_at FROM checkpoints;
+DROP TABLE checkpoints;
+ALTER TABLE checkpoints_by_key RENAME TO checkpoints;
 "#,
 ];
 
