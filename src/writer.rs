@@ -65,16 +65,32 @@ impl Outcome {
 /// The canonical text of a key: its values as a JSON array. Used both for rows
 /// and for records read back from the form, so the two always compare alike.
 pub fn key_text(values: &[Value]) -> String {
-    let normalised: Vec<Value> = values.iter().map(normalise).collect();
-    Value::Array(normalised).to_string()
+    let mut out = Vec::with_capacity(32);
+    out.push(b'[');
+    for (n, v) in values.iter().enumerate() {
+        if n > 0 {
+            out.push(b',');
+        }
+        // Writing to a Vec cannot fail.
+        let _ = match whole_number(v) {
+            Some(i) => serde_json::to_writer(&mut out, &i),
+            None => serde_json::to_writer(&mut out, v),
+        };
+    }
+    out.push(b']');
+    // Only JSON text was written, which is UTF-8.
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// A whole number as an integer, so that 1.0 and 1 compare alike.
+fn whole_number(v: &Value) -> Option<i64> {
+    let f = v.as_f64().filter(|_| v.is_number())?;
+    (f.fract() == 0.0 && f.abs() < 9e15).then_some(f as i64)
 }
 
 /// Numbers that are whole are compared as integers (Jiandaoyun may answer 1.0 for 1).
 fn normalise(v: &Value) -> Value {
-    match v.as_f64() {
-        Some(f) if v.is_number() && f.fract() == 0.0 && f.abs() < 9e15 => Value::from(f as i64),
-        _ => v.clone(),
-    }
+    whole_number(v).map_or_else(|| v.clone(), Value::from)
 }
 
 fn same_value(sent: Option<&Value>, stored: Option<&Value>) -> bool {
@@ -480,4 +496,21 @@ impl Writer {
 
 fn id_of(row: &Map<String, Value>) -> &str {
     row.get("_id").and_then(Value::as_str).unwrap_or("")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn key_text_compares_whole_numbers_alike_and_escapes_text() {
+        assert_eq!(key_text(&[json!("张\"三"), json!(1)]), r#"["张\"三",1]"#);
+        assert_eq!(
+            key_text(&[json!("a"), json!(1.0)]),
+            key_text(&[json!("a"), json!(1)])
+        );
+        assert_eq!(key_text(&[json!(1.5), json!(null)]), "[1.5,null]");
+        assert_eq!(key_text(&[]), "[]");
+    }
 }
