@@ -148,8 +148,12 @@ impl WecomClient {
                     return Attempt::Fail(CallError::Source(SourceError::Protocol {
                         vendor: VENDOR,
                         endpoint: endpoint.to_string(),
-                        message: format!("the answer does not have the documented shape: {shape}"),
-                    }))
+                        // serde quotes the offending value: redact it like any vendor text.
+                        message: self.clean(
+                            &format!("the answer does not have the documented shape: {shape}"),
+                            token,
+                        ),
+                    }));
                 }
                 Err(e) => {
                     return Attempt::Transient(format!(
@@ -509,5 +513,94 @@ fn errcode(errcode: &Value) -> i64 {
         Value::Number(n) => n.as_i64().unwrap_or(-1),
         Value::String(s) => s.trim().parse().unwrap_or(-1),
         _ => 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::job::Scope;
+    use axum::routing::{get, post};
+    use axum::Router;
+    use chrono::TimeZone;
+
+    /// A WeCom stand-in whose monthdata answer is `monthdata`, word for word.
+    async fn client_answering(monthdata: &'static str) -> WecomClient {
+        let app = Router::new()
+            .route(
+                "/cgi-bin/gettoken",
+                get(|| async {
+                    r#"{"errcode":0,"errmsg":"ok","access_token":"tok","expires_in":7200}"#
+                }),
+            )
+            .route(
+                &format!("/cgi-bin/{MONTHDATA}"),
+                post(move || async move { monthdata }),
+            );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("address");
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let cfg = WecomSource {
+            corp_id: "corp".into(),
+            secret: Secret::new("s3cret"),
+            base_url: format!("http://{addr}"),
+            scope: Scope::default(),
+            limits: Vec::new(),
+            retry: RetryConfig::WECOM,
+        };
+        let http = crate::http::client(Duration::from_secs(5)).expect("client");
+        WecomClient::new(http, &cfg, Arc::new(CallStats::default()))
+    }
+
+    async fn pull(client: &WecomClient) -> Result<Pulled, SourceError> {
+        let start = Utc.with_ymd_and_hms(2026, 9, 30, 16, 0, 0).unwrap();
+        let end = Utc.with_ymd_and_hms(2026, 10, 30, 16, 0, 0).unwrap();
+        client
+            .month_data(&["u1".to_string(), "u2".to_string()], start, end)
+            .await
+    }
+
+    #[tokio::test]
+    async fn reports_are_matched_by_acctid_and_the_rest_are_absent() {
+        let client = client_answering(
+            r#"{"errcode":0,"errmsg":"ok","datas":[
+                {"base_info":{"name":"张三","acctid":"u1"},"summary_info":{"work_days":21}},
+                {"base_info":{"acctid":5}}]}"#,
+        )
+        .await;
+        let pulled = pull(&client).await.expect("pulled");
+        assert_eq!(pulled.records.len(), 1);
+        assert_eq!(pulled.records[0].employee, "u1");
+        assert_eq!(
+            pulled.records[0].record.to_value()["summary_info"]["work_days"],
+            21
+        );
+        // A report whose acctid is not text belongs to nobody.
+        assert_eq!(pulled.absent, vec!["u2".to_string()]);
+    }
+
+    #[tokio::test]
+    async fn null_datas_means_no_reports() {
+        let client = client_answering(r#"{"errcode":0,"errmsg":"ok","datas":null}"#).await;
+        let pulled = pull(&client).await.expect("pulled");
+        assert!(pulled.records.is_empty());
+        assert_eq!(pulled.absent.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn an_answer_of_the_wrong_shape_is_a_protocol_error_naming_the_endpoint() {
+        let client = client_answering(r#"{"errcode":0,"errmsg":"ok","datas":"s3cret"}"#).await;
+        let err = pull(&client).await.expect_err("refused");
+        let text = err.to_string();
+        assert!(
+            matches!(err, SourceError::Protocol { .. })
+                && text.contains(MONTHDATA)
+                && text.contains("documented shape"),
+            "{text}"
+        );
+        // serde quotes the value it choked on; a secret never reaches the message.
+        assert!(!text.contains("s3cret"), "{text}");
     }
 }
