@@ -422,16 +422,6 @@ impl WecomClient {
     }
 }
 
-/// The part of every answer that says whether the call worked (read alone when
-/// the rest does not fit the expected type).
-#[derive(Deserialize)]
-struct Outcome {
-    #[serde(default)]
-    errcode: Value,
-    #[serde(default)]
-    errmsg: Option<String>,
-}
-
 /// An answer read into a type: says itself whether the call worked.
 trait Answer: DeserializeOwned {
     fn errcode(&self) -> &Value;
@@ -472,6 +462,12 @@ macro_rules! answer {
             }
         }
     };
+}
+
+answer! {
+    /// The part of every answer that says whether the call worked (read alone when
+    /// the rest does not fit the expected type).
+    struct Outcome {}
 }
 
 answer! {
