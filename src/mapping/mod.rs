@@ -131,8 +131,6 @@ impl std::error::Error for FieldError {}
 pub struct Mapping {
     rules: Vec<Rule>,
     key: Vec<String>,
-    /// Index into `rules` of each key field, in `key` order.
-    key_index: Vec<usize>,
     /// Field names, key and hash order, shared by every row.
     shape: Arc<Shape>,
 }
@@ -142,21 +140,22 @@ pub struct Mapping {
 pub struct Bound<'m> {
     mapping: &'m Mapping,
     vars: &'m Vars,
-    /// Per rule: its result when it reads a variable.
-    constant: Vec<Option<Result<Value, FieldError>>>,
+    /// Per rule, what it reads.
+    inputs: Vec<BoundInput<'m>>,
+}
+
+enum BoundInput<'m> {
+    Path(&'m Path),
+    /// A rule fed by a variable: its result, the same for every record.
+    Constant(Result<Value, FieldError>),
 }
 
 impl Mapping {
     fn new(rules: Vec<Rule>, key: Vec<String>, key_index: Vec<usize>) -> Mapping {
         let names = rules.iter().map(|r| r.name.clone()).collect();
         let volatile: Vec<bool> = rules.iter().map(|r| r.from.is_volatile()).collect();
-        let shape = Arc::new(Shape::new(names, key_index.clone(), &volatile));
-        Mapping {
-            rules,
-            key,
-            key_index,
-            shape,
-        }
+        let shape = Arc::new(Shape::new(names, key_index, &volatile));
+        Mapping { rules, key, shape }
     }
 
     /// Parses, validates and compiles a mapping file, reporting every problem.
@@ -189,18 +188,18 @@ impl Mapping {
 
     /// The mapping for one job-month, to apply to many records.
     pub fn bind<'m>(&'m self, vars: &'m Vars) -> Bound<'m> {
-        let constant = self
+        let inputs = self
             .rules
             .iter()
-            .map(|r| match r.from {
-                Input::Var(v) => Some(r.run(v.value(vars), vars.timezone)),
-                Input::Path(_) => None,
+            .map(|r| match &r.from {
+                Input::Path(p) => BoundInput::Path(p),
+                Input::Var(v) => BoundInput::Constant(r.run(v.value(vars), vars.timezone)),
             })
             .collect();
         Bound {
             mapping: self,
             vars,
-            constant,
+            inputs,
         }
     }
 }
@@ -211,18 +210,17 @@ impl Bound<'_> {
         let m = self.mapping;
         let mut values = Vec::with_capacity(m.rules.len());
         let mut errors = Vec::new();
-        for (i, (rule, constant)) in m.rules.iter().zip(&self.constant).enumerate() {
-            let result = match (constant, &rule.from) {
-                (Some(done), _) => done.clone(),
-                (None, Input::Path(p)) => rule.run(
+        for (i, (rule, input)) in m.rules.iter().zip(&self.inputs).enumerate() {
+            let result = match input {
+                BoundInput::Constant(done) => done.clone(),
+                BoundInput::Path(p) => rule.run(
                     Val::Json(p.get(record).map_or(Value::Null, Tree::to_value)),
                     self.vars.timezone,
                 ),
-                (None, Input::Var(v)) => rule.run(v.value(self.vars), self.vars.timezone),
             };
             match result {
                 Ok(v) => {
-                    if m.key_index.contains(&i) && is_empty(&v) {
+                    if m.shape.is_key(i) && is_empty(&v) {
                         errors.push(FieldError {
                             field: rule.name.clone(),
                             rule: format!("from {}, key field", rule.from_text),

@@ -49,6 +49,11 @@ impl Shape {
             hashed,
         }
     }
+
+    /// Field `i` is one of the key fields.
+    pub(crate) fn is_key(&self, i: usize) -> bool {
+        self.key_index.contains(&i)
+    }
 }
 
 /// A record in Jiandaoyun's write format, `{"field": {"value": v}, …}`, kept as

@@ -62,7 +62,8 @@ pub enum Record {
 }
 
 impl Record {
-    /// The record as a `Value` (for tests and diagnostics; mapping reads it in place).
+    /// The record as a `Value`, for tests (mapping reads it in place).
+    #[cfg(test)]
     pub fn to_value(&self) -> Value {
         match self {
             Record::Value(v) => v.clone(),
