@@ -57,7 +57,9 @@ impl Plan {
 
     /// Metered calls the whole run would need without a budget.
     pub fn needed(&self) -> u64 {
-        self.fixed + (self.allowed.len() * self.employees) as u64 * self.per_employee
+        let employee_months = (self.allowed.len() as u64).saturating_mul(self.employees as u64);
+        self.fixed
+            .saturating_add(employee_months.saturating_mul(self.per_employee))
     }
 
     /// Metered calls the plan will spend (retries aside).

@@ -117,7 +117,8 @@ pub struct JobReport {
     pub error: Option<String>,
     /// Set when another process holds the job's lease: nothing was done.
     pub busy: Option<String>,
-    /// For a metered source: the call plan, printed before any call is spent.
+    /// For a metered source: the call plan, made once the head count is known
+    /// (before any metered call in a dry run).
     pub plan: Option<String>,
     pub calls: BTreeMap<String, EndpointStats>,
 }
@@ -207,11 +208,17 @@ struct Run<'a> {
     budget: Option<Arc<Budget>>,
 }
 
-/// A metered source's call budget during a run: the plan, a guard checked before
-/// every chunk (retries can cost more than planned), and the spend recorded in
-/// SQLite after every chunk.
+/// A metered source's call budget during a run: a guard checked before every
+/// chunk (retries can cost more than planned), and the spend recorded in SQLite
+/// after every chunk. The guard needs no head count, so it holds while the
+/// directory is still being listed.
 struct Budget {
-    plan: Plan,
+    budget: u64,
+    /// Left in `period` when the run started.
+    left: u64,
+    per_employee: u64,
+    fixed: u64,
+    period: String,
     source: SourceClient,
     store: Store,
     job: String,
@@ -222,23 +229,36 @@ struct Budget {
 }
 
 impl Budget {
+    fn new(plan: &Plan, source: &SourceClient, store: &Store, job: &str) -> Budget {
+        Budget {
+            budget: plan.budget,
+            left: plan.left(),
+            per_employee: plan.per_employee,
+            fixed: plan.fixed,
+            period: plan.period.clone(),
+            base: source.metered_calls(),
+            recorded: AtomicU64::new(source.metered_calls()),
+            source: source.clone(),
+            store: store.clone(),
+            job: job.to_owned(),
+        }
+    }
+
     fn spent_by_run(&self) -> u64 {
         self.source.metered_calls().saturating_sub(self.base)
     }
 
     /// Whether `employees` more employee-months fit in what is left.
     fn allows(&self, employees: usize) -> bool {
-        let committed = self.spent_by_run().max(self.plan.fixed);
-        committed + employees as u64 * self.plan.per_employee <= self.plan.left()
+        let committed = self.spent_by_run().max(self.fixed);
+        committed + employees as u64 * self.per_employee <= self.left
     }
 
     fn stop_reason(&self) -> SourceError {
         SourceError::Config(format!(
             "stopped before exceeding the monthly call budget ({}): {} calls were left in {} and retries used some of them; \
              the rest waits for the next run (the budget starts fresh next calendar month)",
-            self.plan.budget,
-            self.plan.left(),
-            self.plan.period
+            self.budget, self.left, self.period
         ))
     }
 
@@ -247,10 +267,49 @@ impl Budget {
         let now = self.source.metered_calls();
         let before = self.recorded.swap(now, Ordering::SeqCst);
         let delta = now.saturating_sub(before);
-        let (job, period) = (self.job.clone(), self.plan.period.clone());
+        let (job, period) = (self.job.clone(), self.period.clone());
         self.store
             .call(move |s| s.add_metered(&job, &period, delta))
             .await
+    }
+}
+
+/// What a metered source's call plan is made of, and the plan once the head
+/// count is known.
+struct Metering {
+    months: Vec<Month>,
+    per_employee: u64,
+    budget: u64,
+    spent_before: u64,
+    period: String,
+    plan: Option<Plan>,
+}
+
+impl Metering {
+    fn plan_for(&self, employees: usize) -> Plan {
+        Plan::make(
+            &self.months,
+            employees,
+            self.per_employee,
+            1,
+            self.budget,
+            self.spent_before,
+            self.period.clone(),
+        )
+    }
+
+    /// The employees the first month (in priority order) may pull whatever the
+    /// head count turns out to be: the plan gives it min(head count, this).
+    fn first_month_cap(&self) -> usize {
+        let plan = self.plan_for(usize::MAX);
+        plan.allowed.first().map_or(0, |(_, n)| *n)
+    }
+
+    /// Makes the plan for `employees` and describes it.
+    fn settle(&mut self, job: &str, employees: usize) -> &Plan {
+        let plan = self.plan_for(employees);
+        tracing::info!(job = %job, "{}", plan.describe());
+        self.plan.insert(plan)
     }
 }
 
@@ -266,20 +325,35 @@ struct MonthPull {
 /// Where a month's employees come from.
 enum Roster {
     /// Being listed now (the first month of a run): chunks are pulled as soon as
-    /// enough employees are found.
-    Discovering(
-        tokio::task::JoinHandle<Result<UserIds, SourceError>>,
-        mpsc::Receiver<Vec<String>>,
-    ),
+    /// enough employees are found, up to `cap` of them (a metered source's
+    /// budget); the rest are only counted.
+    Discovering {
+        listing: tokio::task::JoinHandle<Result<UserIds, SourceError>>,
+        found: mpsc::Receiver<Vec<String>>,
+        cap: usize,
+    },
     /// Listed by an earlier month of this run (or before it): the first `take`.
     Known { all: Arc<UserIds>, take: usize },
 }
 
+/// What a month's pull learnt about the organisation.
+#[derive(Default)]
+struct Listing {
+    /// Everyone, when the organisation was listed completely by this pull.
+    all: Option<UserIds>,
+    /// Employees listed but not pulled: beyond the budget's cap.
+    over_cap: usize,
+}
+
 impl Roster {
-    fn discover(source: &SourceClient) -> Roster {
+    fn discover(source: &SourceClient, cap: usize) -> Roster {
         let (tx, rx) = mpsc::channel(16);
         let source = source.clone();
-        Roster::Discovering(tokio::spawn(async move { source.discover(&tx).await }), rx)
+        Roster::Discovering {
+            listing: tokio::spawn(async move { source.discover(&tx).await }),
+            found: rx,
+            cap,
+        }
     }
 
     fn known(all: &Arc<UserIds>) -> Roster {
@@ -292,18 +366,17 @@ impl Roster {
     fn known_len(&self) -> u64 {
         match self {
             Roster::Known { take, .. } => *take as u64,
-            Roster::Discovering(..) => 0,
+            Roster::Discovering { .. } => 0,
         }
     }
 
-    /// Pulls the month chunk by chunk into `tx`. Returns every employee when the
-    /// organisation was listed completely by this pull.
+    /// Pulls the month chunk by chunk into `tx`.
     async fn pull(
         self,
         spec: MonthPull,
         tx: mpsc::Sender<Result<Pulled, SourceError>>,
         found: Arc<AtomicU64>,
-    ) -> Option<UserIds> {
+    ) -> Listing {
         let MonthPull {
             source,
             month,
@@ -335,17 +408,25 @@ impl Roster {
                         break;
                     }
                 }
-                None
+                Listing::default()
             }
-            Roster::Discovering(listing, mut rx) => {
+            Roster::Discovering {
+                listing,
+                found: mut rx,
+                cap,
+            } => {
                 let mut buffer: Vec<String> = Vec::new();
+                let (mut room, mut over_cap) = (cap, 0usize);
                 while let Some(batch) = rx.recv().await {
                     found.fetch_add(batch.len() as u64, Ordering::SeqCst);
-                    buffer.extend(batch);
+                    let taken = batch.len().min(room);
+                    room -= taken;
+                    over_cap += batch.len() - taken;
+                    buffer.extend(batch.into_iter().take(taken));
                     while buffer.len() >= size {
                         let chunk: Vec<String> = buffer.drain(..size).collect();
                         if !send(chunk).await {
-                            return None;
+                            return Listing::default();
                         }
                     }
                 }
@@ -361,13 +442,16 @@ impl Roster {
                     Ok(all) => all,
                     Err(e) => {
                         let _ = tx.send(Err(e)).await;
-                        return None;
+                        return Listing::default();
                     }
                 };
                 if !buffer.is_empty() && !send(buffer).await {
-                    return None;
+                    return Listing::default();
                 }
-                Some(all)
+                Listing {
+                    all: Some(all),
+                    over_cap,
+                }
             }
         }
     }
@@ -666,39 +750,42 @@ impl Syncer {
         };
         source.login().await?;
         // The first month is pulled while the organisation is listed; later months
-        // reuse the list. A metered source lists it first, to plan its calls.
+        // reuse the list. A metered source holds its first month to what the
+        // budget allows whatever the head count, and plans the rest once it is
+        // known; a dry run lists first, to show the plan before any metered call.
         let mut known: Option<Arc<UserIds>> = None;
         let mut budget = None;
+        let mut metering = None;
         let mut months = months.to_vec();
         if let (Some(per), Source::Dingtalk(cfg)) =
             (source.metered_calls_per_employee(), &job.source)
         {
-            let all = source.employees().await?;
             let period = Month::current(opts.now, job.timezone).to_string();
             let (j, p) = (job.name.clone(), period.clone());
             let spent = self.store.call(move |s| s.metered_spent(&j, &p)).await?;
-            let plan = Plan::make(
-                &months,
-                all.len(),
-                u64::from(per),
-                1,
-                u64::from(cfg.monthly_call_budget),
-                spent,
+            let mut meter = Metering {
+                months: months.clone(),
+                per_employee: u64::from(per),
+                budget: u64::from(cfg.monthly_call_budget),
+                spent_before: spent,
                 period,
-            );
-            tracing::info!(job = %job.name, "{}", plan.describe());
-            report.plan = Some(plan.describe());
-            months = plan.months();
+                plan: None,
+            };
+            let unplanned = meter.plan_for(usize::MAX);
+            months = unplanned.months();
             warn_zeroed_columns(job, cfg, &months, opts.now);
-            known = Some(Arc::new(all.iter().collect()));
-            budget = Some(Arc::new(Budget {
-                plan,
-                base: source.metered_calls(),
-                source: source.clone(),
-                store: self.store.clone(),
-                job: job.name.clone(),
-                recorded: AtomicU64::new(source.metered_calls()),
-            }));
+            budget = Some(Arc::new(Budget::new(
+                &unplanned,
+                &source,
+                &self.store,
+                &job.name,
+            )));
+            if opts.dry_run {
+                let all: UserIds = source.employees().await?.iter().collect();
+                report.plan = Some(meter.settle(&job.name, all.len()).describe());
+                known = Some(Arc::new(all));
+            }
+            metering = Some(meter);
         }
         tracing::info!(job = %job.name, months = ?months.iter().map(|m| m.to_string()).collect::<Vec<_>>(), "starting");
         let run = Run {
@@ -710,6 +797,7 @@ impl Syncer {
             lost,
             budget,
         };
+        let first = months.first().copied();
         for month in months {
             if self.shutdown.is_triggered() {
                 return Err(JobError::Setup(
@@ -717,15 +805,25 @@ impl Syncer {
                 ));
             }
             let mut m = MonthReport::new(month);
-            let mut roster = match &known {
-                Some(all) => Roster::known(all),
-                None => Roster::discover(&run.source),
+            if let (Some(meter), None, false) = (&mut metering, &known, Some(month) == first) {
+                // The first month stopped before the organisation was listed
+                // completely: list it now, to plan this month.
+                let all: UserIds = run.source.employees().await?.iter().collect();
+                report.plan = Some(meter.settle(&job.name, all.len()).describe());
+                known = Some(Arc::new(all));
+            }
+            let mut roster = match (&known, &metering) {
+                (Some(all), _) => Roster::known(all),
+                (None, Some(meter)) => Roster::discover(&run.source, meter.first_month_cap()),
+                (None, None) => Roster::discover(&run.source, usize::MAX),
             };
-            if let (Some(b), Roster::Known { all, take }) = (&run.budget, &mut roster) {
-                let allowed = b.plan.allowance(month);
+            if let (Some(plan), Roster::Known { all, take }) =
+                (metering.as_ref().and_then(|m| m.plan.as_ref()), &mut roster)
+            {
+                let allowed = plan.allowance(month);
                 if allowed < all.len() {
                     m.skipped = (all.len() - allowed) as u64;
-                    m.month_error = b.plan.skipped(month);
+                    m.month_error = plan.skipped(month);
                     *take = allowed;
                 }
             }
@@ -734,6 +832,11 @@ impl Syncer {
                 b.record().await?;
             }
             if let Some(all) = discovered {
+                if let Some(meter) = &mut metering {
+                    let plan = meter.settle(&job.name, all.len());
+                    report.plan = Some(plan.describe());
+                    m.month_error = plan.skipped(month);
+                }
                 known = Some(Arc::new(all));
             }
             let fatal = match result {
@@ -877,7 +980,13 @@ impl Syncer {
         }
         drop(rx);
         self.progress.month_done(&job.name, &m.month);
-        let discovered = producer.await.ok().flatten();
+        let listing = producer.await.unwrap_or_default();
+        if listing.over_cap > 0 {
+            // Not pulled for the budget: the month is not complete, nobody is "gone".
+            m.skipped = listing.over_cap as u64;
+            complete = false;
+        }
+        let discovered = listing.all;
         if absent > 0 {
             tracing::info!(job = %job.name, %month, employees = absent,
                 "employees without a report this month (left, outside the app's visible range, or no check-in rule)");

@@ -160,15 +160,9 @@ impl SourceClient {
         &self,
         tx: &tokio::sync::mpsc::Sender<Vec<String>>,
     ) -> Result<UserIds, SourceError> {
-        #[allow(unreachable_patterns)]
         match self {
             SourceClient::Wecom { client, scope } => client.discover(scope, tx).await,
-            other => {
-                let all = other.employees().await?;
-                let ids = all.iter().collect();
-                let _ = tx.send(all).await;
-                Ok(ids)
-            }
+            SourceClient::Dingtalk { client, scope } => client.discover(scope, tx).await,
         }
     }
 

@@ -16,7 +16,7 @@
 //! edition: 5,000); the client counts them (see [`DingtalkClient::metered_calls`])
 //! and adds them to the run's [`CallStats`] under [`METERED_STATS_KEY`].
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -33,6 +33,10 @@ use rust_decimal::prelude::ToPrimitive;
 use rust_decimal::Decimal;
 use serde_json::{json, Map, Number, Value};
 
+mod people;
+
+use people::{Directory, Gatherer, Listed, Person};
+
 use super::{Pulled, Record, SourceError, SourceRecord};
 use crate::config::job::{DingtalkSource, Rate, RetryConfig, Scope};
 use crate::http::codes::{self, dingtalk_code, Class};
@@ -41,6 +45,7 @@ use crate::http::retry::{retry, Attempt, RetryError};
 use crate::http::token::TokenCache;
 use crate::http::{describe, errcode_attempt, redact, ApiFailure, CallStats};
 use crate::month::{report_window, Month};
+use crate::roster::UserIds;
 use crate::secret::Secret;
 
 const VENDOR: &str = "DingTalk";
@@ -136,15 +141,6 @@ pub struct ResolvedColumn {
     pub id: i64,
 }
 
-/// What the record needs about one employee, from `v2/user/list`.
-#[derive(Debug, Clone)]
-struct Person {
-    name: String,
-    departments: Vec<String>,
-    job_number: String,
-    title: String,
-}
-
 pub struct DingtalkClient {
     http: reqwest::Client,
     base_url: String,
@@ -163,7 +159,9 @@ pub struct DingtalkClient {
     banned_until: Mutex<Option<Instant>>,
     ip_ban_floor: Duration,
     report_columns: tokio::sync::OnceCell<Arc<Vec<ReportColumn>>>,
-    directory: tokio::sync::Mutex<Option<Arc<HashMap<String, Person>>>>,
+    directory: Directory,
+    /// Set once a walk of the directory has started.
+    walked: AtomicBool,
     /// Configured leave names already warned about (absent from an answer).
     leave_warned: Mutex<HashSet<String>>,
     /// Employees pulled at once (see [`in_flight`]).
@@ -174,23 +172,12 @@ pub struct DingtalkClient {
     user_pages_in_flight: usize,
 }
 
-/// One user as `v2/user/list` lists them; departments are named once the
-/// walk is over.
-struct Listed {
-    userid: String,
-    name: String,
-    dept_ids: Vec<u64>,
-    job_number: String,
-    title: String,
-}
-
-/// What walking the departments found.
+/// What walking the departments found (the people go to a [`Gatherer`]).
 #[derive(Default)]
 struct Crawl {
-    names: HashMap<u64, String>,
     children: HashMap<u64, Vec<u64>>,
-    /// The users of each department listed so far, in page order.
-    members: HashMap<u64, Vec<Listed>>,
+    /// Departments whose users were listed.
+    listed: HashSet<u64>,
 }
 
 /// One finished step of [`DingtalkClient::crawl`].
@@ -509,7 +496,8 @@ impl DingtalkClient {
             banned_until: Mutex::new(None),
             ip_ban_floor: IP_BAN_MIN_WAIT,
             report_columns: tokio::sync::OnceCell::new(),
-            directory: tokio::sync::Mutex::new(None),
+            directory: Directory::default(),
+            walked: AtomicBool::new(false),
             leave_warned: Mutex::new(HashSet::new()),
             employees_in_flight: in_flight(
                 &cfg.limits,
@@ -910,35 +898,31 @@ impl DingtalkClient {
     /// the records. Userids configured in `scope.userids` but not found are
     /// returned too (with a warning), so a pull reports them as absent.
     pub async fn employees(&self, scope: &Scope) -> Result<Vec<String>, SourceError> {
-        let people = self.list_people(scope).await?;
-        let mut ids: Vec<String> = if scope.userids.is_empty() {
-            people.keys().cloned().collect()
-        } else {
-            let wanted: std::collections::BTreeSet<&String> = scope.userids.iter().collect();
-            let missing: Vec<&str> = wanted
-                .iter()
-                .filter(|u| !people.contains_key(**u))
-                .map(|u| u.as_str())
-                .collect();
-            if !missing.is_empty() {
-                tracing::warn!(userids = ?missing, "configured userids not found in the DingTalk departments listed");
-            }
-            wanted.into_iter().cloned().collect()
-        };
+        let all = self.gather(scope, None).await?;
+        let mut ids: Vec<String> = all.iter().map(str::to_owned).collect();
         ids.sort();
-        ids.dedup();
-        *self.directory.lock().await = Some(Arc::new(people.into_iter().collect()));
         Ok(ids)
     }
 
-    async fn directory(&self) -> Result<Arc<HashMap<String, Person>>, SourceError> {
-        if let Some(d) = self.directory.lock().await.as_ref() {
-            return Ok(d.clone());
+    /// The same employees as [`Self::employees`], sent to `tx` as they are found
+    /// so that pulling starts while the directory is walked; in the order found.
+    pub async fn discover(
+        &self,
+        scope: &Scope,
+        tx: &tokio::sync::mpsc::Sender<Vec<String>>,
+    ) -> Result<UserIds, SourceError> {
+        self.gather(scope, Some(tx)).await
+    }
+
+    /// The people the chunk's userids are (`None`: not in the directory). Walks
+    /// the directory first if no walk has started (a pull without a listing).
+    async fn people(&self, userids: &[String]) -> Result<Vec<Option<Arc<Person>>>, SourceError> {
+        if !self.walked.load(Ordering::SeqCst) {
+            let scope = self.scope.clone();
+            self.employees(&scope).await?;
         }
-        let scope = self.scope.clone();
-        self.employees(&scope).await?;
-        let directory = self.directory.lock().await.clone();
-        Ok(directory.unwrap_or_default())
+        let directory = lock(&self.directory);
+        Ok(userids.iter().map(|u| directory.get(u).cloned()).collect())
     }
 
     /// One department's children (id, name) from `listsub`; `None` when a
@@ -1078,6 +1062,7 @@ impl DingtalkClient {
         scope: &Scope,
         size: &AtomicU32,
         settled: &AtomicBool,
+        gather: &mut Gatherer<'_>,
     ) -> Result<Crawl, CrawlError> {
         let wanted = |d: u64| scope.departments.is_empty() || scope.departments.contains(&d);
         let mut crawl = Crawl::default();
@@ -1127,7 +1112,7 @@ impl DingtalkClient {
                 Found::Children { id, children } => {
                     walking -= 1;
                     for (child, name) in children.into_iter().flatten() {
-                        crawl.names.insert(child, name);
+                        gather.named(child, name);
                         crawl.children.entry(id).or_default().push(child);
                         if selected.contains(&id) || wanted(child) {
                             selected.insert(child);
@@ -1142,62 +1127,56 @@ impl DingtalkClient {
                 }
                 Found::Users { id, users } => {
                     listing -= 1;
-                    crawl.members.insert(id, users);
+                    crawl.listed.insert(id);
+                    gather.listed(users);
                 }
+            }
+            gather.flush();
+            if gather.is_abandoned() {
+                break;
             }
         }
         Ok(crawl)
     }
 
-    /// Everyone in the selected departments, by userid: the same as listing the
-    /// departments one after the other, whatever order the answers came in.
-    async fn list_people(&self, scope: &Scope) -> Result<BTreeMap<String, Person>, SourceError> {
+    /// Everyone in the selected departments, each once, handed to `tx` (when
+    /// given) as they become complete; returns them in that order. The directory
+    /// holds everyone listed afterwards.
+    async fn gather(
+        &self,
+        scope: &Scope,
+        tx: Option<&tokio::sync::mpsc::Sender<Vec<String>>>,
+    ) -> Result<UserIds, SourceError> {
+        self.walked.store(true, Ordering::SeqCst);
+        let mut gather = Gatherer::new(&self.directory, &scope.userids, tx);
         // Walk from the root so every department has its name, then keep the
         // configured subtrees. If the root is outside the app's scope, walk
         // from the configured departments (whose own names stay unknown).
         let size = AtomicU32::new(PAGE_SIZE);
         let settled = AtomicBool::new(false);
         let (size, settled) = (&size, &settled);
-        let crawled = match self.crawl(&[ROOT_DEPARTMENT], scope, size, settled).await {
+        let root = [ROOT_DEPARTMENT];
+        let crawled = match self.crawl(&root, scope, size, settled, &mut gather).await {
             Err(CrawlError::Walk(RetryError::Failed(CallError::Api(f))))
                 if f.code == dingtalk_code::OUT_OF_SCOPE && !scope.departments.is_empty() =>
             {
                 tracing::info!(
                     "the DingTalk root department is outside the app's scope; walking from the configured departments"
                 );
-                self.crawl(&scope.departments, scope, size, settled).await
+                self.crawl(&scope.departments, scope, size, settled, &mut gather)
+                    .await
             }
             other => other,
         };
-        let Crawl {
-            names,
-            children,
-            mut members,
-        } = crawled.map_err(|e| match e {
+        let crawl = crawled.map_err(|e| match e {
             CrawlError::Walk(e) => self.error(LISTSUB, e),
             CrawlError::Users(e) => e,
         })?;
-        let starts: Vec<u64> = if scope.departments.is_empty() {
-            vec![ROOT_DEPARTMENT]
-        } else {
-            scope.departments.clone()
-        };
-        // Depth-first from the starts: the order in which departments' users are
-        // taken, which decides nothing but is kept stable.
-        let mut selected = Vec::new();
-        let mut seen = HashSet::new();
-        let mut stack: Vec<u64> = starts.iter().rev().copied().collect();
-        while let Some(id) = stack.pop() {
-            if !seen.insert(id) {
-                continue;
-            }
-            selected.push(id);
-            if let Some(kids) = children.get(&id) {
-                stack.extend(kids.iter().rev());
-            }
+        if gather.is_abandoned() {
+            return Ok(gather.finish().await.0);
         }
         for id in &scope.departments {
-            if *id != ROOT_DEPARTMENT && !names.contains_key(id) && !children.contains_key(id) {
+            if *id != ROOT_DEPARTMENT && !gather.is_named(*id) && !crawl.children.contains_key(id) {
                 tracing::warn!(
                     department = id,
                     "configured DingTalk department not found under the root"
@@ -1206,48 +1185,26 @@ impl DingtalkClient {
         }
         // Configured departments the walk did not reach are listed all the same
         // (a missing one stops the job, as any error on a configured department).
-        let unreached: Vec<u64> = selected
+        let unreached: Vec<u64> = scope
+            .departments
             .iter()
             .copied()
-            .filter(|d| !members.contains_key(d))
+            .filter(|d| !crawl.listed.contains(d))
             .collect();
         if !unreached.is_empty() {
             let mut listed = futures::stream::iter(unreached)
-                .map(|id| async move {
-                    let users = self.department_users(id, scope, size, settled).await;
-                    (id, users)
-                })
-                .buffer_unordered(self.user_pages_in_flight);
-            while let Some((id, users)) = listed.next().await {
-                members.insert(id, users?);
+                .map(|id| self.department_users(id, scope, size, settled))
+                .buffered(self.user_pages_in_flight);
+            while let Some(users) = listed.next().await {
+                gather.listed(users?);
+                gather.flush();
             }
         }
-
-        let mut people = BTreeMap::new();
-        for dept in selected {
-            for u in members.remove(&dept).into_iter().flatten() {
-                if people.contains_key(&u.userid) {
-                    continue;
-                }
-                let departments = u
-                    .dept_ids
-                    .iter()
-                    .filter_map(|d| names.get(d))
-                    .filter(|n| !n.is_empty())
-                    .cloned()
-                    .collect();
-                people.insert(
-                    u.userid,
-                    Person {
-                        name: u.name,
-                        departments,
-                        job_number: u.job_number,
-                        title: u.title,
-                    },
-                );
-            }
+        let (all, missing) = gather.finish().await;
+        if !missing.is_empty() {
+            tracing::warn!(userids = ?missing, "configured userids not found in the DingTalk departments listed");
         }
-        Ok(people)
+        Ok(all)
     }
 
     /// The records of `userids` for `month` as of `now` (dingtalk.md §12 steps
@@ -1272,14 +1229,14 @@ impl DingtalkClient {
             to: format!("{last}{DATE_SUFFIX}"),
         };
         let columns = self.resolve_columns().await?;
-        let directory = self.directory().await?;
+        let people = self.people(userids).await?;
         // Several employees are pulled at once: one at a time, each call's latency
         // (not the quota) would set the pace, while the pacers keep every API
         // within its rate whatever the overlap. Once one employee stops the pull,
         // no further employee starts and no further call is sent; what the
         // others already got is kept, since those calls are paid for.
         let halt = AtomicBool::new(false);
-        let (directory, columns, window, halt) = (&directory, &columns, &window, &halt);
+        let (people, columns, window, halt) = (&people, &columns, &window, &halt);
         let mut outcomes: Vec<Option<Result<Value, EmployeeError>>> =
             userids.iter().map(|_| None).collect();
         // By index: a closure over `&String` would not be provably `Send` for
@@ -1290,7 +1247,7 @@ impl DingtalkClient {
                 if halt.load(Ordering::SeqCst) {
                     return (i, Err(EmployeeError::Halted));
                 }
-                let Some(person) = directory.get(userid) else {
+                let Some(Some(person)) = people.get(i) else {
                     return (i, Err(EmployeeError::Absent));
                 };
                 let outcome = self
@@ -2272,6 +2229,69 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn discover_hands_people_on_while_the_directory_is_walked() {
+        let latency = Duration::from_millis(10);
+        let config = DingtalkSimConfig {
+            page_size_cap: Some(7),
+            latency,
+            ..fast_sim()
+        };
+        let sim = start(300, config).await;
+        let cfg = job(&sim, &["出勤天数"], &["年假"]);
+        let walker = client_for(&cfg);
+        let client = &walker;
+        let (tx, mut rx) = tokio::sync::mpsc::channel(2);
+        let scope = Scope::default();
+        let receiving = async {
+            let mut batches = Vec::new();
+            while let Some(batch) = rx.recv().await {
+                batches.push((Instant::now(), batch));
+            }
+            batches
+        };
+        let (all, batches) = tokio::join!(
+            async move {
+                let all = client.discover(&scope, &tx).await;
+                drop(tx);
+                all
+            },
+            receiving
+        );
+        let all = all.unwrap();
+        let walked_at = Instant::now();
+        let received: Vec<String> = batches.iter().flat_map(|(_, b)| b.clone()).collect();
+        assert_eq!(
+            received,
+            all.iter().collect::<Vec<_>>(),
+            "each once, in order"
+        );
+        let mut sorted = received.clone();
+        sorted.sort();
+        let expected = client_for(&cfg).employees(&Scope::default()).await.unwrap();
+        assert_eq!(sorted, expected, "the same people as listing first");
+        assert!(batches.len() > 3, "{} batches", batches.len());
+        assert!(
+            batches[0].0 + latency * 5 < walked_at,
+            "the first came early"
+        );
+        // Every record names all the departments of its person, though some were
+        // handed on before every department was named.
+        let pulled = walker
+            .month_data(&received, october(), after_october(), SH)
+            .await
+            .unwrap();
+        assert_eq!(pulled.records.len(), 300);
+        check_records(&sim, &cfg, &pulled, october());
+        let in_two = sim
+            .org()
+            .users
+            .iter()
+            .filter(|u| u.departments.len() > 1)
+            .count();
+        assert!(in_two > 0, "the organisation has people in two departments");
+    }
+
+    #[tokio::test]
     async fn directory_and_reports_overlap_calls_within_bounds() {
         let latency = Duration::from_millis(20);
         let config = DingtalkSimConfig {
@@ -2519,7 +2539,7 @@ mod tests {
             .unwrap();
         let file = SourceFile::new(
             "mappings/dingtalk_monthly.toml",
-            include_str!("../../mappings/dingtalk_monthly.toml"),
+            include_str!("../../../mappings/dingtalk_monthly.toml"),
         );
         let mapping = match Mapping::parse(&file) {
             Ok(m) => m,
@@ -2576,7 +2596,7 @@ mod tests {
         use crate::config::SourceFile;
         let file = SourceFile::new(
             "jobs/dingtalk_monthly.toml",
-            include_str!("../../jobs/dingtalk_monthly.toml"),
+            include_str!("../../../jobs/dingtalk_monthly.toml"),
         );
         let env = |name: &str| Some(format!("value-of-{name}"));
         let job = match parse_job("dingtalk_monthly", &file, &env) {
