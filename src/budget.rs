@@ -1,7 +1,9 @@
 //! The monthly call budget of metered sources (DingTalk's standard edition counts
-//! every attendance call against 5,000 a month). A run plans its calls before it
-//! spends any, syncs months in priority order (the previous month's final pull
-//! first), and stops short of the budget rather than trigger the vendor's 90020.
+//! every attendance call against 5,000 a month). A run plans its calls, syncs
+//! months in priority order (the previous month's final pull first), and stops
+//! short of the budget rather than trigger the vendor's 90020. The first month's
+//! share needs no head count (see `sync::Metering`), so it is pulled while the
+//! directory is listed.
 
 use crate::month::Month;
 

@@ -494,3 +494,92 @@ async fn basic_run_120_users_small_pages_10_columns_3_leaves_with_throttling() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reports_are_pulled_while_the_directory_is_listed_and_a_dry_run_lists_first() {
+    let env = Env::start(400, DingtalkSimConfig::default().with_endpoint_rate(1000)).await;
+    // A slow directory: the report calls must not wait for the end of it.
+    let job = env.job().replacen(
+        "\"topapi/v2/user/list\" = \"200/s\"",
+        "\"topapi/v2/user/list\" = \"20/s\"",
+        1,
+    );
+    env.write("jobs/dingtalk_monthly.toml", &job);
+    // First and last arrival at `endpoint` among the calls after the `from`-th.
+    let arrivals = |endpoint: &str, from: usize| {
+        let log = env.dingtalk.call_log();
+        let at: Vec<_> = log
+            .iter()
+            .skip(from)
+            .filter(|c| c.endpoint == endpoint)
+            .map(|c| c.at)
+            .collect();
+        (at.first().copied(), at.last().copied())
+    };
+
+    let dry = env.run(&["run", "--dry-run", "--month", MONTH], &[]).await;
+    let text = all(&dry);
+    assert_eq!(dry.status.code(), Some(0), "{text}");
+    assert!(text.contains("call plan: 400 employees"), "{text}");
+    let (Some(first_report), _) = arrivals("topapi/attendance/getcolumnval", 0) else {
+        panic!("the dry run pulled nothing: {text}");
+    };
+    let (_, Some(last_page)) = arrivals("topapi/v2/user/list", 0) else {
+        panic!("the dry run listed nobody: {text}");
+    };
+    assert!(
+        last_page < first_report,
+        "a dry run plans before any metered call"
+    );
+
+    let before = env.dingtalk.call_log().len();
+    let run = env.run(&["run", "--month", MONTH], &[]).await;
+    let text = all(&run);
+    assert_eq!(run.status.code(), Some(0), "{text}");
+    assert!(text.contains("call plan: 400 employees"), "{text}");
+    assert_eq!(env.jdy.records().len(), 400);
+    let (Some(first_report), _) = arrivals("topapi/attendance/getcolumnval", before) else {
+        panic!("the run pulled nothing: {text}");
+    };
+    let (_, Some(last_page)) = arrivals("topapi/v2/user/list", before) else {
+        panic!("the run listed nobody: {text}");
+    };
+    assert!(first_report < last_page, "reports are pulled while listing");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_directory_listing_that_fails_in_the_first_month_is_listed_again_for_the_next() {
+    let env = Env::start(60, DingtalkSimConfig::default().with_endpoint_rate(1000)).await;
+    let job = env
+        .job()
+        .replacen("max_attempts = 10", "max_attempts = 2", 1);
+    env.write("jobs/dingtalk_monthly.toml", &job);
+    // Both attempts at the first page of users fail: the first month stops
+    // before anyone is listed.
+    let busy = serde_json::json!({"errcode": -1, "errmsg": "system busy"});
+    env.dingtalk.inject_answer("topapi/v2/user/list", busy, 2);
+
+    let run = env
+        .run(&["run", "--month", "2026-09", "--month", MONTH], &[])
+        .await;
+    let text = all(&run);
+    assert_eq!(run.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("2026-09: DingTalk topapi/v2/user/list"),
+        "{text}"
+    );
+    assert!(
+        text.contains("call plan: 60 employees × 2 month(s)"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("{MONTH}: pulled 60, created 60")),
+        "{text}"
+    );
+    assert_eq!(env.jdy.records().len(), 60);
+    assert_eq!(
+        env.dingtalk.metered_calls(),
+        121,
+        "nothing spent on 2026-09"
+    );
+}
