@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use chrono_tz::Tz;
 use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
@@ -357,12 +357,18 @@ fn percent_encode(s: &str) -> String {
 
 /// A report value as a decimal: empty text is 0; `None` when it is not a number.
 fn parse_value(v: &Value) -> Option<Decimal> {
-    let t = match v {
-        Value::Null => return Some(Decimal::ZERO),
-        Value::Number(n) => n.to_string(),
-        Value::String(s) => s.trim().to_owned(),
-        _ => return None,
-    };
+    match v {
+        Value::Null => Some(Decimal::ZERO),
+        Value::Number(n) => match n.as_i64() {
+            Some(i) => Some(Decimal::from(i)),
+            None => parse_decimal(&n.to_string()),
+        },
+        Value::String(s) => parse_decimal(s.trim()),
+        _ => None,
+    }
+}
+
+fn parse_decimal(t: &str) -> Option<Decimal> {
     if t.is_empty() {
         return Some(Decimal::ZERO);
     }
@@ -370,10 +376,37 @@ fn parse_value(v: &Value) -> Option<Decimal> {
         return None;
     }
     if t.contains(['e', 'E']) {
-        Decimal::from_scientific(&t).ok()
+        Decimal::from_scientific(t).ok()
     } else {
-        Decimal::from_str(&t).ok()
+        Decimal::from_str(t).ok()
     }
+}
+
+/// The date a report day starts with (`yyyy-MM-dd…`). The usual spelling is
+/// read directly (a month of days per column makes this a hot path); any
+/// other goes through chrono's parser.
+fn report_date(raw: &str) -> Option<NaiveDate> {
+    let head = raw.get(..10)?;
+    let b = head.as_bytes();
+    let number = |from: usize, to: usize| {
+        b[from..to].iter().try_fold(0u32, |n, c| {
+            c.is_ascii_digit().then(|| n * 10 + u32::from(c - b'0'))
+        })
+    };
+    if b[4] == b'-' && b[7] == b'-' {
+        if let (Some(y), Some(m), Some(d)) = (number(0, 4), number(5, 7), number(8, 10)) {
+            return NaiveDate::from_ymd_opt(i32::try_from(y).ok()?, m, d);
+        }
+    }
+    NaiveDate::parse_from_str(head, "%Y-%m-%d").ok()
+}
+
+/// A member of a small object, found by a scan (report days have two).
+fn member<'v>(v: &'v Value, key: &str) -> &'v Value {
+    const NULL: &Value = &Value::Null;
+    v.as_object()
+        .and_then(|o| o.iter().find(|(k, _)| *k == key))
+        .map_or(NULL, |(_, v)| v)
 }
 
 /// Integers as JSON integers, others as the nearest float.
@@ -417,23 +450,24 @@ fn sum_column(
         return parse_value(fixed)
             .ok_or_else(|| format!("column \"{name}\": fixed value {fixed} is not a number"));
     };
-    let mut seen = HashSet::new();
+    // Days inside the month, by day of the month: each is counted once.
+    let mut seen: u64 = 0;
     let mut total = Decimal::ZERO;
     for day in days {
-        let raw = text(&day["date"]);
-        let date = raw
-            .get(..10)
-            .and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
-            .ok_or_else(|| format!("column \"{name}\": unreadable date {}", day["date"]))?;
-        if !window.contains(date) || !seen.insert(date) {
+        let raw = member(day, "date");
+        let date = match raw {
+            Value::String(s) => report_date(s),
+            other => report_date(&text(other)),
+        }
+        .ok_or_else(|| format!("column \"{name}\": unreadable date {raw}"))?;
+        let bit = 1u64 << date.day0();
+        if !window.contains(date) || seen & bit != 0 {
             continue;
         }
-        let value = parse_value(&day["value"]).ok_or_else(|| {
-            format!(
-                "column \"{name}\" on {date}: value {} is not a number",
-                day["value"]
-            )
-        })?;
+        seen |= bit;
+        let value = member(day, "value");
+        let value = parse_value(value)
+            .ok_or_else(|| format!("column \"{name}\" on {date}: value {value} is not a number"))?;
         total = total
             .checked_add(value)
             .ok_or_else(|| format!("column \"{name}\": the sum is out of range"))?;
@@ -2747,6 +2781,21 @@ mod tests {
         let bad = vec![json!({"date": "yesterday", "value": "1"})];
         assert!(sum_column(&window, "c", Some(&bad), &Value::Null).is_err());
         assert_eq!(decimal_json(Decimal::new(210, 1)), Some(json!(21)));
+    }
+
+    proptest::proptest! {
+        /// The direct reading of `yyyy-MM-dd` agrees with chrono's parser on
+        /// every text of that shape (and on malformed ones near it).
+        #[test]
+        fn report_dates_read_as_chrono_reads_them(
+            y in 0u32..10_000, m in 0u32..14, d in 0u32..33,
+            sep in proptest::sample::select(vec!['-', '/', ' ']),
+            tail in proptest::sample::select(vec!["", " 00:00:00", "T08:00"]),
+        ) {
+            let raw = format!("{y:04}{sep}{m:02}{sep}{d:02}{tail}");
+            let chrono = raw.get(..10).and_then(|h| NaiveDate::parse_from_str(h, "%Y-%m-%d").ok());
+            proptest::prop_assert_eq!(report_date(&raw), chrono, "{}", raw);
+        }
     }
 
     #[test]
