@@ -131,6 +131,27 @@ mod tests {
         s.parse().unwrap_or_else(|e| panic!("{e}"))
     }
 
+    proptest::proptest! {
+        /// What a run pulling its first month while listing relies on: the first
+        /// month's allowance is min(head count, the allowance with no head count
+        /// known), and no plan spends more than is left.
+        #[test]
+        fn the_first_months_share_needs_no_head_count(
+            employees in 0usize..2_000,
+            per in 1u64..6,
+            fixed in 0u64..3,
+            budget in 0u64..6_000,
+            spent in 0u64..6_000,
+            months in 1usize..4,
+        ) {
+            let ms: Vec<Month> = ["2026-09", "2026-10", "2026-11"][..months].iter().map(|x| m(x)).collect();
+            let make = |n| Plan::make(&ms, n, per, fixed, budget, spent, "2026-11".into());
+            let (known, unknown) = (make(employees), make(usize::MAX));
+            proptest::prop_assert_eq!(known.allowed[0].1, employees.min(unknown.allowed[0].1));
+            proptest::prop_assert!(known.planned() <= known.left());
+        }
+    }
+
     #[test]
     fn everything_fits_when_the_budget_allows() {
         let p = Plan::make(
