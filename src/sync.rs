@@ -276,6 +276,7 @@ impl Budget {
 
 /// What a metered source's call plan is made of, and the plan once the head
 /// count is known.
+#[derive(Clone)]
 struct Metering {
     months: Vec<Month>,
     per_employee: u64,
@@ -305,13 +306,33 @@ impl Metering {
         plan.allowed.first().map_or(0, |(_, n)| *n)
     }
 
-    /// Makes the plan for `employees` and describes it.
+    /// Makes the plan for `employees` and logs it.
     fn settle(&mut self, job: &str, employees: usize) -> &Plan {
         let plan = self.plan_for(employees);
-        tracing::info!(job = %job, "{}", plan.describe());
+        log_plan(job, &plan);
         self.plan.insert(plan)
     }
+
+    /// The plan for `employees`, kept; [`Self::announcer`] logged it already.
+    fn settle_quietly(&mut self, employees: usize) -> &Plan {
+        let plan = self.plan_for(employees);
+        self.plan.insert(plan)
+    }
+
+    /// Logs the plan as soon as a listing that runs with the first month's
+    /// pull is over (the month itself may go on for a long while).
+    fn announcer(&self, job: &str) -> OnListed {
+        let (meter, job) = (self.clone(), job.to_owned());
+        Box::new(move |employees| log_plan(&job, &meter.plan_for(employees)))
+    }
 }
+
+fn log_plan(job: &str, plan: &Plan) {
+    tracing::info!(job = %job, "{}", plan.describe());
+}
+
+/// Called with the head count once a listing is complete.
+type OnListed = Box<dyn FnOnce(usize) + Send>;
 
 /// What the pulling task of one month needs.
 struct MonthPull {
@@ -346,11 +367,20 @@ struct Listing {
 }
 
 impl Roster {
-    fn discover(source: &SourceClient, cap: usize) -> Roster {
+    /// `on_listed` is called as soon as the listing is complete, while the
+    /// month may still be pulled for a long while.
+    fn discover(source: &SourceClient, cap: usize, on_listed: Option<OnListed>) -> Roster {
         let (tx, rx) = mpsc::channel(16);
         let source = source.clone();
+        let listing = tokio::spawn(async move {
+            let listed = source.discover(&tx).await;
+            if let (Ok(all), Some(announce)) = (&listed, on_listed) {
+                announce(all.len());
+            }
+            listed
+        });
         Roster::Discovering {
-            listing: tokio::spawn(async move { source.discover(&tx).await }),
+            listing,
             found: rx,
             cap,
         }
@@ -814,8 +844,12 @@ impl Syncer {
             }
             let mut roster = match (&known, &metering) {
                 (Some(all), _) => Roster::known(all),
-                (None, Some(meter)) => Roster::discover(&run.source, meter.first_month_cap()),
-                (None, None) => Roster::discover(&run.source, usize::MAX),
+                (None, Some(meter)) => Roster::discover(
+                    &run.source,
+                    meter.first_month_cap(),
+                    Some(meter.announcer(&job.name)),
+                ),
+                (None, None) => Roster::discover(&run.source, usize::MAX, None),
             };
             if let (Some(plan), Roster::Known { all, take }) =
                 (metering.as_ref().and_then(|m| m.plan.as_ref()), &mut roster)
@@ -833,7 +867,7 @@ impl Syncer {
             }
             if let Some(all) = discovered {
                 if let Some(meter) = &mut metering {
-                    let plan = meter.settle(&job.name, all.len());
+                    let plan = meter.settle_quietly(all.len());
                     report.plan = Some(plan.describe());
                     m.month_error = plan.skipped(month);
                 }

@@ -545,6 +545,14 @@ async fn reports_are_pulled_while_the_directory_is_listed_and_a_dry_run_lists_fi
         panic!("the run listed nobody: {text}");
     };
     assert!(first_report < last_page, "reports are pulled while listing");
+    // The plan is logged once the listing is over, not when the month is.
+    let log = String::from_utf8_lossy(&run.stderr);
+    let planned = log.find("call plan: 400 employees");
+    let last_chunk = log.rfind("progress job=dingtalk_monthly");
+    assert!(
+        matches!((planned, last_chunk), (Some(p), Some(c)) if p < c),
+        "{log}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
