@@ -555,14 +555,18 @@ impl Bench {
                     rate_text(WECOM_API_CAP_PER_MIN, Duration::from_secs(60)),
                 )],
             ),
-            // attendsync's own total pace is the IP-wide limit (its default at
-            // the documented quota), scaled as the simulator's is.
+            // attendsync's own total pace is the IP-wide limit: its default
+            // unless the simulator's is scaled.
             Kind::Dingtalk => (
                 DINGTALK_JOB,
                 "# base_url = \"https://oapi.dingtalk.com\"",
                 self.source_quotas
                     .iter()
-                    .filter(|(e, c, p)| e == GLOBAL_LIMIT && *c != 10_000 && p.as_secs() > 0)
+                    .filter(|q| {
+                        q.0 == GLOBAL_LIMIT
+                            && !DingtalkSimConfig::default().limits.contains(q)
+                            && q.2.as_secs() > 0
+                    })
                     .map(|(_, c, p)| ("total", format!("{}/s", u64::from(*c) / p.as_secs())))
                     .collect(),
             ),

@@ -306,17 +306,25 @@ impl Metering {
         plan.allowed.first().map_or(0, |(_, n)| *n)
     }
 
-    /// Makes the plan for `employees` and logs it.
-    fn settle(&mut self, job: &str, employees: usize) -> &Plan {
+    /// Makes and keeps the plan for `employees`.
+    fn settle(&mut self, employees: usize) -> &Plan {
         let plan = self.plan_for(employees);
-        log_plan(job, &plan);
         self.plan.insert(plan)
     }
 
-    /// The plan for `employees`, kept; [`Self::announcer`] logged it already.
-    fn settle_quietly(&mut self, employees: usize) -> &Plan {
-        let plan = self.plan_for(employees);
-        self.plan.insert(plan)
+    /// Lists the organisation before any metered call and plans on it: for a
+    /// dry run, and for a month after a first month whose listing stopped.
+    async fn list_first(
+        &mut self,
+        source: &SourceClient,
+        job: &str,
+        report: &mut JobReport,
+    ) -> Result<Arc<UserIds>, JobError> {
+        let all: UserIds = source.employees().await?.iter().collect();
+        let plan = self.settle(all.len());
+        log_plan(job, plan);
+        report.plan = Some(plan.describe());
+        Ok(Arc::new(all))
     }
 
     /// Logs the plan as soon as a listing that runs with the first month's
@@ -811,9 +819,7 @@ impl Syncer {
                 &job.name,
             )));
             if opts.dry_run {
-                let all: UserIds = source.employees().await?.iter().collect();
-                report.plan = Some(meter.settle(&job.name, all.len()).describe());
-                known = Some(Arc::new(all));
+                known = Some(meter.list_first(&source, &job.name, report).await?);
             }
             metering = Some(meter);
         }
@@ -838,9 +844,7 @@ impl Syncer {
             if let (Some(meter), None, false) = (&mut metering, &known, Some(month) == first) {
                 // The first month stopped before the organisation was listed
                 // completely: list it now, to plan this month.
-                let all: UserIds = run.source.employees().await?.iter().collect();
-                report.plan = Some(meter.settle(&job.name, all.len()).describe());
-                known = Some(Arc::new(all));
+                known = Some(meter.list_first(&run.source, &job.name, report).await?);
             }
             let mut roster = match (&known, &metering) {
                 (Some(all), _) => Roster::known(all),
@@ -867,7 +871,8 @@ impl Syncer {
             }
             if let Some(all) = discovered {
                 if let Some(meter) = &mut metering {
-                    let plan = meter.settle_quietly(all.len());
+                    // Logged already, the moment the listing ended.
+                    let plan = meter.settle(all.len());
                     report.plan = Some(plan.describe());
                     m.month_error = plan.skipped(month);
                 }

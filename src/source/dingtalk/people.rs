@@ -120,14 +120,14 @@ impl<'a> Gatherer<'a> {
             {
                 continue;
             }
-            let unnamed: Vec<u64> = user
+            let mut unnamed: Vec<u64> = user
                 .dept_ids
                 .iter()
                 .copied()
                 .filter(|d| *d != ROOT_DEPARTMENT && !self.names.contains_key(d))
-                .collect::<HashSet<_>>()
-                .into_iter()
                 .collect();
+            unnamed.sort_unstable();
+            unnamed.dedup();
             if unnamed.is_empty() {
                 self.complete(user);
                 continue;
