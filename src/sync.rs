@@ -717,6 +717,13 @@ impl Syncer {
         if let Err(e) = result {
             report.error = Some(format!("job {}: {e}", job.name));
         }
+        // The run's writes are safe in the store's log already; folding them now
+        // spares the next run the work. Should it fail, the next run folds.
+        if !opts.dry_run {
+            if let Err(e) = self.store.call(|s| s.fold_written()).await {
+                tracing::warn!(job = %job.name, error = %e, "could not fold the run's writes into the checkpoints");
+            }
+        }
         report.calls = stats.snapshot();
         if let Some(run_id) = run_id {
             let status = if report.ok() {
@@ -753,6 +760,8 @@ impl Syncer {
         run_id: Option<i64>,
         report: &mut JobReport,
     ) -> Result<(), JobError> {
+        // What a killed run logged but did not fold must be seen by the look-ups.
+        self.store.call(|s| s.fold_written()).await?;
         let source =
             SourceClient::new(&job.source, self.http.clone(), stats.clone()).ok_or_else(|| {
                 JobError::Setup(format!(

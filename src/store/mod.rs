@@ -4,9 +4,9 @@
 //! through [`Store::call`], which runs them on the blocking pool so the runtime is
 //! never stalled by a busy database.
 
+mod checkpoints;
 mod schema;
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -136,18 +136,13 @@ pub struct LeaseHolder {
 
 #[derive(Clone)]
 pub struct Store {
-    conn: Arc<Mutex<Connection>>,
+    conn: Arc<Mutex<checkpoints::Db>>,
 }
 
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Switches to WAL. On a brand-new file, two processes doing this at once can get
 /// SQLITE_BUSY without the busy handler being consulted, so retry for a while.
-const CHECKPOINTS_FOR: &str = "SELECT c.record_key, c.data_id, c.content_hash
-     FROM json_each(?3) AS k
-     CROSS JOIN checkpoints AS c
-     WHERE c.job = ?1 AND c.month = ?2 AND c.record_key = k.value";
-
 fn set_wal(conn: &Connection) -> rusqlite::Result<()> {
     let mut tries = 0;
     loop {
@@ -183,11 +178,11 @@ impl Store {
             .map_err(open_err)?;
         schema::migrate(&mut conn)?;
         Ok(Store {
-            conn: Arc::new(Mutex::new(conn)),
+            conn: Arc::new(Mutex::new(checkpoints::Db::new(conn))),
         })
     }
 
-    fn conn(&self) -> MutexGuard<'_, Connection> {
+    fn conn(&self) -> MutexGuard<'_, checkpoints::Db> {
         // A panic while holding the lock leaves SQLite itself consistent (every
         // write is a transaction), so a poisoned lock is safe to reuse.
         self.conn.lock().unwrap_or_else(|e| e.into_inner())
@@ -311,7 +306,10 @@ impl Store {
         let mut stmt = conn.prepare(
             "SELECT m.job, m.month, m.run_id, COALESCE(r.finished_at, r.started_at),
                     m.pulled, m.created, m.updated, m.unchanged, m.failed, m.missing, m.error,
-                    (SELECT COUNT(*) FROM checkpoints c WHERE c.job = m.job AND c.month = m.month)
+                    (SELECT COUNT(*) FROM (
+                        SELECT record_key FROM checkpoints c WHERE c.job = m.job AND c.month = m.month
+                        UNION
+                        SELECT record_key FROM written_log w WHERE w.job = m.job AND w.month = m.month))
              FROM run_months m JOIN runs r ON r.id = m.run_id
              WHERE (?1 IS NULL OR m.job = ?1)
                AND m.run_id = (SELECT MAX(run_id) FROM run_months x WHERE x.job = m.job AND x.month = m.month)
@@ -337,124 +335,6 @@ impl Store {
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
-    }
-
-    // ---- checkpoints ------------------------------------------------------
-
-    /// Every record of a job-month the store knows, by record key.
-    pub fn checkpoints(&self, job: &str, month: &str) -> Result<HashMap<String, Checkpoint>> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare_cached(
-            "SELECT record_key, data_id, content_hash FROM checkpoints WHERE job = ?1 AND month = ?2",
-        )?;
-        let rows = stmt.query_map(params![job, month], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                Checkpoint {
-                    data_id: r.get(1)?,
-                    content_hash: r.get(2)?,
-                },
-            ))
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
-    }
-
-    /// The checkpoints of the given keys of a job-month (one chunk of records).
-    /// `CROSS JOIN` keeps the keys the outer loop, each looked up by primary key:
-    /// left to itself, the planner scans the whole table once per key.
-    pub fn checkpoints_for(
-        &self,
-        job: &str,
-        month: &str,
-        keys: &[String],
-    ) -> Result<HashMap<String, Checkpoint>> {
-        // One statement for the whole chunk: the keys go in as one JSON array.
-        let keys = serde_json::to_string(keys).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let conn = self.conn();
-        let mut stmt = conn.prepare_cached(CHECKPOINTS_FOR)?;
-        let mut rows = stmt.query(params![job, month, keys])?;
-        let mut out = HashMap::new();
-        while let Some(row) = rows.next()? {
-            out.insert(
-                row.get(0)?,
-                Checkpoint {
-                    data_id: row.get(1)?,
-                    content_hash: row.get(2)?,
-                },
-            );
-        }
-        Ok(out)
-    }
-
-    /// Calls `f` with every record key of a job-month, without loading them all.
-    pub fn for_each_key(
-        &self,
-        job: &str,
-        month: &str,
-        mut f: impl FnMut(&str, &str),
-    ) -> Result<()> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare_cached(
-            "SELECT record_key, data_id FROM checkpoints WHERE job = ?1 AND month = ?2",
-        )?;
-        let mut rows = stmt.query(params![job, month])?;
-        while let Some(row) = rows.next()? {
-            let key: String = row.get(0)?;
-            let data_id: String = row.get(1)?;
-            f(&key, &data_id);
-        }
-        Ok(())
-    }
-
-    /// Records acknowledged writes in one transaction and, when they settle a
-    /// create batch, removes that pending batch in the same transaction.
-    pub fn commit_written(
-        &self,
-        job: &str,
-        month: &str,
-        written: &[Written],
-        settled_batch: Option<&str>,
-        now: DateTime<Utc>,
-    ) -> Result<()> {
-        let mut conn = self.conn();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        {
-            let mut stmt = tx.prepare_cached(
-                "INSERT INTO checkpoints (job, month, record_key, data_id, content_hash, written_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-                 ON CONFLICT (job, month, record_key) DO UPDATE SET
-                   data_id = excluded.data_id, content_hash = excluded.content_hash,
-                   written_at = excluded.written_at",
-            )?;
-            let at = ts(now);
-            for w in written {
-                stmt.execute(params![job, month, w.key, w.data_id, w.content_hash, at])?;
-            }
-            if let Some(id) = settled_batch {
-                tx.execute(
-                    "DELETE FROM pending_batches WHERE transaction_id = ?1",
-                    params![id],
-                )?;
-            }
-        }
-        tx.commit()?;
-        Ok(())
-    }
-
-    /// Forgets records (after they were deleted from Jiandaoyun, or found gone).
-    pub fn delete_checkpoints(&self, job: &str, month: &str, keys: &[String]) -> Result<()> {
-        let mut conn = self.conn();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        {
-            let mut stmt = tx.prepare_cached(
-                "DELETE FROM checkpoints WHERE job = ?1 AND month = ?2 AND record_key = ?3",
-            )?;
-            for k in keys {
-                stmt.execute(params![job, month, k])?;
-            }
-        }
-        tx.commit()?;
-        Ok(())
     }
 
     // ---- pending batches --------------------------------------------------
@@ -652,7 +532,7 @@ impl Store {
 mod tests {
     use super::*;
 
-    fn store() -> (tempfile::TempDir, Store) {
+    pub(super) fn store() -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().expect("tempdir");
         let s = Store::open(&dir.path().join("t.db")).expect("open");
         (dir, s)
@@ -745,73 +625,6 @@ mod tests {
         assert!(s.pending("j").expect("pending").is_empty());
         let cps = s.checkpoints("j", "2026-10").expect("cps");
         assert_eq!(cps["[\"a\"]"].data_id, "id1");
-    }
-
-    #[test]
-    fn checkpoints_for_finds_exactly_the_keys_of_the_job_month() {
-        let (_d, s) = store();
-        let now = Utc::now();
-        let written = |key: &str, id: &str| Written {
-            key: key.into(),
-            data_id: id.into(),
-            content_hash: format!("h-{id}"),
-        };
-        let odd = r#"["张\"三\\",{"x":1}]"#;
-        s.commit_written(
-            "j",
-            "2026-10",
-            &[written(r#"["a","2026-10"]"#, "1"), written(odd, "2")],
-            None,
-            now,
-        )
-        .expect("commit");
-        s.commit_written(
-            "j",
-            "2026-09",
-            &[written(r#"["b","2026-09"]"#, "3")],
-            None,
-            now,
-        )
-        .expect("commit");
-        s.commit_written(
-            "k",
-            "2026-10",
-            &[written(r#"["b","2026-10"]"#, "4")],
-            None,
-            now,
-        )
-        .expect("commit");
-        let asked: Vec<String> = [
-            r#"["a","2026-10"]"#,
-            odd,
-            r#"["b","2026-10"]"#,
-            r#"["b","2026-09"]"#,
-        ]
-        .map(String::from)
-        .to_vec();
-        let found = s.checkpoints_for("j", "2026-10", &asked).expect("query");
-        assert_eq!(found.len(), 2, "{found:?}");
-        assert_eq!(found[r#"["a","2026-10"]"#].data_id, "1");
-        assert_eq!(found[odd].content_hash, "h-2");
-        assert!(s
-            .checkpoints_for("j", "2026-10", &[])
-            .expect("query")
-            .is_empty());
-        // Each key is one primary-key look-up, never a scan of the table.
-        let plan: Vec<String> = s
-            .conn()
-            .prepare(&format!("EXPLAIN QUERY PLAN {CHECKPOINTS_FOR}"))
-            .and_then(|mut q| {
-                q.query_map(params!["j", "2026-10", "[]"], |r| r.get::<_, String>(3))?
-                    .collect()
-            })
-            .expect("plan");
-        assert!(
-            plan.iter()
-                .any(|p| p.starts_with("SEARCH c USING PRIMARY KEY")
-                    && p.ends_with("(job=? AND month=? AND record_key=?)")),
-            "{plan:?}"
-        );
     }
 
     #[test]

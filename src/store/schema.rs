@@ -82,6 +82,20 @@ INSERT INTO checkpoints_by_key (job, month, record_key, data_id, content_hash, w
 DROP TABLE checkpoints;
 ALTER TABLE checkpoints_by_key RENAME TO checkpoints;
 "#,
+    // Acknowledged writes in commit order, folded into `checkpoints` in key order
+    // (store/checkpoints.rs): appending a batch fills a few pages where its keys
+    // would dirty a scattered leaf each.
+    r#"
+CREATE TABLE written_log (
+    seq          INTEGER PRIMARY KEY,
+    job          TEXT NOT NULL,
+    month        TEXT NOT NULL,
+    record_key   TEXT NOT NULL,
+    data_id      TEXT NOT NULL,
+    content_hash TEXT NOT NULL,
+    written_at   TEXT NOT NULL
+);
+"#,
 ];
 
 pub const CURRENT_VERSION: i64 = MIGRATIONS.len() as i64;
