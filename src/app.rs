@@ -4,7 +4,6 @@
 use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 use chrono::Utc;
 
@@ -120,7 +119,6 @@ pub fn syncer(global: &Global) -> Result<Syncer, AppError> {
         store: open_store(&global.db_path())?,
         http: crate::http::client(crate::http::REQUEST_TIMEOUT)?,
         dry_run_sink: stdout_sink(),
-        settle_wait: Duration::from_secs(1),
         shutdown: crate::shutdown::Shutdown::new(),
         progress: crate::progress::for_stderr(),
     })

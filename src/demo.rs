@@ -2,7 +2,6 @@
 //! simulators on loopback. No credentials, no internet, works from any folder.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use chrono::Utc;
 
@@ -153,7 +152,6 @@ pub async fn run(employees: usize) -> Result<u8, AppError> {
         store: Store::open(&dir.join("attendsync.db"))?,
         http: crate::http::client(crate::http::REQUEST_TIMEOUT)?,
         dry_run_sink: app::stdout_sink(),
-        settle_wait: Duration::from_millis(200),
         shutdown: crate::shutdown::Shutdown::new(),
         progress: crate::progress::for_stderr(),
     };

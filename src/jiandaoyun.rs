@@ -109,14 +109,6 @@ pub struct Jiandaoyun {
     stats: Arc<CallStats>,
 }
 
-/// How much of a `data/list` answer to read.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub enum Pages {
-    All,
-    /// The first page only: enough to see that records just created landed.
-    First,
-}
-
 /// Whether a request may be resent after an unclear failure.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Resend {
@@ -275,13 +267,11 @@ impl Jiandaoyun {
         })
     }
 
-    /// Every record matching `filter`, paging by `data_id` (ids ascend); with
-    /// [`Pages::First`], only the first page.
+    /// Every record matching `filter`, paging by `data_id` (ids ascend).
     pub async fn list(
         &self,
         filter: &Value,
         fields: &[String],
-        pages: Pages,
     ) -> Result<Vec<Map<String, Value>>, JdyError> {
         let mut out = Vec::new();
         let mut cursor: Option<String> = None;
@@ -310,7 +300,7 @@ impl Jiandaoyun {
                 .and_then(|r| r["_id"].as_str())
                 .map(str::to_string);
             out.extend(page);
-            if !full || cursor.is_none() || pages == Pages::First {
+            if !full || cursor.is_none() {
                 return Ok(out);
             }
         }
@@ -324,7 +314,6 @@ impl Jiandaoyun {
         key_fields: &[(String, &'static str)],
         keys: &[Vec<Value>],
         fields: &[String],
-        pages: Pages,
     ) -> Result<Vec<Map<String, Value>>, JdyError> {
         let mut out = Vec::new();
         for group in keys.chunks(MAX_IN_VALUES) {
@@ -340,7 +329,7 @@ impl Jiandaoyun {
                 })
                 .collect();
             out.extend(
-                self.list(&json!({ "rel": "and", "cond": cond }), fields, pages)
+                self.list(&json!({ "rel": "and", "cond": cond }), fields)
                     .await?,
             );
         }

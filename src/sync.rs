@@ -7,7 +7,6 @@ use std::collections::{BTreeMap, HashSet};
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -157,8 +156,6 @@ pub struct Syncer {
     pub store: Store,
     pub http: reqwest::Client,
     pub dry_run_sink: RecordSink,
-    /// Pause before re-reading records Jiandaoyun acknowledged but not yet lists.
-    pub settle_wait: Duration,
     /// Set on SIGTERM/SIGINT: finish the chunk in flight, then stop. Everything
     /// written is committed and the next run resumes.
     pub shutdown: crate::shutdown::Shutdown,
@@ -780,14 +777,7 @@ impl Syncer {
             let widgets = jdy.widgets().await?;
             let key_fields = key_filter_types(mapping, &widgets).map_err(JobError::Setup)?;
             let fields = mapping.fields().into_iter().map(|f| f.name).collect();
-            let writer = Writer::new(
-                jdy,
-                self.store.clone(),
-                &job.name,
-                key_fields,
-                fields,
-                self.settle_wait,
-            );
+            let writer = Writer::new(jdy, self.store.clone(), &job.name, key_fields, fields);
             let settled = writer.settle_pending().await?;
             if settled.created > 0 || !settled.failed.is_empty() {
                 tracing::info!(job = %job.name, created = settled.created, failed = settled.failed.len(),

@@ -7,21 +7,27 @@
 //!    adopted (committed, and updated when their content differs).
 //! 2. **Write ahead**: the still-missing records are saved as a pending batch under
 //!    a deterministic `transaction_id` before the call is sent.
-//! 3. **Send** `data/batch_create`. Whatever the answer — success, timeout,
-//!    dropped connection, 5xx — go back to 1: the read-back is what commits.
+//! 3. **Send** `data/batch_create`. When Jiandaoyun answers that it created every
+//!    record, they are committed and the pending batch is dropped in one
+//!    transaction. Any other answer — a short count, timeout, dropped connection,
+//!    5xx — goes back to 1: the read-back is what commits.
 //!
-//! A record is committed to the store only once Jiandaoyun shows it, and a batch
-//! that was sent is only forgotten after a reconcile. A run killed at any point
-//! leaves a pending batch that the next run settles with the same loop.
+//! A record is committed to the store only once Jiandaoyun acknowledged or shows it,
+//! and a batch whose outcome is unclear is only forgotten after a reconcile. A run
+//! killed at any point leaves a pending batch that the next run settles with the
+//! same loop.
+//!
+//! The ids of records created in an acknowledged batch are not read back (the
+//! order of `success_ids` is not documented; jiandaoyun.md §11): their checkpoints
+//! hold an empty id, and an update or delete reads it by key when it needs it.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
-use std::time::Duration;
 
 use chrono::Utc;
 use serde_json::{Map, Value};
 
-use crate::jiandaoyun::{JdyError, Jiandaoyun, Pages, MAX_BATCH};
+use crate::jiandaoyun::{JdyError, Jiandaoyun, MAX_BATCH};
 use crate::store::{PendingRecord, Store, StoreError, Written};
 
 /// Send-and-reconcile rounds per batch before its records are left for the next run.
@@ -134,19 +140,6 @@ pub struct Writer {
     fields: Vec<String>,
     /// The key fields' names alone.
     key_names: Vec<String>,
-    settle_wait: Duration,
-}
-
-/// What a reconcile reads back.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Check {
-    /// Every mapped field, every page: records found are compared with what
-    /// would be written, and duplicates are seen.
-    Content,
-    /// After Jiandaoyun acknowledged creating this very batch: only the key fields
-    /// of the first page, to learn each record's `_id`. Its content is what was
-    /// just sent; a record not on that page gets a full check next round.
-    Landed,
 }
 
 struct Reconciled {
@@ -163,7 +156,6 @@ impl Writer {
         job: &str,
         key_fields: Vec<(String, &'static str)>,
         fields: Vec<String>,
-        settle_wait: Duration,
     ) -> Self {
         Writer {
             jdy,
@@ -172,7 +164,6 @@ impl Writer {
             key_names: key_fields.iter().map(|(name, _)| name.clone()).collect(),
             key_fields,
             fields,
-            settle_wait,
         }
     }
 
@@ -190,31 +181,20 @@ impl Writer {
         uuid::Uuid::new_v5(&NAMESPACE, name.as_bytes()).to_string()
     }
 
-    async fn reconcile(
-        &self,
-        records: Vec<PendingRecord>,
-        check: Check,
-    ) -> Result<Reconciled, JdyError> {
+    /// Reads the batch's records back by key, every mapped field: records found
+    /// are compared with what would be written, and duplicates are seen.
+    async fn reconcile(&self, records: Vec<PendingRecord>) -> Result<Reconciled, JdyError> {
         let keys: Vec<Vec<Value>> = records
             .iter()
             .map(|r| r.key_values.iter().map(|(_, v)| v.clone()).collect())
             .collect();
-        let (fields, pages) = match check {
-            Check::Content => (&self.fields, Pages::All),
-            Check::Landed => (&self.key_names, Pages::First),
-        };
         let rows = self
             .jdy
-            .find_by_keys(&self.key_fields, &keys, fields, pages)
+            .find_by_keys(&self.key_fields, &keys, &self.fields)
             .await?;
         let mut by_key: HashMap<String, Vec<Map<String, Value>>> = HashMap::new();
         for row in rows {
-            let values: Vec<Value> = self
-                .key_fields
-                .iter()
-                .map(|(f, _)| row.get(f).cloned().unwrap_or(Value::Null))
-                .collect();
-            by_key.entry(key_text(&values)).or_default().push(row);
+            by_key.entry(self.key_of(&row)).or_default().push(row);
         }
         let mut out = Reconciled {
             found: Vec::new(),
@@ -233,7 +213,7 @@ impl Writer {
             }
             let first = &matches[0];
             let data_id = id_of(first).to_string();
-            if check == Check::Landed || holds(first, &rec) {
+            if holds(first, &rec) {
                 out.found.push(Written {
                     key: rec.key,
                     data_id,
@@ -244,6 +224,67 @@ impl Writer {
             }
         }
         Ok(out)
+    }
+
+    /// The key text of a record read back from the form.
+    fn key_of(&self, row: &Map<String, Value>) -> String {
+        let values: Vec<Value> = self
+            .key_fields
+            .iter()
+            .map(|(f, _)| row.get(f).cloned().unwrap_or(Value::Null))
+            .collect();
+        key_text(&values)
+    }
+
+    /// The form's id of the records with these keys, by key text (the lowest id
+    /// when a key is there twice, as for updates). Keys not in the form are absent.
+    async fn ids_by_key(&self, keys: &[Vec<Value>]) -> Result<HashMap<String, String>, JdyError> {
+        let mut ids: HashMap<String, String> = HashMap::new();
+        if keys.is_empty() {
+            return Ok(ids);
+        }
+        for row in self
+            .jdy
+            .find_by_keys(&self.key_fields, keys, &self.key_names)
+            .await?
+        {
+            let id = id_of(&row).to_string();
+            ids.entry(self.key_of(&row))
+                .and_modify(|low| {
+                    if id < *low {
+                        low.clone_from(&id);
+                    }
+                })
+                .or_insert(id);
+        }
+        Ok(ids)
+    }
+
+    /// Fills in the ids checkpoints do not hold (records of acknowledged batches).
+    /// Records no longer in the form come back apart, to be created again.
+    async fn with_ids(
+        &self,
+        items: Vec<(String, PendingRecord)>,
+    ) -> Result<(Vec<(String, PendingRecord)>, Vec<PendingRecord>), JdyError> {
+        let unknown: Vec<Vec<Value>> = items
+            .iter()
+            .filter(|(id, _)| id.is_empty())
+            .map(|(_, r)| r.key_values.iter().map(|(_, v)| v.clone()).collect())
+            .collect();
+        let ids = self.ids_by_key(&unknown).await?;
+        let (mut known, mut gone) = (Vec::with_capacity(items.len()), Vec::new());
+        for (id, rec) in items {
+            if !id.is_empty() {
+                known.push((id, rec));
+                continue;
+            }
+            let values: Vec<Value> = rec.key_values.iter().map(|(_, v)| v.clone()).collect();
+            match ids.get(&key_text(&values)) {
+                Some(id) => known.push((id.clone(), rec)),
+                None => gone.push(rec),
+            }
+        }
+        Ok((known, gone))
     }
 
     async fn commit(
@@ -341,14 +382,8 @@ impl Writer {
     ) -> Result<(), WriteError> {
         let mut salt = 0u32;
         let mut sent = false;
-        let mut acknowledged = false;
         for round in 0..=MAX_ROUNDS {
-            let check = if acknowledged {
-                Check::Landed
-            } else {
-                Check::Content
-            };
-            let r = self.reconcile(records, check).await?;
+            let r = self.reconcile(records).await?;
             out.duplicates.extend(r.duplicates);
             // Stale records are counted by the update that follows.
             let landed = r.found.len() as u64;
@@ -370,21 +405,29 @@ impl Writer {
             if round == MAX_ROUNDS {
                 break;
             }
-            if acknowledged {
-                // Jiandaoyun said it created them: give the read side a moment
-                // rather than create again.
-                acknowledged = false;
-                tokio::time::sleep(self.settle_wait).await;
-                continue;
-            }
             let tx = self.transaction_id(month, &records, salt);
             self.replace_pending(prior.take(), tx.clone(), month, &records)
                 .await?;
             prior = Some(tx.clone());
             sent = true;
             match self.jdy.batch_create(&tx, &records).await {
+                Ok(created) if created.success_count as usize == records.len() => {
+                    out.created += records.len() as u64;
+                    let written = records
+                        .into_iter()
+                        .map(|r| Written {
+                            key: r.key,
+                            data_id: String::new(),
+                            content_hash: r.content_hash,
+                        })
+                        .collect();
+                    self.commit(month, written, prior).await?;
+                    return Ok(());
+                }
                 Ok(created) => {
-                    acknowledged = created.success_count as usize == records.len();
+                    tracing::warn!(job = %self.job, %month, transaction_id = %tx,
+                        created = created.success_count, sent = records.len(),
+                        "batch partly created; reconciling by key");
                 }
                 Err(JdyError::Ambiguous { reason, .. }) => {
                     tracing::warn!(job = %self.job, %month, transaction_id = %tx, %reason,
@@ -430,7 +473,7 @@ impl Writer {
         items: Vec<(String, PendingRecord)>,
     ) -> Result<Outcome, WriteError> {
         let mut out = Outcome::default();
-        let mut recreate = Vec::new();
+        let (items, mut recreate) = self.with_ids(items).await?;
         for chunk in items.chunks(MAX_BATCH) {
             let mut written = Vec::new();
             let mut fatal = None;
@@ -480,10 +523,25 @@ impl Writer {
         month: &str,
         records: Vec<(String, String)>,
     ) -> Result<u64, WriteError> {
+        let unknown: Vec<Vec<Value>> = records
+            .iter()
+            .filter(|(_, id)| id.is_empty())
+            .filter_map(|(key, _)| serde_json::from_str(key).ok())
+            .collect();
+        let found = self.ids_by_key(&unknown).await?;
         let mut deleted = 0;
         for chunk in records.chunks(MAX_BATCH) {
-            let ids: Vec<String> = chunk.iter().map(|(_, id)| id.clone()).collect();
-            deleted += self.jdy.batch_delete(&ids).await?;
+            // A record whose id is neither stored nor in the form is gone already.
+            let ids: Vec<String> = chunk
+                .iter()
+                .filter_map(|(key, id)| match id.is_empty() {
+                    false => Some(id.clone()),
+                    true => found.get(&canonical_key(key)).cloned(),
+                })
+                .collect();
+            if !ids.is_empty() {
+                deleted += self.jdy.batch_delete(&ids).await?;
+            }
             let keys: Vec<String> = chunk.iter().map(|(k, _)| k.clone()).collect();
             let (job, m) = (self.job.clone(), month.to_string());
             self.store
@@ -492,6 +550,12 @@ impl Writer {
         }
         Ok(deleted)
     }
+}
+
+/// A stored record key as [`key_text`] writes it (the mapping writes keys in its
+/// own canonical form; whole numbers may differ).
+fn canonical_key(key: &str) -> String {
+    serde_json::from_str::<Vec<Value>>(key).map_or_else(|_| key.to_string(), |v| key_text(&v))
 }
 
 fn id_of(row: &Map<String, Value>) -> &str {

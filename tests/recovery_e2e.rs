@@ -24,6 +24,9 @@ async fn rerun_updates_exactly_the_changed_records_and_force_rewrites_all() {
     let env = Env::start(250, fast_wecom(), JdySimConfig::default()).await;
     env.write_job(FAST_SOURCE, FAST_TARGET);
     env.run(&["run", "--month", MONTH]).await.expect_code(0);
+    // One read-back per batch, before it is created: acknowledged creates are not
+    // read again (their ids are looked up when an update needs them).
+    assert_eq!(env.jdy.calls("data/list"), 3);
     let ids_before: Vec<String> = env
         .jdy
         .records()
@@ -62,6 +65,23 @@ async fn rerun_updates_exactly_the_changed_records_and_force_rewrites_all() {
         .filter_map(|r| r["_id"].as_str().map(String::from))
         .collect();
     assert_eq!(ids_before, ids_after, "records are updated in place");
+
+    // A changed record someone deleted from the form is created again, once. Its
+    // id was never read back (created in an acknowledged batch, not updated since).
+    let userid = env.wecom.org().users[1].userid.clone();
+    assert!(!changed.contains(&userid));
+    let row = env.rows_by_key()[&(userid.clone(), MONTH.to_string())].clone();
+    assert!(env
+        .jdy
+        .delete_record(row["_id"].as_str().unwrap_or_default()));
+    env.wecom.bump_revision(&userid);
+    let again = env.run(&["rerun", "wecom_monthly", "--month", MONTH]).await;
+    again.expect_code(0);
+    assert_eq!(counts(&again.stdout(), MONTH), (250, 1, 0, 249, 0));
+    assert_eq!(env.jdy.records().len(), 250, "no duplicate");
+    let rows = env.rows_by_key();
+    assert_eq!(rows.len(), 250);
+    assert_ne!(rows[&(userid, MONTH.to_string())]["_id"], row["_id"]);
 
     let forced = env
         .run(&["rerun", "wecom_monthly", "--month", MONTH, "--force"])

@@ -295,6 +295,11 @@ impl JdySim {
             .collect()
     }
 
+    /// Deletes a record as someone would by hand in the form; whether it was there.
+    pub fn delete_record(&self, id: &str) -> bool {
+        self.state().records.remove(id).is_some()
+    }
+
     /// `(alias, widgetName)` of every field.
     pub fn widget_names(&self) -> Vec<(String, String)> {
         self.shared
