@@ -11,6 +11,10 @@
 //! be in this handle's unfolded writes, the other reads fold first always, and a
 //! sync folds what an earlier, killed process left before it starts
 //! ([`Store::fold_written`]).
+//!
+//! `checkpoints_for` also keeps the hashes of every key a job-month holds (read
+//! once per run, then kept by this handle's commits), so a chunk none of whose keys
+//! is stored — every chunk of a first run — costs no query.
 
 use std::collections::{HashMap, HashSet};
 use std::hash::{Hash, Hasher};
@@ -52,6 +56,11 @@ pub(super) struct Db {
     /// Rows logged since the last fold (a key written twice counts twice).
     unfolded_rows: usize,
     fold_at: usize,
+    /// Hashes of (job, month, key) of every key stored for the job-months in
+    /// `present_months` (hashes of (job, month)). A key whose hash is not in it
+    /// has no checkpoint.
+    present: HashSet<u64>,
+    present_months: HashSet<u64>,
 }
 
 impl Db {
@@ -61,7 +70,27 @@ impl Db {
             unfolded: HashSet::new(),
             unfolded_rows: 0,
             fold_at: FOLD_AT,
+            present: HashSet::new(),
+            present_months: HashSet::new(),
         }
+    }
+
+    /// Reads the keys a job-month holds into `present`, once.
+    fn load_present(&mut self, job: &str, month: &str) -> Result<()> {
+        if !self.present_months.insert(month_hash(job, month)) {
+            return Ok(());
+        }
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT record_key FROM checkpoints WHERE job = ?1 AND month = ?2
+             UNION ALL
+             SELECT record_key FROM written_log WHERE job = ?1 AND month = ?2",
+        )?;
+        let mut rows = stmt.query(params![job, month])?;
+        while let Some(row) = rows.next()? {
+            let key: String = row.get(0)?;
+            self.present.insert(key_hash(job, month, &key));
+        }
+        Ok(())
     }
 
     fn fold(&mut self) -> Result<()> {
@@ -96,6 +125,12 @@ impl std::ops::DerefMut for Db {
     }
 }
 
+fn month_hash(job: &str, month: &str) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (job, month).hash(&mut h);
+    h.finish()
+}
+
 fn key_hash(job: &str, month: &str, key: &str) -> u64 {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     (job, month, key).hash(&mut h);
@@ -104,9 +139,14 @@ fn key_hash(job: &str, month: &str, key: &str) -> u64 {
 
 impl Store {
     /// Folds every logged write into the checkpoints, including what a process
-    /// that was killed left in the log.
+    /// that was killed left in the log, and forgets which keys are stored: a run
+    /// starts from what the database holds, whoever wrote it.
     pub fn fold_written(&self) -> Result<()> {
-        self.conn().fold()
+        let mut db = self.conn();
+        db.fold()?;
+        db.present.clear();
+        db.present_months.clear();
+        Ok(())
     }
 
     /// Every record of a job-month the store knows, by record key.
@@ -138,14 +178,23 @@ impl Store {
         keys: &[String],
     ) -> Result<HashMap<String, Checkpoint>> {
         let mut db = self.conn();
-        if keys
+        db.load_present(job, month)?;
+        let hashes: Vec<u64> = keys.iter().map(|k| key_hash(job, month, k)).collect();
+        let stored: Vec<&String> = keys
             .iter()
-            .any(|k| db.unfolded.contains(&key_hash(job, month, k)))
-        {
+            .zip(&hashes)
+            .filter(|(_, h)| db.present.contains(h))
+            .map(|(k, _)| k)
+            .collect();
+        if stored.is_empty() {
+            return Ok(HashMap::new());
+        }
+        if hashes.iter().any(|h| db.unfolded.contains(h)) {
             db.fold()?;
         }
         // One statement for the whole chunk: the keys go in as one JSON array.
-        let keys = serde_json::to_string(keys).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let keys =
+            serde_json::to_string(&stored).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let mut stmt = db.prepare_cached(CHECKPOINTS_FOR)?;
         let mut rows = stmt.query(params![job, month, keys])?;
         let mut out = HashMap::new();
@@ -216,8 +265,11 @@ impl Store {
             }
         }
         tx.commit()?;
-        db.unfolded
-            .extend(written.iter().map(|w| key_hash(job, month, &w.key)));
+        for w in written {
+            let h = key_hash(job, month, &w.key);
+            db.unfolded.insert(h);
+            db.present.insert(h);
+        }
         db.unfolded_rows += written.len();
         Ok(())
     }
@@ -380,6 +432,29 @@ mod tests {
             .expect("keys");
         listed.sort();
         assert_eq!(listed, keys);
+    }
+
+    #[test]
+    fn a_run_sees_what_another_process_wrote_since_the_last_run() {
+        let (dir, s) = store();
+        let now = Utc::now();
+        let key = r#"["a","2026-10"]"#.to_string();
+        let asked = std::slice::from_ref(&key);
+        assert!(s
+            .checkpoints_for("j", "2026-10", asked)
+            .expect("q")
+            .is_empty());
+        let other = Store::open(&dir.path().join("t.db")).expect("second handle");
+        other
+            .commit_written("j", "2026-10", &[written(&key, "id1", "h1")], None, now)
+            .expect("commit");
+        other.fold_written().expect("fold");
+        // What this handle read of the month before holds until the next run starts.
+        s.fold_written().expect("next run");
+        assert_eq!(
+            s.checkpoints_for("j", "2026-10", asked).expect("q")[&key].content_hash,
+            "h1"
+        );
     }
 
     #[test]
