@@ -174,21 +174,11 @@ impl Row {
         self.write_data().to_value()
     }
 
-    /// The Jiandaoyun write format as JSON text, written straight from the values.
+    /// The Jiandaoyun write format as JSON text, written straight from the values
+    /// (`to_raw_value` keeps the text without parsing it again to check it).
     pub fn write_data(&self) -> WriteData {
-        let mut out = Vec::with_capacity(48 * self.values.len() + 2);
-        out.push(b'{');
-        for (n, (name, value)) in self.fields().enumerate() {
-            if n > 0 {
-                out.push(b',');
-            }
-            write_json_str(name, &mut out);
-            out.extend_from_slice(b":{\"value\":");
-            let _ = serde_json::to_writer(&mut out, value);
-            out.push(b'}');
-        }
-        out.push(b'}');
-        WriteData::from_text(String::from_utf8(out).unwrap_or_default())
+        serde_json::value::to_raw_value(&WriteFields(self))
+            .map_or_else(|_| WriteData(RawValue::NULL.to_owned()), WriteData)
     }
 
     /// Bare values, `{"field": v, …}`, for `--dry-run` output.
@@ -198,6 +188,32 @@ impl Row {
                 .map(|(n, v)| (n.to_string(), v.clone()))
                 .collect(),
         )
+    }
+}
+
+/// A row as `{"field": {"value": v}, …}`.
+struct WriteFields<'a>(&'a Row);
+
+impl Serialize for WriteFields<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut fields = s.serialize_map(Some(self.0.values.len()))?;
+        for (name, value) in self.0.fields() {
+            fields.serialize_entry(name, &Wrapped(value))?;
+        }
+        fields.end()
+    }
+}
+
+/// `{"value": v}`.
+struct Wrapped<'a>(&'a Value);
+
+impl Serialize for Wrapped<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut wrapper = s.serialize_map(Some(1))?;
+        wrapper.serialize_entry("value", self.0)?;
+        wrapper.end()
     }
 }
 
