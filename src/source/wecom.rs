@@ -383,8 +383,8 @@ impl WecomClient {
                 Ok(answer) => {
                     for d in answer.datas.into_iter().flatten() {
                         // A report without an acctid is nobody's: its user counts as absent.
-                        if let Ok(owner) = serde_json::from_str::<ReportOwner>(d.get()) {
-                            by_id.insert(owner.base_info.acctid.into_owned(), d);
+                        if let Some(owner) = report_owner(d.get()) {
+                            by_id.insert(owner, d);
                         }
                     }
                 }
@@ -490,11 +490,39 @@ answer! {
     }
 }
 
-/// Whose report one `datas[]` element is.
-#[derive(Deserialize)]
-struct ReportOwner<'a> {
-    #[serde(borrow)]
-    base_info: OwnerInfo<'a>,
+/// Whose report one `datas[]` element is: the `acctid` of its `base_info`.
+///
+/// Reading stops at `base_info` (WeCom sends it first) instead of going through
+/// the rest of the report, which the mapper reads anyway. serde_json then reports
+/// the unread rest as an error, which is ignored: the element is valid JSON, as
+/// the answer was read into it.
+fn report_owner(report: &str) -> Option<String> {
+    struct Owner<'o>(&'o mut Option<String>);
+
+    impl<'de> serde::de::Visitor<'de> for Owner<'_> {
+        type Value = ();
+
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a report object")
+        }
+
+        fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+            while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+                if key == "base_info" {
+                    let info: OwnerInfo = map.next_value()?;
+                    *self.0 = Some(info.acctid.into_owned());
+                    return Ok(());
+                }
+                map.next_value::<serde::de::IgnoredAny>()?;
+            }
+            Ok(())
+        }
+    }
+
+    let mut owner = None;
+    let mut reader = serde_json::Deserializer::from_str(report);
+    let _ = serde::Deserializer::deserialize_map(&mut reader, Owner(&mut owner));
+    owner
 }
 
 #[derive(Deserialize)]
@@ -519,6 +547,19 @@ mod tests {
     use axum::routing::{get, post};
     use axum::Router;
     use chrono::TimeZone;
+
+    #[test]
+    fn a_report_belongs_to_the_acctid_of_its_base_info_wherever_that_is() {
+        let first =
+            r#"{"base_info":{"acctid":"zhangsan","name":"张三"},"summary_info":{"work_days":21}}"#;
+        assert_eq!(report_owner(first).as_deref(), Some("zhangsan"));
+        let later = r#"{"summary_info":{"acctid":"not-this","x":[1,{"y":null}]},"base_info":{"name":"李\"四","acctid":"li\"si"},"z":1}"#;
+        assert_eq!(report_owner(later).as_deref(), Some("li\"si"));
+        assert_eq!(report_owner(r#"{"summary_info":{"acctid":"x"}}"#), None);
+        assert_eq!(report_owner(r#"{"base_info":{"acctid":7}}"#), None);
+        assert_eq!(report_owner(r#"{"base_info":{}}"#), None);
+        assert_eq!(report_owner("[]"), None);
+    }
 
     /// A WeCom stand-in whose monthdata answer is `monthdata`, word for word.
     async fn client_answering(monthdata: &'static str) -> WecomClient {
