@@ -121,6 +121,11 @@ fn is_blank(v: &Value) -> bool {
     }
 }
 
+/// The values of a record's key fields, to look it up in the form.
+fn key_values(rec: &PendingRecord) -> Vec<Value> {
+    rec.key_values.iter().map(|(_, v)| v.clone()).collect()
+}
+
 /// Whether a record read back from the form holds what `rec` would write.
 fn holds(row: &Map<String, Value>, rec: &PendingRecord) -> bool {
     rec.data.to_value().as_object().is_some_and(|fields| {
@@ -184,10 +189,7 @@ impl Writer {
     /// Reads the batch's records back by key, every mapped field: records found
     /// are compared with what would be written, and duplicates are seen.
     async fn reconcile(&self, records: Vec<PendingRecord>) -> Result<Reconciled, JdyError> {
-        let keys: Vec<Vec<Value>> = records
-            .iter()
-            .map(|r| r.key_values.iter().map(|(_, v)| v.clone()).collect())
-            .collect();
+        let keys: Vec<Vec<Value>> = records.iter().map(key_values).collect();
         let rows = self
             .jdy
             .find_by_keys(&self.key_fields, &keys, &self.fields)
@@ -269,7 +271,7 @@ impl Writer {
         let unknown: Vec<Vec<Value>> = items
             .iter()
             .filter(|(id, _)| id.is_empty())
-            .map(|(_, r)| r.key_values.iter().map(|(_, v)| v.clone()).collect())
+            .map(|(_, r)| key_values(r))
             .collect();
         let ids = self.ids_by_key(&unknown).await?;
         let (mut known, mut gone) = (Vec::with_capacity(items.len()), Vec::new());
@@ -278,8 +280,7 @@ impl Writer {
                 known.push((id, rec));
                 continue;
             }
-            let values: Vec<Value> = rec.key_values.iter().map(|(_, v)| v.clone()).collect();
-            match ids.get(&key_text(&values)) {
+            match ids.get(&key_text(&key_values(&rec))) {
                 Some(id) => known.push((id.clone(), rec)),
                 None => gone.push(rec),
             }

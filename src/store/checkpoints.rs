@@ -24,7 +24,7 @@ use rusqlite::{params, Connection, TransactionBehavior};
 
 use super::{ts, Checkpoint, Result, Store, StoreError, Written};
 
-/// Unfolded rows that trigger a fold before the next commit: bounds the log (and
+/// Unfolded keys that trigger a fold before the next commit: bounds the log (and
 /// the write-ahead log one fold writes) while keeping folds rare. A fold writes
 /// every leaf of the checkpoints it touches, so N rows folded every F cost about
 /// N²/2F leaf writes: a month of 200,000 employees is folded once, at the end of
@@ -54,8 +54,6 @@ pub(super) struct Db {
     /// not in this handle's part of the log (a hash shared by two keys only costs a
     /// fold).
     unfolded: HashSet<u64>,
-    /// Rows logged since the last fold (a key written twice counts twice).
-    unfolded_rows: usize,
     fold_at: usize,
     /// Hashes of (job, month, key) of every key stored for the job-months in
     /// `present_months` (hashes of (job, month)). A key whose hash is not in it
@@ -69,7 +67,6 @@ impl Db {
         Db {
             conn,
             unfolded: HashSet::new(),
-            unfolded_rows: 0,
             fold_at: FOLD_AT,
             present: HashSet::new(),
             present_months: HashSet::new(),
@@ -78,7 +75,7 @@ impl Db {
 
     /// Reads the keys a job-month holds into `present`, once.
     fn load_present(&mut self, job: &str, month: &str) -> Result<()> {
-        if !self.present_months.insert(month_hash(job, month)) {
+        if !self.present_months.insert(hash_of((job, month))) {
             return Ok(());
         }
         let mut stmt = self.conn.prepare_cached(
@@ -89,7 +86,7 @@ impl Db {
         let mut rows = stmt.query(params![job, month])?;
         while let Some(row) = rows.next()? {
             let key: String = row.get(0)?;
-            self.present.insert(key_hash(job, month, &key));
+            self.present.insert(hash_of((job, month, &key)));
         }
         Ok(())
     }
@@ -108,7 +105,6 @@ impl Db {
             tx.commit()?;
         }
         self.unfolded.clear();
-        self.unfolded_rows = 0;
         Ok(())
     }
 }
@@ -126,15 +122,9 @@ impl std::ops::DerefMut for Db {
     }
 }
 
-fn month_hash(job: &str, month: &str) -> u64 {
+fn hash_of(value: impl Hash) -> u64 {
     let mut h = std::collections::hash_map::DefaultHasher::new();
-    (job, month).hash(&mut h);
-    h.finish()
-}
-
-fn key_hash(job: &str, month: &str, key: &str) -> u64 {
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    (job, month, key).hash(&mut h);
+    value.hash(&mut h);
     h.finish()
 }
 
@@ -180,7 +170,7 @@ impl Store {
     ) -> Result<HashMap<String, Checkpoint>> {
         let mut db = self.conn();
         db.load_present(job, month)?;
-        let hashes: Vec<u64> = keys.iter().map(|k| key_hash(job, month, k)).collect();
+        let hashes: Vec<u64> = keys.iter().map(|k| hash_of((job, month, k))).collect();
         let stored: Vec<&String> = keys
             .iter()
             .zip(&hashes)
@@ -245,7 +235,7 @@ impl Store {
         let mut db = self.conn();
         // Folded before, not after: a failed fold then leaves this commit undone
         // rather than done and reported as failed.
-        if db.unfolded_rows >= db.fold_at {
+        if db.unfolded.len() >= db.fold_at {
             db.fold()?;
         }
         let tx = db.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -267,11 +257,10 @@ impl Store {
         }
         tx.commit()?;
         for w in written {
-            let h = key_hash(job, month, &w.key);
+            let h = hash_of((job, month, &w.key));
             db.unfolded.insert(h);
             db.present.insert(h);
         }
-        db.unfolded_rows += written.len();
         Ok(())
     }
 
