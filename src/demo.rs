@@ -82,6 +82,11 @@ enum SourceSim {
     Dingtalk(DingtalkSim),
 }
 
+/// A simulator's address as a job's `base_url`.
+fn url_of(text: String) -> Result<crate::http::Url, std::io::Error> {
+    text.parse().map_err(std::io::Error::other)
+}
+
 async fn start_sims(
     job: &mut LoadedJob,
     employees: usize,
@@ -94,7 +99,7 @@ async fn start_sims(
         ..JdySimConfig::default()
     })
     .await?;
-    job.job.target.base_url = jdy.base_url();
+    job.job.target.base_url = url_of(jdy.base_url())?;
     let source = match &mut job.job.source {
         Source::Wecom(src) => {
             let config = WecomSimConfig {
@@ -103,7 +108,7 @@ async fn start_sims(
                 ..WecomSimConfig::default()
             };
             let sim = WecomSim::start(Org::generate(employees, 2026), config).await?;
-            src.base_url = sim.base_url();
+            src.base_url = url_of(sim.base_url())?;
             SourceSim::Wecom(sim)
         }
         Source::Dingtalk(src) => {
@@ -114,7 +119,7 @@ async fn start_sims(
             };
             let org = Org::generate(employees.min(DINGTALK_DEMO_EMPLOYEES), 2027);
             let sim = DingtalkSim::start(org, config).await?;
-            src.base_url = sim.base_url();
+            src.base_url = url_of(sim.base_url())?;
             SourceSim::Dingtalk(sim)
         }
     };

@@ -14,7 +14,7 @@ use crate::config::job::{Rate, RetryConfig, Target};
 use crate::http::codes::{self, Class};
 use crate::http::pace::Pacer;
 use crate::http::retry::{retry, Attempt, RetryError};
-use crate::http::{describe, redact, CallStats};
+use crate::http::{describe, endpoint_url, redact, redirected, CallStats, Url};
 use crate::mapping::WriteData;
 use crate::secret::Secret;
 use crate::store::PendingRecord;
@@ -98,7 +98,7 @@ pub struct Created {
 
 pub struct Jiandaoyun {
     http: reqwest::Client,
-    base_url: String,
+    base_url: Url,
     api_key: Secret,
     app_id: String,
     entry_id: String,
@@ -162,7 +162,10 @@ impl Jiandaoyun {
         };
         let sent = self
             .http
-            .post(format!("{}/api/v5/app/entry/{endpoint}", self.base_url))
+            .post(endpoint_url(
+                &self.base_url,
+                &format!("api/v5/app/entry/{endpoint}"),
+            ))
             .bearer_auth(self.api_key.expose())
             .json(body)
             .send()
@@ -190,6 +193,12 @@ impl Jiandaoyun {
         }
         if status.is_server_error() {
             return unclear(format!("HTTP {status}"));
+        }
+        if let Some(message) = redirected(status) {
+            return Attempt::Fail(JdyError::Protocol {
+                endpoint: endpoint.to_string(),
+                message,
+            });
         }
         let text = match resp.text().await {
             Ok(t) => t,

@@ -21,7 +21,7 @@ use sha2::Sha256;
 
 use crate::app::EXIT_BUSY;
 use crate::config::job::{Job, Notify, NotifyOn, Source, WorkNotice};
-use crate::http::{describe, redact};
+use crate::http::{describe, endpoint_url, redact};
 use crate::secret::Secret;
 use crate::sync::JobReport;
 
@@ -330,8 +330,8 @@ impl Sender<'_> {
 
     /// DingTalk work notification: `gettoken`, then `asyncsend_v2`.
     async fn work_notice(&self, notice: &WorkNotice, text: &str) -> Result<(), String> {
-        let base = notice.base_url.trim_end_matches('/');
-        let request = self.http.get(format!("{base}/gettoken")).query(&[
+        let base = &notice.base_url;
+        let request = self.http.get(endpoint_url(base, "gettoken")).query(&[
             ("appkey", notice.app_key.as_str()),
             ("appsecret", notice.app_secret.expose()),
         ]);
@@ -353,8 +353,9 @@ impl Sender<'_> {
         });
         let request = self
             .http
-            .post(format!(
-                "{base}/topapi/message/corpconversation/asyncsend_v2"
+            .post(endpoint_url(
+                base,
+                "topapi/message/corpconversation/asyncsend_v2",
             ))
             .query(&[("access_token", token.expose())])
             .json(&body);

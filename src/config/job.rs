@@ -7,6 +7,7 @@ use chrono_tz::Tz;
 
 use super::diag::{one_of, ConfigError, SourceFile};
 use super::reader::{self, EnvLookup, Located, Table};
+use crate::http::Url;
 use crate::secret::Secret;
 
 pub const DEFAULT_TIMEZONE: Tz = chrono_tz::Asia::Shanghai;
@@ -58,7 +59,7 @@ pub struct Scope {
 pub struct WecomSource {
     pub corp_id: String,
     pub secret: Secret,
-    pub base_url: String,
+    pub base_url: Url,
     pub scope: Scope,
     pub limits: Vec<(String, Rate)>,
     pub retry: RetryConfig,
@@ -68,7 +69,7 @@ pub struct WecomSource {
 pub struct DingtalkSource {
     pub app_key: String,
     pub app_secret: Secret,
-    pub base_url: String,
+    pub base_url: Url,
     pub columns: Vec<String>,
     pub leave_names: Vec<String>,
     pub monthly_call_budget: u32,
@@ -82,7 +83,7 @@ pub struct Target {
     pub api_key: Secret,
     pub app_id: String,
     pub entry_id: String,
-    pub base_url: String,
+    pub base_url: Url,
     pub is_start_workflow: bool,
     pub is_start_trigger: bool,
     pub limits: Vec<(String, Rate)>,
@@ -126,7 +127,7 @@ pub struct WorkNotice {
     pub app_key: String,
     pub app_secret: Secret,
     /// The old-style API host (`https://oapi.dingtalk.com`, or a test server).
-    pub base_url: String,
+    pub base_url: Url,
 }
 
 /// A request rate: `count` calls per `per`.
@@ -486,20 +487,28 @@ fn read_target(t: &Table<'_, '_>, errors: &mut Vec<ConfigError>) -> Option<Targe
     })
 }
 
-fn read_base_url(
-    t: &Table<'_, '_>,
-    default: &str,
-    errors: &mut Vec<ConfigError>,
-) -> Option<String> {
-    let Some(url) = t.string("base_url", errors) else {
-        return (!t.contains("base_url")).then(|| default.to_string());
+fn read_base_url(t: &Table<'_, '_>, default: &str, errors: &mut Vec<ConfigError>) -> Option<Url> {
+    let Some(text) = t.string("base_url", errors) else {
+        return (!t.contains("base_url")).then(|| default_url(default));
     };
-    if url.value.starts_with("https://") || url.value.starts_with("http://") {
-        Some(url.value.trim_end_matches('/').to_string())
-    } else {
-        errors.push(t.error(url.span, "base_url", "expected an http:// or https:// URL"));
-        None
+    if !(text.value.starts_with("https://") || text.value.starts_with("http://")) {
+        errors.push(t.error(text.span, "base_url", "expected an http:// or https:// URL"));
+        return None;
     }
+    match Url::parse(text.value.trim_end_matches('/')) {
+        Ok(url) => Some(url),
+        Err(e) => {
+            errors.push(t.error(text.span, "base_url", format!("not a valid URL: {e}")));
+            None
+        }
+    }
+}
+
+/// A built-in vendor address.
+fn default_url(text: &str) -> Url {
+    // Only ever one of this file's constants, which every test without a
+    // `base_url` reads.
+    Url::parse(text).expect("built-in base URLs are valid")
 }
 
 fn read_scope(t: &Table<'_, '_>, errors: &mut Vec<ConfigError>) -> Option<Scope> {
@@ -762,7 +771,7 @@ fn read_work_notice(
     };
     let base_url = base_url.or_else(|| match dingtalk {
         Some(d) => Some(d.base_url.clone()),
-        None => Some(DINGTALK_BASE_URL.to_string()),
+        None => Some(default_url(DINGTALK_BASE_URL)),
     });
     n.finish(WORK_NOTICE_KEYS, errors);
     if errors.len() != before {
@@ -833,6 +842,22 @@ entry_id = "entry"
     }
 
     #[test]
+    fn a_base_url_that_is_no_url_names_its_line() {
+        let text = GOOD.replace("http://127.0.0.1:9/", "http://qyapi example.com");
+        let errors = parse(&text).expect_err("invalid");
+        assert_eq!(
+            errors,
+            ["jobs/j.toml:10:12: `source.base_url`: not a valid URL: invalid international domain name"]
+        );
+        let text = GOOD.replace("http://127.0.0.1:9/", "ftp://127.0.0.1:9/");
+        let errors = parse(&text).expect_err("invalid");
+        assert_eq!(
+            errors,
+            ["jobs/j.toml:10:12: `source.base_url`: expected an http:// or https:// URL"]
+        );
+    }
+
+    #[test]
     fn parses_a_complete_wecom_job() {
         let job = parse(GOOD).expect("valid");
         assert_eq!(job.timezone, chrono_tz::Asia::Shanghai);
@@ -842,7 +867,7 @@ entry_id = "entry"
         };
         assert_eq!(src.corp_id, "ww123");
         assert_eq!(src.secret.expose(), "s3cr3t");
-        assert_eq!(src.base_url, "http://127.0.0.1:9");
+        assert_eq!(src.base_url.as_str(), "http://127.0.0.1:9/");
         assert_eq!(
             src.limits,
             vec![("checkin/getcheckin_monthdata".into(), Rate::per_minute(600))]
@@ -850,7 +875,7 @@ entry_id = "entry"
         assert_eq!(src.retry.throttle_wait, Duration::from_millis(50));
         assert_eq!(src.retry.max_attempts, 8);
         assert_eq!(job.target.api_key.expose(), "k3y");
-        assert_eq!(job.target.base_url, JIANDAOYUN_BASE_URL);
+        assert_eq!(job.target.base_url.as_str(), "https://api.jiandaoyun.com/");
     }
 
     #[test]
@@ -960,7 +985,7 @@ userids = ["manager4220", "hr01"]
         assert_eq!(notice.userids, vec!["manager4220", "hr01"]);
         assert_eq!(notice.app_key, "dingkey");
         assert_eq!(notice.app_secret.expose(), "dt-s3cr3t");
-        assert_eq!(notice.base_url, "http://127.0.0.1:9");
+        assert_eq!(notice.base_url.as_str(), "http://127.0.0.1:9/");
         // Debug output of the whole job never shows a key.
         let debug = format!("{:?}", parse(&text).expect("valid"));
         for secret in ["wk-123", "dt-456", "SECsign789", "dt-s3cr3t", "k3y"] {
@@ -990,12 +1015,12 @@ base_url = "http://127.0.0.1:7/"
         let notice = notify_of(&text).dingtalk_work_notice.expect("notice");
         assert_eq!(notice.app_key, "notice-app");
         assert_eq!(notice.app_secret.expose(), "dt-s3cr3t");
-        assert_eq!(notice.base_url, "http://127.0.0.1:7");
+        assert_eq!(notice.base_url.as_str(), "http://127.0.0.1:7/");
 
         let text = GOOD.to_string()
             + "\n[notify.dingtalk_work_notice]\nagent_id = 42\nuserids = [\"boss\"]\napp_key = \"k\"\napp_secret = \"s\"\n";
         let notice = notify_of(&text).dingtalk_work_notice.expect("notice");
-        assert_eq!(notice.base_url, DINGTALK_BASE_URL);
+        assert_eq!(notice.base_url.as_str(), "https://oapi.dingtalk.com/");
     }
 
     #[test]

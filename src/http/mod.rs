@@ -16,6 +16,8 @@ use token::TokenCache;
 
 use crate::secret::Secret;
 
+pub use reqwest::Url;
+
 pub const USER_AGENT: &str = concat!("attendsync/", env!("CARGO_PKG_VERSION"));
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
@@ -33,8 +35,32 @@ pub fn client(request_timeout: Duration) -> Result<reqwest::Client, ClientError>
         .connect_timeout(CONNECT_TIMEOUT)
         .timeout(request_timeout)
         .pool_idle_timeout(Duration::from_secs(30))
+        // Vendor APIs answer where they are asked; a redirect followed could carry
+        // an access token in the query to another host.
+        .redirect(reqwest::redirect::Policy::none())
         .build()
         .map_err(|e| ClientError(describe(e)))
+}
+
+/// `path` under the base URL's own path: `https://proxy/wecom` and
+/// `cgi-bin/gettoken` give `https://proxy/wecom/cgi-bin/gettoken`. The base is
+/// parsed once, when the job is read, so a request does not parse its host again.
+pub fn endpoint_url(base: &Url, path: &str) -> Url {
+    let mut url = base.clone();
+    url.set_path(&format!("{}/{path}", base.path().trim_end_matches('/')));
+    url
+}
+
+/// What a redirect answer means, since none is followed (see [`client`]): the
+/// job's `base_url` names a scheme or host the vendor has moved away from. The
+/// target address is not shown; it could echo the query and its token.
+pub fn redirected(status: reqwest::StatusCode) -> Option<String> {
+    status.is_redirection().then(|| {
+        format!(
+            "HTTP {status}: the server redirects elsewhere and redirects are not followed; \
+             check `base_url` in the job"
+        )
+    })
 }
 
 /// Describes a transport error without its URL: URLs carry access tokens and,
@@ -145,5 +171,66 @@ pub async fn errcode_attempt<T>(
             _ => Attempt::TokenRejected(failure),
         },
         _ => Attempt::Fail(failure),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoint_urls_keep_the_base_path_and_query_free() {
+        let at =
+            |base: &str, path: &str| endpoint_url(&Url::parse(base).unwrap(), path).to_string();
+        assert_eq!(
+            at("https://qyapi.weixin.qq.com", "cgi-bin/gettoken"),
+            "https://qyapi.weixin.qq.com/cgi-bin/gettoken"
+        );
+        assert_eq!(
+            at(
+                "http://127.0.0.1:9/proxy/wecom/",
+                "cgi-bin/checkin/getcheckin_monthdata"
+            ),
+            "http://127.0.0.1:9/proxy/wecom/cgi-bin/checkin/getcheckin_monthdata"
+        );
+        assert_eq!(
+            at("http://127.0.0.1:9/proxy", "topapi/v1"),
+            "http://127.0.0.1:9/proxy/topapi/v1"
+        );
+    }
+
+    /// A vendor's redirect is an answer, not an instruction: following it would
+    /// send the access token in the query to whatever host it names.
+    #[tokio::test]
+    async fn redirects_are_not_followed() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use std::sync::Arc;
+        let elsewhere_hits = Arc::new(AtomicUsize::new(0));
+        let hits = elsewhere_hits.clone();
+        let elsewhere = axum::Router::new().fallback(move || {
+            hits.fetch_add(1, Ordering::SeqCst);
+            async { "stolen" }
+        });
+        let other = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let other_addr = other.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(other, elsewhere).await });
+        let redirecting = axum::Router::new().fallback(move || async move {
+            (
+                axum::http::StatusCode::FOUND,
+                [("location", format!("http://{other_addr}/steal"))],
+            )
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, redirecting).await });
+
+        let http = client(Duration::from_secs(5)).unwrap();
+        let answer = http
+            .get(format!("http://{addr}/cgi-bin/gettoken?access_token=t0ken"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 302);
+        assert_eq!(elsewhere_hits.load(Ordering::SeqCst), 0);
     }
 }

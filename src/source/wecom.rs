@@ -20,7 +20,9 @@ use crate::http::codes::{self, Class};
 use crate::http::pace::Pacer;
 use crate::http::retry::{retry, Attempt, RetryError};
 use crate::http::token::TokenCache;
-use crate::http::{describe, errcode_attempt, redact, ApiFailure, CallStats};
+use crate::http::{
+    describe, endpoint_url, errcode_attempt, redact, redirected, ApiFailure, CallStats, Url,
+};
 use crate::roster::UserIds;
 use crate::secret::Secret;
 
@@ -47,7 +49,7 @@ const GLOBAL_LIMIT: Rate = Rate::per_second(20);
 
 pub struct WecomClient {
     http: reqwest::Client,
-    base_url: String,
+    base_url: Url,
     corp_id: String,
     secret: Secret,
     tokens: TokenCache,
@@ -75,8 +77,8 @@ impl WecomClient {
         }
     }
 
-    fn url(&self, endpoint: &str) -> String {
-        format!("{}/cgi-bin/{endpoint}", self.base_url)
+    fn url(&self, endpoint: &str) -> Url {
+        endpoint_url(&self.base_url, &format!("cgi-bin/{endpoint}"))
     }
 
     fn clean(&self, message: &str, token: Option<&Secret>) -> String {
@@ -130,6 +132,13 @@ impl WecomClient {
         let status = resp.status();
         if status.is_server_error() || status.as_u16() == 429 {
             return Attempt::Transient(format!("HTTP {status}"));
+        }
+        if let Some(message) = redirected(status) {
+            return Attempt::Fail(CallError::Source(SourceError::Protocol {
+                vendor: VENDOR,
+                endpoint: endpoint.to_string(),
+                message,
+            }));
         }
         let bytes = match resp.bytes().await {
             Ok(b) => b,
@@ -563,6 +572,11 @@ mod tests {
 
     /// A WeCom stand-in whose monthdata answer is `monthdata`, word for word.
     async fn client_answering(monthdata: &'static str) -> WecomClient {
+        client_with(post(move || async move { monthdata })).await
+    }
+
+    /// A WeCom stand-in whose monthdata endpoint is `monthdata`.
+    async fn client_with(monthdata: axum::routing::MethodRouter) -> WecomClient {
         let app = Router::new()
             .route(
                 "/cgi-bin/gettoken",
@@ -570,10 +584,7 @@ mod tests {
                     r#"{"errcode":0,"errmsg":"ok","access_token":"tok","expires_in":7200}"#
                 }),
             )
-            .route(
-                &format!("/cgi-bin/{MONTHDATA}"),
-                post(move || async move { monthdata }),
-            );
+            .route(&format!("/cgi-bin/{MONTHDATA}"), monthdata);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -582,7 +593,7 @@ mod tests {
         let cfg = WecomSource {
             corp_id: "corp".into(),
             secret: Secret::new("s3cret"),
-            base_url: format!("http://{addr}"),
+            base_url: format!("http://{addr}").parse().expect("url"),
             scope: Scope::default(),
             limits: Vec::new(),
             retry: RetryConfig::WECOM,
@@ -639,5 +650,32 @@ mod tests {
         );
         // serde quotes the value it choked on; a secret never reaches the message.
         assert!(!text.contains("s3cret"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn a_redirect_is_a_protocol_error_and_is_not_retried() {
+        let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = calls.clone();
+        let client = client_with(post(move || {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            async {
+                (
+                    axum::http::StatusCode::MOVED_PERMANENTLY,
+                    [("location", "https://other.example/")],
+                )
+            }
+        }))
+        .await;
+        let err = pull(&client).await.expect_err("refused");
+        let text = err.to_string();
+        assert!(
+            matches!(err, SourceError::Protocol { .. })
+                && text.contains(MONTHDATA)
+                && text.contains("301 Moved Permanently")
+                && text.contains("check `base_url`"),
+            "{text}"
+        );
+        assert!(!text.contains("other.example"), "{text}");
+        assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1);
     }
 }

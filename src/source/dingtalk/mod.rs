@@ -43,7 +43,9 @@ use crate::http::codes::{self, dingtalk_code, Class};
 use crate::http::pace::{Pacer, TOTAL};
 use crate::http::retry::{retry, Attempt, RetryError};
 use crate::http::token::TokenCache;
-use crate::http::{describe, errcode_attempt, redact, ApiFailure, CallStats};
+use crate::http::{
+    describe, endpoint_url, errcode_attempt, redact, redirected, ApiFailure, CallStats, Url,
+};
 use crate::month::{report_window, Month};
 use crate::roster::UserIds;
 use crate::secret::Secret;
@@ -143,7 +145,7 @@ pub struct ResolvedColumn {
 
 pub struct DingtalkClient {
     http: reqwest::Client,
-    base_url: String,
+    base_url: Url,
     app_key: String,
     app_secret: Secret,
     columns: Vec<String>,
@@ -230,11 +232,14 @@ enum Read {
 }
 
 /// Classifies an answer by HTTP status and body (dingtalk.md §10): a 5xx or 429
-/// is transient; a JSON body with `status` 1111, or any other non-JSON body, is
-/// the IP ban — except a 404, which means a wrong `base_url`.
+/// is transient; a redirect is not followed; a JSON body with `status` 1111, or any
+/// other non-JSON body, is the IP ban — except a 404, which means a wrong `base_url`.
 fn read_answer(status: StatusCode, bytes: &[u8]) -> Read {
     if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
         return Read::Transient(format!("HTTP {status}"));
+    }
+    if let Some(message) = redirected(status) {
+        return Read::Protocol(message);
     }
     match serde_json::from_slice::<Value>(bytes) {
         Ok(body @ Value::Object(_)) => {
@@ -515,7 +520,7 @@ impl DingtalkClient {
     pub fn new(http: reqwest::Client, cfg: &DingtalkSource, stats: Arc<CallStats>) -> Self {
         DingtalkClient {
             http,
-            base_url: cfg.base_url.trim_end_matches('/').to_owned(),
+            base_url: cfg.base_url.clone(),
             app_key: cfg.app_key.clone(),
             app_secret: cfg.app_secret.clone(),
             columns: cfg.columns.clone(),
@@ -588,8 +593,8 @@ impl DingtalkClient {
         }
     }
 
-    fn url(&self, endpoint: &str) -> String {
-        format!("{}/{endpoint}", self.base_url)
+    fn url(&self, endpoint: &str) -> Url {
+        endpoint_url(&self.base_url, endpoint)
     }
 
     fn clean(&self, message: &str, token: Option<&Secret>) -> String {
@@ -1616,7 +1621,7 @@ mod tests {
         DingtalkSource {
             app_key: sim.config().app_key.clone(),
             app_secret: Secret::new(sim.config().app_secret.clone()),
-            base_url: sim.base_url(),
+            base_url: sim.base_url().parse().expect("url"),
             columns: strings(columns),
             leave_names: strings(leave),
             monthly_call_budget: 5000,
@@ -2694,6 +2699,11 @@ mod tests {
         assert!(matches!(
             read_answer(StatusCode::TOO_MANY_REQUESTS, b""),
             Read::Transient(_)
+        ));
+        // A redirect is not followed, and is no ban to wait out.
+        assert!(matches!(
+            read_answer(StatusCode::FOUND, b""),
+            Read::Protocol(m) if m.starts_with("HTTP 302 Found: the server redirects elsewhere")
         ));
         assert_eq!(
             read_answer(StatusCode::NOT_FOUND, b"404 page not found"),
