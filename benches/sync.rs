@@ -731,11 +731,54 @@ impl Bench {
 struct Case {
     kind: Kind,
     employees: usize,
+    /// [`reference_cpu`], just before the first run.
+    reference: Duration,
     first: RunResult,
     second: RunResult,
     /// Report calls expected by the issue's formula.
     expected_report_calls: usize,
     report_endpoint: &'static str,
+}
+
+/// CPU time of a fixed workload like attendsync's own (JSON read into trees and
+/// written out again, with allocations), taken on one thread of this process just
+/// before a case runs. On a shared host the same binary's CPU time drifts with the
+/// host's state (by a third within an hour here); this figure drifts with it, so
+/// CPU figures taken apart are compared through it.
+fn reference_cpu() -> Duration {
+    let reports: Vec<serde_json::Value> = (0..500)
+        .map(|i| {
+            serde_json::json!({
+                "base_info": {"acctid": format!("user{i:05}"), "name": format!("张三{i}"), "departs_name": "研发部/平台组"},
+                "summary_info": {"work_days": 21, "regular_days": 20, "except_days": 1, "standard_work_sec": 604_800, "work_sec": 600_000 + i},
+                "sp_items": (0..5).map(|k| serde_json::json!({"type": 1, "vacation_id": k, "count": k, "duration": 28_800 * k, "time_type": 0, "name": "年假"})).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    let text = serde_json::to_string(&reports).unwrap_or_default();
+    let start = thread_cpu_time();
+    for _ in 0..40 {
+        let tree: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+        std::hint::black_box(serde_json::to_string(&tree).unwrap_or_default());
+    }
+    thread_cpu_time().saturating_sub(start)
+}
+
+fn thread_cpu_time() -> Duration {
+    // SAFETY: an all-zero timespec is valid; clock_gettime fills it in.
+    let mut t: libc::timespec = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid clock id and a valid pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) };
+    Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
+}
+
+/// `user + sys` seconds.
+fn cpu_split(r: &RunResult) -> String {
+    format!(
+        "{:.2} + {:.2}",
+        r.user.as_secs_f64(),
+        r.system.as_secs_f64()
+    )
 }
 
 fn secs(d: Duration) -> String {
@@ -765,6 +808,9 @@ async fn bench(args: Args) {
                 kind.name()
             );
             let bench = Bench::start(kind, n, &args).await;
+            let reference = tokio::task::spawn_blocking(reference_cpu)
+                .await
+                .unwrap_or_else(|e| panic!("reference workload: {e}"));
             let first = bench.run("first", &args.wrap).await;
             eprintln!(
                 "[{:>6.1}s] {} × {n}: first run {:.1} s (exit {}), second run…",
@@ -789,6 +835,7 @@ async fn bench(args: Args) {
             let case = Case {
                 kind,
                 employees: n,
+                reference,
                 first,
                 second,
                 expected_report_calls,
@@ -861,8 +908,8 @@ fn tables(cases: &[Case], args: &Args) -> String {
         }
         out.push_str(&format!(
             "\n### {} → Jiandaoyun, first run (empty form)\n\n\
-             | employees | wall (s) | quota-bound min (s) | bounding endpoint | wall ÷ min | report calls (expected) | batch_create (expected) | calls / employee-month | throttled answers / injected | quota violations | peak RSS (MiB) | CPU user+sys (s) | CPU ÷ wall | exit |\n\
-             |---:|---:|---:|---|---:|---|---|---:|---|---:|---:|---:|---:|---:|\n",
+             | employees | wall (s) | quota-bound min (s) | bounding endpoint | wall ÷ min | report calls (expected) | batch_create (expected) | calls / employee-month | throttled answers / injected | quota violations | peak RSS (MiB) | CPU user + sys (s) | CPU ÷ wall | reference (ms) | exit |\n\
+             |---:|---:|---:|---|---:|---|---|---:|---|---:|---:|---:|---:|---:|---:|\n",
             kind.name()
         ));
         for c in &of_kind {
@@ -872,7 +919,7 @@ fn tables(cases: &[Case], args: &Args) -> String {
             let batches = r.calls("data/batch_create");
             let report = r.calls(c.report_endpoint);
             out.push_str(&format!(
-                "| {} | {} | {:.1} | {} | {:.3} | {} ({}) {} | {} ({}) {} | {:.3} | {} / {} {} | {} {} | {} | {} | {:.1} % | {} |\n",
+                "| {} | {} | {:.1} | {} | {:.3} | {} ({}) {} | {} ({}) {} | {:.3} | {} / {} {} | {} {} | {} | {} | {:.1} % | {} | {} |\n",
                 c.employees,
                 secs(r.wall),
                 min,
@@ -891,14 +938,15 @@ fn tables(cases: &[Case], args: &Args) -> String {
                 r.violations,
                 ok(r.violations == 0),
                 mib(r.max_rss_kib),
-                secs(r.cpu()),
+                cpu_split(r),
                 100.0 * r.cpu().as_secs_f64() / r.wall.as_secs_f64(),
+                c.reference.as_millis(),
                 r.exit,
             ));
         }
         out.push_str(&format!(
             "\n### {} → Jiandaoyun, second run (nothing changed)\n\n\
-             | employees | wall (s) | pull-alone min (s) | wall ÷ min | Jiandaoyun writes | Jiandaoyun calls (reads) | unchanged | throttled / violations | peak RSS (MiB) | CPU user+sys (s) | CPU ÷ wall | exit |\n\
+             | employees | wall (s) | pull-alone min (s) | wall ÷ min | Jiandaoyun writes | Jiandaoyun calls (reads) | unchanged | throttled / violations | peak RSS (MiB) | CPU user + sys (s) | CPU ÷ wall | exit |\n\
              |---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|\n",
             kind.name()
         ));
@@ -918,7 +966,7 @@ fn tables(cases: &[Case], args: &Args) -> String {
                 r.throttled,
                 r.violations,
                 mib(r.max_rss_kib),
-                secs(r.cpu()),
+                cpu_split(r),
                 100.0 * r.cpu().as_secs_f64() / r.wall.as_secs_f64(),
                 r.exit,
             ));
