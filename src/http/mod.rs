@@ -179,7 +179,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn endpoint_urls_keep_the_base_path_and_query_free() {
+    fn endpoint_urls_keep_the_base_path() {
         let at =
             |base: &str, path: &str| endpoint_url(&Url::parse(base).unwrap(), path).to_string();
         assert_eq!(
