@@ -164,7 +164,7 @@ impl Jiandaoyun {
             .http
             .post(endpoint_url(
                 &self.base_url,
-                &format!("api/v5/app/entry/{endpoint}"),
+                &["api/v5/app/entry", endpoint],
             ))
             .bearer_auth(self.api_key.expose())
             .json(body)

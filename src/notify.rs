@@ -331,7 +331,7 @@ impl Sender<'_> {
     /// DingTalk work notification: `gettoken`, then `asyncsend_v2`.
     async fn work_notice(&self, notice: &WorkNotice, text: &str) -> Result<(), String> {
         let base = &notice.base_url;
-        let request = self.http.get(endpoint_url(base, "gettoken")).query(&[
+        let request = self.http.get(endpoint_url(base, &["gettoken"])).query(&[
             ("appkey", notice.app_key.as_str()),
             ("appsecret", notice.app_secret.expose()),
         ]);
@@ -355,7 +355,7 @@ impl Sender<'_> {
             .http
             .post(endpoint_url(
                 base,
-                "topapi/message/corpconversation/asyncsend_v2",
+                &["topapi/message/corpconversation/asyncsend_v2"],
             ))
             .query(&[("access_token", token.expose())])
             .json(&body);

@@ -42,12 +42,18 @@ pub fn client(request_timeout: Duration) -> Result<reqwest::Client, ClientError>
         .map_err(|e| ClientError(describe(e)))
 }
 
-/// `path` under the base URL's own path: `https://proxy/wecom` and
-/// `cgi-bin/gettoken` give `https://proxy/wecom/cgi-bin/gettoken`. The base is
-/// parsed once, when the job is read, so a request does not parse its host again.
-pub fn endpoint_url(base: &Url, path: &str) -> Url {
+/// `parts` joined by `/` under the base URL's own path: `https://proxy/wecom` and
+/// `["cgi-bin", "gettoken"]` give `https://proxy/wecom/cgi-bin/gettoken`. The base
+/// is parsed once, when the job is read, so a request does not parse its host again
+/// and builds its path in one string.
+pub fn endpoint_url(base: &Url, parts: &[&str]) -> Url {
+    let mut path = base.path().trim_end_matches('/').to_string();
+    for part in parts {
+        path.push('/');
+        path.push_str(part);
+    }
     let mut url = base.clone();
-    url.set_path(&format!("{}/{path}", base.path().trim_end_matches('/')));
+    url.set_path(&path);
     url
 }
 
@@ -181,7 +187,7 @@ mod tests {
     #[test]
     fn endpoint_urls_keep_the_base_path() {
         let at =
-            |base: &str, path: &str| endpoint_url(&Url::parse(base).unwrap(), path).to_string();
+            |base: &str, path: &str| endpoint_url(&Url::parse(base).unwrap(), &[path]).to_string();
         assert_eq!(
             at("https://qyapi.weixin.qq.com", "cgi-bin/gettoken"),
             "https://qyapi.weixin.qq.com/cgi-bin/gettoken"

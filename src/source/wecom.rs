@@ -78,7 +78,7 @@ impl WecomClient {
     }
 
     fn url(&self, endpoint: &str) -> Url {
-        endpoint_url(&self.base_url, &format!("cgi-bin/{endpoint}"))
+        endpoint_url(&self.base_url, &["cgi-bin", endpoint])
     }
 
     fn clean(&self, message: &str, token: Option<&Secret>) -> String {

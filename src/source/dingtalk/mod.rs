@@ -594,7 +594,7 @@ impl DingtalkClient {
     }
 
     fn url(&self, endpoint: &str) -> Url {
-        endpoint_url(&self.base_url, endpoint)
+        endpoint_url(&self.base_url, &[endpoint])
     }
 
     fn clean(&self, message: &str, token: Option<&Secret>) -> String {
