@@ -339,10 +339,11 @@ impl Writer {
         records: Vec<PendingRecord>,
     ) -> Result<Outcome, WriteError> {
         let mut out = Outcome::default();
-        let mut queue: VecDeque<(Vec<PendingRecord>, Option<String>)> = records
-            .chunks(MAX_BATCH)
-            .map(|c| (c.to_vec(), None))
-            .collect();
+        let mut queue: VecDeque<(Vec<PendingRecord>, Option<String>)> = VecDeque::new();
+        let mut records = records.into_iter().peekable();
+        while records.peek().is_some() {
+            queue.push_back((records.by_ref().take(MAX_BATCH).collect(), None));
+        }
         while let Some((batch, prior)) = queue.pop_front() {
             self.settle_batch(month, batch, prior, &mut queue, &mut out)
                 .await?;

@@ -26,7 +26,11 @@ pub enum Node<'a> {
 impl<'a> Node<'a> {
     /// Reads a JSON text; texts without escapes are borrowed from it.
     pub fn parse(text: &'a str) -> Result<Node<'a>, serde_json::Error> {
-        serde_json::from_str(text)
+        let mut scratch = Scratch::default();
+        let mut reader = serde_json::Deserializer::from_str(text);
+        let node = de::DeserializeSeed::deserialize(NodeSeed(&mut scratch), &mut reader)?;
+        reader.end()?;
+        Ok(node)
     }
 }
 
@@ -74,13 +78,30 @@ impl Tree for Node<'_> {
 
 impl<'de> Deserialize<'de> for Node<'de> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_any(NodeVisitor)
+        de::DeserializeSeed::deserialize(NodeSeed(&mut Scratch::default()), deserializer)
     }
 }
 
-struct NodeVisitor;
+/// Where the members of the objects and lists being read pile up until each is
+/// complete, so that each is then allocated once at its final size instead of
+/// growing as JSON (which does not say its lengths) is read.
+#[derive(Default)]
+struct Scratch<'de> {
+    items: Vec<Node<'de>>,
+    members: Vec<(Cow<'de, str>, Node<'de>)>,
+}
 
-impl<'de> Visitor<'de> for NodeVisitor {
+struct NodeSeed<'s, 'de>(&'s mut Scratch<'de>);
+
+impl<'de> de::DeserializeSeed<'de> for NodeSeed<'_, 'de> {
+    type Value = Node<'de>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Node<'de>, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for NodeSeed<'_, 'de> {
     type Value = Node<'de>;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
@@ -125,23 +146,24 @@ impl<'de> Visitor<'de> for NodeVisitor {
     }
 
     fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Node<'de>, D::Error> {
-        Node::deserialize(d)
+        de::DeserializeSeed::deserialize(self, d)
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Node<'de>, A::Error> {
-        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0));
-        while let Some(item) = seq.next_element()? {
-            items.push(item);
+        let start = self.0.items.len();
+        while let Some(item) = seq.next_element_seed(NodeSeed(&mut *self.0))? {
+            self.0.items.push(item);
         }
-        Ok(Node::List(items))
+        Ok(Node::List(self.0.items.drain(start..).collect()))
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Node<'de>, A::Error> {
-        let mut members = Vec::with_capacity(map.size_hint().unwrap_or(0));
+        let start = self.0.members.len();
         while let Some(Key(k)) = map.next_key()? {
-            members.push((k, map.next_value()?));
+            let value = map.next_value_seed(NodeSeed(&mut *self.0))?;
+            self.0.members.push((k, value));
         }
-        Ok(Node::Object(members))
+        Ok(Node::Object(self.0.members.drain(start..).collect()))
     }
 }
 
@@ -191,6 +213,13 @@ mod tests {
             node.to_value(),
             json!({"a": "张三", "b\"": "x\ny", "c": [1, -2, 1.5, true, null]})
         );
+    }
+
+    #[test]
+    fn text_after_the_value_is_an_error() {
+        assert!(Node::parse(r#"{"a":1} x"#).is_err());
+        assert!(Node::parse(r#"[1,2"#).is_err());
+        assert!(Node::parse(r#"  {"a":[1,{"b":2}]}  "#).is_ok());
     }
 
     #[test]

@@ -26,6 +26,9 @@ pub(crate) struct Shape {
     /// except those fed by `$synced_at`, and of two fields with one name the
     /// later one (as in a JSON object).
     hashed: Vec<usize>,
+    /// Each field's name as JSON text (`"name"`), escaped once here instead of
+    /// for every record's hash and write format.
+    quoted: Vec<String>,
 }
 
 impl Shape {
@@ -43,10 +46,12 @@ impl Shape {
             }
             same
         });
+        let quoted = names.iter().map(|name| json_str(name)).collect();
         Shape {
             names,
             key_index,
             hashed,
+            quoted,
         }
     }
 
@@ -154,7 +159,7 @@ impl Row {
             if n > 0 {
                 text.push(b',');
             }
-            write_json_str(&self.shape.names[i], &mut text);
+            text.extend_from_slice(self.shape.quoted[i].as_bytes());
             text.push(b':');
             write_canonical(&self.values[i], &mut text);
         }
@@ -174,11 +179,29 @@ impl Row {
         self.write_data().to_value()
     }
 
-    /// The Jiandaoyun write format as JSON text, written straight from the values
-    /// (`to_raw_value` keeps the text without parsing it again to check it).
+    /// The Jiandaoyun write format as JSON text, `{"field":{"value":v},…}`, written
+    /// straight from the values with the names escaped beforehand.
     pub fn write_data(&self) -> WriteData {
-        serde_json::value::to_raw_value(&WriteFields(self))
-            .map_or_else(|_| WriteData(RawValue::NULL.to_owned()), WriteData)
+        let mut text = Vec::with_capacity(64 * self.values.len());
+        text.push(b'{');
+        for (n, (quoted, value)) in self.shape.quoted.iter().zip(&self.values).enumerate() {
+            if n > 0 {
+                text.push(b',');
+            }
+            text.extend_from_slice(quoted.as_bytes());
+            text.extend_from_slice(br#":{"value":"#);
+            // Writing to a Vec cannot fail.
+            let _ = serde_json::to_writer(&mut text, value);
+            text.push(b'}');
+        }
+        text.push(b'}');
+        // Only JSON text was written, which is UTF-8.
+        let text = String::from_utf8(text).unwrap_or_default();
+        // SAFETY: `text` is one JSON object without surrounding whitespace: its
+        // braces, colons and commas are written above, its names were escaped by
+        // serde_json (`json_str`), and its values written by serde_json. (Debug
+        // builds, and so every test, parse it again to check.)
+        WriteData(unsafe { RawValue::from_string_unchecked(text) })
     }
 
     /// Bare values, `{"field": v, …}`, for `--dry-run` output.
@@ -188,32 +211,6 @@ impl Row {
                 .map(|(n, v)| (n.to_string(), v.clone()))
                 .collect(),
         )
-    }
-}
-
-/// A row as `{"field": {"value": v}, …}`.
-struct WriteFields<'a>(&'a Row);
-
-impl Serialize for WriteFields<'_> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeMap;
-        let mut fields = s.serialize_map(Some(self.0.values.len()))?;
-        for (name, value) in self.0.fields() {
-            fields.serialize_entry(name, &Wrapped(value))?;
-        }
-        fields.end()
-    }
-}
-
-/// `{"value": v}`.
-struct Wrapped<'a>(&'a Value);
-
-impl Serialize for Wrapped<'_> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeMap;
-        let mut wrapper = s.serialize_map(Some(1))?;
-        wrapper.serialize_entry("value", self.0)?;
-        wrapper.end()
     }
 }
 
@@ -254,6 +251,14 @@ fn write_canonical(v: &Value, out: &mut Vec<u8>) {
 
 fn write_json_str(s: &str, out: &mut Vec<u8>) {
     let _ = serde_json::to_writer(&mut *out, s);
+}
+
+/// `s` as a JSON string, quotes included.
+fn json_str(s: &str) -> String {
+    let mut out = Vec::with_capacity(s.len() + 2);
+    write_json_str(s, &mut out);
+    // Only JSON text was written, which is UTF-8.
+    String::from_utf8(out).unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -345,5 +350,35 @@ mod tests {
         );
         assert_eq!(r.to_json(), json!({"a": 1, "b": null}));
         assert_eq!(r.to_json().to_string(), r#"{"a":1,"b":null}"#);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn write_data_is_the_wrapped_fields_for_any_names_and_values(
+            fields in proptest::collection::vec(
+                ("[a-z\"\\\\年\n]{0,4}", proptest::prelude::any::<Option<(i32, String)>>()),
+                1..6,
+            )
+        ) {
+            let values: Vec<Value> = fields
+                .iter()
+                .map(|(_, v)| match v {
+                    None => Value::Null,
+                    Some((n, s)) if n % 2 == 0 => json!([n, s]),
+                    Some((_, s)) => json!(s),
+                })
+                .collect();
+            let names: Vec<String> = fields.iter().map(|(n, _)| n.clone()).collect();
+            let volatile = vec![false; names.len()];
+            let r = Row::new(Arc::new(Shape::new(names.clone(), vec![0], &volatile)), values.clone());
+            // Built as serde_json would, the later of two equal names winning.
+            let mut expected = serde_json::Map::new();
+            for (name, value) in names.iter().zip(&values) {
+                expected.insert(name.clone(), json!({ "value": value }));
+            }
+            let text = r.write_data();
+            let parsed: Value = serde_json::from_str(text.get()).expect("the write format is JSON");
+            proptest::prop_assert_eq!(parsed, Value::Object(expected));
+        }
     }
 }

@@ -249,15 +249,16 @@ impl WecomClient {
             };
             self.pacer.ready(endpoint).await;
             self.stats.call(endpoint);
+            // The query is written once, into the URL itself.
+            let mut url = self.url(endpoint);
+            url.query_pairs_mut()
+                .append_pair("access_token", token.expose())
+                .extend_pairs(query.iter().map(|(k, v)| (k, v.as_str())));
             let request = match body {
-                Some(b) => self.http.post(self.url(endpoint)).json(b),
-                None => self.http.get(self.url(endpoint)),
+                Some(b) => self.http.post(url).json(b),
+                None => self.http.get(url),
             };
-            let sent = request
-                .query(&[("access_token", token.expose())])
-                .query(query)
-                .send()
-                .await;
+            let sent = request.send().await;
             self.decode(endpoint, sent, Some(&token), codes::wecom)
                 .await
         })
