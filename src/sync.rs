@@ -18,10 +18,10 @@ use crate::config::job::{DingtalkSource, Job, Source};
 use crate::http::{CallStats, EndpointStats};
 use crate::jiandaoyun::{JdyError, Jiandaoyun, Widget};
 use crate::lease::Lease;
-use crate::mapping::{Mapping, Node, Row, Vars};
+use crate::mapping::{Mapping, Row, Vars};
 use crate::month::{default_months, Month};
 use crate::roster::UserIds;
-use crate::source::{Pulled, Record, SourceClient, SourceError};
+use crate::source::{Pulled, SourceClient, SourceError};
 use crate::store::{MonthCounts, PendingRecord, RunStatus, Store, StoreError};
 use crate::writer::{Outcome, WriteError, Writer};
 
@@ -582,71 +582,68 @@ struct MappedChunk {
     /// Per employee: what went wrong (without the month, added by the caller).
     errors: Vec<String>,
     pulled: u64,
-    seen: HashSet<u64>,
+    /// Employees asked for whom the source has no record this month.
+    absent: usize,
 }
 
-/// Maps a chunk's records, drops keys already produced this month, and prints
-/// dry-run records to `dry_run`.
+/// Maps a chunk's records, drops keys already produced this month (`seen`), and
+/// prints dry-run records to `dry_run`. Fails only on a source answer that
+/// cannot be read at all.
 fn map_chunk(
     mapping: &Mapping,
     vars: &Vars,
     pulled: Pulled,
-    mut seen: HashSet<u64>,
+    seen: &mut HashSet<u64>,
     dry_run: Option<&RecordSink>,
-) -> MappedChunk {
-    let mut errors: Vec<String> = pulled
-        .failed
-        .into_iter()
-        .map(|(employee, reason)| format!("employee {employee}: {reason}"))
-        .collect();
-    let mut records = Vec::with_capacity(pulled.records.len());
-    let count = pulled.records.len() as u64;
+) -> Result<MappedChunk, SourceError> {
+    let reports = pulled.reports.read(&pulled.failed)?;
+    let mut out = MappedChunk {
+        records: Vec::with_capacity(pulled.records.len() + reports.found.len()),
+        errors: pulled
+            .failed
+            .iter()
+            .map(|(employee, reason)| format!("employee {employee}: {reason}"))
+            .collect(),
+        pulled: (pulled.records.len() + reports.found.len()) as u64,
+        absent: pulled.absent.len() + reports.absent,
+    };
     let bound = mapping.bind(vars);
-    for rec in pulled.records {
-        let mapped = match &rec.record {
-            Record::Value(v) => bound.apply(v),
-            Record::Json(text) => match Node::parse(text.get()) {
-                Ok(node) => bound.apply(&node),
-                Err(e) => {
-                    errors.push(format!(
-                        "employee {}: the source record is not readable JSON: {e}",
-                        rec.employee
-                    ));
-                    continue;
-                }
-            },
-        };
-        match mapped {
-            Ok(row) => {
-                let record = Planned {
-                    key: row.key(),
-                    content_hash: row.content_hash(),
-                    row,
-                };
-                if !seen.insert(small_hash(&record.key)) {
-                    errors.push(format!(
-                        "employee {}: key {} was already produced by another record of this month; skipped",
-                        rec.employee, record.key
-                    ));
-                    continue;
-                }
-                if let Some(sink) = dry_run {
-                    sink(&record.row.to_json());
-                }
-                records.push(record);
-            }
+    let built = pulled
+        .records
+        .iter()
+        .map(|r| (r.employee.as_str(), bound.apply(&r.record)));
+    let read = reports
+        .found
+        .iter()
+        .map(|(employee, report)| (*employee, bound.apply(report)));
+    for (employee, mapped) in built.chain(read) {
+        let row = match mapped {
+            Ok(row) => row,
             Err(field_errors) => {
                 let text: Vec<String> = field_errors.iter().map(ToString::to_string).collect();
-                errors.push(format!("employee {}: {}", rec.employee, text.join("; ")));
+                out.errors
+                    .push(format!("employee {employee}: {}", text.join("; ")));
+                continue;
             }
+        };
+        let record = Planned {
+            key: row.key(),
+            content_hash: row.content_hash(),
+            row,
+        };
+        if !seen.insert(small_hash(&record.key)) {
+            out.errors.push(format!(
+                "employee {employee}: key {} was already produced by another record of this month; skipped",
+                record.key
+            ));
+            continue;
         }
+        if let Some(sink) = dry_run {
+            sink(&record.row.to_json());
+        }
+        out.records.push(record);
     }
-    MappedChunk {
-        records,
-        errors,
-        pulled: count,
-        seen,
-    }
+    Ok(out)
 }
 
 impl Syncer {
@@ -955,7 +952,6 @@ impl Syncer {
             // A pull that stopped partway still hands over what it paid for;
             // those records are written, then the month stops.
             let stopped = pulled.stopped.take();
-            absent += pulled.absent.len();
             if self.shutdown.is_triggered() {
                 complete = false;
                 outcome = Err(JobError::Setup(
@@ -971,7 +967,17 @@ impl Syncer {
                 break;
             }
             let writes = match self
-                .plan_chunk(job, mapping, opts, month, &vars, pulled, &mut seen, m)
+                .plan_chunk(
+                    job,
+                    mapping,
+                    opts,
+                    month,
+                    &vars,
+                    pulled,
+                    &mut seen,
+                    &mut absent,
+                    m,
+                )
                 .await
             {
                 Ok(w) => w,
@@ -1087,19 +1093,29 @@ impl Syncer {
         vars: &Vars,
         pulled: Pulled,
         seen: &mut HashSet<u64>,
+        absent: &mut usize,
         m: &mut MonthReport,
     ) -> Result<ChunkWrites, JobError> {
         // Mapping and hashing a chunk is the CPU-heavy part of a sync: done on a
         // blocking thread, it never delays a paced request that is due to go out.
         let (mapping, vars, sink) = (mapping.clone(), vars.clone(), self.dry_run_sink.clone());
-        let (taken, dry_run) = (std::mem::take(seen), opts.dry_run);
-        let mapped = tokio::task::spawn_blocking(move || {
-            map_chunk(&mapping, &vars, pulled, taken, dry_run.then_some(&sink))
+        let (mut taken, dry_run) = (std::mem::take(seen), opts.dry_run);
+        let (taken, mapped) = tokio::task::spawn_blocking(move || {
+            let mapped = map_chunk(
+                &mapping,
+                &vars,
+                pulled,
+                &mut taken,
+                dry_run.then_some(&sink),
+            );
+            (taken, mapped)
         })
         .await
         .map_err(|e| JobError::Setup(format!("mapping a chunk failed: {e}")))?;
-        *seen = mapped.seen;
+        *seen = taken;
+        let mapped = mapped?;
         m.counts.pulled += mapped.pulled;
+        *absent += mapped.absent;
         for message in mapped.errors {
             m.error(format!("{month} {message}"));
         }

@@ -76,7 +76,7 @@ impl Tree for Node<'_> {
     }
 }
 
-impl<'de> Deserialize<'de> for Node<'de> {
+impl<'de: 'a, 'a> Deserialize<'de> for Node<'a> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         de::DeserializeSeed::deserialize(NodeSeed(&mut Scratch::default()), deserializer)
     }

@@ -4,7 +4,6 @@
 pub mod dingtalk;
 pub mod wecom;
 
-use serde_json::value::RawValue;
 use serde_json::Value;
 
 /// A source failure that stops the job (or the month, for `Exhausted`).
@@ -48,34 +47,17 @@ impl SourceError {
 #[derive(Debug, Clone)]
 pub struct SourceRecord {
     pub employee: String,
-    pub record: Record,
-}
-
-/// A source record's content.
-#[derive(Debug, Clone)]
-pub enum Record {
-    /// Built by attendsync (DingTalk's sums).
-    Value(Value),
-    /// The vendor's own JSON text, kept as it came and read in place when
-    /// mapped (WeCom's reports: large, and only a few fields are read).
-    Json(Box<RawValue>),
-}
-
-impl Record {
-    /// The record as a `Value`, for tests (mapping reads it in place).
-    #[cfg(test)]
-    pub fn to_value(&self) -> Value {
-        match self {
-            Record::Value(v) => v.clone(),
-            Record::Json(text) => serde_json::from_str(text.get()).unwrap_or(Value::Null),
-        }
-    }
+    /// Built by attendsync from the vendor's answers (DingTalk's sums).
+    pub record: Value,
 }
 
 /// What one pull of a chunk of employees produced.
 #[derive(Debug, Default)]
 pub struct Pulled {
+    /// Records built by attendsync (DingTalk).
     pub records: Vec<SourceRecord>,
+    /// Reports still inside the vendor's answers (WeCom), read where they are mapped.
+    pub reports: wecom::Reports,
     /// Employees the source rejected, with the reason.
     pub failed: Vec<(String, String)>,
     /// Employees asked for but absent from the answer (left, out of scope, no rule).

@@ -37,7 +37,7 @@ mod people;
 
 use people::{Directory, Gatherer, Listed, Person};
 
-use super::{Pulled, Record, SourceError, SourceRecord};
+use super::{Pulled, SourceError, SourceRecord};
 use crate::config::job::{DingtalkSource, Rate, RetryConfig, Scope};
 use crate::http::codes::{self, dingtalk_code, Class};
 use crate::http::pace::{Pacer, TOTAL};
@@ -1307,7 +1307,7 @@ impl DingtalkClient {
             match outcome {
                 Some(Ok(record)) => pulled.records.push(SourceRecord {
                     employee: userid.clone(),
-                    record: Record::Value(record),
+                    record,
                 }),
                 Some(Err(EmployeeError::Failed(reason))) => {
                     tracing::warn!(userid = %userid, month = %month, %reason, "DingTalk employee-month failed");
@@ -1687,7 +1687,7 @@ mod tests {
             let expected = sim
                 .expected_record(&r.employee, month, &cfg.columns, &cfg.leave_names)
                 .unwrap();
-            assert_eq!(r.record.to_value(), expected, "{}", r.employee);
+            assert_eq!(r.record, expected, "{}", r.employee);
         }
     }
 
@@ -1717,7 +1717,7 @@ mod tests {
         assert!(sim.org().departments.iter().any(|d| d.parent_id > 1));
         assert!(sim.calls(USER_LIST) > sim.org().departments.len());
         assert_eq!(sim.calls(LISTSUB), sim.org().departments.len());
-        let r = &pulled.records[0].record.to_value();
+        let r = &pulled.records[0].record;
         assert!(!r["departments"].as_array().unwrap().is_empty());
         assert_eq!(r["columns"].as_object().unwrap().len(), 10);
         assert_eq!(r["leave"].as_object().unwrap().len(), 3);
@@ -1747,10 +1747,10 @@ mod tests {
         assert_eq!(sim.calls(GETLEAVETIME), 0);
         // 标准工作时长 has a fixed value.
         assert_eq!(
-            pulled.records[0].record.to_value()["columns"]["标准工作时长"],
+            pulled.records[0].record["columns"]["标准工作时长"],
             json!(8)
         );
-        assert_eq!(pulled.records[0].record.to_value()["leave"], json!({}));
+        assert_eq!(pulled.records[0].record["leave"], json!({}));
 
         let client = client_for(&job(&sim, &DEFAULT_COLUMNS[..21], &["年假"; 41]));
         assert_eq!(client.metered_calls_per_employee(), 2 + 3);
@@ -2537,7 +2537,7 @@ mod tests {
                         &cfg.leave_names,
                     )
                     .unwrap();
-                assert_eq!(r.record.to_value(), expected, "{now}");
+                assert_eq!(r.record, expected, "{now}");
             }
         }
         let calls = sim.calls(GETCOLUMNVAL);
@@ -2597,7 +2597,7 @@ mod tests {
             source: "dingtalk".into(),
             synced_at: after_october(),
         };
-        let record = &pulled.records[0].record.to_value();
+        let record = &pulled.records[0].record;
         let row = mapping.apply(record, &vars).unwrap();
         let row = row.to_json();
         assert_eq!(row["userid"], record["userid"]);
