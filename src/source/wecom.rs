@@ -597,10 +597,11 @@ impl Reports {
         for answer in &self.answers {
             // Checked as UTF-8 in one pass, so that reading it does not check
             // each text again.
-            let text = std::str::from_utf8(answer).map_err(|e| SourceError::Protocol {
-                vendor: VENDOR,
-                endpoint: MONTHDATA.into(),
-                message: format!("the answer is not UTF-8 text (at byte {})", e.valid_up_to()),
+            let text = std::str::from_utf8(answer).map_err(|e| {
+                unreadable_answer(format!(
+                    "the answer is not UTF-8 text (at byte {})",
+                    e.valid_up_to()
+                ))
             })?;
             let datas = serde_json::from_str::<Datas>(text).map_err(unreadable)?;
             for report in datas.datas.into_iter().flatten() {
@@ -632,10 +633,19 @@ fn unreadable(e: serde_json::Error) -> SourceError {
         Category::Data => "the answer does not have the documented shape (`datas` is not a list)",
         Category::Syntax | Category::Eof | Category::Io => "the answer is not valid JSON",
     };
+    unreadable_answer(format!(
+        "{what} at line {}, column {}",
+        e.line(),
+        e.column()
+    ))
+}
+
+/// A `getcheckin_monthdata` answer that could not be read, and why.
+fn unreadable_answer(message: String) -> SourceError {
     SourceError::Protocol {
         vendor: VENDOR,
         endpoint: MONTHDATA.into(),
-        message: format!("{what} at line {}, column {}", e.line(), e.column()),
+        message,
     }
 }
 
