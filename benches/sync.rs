@@ -3,7 +3,8 @@
 //!
 //! ```text
 //! cargo bench --bench sync -- [--sizes 2000,20000,200000] [--sources wecom,dingtalk]
-//!     [--latency-ms 20] [--dingtalk-rate 200] [--out target/bench-sync.md]
+//!     [--latency-ms 20] [--dingtalk-rate 200] [--wecom-monthdata-rate 600]
+//!     [--out target/bench-sync.md]
 //! ```
 //!
 //! For every source and size: a first run of one past month into an empty form,
@@ -47,7 +48,7 @@ const DINGTALK_MAPPING: &str = include_str!("../mappings/dingtalk_monthly.toml")
 
 /// WeCom's per-API cap (wecom.md §7), used for the contacts endpoints.
 const WECOM_API_CAP_PER_MIN: u32 = 10_000;
-/// `getcheckin_monthdata`: documented 60/min, scaled ×10 to keep runs short.
+/// `getcheckin_monthdata`: documented 60/min, scaled ×10 by default to keep runs short.
 const WECOM_MONTHDATA_PER_MIN: u32 = 600;
 /// DingTalk's documented per-API quota (standard edition), calls per second.
 const DINGTALK_DOCUMENTED_RATE: u32 = 20;
@@ -72,6 +73,8 @@ struct Args {
     sources: Vec<Kind>,
     latency: Duration,
     dingtalk_rate: u32,
+    /// WeCom `getcheckin_monthdata` calls per minute.
+    wecom_monthdata_rate: u32,
     out: PathBuf,
     /// Keep each case's config dir (job, database, the runs' stdout and stderr).
     keep: bool,
@@ -90,6 +93,7 @@ fn parse_args() -> Result<Option<Args>, String> {
         sources: vec![Kind::Wecom, Kind::Dingtalk],
         latency: Duration::from_millis(20),
         dingtalk_rate: 200,
+        wecom_monthdata_rate: WECOM_MONTHDATA_PER_MIN,
         out: Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-sync.md"),
         keep: false,
         wrap: Vec::new(),
@@ -124,11 +128,19 @@ fn parse_args() -> Result<Option<Args>, String> {
                     .parse()
                     .map_err(|e| format!("--dingtalk-rate: {e}"))?
             }
+            "--wecom-monthdata-rate" => {
+                args.wecom_monthdata_rate = value()?
+                    .parse()
+                    .map_err(|e| format!("--wecom-monthdata-rate: {e}"))?
+            }
             "--out" => args.out = PathBuf::from(value()?),
             "--keep" => args.keep = true,
             "--wrap" => args.wrap = value()?.split_whitespace().map(str::to_owned).collect(),
             other => return Err(format!("unknown argument {other:?}")),
         }
+    }
+    if args.dingtalk_rate == 0 || args.wecom_monthdata_rate == 0 {
+        return Err("--dingtalk-rate and --wecom-monthdata-rate must be at least 1".into());
     }
     Ok(Some(args))
 }
@@ -439,7 +451,7 @@ impl Bench {
                 let quotas: Vec<Quota> = vec![
                     (
                         "checkin/getcheckin_monthdata".into(),
-                        WECOM_MONTHDATA_PER_MIN,
+                        args.wecom_monthdata_rate,
                         minute,
                     ),
                     ("gettoken".into(), 1000, minute),
@@ -897,8 +909,10 @@ fn case_detail(c: &Case) -> String {
 
 fn tables(cases: &[Case], args: &Args) -> String {
     let mut out = format!(
-        "Latency {} ms per request; DingTalk per-API quota {}/s; month {MONTH}.\n",
+        "Latency {} ms per request; WeCom monthdata quota {}/min; DingTalk per-API quota {}/s; \
+         month {MONTH}.\n",
         args.latency.as_millis(),
+        args.wecom_monthdata_rate,
         args.dingtalk_rate
     );
     for kind in [Kind::Wecom, Kind::Dingtalk] {
