@@ -58,7 +58,11 @@ fn job_with_schedule(env: &Env, schedule: &str) {
     let limits = "[source.limits]\n\"checkin/getcheckin_monthdata\" = \"6000/min\"\n\"user/simplelist\" = \"100/s\"\n";
     let text = env.job_text(limits, "").replace(
         "description = \"test job\"",
-        &format!("description = \"test job\"\nschedule = \"{schedule}\""),
+        // One month per fire whatever today's date: through the 5th a run also
+        // syncs the previous month, and the counts below are of one month.
+        &format!(
+            "description = \"test job\"\nschedule = \"{schedule}\"\nprevious_month_until_day = 0"
+        ),
     );
     env.write("jobs/wecom_monthly.toml", &text);
 }
