@@ -69,6 +69,9 @@ pub enum JdyError {
     },
     #[error("Jiandaoyun {endpoint}: unexpected answer: {message}")]
     Protocol { endpoint: String, message: String },
+    /// The batch could not be marked as in flight, so it was not sent.
+    #[error("Jiandaoyun {endpoint}: not sent: {0}", endpoint = BATCH_CREATE)]
+    NotMarked(String),
 }
 
 impl JdyError {
@@ -106,6 +109,7 @@ pub struct Jiandaoyun {
     is_start_trigger: bool,
     pacer: Pacer,
     retry: RetryConfig,
+    request_timeout: Duration,
     stats: Arc<CallStats>,
 }
 
@@ -115,6 +119,18 @@ enum Resend {
     Safe,
     /// Creates: an unclear failure is reported as ambiguous, not retried.
     Never,
+}
+
+fn finish<T>(endpoint: &str, r: Result<T, RetryError<JdyError>>) -> Result<T, JdyError> {
+    match r {
+        Ok(v) => Ok(v),
+        Err(RetryError::Failed(e)) => Err(e),
+        Err(RetryError::Exhausted { attempts, last }) => Err(JdyError::Exhausted {
+            endpoint: endpoint.to_string(),
+            attempts,
+            last,
+        }),
+    }
 }
 
 impl Jiandaoyun {
@@ -129,8 +145,14 @@ impl Jiandaoyun {
             is_start_trigger: target.is_start_trigger,
             pacer: Pacer::new(GLOBAL_LIMIT, DEFAULT_LIMITS, &target.limits),
             retry: target.retry,
+            request_timeout: target.request_timeout,
             stats,
         }
+    }
+
+    /// How long one request may take, answer included (`[target] request_timeout`).
+    pub fn request_timeout(&self) -> Duration {
+        self.request_timeout
     }
 
     pub fn entry_id(&self) -> &str {
@@ -167,6 +189,7 @@ impl Jiandaoyun {
                 &["api/v5/app/entry", endpoint],
             ))
             .bearer_auth(self.api_key.expose())
+            .timeout(self.request_timeout)
             .json(body)
             .send()
             .await;
@@ -254,15 +277,7 @@ impl Jiandaoyun {
             self.attempt(endpoint, body, resend)
         })
         .await;
-        match r {
-            Ok(v) => Ok(v),
-            Err(RetryError::Failed(e)) => Err(e),
-            Err(RetryError::Exhausted { attempts, last }) => Err(JdyError::Exhausted {
-                endpoint: endpoint.to_string(),
-                attempts,
-                last,
-            }),
-        }
+        finish(endpoint, r)
     }
 
     /// The form's fields; also proves the key, app and form are right.
@@ -346,12 +361,19 @@ impl Jiandaoyun {
     }
 
     /// Creates up to 100 records under `transaction_id`. Unclear failures come back
-    /// as [`JdyError::Ambiguous`], never retried here.
-    pub async fn batch_create(
+    /// as [`JdyError::Ambiguous`], never retried here. `before_send` runs before
+    /// every attempt (a throttled one is retried): the writer records there that
+    /// the batch may be in flight, and nothing is sent when it fails.
+    pub async fn batch_create<F, Fut>(
         &self,
         transaction_id: &str,
         records: &[PendingRecord],
-    ) -> Result<Created, JdyError> {
+        before_send: F,
+    ) -> Result<Created, JdyError>
+    where
+        F: Fn() -> Fut + Sync,
+        Fut: std::future::Future<Output = Result<(), String>> + Send,
+    {
         // Borrows every record's data: a batch is encoded once per attempt, never copied.
         #[derive(Serialize)]
         struct Body<'a> {
@@ -368,7 +390,14 @@ impl Jiandaoyun {
             is_start_workflow: self.is_start_workflow,
             data_list: records.iter().map(|r| &r.data).collect(),
         };
-        let v = self.post(BATCH_CREATE, &body, Resend::Never).await?;
+        let r = retry(&self.retry, BATCH_CREATE, || async {
+            match before_send().await {
+                Ok(()) => self.attempt(BATCH_CREATE, &body, Resend::Never).await,
+                Err(e) => Attempt::Fail(JdyError::NotMarked(e)),
+            }
+        })
+        .await;
+        let v = finish(BATCH_CREATE, r)?;
         Ok(Created {
             success_count: v["success_count"].as_u64().unwrap_or(0),
             success_ids: v["success_ids"]

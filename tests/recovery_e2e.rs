@@ -3,10 +3,10 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use attendsync::sim::{JdySimConfig, Outcome, TxMode, WecomSimConfig};
-use common::{counts, Env};
+use common::{batch_in_flight, counts, run_and_kill, Env};
 
 const MONTH: &str = "2026-10";
 const FAST_SOURCE: &str = "[source.limits]\n\"checkin/getcheckin_monthdata\" = \"6000/min\"\n\"user/simplelist\" = \"100/s\"\n";
@@ -135,41 +135,6 @@ async fn records_gone_from_the_source_are_listed_and_pruned_on_request() {
     again.expect_code(0).expect_lacks("gone from source");
 }
 
-/// Starts a run, waits until `ready` says so (bounded), and kills it with SIGKILL.
-async fn run_and_kill(env: &Env, ready: impl Fn(&Env) -> bool) {
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_attendsync"))
-        .args(["run", "--month", MONTH, "--config-dir"])
-        .arg(env.path())
-        .env("WECOM_CORP_ID", common::CORP_ID)
-        .env("WECOM_CHECKIN_SECRET", common::SECRET)
-        .env("JDY_API_KEY", common::API_KEY)
-        .env("RUST_LOG", "warn")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap_or_else(|e| panic!("spawn: {e}"));
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !ready(env) {
-        if Instant::now() > deadline {
-            panic!("the kill point was never reached");
-        }
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!("the run ended ({status}) before the kill point");
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    // tokio's kill sends SIGKILL.
-    child.kill().await.unwrap_or_else(|e| panic!("kill: {e}"));
-}
-
-fn batch_in_flight(env: &Env) -> bool {
-    env.jdy
-        .call_log()
-        .iter()
-        .any(|c| c.endpoint == "data/batch_create" && c.outcome == Outcome::Pending)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_runs_resume_without_duplicates_or_loss() {
     let jdy = JdySimConfig {
@@ -180,18 +145,18 @@ async fn killed_runs_resume_without_duplicates_or_loss() {
     env.write_job(FAST_SOURCE, FAST_TARGET);
 
     // 1. While the first batch is in flight.
-    run_and_kill(&env, batch_in_flight).await;
+    run_and_kill(&env, MONTH, batch_in_flight).await;
     // 2. Once some records landed.
-    run_and_kill(&env, |e| e.jdy.records().len() >= 500).await;
+    run_and_kill(&env, MONTH, |e| e.jdy.records().len() >= 500).await;
     // 3. While a later batch is in flight (after send, before the commit).
     let seen = env.jdy.calls("data/batch_create");
-    run_and_kill(&env, move |e| {
+    run_and_kill(&env, MONTH, move |e| {
         e.jdy.calls("data/batch_create") > seen + 2 && batch_in_flight(e)
     })
     .await;
     // 4. Right after a batch was stored.
     let stored = env.jdy.records().len();
-    run_and_kill(&env, move |e| e.jdy.records().len() > stored).await;
+    run_and_kill(&env, MONTH, move |e| e.jdy.records().len() > stored).await;
 
     let last = env.run(&["run", "--month", MONTH]).await;
     last.expect_code(0);

@@ -88,6 +88,9 @@ pub struct Target {
     pub is_start_trigger: bool,
     pub limits: Vec<(String, Rate)>,
     pub retry: RetryConfig,
+    /// How long one request may take, answer included. A create whose answer
+    /// did not come is only read back once this (and a margin) has passed.
+    pub request_timeout: Duration,
 }
 
 /// When alerts are sent (`[notify] on`).
@@ -265,6 +268,7 @@ const TARGET_KEYS: &[&str] = &[
     "base_url",
     "is_start_workflow",
     "is_start_trigger",
+    "request_timeout",
     "limits",
     "retry",
 ];
@@ -472,6 +476,7 @@ fn read_target(t: &Table<'_, '_>, errors: &mut Vec<ConfigError>) -> Option<Targe
     let base_url = read_base_url(t, JIANDAOYUN_BASE_URL, errors);
     let workflow = t.bool("is_start_workflow", errors).unwrap_or(false);
     let trigger = t.bool("is_start_trigger", errors).unwrap_or(false);
+    let request_timeout = read_request_timeout(t, errors);
     let limits = read_limits(t, errors);
     let retry = read_retry(t, RetryConfig::JIANDAOYUN, errors);
     t.finish(TARGET_KEYS, errors);
@@ -484,7 +489,29 @@ fn read_target(t: &Table<'_, '_>, errors: &mut Vec<ConfigError>) -> Option<Targe
         is_start_trigger: trigger,
         limits: limits?,
         retry: retry?,
+        request_timeout: request_timeout?,
     })
+}
+
+/// `request_timeout`: 1 s to 10 min, default [`crate::http::REQUEST_TIMEOUT`].
+fn read_request_timeout(t: &Table<'_, '_>, errors: &mut Vec<ConfigError>) -> Option<Duration> {
+    let Some(text) = t.string("request_timeout", errors) else {
+        return (!t.contains("request_timeout")).then_some(crate::http::REQUEST_TIMEOUT);
+    };
+    match parse_duration(&text.value) {
+        Some(d) if (Duration::from_secs(1)..=Duration::from_secs(600)).contains(&d) => Some(d),
+        _ => {
+            errors.push(t.error(
+                text.span,
+                "request_timeout",
+                format!(
+                    "invalid request_timeout \"{}\"; expected a duration from \"1s\" to \"10m\", e.g. \"60s\"",
+                    text.value
+                ),
+            ));
+            None
+        }
+    }
 }
 
 fn read_base_url(t: &Table<'_, '_>, default: &str, errors: &mut Vec<ConfigError>) -> Option<Url> {

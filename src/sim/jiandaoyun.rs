@@ -87,6 +87,10 @@ pub struct JdySimConfig {
     /// `data/batch_create`: store the batch, then close the connection without
     /// answering.
     pub store_then_drop_ratio: f64,
+    /// `data/batch_create`: how long a batch takes to commit, on top of
+    /// `latency`. The commit happens even when the caller hangs up (or is
+    /// killed) meanwhile, as on a real server.
+    pub commit_delay: Duration,
 }
 
 impl Default for JdySimConfig {
@@ -127,6 +131,7 @@ impl Default for JdySimConfig {
             seed: 0,
             store_then_502_ratio: 0.0,
             store_then_drop_ratio: 0.0,
+            commit_delay: Duration::ZERO,
         }
     }
 }
@@ -172,6 +177,7 @@ struct JdyState {
     tx_ttl: Duration,
     store_then_502_ratio: f64,
     store_then_drop_ratio: f64,
+    commit_delay: Duration,
     records: BTreeMap<String, Stored>,
     /// Per field: text value → ids of the records holding it. With `other_values`,
     /// lets `data/list` visit only the records an `in` filter on a text field can
@@ -243,6 +249,7 @@ impl JdySim {
             tx_ttl: config.tx_ttl,
             store_then_502_ratio: config.store_then_502_ratio,
             store_then_drop_ratio: config.store_then_drop_ratio,
+            commit_delay: config.commit_delay,
             records: BTreeMap::new(),
             text_index: HashMap::new(),
             other_values: HashMap::new(),
@@ -298,6 +305,23 @@ impl JdySim {
     /// Deletes a record as someone would by hand in the form; whether it was there.
     pub fn delete_record(&self, id: &str) -> bool {
         self.state().records.remove(id).is_some()
+    }
+
+    /// Adds a record as someone would by hand: bare values keyed by field alias.
+    /// Returns its `_id`.
+    pub fn add_record(&self, fields: Map<String, Value>) -> String {
+        self.state().insert(fields)
+    }
+
+    /// Changes one field of a record as someone would by hand; whether the
+    /// record was there.
+    pub fn edit_record(&self, id: &str, field: &str, value: Value) -> bool {
+        let mut state = self.state();
+        if !state.records.contains_key(id) {
+            return false;
+        }
+        state.update(id, Map::from_iter([(field.to_owned(), value)]));
+        true
     }
 
     /// `(alias, widgetName)` of every field.
@@ -380,7 +404,7 @@ async fn handle(
         .trim_matches('/')
         .to_owned();
     let known = path.starts_with(PREFIX) && ENDPOINTS.contains(&endpoint.as_str());
-    let (index, latency, early) = {
+    let (index, latency, early, commit_delay) = {
         let mut state = shared.state();
         let index = state.gate.arrive_at(&endpoint, arrived);
         let early = if !known || method != Method::POST {
@@ -405,13 +429,33 @@ async fn handle(
                 }
             }
         };
-        (index, state.gate.latency(), early)
+        let commit_delay = match endpoint.as_str() {
+            "data/batch_create" => state.commit_delay,
+            _ => Duration::ZERO,
+        };
+        (index, state.gate.latency(), early, commit_delay)
     };
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
     }
     let result = match early {
         Some(failure) => Err(failure),
+        None if !commit_delay.is_zero() => {
+            // Its own task: a caller that hangs up does not stop the commit.
+            let shared = Arc::clone(&shared);
+            let committing = tokio::spawn(async move {
+                tokio::time::sleep(commit_delay).await;
+                let mut state = shared.state();
+                serve(&shared, &mut state, &endpoint, &headers, &body)
+            });
+            committing.await.unwrap_or_else(|e| {
+                Err(Failure {
+                    status: StatusCode::INTERNAL_SERVER_ERROR,
+                    code: 0,
+                    msg: format!("commit task failed: {e}"),
+                })
+            })
+        }
         None => {
             let mut state = shared.state();
             serve(&shared, &mut state, &endpoint, &headers, &body)

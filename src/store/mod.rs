@@ -68,7 +68,10 @@ pub struct PendingBatch {
     pub transaction_id: String,
     pub job: String,
     pub month: String,
+    /// When the batch was first written ahead under this transaction id.
     pub first_sent_at: DateTime<Utc>,
+    /// Until when a send of it may still commit (`None`: never sent).
+    pub in_flight_until: Option<DateTime<Utc>>,
     pub records: Vec<PendingRecord>,
 }
 
@@ -365,8 +368,9 @@ impl Store {
         records: &str,
     ) -> Result<()> {
         self.conn().execute(
-            "INSERT OR REPLACE INTO pending_batches (transaction_id, job, month, first_sent_at, records)
-             VALUES (?1, ?2, ?3, ?4, ?5)",
+            "INSERT INTO pending_batches (transaction_id, job, month, first_sent_at, records)
+             VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (transaction_id) DO UPDATE SET records = excluded.records",
             params![transaction_id, job, month, ts(first_sent_at), records],
         )?;
         Ok(())
@@ -376,7 +380,7 @@ impl Store {
     pub fn pending(&self, job: &str) -> Result<Vec<PendingBatch>> {
         let conn = self.conn();
         let mut stmt = conn.prepare(
-            "SELECT transaction_id, month, first_sent_at, records FROM pending_batches
+            "SELECT transaction_id, month, first_sent_at, records, in_flight_until FROM pending_batches
              WHERE job = ?1 ORDER BY first_sent_at, transaction_id",
         )?;
         let rows = stmt.query_map(params![job], |r| {
@@ -385,14 +389,21 @@ impl Store {
                 r.get::<_, String>(1)?,
                 r.get::<_, String>(2)?,
                 r.get::<_, String>(3)?,
+                r.get::<_, Option<String>>(4)?,
             ))
         })?;
         let mut out = Vec::new();
         for row in rows {
-            let (transaction_id, month, sent, records) = row?;
-            let first_sent_at = DateTime::parse_from_rfc3339(&sent)
-                .map_err(|e| StoreError::Corrupt(format!("pending batch {transaction_id}: {e}")))?
-                .with_timezone(&Utc);
+            let (transaction_id, month, sent, records, until) = row?;
+            let time = |text: &str| {
+                DateTime::parse_from_rfc3339(text)
+                    .map(|t| t.with_timezone(&Utc))
+                    .map_err(|e| {
+                        StoreError::Corrupt(format!("pending batch {transaction_id}: {e}"))
+                    })
+            };
+            let first_sent_at = time(&sent)?;
+            let in_flight_until = until.as_deref().map(time).transpose()?;
             let records = serde_json::from_str(&records)
                 .map_err(|e| StoreError::Corrupt(format!("pending batch {transaction_id}: {e}")))?;
             out.push(PendingBatch {
@@ -400,6 +411,7 @@ impl Store {
                 job: job.to_string(),
                 month,
                 first_sent_at,
+                in_flight_until,
                 records,
             });
         }
@@ -413,6 +425,15 @@ impl Store {
             |r| r.get(0),
         )?;
         Ok(n.max(0) as u64)
+    }
+
+    /// Records, just before a send, until when that send may still commit.
+    pub fn mark_in_flight(&self, transaction_id: &str, until: DateTime<Utc>) -> Result<()> {
+        self.conn().execute(
+            "UPDATE pending_batches SET in_flight_until = ?2 WHERE transaction_id = ?1",
+            params![transaction_id, ts(until)],
+        )?;
+        Ok(())
     }
 
     pub fn drop_pending(&self, transaction_id: &str) -> Result<()> {
@@ -602,6 +623,7 @@ mod tests {
             job: "j".into(),
             month: "2026-10".into(),
             first_sent_at: now,
+            in_flight_until: None,
             records: vec![PendingRecord {
                 key: "[\"a\"]".into(),
                 content_hash: "h".into(),

@@ -96,6 +96,11 @@ CREATE TABLE written_log (
     written_at   TEXT NOT NULL
 );
 "#,
+    // When a pending batch's last send may still commit: set just before each
+    // send (NULL: never sent). No read-back decides on a resend before then.
+    r#"
+ALTER TABLE pending_batches ADD COLUMN in_flight_until TEXT;
+"#,
 ];
 
 pub const CURRENT_VERSION: i64 = MIGRATIONS.len() as i64;

@@ -7,9 +7,9 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use attendsync::sim::{JdySim, JdySimConfig, Org, WecomSim, WecomSimConfig};
+use attendsync::sim::{JdySim, JdySimConfig, Org, Outcome, WecomSim, WecomSimConfig};
 
 pub const CORP_ID: &str = "ww-test-corp";
 pub const SECRET: &str = "TopSecret-checkin-0123456789abcdef";
@@ -124,6 +124,7 @@ api_key = "${{JDY_API_KEY}}"
 app_id = "{APP_ID}"
 entry_id = "{ENTRY_ID}"
 base_url = "{jdy}"
+request_timeout = "3s"
 {extra_target}
 "#,
             wecom = self.wecom.base_url(),
@@ -286,4 +287,39 @@ pub fn counts(output: &str, month: &str) -> (u64, u64, u64, u64, u64) {
         .collect();
     // The month's own digits come first: YYYY, MM.
     (nums[2], nums[3], nums[4], nums[5], nums[6])
+}
+
+/// Starts a run, waits until `ready` says so (bounded), and kills it with SIGKILL.
+pub async fn run_and_kill(env: &Env, month: &str, ready: impl Fn(&Env) -> bool) {
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_attendsync"))
+        .args(["run", "--month", month, "--config-dir"])
+        .arg(env.path())
+        .env("WECOM_CORP_ID", CORP_ID)
+        .env("WECOM_CHECKIN_SECRET", SECRET)
+        .env("JDY_API_KEY", API_KEY)
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn: {e}"));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !ready(env) {
+        if Instant::now() > deadline {
+            panic!("the kill point was never reached");
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("the run ended ({status}) before the kill point");
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // tokio's kill sends SIGKILL.
+    child.kill().await.unwrap_or_else(|e| panic!("kill: {e}"));
+}
+
+pub fn batch_in_flight(env: &Env) -> bool {
+    env.jdy
+        .call_log()
+        .iter()
+        .any(|c| c.endpoint == "data/batch_create" && c.outcome == Outcome::Pending)
 }

@@ -6,11 +6,13 @@
 //! 1. **Reconcile** the batch's keys with `data/list`: records already there are
 //!    adopted (committed, and updated when their content differs).
 //! 2. **Write ahead**: the still-missing records are saved as a pending batch under
-//!    a deterministic `transaction_id` before the call is sent.
+//!    a new random `transaction_id` (one per write intent) before the call is sent.
 //! 3. **Send** `data/batch_create`. When Jiandaoyun answers that it created every
-//!    record, they are committed and the pending batch is dropped in one
-//!    transaction. Any other answer — a short count, timeout, dropped connection,
-//!    5xx — goes back to 1: the read-back is what commits.
+//!    record of a first send, they are committed and the pending batch is dropped
+//!    in one transaction. Any other answer — a short count, timeout, dropped
+//!    connection, 5xx, or any answer to a resend (it may be a replay) — goes back
+//!    to 1, after waiting out a send that may still be in flight: the read-back is
+//!    what commits. (`create.rs`.)
 //!
 //! A record is committed to the store only once Jiandaoyun acknowledged or shows it,
 //! and a batch whose outcome is unclear is only forgotten after a reconcile. A run
@@ -21,7 +23,9 @@
 //! order of `success_ids` is not documented; jiandaoyun.md §11): their checkpoints
 //! hold an empty id, and an update or delete reads it by key when it needs it.
 
-use std::collections::{HashMap, VecDeque};
+mod create;
+
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use chrono::Utc;
@@ -30,11 +34,7 @@ use serde_json::{Map, Value};
 use crate::jiandaoyun::{JdyError, Jiandaoyun, MAX_BATCH};
 use crate::store::{PendingRecord, Store, StoreError, Written};
 
-/// Send-and-reconcile rounds per batch before its records are left for the next run.
-const MAX_ROUNDS: u32 = 5;
-/// Code for "transaction_id already exists" (jiandaoyun.md §11).
-const TRANSACTION_EXISTS: i64 = 17026;
-const NAMESPACE: uuid::Uuid = uuid::Uuid::from_u128(0x6a1f_0c55_2b7e_4d1a_9e33_a77e_0d5b_c0de);
+pub use create::IN_FLIGHT_MARGIN;
 
 #[derive(Debug, thiserror::Error)]
 pub enum WriteError {
@@ -172,20 +172,6 @@ impl Writer {
         }
     }
 
-    fn transaction_id(&self, month: &str, records: &[PendingRecord], salt: u32) -> String {
-        let mut parts: Vec<&str> = records.iter().map(|r| r.key.as_str()).collect();
-        parts.sort_unstable();
-        let hashes: Vec<&str> = records.iter().map(|r| r.content_hash.as_str()).collect();
-        let name = format!(
-            "{}|{}|{month}|{salt}|{}|{}",
-            self.jdy.entry_id(),
-            self.job,
-            parts.join(","),
-            hashes.join(",")
-        );
-        uuid::Uuid::new_v5(&NAMESPACE, name.as_bytes()).to_string()
-    }
-
     /// Reads the batch's records back by key, every mapped field: records found
     /// are compared with what would be written, and duplicates are seen.
     async fn reconcile(&self, records: Vec<PendingRecord>) -> Result<Reconciled, JdyError> {
@@ -303,169 +289,11 @@ impl Writer {
             .await
     }
 
-    /// Saves `records` as the pending batch `tx` (replacing `old`) before it is sent.
-    async fn replace_pending(
-        &self,
-        old: Option<String>,
-        tx: String,
-        month: &str,
-        records: &[PendingRecord],
-    ) -> Result<(), StoreError> {
-        let encoded =
-            serde_json::to_string(records).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let (job, month) = (self.job.clone(), month.to_string());
-        self.store
-            .call(move |s| {
-                s.save_pending_encoded(&tx, &job, &month, Utc::now(), &encoded)?;
-                match old {
-                    Some(old) if old != tx => s.drop_pending(&old),
-                    _ => Ok(()),
-                }
-            })
-            .await
-    }
-
     async fn drop_pending(&self, tx: Option<String>) -> Result<(), StoreError> {
         match tx {
             Some(tx) => self.store.call(move |s| s.drop_pending(&tx)).await,
             None => Ok(()),
         }
-    }
-
-    /// Creates records (any number; sent in batches of at most 100).
-    pub async fn create(
-        &self,
-        month: &str,
-        records: Vec<PendingRecord>,
-    ) -> Result<Outcome, WriteError> {
-        let mut out = Outcome::default();
-        let mut queue: VecDeque<(Vec<PendingRecord>, Option<String>)> = VecDeque::new();
-        let mut records = records.into_iter().peekable();
-        while records.peek().is_some() {
-            queue.push_back((records.by_ref().take(MAX_BATCH).collect(), None));
-        }
-        while let Some((batch, prior)) = queue.pop_front() {
-            self.settle_batch(month, batch, prior, &mut queue, &mut out)
-                .await?;
-        }
-        Ok(out)
-    }
-
-    /// Settles every pending batch of this job left by an earlier, interrupted run.
-    pub async fn settle_pending(&self) -> Result<Outcome, WriteError> {
-        let job = self.job.clone();
-        let pending = self.store.call(move |s| s.pending(&job)).await?;
-        let mut out = Outcome::default();
-        for batch in pending {
-            tracing::info!(job = %self.job, month = %batch.month, transaction_id = %batch.transaction_id,
-                records = batch.records.len(), "settling a batch left pending by an earlier run");
-            let mut queue = VecDeque::from([(batch.records, Some(batch.transaction_id))]);
-            while let Some((records, prior)) = queue.pop_front() {
-                let mut adopted = Outcome::default();
-                self.settle_batch(&batch.month, records, prior, &mut queue, &mut adopted)
-                    .await?;
-                // Records of our own earlier batch that landed count as created.
-                adopted.created += adopted.adopted;
-                adopted.adopted = 0;
-                out.absorb(adopted);
-            }
-        }
-        Ok(out)
-    }
-
-    /// The reconcile → write-ahead → send loop for one batch.
-    async fn settle_batch(
-        &self,
-        month: &str,
-        mut records: Vec<PendingRecord>,
-        mut prior: Option<String>,
-        queue: &mut VecDeque<(Vec<PendingRecord>, Option<String>)>,
-        out: &mut Outcome,
-    ) -> Result<(), WriteError> {
-        let mut salt = 0u32;
-        let mut sent = false;
-        for round in 0..=MAX_ROUNDS {
-            let r = self.reconcile(records).await?;
-            out.duplicates.extend(r.duplicates);
-            // Stale records are counted by the update that follows.
-            let landed = r.found.len() as u64;
-            if sent {
-                out.created += landed;
-            } else {
-                out.adopted += landed;
-            }
-            let done = r.missing.is_empty();
-            self.commit(month, r.found, if done { prior.clone() } else { None })
-                .await?;
-            if !r.stale.is_empty() {
-                out.absorb(self.update(month, r.stale).await?);
-            }
-            if done {
-                return Ok(());
-            }
-            records = r.missing;
-            if round == MAX_ROUNDS {
-                break;
-            }
-            let tx = self.transaction_id(month, &records, salt);
-            self.replace_pending(prior.take(), tx.clone(), month, &records)
-                .await?;
-            prior = Some(tx.clone());
-            sent = true;
-            match self.jdy.batch_create(&tx, &records).await {
-                Ok(created) if created.success_count as usize == records.len() => {
-                    out.created += records.len() as u64;
-                    let written = records
-                        .into_iter()
-                        .map(|r| Written {
-                            key: r.key,
-                            data_id: String::new(),
-                            content_hash: r.content_hash,
-                        })
-                        .collect();
-                    self.commit(month, written, prior).await?;
-                    return Ok(());
-                }
-                Ok(created) => {
-                    tracing::warn!(job = %self.job, %month, transaction_id = %tx,
-                        created = created.success_count, sent = records.len(),
-                        "batch partly created; reconciling by key");
-                }
-                Err(JdyError::Ambiguous { reason, .. }) => {
-                    tracing::warn!(job = %self.job, %month, transaction_id = %tx, %reason,
-                        "batch outcome unknown; reconciling by key");
-                }
-                Err(JdyError::Exhausted { last, .. }) => {
-                    tracing::warn!(job = %self.job, %month, transaction_id = %tx, %last,
-                        "batch not confirmed; reconciling by key");
-                }
-                Err(JdyError::Rejected { code, .. }) if code == TRANSACTION_EXISTS => {
-                    salt += 1;
-                }
-                Err(JdyError::Rejected { code, message, .. }) => {
-                    // A definite refusal: nothing of this batch was stored.
-                    self.drop_pending(prior.take()).await?;
-                    if records.len() == 1 {
-                        let reason =
-                            format!("Jiandaoyun data/batch_create: code {code} ({message})");
-                        out.failed
-                            .extend(records.into_iter().map(|r| (r.key, reason.clone())));
-                    } else {
-                        let half = records.len() / 2;
-                        let tail = records.split_off(half);
-                        queue.push_front((tail, None));
-                        queue.push_front((records, None));
-                    }
-                    return Ok(());
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
-        let reason =
-            format!("not confirmed after {MAX_ROUNDS} attempts; left pending for the next run");
-        out.failed
-            .extend(records.into_iter().map(|r| (r.key, reason.clone())));
-        Ok(())
     }
 
     /// Replaces the content of known records; committed per batch of updates.
