@@ -174,6 +174,9 @@ pub fn summary_text(reports: &[JobReport]) -> String {
             if m.skipped > 0 {
                 s.push_str(&format!(", skipped {} (call budget)", m.skipped));
             }
+            if !m.duplicates.is_empty() {
+                s.push_str(&format!(", duplicates {}", m.duplicates.len()));
+            }
             s.push('\n');
             if let Some(e) = &m.month_error {
                 s.push_str(&format!("  month failed: {e}\n"));
@@ -187,13 +190,23 @@ pub fn summary_text(reports: &[JobReport]) -> String {
                     c.failed as usize - m.errors.len()
                 ));
             }
-            let fate = if m.pruned > 0 {
-                "deleted from Jiandaoyun"
-            } else {
-                "kept in Jiandaoyun; `rerun --prune` deletes it"
-            };
             for k in m.missing_keys.iter().take(20) {
+                let fate = match (m.gone_keys.contains(k), m.pruned > 0) {
+                    (true, true) => "deleted from Jiandaoyun",
+                    (true, false) => "kept in Jiandaoyun; `rerun --prune` deletes it",
+                    (false, _) => "kept: the source was not asked for this employee this month (no longer in its scope or directory), so it is not known to be gone",
+                };
                 s.push_str(&format!("  gone from source ({fate}): {k}\n"));
+            }
+            let copies = if m.copies_deleted > 0 {
+                "extra copies deleted"
+            } else {
+                "`rerun --force` deletes the extra copies"
+            };
+            for k in m.duplicates.iter().take(20) {
+                s.push_str(&format!(
+                    "  held more than once in the form ({copies}): {k}\n"
+                ));
             }
         }
         if let Some(e) = &r.error {

@@ -61,9 +61,18 @@ pub enum Command {
         /// Rewrite every record, changed or not.
         #[arg(long)]
         force: bool,
-        /// Delete records whose employee the source no longer returns.
+        /// Delete records gone from the source (the source answered for their
+        /// employee with nothing). Refused when that is more than a fifth of the
+        /// month, or everything because the source returned nobody.
         #[arg(long)]
         prune: bool,
+        /// Like --prune, without the one-fifth guard.
+        #[arg(long)]
+        prune_all: bool,
+        /// Read the source and the form, write nothing: print the records and
+        /// list what would be created, updated and pruned.
+        #[arg(long)]
+        dry_run: bool,
         #[arg(long)]
         json: bool,
     },

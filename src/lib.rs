@@ -16,6 +16,7 @@ pub mod mapping;
 pub mod month;
 pub mod notify;
 pub mod progress;
+pub mod rerun;
 pub mod roster;
 pub mod schedule;
 pub mod secret;

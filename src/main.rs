@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use attendsync::app::{self, Output};
 use attendsync::cli::{Cli, Command};
-use attendsync::sync::Mode;
+use attendsync::sync::{Mode, Prune};
 use clap::Parser;
 
 // glibc's malloc spent about a third of the sync's CPU in its own bookkeeping
@@ -77,11 +77,15 @@ fn main() -> ExitCode {
                 month,
                 force,
                 prune,
+                prune_all,
+                dry_run,
                 json,
             } => {
-                let output = Output {
-                    json,
-                    dry_run: false,
+                let output = Output { json, dry_run };
+                let prune = match (prune, prune_all) {
+                    (_, true) => Prune::All,
+                    (true, false) => Prune::Guarded,
+                    (false, false) => Prune::Keep,
                 };
                 let mode = Mode::Rerun { force, prune };
                 app::sync(&global, &[job], vec![month], mode, output).await

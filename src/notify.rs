@@ -579,6 +579,7 @@ entry_id = "e"
             job: "j".into(),
             dry_run: false,
             months: vec![MonthReport {
+                job: "j".into(),
                 month: "2026-10".into(),
                 counts: MonthCounts {
                     pulled: 10,
@@ -591,7 +592,10 @@ entry_id = "e"
                 errors,
                 month_error: None,
                 missing_keys: Vec::new(),
+                gone_keys: Vec::new(),
                 pruned: 0,
+                duplicates: Vec::new(),
+                copies_deleted: 0,
                 skipped: 0,
             }],
             error: None,

@@ -20,10 +20,11 @@ use crate::jiandaoyun::{JdyError, Jiandaoyun, Widget};
 use crate::lease::Lease;
 use crate::mapping::{Mapping, Row, Vars};
 use crate::month::{default_months, Month};
+use crate::rerun::{confirmed_gone, prune_refusal, FormMonth};
 use crate::roster::UserIds;
 use crate::source::{Pulled, SourceClient, SourceError};
-use crate::store::{MonthCounts, PendingRecord, RunStatus, Store, StoreError};
-use crate::writer::{Outcome, WriteError, Writer};
+use crate::store::{MonthCounts, PendingRecord, RunStatus, Store, StoreError, Written};
+use crate::writer::{canonical_key, Outcome, WriteError, Writer};
 
 /// How many errors a month keeps for the summary and alerts.
 const MAX_ERRORS_KEPT: usize = 20;
@@ -37,9 +38,23 @@ const WRITE_CONCURRENCY: usize = 4;
 pub enum Mode {
     /// Write what is new or changed.
     Run,
-    /// Bring a month in line with the source; `force` rewrites every record,
-    /// `prune` deletes records the source no longer returns.
-    Rerun { force: bool, prune: bool },
+    /// Bring a month in line with the source, compared with what the form
+    /// holds; `force` rewrites every record (and deletes extra copies of a key),
+    /// `prune` deletes records gone from the source, and `prune_all` lets it
+    /// delete more than a fifth of the month.
+    Rerun { force: bool, prune: Prune },
+}
+
+/// What `rerun` does with records gone from the source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Prune {
+    /// List them (the default).
+    Keep,
+    /// `--prune`: delete them, unless that is more than a fifth of the month
+    /// or the source returned nobody.
+    Guarded,
+    /// `--prune-all`: delete them whatever their number.
+    All,
 }
 
 #[derive(Debug, Clone)]
@@ -55,18 +70,39 @@ impl Options {
     fn command(&self) -> &'static str {
         match self.mode {
             Mode::Run => "run",
-            Mode::Rerun {
-                force: false,
-                prune: false,
-            } => "rerun",
             Mode::Rerun { force: true, .. } => "rerun --force",
-            Mode::Rerun { prune: true, .. } => "rerun --prune",
+            Mode::Rerun {
+                prune: Prune::Guarded,
+                ..
+            } => "rerun --prune",
+            Mode::Rerun {
+                prune: Prune::All, ..
+            } => "rerun --prune-all",
+            Mode::Rerun { .. } => "rerun",
+        }
+    }
+
+    fn is_rerun(&self) -> bool {
+        matches!(self.mode, Mode::Rerun { .. })
+    }
+
+    fn force(&self) -> bool {
+        matches!(self.mode, Mode::Rerun { force: true, .. })
+    }
+
+    fn prune(&self) -> Prune {
+        match self.mode {
+            Mode::Rerun { prune, .. } => prune,
+            Mode::Run => Prune::Keep,
         }
     }
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct MonthReport {
+    /// The job, for log lines (the JSON summary has it once per job).
+    #[serde(skip)]
+    pub job: String,
     pub month: String,
     #[serde(flatten)]
     pub counts: MonthCounts,
@@ -76,26 +112,39 @@ pub struct MonthReport {
     pub month_error: Option<String>,
     /// Keys in the store (and the form) that the source no longer returned.
     pub missing_keys: Vec<String>,
+    /// Those of them whose employee the source answered for with nothing this
+    /// month: known to be gone, and what `--prune` deletes.
+    pub gone_keys: Vec<String>,
     /// How many of those `--prune` deleted.
     pub pruned: u64,
+    /// Keys the form holds more than once (seen by `rerun`).
+    pub duplicates: Vec<String>,
+    /// Extra copies `rerun --force` deleted.
+    pub copies_deleted: u64,
     /// Employees not pulled this run because the call budget ran short.
     pub skipped: u64,
 }
 
 impl MonthReport {
-    fn new(month: Month) -> Self {
+    fn new(job: &str, month: Month) -> Self {
         MonthReport {
+            job: job.to_string(),
             month: month.to_string(),
             counts: MonthCounts::default(),
             errors: Vec::new(),
             month_error: None,
             missing_keys: Vec::new(),
+            gone_keys: Vec::new(),
             pruned: 0,
+            duplicates: Vec::new(),
+            copies_deleted: 0,
             skipped: 0,
         }
     }
 
+    /// A record that failed: counted, kept for the summary and logged at WARN.
     fn error(&mut self, message: String) {
+        tracing::warn!(job = %self.job, "{message}");
         self.counts.failed += 1;
         if self.errors.len() < MAX_ERRORS_KEPT {
             self.errors.push(message);
@@ -497,18 +546,38 @@ impl Roster {
 struct ChunkWrites {
     creates: Vec<PendingRecord>,
     updates: Vec<(String, PendingRecord)>,
+    /// Records a rerun found in the form as the source has them: stored only.
+    adopt: Vec<Written>,
+    /// Ids of extra copies of a key, deleted by `rerun --force`.
+    extra_copies: Vec<String>,
 }
 
 impl ChunkWrites {
     fn is_empty(&self) -> bool {
-        self.creates.is_empty() && self.updates.is_empty()
+        self.creates.is_empty()
+            && self.updates.is_empty()
+            && self.adopt.is_empty()
+            && self.extra_copies.is_empty()
     }
 
-    /// Sends the chunk's writes; runs as its own task so several chunks write at once.
-    async fn send(self, writer: Arc<Writer>, month: String) -> Result<Outcome, WriteError> {
-        let mut out = writer.create(&month, self.creates).await?;
-        out.absorb(writer.update(&month, self.updates).await?);
-        Ok(out)
+    /// Records whose outcome this chunk decides.
+    fn records(&self) -> u64 {
+        (self.creates.len() + self.updates.len()) as u64
+    }
+
+    /// Sends the chunk's writes; runs as its own task so several chunks write at
+    /// once. Comes back with how many records it was to write.
+    async fn send(self, writer: Arc<Writer>, month: String) -> (u64, Result<Outcome, WriteError>) {
+        let records = self.records();
+        let written = async {
+            writer.adopt(&month, self.adopt).await?;
+            let copies_deleted = writer.delete_copies(&self.extra_copies).await?;
+            let mut out = writer.create(&month, self.creates).await?;
+            out.absorb(writer.update(&month, self.updates).await?);
+            out.copies_deleted += copies_deleted;
+            Ok(out)
+        };
+        (records, written.await)
     }
 }
 
@@ -517,11 +586,15 @@ fn record_outcome(job: &str, month: Month, out: Outcome, m: &mut MonthReport) {
     m.counts.created += out.created;
     m.counts.updated += out.updated;
     m.counts.unchanged += out.adopted;
+    m.copies_deleted += out.copies_deleted;
     for (key, reason) in out.failed {
         m.error(format!("{month} record {key}: {reason}"));
     }
     for key in out.duplicates {
-        tracing::warn!(%job, %month, %key, "the form holds this key more than once; updating the oldest record");
+        tracing::warn!(%job, %month, %key, "the form holds this key more than once; updating the oldest record (`rerun --force` deletes the other copies)");
+        if !m.duplicates.contains(&key) {
+            m.duplicates.push(key);
+        }
     }
 }
 
@@ -583,7 +656,7 @@ struct MappedChunk {
     errors: Vec<String>,
     pulled: u64,
     /// Employees asked for whom the source has no record this month.
-    absent: usize,
+    absent: Vec<String>,
 }
 
 /// Maps a chunk's records, drops keys already produced this month (`seen`), and
@@ -605,7 +678,10 @@ fn map_chunk(
             .map(|(employee, reason)| format!("employee {employee}: {reason}"))
             .collect(),
         pulled: (pulled.records.len() + reports.found.len()) as u64,
-        absent: pulled.absent.len() + reports.absent,
+        absent: (pulled.absent.iter().map(String::as_str))
+            .chain(reports.absent.iter().copied())
+            .map(str::to_owned)
+            .collect(),
     };
     let bound = mapping.bind(vars);
     let built = pulled
@@ -644,6 +720,75 @@ fn map_chunk(
         out.records.push(record);
     }
     Ok(out)
+}
+
+/// The month's end: INFO when all went well, WARN when records failed, ERROR
+/// when the month itself failed.
+fn log_month(m: &MonthReport) {
+    let c = &m.counts;
+    let (job, month) = (&m.job, &m.month);
+    if let Some(error) = &m.month_error {
+        tracing::error!(%job, %month, pulled = c.pulled, created = c.created, updated = c.updated,
+            unchanged = c.unchanged, failed = c.failed, %error, "month failed");
+    } else if c.failed > 0 || m.skipped > 0 {
+        tracing::warn!(%job, %month, pulled = c.pulled, created = c.created, updated = c.updated,
+            unchanged = c.unchanged, failed = c.failed, skipped = m.skipped, "month done, with failures");
+    } else {
+        tracing::info!(%job, %month, pulled = c.pulled, created = c.created, updated = c.updated,
+            unchanged = c.unchanged, failed = c.failed, "month done");
+    }
+}
+
+/// What one month's pass keeps between chunks.
+#[derive(Default)]
+struct MonthState {
+    /// Hashes of the keys produced so far: a key twice is an error, and stored
+    /// keys not among them are gone from the source.
+    seen: HashSet<u64>,
+    /// Employees the source answered for with nothing this month.
+    answered_empty: HashSet<String>,
+    /// `rerun`: the month as the form holds it.
+    form: Option<FormMonth>,
+}
+
+/// Where the key fields read from the source record sit in a key.
+fn employee_positions(mapping: &Mapping) -> Vec<usize> {
+    let employee = mapping.employee_key_fields();
+    mapping
+        .key_fields()
+        .iter()
+        .enumerate()
+        .filter(|(_, k)| employee.contains(k))
+        .map(|(i, _)| i)
+        .collect()
+}
+
+/// A rerun chunk compared with the form: what to create, update, store, and
+/// which extra copies of a key `--force` deletes.
+async fn repair_chunk(
+    form: &mut FormMonth,
+    writer: &Writer,
+    records: Vec<PendingRecord>,
+    force: bool,
+    m: &mut MonthReport,
+) -> Result<ChunkWrites, JobError> {
+    form.look_up(writer, &records).await?;
+    let repairs = form.compare(writer, records, force);
+    for key in repairs.duplicates {
+        tracing::warn!(job = %m.job, month = %m.month, %key,
+            "the form holds this key more than once; `rerun --force` deletes the extra copies");
+        m.duplicates.push(key);
+    }
+    Ok(ChunkWrites {
+        creates: repairs.creates,
+        updates: repairs.updates,
+        adopt: repairs.unchanged,
+        extra_copies: if force {
+            repairs.extra_copies
+        } else {
+            Vec::new()
+        },
+    })
 }
 
 impl Syncer {
@@ -709,6 +854,7 @@ impl Syncer {
             )
             .await;
         if let Err(e) = result {
+            tracing::error!(job = %job.name, error = %e, "job failed");
             report.error = Some(format!("job {}: {e}", job.name));
         }
         // The run's writes are safe in the store's log already; folding them now
@@ -763,7 +909,8 @@ impl Syncer {
                     job.source.kind()
                 ))
             })?;
-        let writer = if opts.dry_run {
+        // A dry run writes nothing, but a rerun reads the form even then.
+        let writer = if opts.dry_run && !opts.is_rerun() {
             None
         } else {
             let jdy = Arc::new(Jiandaoyun::new(
@@ -774,8 +921,19 @@ impl Syncer {
             let widgets = jdy.widgets().await?;
             let key_fields = key_filter_types(mapping, &widgets).map_err(JobError::Setup)?;
             let fields = mapping.fields().into_iter().map(|f| f.name).collect();
-            let writer = Writer::new(jdy, self.store.clone(), &job.name, key_fields, fields);
-            let settled = writer.settle_pending().await?;
+            let writer = Writer::new(
+                jdy,
+                self.store.clone(),
+                &job.name,
+                key_fields,
+                fields,
+                mapping.volatile_fields(),
+            );
+            let settled = if opts.dry_run {
+                Outcome::default()
+            } else {
+                writer.settle_pending().await?
+            };
             if settled.created > 0 || !settled.failed.is_empty() {
                 tracing::info!(job = %job.name, created = settled.created, failed = settled.failed.len(),
                     "settled batches left pending by an earlier run");
@@ -836,7 +994,7 @@ impl Syncer {
                     "interrupted by a shutdown request before this month".into(),
                 ));
             }
-            let mut m = MonthReport::new(month);
+            let mut m = MonthReport::new(&job.name, month);
             if let (Some(meter), None, false) = (&mut metering, &known, Some(month) == first) {
                 // The first month stopped before the organisation was listed
                 // completely: list it now, to plan this month.
@@ -885,8 +1043,7 @@ impl Syncer {
                     Some(e)
                 }
             };
-            tracing::info!(job = %job.name, month = %month, pulled = m.counts.pulled, created = m.counts.created,
-                updated = m.counts.updated, unchanged = m.counts.unchanged, failed = m.counts.failed, "month done");
+            log_month(&m);
             if let Some(run_id) = run_id {
                 let (j, ms, c, err) = (
                     job.name.clone(),
@@ -913,13 +1070,30 @@ impl Syncer {
         roster: Roster,
         m: &mut MonthReport,
     ) -> (Result<(), JobError>, Option<UserIds>) {
-        let (job, mapping, opts, source) = (run.job, run.mapping, run.opts, &run.source);
-        let (writer, lost) = (run.writer.as_ref(), &*run.lost);
+        let (job, opts, source) = (run.job, run.opts, &run.source);
+        let lost = &*run.lost;
         // A month cut short by the budget is not complete: nobody is "gone".
         let mut complete = m.skipped == 0;
         let found = Arc::new(AtomicU64::new(0));
         self.progress
             .month_started(&job.name, &m.month, roster.known_len());
+        let vars = Vars {
+            month,
+            timezone: job.timezone,
+            job: job.name.clone(),
+            source: source.kind().to_string(),
+            synced_at: opts.now,
+        };
+        let mut state = MonthState::default();
+        if let (true, Some(writer)) = (opts.is_rerun(), &run.writer) {
+            // Read before anything is pulled: a metered source spends nothing
+            // when the form cannot be read.
+            let month_keys = run.mapping.bind(&vars).constant_key_values();
+            match FormMonth::read(writer, &month_keys).await {
+                Ok(form) => state.form = Some(form),
+                Err(e) => return (Err(e.into()), None),
+            }
+        }
         let (tx, mut rx) = mpsc::channel::<Result<Pulled, SourceError>>(PIPELINE_DEPTH);
         let spec = MonthPull {
             source: source.clone(),
@@ -929,16 +1103,7 @@ impl Syncer {
             budget: run.budget.clone(),
         };
         let producer = tokio::spawn(roster.pull(spec, tx, found.clone()));
-        let vars = Vars {
-            month,
-            timezone: job.timezone,
-            job: job.name.clone(),
-            source: source.kind().to_string(),
-            synced_at: opts.now,
-        };
-        let mut seen: HashSet<u64> = HashSet::new();
-        let mut writing: JoinSet<Result<Outcome, WriteError>> = JoinSet::new();
-        let mut absent = 0usize;
+        let mut writing: JoinSet<(u64, Result<Outcome, WriteError>)> = JoinSet::new();
         let mut outcome = Ok(());
         while let Some(pulled) = rx.recv().await {
             let mut pulled = match pulled {
@@ -952,32 +1117,13 @@ impl Syncer {
             // A pull that stopped partway still hands over what it paid for;
             // those records are written, then the month stops.
             let stopped = pulled.stopped.take();
-            if self.shutdown.is_triggered() {
+            if let Some(e) = self.interruption(lost) {
                 complete = false;
-                outcome = Err(JobError::Setup(
-                    "interrupted by a shutdown request; the next run resumes here".into(),
-                ));
-                break;
-            }
-            if lost.load(Ordering::SeqCst) {
-                complete = false;
-                outcome = Err(JobError::Setup(
-                    "the job lease was lost; another process may be running this job".into(),
-                ));
+                outcome = Err(e);
                 break;
             }
             let writes = match self
-                .plan_chunk(
-                    job,
-                    mapping,
-                    opts,
-                    month,
-                    &vars,
-                    pulled,
-                    &mut seen,
-                    &mut absent,
-                    m,
-                )
+                .plan_chunk(run, month, &vars, pulled, &mut state, m)
                 .await
             {
                 Ok(w) => w,
@@ -987,7 +1133,7 @@ impl Syncer {
                     break;
                 }
             };
-            if let (Some(writer), false) = (writer, writes.is_empty()) {
+            if let (Some(writer), false) = (&run.writer, writes.is_empty() || opts.dry_run) {
                 writing.spawn(writes.send(writer.clone(), m.month.clone()));
             }
             while writing.len() >= WRITE_CONCURRENCY {
@@ -1031,75 +1177,132 @@ impl Syncer {
             complete = false;
         }
         let discovered = listing.all;
-        if absent > 0 {
-            tracing::info!(job = %job.name, %month, employees = absent,
+        if !state.answered_empty.is_empty() {
+            tracing::info!(job = %job.name, %month, employees = state.answered_empty.len(),
                 "employees without a report this month (left, outside the app's visible range, or no check-in rule)");
         }
         if complete && outcome.is_ok() {
-            outcome = self.handle_missing(job, opts, month, seen, writer, m).await;
+            outcome = self.handle_missing(run, month, state, m).await;
         }
         (outcome, discovered)
     }
 
-    /// Lists (and with `rerun --prune` deletes) records gone from the source.
+    /// Why the month must stop before the next chunk, if it must.
+    fn interruption(&self, lost: &AtomicBool) -> Option<JobError> {
+        if self.shutdown.is_triggered() {
+            return Some(JobError::Setup(
+                "interrupted by a shutdown request; the next run resumes here".into(),
+            ));
+        }
+        lost.load(Ordering::SeqCst).then(|| {
+            JobError::Setup(
+                "the job lease was lost; another process may be running this job".into(),
+            )
+        })
+    }
+
+    /// Lists records gone from the source, and with `rerun --prune` deletes
+    /// those known to be gone (within the guard).
     async fn handle_missing(
         &self,
-        job: &Job,
-        opts: &Options,
+        run: &Run<'_>,
         month: Month,
-        seen: HashSet<u64>,
-        writer: Option<&Arc<Writer>>,
+        state: MonthState,
         m: &mut MonthReport,
     ) -> Result<(), JobError> {
-        let missing = self.find_missing(job, month, seen).await?;
+        let (job, opts) = (run.job, run.opts);
+        let produced = state.seen.len();
+        let mut missing = self.find_missing(job, month, state.seen).await?;
+        let mut month_records = produced + missing.len();
+        if let Some(form) = state.form.filter(FormMonth::is_whole) {
+            // The form is what a rerun repairs: a stored key it does not hold is
+            // gone from it already, and only its records can be deleted.
+            month_records = month_records.max(form.total());
+            let stored: Vec<String> = missing.into_iter().map(|(key, _)| key).collect();
+            missing = form
+                .left_over()
+                .into_iter()
+                .map(|l| (l.key, l.data_id))
+                .collect();
+            let in_form: HashSet<String> = missing.iter().map(|(k, _)| canonical_key(k)).collect();
+            let stale: Vec<String> = stored
+                .into_iter()
+                .filter(|k| !in_form.contains(&canonical_key(k)))
+                .collect();
+            if !stale.is_empty() && !opts.dry_run {
+                let (j, ms) = (job.name.clone(), month.to_string());
+                self.store
+                    .call(move |s| s.delete_checkpoints(&j, &ms, &stale))
+                    .await?;
+            }
+        }
+        let positions = employee_positions(run.mapping);
+        let gone: Vec<(String, String)> = missing
+            .iter()
+            .filter(|(key, _)| confirmed_gone(key, &positions, &state.answered_empty))
+            .cloned()
+            .collect();
         m.counts.missing = missing.len() as u64;
-        m.missing_keys = missing.iter().map(|(k, _)| k.clone()).collect();
-        let prune = matches!(opts.mode, Mode::Rerun { prune: true, .. });
-        if let (true, Some(writer), false) = (prune, writer, missing.is_empty()) {
-            m.pruned = writer.delete(&month.to_string(), missing).await?;
+        m.missing_keys = missing.into_iter().map(|(k, _)| k).collect();
+        m.gone_keys = gone.iter().map(|(k, _)| k.clone()).collect();
+        let prune = opts.prune();
+        if prune == Prune::Keep || gone.is_empty() {
+            return Ok(());
+        }
+        if prune == Prune::Guarded {
+            if let Some(refusal) = prune_refusal(gone.len(), month_records, m.counts.pulled) {
+                tracing::error!(job = %job.name, %month, "{refusal}");
+                m.month_error = Some(refusal);
+                return Ok(());
+            }
+        }
+        if let (Some(writer), false) = (&run.writer, opts.dry_run) {
+            m.pruned = writer.delete(&month.to_string(), gone).await?;
             tracing::info!(job = %job.name, %month, deleted = m.pruned, "pruned records gone from the source");
         }
         Ok(())
     }
 
-    /// Waits for one chunk's writes and adds them to the report.
+    /// Waits for one chunk's writes and adds them to the report. A chunk whose
+    /// writes failed counts its records as failed, so the month's counts add up.
     async fn join_write(
         &self,
-        writing: &mut JoinSet<Result<Outcome, WriteError>>,
+        writing: &mut JoinSet<(u64, Result<Outcome, WriteError>)>,
         job: &Job,
         month: Month,
         m: &mut MonthReport,
     ) -> Result<(), JobError> {
         match writing.join_next().await {
-            Some(Ok(Ok(out))) => {
+            Some(Ok((_, Ok(out)))) => {
                 record_outcome(&job.name, month, out, m);
                 Ok(())
             }
-            Some(Ok(Err(e))) => Err(e.into()),
+            Some(Ok((records, Err(e)))) => {
+                m.counts.failed += records;
+                Err(e.into())
+            }
             Some(Err(e)) => Err(JobError::Setup(format!("a write task failed: {e}"))),
             None => Ok(()),
         }
     }
 
     /// Maps and diffs one chunk: counts failures and unchanged records, prints
-    /// dry-run records, and returns the writes it needs.
-    #[allow(clippy::too_many_arguments)]
+    /// dry-run records, and returns the writes it needs. A rerun diffs with
+    /// the form, a run with the store.
     async fn plan_chunk(
         &self,
-        job: &Job,
-        mapping: &Arc<Mapping>,
-        opts: &Options,
+        run: &Run<'_>,
         month: Month,
         vars: &Vars,
         pulled: Pulled,
-        seen: &mut HashSet<u64>,
-        absent: &mut usize,
+        state: &mut MonthState,
         m: &mut MonthReport,
     ) -> Result<ChunkWrites, JobError> {
+        let (job, opts) = (run.job, run.opts);
         // Mapping and hashing a chunk is the CPU-heavy part of a sync: done on a
         // blocking thread, it never delays a paced request that is due to go out.
-        let (mapping, vars, sink) = (mapping.clone(), vars.clone(), self.dry_run_sink.clone());
-        let (mut taken, dry_run) = (std::mem::take(seen), opts.dry_run);
+        let (mapping, vars, sink) = (run.mapping.clone(), vars.clone(), self.dry_run_sink.clone());
+        let (mut taken, dry_run) = (std::mem::take(&mut state.seen), opts.dry_run);
         let (taken, mapped) = tokio::task::spawn_blocking(move || {
             let mapped = map_chunk(
                 &mapping,
@@ -1112,37 +1315,57 @@ impl Syncer {
         })
         .await
         .map_err(|e| JobError::Setup(format!("mapping a chunk failed: {e}")))?;
-        *seen = taken;
+        state.seen = taken;
         let mapped = mapped?;
         m.counts.pulled += mapped.pulled;
-        *absent += mapped.absent;
+        state.answered_empty.extend(mapped.absent);
         for message in mapped.errors {
             m.error(format!("{month} {message}"));
         }
-        let records = mapped.records;
+        let writes = match (&mut state.form, &run.writer) {
+            (Some(form), Some(writer)) => {
+                let records = mapped
+                    .records
+                    .into_iter()
+                    .map(Planned::into_pending)
+                    .collect();
+                repair_chunk(form, writer, records, opts.force(), m).await?
+            }
+            _ => self.diff_with_store(job, month, mapped.records, m).await?,
+        };
+        m.counts.unchanged += writes.adopt.len() as u64;
+        if opts.dry_run {
+            m.counts.created += writes.creates.len() as u64;
+            m.counts.updated += writes.updates.len() as u64;
+            return Ok(ChunkWrites::default());
+        }
+        Ok(writes)
+    }
+
+    /// The writes a chunk needs by the store: new keys created, changed ones
+    /// updated, the rest counted unchanged.
+    async fn diff_with_store(
+        &self,
+        job: &Job,
+        month: Month,
+        records: Vec<Planned>,
+        m: &mut MonthReport,
+    ) -> Result<ChunkWrites, JobError> {
         let keys: Vec<String> = records.iter().map(|r| r.key.clone()).collect();
         let (j, ms) = (job.name.clone(), month.to_string());
         let known = self
             .store
             .call(move |s| s.checkpoints_for(&j, &ms, &keys))
             .await?;
-        let force = matches!(opts.mode, Mode::Rerun { force: true, .. });
         let mut writes = ChunkWrites::default();
         for record in records {
             match known.get(&record.key) {
                 None => writes.creates.push(record.into_pending()),
-                Some(cp) if cp.content_hash == record.content_hash && !force => {
-                    m.counts.unchanged += 1
-                }
+                Some(cp) if cp.content_hash == record.content_hash => m.counts.unchanged += 1,
                 Some(cp) => writes
                     .updates
                     .push((cp.data_id.clone(), record.into_pending())),
             }
-        }
-        if opts.dry_run {
-            m.counts.created += writes.creates.len() as u64;
-            m.counts.updated += writes.updates.len() as u64;
-            return Ok(ChunkWrites::default());
         }
         Ok(writes)
     }

@@ -209,6 +209,7 @@ userids = ["manager4220", "hr01"]
 
 fn month(month: &str, failed: u64, errors: Vec<String>) -> MonthReport {
     MonthReport {
+        job: "j".into(),
         month: month.into(),
         counts: MonthCounts {
             pulled: 120,
@@ -221,7 +222,10 @@ fn month(month: &str, failed: u64, errors: Vec<String>) -> MonthReport {
         errors,
         month_error: None,
         missing_keys: Vec::new(),
+        gone_keys: Vec::new(),
         pruned: 0,
+        duplicates: Vec::new(),
+        copies_deleted: 0,
         skipped: 0,
     }
 }

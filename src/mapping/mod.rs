@@ -168,6 +168,26 @@ impl Mapping {
         &self.key
     }
 
+    /// The key fields read from the source record (e.g. `userid` from
+    /// `base_info.acctid`): what tells one employee's record from another's.
+    pub fn employee_key_fields(&self) -> Vec<String> {
+        self.rules
+            .iter()
+            .filter(|r| self.key.contains(&r.name) && matches!(r.from, Input::Path(_)))
+            .map(|r| r.name.clone())
+            .collect()
+    }
+
+    /// Fields that change on every run (`$synced_at`): not part of the change
+    /// check, so not compared with what the form holds either.
+    pub fn volatile_fields(&self) -> Vec<String> {
+        self.rules
+            .iter()
+            .filter(|r| r.from.is_volatile())
+            .map(|r| r.name.clone())
+            .collect()
+    }
+
     /// Every target field, in mapping order.
     pub fn fields(&self) -> Vec<FieldInfo> {
         self.rules
@@ -205,6 +225,23 @@ impl Mapping {
 }
 
 impl Bound<'_> {
+    /// The key fields fed by a `$variable`, with their value this job-month
+    /// (e.g. `month` = "2026-10"): every record of the month has these values,
+    /// so they select the month's records in the form.
+    pub fn constant_key_values(&self) -> Vec<(String, Value)> {
+        let m = self.mapping;
+        m.rules
+            .iter()
+            .zip(&self.inputs)
+            .enumerate()
+            .filter(|(i, _)| m.shape.is_key(*i))
+            .filter_map(|(_, (rule, input))| match input {
+                BoundInput::Constant(Ok(v)) => Some((rule.name.clone(), v.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// [`Mapping::apply`] with the variables bound.
     pub fn apply<T: Tree>(&self, record: &T) -> Result<Row, Vec<FieldError>> {
         let m = self.mapping;

@@ -178,6 +178,8 @@ struct JdyState {
     store_then_502_ratio: f64,
     store_then_drop_ratio: f64,
     commit_delay: Duration,
+    /// Every write is refused with this code and message (e.g. a plan limit).
+    refuse_writes: Option<(i64, String)>,
     records: BTreeMap<String, Stored>,
     /// Per field: text value → ids of the records holding it. With `other_values`,
     /// lets `data/list` visit only the records an `in` filter on a text field can
@@ -250,6 +252,7 @@ impl JdySim {
             store_then_502_ratio: config.store_then_502_ratio,
             store_then_drop_ratio: config.store_then_drop_ratio,
             commit_delay: config.commit_delay,
+            refuse_writes: None,
             records: BTreeMap::new(),
             text_index: HashMap::new(),
             other_values: HashMap::new(),
@@ -322,6 +325,11 @@ impl JdySim {
         }
         state.update(id, Map::from_iter([(field.to_owned(), value)]));
         true
+    }
+
+    /// From now on every write is refused with `code` (`None`: writes work again).
+    pub fn refuse_writes(&self, refusal: Option<(i64, &str)>) {
+        self.state().refuse_writes = refusal.map(|(code, msg)| (code, msg.to_owned()));
     }
 
     /// `(alias, widgetName)` of every field.
@@ -541,6 +549,9 @@ fn serve(
     }
     if request.get("entry_id").and_then(Value::as_str) != Some(shared.entry_id.as_str()) {
         return Err(fail(3000, "表单不存在"));
+    }
+    if let (Some((code, msg)), true) = (&state.refuse_writes, is_write(endpoint)) {
+        return Err(fail(*code, msg.clone()));
     }
     let json = match endpoint {
         "widget/list" => widget_list(shared, state),

@@ -163,6 +163,9 @@ struct WecomState {
     hints: u64,
     revisions: HashMap<String, u32>,
     patches: HashMap<String, Vec<Patch>>,
+    /// Listed in the directory, but without a report (e.g. taken off every
+    /// check-in rule).
+    without_report: HashSet<String>,
 }
 
 /// An answer: the body, and the errcode for the log.
@@ -203,6 +206,7 @@ impl WecomSim {
             token_rng: StdRng::seed_from_u64(mix(config.seed, &[b"wecom-tokens"])),
             hints: 0,
             revisions: HashMap::new(),
+            without_report: HashSet::new(),
             patches: HashMap::new(),
         };
         let shared = Arc::new(Shared {
@@ -254,6 +258,12 @@ impl WecomSim {
             .entry(userid.to_owned())
             .or_default()
             .push(Patch::Set(pointer.to_owned(), value));
+    }
+
+    /// That user stays in the directory but gets no report any more (as when
+    /// taken off every check-in rule): monthdata leaves them out.
+    pub fn drop_report(&self, userid: &str) {
+        self.state().without_report.insert(userid.to_owned());
     }
 
     /// Removes the value at a JSON pointer from every month's record of that
@@ -674,6 +684,9 @@ fn monthdata(shared: &Shared, state: &mut WecomState, body: &Bytes, ip: &str) ->
         else {
             continue; // unknown userids are silently omitted
         };
+        if state.without_report.contains(userid) {
+            continue;
+        }
         let revision = state.revisions.get(userid).copied().unwrap_or(0);
         let mut record = wecom_period_record(&shared.org, user, first, last, revision);
         if let Some(patches) = state.patches.get(userid) {

@@ -579,7 +579,7 @@ pub struct ReadReports<'a> {
     pub found: Vec<(&'a str, Node<'a>)>,
     /// Employees asked for whose report is not in the answers (left, out of
     /// scope, no rule).
-    pub absent: usize,
+    pub absent: Vec<&'a str>,
 }
 
 #[derive(Deserialize)]
@@ -618,7 +618,7 @@ impl Reports {
             match by_owner.remove(id.as_str()) {
                 Some(report) => read.found.push((id, report)),
                 None if failed.contains(id.as_str()) => {}
-                None => read.absent += 1,
+                None => read.absent.push(id),
             }
         }
         Ok(read)
@@ -696,7 +696,7 @@ mod tests {
         let read = r.read(&[]).expect("readable");
         // In the order asked; nested look-alikes, numbers and missing ids are nobody's.
         assert_eq!(owners(&read), ["li\"si", "zhangsan"]);
-        assert_eq!(read.absent, 2);
+        assert_eq!(read.absent.len(), 2);
         let work_days = read.found[1]
             .1
             .member("summary_info")
@@ -717,7 +717,7 @@ mod tests {
             read.found[0].1.member("n").map(Tree::to_value),
             Some(json!(2))
         );
-        assert_eq!(read.absent, 1);
+        assert_eq!(read.absent.len(), 1);
     }
 
     #[test]
@@ -814,7 +814,7 @@ mod tests {
         let report = read.found[0].1.to_value();
         assert_eq!(report["summary_info"]["work_days"], 21);
         // A report whose acctid is not text belongs to nobody.
-        assert_eq!(read.absent, 1);
+        assert_eq!(read.absent.len(), 1);
     }
 
     #[tokio::test]
@@ -823,7 +823,7 @@ mod tests {
         let pulled = pull(&client).await.expect("pulled");
         let read = pulled.reports.read(&pulled.failed).expect("readable");
         assert!(read.found.is_empty());
-        assert_eq!(read.absent, 2);
+        assert_eq!(read.absent.len(), 2);
     }
 
     #[tokio::test]

@@ -56,6 +56,8 @@ pub struct Outcome {
     pub failed: Vec<(String, String)>,
     /// Keys that appear more than once in the form (not created by this write).
     pub duplicates: Vec<String>,
+    /// Extra copies of keys deleted (`rerun --force`).
+    pub copies_deleted: u64,
 }
 
 impl Outcome {
@@ -65,6 +67,7 @@ impl Outcome {
         self.adopted += other.adopted;
         self.failed.extend(other.failed);
         self.duplicates.extend(other.duplicates);
+        self.copies_deleted += other.copies_deleted;
     }
 }
 
@@ -122,15 +125,17 @@ fn is_blank(v: &Value) -> bool {
 }
 
 /// The values of a record's key fields, to look it up in the form.
-fn key_values(rec: &PendingRecord) -> Vec<Value> {
+pub(crate) fn key_values(rec: &PendingRecord) -> Vec<Value> {
     rec.key_values.iter().map(|(_, v)| v.clone()).collect()
 }
 
-/// Whether a record read back from the form holds what `rec` would write.
-fn holds(row: &Map<String, Value>, rec: &PendingRecord) -> bool {
+/// Whether a record read back from the form holds what `rec` would write,
+/// fields in `ignored` aside.
+fn holds(row: &Map<String, Value>, rec: &PendingRecord, ignored: &[String]) -> bool {
     rec.data.to_value().as_object().is_some_and(|fields| {
         fields
             .iter()
+            .filter(|(name, _)| !ignored.contains(name))
             .all(|(name, wrapped)| same_value(wrapped.get("value"), row.get(name)))
     })
 }
@@ -145,6 +150,8 @@ pub struct Writer {
     fields: Vec<String>,
     /// The key fields' names alone.
     key_names: Vec<String>,
+    /// Fields that change on every run, not compared with the form.
+    volatile: Vec<String>,
 }
 
 struct Reconciled {
@@ -161,8 +168,10 @@ impl Writer {
         job: &str,
         key_fields: Vec<(String, &'static str)>,
         fields: Vec<String>,
+        volatile: Vec<String>,
     ) -> Self {
         Writer {
+            volatile,
             jdy,
             store,
             job: job.to_string(),
@@ -201,7 +210,7 @@ impl Writer {
             }
             let first = &matches[0];
             let data_id = id_of(first).to_string();
-            if holds(first, &rec) {
+            if holds(first, &rec, &self.volatile) {
                 out.found.push(Written {
                     key: rec.key,
                     data_id,
@@ -214,14 +223,67 @@ impl Writer {
         Ok(out)
     }
 
+    /// Whether a record read back from the form holds what `rec` would write.
+    pub(crate) fn holds(&self, row: &Map<String, Value>, rec: &PendingRecord) -> bool {
+        holds(row, rec, &self.volatile)
+    }
+
     /// The key text of a record read back from the form.
-    fn key_of(&self, row: &Map<String, Value>) -> String {
+    pub(crate) fn key_of(&self, row: &Map<String, Value>) -> String {
         let values: Vec<Value> = self
             .key_fields
             .iter()
             .map(|(f, _)| row.get(f).cloned().unwrap_or(Value::Null))
             .collect();
         key_text(&values)
+    }
+
+    /// The form's records whose key fields `fields` take these values (`eq`),
+    /// every mapped field: e.g. all of one month's records.
+    pub(crate) async fn rows_where(
+        &self,
+        fields: &[(String, Value)],
+    ) -> Result<Vec<Map<String, Value>>, JdyError> {
+        let cond: Vec<Value> = fields
+            .iter()
+            .map(|(name, value)| {
+                let kind = self
+                    .key_fields
+                    .iter()
+                    .find(|(k, _)| k == name)
+                    .map_or("text", |(_, kind)| *kind);
+                serde_json::json!({ "field": name, "type": kind, "method": "eq", "value": [value] })
+            })
+            .collect();
+        let filter = serde_json::json!({ "rel": "and", "cond": cond });
+        self.jdy.list(&filter, &self.fields).await
+    }
+
+    /// The form's records with these keys, every mapped field.
+    pub(crate) async fn rows_with_keys(
+        &self,
+        keys: &[Vec<Value>],
+    ) -> Result<Vec<Map<String, Value>>, JdyError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.jdy
+            .find_by_keys(&self.key_fields, keys, &self.fields)
+            .await
+    }
+
+    /// Commits records found in the form as they are (a rerun found them equal).
+    pub async fn adopt(&self, month: &str, written: Vec<Written>) -> Result<(), WriteError> {
+        Ok(self.commit(month, written, None).await?)
+    }
+
+    /// Deletes extra copies of records by their ids; how many Jiandaoyun deleted.
+    pub async fn delete_copies(&self, ids: &[String]) -> Result<u64, WriteError> {
+        let mut deleted = 0;
+        for chunk in ids.chunks(MAX_BATCH) {
+            deleted += self.jdy.batch_delete(chunk).await?;
+        }
+        Ok(deleted)
     }
 
     /// The form's id of the records with these keys, by key text (the lowest id
@@ -384,11 +446,11 @@ impl Writer {
 
 /// A stored record key as [`key_text`] writes it (the mapping writes keys in its
 /// own canonical form; whole numbers may differ).
-fn canonical_key(key: &str) -> String {
+pub(crate) fn canonical_key(key: &str) -> String {
     serde_json::from_str::<Vec<Value>>(key).map_or_else(|_| key.to_string(), |v| key_text(&v))
 }
 
-fn id_of(row: &Map<String, Value>) -> &str {
+pub(crate) fn id_of(row: &Map<String, Value>) -> &str {
     row.get("_id").and_then(Value::as_str).unwrap_or("")
 }
 
