@@ -92,7 +92,11 @@ pub async fn sync(
     mode: Mode,
     output: Output,
 ) -> Result<u8, AppError> {
-    let loaded = config::load(&global.config_dir, jobs, &env_lookup)?;
+    // `run wc wc` or a repeated `--month` names a job or month once more, not a
+    // second run of it.
+    let jobs = first_of_each(jobs.to_vec());
+    let months = first_of_each(months);
+    let loaded = config::load(&global.config_dir, &jobs, &env_lookup)?;
     let syncer = syncer(global)?;
     syncer.shutdown.on_signals();
     let opts = Options {
@@ -110,6 +114,17 @@ pub async fn sync(
         crate::notify::notify(&syncer.http, &j.job, report, status).await;
     }
     Ok(exit_status(&reports))
+}
+
+/// `items` without repeats, in the order each first appears.
+pub fn first_of_each<T: PartialEq>(items: Vec<T>) -> Vec<T> {
+    let mut out: Vec<T> = Vec::with_capacity(items.len());
+    for item in items {
+        if !out.contains(&item) {
+            out.push(item);
+        }
+    }
+    out
 }
 
 /// The sync engine for a config dir: its database, an HTTP client, stdout for

@@ -153,3 +153,33 @@ async fn a_failing_run_alerts_each_configured_target_once_without_secrets() {
         requests.len()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_or_month_named_twice_runs_once() {
+    let env = Env::start(3, WecomSimConfig::default(), JdySimConfig::default()).await;
+    env.write_job("", "");
+    let run = env
+        .run(&[
+            "run",
+            "wecom_monthly",
+            "wecom_monthly",
+            "--month",
+            "2026-10",
+            "--month",
+            "2026-10",
+        ])
+        .await;
+    run.expect_code(0);
+    let lines = run
+        .stdout()
+        .lines()
+        .filter(|l| l.starts_with("wecom_monthly 2026-10: pulled"))
+        .count();
+    assert_eq!(lines, 1, "one summary line:\n{}", run.stdout());
+    assert_eq!(common::counts(&run.stdout(), "2026-10"), (3, 3, 0, 0, 0));
+    let store = attendsync::store::Store::open(&env.db()).unwrap_or_else(|e| panic!("{e}"));
+    let runs = store
+        .recent_runs(None, 10)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(runs.len(), 1, "one run of the job: {runs:?}");
+}
