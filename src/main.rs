@@ -31,9 +31,13 @@ extern "C" fn tune_allocator() {
 #[link_section = ".init_array"]
 static TUNE_ALLOCATOR: extern "C" fn() = tune_allocator;
 
+/// Without `RUST_LOG`: attendsync's own INFO lines, other crates' warnings only
+/// (tokio-cron-scheduler, for one, logs its start-up at INFO).
+const DEFAULT_LOG_FILTER: &str = "warn,attendsync=info";
+
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_LOG_FILTER));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
