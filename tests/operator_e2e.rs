@@ -183,3 +183,46 @@ async fn a_job_or_month_named_twice_runs_once() {
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(runs.len(), 1, "one run of the job: {runs:?}");
 }
+
+/// Stdout of a `--json` run, parsed; panics unless it is one JSON document.
+fn json_stdout(run: &common::Run) -> serde_json::Value {
+    serde_json::from_str(run.stdout().trim())
+        .unwrap_or_else(|e| panic!("--json prints one JSON document: {e}\n{}", run.all()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_runs_answer_configuration_and_database_errors_on_stdout() {
+    let env = Env::start(3, WecomSimConfig::default(), JdySimConfig::default()).await;
+    env.write_job("", "");
+    // A configuration error: exit 2, and the same error as JSON on stdout.
+    let bad = env.job_text("secret_typo = 1", "");
+    env.write("jobs/wecom_monthly.toml", &bad);
+    let run2 = env
+        .run(&["rerun", "wecom_monthly", "--month", "2026-10", "--json"])
+        .await;
+    run2.expect_code(2);
+    let answer = json_stdout(&run2);
+    assert_eq!(answer["exit_code"], 2, "{answer}");
+    let error = answer["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("`source.secret_typo`: unknown key"),
+        "{answer}"
+    );
+
+    // A database error: the documented exit status 1, as JSON too.
+    env.write_job("", "");
+    let db_dir = env.path().join("not-a-file.db");
+    std::fs::create_dir_all(&db_dir).unwrap_or_else(|e| panic!("{e}"));
+    let db = db_dir.display().to_string();
+    let run = env
+        .run(&["run", "--month", "2026-10", "--json", "--db", &db])
+        .await;
+    run.expect_code(1);
+    let answer = json_stdout(&run);
+    assert_eq!(answer["exit_code"], 1, "{answer}");
+    assert!(
+        answer["error"].as_str().unwrap_or_default().contains(&db),
+        "{answer}"
+    );
+    assert_eq!(env.jdy.write_calls(), 0);
+}
