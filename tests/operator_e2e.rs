@@ -226,3 +226,115 @@ async fn json_runs_answer_configuration_and_database_errors_on_stdout() {
     );
     assert_eq!(env.jdy.write_calls(), 0);
 }
+
+#[cfg(unix)]
+fn mode(path: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path)
+        .map(|m| m.permissions().mode() & 0o777)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_reads_without_writing_and_names_what_it_cannot_find() {
+    let env = Env::start(3, WecomSimConfig::default(), JdySimConfig::default()).await;
+    env.write_job("", "");
+    // Before any run: no database, and `status` does not make one.
+    let typo = env.path().join("attendsyncc.db");
+    let typo_arg = typo.display().to_string();
+    env.run(&["status", "--db", &typo_arg])
+        .await
+        .expect_code(2)
+        .expect_contains(&format!("no database at {typo_arg}"));
+    assert!(!typo.exists(), "status created {typo_arg}");
+    env.run(&["status"]).await.expect_code(2);
+    assert!(!env.db().exists(), "status created the default database");
+
+    env.run(&["run", "--month", "2026-10"]).await.expect_code(0);
+    #[cfg(unix)]
+    assert_eq!(mode(&env.db()), 0o600, "the database is owner-only");
+    let before = std::fs::read(env.db()).unwrap_or_else(|e| panic!("{e}"));
+    env.run(&["status", "wecom_monthly"])
+        .await
+        .expect_code(0)
+        .expect_contains("Recent runs");
+    env.run(&["status", "wecom_monthy"])
+        .await
+        .expect_code(2)
+        .expect_contains("unknown job \"wecom_monthy\"; known jobs: wecom_monthly")
+        .expect_lacks("No runs recorded yet");
+    let after = std::fs::read(env.db()).unwrap_or_else(|e| panic!("{e}"));
+    assert!(before == after, "status changed the database file");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_killed_with_sigkill_shows_as_interrupted() {
+    use attendsync::store::Store;
+    let env = Env::start(3, WecomSimConfig::default(), JdySimConfig::default()).await;
+    env.write_job("", "");
+    env.run(&["run", "--month", "2026-10"]).await.expect_code(0);
+    // What `kill -9` leaves: a run still marked running, its lease expired or
+    // taken by no one.
+    let store = Store::open(&env.db()).unwrap_or_else(|e| panic!("{e}"));
+    let killed = store
+        .start_run("wecom_monthly", "run", chrono::Utc::now())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let status = env.run(&["status"]).await;
+    status.expect_code(0);
+    let line = status
+        .stdout()
+        .lines()
+        .find(|l| l.trim_start().starts_with(&format!("{killed} ")))
+        .unwrap_or_else(|| panic!("no line for run {killed}:\n{}", status.stdout()))
+        .to_string();
+    assert!(line.contains("interrupted"), "{line}");
+    assert!(!line.contains("running"), "{line}");
+
+    // While another live process holds the lease, its latest run is running.
+    let held = store
+        .start_run("wecom_monthly", "run", chrono::Utc::now())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let alive = |_: &str| false;
+    store
+        .acquire_lease(
+            "wecom_monthly",
+            "elsewhere:1:x",
+            std::time::Duration::from_secs(60),
+            chrono::Utc::now(),
+            &alive,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    let status = env.run(&["status"]).await;
+    let line_of = |id: i64| {
+        status
+            .stdout()
+            .lines()
+            .find(|l| l.trim_start().starts_with(&format!("{id} ")))
+            .map(str::to_string)
+            .unwrap_or_default()
+    };
+    assert!(line_of(held).contains("running"), "{}", status.stdout());
+    assert!(
+        line_of(killed).contains("interrupted"),
+        "{}",
+        status.stdout()
+    );
+    store
+        .release_lease("wecom_monthly", "elsewhere:1:x")
+        .unwrap_or_else(|e| panic!("{e}"));
+
+    // The next run of the job marks both in the database.
+    env.run(&["run", "--month", "2026-10"]).await.expect_code(0);
+    let runs = store
+        .recent_runs(Some("wecom_monthly"), 10)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let status_of = |id: i64| {
+        runs.iter()
+            .find(|r| r.id == id)
+            .map(|r| r.status.clone())
+            .unwrap_or_default()
+    };
+    assert_eq!(status_of(killed), "interrupted");
+    assert_eq!(status_of(held), "interrupted");
+    assert_eq!(runs[0].status, "ok");
+}
