@@ -274,6 +274,9 @@ pub async fn check(global: &Global, remote: bool) -> Result<u8, AppError> {
             job.mapping,
             j.mapping.fields().len()
         );
+        for w in &j.warnings {
+            println!("warning: {w}");
+        }
         if let Some(http) = &http {
             let problems = check_remote(http, j, &global.db_path()).await;
             if problems.is_empty() {

@@ -338,3 +338,28 @@ async fn a_run_killed_with_sigkill_shows_as_interrupted() {
     assert_eq!(status_of(held), "interrupted");
     assert_eq!(runs[0].status, "ok");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_refuses_an_empty_secret_and_warns_of_a_limit_above_quota() {
+    let env = Env::start(3, WecomSimConfig::default(), JdySimConfig::default()).await;
+    env.write_job(
+        "[source.limits]\n\"checkin/getcheckin_monthdata\" = \"120/min\"\n",
+        "",
+    );
+    env.run(&["check"])
+        .await
+        .expect_code(0)
+        .expect_contains("warning: ")
+        .expect_contains("120/min is above WeCom's documented quota of 60/min");
+    env.run_with_env(&["check"], &[("WECOM_CHECKIN_SECRET", "")])
+        .await
+        .expect_code(2)
+        .expect_contains(
+            "`source.secret`: is empty: environment variable `WECOM_CHECKIN_SECRET` is set but empty",
+        );
+    env.write_job("", "[target.limits]\n\"data/bach_create\" = \"5/s\"\n");
+    env.run(&["check"])
+        .await
+        .expect_code(2)
+        .expect_contains("`target.limits.\"data/bach_create\"`: unknown Jiandaoyun endpoint; known endpoints: \"data/batch_create\"");
+}

@@ -1,11 +1,14 @@
 //! Job files (`jobs/NAME.toml`, spec §3): what to pull, where to write, how fast.
 
 use std::path::Path;
-use std::time::Duration;
 
 use chrono_tz::Tz;
 
 use super::diag::{one_of, ConfigError, SourceFile};
+pub use super::limits::{parse_duration, Rate, RetryConfig};
+use super::limits::{
+    read_limits, read_retry, DINGTALK_ENDPOINTS, JIANDAOYUN_ENDPOINTS, WECOM_ENDPOINTS,
+};
 use super::reader::{self, EnvLookup, Located, Table};
 use crate::http::Url;
 use crate::secret::Secret;
@@ -130,100 +133,6 @@ pub struct WorkNotice {
     pub base_url: Url,
 }
 
-/// A request rate: `count` calls per `per`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Rate {
-    pub count: u32,
-    pub per: Duration,
-}
-
-impl Rate {
-    pub const fn per_second(count: u32) -> Rate {
-        Rate {
-            count,
-            per: Duration::from_secs(1),
-        }
-    }
-
-    pub const fn per_minute(count: u32) -> Rate {
-        Rate {
-            count,
-            per: Duration::from_secs(60),
-        }
-    }
-
-    /// The spacing between two calls at this rate.
-    pub fn interval(&self) -> Duration {
-        self.per / self.count.max(1)
-    }
-}
-
-impl std::str::FromStr for Rate {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let bad =
-            || format!("invalid rate \"{s}\"; expected \"N/s\" or \"N/min\", e.g. \"60/min\"");
-        let (n, unit) = s.split_once('/').ok_or_else(bad)?;
-        let count: u32 = n.trim().parse().map_err(|_| bad())?;
-        if count == 0 {
-            return Err(bad());
-        }
-        match unit.trim() {
-            "s" => Ok(Rate::per_second(count)),
-            "min" => Ok(Rate::per_minute(count)),
-            _ => Err(bad()),
-        }
-    }
-}
-
-/// Retry behaviour of one side (spec §3 `[source.retry]`, `[target.retry]`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RetryConfig {
-    /// Per request, first try included.
-    pub max_attempts: u32,
-    pub initial_wait: Duration,
-    pub max_wait: Duration,
-    /// First wait after a throttling answer.
-    pub throttle_wait: Duration,
-}
-
-impl RetryConfig {
-    pub const WECOM: RetryConfig = RetryConfig {
-        max_attempts: 8,
-        initial_wait: Duration::from_secs(1),
-        max_wait: Duration::from_secs(60),
-        throttle_wait: Duration::from_secs(60),
-    };
-    pub const DINGTALK: RetryConfig = RetryConfig {
-        max_attempts: 8,
-        initial_wait: Duration::from_secs(1),
-        max_wait: Duration::from_secs(60),
-        throttle_wait: Duration::from_secs(1),
-    };
-    pub const JIANDAOYUN: RetryConfig = RetryConfig {
-        max_attempts: 8,
-        initial_wait: Duration::from_secs(1),
-        max_wait: Duration::from_secs(60),
-        throttle_wait: Duration::from_secs(1),
-    };
-}
-
-/// Parses durations like `"500ms"`, `"60s"`, `"5m"`, `"1h"`.
-pub fn parse_duration(s: &str) -> Option<Duration> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit())?;
-    let (n, unit) = s.split_at(split);
-    let n: u64 = n.parse().ok()?;
-    match unit.trim() {
-        "ms" => Some(Duration::from_millis(n)),
-        "s" => Some(Duration::from_secs(n)),
-        "m" | "min" => Some(Duration::from_secs(n * 60)),
-        "h" => Some(Duration::from_secs(n * 3600)),
-        _ => None,
-    }
-}
-
 const JOB_KEYS: &[&str] = &[
     "description",
     "schedule",
@@ -268,7 +177,6 @@ const TARGET_KEYS: &[&str] = &[
     "limits",
     "retry",
 ];
-const RETRY_KEYS: &[&str] = &["max_attempts", "initial_wait", "max_wait", "throttle_wait"];
 const NOTIFY_KEYS: &[&str] = &[
     "on",
     "wecom_robot",
@@ -288,20 +196,36 @@ pub fn parse_job(
     file: &SourceFile,
     env: EnvLookup<'_>,
 ) -> Result<Job, Vec<ConfigError>> {
+    parse_job_with_warnings(name, file, env).map(|(job, _)| job)
+}
+
+/// [`parse_job`], and what is allowed but probably wrong (e.g. a limit above the
+/// vendor's documented quota), for `check` to show.
+pub fn parse_job_with_warnings(
+    name: &str,
+    file: &SourceFile,
+    env: EnvLookup<'_>,
+) -> Result<(Job, Vec<ConfigError>), Vec<ConfigError>> {
     let mut errors = Vec::new();
+    let mut warnings = Vec::new();
     let Some(doc) = reader::parse(file, &file.text, &mut errors) else {
         return Err(errors);
     };
     let root = Table::root(file, &doc, Some(env));
-    let job = read_job(name, &root, &mut errors);
+    let job = read_job(name, &root, &mut errors, &mut warnings);
     root.finish(JOB_KEYS, &mut errors);
     match job {
-        Some(job) if errors.is_empty() => Ok(job),
+        Some(job) if errors.is_empty() => Ok((job, warnings)),
         _ => Err(errors),
     }
 }
 
-fn read_job(name: &str, root: &Table<'_, '_>, errors: &mut Vec<ConfigError>) -> Option<Job> {
+fn read_job(
+    name: &str,
+    root: &Table<'_, '_>,
+    errors: &mut Vec<ConfigError>,
+    warnings: &mut Vec<ConfigError>,
+) -> Option<Job> {
     let description = root.string("description", errors).map(|d| d.value);
     let schedule = root.string("schedule", errors);
     let timezone = match root.string("timezone", errors) {
@@ -341,7 +265,7 @@ fn read_job(name: &str, root: &Table<'_, '_>, errors: &mut Vec<ConfigError>) -> 
         Some(d) => in_range(root, "previous_month_until_day", &d, 0, 28, errors).map(|d| d as u32),
     };
     let source = match root.table("source", errors) {
-        Some(t) => read_source(&t, errors),
+        Some(t) => read_source(&t, errors, warnings),
         None => {
             if !root.contains("source") {
                 errors.push(root.error(
@@ -354,7 +278,7 @@ fn read_job(name: &str, root: &Table<'_, '_>, errors: &mut Vec<ConfigError>) -> 
         }
     };
     let target = match root.table("target", errors) {
-        Some(t) => read_target(&t, errors),
+        Some(t) => read_target(&t, errors, warnings),
         None => {
             if !root.contains("target") {
                 errors.push(root.error(
@@ -383,7 +307,7 @@ fn read_job(name: &str, root: &Table<'_, '_>, errors: &mut Vec<ConfigError>) -> 
     })
 }
 
-fn in_range(
+pub(super) fn in_range(
     table: &Table<'_, '_>,
     key: &str,
     value: &Located<i64>,
@@ -403,7 +327,11 @@ fn in_range(
     }
 }
 
-fn read_source(t: &Table<'_, '_>, errors: &mut Vec<ConfigError>) -> Option<Source> {
+fn read_source(
+    t: &Table<'_, '_>,
+    errors: &mut Vec<ConfigError>,
+    warnings: &mut Vec<ConfigError>,
+) -> Option<Source> {
     let kind = if t.contains("type") {
         t.choice("type", SOURCE_TYPES, errors)
     } else {
@@ -415,17 +343,21 @@ fn read_source(t: &Table<'_, '_>, errors: &mut Vec<ConfigError>) -> Option<Sourc
         None
     }?;
     match kind.value.as_str() {
-        "wecom" => read_wecom(t, errors).map(Source::Wecom),
-        _ => read_dingtalk(t, errors).map(Source::Dingtalk),
+        "wecom" => read_wecom(t, errors, warnings).map(Source::Wecom),
+        _ => read_dingtalk(t, errors, warnings).map(Source::Dingtalk),
     }
 }
 
-fn read_wecom(t: &Table<'_, '_>, errors: &mut Vec<ConfigError>) -> Option<WecomSource> {
-    let corp_id = t.required_string("corp_id", errors);
-    let secret = t.required_string("secret", errors);
+fn read_wecom(
+    t: &Table<'_, '_>,
+    errors: &mut Vec<ConfigError>,
+    warnings: &mut Vec<ConfigError>,
+) -> Option<WecomSource> {
+    let corp_id = t.required_nonempty("corp_id", errors);
+    let secret = t.required_nonempty("secret", errors);
     let base_url = read_base_url(t, WECOM_BASE_URL, errors);
     let scope = read_scope(t, errors);
-    let limits = read_limits(t, errors);
+    let limits = read_limits(t, &WECOM_ENDPOINTS, errors, warnings);
     let retry = read_retry(t, RetryConfig::WECOM, errors);
     t.finish(WECOM_KEYS, errors);
     Some(WecomSource {
@@ -438,9 +370,13 @@ fn read_wecom(t: &Table<'_, '_>, errors: &mut Vec<ConfigError>) -> Option<WecomS
     })
 }
 
-fn read_dingtalk(t: &Table<'_, '_>, errors: &mut Vec<ConfigError>) -> Option<DingtalkSource> {
-    let app_key = t.required_string("app_key", errors);
-    let app_secret = t.required_string("app_secret", errors);
+fn read_dingtalk(
+    t: &Table<'_, '_>,
+    errors: &mut Vec<ConfigError>,
+    warnings: &mut Vec<ConfigError>,
+) -> Option<DingtalkSource> {
+    let app_key = t.required_nonempty("app_key", errors);
+    let app_secret = t.required_nonempty("app_secret", errors);
     let base_url = read_base_url(t, DINGTALK_BASE_URL, errors);
     let columns = t.string_array("columns", errors).unwrap_or_default();
     let leave_names = t.string_array("leave_names", errors).unwrap_or_default();
@@ -449,7 +385,7 @@ fn read_dingtalk(t: &Table<'_, '_>, errors: &mut Vec<ConfigError>) -> Option<Din
         Some(b) => in_range(t, "monthly_call_budget", &b, 1, 100_000_000, errors).map(|b| b as u32),
     };
     let scope = read_scope(t, errors);
-    let limits = read_limits(t, errors);
+    let limits = read_limits(t, &DINGTALK_ENDPOINTS, errors, warnings);
     let retry = read_retry(t, RetryConfig::DINGTALK, errors);
     t.finish(DINGTALK_KEYS, errors);
     Some(DingtalkSource {
@@ -465,14 +401,18 @@ fn read_dingtalk(t: &Table<'_, '_>, errors: &mut Vec<ConfigError>) -> Option<Din
     })
 }
 
-fn read_target(t: &Table<'_, '_>, errors: &mut Vec<ConfigError>) -> Option<Target> {
-    let api_key = t.required_string("api_key", errors);
-    let app_id = t.required_string("app_id", errors);
-    let entry_id = t.required_string("entry_id", errors);
+fn read_target(
+    t: &Table<'_, '_>,
+    errors: &mut Vec<ConfigError>,
+    warnings: &mut Vec<ConfigError>,
+) -> Option<Target> {
+    let api_key = t.required_nonempty("api_key", errors);
+    let app_id = t.required_nonempty("app_id", errors);
+    let entry_id = t.required_nonempty("entry_id", errors);
     let base_url = read_base_url(t, JIANDAOYUN_BASE_URL, errors);
     let workflow = t.bool("is_start_workflow", errors).unwrap_or(false);
     let trigger = t.bool("is_start_trigger", errors).unwrap_or(false);
-    let limits = read_limits(t, errors);
+    let limits = read_limits(t, &JIANDAOYUN_ENDPOINTS, errors, warnings);
     let retry = read_retry(t, RetryConfig::JIANDAOYUN, errors);
     t.finish(TARGET_KEYS, errors);
     Some(Target {
@@ -538,66 +478,11 @@ fn read_scope(t: &Table<'_, '_>, errors: &mut Vec<ConfigError>) -> Option<Scope>
             Vec::new()
         }
     };
+    ok &= scope_is_usable(t, errors);
     ok.then_some(Scope {
         departments,
         userids,
     })
-}
-
-fn read_limits(t: &Table<'_, '_>, errors: &mut Vec<ConfigError>) -> Option<Vec<(String, Rate)>> {
-    let Some(limits) = t.table("limits", errors) else {
-        return (!t.contains("limits")).then(Vec::new);
-    };
-    let mut out = Vec::new();
-    let before = errors.len();
-    for (endpoint, _, value) in limits.entries() {
-        let Some(text) = limits.string_value(&endpoint, value, errors) else {
-            continue;
-        };
-        match text.value.parse::<Rate>() {
-            Ok(rate) => out.push((endpoint.trim_matches('/').to_string(), rate)),
-            Err(msg) => errors.push(limits.error(text.span, &endpoint, msg)),
-        }
-    }
-    (errors.len() == before).then_some(out)
-}
-
-fn read_retry(
-    t: &Table<'_, '_>,
-    defaults: RetryConfig,
-    errors: &mut Vec<ConfigError>,
-) -> Option<RetryConfig> {
-    let Some(r) = t.table("retry", errors) else {
-        return (!t.contains("retry")).then_some(defaults);
-    };
-    let before = errors.len();
-    let mut cfg = defaults;
-    if let Some(n) = r.integer("max_attempts", errors) {
-        if let Some(n) = in_range(&r, "max_attempts", &n, 1, 100, errors) {
-            cfg.max_attempts = n as u32;
-        }
-    }
-    for (key, slot) in [
-        ("initial_wait", &mut cfg.initial_wait),
-        ("max_wait", &mut cfg.max_wait),
-        ("throttle_wait", &mut cfg.throttle_wait),
-    ] {
-        if let Some(text) = r.string(key, errors) {
-            match parse_duration(&text.value) {
-                Some(d) => *slot = d,
-                None => errors.push(r.error(
-                    text.span,
-                    key,
-                    format!(
-                        "invalid duration \"{}\"; expected e.g. \"500ms\", \"60s\", \"5m\"",
-                        text.value
-                    ),
-                )),
-            }
-        }
-    }
-    r.finish(RETRY_KEYS, errors);
-    (errors.len() == before).then_some(cfg)
 }
 
 /// `[notify]`: when to alert and where. Every target is validated here, so `check`
@@ -732,8 +617,12 @@ fn read_work_notice(
             }
         }
     }
-    let app_key = n.string("app_key", errors);
-    let app_secret = n.string("app_secret", errors);
+    let app_key = n
+        .string("app_key", errors)
+        .and_then(|k| n.nonempty("app_key", k, errors));
+    let app_secret = n
+        .string("app_secret", errors)
+        .and_then(|s| n.nonempty("app_secret", s, errors));
     let base_url = if n.contains("base_url") {
         read_base_url(n, DINGTALK_BASE_URL, errors)
     } else {
@@ -787,6 +676,34 @@ fn read_work_notice(
     })
 }
 
+/// An empty list selects nobody, and `departments` with `userids` would leave
+/// one of them unused: both are errors rather than a silent surprise.
+fn scope_is_usable(t: &Table<'_, '_>, errors: &mut Vec<ConfigError>) -> bool {
+    let before = errors.len();
+    let span_of = |key: &str| t.get(key).map(|v| v.span()).unwrap_or_else(|| t.span());
+    for key in ["departments", "userids"] {
+        let empty = t
+            .get(key)
+            .and_then(|v| v.get_ref().as_array())
+            .is_some_and(|items| items.is_empty());
+        if empty {
+            errors.push(t.error(
+                span_of(key),
+                key,
+                "is empty, which selects nobody; remove the key to sync everyone the app can see",
+            ));
+        }
+    }
+    if t.contains("departments") && t.contains("userids") {
+        errors.push(t.error(
+            span_of("userids"),
+            "userids",
+            "`departments` and `userids` are both set, and only one can choose whom to sync; keep one of them",
+        ));
+    }
+    errors.len() == before
+}
+
 /// The job name of a job file: its stem.
 pub fn job_name(path: &Path) -> Option<String> {
     path.file_stem()
@@ -797,6 +714,7 @@ pub fn job_name(path: &Path) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     const GOOD: &str = r#"
 description = "test"
@@ -910,6 +828,44 @@ entry_id = "entry"
     fn invalid_rate_is_reported_with_the_endpoint() {
         let errors = parse(&GOOD.replace("\"600/min\"", "\"fast\"")).expect_err("invalid");
         assert_eq!(errors, vec!["jobs/j.toml:13:34: `source.limits.\"checkin/getcheckin_monthdata\"`: invalid rate \"fast\"; expected \"N/s\" or \"N/min\", e.g. \"60/min\"".to_string()]);
+    }
+
+    #[test]
+    fn an_empty_secret_names_its_variable_and_key() {
+        let errors = parse(&GOOD.replace("${SECRET}", "${EMPTY}")).expect_err("invalid");
+        assert_eq!(
+            errors,
+            ["jobs/j.toml:9:10: `source.secret`: is empty: environment variable `EMPTY` is set but empty"]
+        );
+        let errors = parse(&DINGTALK.replace("${DT_SECRET}", "")).expect_err("invalid");
+        assert_eq!(errors, ["jobs/j.toml:7:14: `source.app_secret`: is empty"]);
+        let errors = parse(&GOOD.replace("${KEY}", "${EMPTY}")).expect_err("invalid");
+        assert!(errors[0].contains("`target.api_key`: is empty: environment variable `EMPTY`"));
+    }
+
+    #[test]
+    fn a_scope_that_selects_nobody_or_twice_is_an_error() {
+        let with = |scope: &str| {
+            parse(&GOOD.replace(
+                "base_url = \"http://127.0.0.1:9/\"",
+                &format!("base_url = \"http://127.0.0.1:9/\"\n{scope}"),
+            ))
+        };
+        assert_eq!(
+            with("departments = []").expect_err("invalid"),
+            ["jobs/j.toml:11:15: `source.departments`: is empty, which selects nobody; remove the key to sync everyone the app can see"]
+        );
+        assert!(with("userids = []").expect_err("invalid")[0]
+            .contains("`source.userids`: is empty, which selects nobody"));
+        assert_eq!(
+            with("departments = [2]\nuserids = [\"zhangsan\"]").expect_err("invalid"),
+            ["jobs/j.toml:12:11: `source.userids`: `departments` and `userids` are both set, and only one can choose whom to sync; keep one of them"]
+        );
+        let job = with("departments = [2, 3]").expect("valid");
+        let Source::Wecom(src) = job.source else {
+            panic!("expected wecom")
+        };
+        assert_eq!(src.scope.departments, [2, 3]);
     }
 
     #[test]
@@ -1079,15 +1035,5 @@ agent = 1
         ] {
             assert!(errors.contains(e), "missing {e:?} in:\n{errors}");
         }
-    }
-
-    #[test]
-    fn rates_and_durations() {
-        assert_eq!("10/s".parse::<Rate>(), Ok(Rate::per_second(10)));
-        assert!("0/s".parse::<Rate>().is_err());
-        assert!("10/h".parse::<Rate>().is_err());
-        assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
-        assert_eq!(parse_duration("5m"), Some(Duration::from_secs(300)));
-        assert_eq!(parse_duration("5 days"), None);
     }
 }
