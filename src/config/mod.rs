@@ -3,6 +3,7 @@
 pub mod diag;
 pub mod job;
 pub mod limits;
+pub mod notify;
 pub mod reader;
 
 pub use diag::{ConfigError, ConfigErrors, SourceFile};
