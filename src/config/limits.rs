@@ -168,7 +168,8 @@ pub const DINGTALK_ENDPOINTS: Endpoints = Endpoints {
     ],
 };
 
-/// Jiandaoyun (jiandaoyun.md §9).
+/// Jiandaoyun (jiandaoyun.md §9). The documented data endpoints attendsync does
+/// not call are accepted too (pacing them changes nothing).
 pub const JIANDAOYUN_ENDPOINTS: Endpoints = Endpoints {
     vendor: "Jiandaoyun",
     known: &[
@@ -177,6 +178,10 @@ pub const JIANDAOYUN_ENDPOINTS: Endpoints = Endpoints {
         (jdy::LIST, Some(Rate::per_second(30))),
         (jdy::WIDGETS, Some(Rate::per_second(30))),
         (jdy::BATCH_DELETE, Some(Rate::per_second(10))),
+        ("data/batch_update", Some(Rate::per_second(10))),
+        ("data/create", Some(Rate::per_second(20))),
+        ("data/delete", Some(Rate::per_second(20))),
+        ("data/get", Some(Rate::per_second(30))),
         (TOTAL, Some(Rate::per_second(50))),
     ],
 };
@@ -329,7 +334,7 @@ mod tests {
         ));
         assert_eq!(
             errors,
-            ["jobs/j.toml:12:1: `target.limits.\"data/bach_create\"`: unknown Jiandaoyun endpoint; known endpoints: \"data/batch_create\", \"data/update\", \"data/list\", \"widget/list\", \"data/batch_delete\" or \"total\""]
+            ["jobs/j.toml:12:1: `target.limits.\"data/bach_create\"`: unknown Jiandaoyun endpoint; known endpoints: \"data/batch_create\", \"data/update\", \"data/list\", \"widget/list\", \"data/batch_delete\", \"data/batch_update\", \"data/create\", \"data/delete\", \"data/get\" or \"total\""]
         );
         let (errors, _) = check(&job(
             "wecom",
