@@ -204,7 +204,6 @@ pub fn summary_text(reports: &[JobReport]) -> String {
             }
             s.push('\n');
             if let Some(e) = &m.month_error {
-                let e = crate::notify::without_month(&m.month.to_string(), e);
                 s.push_str(&format!("  month failed: {e}\n"));
             }
             for e in &m.errors {
