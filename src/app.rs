@@ -30,12 +30,25 @@ pub enum AppError {
     Client(#[from] crate::http::ClientError),
     #[error("{0}")]
     Io(String),
+    #[error("unknown job \"{job}\"; {}", known_jobs(.known))]
+    UnknownJob { job: String, known: Vec<String> },
+}
+
+fn known_jobs(known: &[String]) -> String {
+    if known.is_empty() {
+        "no job is known: no job files in jobs/ and no runs in the database".to_string()
+    } else {
+        format!("known jobs: {}", known.join(", "))
+    }
 }
 
 impl AppError {
     pub fn exit_code(&self) -> u8 {
         match self {
-            AppError::Config(_) => EXIT_CONFIG,
+            AppError::Config(_) | AppError::UnknownJob { .. } => EXIT_CONFIG,
+            AppError::Store(StoreError::Missing { .. } | StoreError::NotAttendsync { .. }) => {
+                EXIT_CONFIG
+            }
             _ => EXIT_FAILED,
         }
     }
@@ -92,7 +105,11 @@ pub async fn sync(
     mode: Mode,
     output: Output,
 ) -> Result<u8, AppError> {
-    let loaded = config::load(&global.config_dir, jobs, &env_lookup)?;
+    // `run wc wc` or a repeated `--month` names a job or month once more, not a
+    // second run of it.
+    let jobs = first_of_each(jobs.to_vec());
+    let months = first_of_each(months);
+    let loaded = config::load(&global.config_dir, &jobs, &env_lookup)?;
     let syncer = syncer(global)?;
     syncer.shutdown.on_signals();
     let opts = Options {
@@ -110,6 +127,17 @@ pub async fn sync(
         crate::notify::notify(&syncer.http, &j.job, report, status).await;
     }
     Ok(exit_status(&reports))
+}
+
+/// `items` without repeats, in the order each first appears.
+pub fn first_of_each<T: PartialEq>(items: Vec<T>) -> Vec<T> {
+    let mut out: Vec<T> = Vec::with_capacity(items.len());
+    for item in items {
+        if !out.contains(&item) {
+            out.push(item);
+        }
+    }
+    out
 }
 
 /// The sync engine for a config dir: its database, an HTTP client, stdout for
@@ -258,6 +286,9 @@ pub async fn check(global: &Global, remote: bool) -> Result<u8, AppError> {
             job.mapping,
             j.mapping.fields().len()
         );
+        for w in &j.warnings {
+            println!("warning: {w}");
+        }
         if let Some(http) = &http {
             let problems = check_remote(http, j, &global.db_path()).await;
             if problems.is_empty() {
@@ -296,14 +327,11 @@ async fn expected_calls(
     let tz = j.job.timezone;
     let months = crate::month::default_months(now, tz, j.job.previous_month_until_day);
     let period = Month::current(now, tz).to_string();
-    // `check` never creates the database; without one nothing was spent yet.
-    let spent = if db.exists() {
-        Store::open(db)
-            .and_then(|s| s.metered_spent(&j.job.name, &period))
-            .unwrap_or(0)
-    } else {
-        0
-    };
+    // `check` never creates or changes the database; without one nothing was
+    // spent yet.
+    let spent = Store::open_read_only(db)
+        .and_then(|s| s.metered_spent(&j.job.name, &period))
+        .unwrap_or(0);
     let plan = crate::budget::Plan::make(
         &months,
         employees,
@@ -357,10 +385,15 @@ async fn check_remote(http: &reqwest::Client, j: &LoadedJob, db: &Path) -> Vec<S
     problems
 }
 
-/// `status`: recent runs and per job-month counts.
+/// `status`: recent runs and per job-month counts. Reads the database without
+/// creating or changing it.
 pub fn status(global: &Global, job: Option<&str>) -> Result<u8, AppError> {
-    let store = open_store(&global.db_path())?;
-    let runs = store.recent_runs(job, 10)?;
+    let store = Store::open_read_only(&global.db_path())?;
+    if let Some(job) = job {
+        known_job(global, &store, job)?;
+    }
+    let mut runs = store.recent_runs(job, 10)?;
+    show_interrupted(&store, &mut runs, Utc::now())?;
     let months = store.month_rows(job)?;
     let pending = store.pending_count(job)?;
     print!("{}", status_text(&runs, &months, pending));
@@ -376,6 +409,61 @@ pub fn status(global: &Global, job: Option<&str>) -> Result<u8, AppError> {
     Ok(EXIT_OK)
 }
 
+/// A job `status` can tell about: a job file in the config dir, or a job the
+/// database has runs of.
+fn known_job(global: &Global, store: &Store, job: &str) -> Result<(), AppError> {
+    let mut known: Vec<String> = config::job_files(&global.config_dir)
+        .map(|files| files.into_iter().map(|(name, _)| name).collect())
+        .unwrap_or_default();
+    known.extend(store.job_names()?);
+    known.sort();
+    known.dedup();
+    if known.iter().any(|k| k == job) {
+        Ok(())
+    } else {
+        Err(AppError::UnknownJob {
+            job: job.to_string(),
+            known,
+        })
+    }
+}
+
+/// A run still marked running is in progress only if it is its job's latest run
+/// and a live process holds the job's lease; any other (killed with -9, the
+/// machine went down) is shown as interrupted. The next run of the job marks
+/// them so in the database.
+fn show_interrupted(
+    store: &Store,
+    runs: &mut [crate::store::RunRow],
+    now: chrono::DateTime<Utc>,
+) -> Result<(), AppError> {
+    let running = crate::store::RunStatus::Running.as_str();
+    let mut in_progress: std::collections::HashMap<String, Option<i64>> = Default::default();
+    for r in runs.iter_mut().filter(|r| r.status == running) {
+        let id = match in_progress.get(&r.job) {
+            Some(id) => *id,
+            None => {
+                let held = store
+                    .lease_holder(&r.job, now)?
+                    .is_some_and(|h| !crate::lease::holder_is_dead(&h.owner));
+                let id = if held {
+                    store.recent_runs(Some(&r.job), 1)?.first().map(|l| l.id)
+                } else {
+                    None
+                };
+                in_progress.insert(r.job.clone(), id);
+                id
+            }
+        };
+        if id != Some(r.id) {
+            r.status = crate::store::RunStatus::Interrupted.as_str().to_string();
+            r.message
+                .get_or_insert_with(|| crate::store::INTERRUPTED_MESSAGE.to_string());
+        }
+    }
+    Ok(())
+}
+
 pub fn status_text(
     runs: &[crate::store::RunRow],
     months: &[crate::store::MonthRow],
@@ -388,12 +476,12 @@ pub fn status_text(
     }
     s.push_str("Recent runs:\n");
     s.push_str(&format!(
-        "  {:>5}  {:<20} {:<14} {:<9} {:<25} {}\n",
+        "  {:>5}  {:<20} {:<14} {:<11} {:<25} {}\n",
         "run", "job", "command", "status", "started", "message"
     ));
     for r in runs {
         s.push_str(&format!(
-            "  {:>5}  {:<20} {:<14} {:<9} {:<25} {}\n",
+            "  {:>5}  {:<20} {:<14} {:<11} {:<25} {}\n",
             r.id,
             r.job,
             r.command,

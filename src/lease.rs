@@ -24,7 +24,7 @@ fn hostname() -> String {
 /// Whether the process named by an owner id (`host:pid:uuid`) is certainly gone.
 /// Only decidable for processes on this machine with a /proc filesystem; anything
 /// else is presumed alive and waits for the lease to expire.
-fn holder_is_dead(owner: &str) -> bool {
+pub fn holder_is_dead(owner: &str) -> bool {
     let mut parts = owner.splitn(3, ':');
     let (Some(host), Some(pid)) = (parts.next(), parts.next()) else {
         return false;

@@ -31,9 +31,13 @@ extern "C" fn tune_allocator() {
 #[link_section = ".init_array"]
 static TUNE_ALLOCATOR: extern "C" fn() = tune_allocator;
 
+/// Without `RUST_LOG`: attendsync's own INFO lines, other crates' warnings only
+/// (tokio-cron-scheduler, for one, logs its start-up at INFO).
+const DEFAULT_LOG_FILTER: &str = "warn,attendsync=info";
+
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_LOG_FILTER));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -47,6 +51,10 @@ fn main() -> ExitCode {
     tune_allocator();
     let cli = Cli::parse();
     init_logging();
+    let json = matches!(
+        cli.command,
+        Command::Run { json: true, .. } | Command::Rerun { json: true, .. }
+    );
     // One thread does all the IO: a sync waits on quotas, not the CPU, and a
     // single-threaded scheduler spends far less CPU handing wake-ups between
     // threads. CPU-heavy work (mapping, SQLite) runs on blocking threads.
@@ -57,6 +65,13 @@ fn main() -> ExitCode {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
+            if json {
+                let answer = serde_json::json!({
+                    "error": format!("cannot start the async runtime: {e}"),
+                    "exit_code": app::EXIT_FAILED,
+                });
+                println!("{answer}");
+            }
             return ExitCode::from(app::EXIT_FAILED);
         }
     };
@@ -99,9 +114,18 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprint!("error: {e}");
-            if !e.to_string().ends_with('\n') {
+            let text = e.to_string();
+            eprint!("error: {text}");
+            if !text.ends_with('\n') {
                 eprintln!();
+            }
+            if json {
+                // A caller parsing stdout gets an answer even when nothing ran.
+                let answer = serde_json::json!({
+                    "error": text.trim_end(),
+                    "exit_code": e.exit_code(),
+                });
+                println!("{answer}");
             }
             ExitCode::from(e.exit_code())
         }

@@ -183,6 +183,15 @@ pub async fn notify_within(
     failed
 }
 
+/// An error of a month without a leading `"{month}: "`, for a line that names
+/// the month itself (the sync engine's month errors start with it).
+pub fn without_month<'e>(month: &str, error: &'e str) -> &'e str {
+    error
+        .strip_prefix(month)
+        .and_then(|rest| rest.strip_prefix(": "))
+        .unwrap_or(error)
+}
+
 /// The alert text: job, outcome, time, per-month counts, the first errors.
 /// Bounded to 2000 bytes and free of the job's secrets.
 pub fn message_text(job: &Job, report: &JobReport, exit_code: u8, now: DateTime<Utc>) -> String {
@@ -230,7 +239,7 @@ pub fn message_text(job: &Job, report: &JobReport, exit_code: u8, now: DateTime<
             m.month_error
                 .iter()
                 .chain(m.errors.iter())
-                .map(move |e| format!("{}: {e}", m.month))
+                .map(move |e| format!("{}: {}", m.month, without_month(&m.month, e)))
         })
         .collect();
     let total: u64 = report
@@ -675,6 +684,23 @@ entry_id = "e"
         for s in ["wecom-secret-123", "robot-key-789", "jdy-key-456"] {
             assert!(!text.contains(s), "{s} in {text}");
         }
+    }
+
+    #[test]
+    fn a_failed_month_is_named_once_per_error_line() {
+        let j = job("[notify]\nwebhook = \"http://127.0.0.1:9/h\"\n");
+        let mut r = report(0, vec![]);
+        r.months[0].month_error =
+            Some("2026-10: Jiandaoyun data/batch_create: code 3000 (form not found)".into());
+        let now = Utc::now();
+        let text = message_text(&j, &r, 1, now);
+        assert!(
+            text.contains("- 2026-10: Jiandaoyun data/batch_create: code 3000"),
+            "{text}"
+        );
+        assert!(!text.contains("2026-10: 2026-10"), "{text}");
+        // An error that does not start with its month is shown as it is.
+        assert_eq!(without_month("2026-10", "2026-1: x"), "2026-1: x");
     }
 
     #[test]

@@ -162,3 +162,32 @@ async fn a_missed_run_is_caught_up_exactly_once() {
     assert_eq!(code, 0);
     assert_eq!(runs(&env), 2, "no second catch-up");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_rust_log_other_crates_stay_out_of_info() {
+    let env = Env::start(3, WecomSimConfig::default(), JdySimConfig::default()).await;
+    job_with_schedule(&env, "0 30 2 * * *");
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_attendsync"))
+        .args(["daemon", "--config-dir"])
+        .arg(env.path())
+        .env("WECOM_CORP_ID", common::CORP_ID)
+        .env("WECOM_CHECKIN_SECRET", common::SECRET)
+        .env("JDY_API_KEY", common::API_KEY)
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn the daemon: {e}"));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (code, stderr) = terminate(child).await;
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains("next_fire"),
+        "attendsync's own INFO lines are kept: {stderr}"
+    );
+    // tokio-cron-scheduler logs these at INFO when it starts.
+    for noise in ["Job creator created", "Uninited"] {
+        assert!(!stderr.contains(noise), "{noise:?} in: {stderr}");
+    }
+}

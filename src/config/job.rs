@@ -6,6 +6,12 @@ use std::time::Duration;
 use chrono_tz::Tz;
 
 use super::diag::{one_of, ConfigError, SourceFile};
+pub use super::limits::{parse_duration, Rate, RetryConfig};
+use super::limits::{
+    read_limits, read_retry, DINGTALK_ENDPOINTS, JIANDAOYUN_ENDPOINTS, WECOM_ENDPOINTS,
+};
+use super::notify::read_notify;
+pub use super::notify::{Notify, NotifyOn, WorkNotice};
 use super::reader::{self, EnvLookup, Located, Table};
 use crate::http::Url;
 use crate::secret::Secret;
@@ -93,140 +99,6 @@ pub struct Target {
     pub request_timeout: Duration,
 }
 
-/// When alerts are sent (`[notify] on`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum NotifyOn {
-    /// Only after a run that failed (exit 1), the default.
-    #[default]
-    Failure,
-    /// After every run.
-    Always,
-}
-
-/// Alert targets of a job (spec §3 `[notify]`). Webhook URLs carry access keys in
-/// their query strings, so they are kept as [`Secret`]s like every credential.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Notify {
-    pub on: NotifyOn,
-    /// WeCom group-robot webhook URL (`…/cgi-bin/webhook/send?key=…`).
-    pub wecom_robot: Option<Secret>,
-    /// DingTalk custom-robot webhook URL (`…/robot/send?access_token=…`).
-    pub dingtalk_robot: Option<Secret>,
-    /// The custom robot's signing secret (`SEC…`), when its security setting is "sign".
-    pub dingtalk_robot_secret: Option<Secret>,
-    /// A generic webhook that receives the run's JSON report.
-    pub webhook: Option<Secret>,
-    pub dingtalk_work_notice: Option<WorkNotice>,
-}
-
-/// A DingTalk work notification (`asyncsend_v2`) to named users. The app's
-/// credentials and base URL default to the job's DingTalk source.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WorkNotice {
-    /// The app's AgentID.
-    pub agent_id: i64,
-    /// Recipients (1 to 100 userids).
-    pub userids: Vec<String>,
-    pub app_key: String,
-    pub app_secret: Secret,
-    /// The old-style API host (`https://oapi.dingtalk.com`, or a test server).
-    pub base_url: Url,
-}
-
-/// A request rate: `count` calls per `per`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Rate {
-    pub count: u32,
-    pub per: Duration,
-}
-
-impl Rate {
-    pub const fn per_second(count: u32) -> Rate {
-        Rate {
-            count,
-            per: Duration::from_secs(1),
-        }
-    }
-
-    pub const fn per_minute(count: u32) -> Rate {
-        Rate {
-            count,
-            per: Duration::from_secs(60),
-        }
-    }
-
-    /// The spacing between two calls at this rate.
-    pub fn interval(&self) -> Duration {
-        self.per / self.count.max(1)
-    }
-}
-
-impl std::str::FromStr for Rate {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let bad =
-            || format!("invalid rate \"{s}\"; expected \"N/s\" or \"N/min\", e.g. \"60/min\"");
-        let (n, unit) = s.split_once('/').ok_or_else(bad)?;
-        let count: u32 = n.trim().parse().map_err(|_| bad())?;
-        if count == 0 {
-            return Err(bad());
-        }
-        match unit.trim() {
-            "s" => Ok(Rate::per_second(count)),
-            "min" => Ok(Rate::per_minute(count)),
-            _ => Err(bad()),
-        }
-    }
-}
-
-/// Retry behaviour of one side (spec §3 `[source.retry]`, `[target.retry]`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RetryConfig {
-    /// Per request, first try included.
-    pub max_attempts: u32,
-    pub initial_wait: Duration,
-    pub max_wait: Duration,
-    /// First wait after a throttling answer.
-    pub throttle_wait: Duration,
-}
-
-impl RetryConfig {
-    pub const WECOM: RetryConfig = RetryConfig {
-        max_attempts: 8,
-        initial_wait: Duration::from_secs(1),
-        max_wait: Duration::from_secs(60),
-        throttle_wait: Duration::from_secs(60),
-    };
-    pub const DINGTALK: RetryConfig = RetryConfig {
-        max_attempts: 8,
-        initial_wait: Duration::from_secs(1),
-        max_wait: Duration::from_secs(60),
-        throttle_wait: Duration::from_secs(1),
-    };
-    pub const JIANDAOYUN: RetryConfig = RetryConfig {
-        max_attempts: 8,
-        initial_wait: Duration::from_secs(1),
-        max_wait: Duration::from_secs(60),
-        throttle_wait: Duration::from_secs(1),
-    };
-}
-
-/// Parses durations like `"500ms"`, `"60s"`, `"5m"`, `"1h"`.
-pub fn parse_duration(s: &str) -> Option<Duration> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit())?;
-    let (n, unit) = s.split_at(split);
-    let n: u64 = n.parse().ok()?;
-    match unit.trim() {
-        "ms" => Some(Duration::from_millis(n)),
-        "s" => Some(Duration::from_secs(n)),
-        "m" | "min" => Some(Duration::from_secs(n * 60)),
-        "h" => Some(Duration::from_secs(n * 3600)),
-        _ => None,
-    }
-}
-
 const JOB_KEYS: &[&str] = &[
     "description",
     "schedule",
@@ -272,19 +144,6 @@ const TARGET_KEYS: &[&str] = &[
     "limits",
     "retry",
 ];
-const RETRY_KEYS: &[&str] = &["max_attempts", "initial_wait", "max_wait", "throttle_wait"];
-const NOTIFY_KEYS: &[&str] = &[
-    "on",
-    "wecom_robot",
-    "dingtalk_robot",
-    "dingtalk_robot_secret",
-    "webhook",
-    "dingtalk_work_notice",
-];
-const NOTIFY_ON: &[&str] = &["failure", "always"];
-const WORK_NOTICE_KEYS: &[&str] = &["agent_id", "userids", "app_key", "app_secret", "base_url"];
-/// `asyncsend_v2` takes at most 100 userids per call.
-const MAX_NOTICE_USERIDS: usize = 100;
 
 /// Parses and validates one job file. `name` is the file stem.
 pub fn parse_job(
@@ -292,20 +151,36 @@ pub fn parse_job(
     file: &SourceFile,
     env: EnvLookup<'_>,
 ) -> Result<Job, Vec<ConfigError>> {
+    parse_job_with_warnings(name, file, env).map(|(job, _)| job)
+}
+
+/// [`parse_job`], and what is allowed but probably wrong (e.g. a limit above the
+/// vendor's documented quota), for `check` to show.
+pub fn parse_job_with_warnings(
+    name: &str,
+    file: &SourceFile,
+    env: EnvLookup<'_>,
+) -> Result<(Job, Vec<ConfigError>), Vec<ConfigError>> {
     let mut errors = Vec::new();
+    let mut warnings = Vec::new();
     let Some(doc) = reader::parse(file, &file.text, &mut errors) else {
         return Err(errors);
     };
     let root = Table::root(file, &doc, Some(env));
-    let job = read_job(name, &root, &mut errors);
+    let job = read_job(name, &root, &mut errors, &mut warnings);
     root.finish(JOB_KEYS, &mut errors);
     match job {
-        Some(job) if errors.is_empty() => Ok(job),
+        Some(job) if errors.is_empty() => Ok((job, warnings)),
         _ => Err(errors),
     }
 }
 
-fn read_job(name: &str, root: &Table<'_, '_>, errors: &mut Vec<ConfigError>) -> Option<Job> {
+fn read_job(
+    name: &str,
+    root: &Table<'_, '_>,
+    errors: &mut Vec<ConfigError>,
+    warnings: &mut Vec<ConfigError>,
+) -> Option<Job> {
     let description = root.string("description", errors).map(|d| d.value);
     let schedule = root.string("schedule", errors);
     let timezone = match root.string("timezone", errors) {
@@ -345,7 +220,7 @@ fn read_job(name: &str, root: &Table<'_, '_>, errors: &mut Vec<ConfigError>) -> 
         Some(d) => in_range(root, "previous_month_until_day", &d, 0, 28, errors).map(|d| d as u32),
     };
     let source = match root.table("source", errors) {
-        Some(t) => read_source(&t, errors),
+        Some(t) => read_source(&t, errors, warnings),
         None => {
             if !root.contains("source") {
                 errors.push(root.error(
@@ -358,7 +233,7 @@ fn read_job(name: &str, root: &Table<'_, '_>, errors: &mut Vec<ConfigError>) -> 
         }
     };
     let target = match root.table("target", errors) {
-        Some(t) => read_target(&t, errors),
+        Some(t) => read_target(&t, errors, warnings),
         None => {
             if !root.contains("target") {
                 errors.push(root.error(
@@ -387,7 +262,7 @@ fn read_job(name: &str, root: &Table<'_, '_>, errors: &mut Vec<ConfigError>) -> 
     })
 }
 
-fn in_range(
+pub(super) fn in_range(
     table: &Table<'_, '_>,
     key: &str,
     value: &Located<i64>,
@@ -407,7 +282,11 @@ fn in_range(
     }
 }
 
-fn read_source(t: &Table<'_, '_>, errors: &mut Vec<ConfigError>) -> Option<Source> {
+fn read_source(
+    t: &Table<'_, '_>,
+    errors: &mut Vec<ConfigError>,
+    warnings: &mut Vec<ConfigError>,
+) -> Option<Source> {
     let kind = if t.contains("type") {
         t.choice("type", SOURCE_TYPES, errors)
     } else {
@@ -419,17 +298,21 @@ fn read_source(t: &Table<'_, '_>, errors: &mut Vec<ConfigError>) -> Option<Sourc
         None
     }?;
     match kind.value.as_str() {
-        "wecom" => read_wecom(t, errors).map(Source::Wecom),
-        _ => read_dingtalk(t, errors).map(Source::Dingtalk),
+        "wecom" => read_wecom(t, errors, warnings).map(Source::Wecom),
+        _ => read_dingtalk(t, errors, warnings).map(Source::Dingtalk),
     }
 }
 
-fn read_wecom(t: &Table<'_, '_>, errors: &mut Vec<ConfigError>) -> Option<WecomSource> {
-    let corp_id = t.required_string("corp_id", errors);
-    let secret = t.required_string("secret", errors);
+fn read_wecom(
+    t: &Table<'_, '_>,
+    errors: &mut Vec<ConfigError>,
+    warnings: &mut Vec<ConfigError>,
+) -> Option<WecomSource> {
+    let corp_id = t.required_nonempty("corp_id", errors);
+    let secret = t.required_nonempty("secret", errors);
     let base_url = read_base_url(t, WECOM_BASE_URL, errors);
     let scope = read_scope(t, errors);
-    let limits = read_limits(t, errors);
+    let limits = read_limits(t, &WECOM_ENDPOINTS, errors, warnings);
     let retry = read_retry(t, RetryConfig::WECOM, errors);
     t.finish(WECOM_KEYS, errors);
     Some(WecomSource {
@@ -442,9 +325,13 @@ fn read_wecom(t: &Table<'_, '_>, errors: &mut Vec<ConfigError>) -> Option<WecomS
     })
 }
 
-fn read_dingtalk(t: &Table<'_, '_>, errors: &mut Vec<ConfigError>) -> Option<DingtalkSource> {
-    let app_key = t.required_string("app_key", errors);
-    let app_secret = t.required_string("app_secret", errors);
+fn read_dingtalk(
+    t: &Table<'_, '_>,
+    errors: &mut Vec<ConfigError>,
+    warnings: &mut Vec<ConfigError>,
+) -> Option<DingtalkSource> {
+    let app_key = t.required_nonempty("app_key", errors);
+    let app_secret = t.required_nonempty("app_secret", errors);
     let base_url = read_base_url(t, DINGTALK_BASE_URL, errors);
     let columns = t.string_array("columns", errors).unwrap_or_default();
     let leave_names = t.string_array("leave_names", errors).unwrap_or_default();
@@ -453,7 +340,7 @@ fn read_dingtalk(t: &Table<'_, '_>, errors: &mut Vec<ConfigError>) -> Option<Din
         Some(b) => in_range(t, "monthly_call_budget", &b, 1, 100_000_000, errors).map(|b| b as u32),
     };
     let scope = read_scope(t, errors);
-    let limits = read_limits(t, errors);
+    let limits = read_limits(t, &DINGTALK_ENDPOINTS, errors, warnings);
     let retry = read_retry(t, RetryConfig::DINGTALK, errors);
     t.finish(DINGTALK_KEYS, errors);
     Some(DingtalkSource {
@@ -469,15 +356,19 @@ fn read_dingtalk(t: &Table<'_, '_>, errors: &mut Vec<ConfigError>) -> Option<Din
     })
 }
 
-fn read_target(t: &Table<'_, '_>, errors: &mut Vec<ConfigError>) -> Option<Target> {
-    let api_key = t.required_string("api_key", errors);
-    let app_id = t.required_string("app_id", errors);
-    let entry_id = t.required_string("entry_id", errors);
+fn read_target(
+    t: &Table<'_, '_>,
+    errors: &mut Vec<ConfigError>,
+    warnings: &mut Vec<ConfigError>,
+) -> Option<Target> {
+    let api_key = t.required_nonempty("api_key", errors);
+    let app_id = t.required_nonempty("app_id", errors);
+    let entry_id = t.required_nonempty("entry_id", errors);
     let base_url = read_base_url(t, JIANDAOYUN_BASE_URL, errors);
     let workflow = t.bool("is_start_workflow", errors).unwrap_or(false);
     let trigger = t.bool("is_start_trigger", errors).unwrap_or(false);
     let request_timeout = read_request_timeout(t, errors);
-    let limits = read_limits(t, errors);
+    let limits = read_limits(t, &JIANDAOYUN_ENDPOINTS, errors, warnings);
     let retry = read_retry(t, RetryConfig::JIANDAOYUN, errors);
     t.finish(TARGET_KEYS, errors);
     Some(Target {
@@ -514,7 +405,11 @@ fn read_request_timeout(t: &Table<'_, '_>, errors: &mut Vec<ConfigError>) -> Opt
     }
 }
 
-fn read_base_url(t: &Table<'_, '_>, default: &str, errors: &mut Vec<ConfigError>) -> Option<Url> {
+pub(super) fn read_base_url(
+    t: &Table<'_, '_>,
+    default: &str,
+    errors: &mut Vec<ConfigError>,
+) -> Option<Url> {
     let Some(text) = t.string("base_url", errors) else {
         return (!t.contains("base_url")).then(|| default_url(default));
     };
@@ -532,7 +427,7 @@ fn read_base_url(t: &Table<'_, '_>, default: &str, errors: &mut Vec<ConfigError>
 }
 
 /// A built-in vendor address.
-fn default_url(text: &str) -> Url {
+pub(super) fn default_url(text: &str) -> Url {
     // Only ever one of this file's constants, which every test without a
     // `base_url` reads.
     Url::parse(text).expect("built-in base URLs are valid")
@@ -565,253 +460,39 @@ fn read_scope(t: &Table<'_, '_>, errors: &mut Vec<ConfigError>) -> Option<Scope>
             Vec::new()
         }
     };
+    ok &= scope_is_usable(t, errors);
     ok.then_some(Scope {
         departments,
         userids,
     })
 }
 
-fn read_limits(t: &Table<'_, '_>, errors: &mut Vec<ConfigError>) -> Option<Vec<(String, Rate)>> {
-    let Some(limits) = t.table("limits", errors) else {
-        return (!t.contains("limits")).then(Vec::new);
-    };
-    let mut out = Vec::new();
+/// An empty list selects nobody, and `departments` with `userids` would leave
+/// one of them unused: both are errors rather than a silent surprise.
+fn scope_is_usable(t: &Table<'_, '_>, errors: &mut Vec<ConfigError>) -> bool {
     let before = errors.len();
-    for (endpoint, _, value) in limits.entries() {
-        let Some(text) = limits.string_value(&endpoint, value, errors) else {
-            continue;
-        };
-        match text.value.parse::<Rate>() {
-            Ok(rate) => out.push((endpoint.trim_matches('/').to_string(), rate)),
-            Err(msg) => errors.push(limits.error(text.span, &endpoint, msg)),
-        }
-    }
-    (errors.len() == before).then_some(out)
-}
-
-fn read_retry(
-    t: &Table<'_, '_>,
-    defaults: RetryConfig,
-    errors: &mut Vec<ConfigError>,
-) -> Option<RetryConfig> {
-    let Some(r) = t.table("retry", errors) else {
-        return (!t.contains("retry")).then_some(defaults);
-    };
-    let before = errors.len();
-    let mut cfg = defaults;
-    if let Some(n) = r.integer("max_attempts", errors) {
-        if let Some(n) = in_range(&r, "max_attempts", &n, 1, 100, errors) {
-            cfg.max_attempts = n as u32;
-        }
-    }
-    for (key, slot) in [
-        ("initial_wait", &mut cfg.initial_wait),
-        ("max_wait", &mut cfg.max_wait),
-        ("throttle_wait", &mut cfg.throttle_wait),
-    ] {
-        if let Some(text) = r.string(key, errors) {
-            match parse_duration(&text.value) {
-                Some(d) => *slot = d,
-                None => errors.push(r.error(
-                    text.span,
-                    key,
-                    format!(
-                        "invalid duration \"{}\"; expected e.g. \"500ms\", \"60s\", \"5m\"",
-                        text.value
-                    ),
-                )),
-            }
-        }
-    }
-    r.finish(RETRY_KEYS, errors);
-    (errors.len() == before).then_some(cfg)
-}
-
-/// `[notify]`: when to alert and where. Every target is validated here, so `check`
-/// reports a broken alert setup before the first failure needs it.
-fn read_notify(
-    t: &Table<'_, '_>,
-    source: Option<&Source>,
-    errors: &mut Vec<ConfigError>,
-) -> Option<Notify> {
-    let before = errors.len();
-    let on = match t.choice("on", NOTIFY_ON, errors) {
-        Some(on) if on.value == "always" => NotifyOn::Always,
-        _ => NotifyOn::Failure,
-    };
-    let wecom_robot = read_url(t, "wecom_robot", errors);
-    let dingtalk_robot = read_url(t, "dingtalk_robot", errors);
-    let webhook = read_url(t, "webhook", errors);
-    let dingtalk_robot_secret = match t.string("dingtalk_robot_secret", errors) {
-        None => None,
-        Some(s) if s.value.trim().is_empty() => {
+    let span_of = |key: &str| t.get(key).map(|v| v.span()).unwrap_or_else(|| t.span());
+    for key in ["departments", "userids"] {
+        let empty = t
+            .get(key)
+            .and_then(|v| v.get_ref().as_array())
+            .is_some_and(|items| items.is_empty());
+        if empty {
             errors.push(t.error(
-                s.span,
-                "dingtalk_robot_secret",
-                "is empty; remove the key when the robot does not sign its requests",
-            ));
-            None
-        }
-        Some(s) => {
-            if !t.contains("dingtalk_robot") {
-                errors.push(t.error(
-                    s.span.clone(),
-                    "dingtalk_robot_secret",
-                    "a signing secret needs `dingtalk_robot`, the webhook URL of the robot it signs for",
-                ));
-            }
-            Some(Secret::new(s.value))
-        }
-    };
-    let notice = match t.table("dingtalk_work_notice", errors) {
-        Some(n) => read_work_notice(&n, source, errors),
-        None => None,
-    };
-    let targets = [
-        "wecom_robot",
-        "dingtalk_robot",
-        "webhook",
-        "dingtalk_work_notice",
-    ];
-    if !targets.iter().any(|k| t.contains(k)) {
-        errors.push(t.file().error(
-            Some(t.span()),
-            "notify",
-            format!(
-                "no alert target; set at least one of {}, or remove [notify]",
-                one_of(&targets)
-            ),
-        ));
-    }
-    t.finish(NOTIFY_KEYS, errors);
-    (errors.len() == before).then_some(Notify {
-        on,
-        wecom_robot,
-        dingtalk_robot,
-        dingtalk_robot_secret,
-        webhook,
-        dingtalk_work_notice: notice,
-    })
-}
-
-/// An optional webhook URL. The value is never echoed in a message: it carries a key.
-fn read_url(t: &Table<'_, '_>, key: &str, errors: &mut Vec<ConfigError>) -> Option<Secret> {
-    let url = t.string(key, errors)?;
-    let v = url.value.trim();
-    let rest = v
-        .strip_prefix("https://")
-        .or_else(|| v.strip_prefix("http://"));
-    match rest {
-        Some(rest)
-            if !rest.is_empty() && !rest.starts_with('/') && !v.contains(char::is_whitespace) =>
-        {
-            Some(Secret::new(v))
-        }
-        _ => {
-            errors.push(t.error(
-                url.span,
+                span_of(key),
                 key,
-                "expected an http:// or https:// URL (the value is not shown: webhook URLs carry keys)",
+                "is empty, which selects nobody; remove the key to sync everyone the app can see",
             ));
-            None
         }
     }
-}
-
-fn read_work_notice(
-    n: &Table<'_, '_>,
-    source: Option<&Source>,
-    errors: &mut Vec<ConfigError>,
-) -> Option<WorkNotice> {
-    let before = errors.len();
-    let agent_id = if n.contains("agent_id") {
-        n.integer("agent_id", errors)
-            .and_then(|a| in_range(n, "agent_id", &a, 1, i64::MAX, errors))
-    } else {
-        errors.push(n.error(
-            n.span(),
-            "agent_id",
-            "required key is missing: the AgentID of the DingTalk app that sends the notice",
-        ));
-        None
-    };
-    let mut userids = Vec::new();
-    if !n.contains("userids") {
-        errors.push(n.error(
-            n.span(),
+    if t.contains("departments") && t.contains("userids") {
+        errors.push(t.error(
+            span_of("userids"),
             "userids",
-            "required key is missing: the DingTalk userids to notify",
+            "`departments` and `userids` are both set, and only one can choose whom to sync; keep one of them",
         ));
-    } else if let Some(ids) = n.string_array("userids", errors) {
-        if ids.is_empty() || ids.len() > MAX_NOTICE_USERIDS {
-            errors.push(n.error(
-                n.span(),
-                "userids",
-                format!("{} userids; allowed: 1 to {MAX_NOTICE_USERIDS}", ids.len()),
-            ));
-        }
-        for id in ids {
-            let v = id.value.trim();
-            if v.is_empty() || v.contains(',') {
-                errors.push(n.error(id.span, "userids", "a userid is not empty and has no comma"));
-            } else {
-                userids.push(v.to_string());
-            }
-        }
     }
-    let app_key = n.string("app_key", errors);
-    let app_secret = n.string("app_secret", errors);
-    let base_url = if n.contains("base_url") {
-        read_base_url(n, DINGTALK_BASE_URL, errors)
-    } else {
-        None
-    };
-    let dingtalk = match source {
-        Some(Source::Dingtalk(d)) => Some(d),
-        _ => None,
-    };
-    let credentials = match (app_key, app_secret) {
-        (Some(k), Some(s)) => Some((k.value, Secret::new(s.value))),
-        (Some(k), None) if !n.contains("app_secret") => {
-            errors.push(n.error(k.span, "app_secret", "`app_key` needs `app_secret` too"));
-            None
-        }
-        (None, Some(s)) if !n.contains("app_key") => {
-            errors.push(n.error(s.span, "app_key", "`app_secret` needs `app_key` too"));
-            None
-        }
-        (None, None) if !n.contains("app_key") && !n.contains("app_secret") => match dingtalk {
-            Some(d) => Some((d.app_key.clone(), d.app_secret.clone())),
-            None => {
-                if matches!(source, Some(Source::Wecom(_))) {
-                    errors.push(n.error(
-                        n.span(),
-                        "app_key",
-                        "a WeCom job sends DingTalk work notices with a DingTalk app of its own: set `app_key` and `app_secret` here",
-                    ));
-                }
-                None
-            }
-        },
-        // A present key that failed to read was reported already.
-        _ => None,
-    };
-    let base_url = base_url.or_else(|| match dingtalk {
-        Some(d) => Some(d.base_url.clone()),
-        None => Some(default_url(DINGTALK_BASE_URL)),
-    });
-    n.finish(WORK_NOTICE_KEYS, errors);
-    if errors.len() != before {
-        return None;
-    }
-    let (app_key, app_secret) = credentials?;
-    Some(WorkNotice {
-        agent_id: agent_id?,
-        userids,
-        app_key,
-        app_secret,
-        base_url: base_url?,
-    })
+    errors.len() == before
 }
 
 /// The job name of a job file: its stem.
@@ -822,10 +503,11 @@ pub fn job_name(path: &Path) -> Option<String> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+    use std::time::Duration;
 
-    const GOOD: &str = r#"
+    pub(crate) const GOOD: &str = r#"
 description = "test"
 schedule = "0 30 2 * * *"
 mapping = "wecom_monthly.toml"
@@ -863,7 +545,7 @@ entry_id = "entry"
         }
     }
 
-    fn parse(text: &str) -> Result<Job, Vec<String>> {
+    pub(crate) fn parse(text: &str) -> Result<Job, Vec<String>> {
         let file = SourceFile::new("jobs/j.toml", text);
         parse_job("j", &file, &env).map_err(|e| e.iter().map(|e| e.to_string()).collect())
     }
@@ -940,13 +622,51 @@ entry_id = "entry"
     }
 
     #[test]
+    fn an_empty_secret_names_its_variable_and_key() {
+        let errors = parse(&GOOD.replace("${SECRET}", "${EMPTY}")).expect_err("invalid");
+        assert_eq!(
+            errors,
+            ["jobs/j.toml:9:10: `source.secret`: is empty: environment variable `EMPTY` is set but empty"]
+        );
+        let errors = parse(&DINGTALK.replace("${DT_SECRET}", "")).expect_err("invalid");
+        assert_eq!(errors, ["jobs/j.toml:7:14: `source.app_secret`: is empty"]);
+        let errors = parse(&GOOD.replace("${KEY}", "${EMPTY}")).expect_err("invalid");
+        assert!(errors[0].contains("`target.api_key`: is empty: environment variable `EMPTY`"));
+    }
+
+    #[test]
+    fn a_scope_that_selects_nobody_or_twice_is_an_error() {
+        let with = |scope: &str| {
+            parse(&GOOD.replace(
+                "base_url = \"http://127.0.0.1:9/\"",
+                &format!("base_url = \"http://127.0.0.1:9/\"\n{scope}"),
+            ))
+        };
+        assert_eq!(
+            with("departments = []").expect_err("invalid"),
+            ["jobs/j.toml:11:15: `source.departments`: is empty, which selects nobody; remove the key to sync everyone the app can see"]
+        );
+        assert!(with("userids = []").expect_err("invalid")[0]
+            .contains("`source.userids`: is empty, which selects nobody"));
+        assert_eq!(
+            with("departments = [2]\nuserids = [\"zhangsan\"]").expect_err("invalid"),
+            ["jobs/j.toml:12:11: `source.userids`: `departments` and `userids` are both set, and only one can choose whom to sync; keep one of them"]
+        );
+        let job = with("departments = [2, 3]").expect("valid");
+        let Source::Wecom(src) = job.source else {
+            panic!("expected wecom")
+        };
+        assert_eq!(src.scope.departments, [2, 3]);
+    }
+
+    #[test]
     fn missing_variable_error_names_variable_not_value() {
         let text = GOOD.replace("${SECRET}", "${NOT_SET_SECRET}");
         let errors = parse(&text).expect_err("invalid").join("\n");
         assert!(errors.contains("jobs/j.toml:9:10: `source.secret`: environment variable `NOT_SET_SECRET` is not set"), "{errors}");
     }
 
-    const DINGTALK: &str = r#"
+    pub(crate) const DINGTALK: &str = r#"
 mapping = "dingtalk_monthly.toml"
 
 [source]
@@ -960,161 +680,4 @@ api_key = "${KEY}"
 app_id = "app"
 entry_id = "entry"
 "#;
-
-    fn notify_of(text: &str) -> Notify {
-        match parse(text) {
-            Ok(job) => job.notify.expect("a [notify] table"),
-            Err(e) => panic!("invalid: {e:?}"),
-        }
-    }
-
-    #[test]
-    fn a_job_without_notify_has_none() {
-        assert_eq!(parse(GOOD).expect("valid").notify, None);
-        assert_eq!(parse(DINGTALK).expect("valid").notify, None);
-    }
-
-    #[test]
-    fn parses_every_notify_target_and_defaults_the_notice_to_the_source_app() {
-        let text = DINGTALK.to_string()
-            + r#"
-[notify]
-on = "always"
-wecom_robot = "${WECOM_HOOK}"
-dingtalk_robot = "${DT_HOOK}"
-dingtalk_robot_secret = "${DT_SIGN}"
-webhook = "https://ops.example.com/hooks/attendsync"
-
-[notify.dingtalk_work_notice]
-agent_id = 123456789
-userids = ["manager4220", "hr01"]
-"#;
-        let n = notify_of(&text);
-        assert_eq!(n.on, NotifyOn::Always);
-        assert_eq!(
-            n.wecom_robot.as_ref().map(Secret::expose),
-            Some("https://qyapi.example/cgi-bin/webhook/send?key=wk-123")
-        );
-        assert_eq!(
-            n.dingtalk_robot.as_ref().map(Secret::expose),
-            Some("https://oapi.example/robot/send?access_token=dt-456")
-        );
-        assert_eq!(
-            n.dingtalk_robot_secret.as_ref().map(Secret::expose),
-            Some("SECsign789")
-        );
-        assert_eq!(
-            n.webhook.as_ref().map(Secret::expose),
-            Some("https://ops.example.com/hooks/attendsync")
-        );
-        let notice = n.dingtalk_work_notice.expect("work notice");
-        assert_eq!(notice.agent_id, 123456789);
-        assert_eq!(notice.userids, vec!["manager4220", "hr01"]);
-        assert_eq!(notice.app_key, "dingkey");
-        assert_eq!(notice.app_secret.expose(), "dt-s3cr3t");
-        assert_eq!(notice.base_url.as_str(), "http://127.0.0.1:9/");
-        // Debug output of the whole job never shows a key.
-        let debug = format!("{:?}", parse(&text).expect("valid"));
-        for secret in ["wk-123", "dt-456", "SECsign789", "dt-s3cr3t", "k3y"] {
-            assert!(!debug.contains(secret), "{secret} in {debug}");
-        }
-    }
-
-    #[test]
-    fn notify_defaults_to_failure() {
-        let n = notify_of(&(GOOD.to_string() + "\n[notify]\nwecom_robot = \"${WECOM_HOOK}\"\n"));
-        assert_eq!(n.on, NotifyOn::Failure);
-        assert_eq!(n.dingtalk_robot, None);
-        assert_eq!(n.dingtalk_work_notice, None);
-    }
-
-    #[test]
-    fn a_wecom_job_sends_work_notices_with_its_own_dingtalk_app() {
-        let text = GOOD.to_string()
-            + r#"
-[notify.dingtalk_work_notice]
-agent_id = 42
-userids = ["boss"]
-app_key = "notice-app"
-app_secret = "${DT_SECRET}"
-base_url = "http://127.0.0.1:7/"
-"#;
-        let notice = notify_of(&text).dingtalk_work_notice.expect("notice");
-        assert_eq!(notice.app_key, "notice-app");
-        assert_eq!(notice.app_secret.expose(), "dt-s3cr3t");
-        assert_eq!(notice.base_url.as_str(), "http://127.0.0.1:7/");
-
-        let text = GOOD.to_string()
-            + "\n[notify.dingtalk_work_notice]\nagent_id = 42\nuserids = [\"boss\"]\napp_key = \"k\"\napp_secret = \"s\"\n";
-        let notice = notify_of(&text).dingtalk_work_notice.expect("notice");
-        assert_eq!(notice.base_url.as_str(), "https://oapi.dingtalk.com/");
-    }
-
-    #[test]
-    fn notify_errors_name_file_line_key_and_never_the_url() {
-        let text = GOOD.to_string()
-            + r#"
-[notify]
-on = "sometimes"
-wecom_robot = "${NOT_A_URL}"
-webhook = "ftp://ops.example.com/x"
-dingtalk_robot_secret = "${DT_SIGN}"
-colour = "red"
-
-[notify.dingtalk_work_notice]
-userids = []
-agent = 1
-"#;
-        let errors = parse(&text).expect_err("invalid");
-        let all = errors.join("\n");
-        let expected = [
-            "jobs/j.toml:24:6: `notify.on`: unknown value \"sometimes\"; allowed: \"failure\" or \"always\"",
-            "jobs/j.toml:25:15: `notify.wecom_robot`: expected an http:// or https:// URL",
-            "jobs/j.toml:26:11: `notify.webhook`: expected an http:// or https:// URL",
-            "jobs/j.toml:27:25: `notify.dingtalk_robot_secret`: a signing secret needs `dingtalk_robot`",
-            "jobs/j.toml:28:1: `notify.colour`: unknown key; allowed keys: \"on\"",
-            "`notify.dingtalk_work_notice.agent_id`: required key is missing",
-            "`notify.dingtalk_work_notice.userids`: 0 userids; allowed: 1 to 100",
-            "jobs/j.toml:32:1: `notify.dingtalk_work_notice.agent`: unknown key; allowed keys: \"agent_id\"",
-            "`notify.dingtalk_work_notice.app_key`: a WeCom job sends DingTalk work notices with a DingTalk app of its own",
-        ];
-        for e in expected {
-            assert!(all.contains(e), "missing {e:?} in:\n{all}");
-        }
-        assert!(!all.contains("leaky-key-42"), "{all}");
-        assert!(!all.contains("SECsign789"), "{all}");
-    }
-
-    #[test]
-    fn notify_needs_a_target_and_complete_credentials() {
-        let errors = parse(&(GOOD.to_string() + "\n[notify]\non = \"always\"\n"))
-            .expect_err("invalid")
-            .join("\n");
-        assert!(
-            errors.contains("`notify`: no alert target; set at least one of"),
-            "{errors}"
-        );
-
-        let text = DINGTALK.to_string()
-            + "\n[notify]\ndingtalk_robot = \"${DT_HOOK}\"\ndingtalk_robot_secret = \"${EMPTY}\"\n\n[notify.dingtalk_work_notice]\nagent_id = 0\nuserids = [\"a,b\"]\napp_key = \"k\"\n";
-        let errors = parse(&text).expect_err("invalid").join("\n");
-        for e in [
-            "`notify.dingtalk_robot_secret`: is empty",
-            "`notify.dingtalk_work_notice.agent_id`: 0 is out of range",
-            "`notify.dingtalk_work_notice.userids`: a userid is not empty and has no comma",
-            "`notify.dingtalk_work_notice.app_secret`: `app_key` needs `app_secret` too",
-        ] {
-            assert!(errors.contains(e), "missing {e:?} in:\n{errors}");
-        }
-    }
-
-    #[test]
-    fn rates_and_durations() {
-        assert_eq!("10/s".parse::<Rate>(), Ok(Rate::per_second(10)));
-        assert!("0/s".parse::<Rate>().is_err());
-        assert!("10/h".parse::<Rate>().is_err());
-        assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
-        assert_eq!(parse_duration("5m"), Some(Duration::from_secs(300)));
-        assert_eq!(parse_duration("5 days"), None);
-    }
 }

@@ -2,6 +2,8 @@
 
 pub mod diag;
 pub mod job;
+pub mod limits;
+pub mod notify;
 pub mod reader;
 
 pub use diag::{ConfigError, ConfigErrors, SourceFile};
@@ -20,6 +22,9 @@ pub struct LoadedJob {
     pub job: Job,
     pub mapping: Arc<Mapping>,
     pub file: PathBuf,
+    /// Allowed but probably wrong (e.g. a limit above the documented quota):
+    /// `check` prints these.
+    pub warnings: Vec<ConfigError>,
 }
 
 /// The job files of a config dir, by name, sorted.
@@ -112,8 +117,8 @@ pub fn load(
                 continue;
             }
         };
-        let job = match job::parse_job(&name, &file, env) {
-            Ok(job) => job,
+        let (job, warnings) = match job::parse_job_with_warnings(&name, &file, env) {
+            Ok(parsed) => parsed,
             Err(es) => {
                 errors.extend(es);
                 continue;
@@ -147,6 +152,7 @@ pub fn load(
                 job,
                 mapping,
                 file: path,
+                warnings,
             });
         }
     }

@@ -183,6 +183,49 @@ impl<'a, 'i> Table<'a, 'i> {
         self.string(key, errors)
     }
 
+    /// A required string that may not be empty (credentials, ids) once `${VAR}`
+    /// is replaced. An empty value is reported with the variables it came from,
+    /// never with a value.
+    pub fn required_nonempty(
+        &self,
+        key: &str,
+        errors: &mut Vec<ConfigError>,
+    ) -> Option<Located<String>> {
+        let s = self.required_string(key, errors)?;
+        self.nonempty(key, s, errors)
+    }
+
+    /// `value` (read from `key`) unless it is empty or blank, then an error
+    /// naming the variables in the key's text.
+    pub fn nonempty(
+        &self,
+        key: &str,
+        value: Located<String>,
+        errors: &mut Vec<ConfigError>,
+    ) -> Option<Located<String>> {
+        if !value.value.trim().is_empty() {
+            return Some(value);
+        }
+        let raw = self
+            .get(key)
+            .and_then(|v| v.get_ref().as_str())
+            .unwrap_or_default();
+        let vars: Vec<String> = variables(raw).iter().map(|v| format!("`{v}`")).collect();
+        let message = match vars.len() {
+            0 => "is empty".to_string(),
+            1 => format!(
+                "is empty: environment variable {} is set but empty",
+                vars[0]
+            ),
+            _ => format!(
+                "is empty: environment variables {} are set but empty",
+                vars.join(", ")
+            ),
+        };
+        errors.push(self.error(value.span, key, message));
+        None
+    }
+
     /// A string that must be one of `allowed`.
     pub fn choice(
         &self,
@@ -326,6 +369,21 @@ impl<'a, 'i> Table<'a, 'i> {
     }
 }
 
+/// The names of the `${VAR}`s in `text`, in order.
+pub fn variables(text: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("${") {
+        let after = &rest[start + 2..];
+        let Some(end) = after.find('}') else {
+            break;
+        };
+        out.push(&after[..end]);
+        rest = &after[end + 1..];
+    }
+    out
+}
+
 /// Replaces every `${VAR}` with the variable's value. Returns the first variable
 /// that is not set. `$` not followed by `{` is kept as is.
 pub fn interpolate(text: &str, env: EnvLookup<'_>) -> Result<String, String> {
@@ -384,6 +442,34 @@ mod tests {
             vec![
                 "jobs/j.toml:3:8: `source.type`: expected a string, found integer",
                 "jobs/j.toml:4:1: `source.extra`: unknown key; allowed keys: \"type\"",
+            ]
+        );
+    }
+
+    #[test]
+    fn an_empty_value_names_its_variables_never_a_value() {
+        let env = |name: &str| match name {
+            "EMPTY" => Some(String::new()),
+            "BLANK" => Some("  ".to_string()),
+            _ => None,
+        };
+        let file = SourceFile::new(
+            "jobs/j.toml",
+            "a = \"${EMPTY}\"\nb = \"${EMPTY}${BLANK}\"\nc = \"\"\n",
+        );
+        let mut errors = Vec::new();
+        let doc = parse(&file, &file.text, &mut errors).expect("valid toml");
+        let root = Table::root(&file, &doc, Some(&env));
+        for key in ["a", "b", "c"] {
+            assert!(root.required_nonempty(key, &mut errors).is_none());
+        }
+        let text: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+        assert_eq!(
+            text,
+            vec![
+                "jobs/j.toml:1:5: `a`: is empty: environment variable `EMPTY` is set but empty",
+                "jobs/j.toml:2:5: `b`: is empty: environment variables `EMPTY`, `BLANK` are set but empty",
+                "jobs/j.toml:3:5: `c`: is empty",
             ]
         );
     }

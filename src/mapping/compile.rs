@@ -95,6 +95,7 @@ fn compile_key(
         ));
         return Vec::new();
     };
+    let before = errors.len();
     let Some(items) = root.string_array("key", errors) else {
         return Vec::new();
     };
@@ -134,7 +135,30 @@ fn compile_key(
         }
         key.push(name);
     }
+    if names.is_some() && errors.len() == before && !key_reads_the_record(&key, rules) {
+        errors.push(root.error(
+            value.span(),
+            "key",
+            format!(
+                "no key field is read from the source record ({} come from $variables), so every employee would get the same key; add one, e.g. \"userid\"",
+                key.join(", ")
+            ),
+        ));
+    }
     key
+}
+
+/// Whether some key field is read from the source record (a path), which is
+/// what tells one employee's record from another's. Fields whose rule failed
+/// to compile count as read, so one mistake gives one error.
+fn key_reads_the_record(key: &[String], rules: &[Rule]) -> bool {
+    key.is_empty()
+        || key
+            .iter()
+            .any(|k| match rules.iter().find(|r| &r.name == k) {
+                Some(rule) => matches!(rule.from, Input::Path(_)),
+                None => true,
+            })
 }
 
 /// A rule: `name = "path"` or `name = { from = …, … }`.

@@ -46,7 +46,7 @@ fn one_error(text: &str) -> String {
 /// Maps one field `f` with the rule `rule` (TOML inline value) over `record`.
 fn apply_one(rule: &str, record: Value) -> Result<Value, Vec<FieldError>> {
     let m = mapping(&format!(
-        "key = [\"k\"]\n[fields]\nk = \"$job\"\nf = {rule}\n"
+        "key = [\"k\"]\n[fields]\nk = {{ from = \"id\", default = \"k\" }}\nf = {rule}\n"
     ));
     m.apply(&record, &vars()).map(|row| {
         let (name, value) = row.fields().nth(1).expect("two fields");
@@ -737,4 +737,14 @@ proptest! {
             let _ = p.get(&json!({"a": [1, {"b": 2}]}));
         }
     }
+}
+
+#[test]
+fn a_key_with_no_field_from_the_record_is_refused() {
+    assert_eq!(
+        one_error("key = [\"month\", \"src\"]\n[fields]\nmonth = \"$month\"\nsrc = \"$source\"\nname = \"base_info.name\"\n"),
+        "1:7 key: no key field is read from the source record (month, src come from $variables), so every employee would get the same key; add one, e.g. \"userid\""
+    );
+    // One field read from the record is enough, variables may complete it.
+    mapping("key = [\"userid\", \"month\"]\n[fields]\nuserid = \"base_info.acctid\"\nmonth = \"$month\"\n");
 }

@@ -27,9 +27,9 @@ use crate::secret::Secret;
 
 const VENDOR: &str = "WeCom";
 pub const MONTHDATA: &str = "checkin/getcheckin_monthdata";
-const GETTOKEN: &str = "gettoken";
-const DEPARTMENTS: &str = "department/simplelist";
-const USERS: &str = "user/simplelist";
+pub const GETTOKEN: &str = "gettoken";
+pub const DEPARTMENTS: &str = "department/simplelist";
+pub const USERS: &str = "user/simplelist";
 /// The most userids one monthdata call accepts.
 pub const MAX_USERS_PER_CALL: usize = 100;
 /// Department member lists requested at once while listing the organisation.

@@ -5,6 +5,7 @@
 //! never stalled by a busy database.
 
 mod checkpoints;
+mod file;
 mod schema;
 
 use std::path::{Path, PathBuf};
@@ -24,6 +25,17 @@ pub enum StoreError {
         path: PathBuf,
         source: rusqlite::Error,
     },
+    #[error("database {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "no database at {path}: check --db / ATTENDSYNC_DB (no run has written one there yet)"
+    )]
+    Missing { path: PathBuf },
+    #[error("{path} is not an attendsync database (it holds no attendsync data); check --db / ATTENDSYNC_DB")]
+    NotAttendsync { path: PathBuf },
     #[error("database error: {0}")]
     Sqlite(#[from] rusqlite::Error),
     #[error("database schema version {found} is newer than this attendsync supports ({supported}); upgrade attendsync")]
@@ -93,18 +105,24 @@ pub enum RunStatus {
     Ok,
     Partial,
     Failed,
+    /// The process stopped (killed, crashed) before it recorded the run's end.
+    Interrupted,
 }
 
 impl RunStatus {
-    fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             RunStatus::Running => "running",
             RunStatus::Ok => "ok",
             RunStatus::Partial => "partial",
             RunStatus::Failed => "failed",
+            RunStatus::Interrupted => "interrupted",
         }
     }
 }
+
+/// What `runs.message` says of a run marked [`RunStatus::Interrupted`].
+pub const INTERRUPTED_MESSAGE: &str = "the process stopped before the run finished";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunRow {
@@ -113,7 +131,9 @@ pub struct RunRow {
     pub command: String,
     pub started_at: String,
     pub finished_at: Option<String>,
-    /// `running` for a run that is in progress or was killed.
+    /// `running` for a run that is in progress or was killed (`status` tells the
+    /// two apart by the job's lease); `interrupted` once a later run of the job
+    /// found it unfinished.
     pub status: String,
     pub message: Option<String>,
 }
@@ -167,11 +187,13 @@ fn ts(t: DateTime<Utc>) -> String {
 
 impl Store {
     /// Opens (creating if needed) the database at `path`, in WAL mode, migrated.
+    /// The file and its `-wal` and `-shm` companions are owner-only (0600).
     pub fn open(path: &Path) -> Result<Store> {
         let open_err = |source| StoreError::Open {
             path: path.to_path_buf(),
             source,
         };
+        file::make_private(path)?;
         let mut conn = Connection::open(path).map_err(open_err)?;
         conn.busy_timeout(BUSY_TIMEOUT).map_err(open_err)?;
         set_wal(&conn).map_err(open_err)?;
@@ -180,6 +202,15 @@ impl Store {
         conn.pragma_update(None, "foreign_keys", "ON")
             .map_err(open_err)?;
         schema::migrate(&mut conn)?;
+        Ok(Store {
+            conn: Arc::new(Mutex::new(checkpoints::Db::new(conn))),
+        })
+    }
+
+    /// Opens an existing database to read it (`status`): nothing is created,
+    /// migrated or written; a missing file is [`StoreError::Missing`].
+    pub fn open_read_only(path: &Path) -> Result<Store> {
+        let conn = file::open_read_only(path)?;
         Ok(Store {
             conn: Arc::new(Mutex::new(checkpoints::Db::new(conn))),
         })
@@ -211,13 +242,37 @@ impl Store {
 
     // ---- runs -------------------------------------------------------------
 
+    /// Records the start of a run. Called by the holder of the job's lease, so
+    /// any earlier run of the job still marked running was stopped (killed,
+    /// crashed) before it could record its end: those are marked interrupted.
     pub fn start_run(&self, job: &str, command: &str, now: DateTime<Utc>) -> Result<i64> {
-        let conn = self.conn();
-        conn.execute(
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute(
+            "UPDATE runs SET status = ?2, message = COALESCE(message, ?3)
+             WHERE job = ?1 AND status = ?4",
+            params![
+                job,
+                RunStatus::Interrupted.as_str(),
+                INTERRUPTED_MESSAGE,
+                RunStatus::Running.as_str()
+            ],
+        )?;
+        tx.execute(
             "INSERT INTO runs (job, command, started_at, status) VALUES (?1, ?2, ?3, 'running')",
             params![job, command, ts(now)],
         )?;
-        Ok(conn.last_insert_rowid())
+        let id = tx.last_insert_rowid();
+        tx.commit()?;
+        Ok(id)
+    }
+
+    /// Every job the database has a run of, sorted.
+    pub fn job_names(&self) -> Result<Vec<String>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare("SELECT DISTINCT job FROM runs ORDER BY job")?;
+        let rows = stmt.query_map([], |r| r.get(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     pub fn finish_run(
@@ -538,6 +593,23 @@ impl Store {
             params![job, owner, expires],
         )?;
         Ok(n == 1)
+    }
+
+    /// Who holds the job's lease at `now`, if anyone (an expired or released
+    /// lease is held by no one).
+    pub fn lease_holder(&self, job: &str, now: DateTime<Utc>) -> Result<Option<LeaseHolder>> {
+        let row: Option<(String, i64)> = self
+            .conn()
+            .query_row(
+                "SELECT owner, expires_at FROM leases WHERE job = ?1 AND expires_at > ?2",
+                params![job, now.timestamp_millis()],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        Ok(row.map(|(owner, expires)| LeaseHolder {
+            owner,
+            expires_at: DateTime::from_timestamp_millis(expires).unwrap_or(now),
+        }))
     }
 
     pub fn release_lease(&self, job: &str, owner: &str) -> Result<()> {

@@ -1,0 +1,406 @@
+//! `[notify]` of a job file: when to alert and where (spec §3). Every target is
+//! validated when the job is read, so `check` reports a broken alert setup
+//! before the first failure needs it.
+
+use super::diag::{one_of, ConfigError};
+use super::job::{default_url, in_range, read_base_url, Source, DINGTALK_BASE_URL};
+use super::reader::Table;
+use crate::http::Url;
+use crate::secret::Secret;
+
+/// When alerts are sent (`[notify] on`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum NotifyOn {
+    /// Only after a run that failed (exit 1), the default.
+    #[default]
+    Failure,
+    /// After every run.
+    Always,
+}
+
+/// Alert targets of a job (spec §3 `[notify]`). Webhook URLs carry access keys in
+/// their query strings, so they are kept as [`Secret`]s like every credential.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notify {
+    pub on: NotifyOn,
+    /// WeCom group-robot webhook URL (`…/cgi-bin/webhook/send?key=…`).
+    pub wecom_robot: Option<Secret>,
+    /// DingTalk custom-robot webhook URL (`…/robot/send?access_token=…`).
+    pub dingtalk_robot: Option<Secret>,
+    /// The custom robot's signing secret (`SEC…`), when its security setting is "sign".
+    pub dingtalk_robot_secret: Option<Secret>,
+    /// A generic webhook that receives the run's JSON report.
+    pub webhook: Option<Secret>,
+    pub dingtalk_work_notice: Option<WorkNotice>,
+}
+
+/// A DingTalk work notification (`asyncsend_v2`) to named users. The app's
+/// credentials and base URL default to the job's DingTalk source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkNotice {
+    /// The app's AgentID.
+    pub agent_id: i64,
+    /// Recipients (1 to 100 userids).
+    pub userids: Vec<String>,
+    pub app_key: String,
+    pub app_secret: Secret,
+    /// The old-style API host (`https://oapi.dingtalk.com`, or a test server).
+    pub base_url: Url,
+}
+
+const NOTIFY_KEYS: &[&str] = &[
+    "on",
+    "wecom_robot",
+    "dingtalk_robot",
+    "dingtalk_robot_secret",
+    "webhook",
+    "dingtalk_work_notice",
+];
+const NOTIFY_ON: &[&str] = &["failure", "always"];
+const WORK_NOTICE_KEYS: &[&str] = &["agent_id", "userids", "app_key", "app_secret", "base_url"];
+/// `asyncsend_v2` takes at most 100 userids per call.
+const MAX_NOTICE_USERIDS: usize = 100;
+
+/// `[notify]`: when to alert and where. Every target is validated here, so `check`
+/// reports a broken alert setup before the first failure needs it.
+pub(super) fn read_notify(
+    t: &Table<'_, '_>,
+    source: Option<&Source>,
+    errors: &mut Vec<ConfigError>,
+) -> Option<Notify> {
+    let before = errors.len();
+    let on = match t.choice("on", NOTIFY_ON, errors) {
+        Some(on) if on.value == "always" => NotifyOn::Always,
+        _ => NotifyOn::Failure,
+    };
+    let wecom_robot = read_url(t, "wecom_robot", errors);
+    let dingtalk_robot = read_url(t, "dingtalk_robot", errors);
+    let webhook = read_url(t, "webhook", errors);
+    let dingtalk_robot_secret = match t.string("dingtalk_robot_secret", errors) {
+        None => None,
+        Some(s) if s.value.trim().is_empty() => {
+            errors.push(t.error(
+                s.span,
+                "dingtalk_robot_secret",
+                "is empty; remove the key when the robot does not sign its requests",
+            ));
+            None
+        }
+        Some(s) => {
+            if !t.contains("dingtalk_robot") {
+                errors.push(t.error(
+                    s.span.clone(),
+                    "dingtalk_robot_secret",
+                    "a signing secret needs `dingtalk_robot`, the webhook URL of the robot it signs for",
+                ));
+            }
+            Some(Secret::new(s.value))
+        }
+    };
+    let notice = match t.table("dingtalk_work_notice", errors) {
+        Some(n) => read_work_notice(&n, source, errors),
+        None => None,
+    };
+    let targets = [
+        "wecom_robot",
+        "dingtalk_robot",
+        "webhook",
+        "dingtalk_work_notice",
+    ];
+    if !targets.iter().any(|k| t.contains(k)) {
+        errors.push(t.file().error(
+            Some(t.span()),
+            "notify",
+            format!(
+                "no alert target; set at least one of {}, or remove [notify]",
+                one_of(&targets)
+            ),
+        ));
+    }
+    t.finish(NOTIFY_KEYS, errors);
+    (errors.len() == before).then_some(Notify {
+        on,
+        wecom_robot,
+        dingtalk_robot,
+        dingtalk_robot_secret,
+        webhook,
+        dingtalk_work_notice: notice,
+    })
+}
+
+/// An optional webhook URL. The value is never echoed in a message: it carries a key.
+fn read_url(t: &Table<'_, '_>, key: &str, errors: &mut Vec<ConfigError>) -> Option<Secret> {
+    let url = t.string(key, errors)?;
+    let v = url.value.trim();
+    let rest = v
+        .strip_prefix("https://")
+        .or_else(|| v.strip_prefix("http://"));
+    match rest {
+        Some(rest)
+            if !rest.is_empty() && !rest.starts_with('/') && !v.contains(char::is_whitespace) =>
+        {
+            Some(Secret::new(v))
+        }
+        _ => {
+            errors.push(t.error(
+                url.span,
+                key,
+                "expected an http:// or https:// URL (the value is not shown: webhook URLs carry keys)",
+            ));
+            None
+        }
+    }
+}
+
+fn read_work_notice(
+    n: &Table<'_, '_>,
+    source: Option<&Source>,
+    errors: &mut Vec<ConfigError>,
+) -> Option<WorkNotice> {
+    let before = errors.len();
+    let agent_id = if n.contains("agent_id") {
+        n.integer("agent_id", errors)
+            .and_then(|a| in_range(n, "agent_id", &a, 1, i64::MAX, errors))
+    } else {
+        errors.push(n.error(
+            n.span(),
+            "agent_id",
+            "required key is missing: the AgentID of the DingTalk app that sends the notice",
+        ));
+        None
+    };
+    let mut userids = Vec::new();
+    if !n.contains("userids") {
+        errors.push(n.error(
+            n.span(),
+            "userids",
+            "required key is missing: the DingTalk userids to notify",
+        ));
+    } else if let Some(ids) = n.string_array("userids", errors) {
+        if ids.is_empty() || ids.len() > MAX_NOTICE_USERIDS {
+            errors.push(n.error(
+                n.span(),
+                "userids",
+                format!("{} userids; allowed: 1 to {MAX_NOTICE_USERIDS}", ids.len()),
+            ));
+        }
+        for id in ids {
+            let v = id.value.trim();
+            if v.is_empty() || v.contains(',') {
+                errors.push(n.error(id.span, "userids", "a userid is not empty and has no comma"));
+            } else {
+                userids.push(v.to_string());
+            }
+        }
+    }
+    let app_key = n
+        .string("app_key", errors)
+        .and_then(|k| n.nonempty("app_key", k, errors));
+    let app_secret = n
+        .string("app_secret", errors)
+        .and_then(|s| n.nonempty("app_secret", s, errors));
+    let base_url = if n.contains("base_url") {
+        read_base_url(n, DINGTALK_BASE_URL, errors)
+    } else {
+        None
+    };
+    let dingtalk = match source {
+        Some(Source::Dingtalk(d)) => Some(d),
+        _ => None,
+    };
+    let credentials = match (app_key, app_secret) {
+        (Some(k), Some(s)) => Some((k.value, Secret::new(s.value))),
+        (Some(k), None) if !n.contains("app_secret") => {
+            errors.push(n.error(k.span, "app_secret", "`app_key` needs `app_secret` too"));
+            None
+        }
+        (None, Some(s)) if !n.contains("app_key") => {
+            errors.push(n.error(s.span, "app_key", "`app_secret` needs `app_key` too"));
+            None
+        }
+        (None, None) if !n.contains("app_key") && !n.contains("app_secret") => match dingtalk {
+            Some(d) => Some((d.app_key.clone(), d.app_secret.clone())),
+            None => {
+                if matches!(source, Some(Source::Wecom(_))) {
+                    errors.push(n.error(
+                        n.span(),
+                        "app_key",
+                        "a WeCom job sends DingTalk work notices with a DingTalk app of its own: set `app_key` and `app_secret` here",
+                    ));
+                }
+                None
+            }
+        },
+        // A present key that failed to read was reported already.
+        _ => None,
+    };
+    let base_url = base_url.or_else(|| match dingtalk {
+        Some(d) => Some(d.base_url.clone()),
+        None => Some(default_url(DINGTALK_BASE_URL)),
+    });
+    n.finish(WORK_NOTICE_KEYS, errors);
+    if errors.len() != before {
+        return None;
+    }
+    let (app_key, app_secret) = credentials?;
+    Some(WorkNotice {
+        agent_id: agent_id?,
+        userids,
+        app_key,
+        app_secret,
+        base_url: base_url?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::job::tests::{parse, DINGTALK, GOOD};
+
+    fn notify_of(text: &str) -> Notify {
+        match parse(text) {
+            Ok(job) => job.notify.expect("a [notify] table"),
+            Err(e) => panic!("invalid: {e:?}"),
+        }
+    }
+
+    #[test]
+    fn a_job_without_notify_has_none() {
+        assert_eq!(parse(GOOD).expect("valid").notify, None);
+        assert_eq!(parse(DINGTALK).expect("valid").notify, None);
+    }
+
+    #[test]
+    fn parses_every_notify_target_and_defaults_the_notice_to_the_source_app() {
+        let text = DINGTALK.to_string()
+            + r#"
+[notify]
+on = "always"
+wecom_robot = "${WECOM_HOOK}"
+dingtalk_robot = "${DT_HOOK}"
+dingtalk_robot_secret = "${DT_SIGN}"
+webhook = "https://ops.example.com/hooks/attendsync"
+
+[notify.dingtalk_work_notice]
+agent_id = 123456789
+userids = ["manager4220", "hr01"]
+"#;
+        let n = notify_of(&text);
+        assert_eq!(n.on, NotifyOn::Always);
+        assert_eq!(
+            n.wecom_robot.as_ref().map(Secret::expose),
+            Some("https://qyapi.example/cgi-bin/webhook/send?key=wk-123")
+        );
+        assert_eq!(
+            n.dingtalk_robot.as_ref().map(Secret::expose),
+            Some("https://oapi.example/robot/send?access_token=dt-456")
+        );
+        assert_eq!(
+            n.dingtalk_robot_secret.as_ref().map(Secret::expose),
+            Some("SECsign789")
+        );
+        assert_eq!(
+            n.webhook.as_ref().map(Secret::expose),
+            Some("https://ops.example.com/hooks/attendsync")
+        );
+        let notice = n.dingtalk_work_notice.expect("work notice");
+        assert_eq!(notice.agent_id, 123456789);
+        assert_eq!(notice.userids, vec!["manager4220", "hr01"]);
+        assert_eq!(notice.app_key, "dingkey");
+        assert_eq!(notice.app_secret.expose(), "dt-s3cr3t");
+        assert_eq!(notice.base_url.as_str(), "http://127.0.0.1:9/");
+        // Debug output of the whole job never shows a key.
+        let debug = format!("{:?}", parse(&text).expect("valid"));
+        for secret in ["wk-123", "dt-456", "SECsign789", "dt-s3cr3t", "k3y"] {
+            assert!(!debug.contains(secret), "{secret} in {debug}");
+        }
+    }
+
+    #[test]
+    fn notify_defaults_to_failure() {
+        let n = notify_of(&(GOOD.to_string() + "\n[notify]\nwecom_robot = \"${WECOM_HOOK}\"\n"));
+        assert_eq!(n.on, NotifyOn::Failure);
+        assert_eq!(n.dingtalk_robot, None);
+        assert_eq!(n.dingtalk_work_notice, None);
+    }
+
+    #[test]
+    fn a_wecom_job_sends_work_notices_with_its_own_dingtalk_app() {
+        let text = GOOD.to_string()
+            + r#"
+[notify.dingtalk_work_notice]
+agent_id = 42
+userids = ["boss"]
+app_key = "notice-app"
+app_secret = "${DT_SECRET}"
+base_url = "http://127.0.0.1:7/"
+"#;
+        let notice = notify_of(&text).dingtalk_work_notice.expect("notice");
+        assert_eq!(notice.app_key, "notice-app");
+        assert_eq!(notice.app_secret.expose(), "dt-s3cr3t");
+        assert_eq!(notice.base_url.as_str(), "http://127.0.0.1:7/");
+
+        let text = GOOD.to_string()
+            + "\n[notify.dingtalk_work_notice]\nagent_id = 42\nuserids = [\"boss\"]\napp_key = \"k\"\napp_secret = \"s\"\n";
+        let notice = notify_of(&text).dingtalk_work_notice.expect("notice");
+        assert_eq!(notice.base_url.as_str(), "https://oapi.dingtalk.com/");
+    }
+
+    #[test]
+    fn notify_errors_name_file_line_key_and_never_the_url() {
+        let text = GOOD.to_string()
+            + r#"
+[notify]
+on = "sometimes"
+wecom_robot = "${NOT_A_URL}"
+webhook = "ftp://ops.example.com/x"
+dingtalk_robot_secret = "${DT_SIGN}"
+colour = "red"
+
+[notify.dingtalk_work_notice]
+userids = []
+agent = 1
+"#;
+        let errors = parse(&text).expect_err("invalid");
+        let all = errors.join("\n");
+        let expected = [
+            "jobs/j.toml:24:6: `notify.on`: unknown value \"sometimes\"; allowed: \"failure\" or \"always\"",
+            "jobs/j.toml:25:15: `notify.wecom_robot`: expected an http:// or https:// URL",
+            "jobs/j.toml:26:11: `notify.webhook`: expected an http:// or https:// URL",
+            "jobs/j.toml:27:25: `notify.dingtalk_robot_secret`: a signing secret needs `dingtalk_robot`",
+            "jobs/j.toml:28:1: `notify.colour`: unknown key; allowed keys: \"on\"",
+            "`notify.dingtalk_work_notice.agent_id`: required key is missing",
+            "`notify.dingtalk_work_notice.userids`: 0 userids; allowed: 1 to 100",
+            "jobs/j.toml:32:1: `notify.dingtalk_work_notice.agent`: unknown key; allowed keys: \"agent_id\"",
+            "`notify.dingtalk_work_notice.app_key`: a WeCom job sends DingTalk work notices with a DingTalk app of its own",
+        ];
+        for e in expected {
+            assert!(all.contains(e), "missing {e:?} in:\n{all}");
+        }
+        assert!(!all.contains("leaky-key-42"), "{all}");
+        assert!(!all.contains("SECsign789"), "{all}");
+    }
+
+    #[test]
+    fn notify_needs_a_target_and_complete_credentials() {
+        let errors = parse(&(GOOD.to_string() + "\n[notify]\non = \"always\"\n"))
+            .expect_err("invalid")
+            .join("\n");
+        assert!(
+            errors.contains("`notify`: no alert target; set at least one of"),
+            "{errors}"
+        );
+
+        let text = DINGTALK.to_string()
+            + "\n[notify]\ndingtalk_robot = \"${DT_HOOK}\"\ndingtalk_robot_secret = \"${EMPTY}\"\n\n[notify.dingtalk_work_notice]\nagent_id = 0\nuserids = [\"a,b\"]\napp_key = \"k\"\n";
+        let errors = parse(&text).expect_err("invalid").join("\n");
+        for e in [
+            "`notify.dingtalk_robot_secret`: is empty",
+            "`notify.dingtalk_work_notice.agent_id`: 0 is out of range",
+            "`notify.dingtalk_work_notice.userids`: a userid is not empty and has no comma",
+            "`notify.dingtalk_work_notice.app_secret`: `app_key` needs `app_secret` too",
+        ] {
+            assert!(errors.contains(e), "missing {e:?} in:\n{errors}");
+        }
+    }
+}
