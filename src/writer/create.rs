@@ -26,11 +26,12 @@ use crate::store::{PendingBatch, PendingRecord, StoreError, Written};
 
 /// Send-and-reconcile rounds per batch before its records are left for the next run.
 const MAX_ROUNDS: u32 = 5;
-/// Code for "transaction_id already exists" (jiandaoyun.md §11).
+/// Code for "transaction_id already exists" (docs/vendors/jiandaoyun.md "Uniqueness and `transaction_id`").
 const TRANSACTION_EXISTS: i64 = 17026;
 /// How long after a request's timeout Jiandaoyun might still commit it.
 pub const IN_FLIGHT_MARGIN: Duration = Duration::from_secs(5);
-/// Jiandaoyun remembers a transaction id for an hour; an id older than this is
+/// Jiandaoyun remembers a transaction id for an hour (docs/vendors/jiandaoyun.md
+/// "Uniqueness and `transaction_id`"); an id older than this is
 /// not reused (a resend under it could create the batch a second time).
 const ID_REUSE_WINDOW: Duration = Duration::from_secs(50 * 60);
 
