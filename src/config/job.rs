@@ -616,6 +616,28 @@ entry_id = "entry"
     }
 
     #[test]
+    fn request_timeout_defaults_to_a_minute_and_is_bounded() {
+        let job = parse(GOOD).expect("valid");
+        assert_eq!(job.target.request_timeout, Duration::from_secs(60));
+        let with = |v: &str| {
+            GOOD.replace(
+                "app_id = \"app\"",
+                &format!("app_id = \"app\"\nrequest_timeout = \"{v}\""),
+            )
+        };
+        let job = parse(&with("5s")).expect("valid");
+        assert_eq!(job.target.request_timeout, Duration::from_secs(5));
+        for bad in ["0s", "11m", "soon"] {
+            let errors = parse(&with(bad)).expect_err("invalid").join("\n");
+            assert!(
+                errors.contains("`target.request_timeout`: invalid request_timeout")
+                    && errors.contains("from \"1s\" to \"10m\""),
+                "{bad}: {errors}"
+            );
+        }
+    }
+
+    #[test]
     fn invalid_rate_is_reported_with_the_endpoint() {
         let errors = parse(&GOOD.replace("\"600/min\"", "\"fast\"")).expect_err("invalid");
         assert_eq!(errors, vec!["jobs/j.toml:13:34: `source.limits.\"checkin/getcheckin_monthdata\"`: invalid rate \"fast\"; expected \"N/s\" or \"N/min\", e.g. \"60/min\"".to_string()]);

@@ -351,3 +351,86 @@ impl Writer {
             .await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mapping::WriteData;
+
+    fn records(n: usize) -> Vec<PendingRecord> {
+        (0..n)
+            .map(|i| PendingRecord {
+                key: format!("[\"u{i}\"]"),
+                content_hash: "h".into(),
+                key_values: vec![("userid".into(), serde_json::json!(format!("u{i}")))],
+                data: WriteData::from_value(
+                    &serde_json::json!({"userid": {"value": format!("u{i}")}}),
+                ),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_write_intent_gets_its_own_id() {
+        let (a, b) = (Intent::fresh(3), Intent::fresh(3));
+        assert_ne!(a.tx, b.tx, "the same content written twice is two intents");
+        assert!(!a.may_replay(), "a fresh id cannot be answered by a replay");
+    }
+
+    #[test]
+    fn an_id_is_reused_only_for_the_same_unanswered_batch_within_the_window() {
+        let now = Utc::now();
+        let mut sent = Intent::fresh(3);
+        sent.in_flight_until = Some(now);
+        assert!(sent.reusable_for(&records(3), now));
+        assert!(
+            sent.may_replay(),
+            "an answer to a resend may repeat the first"
+        );
+        assert!(
+            !sent.reusable_for(&records(2), now),
+            "a smaller set is a new intent"
+        );
+        let late = now + chrono::Duration::minutes(51);
+        assert!(
+            !sent.reusable_for(&records(3), late),
+            "Jiandaoyun forgets ids after an hour"
+        );
+        sent.answered = true;
+        assert!(
+            !sent.reusable_for(&records(3), now),
+            "an answered id is spent"
+        );
+    }
+
+    #[test]
+    fn a_send_is_waited_out_until_it_cannot_commit_any_more() {
+        let now = Utc::now();
+        let mut intent = Intent::fresh(1);
+        assert_eq!(intent.in_flight_for(now), None, "never sent: no wait");
+        intent.in_flight_until = Some(now + chrono::Duration::seconds(65));
+        let wait = intent.in_flight_for(now).unwrap_or_default();
+        assert_eq!(wait, Duration::from_secs(65));
+        assert_eq!(
+            intent.in_flight_for(now + chrono::Duration::seconds(66)),
+            None
+        );
+    }
+
+    #[test]
+    fn a_pending_batch_keeps_its_id_and_in_flight_time() {
+        let now = Utc::now();
+        let batch = PendingBatch {
+            transaction_id: "t-1".into(),
+            job: "j".into(),
+            month: "2026-10".into(),
+            first_sent_at: now,
+            in_flight_until: Some(now),
+            records: records(2),
+        };
+        let intent = Intent::of_pending(&batch);
+        assert_eq!(intent.tx, "t-1");
+        assert!(intent.may_replay());
+        assert!(intent.reusable_for(&batch.records, now));
+    }
+}
