@@ -59,8 +59,15 @@ pub enum JdyError {
         class: Class,
     },
     /// A write whose outcome is unknown: it may or may not have been stored.
+    /// `answered`: the server did answer (HTTP 429, an unreadable 2xx), so the
+    /// request is over; otherwise (no answer, a gateway's 5xx) it may still be
+    /// running there.
     #[error("Jiandaoyun {endpoint}: outcome unknown ({reason})")]
-    Ambiguous { endpoint: String, reason: String },
+    Ambiguous {
+        endpoint: String,
+        reason: String,
+        answered: bool,
+    },
     #[error("Jiandaoyun {endpoint}: gave up after {attempts} attempts; last error: {last}")]
     Exhausted {
         endpoint: String,
@@ -175,11 +182,12 @@ impl Jiandaoyun {
     ) -> Attempt<Value, JdyError> {
         self.pacer.ready(endpoint).await;
         self.stats.call(endpoint);
-        let unclear = |reason: String| match resend {
+        let unclear = |reason: String, answered: bool| match resend {
             Resend::Safe => Attempt::Transient(reason),
             Resend::Never => Attempt::Fail(JdyError::Ambiguous {
                 endpoint: endpoint.to_string(),
                 reason,
+                answered,
             }),
         };
         let sent = self
@@ -195,7 +203,7 @@ impl Jiandaoyun {
             .await;
         let resp = match sent {
             Ok(r) => r,
-            Err(e) => return unclear(describe(e)),
+            Err(e) => return unclear(describe(e), false),
         };
         let status = resp.status();
         if status.as_u16() == 429 {
@@ -211,11 +219,12 @@ impl Jiandaoyun {
                     reason: "HTTP 429".into(),
                     retry_after,
                 },
-                Resend::Never => unclear("HTTP 429".into()),
+                Resend::Never => unclear("HTTP 429".into(), true),
             };
         }
         if status.is_server_error() {
-            return unclear(format!("HTTP {status}"));
+            // Often a gateway's answer: the request may still run behind it.
+            return unclear(format!("HTTP {status}"), false);
         }
         if let Some(message) = redirected(status) {
             return Attempt::Fail(JdyError::Protocol {
@@ -225,13 +234,13 @@ impl Jiandaoyun {
         }
         let text = match resp.text().await {
             Ok(t) => t,
-            Err(e) => return unclear(describe(e)),
+            Err(e) => return unclear(describe(e), false),
         };
         let parsed: Result<Value, _> = serde_json::from_str(&text);
         if status.is_success() {
             return match parsed {
                 Ok(v) => Attempt::Done(v),
-                Err(_) => unclear(format!("HTTP {status} with a body that is not JSON")),
+                Err(_) => unclear(format!("HTTP {status} with a body that is not JSON"), true),
             };
         }
         let Ok(err) = parsed else {

@@ -290,7 +290,13 @@ impl Writer {
                 }
                 Ok(Sent::Reconcile)
             }
-            Err(JdyError::Ambiguous { reason, .. }) => {
+            Err(JdyError::Ambiguous {
+                reason, answered, ..
+            }) => {
+                if answered {
+                    // Over, but maybe stored: a replay check without a wait.
+                    intent.in_flight_until = Some(Utc::now());
+                }
                 tracing::warn!(%job, %month, transaction_id = %tx, %reason,
                     "batch outcome unknown; reconciling by key");
                 Ok(Sent::Reconcile)
