@@ -232,12 +232,13 @@ fn render_selector_value(value: &str) -> String {
 }
 
 /// The candidate nearest to `word` by edit distance, if it is close enough to
-/// be a misspelling: at most half the longer name's characters differ.
+/// be a misspelling: at most a third of the longer name's characters differ
+/// (`出勤天` for `出勤天数`, but not `休息天数` for `出勤天数`).
 fn nearest<'c>(word: &str, candidates: &[&'c str]) -> Option<&'c str> {
     candidates
         .iter()
         .map(|c| (edit_distance(word, c), *c))
-        .filter(|(d, c)| *d * 2 <= word.chars().count().max(c.chars().count()))
+        .filter(|(d, c)| *d * 3 <= word.chars().count().max(c.chars().count()))
         .min_by_key(|(d, _)| *d)
         .map(|(_, c)| c)
 }
@@ -370,6 +371,8 @@ mod tests {
             suggestion("columns.出勤天").as_deref(),
             Some("columns.出勤天数")
         );
+        // A different column is not offered as a misspelling of a removed one.
+        assert_eq!(e.suggestion, None);
     }
 
     #[test]
