@@ -593,6 +593,8 @@ entry_id = "e"
                 missing_keys: Vec::new(),
                 pruned: 0,
                 skipped: 0,
+                warnings: Vec::new(),
+                fill: Default::default(),
             }],
             error: None,
             busy: None,

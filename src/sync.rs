@@ -18,7 +18,7 @@ use crate::config::job::{DingtalkSource, Job, Source};
 use crate::http::{CallStats, EndpointStats};
 use crate::jiandaoyun::{JdyError, Jiandaoyun, Widget};
 use crate::lease::Lease;
-use crate::mapping::{Mapping, Row, Vars};
+use crate::mapping::{FieldFill, Mapping, Row, Vars};
 use crate::month::{default_months, Month};
 use crate::roster::UserIds;
 use crate::source::{Pulled, SourceClient, SourceError};
@@ -80,6 +80,11 @@ pub struct MonthReport {
     pub pruned: u64,
     /// Employees not pulled this run because the call budget ran short.
     pub skipped: u64,
+    /// Mapped fields that came out empty in every record of the month.
+    pub warnings: Vec<String>,
+    /// Per mapped field, how many records had a value (makes `warnings`).
+    #[serde(skip)]
+    pub fill: FieldFill,
 }
 
 impl MonthReport {
@@ -92,6 +97,16 @@ impl MonthReport {
             missing_keys: Vec::new(),
             pruned: 0,
             skipped: 0,
+            warnings: Vec::new(),
+            fill: FieldFill::default(),
+        }
+    }
+
+    /// Warns (in the report and the log) of fields empty in every record.
+    fn warn_empty_fields(&mut self, job: &str, mapping: &Mapping) {
+        self.warnings = self.fill.warnings(mapping);
+        for w in &self.warnings {
+            tracing::warn!(%job, month = %self.month, "{w}");
         }
     }
 
@@ -584,6 +599,7 @@ struct MappedChunk {
     pulled: u64,
     /// Employees asked for whom the source has no record this month.
     absent: usize,
+    fill: FieldFill,
 }
 
 /// Maps a chunk's records, drops keys already produced this month (`seen`), and
@@ -606,6 +622,7 @@ fn map_chunk(
             .collect(),
         pulled: (pulled.records.len() + reports.found.len()) as u64,
         absent: pulled.absent.len() + reports.absent,
+        fill: FieldFill::default(),
     };
     let bound = mapping.bind(vars);
     let built = pulled
@@ -626,6 +643,7 @@ fn map_chunk(
                 continue;
             }
         };
+        out.fill.observe(&row);
         let record = Planned {
             key: row.key(),
             content_hash: row.content_hash(),
@@ -862,6 +880,7 @@ impl Syncer {
                 }
             }
             let (result, discovered) = self.sync_month(&run, month, roster, &mut m).await;
+            m.warn_empty_fields(&job.name, mapping);
             if let Some(b) = &run.budget {
                 b.record().await?;
             }
@@ -1116,6 +1135,7 @@ impl Syncer {
         let mapped = mapped?;
         m.counts.pulled += mapped.pulled;
         *absent += mapped.absent;
+        m.fill.absorb(mapped.fill);
         for message in mapped.errors {
             m.error(format!("{month} {message}"));
         }

@@ -223,6 +223,8 @@ fn month(month: &str, failed: u64, errors: Vec<String>) -> MonthReport {
         missing_keys: Vec::new(),
         pruned: 0,
         skipped: 0,
+        warnings: Vec::new(),
+        fill: Default::default(),
     }
 }
 

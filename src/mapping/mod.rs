@@ -10,6 +10,7 @@
 //! and the other steps are skipped); then `convert`, `map`, `round`, `type`.
 
 mod compile;
+mod fill;
 mod node;
 mod path;
 mod row;
@@ -27,6 +28,7 @@ use serde_json::Value;
 use crate::config::{ConfigError, SourceFile};
 use crate::month::Month;
 
+pub use fill::FieldFill;
 pub use node::Node;
 use path::Path;
 pub use path::{Scalar, Tree};
