@@ -790,6 +790,8 @@ impl Syncer {
                 stats.clone(),
             ));
             let widgets = jdy.widgets().await?;
+            crate::form_check::require_fields(&mapping.fields(), &widgets)
+                .map_err(JobError::Setup)?;
             let key_fields = key_filter_types(mapping, &widgets).map_err(JobError::Setup)?;
             let fields = mapping.fields().into_iter().map(|f| f.name).collect();
             let writer = Writer::new(jdy, self.store.clone(), &job.name, key_fields, fields);
