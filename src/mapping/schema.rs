@@ -150,10 +150,9 @@ fn first_problem(schema: &Schema, path: &Path, text: &str) -> Result<(), Problem
             },
             (Step::Key(k), Schema::List(elem)) => {
                 // `exception_infos.count`: an element must be picked first.
-                let fix = elem.member(k).map(|_| {
-                    let dot = if before.ends_with('.') { 1 } else { 0 };
-                    let cut = span.start - dot;
-                    format!("{}[0]{}", &text[..cut], &text[cut..])
+                let fix = elem.member(k).and_then(|_| {
+                    let cut = span.start - usize::from(before.ends_with('.'));
+                    Some(format!("{}[0]{}", text.get(..cut)?, text.get(cut..)?))
                 });
                 return Err(at(
                     format!("`{walked}` is a list: pick an element with [N] or [field=value] before `{k}`"),

@@ -17,7 +17,7 @@ pub fn record_schema(source: &Source) -> (Schema, &'static str) {
 
 /// One element of `getcheckin_monthdata`'s `datas[]`: every documented member.
 // docs/vendors/wecom.md "monthdata fields"
-fn wecom_monthdata() -> Schema {
+pub fn wecom_monthdata() -> Schema {
     Schema::object([
         (
             "base_info",
@@ -76,7 +76,7 @@ fn wecom_monthdata() -> Schema {
 /// The record `source::dingtalk` builds: `columns` and `leave` hold only the
 /// names the job lists.
 // docs/vendors/dingtalk.md "monthly record"
-fn dingtalk_month(columns: &[String], leave_names: &[String]) -> Schema {
+pub fn dingtalk_month(columns: &[String], leave_names: &[String]) -> Schema {
     Schema::object([
         ("userid", Schema::Value),
         ("name", Schema::Value),
