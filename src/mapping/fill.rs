@@ -5,8 +5,8 @@
 
 use super::{is_empty, Mapping, Row};
 
-/// Rows seen and, per field (in mapping order), how many had a value. A
-/// `default` counts as a value: only null, empty text and empty lists are empty.
+/// Rows seen and, per field (in mapping order), how many had a value: null,
+/// blank text and empty lists are empty; a `default` filled in is a value.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FieldFill {
     rows: u64,
@@ -44,20 +44,22 @@ impl FieldFill {
     }
 
     /// One warning per field of `mapping` that was empty in every row, when
-    /// there was at least one row.
+    /// there was at least one row. A field with a `default` never warns: the
+    /// mapping says what a missing value means (`default = ""` is how to accept
+    /// a field that is often blank).
     pub fn warnings(&self, mapping: &Mapping) -> Vec<String> {
         if self.rows == 0 {
             return Vec::new();
         }
         mapping
-            .fields()
-            .into_iter()
+            .rules
+            .iter()
             .enumerate()
-            .filter(|(i, _)| self.filled.get(*i).copied().unwrap_or(0) == 0)
-            .map(|(_, f)| {
+            .filter(|(i, r)| r.default.is_none() && self.filled.get(*i).copied().unwrap_or(0) == 0)
+            .map(|(_, r)| {
                 format!(
                     "field `{}` (from {}) is empty in all {} records: check the path, or give it a `default`",
-                    f.name, f.from, self.rows
+                    r.name, r.from_text, self.rows
                 )
             })
             .collect()
@@ -79,6 +81,7 @@ userid = "acctid"
 hours = { from = "summary.hours" }
 late = { from = "exceptions[exception=6].count", default = 0 }
 note = "note"
+alias = { from = "alias", default = "" }
 "#;
         Mapping::parse(&SourceFile::new("mappings/m.toml", text))
             .unwrap_or_else(|e| panic!("{e:?}"))
@@ -110,6 +113,8 @@ note = "note"
         assert_eq!(w.len(), 2, "{w:?}");
         assert!(w[0].starts_with("field `hours` (from summary.hours) is empty in all 2 records"));
         assert!(w[1].starts_with("field `note` (from note)"));
+        // `alias` was blank everywhere too, but has a default: no warning.
+        assert!(!w.iter().any(|w| w.contains("alias")), "{w:?}");
 
         // One row with a value is enough.
         let mut more = FieldFill::default();
