@@ -206,6 +206,9 @@ pub fn summary_text(reports: &[JobReport]) -> String {
                 s.push_str(&format!(", duplicates {}", m.duplicates.len()));
             }
             s.push('\n');
+            for w in &m.warnings {
+                s.push_str(&format!("  warning: {w}\n"));
+            }
             if let Some(e) = &m.month_error {
                 s.push_str(&format!("  month failed: {e}\n"));
             }

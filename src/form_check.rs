@@ -28,18 +28,46 @@ fn read_only(widget_type: &str) -> bool {
     )
 }
 
+/// The form's field a mapped field writes to (by alias or widget id).
+fn widget<'w>(widgets: &'w [Widget], name: &str) -> Option<&'w Widget> {
+    widgets
+        .iter()
+        .find(|w| w.name == name || w.widget_name == name)
+}
+
+/// What `check --remote` and `run` both say of a mapped field the form lacks.
+fn not_in_form(f: &FieldInfo) -> String {
+    format!(
+        "mapped field `{}` (from {}) is not a field of the form; add it to the form or remove it from the mapping",
+        f.name, f.from
+    )
+}
+
+/// Before a run sends anything: every mapped field must be a field of the form
+/// (Jiandaoyun would drop or reject the value). The error names each missing
+/// field as `check --remote` does, then the form's fields.
+pub fn require_fields(fields: &[FieldInfo], widgets: &[Widget]) -> Result<(), String> {
+    let missing: Vec<String> = fields
+        .iter()
+        .filter(|f| widget(widgets, &f.name).is_none())
+        .map(not_in_form)
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(format!(
+        "{}; the form's fields are: {}; nothing was written",
+        missing.join("; "),
+        describe_widgets(widgets)
+    ))
+}
+
 /// Every problem of a mapping against a form's widgets, as readable lines.
 pub fn problems(fields: &[FieldInfo], key_fields: &[String], widgets: &[Widget]) -> Vec<String> {
     let mut out = Vec::new();
     for f in fields {
-        let Some(w) = widgets
-            .iter()
-            .find(|w| w.name == f.name || w.widget_name == f.name)
-        else {
-            out.push(format!(
-                "mapped field `{}` (from {}) is not a field of the form",
-                f.name, f.from
-            ));
+        let Some(w) = widget(widgets, &f.name) else {
+            out.push(not_in_form(f));
             continue;
         };
         if read_only(&w.kind) {
@@ -125,6 +153,25 @@ mod tests {
         assert!(p[0].contains("`owner` sends a number value") && p[0].contains("user"));
         assert!(p[1].contains("`serial` is a sn field"));
         assert!(p[2].contains("`late` (from src.late) is not a field of the form"));
+    }
+
+    #[test]
+    fn a_run_refuses_fields_the_form_lacks_with_the_check_message() {
+        let widgets = [widget("userid", "text"), widget("hours", "number")];
+        let fields = [
+            field("userid", ValueType::Text),
+            field("late", ValueType::Number),
+            field("_widget_hours", ValueType::Number),
+        ];
+        assert_eq!(require_fields(&fields[..1], &widgets), Ok(()));
+        assert_eq!(require_fields(&fields[2..], &widgets), Ok(()));
+        let refused = require_fields(&fields, &widgets).expect_err("late is missing");
+        let checked = problems(&fields, &[], &widgets);
+        assert_eq!(checked.len(), 1);
+        assert!(refused.starts_with(&checked[0]), "{refused}");
+        assert!(
+            refused.contains("the form's fields are: userid [_widget_userid] (\"USERID\", text)")
+        );
     }
 
     #[test]

@@ -606,6 +606,8 @@ entry_id = "e"
                 duplicates: Vec::new(),
                 copies_deleted: 0,
                 skipped: 0,
+                warnings: Vec::new(),
+                fill: Default::default(),
             }],
             error: None,
             busy: None,

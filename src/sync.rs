@@ -18,7 +18,7 @@ use crate::config::job::{DingtalkSource, Job, Source};
 use crate::http::{CallStats, EndpointStats};
 use crate::jiandaoyun::{JdyError, Jiandaoyun, Widget};
 use crate::lease::Lease;
-use crate::mapping::{Mapping, Row, Vars};
+use crate::mapping::{FieldFill, Mapping, Row, Vars};
 use crate::month::{default_months, Month};
 use crate::rerun::{confirmed_gone, prune_refusal, FormMonth};
 use crate::roster::UserIds;
@@ -123,6 +123,11 @@ pub struct MonthReport {
     pub copies_deleted: u64,
     /// Employees not pulled this run because the call budget ran short.
     pub skipped: u64,
+    /// Mapped fields that came out empty in every record of the month.
+    pub warnings: Vec<String>,
+    /// Per mapped field, how many records had a value (makes `warnings`).
+    #[serde(skip)]
+    pub fill: FieldFill,
 }
 
 impl MonthReport {
@@ -139,6 +144,16 @@ impl MonthReport {
             duplicates: Vec::new(),
             copies_deleted: 0,
             skipped: 0,
+            warnings: Vec::new(),
+            fill: FieldFill::default(),
+        }
+    }
+
+    /// Warns (in the report and the log) of fields empty in every record.
+    fn warn_empty_fields(&mut self, job: &str, mapping: &Mapping) {
+        self.warnings = self.fill.warnings(mapping);
+        for w in &self.warnings {
+            tracing::warn!(%job, month = %self.month, "{w}");
         }
     }
 
@@ -657,6 +672,7 @@ struct MappedChunk {
     pulled: u64,
     /// Employees asked for whom the source has no record this month.
     absent: Vec<String>,
+    fill: FieldFill,
 }
 
 /// Maps a chunk's records, drops keys already produced this month (`seen`), and
@@ -682,6 +698,7 @@ fn map_chunk(
             .chain(reports.absent.iter().copied())
             .map(str::to_owned)
             .collect(),
+        fill: FieldFill::default(),
     };
     let bound = mapping.bind(vars);
     let built = pulled
@@ -702,6 +719,7 @@ fn map_chunk(
                 continue;
             }
         };
+        out.fill.observe(&row);
         let record = Planned {
             key: row.key(),
             content_hash: row.content_hash(),
@@ -919,6 +937,8 @@ impl Syncer {
                 stats.clone(),
             ));
             let widgets = jdy.widgets().await?;
+            crate::form_check::require_fields(&mapping.fields(), &widgets)
+                .map_err(JobError::Setup)?;
             let key_fields = key_filter_types(mapping, &widgets).map_err(JobError::Setup)?;
             let fields = mapping.fields().into_iter().map(|f| f.name).collect();
             let writer = Writer::new(
@@ -1020,6 +1040,7 @@ impl Syncer {
                 }
             }
             let (result, discovered) = self.sync_month(&run, month, roster, &mut m).await;
+            m.warn_empty_fields(&job.name, mapping);
             if let Some(b) = &run.budget {
                 b.record().await?;
             }
@@ -1319,6 +1340,7 @@ impl Syncer {
         let mapped = mapped?;
         m.counts.pulled += mapped.pulled;
         state.answered_empty.extend(mapped.absent);
+        m.fill.absorb(mapped.fill);
         for message in mapped.errors {
             m.error(format!("{month} {message}"));
         }

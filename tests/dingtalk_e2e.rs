@@ -370,6 +370,43 @@ async fn rerun_force_and_killed_runs_never_duplicate_dingtalk_records() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mapping_reading_a_column_the_job_no_longer_pulls_is_refused() {
+    let env = Env::start(10, DingtalkSimConfig::default().with_endpoint_rate(1000)).await;
+    // 休息天数 taken out of the job's columns; the mapping still reads it.
+    let job = env.job().replacen("\"休息天数\", ", "", 1);
+    assert_ne!(job, env.job());
+    env.write("jobs/dingtalk_monthly.toml", &job);
+    let line = SHIPPED_MAPPING
+        .lines()
+        .position(|l| l.contains("columns.休息天数"))
+        .map_or(0, |i| i + 1);
+    for args in [&["check"][..], &["run", "--month", MONTH]] {
+        let out = env.run(args, &[]).await;
+        let text = all(&out);
+        assert_eq!(out.status.code(), Some(2), "{text}");
+        assert!(
+            text.contains(&format!("dingtalk_monthly.toml:{line}:"))
+                && text.contains("`fields.rest_days.from`"),
+            "{text}"
+        );
+        assert!(
+            text.contains("path `columns.休息天数` is not in the DingTalk monthly record")
+                && text
+                    .contains("`休息天数` is not in the job's source.columns (出勤天数, 工作时长"),
+            "{text}"
+        );
+    }
+    assert!(
+        env.dingtalk.call_log().is_empty(),
+        "nothing was sent to DingTalk"
+    );
+    assert!(
+        env.jdy.call_log().is_empty(),
+        "nothing was sent to Jiandaoyun"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn check_remote_prints_the_call_plan_and_rejects_unknown_columns() {
     let env = Env::start(30, DingtalkSimConfig::default().with_endpoint_rate(1000)).await;
     let ok = env.run(&["check", "--remote"], &[]).await;
@@ -385,8 +422,12 @@ async fn check_remote_prints_the_call_plan_and_rejects_unknown_columns() {
         "no report call spent"
     );
 
+    // The job and its mapping agree on a column DingTalk does not have: only
+    // the remote check can tell.
     let job = env.job().replacen("\"出勤天数\"", "\"出勤天\"", 1);
     env.write("jobs/dingtalk_monthly.toml", &job);
+    let mapping = SHIPPED_MAPPING.replacen("columns.出勤天数", "columns.出勤天", 1);
+    env.write("mappings/dingtalk_monthly.toml", &mapping);
     let bad = env.run(&["check", "--remote"], &[]).await;
     let text = all(&bad);
     assert_eq!(bad.status.code(), Some(2), "{text}");
@@ -443,6 +484,13 @@ async fn basic_run_120_users_small_pages_10_columns_3_leaves_with_throttling() {
         .collect::<Vec<_>>()
         .join("\n");
     env.write("jobs/dingtalk_monthly.toml", &job);
+    // 调休 is no longer pulled, so the mapping must not read it (`check` refuses
+    // a path the record cannot hold).
+    let mapping: Vec<&str> = SHIPPED_MAPPING
+        .lines()
+        .filter(|l| !l.contains("leave.调休"))
+        .collect();
+    env.write("mappings/dingtalk_monthly.toml", &mapping.join("\n"));
 
     let run = env.run(&["run", "--month", MONTH], &[]).await;
     let text = all(&run);

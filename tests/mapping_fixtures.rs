@@ -138,6 +138,18 @@ fn every_shipped_mapping_compiles() {
 }
 
 #[test]
+fn fixture_and_shipped_wecom_mappings_read_only_what_the_record_holds() {
+    let schema = attendsync::source::schema::wecom_monthdata();
+    for path in [
+        fixtures().join("mappings/spec_example.toml"),
+        root().join("mappings/wecom_monthly.toml"),
+    ] {
+        let errors = load(&path).check_paths(&schema, "WeCom getcheckin_monthdata");
+        assert!(errors.is_empty(), "{}: {errors:?}", path.display());
+    }
+}
+
+#[test]
 fn shipped_wecom_mapping_has_the_promised_fields() {
     let m = load(&root().join("mappings/wecom_monthly.toml"));
     assert_eq!(m.key_fields(), ["userid", "month"]);

@@ -227,6 +227,8 @@ fn month(month: &str, failed: u64, errors: Vec<String>) -> MonthReport {
         duplicates: Vec::new(),
         copies_deleted: 0,
         skipped: 0,
+        warnings: Vec::new(),
+        fill: Default::default(),
     }
 }
 

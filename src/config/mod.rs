@@ -148,6 +148,15 @@ pub fn load(
             })
             .clone();
         if let Some(mapping) = mapping {
+            // A path the job's source record cannot hold would blank its field
+            // in every record: refused like any other configuration error. Jobs
+            // sharing a mapping report a problem once.
+            let (schema, record) = crate::source::schema::record_schema(&job.source);
+            for e in mapping.check_paths(&schema, record) {
+                if !errors.contains(&e) {
+                    errors.push(e);
+                }
+            }
             loaded.push(LoadedJob {
                 job,
                 mapping,

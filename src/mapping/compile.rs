@@ -8,7 +8,7 @@ use toml::Spanned;
 
 use super::path::Path;
 use super::value::{Convert, Val};
-use super::{Input, Mapping, Rule, ValueType, Var};
+use super::{Input, Mapping, Rule, Site, ValueType, Var};
 use crate::config::diag::one_of;
 use crate::config::reader::{self, Located, Table};
 use crate::config::{ConfigError, SourceFile};
@@ -76,7 +76,7 @@ pub(super) fn compile(file: &SourceFile) -> Result<Mapping, Vec<ConfigError>> {
         .iter()
         .filter_map(|k| rules.iter().position(|r| &r.name == k))
         .collect();
-    Ok(Mapping::new(rules, key, key_index))
+    Ok(Mapping::new(file.path.clone(), rules, key, key_index))
 }
 
 /// `key`; `names` are the fields under [fields], `None` when that table is unusable
@@ -170,11 +170,12 @@ fn compile_rule(
 ) -> Option<Rule> {
     if value.get_ref().is_str() {
         let text = fields.string_value(name, value, errors)?;
-        let from = compile_from(fields, name, &text, errors)?;
+        let (from, site) = compile_from(fields, name, &text, errors)?;
         return Some(Rule {
             name: name.to_string(),
             from_text: text.value,
             from,
+            site,
             default: None,
             convert: None,
             map: None,
@@ -264,7 +265,7 @@ fn compile_rule(
     if errors.len() > before {
         return None;
     }
-    let (from_text, from) = (from_text?, from?);
+    let (from_text, (from, site)) = (from_text?, from?);
 
     // Steps that can never work, whatever the record holds.
     let mut kind = match &from {
@@ -306,6 +307,7 @@ fn compile_rule(
         name: name.to_string(),
         from_text: from_text.value,
         from,
+        site,
         default: default.as_ref().map(|d| d.value.clone()),
         convert,
         map: map.map(|m| m.value),
@@ -335,10 +337,14 @@ fn compile_from(
     key: &str,
     text: &Located<String>,
     errors: &mut Vec<ConfigError>,
-) -> Option<Input> {
+) -> Option<(Input, Site)> {
+    let mut site = Site {
+        key: t.key_path(key),
+        steps: Vec::new(),
+    };
     if text.value.starts_with('$') {
         return match Var::from_name(&text.value) {
-            Some(v) => Some(Input::Var(v)),
+            Some(v) => Some((Input::Var(v), site)),
             None => {
                 errors.push(t.error(
                     text.span.clone(),
@@ -355,7 +361,17 @@ fn compile_from(
         };
     }
     match Path::parse(&text.value) {
-        Ok(p) => Some(Input::Path(p)),
+        Ok(p) => {
+            site.steps = p
+                .spans()
+                .iter()
+                .map(|s| {
+                    let at = path_offset_in_file(t.file(), &text.span, &text.value, s.start);
+                    t.file().line_col(at)
+                })
+                .collect();
+            Some((Input::Path(p), site))
+        }
         Err(e) => {
             let at = path_offset_in_file(t.file(), &text.span, &text.value, e.offset);
             let character = text.value.get(..e.offset).map_or(0, |s| s.chars().count()) + 1;

@@ -10,12 +10,15 @@
 //! and the other steps are skipped); then `convert`, `map`, `round`, `type`.
 
 mod compile;
+mod fill;
 mod node;
 mod path;
 mod row;
+mod schema;
 mod value;
 
 use std::fmt;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -25,11 +28,13 @@ use serde_json::Value;
 use crate::config::{ConfigError, SourceFile};
 use crate::month::Month;
 
+pub use fill::FieldFill;
 pub use node::Node;
 use path::Path;
 pub use path::{Scalar, Tree};
 use row::Shape;
 pub use row::{Row, WriteData};
+pub use schema::{edit_distance, Schema};
 
 use value::{Convert, Val};
 
@@ -129,6 +134,8 @@ impl std::error::Error for FieldError {}
 /// A compiled mapping file.
 #[derive(Debug, Clone)]
 pub struct Mapping {
+    /// The mapping file, for errors found after compiling ([`Mapping::check_paths`]).
+    file: PathBuf,
     rules: Vec<Rule>,
     key: Vec<String>,
     /// Field names, key and hash order, shared by every row.
@@ -151,11 +158,48 @@ enum BoundInput<'m> {
 }
 
 impl Mapping {
-    fn new(rules: Vec<Rule>, key: Vec<String>, key_index: Vec<usize>) -> Mapping {
+    fn new(file: PathBuf, rules: Vec<Rule>, key: Vec<String>, key_index: Vec<usize>) -> Mapping {
         let names = rules.iter().map(|r| r.name.clone()).collect();
         let volatile: Vec<bool> = rules.iter().map(|r| r.from.is_volatile()).collect();
         let shape = Arc::new(Shape::new(names, key_index, &volatile));
-        Mapping { rules, key, shape }
+        Mapping {
+            file,
+            rules,
+            key,
+            shape,
+        }
+    }
+
+    /// Every `from` path that a record of `schema` cannot hold, as configuration
+    /// errors at the path's first unknown step, each naming the nearest path the
+    /// record holds when one is close. `record` names the record for messages
+    /// ("WeCom getcheckin_monthdata"). `$variables` always pass.
+    pub fn check_paths(&self, schema: &Schema, record: &str) -> Vec<ConfigError> {
+        let mut errors = Vec::new();
+        for rule in &self.rules {
+            let Input::Path(path) = &rule.from else {
+                continue;
+            };
+            let Err(e) = schema::check(schema, path, &rule.from_text) else {
+                continue;
+            };
+            let hint = match &e.suggestion {
+                Some(s) => format!("; did you mean `{s}`?"),
+                None => String::new(),
+            };
+            let (line, column) = rule.site.steps.get(e.step).copied().unwrap_or((0, 0));
+            errors.push(ConfigError {
+                file: self.file.clone(),
+                line,
+                column,
+                key: rule.site.key.clone(),
+                message: format!(
+                    "path `{}` is not in the {record} record: {}{hint}",
+                    rule.from_text, e.reason
+                ),
+            });
+        }
+        errors
     }
 
     /// Parses, validates and compiles a mapping file, reporting every problem.
@@ -345,12 +389,23 @@ impl Input {
     }
 }
 
+/// Where a rule's `from` is in the mapping file.
+#[derive(Debug, Clone, Default)]
+struct Site {
+    /// The key of the path string, e.g. `fields.work_hours.from`.
+    key: String,
+    /// Line and column of each step of the path (of the string when the path
+    /// is not written verbatim).
+    steps: Vec<(usize, usize)>,
+}
+
 /// One compiled field rule.
 #[derive(Debug, Clone)]
 struct Rule {
     name: String,
     from_text: String,
     from: Input,
+    site: Site,
     default: Option<Value>,
     convert: Option<Convert>,
     map: Option<serde_json::Map<String, Value>>,

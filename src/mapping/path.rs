@@ -19,6 +19,7 @@
 //! missing, which the rule then treats like `null` (→ `default`).
 
 use std::fmt;
+use std::ops::Range;
 
 use rust_decimal::Decimal;
 use serde_json::{Number, Value};
@@ -89,6 +90,9 @@ pub enum Step {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Path {
     steps: Vec<Step>,
+    /// Per step, its bytes in the path text: a key without its leading `.`, a
+    /// bracket from `[` to `]`.
+    spans: Vec<Range<usize>>,
 }
 
 /// Why a path does not parse, and where: `offset` is a byte offset into the path text.
@@ -107,6 +111,15 @@ impl fmt::Display for PathError {
 impl Path {
     pub fn parse(text: &str) -> Result<Path, PathError> {
         Parser { text, pos: 0 }.path()
+    }
+
+    pub fn steps(&self) -> &[Step] {
+        &self.steps
+    }
+
+    /// Where each step is in the path text (bytes).
+    pub fn spans(&self) -> &[Range<usize>] {
+        &self.spans
     }
 
     /// The value at this path, or `None` when any step does not find one.
@@ -179,22 +192,28 @@ impl Parser<'_> {
         if self.text.is_empty() {
             return self.err(0, "the path is empty");
         }
-        let mut steps = Vec::new();
+        let (mut steps, mut spans) = (Vec::new(), Vec::new());
         match self.peek() {
             Some('[') => steps.push(self.bracket()?),
             _ => steps.push(Step::Key(self.key()?)),
         }
+        spans.push(0..self.pos);
         while let Some(c) = self.peek() {
+            let start = self.pos;
             match c {
                 '.' => {
                     self.bump();
                     steps.push(Step::Key(self.key()?));
+                    spans.push(start + 1..self.pos);
                 }
-                '[' => steps.push(self.bracket()?),
+                '[' => {
+                    steps.push(self.bracket()?);
+                    spans.push(start..self.pos);
+                }
                 _ => return self.err(self.pos, format!("expected \".\" or \"[\", found {c:?}")),
             }
         }
-        Ok(Path { steps })
+        Ok(Path { steps, spans })
     }
 
     /// A key after `.` or at the start: bare or quoted.

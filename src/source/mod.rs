@@ -2,6 +2,7 @@
 //! employee and month (spec §5), in chunks, so memory stays flat.
 
 pub mod dingtalk;
+pub mod schema;
 pub mod wecom;
 
 use serde_json::Value;
