@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use attendsync::sim::{
     DingtalkSim, DingtalkSimConfig, JdySim, JdySimConfig, Org, Outcome, TxMode, WecomSimConfig,
 };
-use common::{counts, Env, API_KEY, APP_ID, CORP_ID, SECRET};
+use common::{Env, API_KEY, APP_ID, CORP_ID, SECRET};
 
 const MONTH: &str = "2026-10";
 const FAST_SOURCE: &str = "[source.limits]\n\"checkin/getcheckin_monthdata\" = \"6000/min\"\n\"user/simplelist\" = \"100/s\"\n";
@@ -445,7 +445,101 @@ throttle_wait = "50ms"
     }
 }
 
-#[allow(dead_code)]
-fn unused() {
-    let _ = counts;
+
+// ---------------------------------------------------------------------------
+// Data loss by configuration: a key that does not name the month
+// ---------------------------------------------------------------------------
+
+/// `key = ["userid"]` (a new user's guess: the month is a field of its own).
+/// `check` accepts it, and the November run finds October's records by key
+/// ("before creating, look"), adopts them and overwrites them with November:
+/// October is gone from the form. Either `check` refuses a key that cannot
+/// tell months apart (like a key with no per-employee field), or both months
+/// stay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_without_the_month_does_not_overwrite_the_previous_month() {
+    let env = Env::start(20, fast_wecom(), JdySimConfig::default()).await;
+    env.write_job(FAST_SOURCE, FAST_TARGET);
+    let mapping = common::shipped_mapping().replacen(
+        "key = [\"userid\", \"month\"]",
+        "key = [\"userid\"]",
+        1,
+    );
+    assert_ne!(mapping, common::shipped_mapping());
+    env.write("mappings/wecom_monthly.toml", &mapping);
+    let check = env.run(&["check"]).await;
+    if check.code() != 0 {
+        return; // refused: fine
+    }
+    env.run(&["run", "--month", "2026-10"]).await.expect_code(0);
+    let nov = env.run(&["run", "--month", "2026-11"]).await;
+    let months: Vec<String> = env
+        .jdy
+        .records()
+        .iter()
+        .filter_map(|r| r["month"].as_str().map(String::from))
+        .collect();
+    let october = months.iter().filter(|m| *m == "2026-10").count();
+    assert_eq!(
+        october,
+        20,
+        "`check` accepted key = [\"userid\"] and the November run overwrote October's records{}",
+        nov.all()
+    );
+}
+
+// ---------------------------------------------------------------------------
+// ---------------------------------------------------------------------------
+// Operator: dry runs; the prune guard
+// ---------------------------------------------------------------------------
+
+/// `rerun --dry-run` promises to write nothing: in a fresh config dir it
+/// should not leave a database behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rerun_dry_run_creates_no_database() {
+    let env = Env::start(20, fast_wecom(), JdySimConfig::default()).await;
+    env.write_job(FAST_SOURCE, FAST_TARGET);
+    let dry = env
+        .run(&["rerun", "wecom_monthly", "--month", MONTH, "--dry-run"])
+        .await;
+    dry.expect_code(0);
+    assert!(env.jdy.records().is_empty());
+    assert!(
+        !env.db().exists(),
+        "a dry run created {:?}{}",
+        env.db(),
+        dry.all()
+    );
+}
+
+/// The prune guard's "month" is the form's record count, copies included: a
+/// month whose records are all held twice (a hand import done twice, say)
+/// lets `--prune` delete 15 of 59 employees (a quarter) without
+/// `--prune-all`, where the same month without copies is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duplicates_in_the_form_do_not_widen_the_prune_guard() {
+    let env = synced(59, JdySimConfig::default()).await;
+    for r in env.jdy.records() {
+        let mut copy = r.clone();
+        copy.remove("_id");
+        env.jdy.add_record(copy);
+    }
+    assert_eq!(env.jdy.records().len(), 118);
+    for u in &users(&env)[..15] {
+        env.wecom.drop_report(u);
+    }
+    let pruned = env
+        .run(&["rerun", "wecom_monthly", "--month", MONTH, "--prune"])
+        .await;
+    let left: usize = users(&env)[..15]
+        .iter()
+        .map(|u| records_of(&env.jdy, u))
+        .sum();
+    assert_eq!(
+        left,
+        30,
+        "15 of 59 employees pruned without --prune-all{}",
+        pruned.all()
+    );
+    pruned.expect_contains("prune refused");
 }
