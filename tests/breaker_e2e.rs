@@ -49,11 +49,7 @@ fn records_of(jdy: &JdySim, user: &str) -> usize {
 }
 
 /// Runs the binary with `args`, at most `limit`; `None` when it did not finish.
-async fn run_within(
-    env: &Env,
-    args: &[&str],
-    limit: Duration,
-) -> Option<std::process::Output> {
+async fn run_within(env: &Env, args: &[&str], limit: Duration) -> Option<std::process::Output> {
     let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_attendsync"));
     cmd.args(args)
         .arg("--config-dir")
@@ -239,7 +235,14 @@ async fn prune_deletes_every_copy_of_a_gone_key() {
     env.wecom.drop_report(&gone);
 
     let pruned = env
-        .run(&["rerun", "wecom_monthly", "--month", MONTH, "--prune", "--force"])
+        .run(&[
+            "rerun",
+            "wecom_monthly",
+            "--month",
+            MONTH,
+            "--prune",
+            "--force",
+        ])
         .await;
     assert_eq!(
         records_of(&env.jdy, &gone),
@@ -272,7 +275,10 @@ async fn a_clock_stepped_back_after_a_crash_does_not_stall_the_next_run_for_hour
     )
     .await;
     env.write_job(FAST_SOURCE, FAST_TARGET);
-    spawn_and_kill(&env, &["run", "--month", MONTH], |e| pending_creates(e) >= 1).await;
+    spawn_and_kill(&env, &["run", "--month", MONTH], |e| {
+        pending_creates(e) >= 1
+    })
+    .await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     // What the killed run stored, as its clock (two hours fast) had it.
     let ahead = (chrono::Utc::now() + chrono::Duration::hours(2))
@@ -387,7 +393,9 @@ impl DtEnv {
         let source_url = "# base_url = \"https://oapi.dingtalk.com\"";
         let target_url = "# base_url = \"https://api.jiandaoyun.com\"";
         let scope = "# userids = [\"manager4220\"]";
-        assert!(DT_JOB.contains(source_url) && DT_JOB.contains(target_url) && DT_JOB.contains(scope));
+        assert!(
+            DT_JOB.contains(source_url) && DT_JOB.contains(target_url) && DT_JOB.contains(scope)
+        );
         let ids: Vec<String> = self.userids.iter().map(|u| format!("\"{u}\"")).collect();
         let job = DT_JOB
             .replacen(
@@ -444,7 +452,6 @@ throttle_wait = "50ms"
             .unwrap_or_else(|e| panic!("cannot run attendsync: {e}"))
     }
 }
-
 
 // ---------------------------------------------------------------------------
 // Data loss by configuration: a key that does not name the month
