@@ -110,7 +110,7 @@ pub async fn sync(
     let jobs = first_of_each(jobs.to_vec());
     let months = first_of_each(months);
     let loaded = config::load(&global.config_dir, &jobs, &env_lookup)?;
-    let syncer = syncer(global)?;
+    let syncer = syncer_for(global, output.dry_run)?;
     syncer.shutdown.on_signals();
     let opts = Options {
         mode,
@@ -143,8 +143,20 @@ pub fn first_of_each<T: PartialEq>(items: Vec<T>) -> Vec<T> {
 /// The sync engine for a config dir: its database, an HTTP client, stdout for
 /// dry-run records.
 pub fn syncer(global: &Global) -> Result<Syncer, AppError> {
+    syncer_for(global, false)
+}
+
+/// [`syncer`]; a dry run without a database yet uses an empty one in memory
+/// rather than create the file.
+fn syncer_for(global: &Global, dry_run: bool) -> Result<Syncer, AppError> {
+    let path = global.db_path();
+    let store = if dry_run && !path.exists() {
+        Store::open_in_memory()?
+    } else {
+        open_store(&path)?
+    };
     Ok(Syncer {
-        store: open_store(&global.db_path())?,
+        store,
         http: crate::http::client(crate::http::REQUEST_TIMEOUT)?,
         dry_run_sink: stdout_sink(),
         shutdown: crate::shutdown::Shutdown::new(),

@@ -181,6 +181,16 @@ impl Jiandaoyun {
         resend: Resend,
     ) -> Attempt<Value, JdyError> {
         self.pacer.ready(endpoint).await;
+        self.send_once(endpoint, body, resend).await
+    }
+
+    /// One request, sent at once (the caller has waited for its pace).
+    async fn send_once<B: Serialize + ?Sized>(
+        &self,
+        endpoint: &str,
+        body: &B,
+        resend: Resend,
+    ) -> Attempt<Value, JdyError> {
         self.stats.call(endpoint);
         let unclear = |reason: String, answered: bool| match resend {
             Resend::Safe => Attempt::Transient(reason),
@@ -400,8 +410,11 @@ impl Jiandaoyun {
             data_list: records.iter().map(|r| &r.data).collect(),
         };
         let r = retry(&self.retry, BATCH_CREATE, || async {
+            // Marked after the pacer's wait, right before the request leaves:
+            // the mark says until when this send may still commit.
+            self.pacer.ready(BATCH_CREATE).await;
             match before_send().await {
-                Ok(()) => self.attempt(BATCH_CREATE, &body, Resend::Never).await,
+                Ok(()) => self.send_once(BATCH_CREATE, &body, Resend::Never).await,
                 Err(e) => Attempt::Fail(JdyError::NotMarked(e)),
             }
         })

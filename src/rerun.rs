@@ -22,7 +22,8 @@ pub struct FormMonth {
     rows: HashMap<String, Vec<Map<String, Value>>>,
     /// Whether `rows` holds the whole month, or only keys looked up so far.
     whole: bool,
-    /// Records of the month in the form when it was read (whole months only).
+    /// Keys of the month in the form when it was read (whole months only);
+    /// copies of a key count once.
     total: usize,
 }
 
@@ -40,10 +41,11 @@ pub struct Repairs {
     pub extra_copies: Vec<String>,
 }
 
-/// A record in the form that the source did not produce this month.
+/// A key in the form that the source did not produce this month.
 pub struct LeftOver {
     pub key: String,
-    pub data_id: String,
+    /// Every record holding it, lowest `_id` first.
+    pub data_ids: Vec<String>,
 }
 
 impl FormMonth {
@@ -60,8 +62,8 @@ impl FormMonth {
         };
         if form.whole {
             let rows = writer.rows_where(month_keys).await?;
-            form.total = rows.len();
             form.add(writer, rows);
+            form.total = form.rows.len();
         }
         Ok(form)
     }
@@ -132,15 +134,15 @@ impl FormMonth {
         out
     }
 
-    /// The records of the month (whole months only) the source did not produce,
-    /// one per key (the lowest id).
+    /// The keys of the month (whole months only) the source did not produce,
+    /// each with every record that holds it.
     pub fn left_over(self) -> Vec<LeftOver> {
         let mut out: Vec<LeftOver> = self
             .rows
             .into_iter()
-            .filter_map(|(key, copies)| {
-                let data_id = copies.first().map(|r| id_of(r).to_string())?;
-                Some(LeftOver { key, data_id })
+            .map(|(key, copies)| LeftOver {
+                key,
+                data_ids: copies.iter().map(|r| id_of(r).to_string()).collect(),
             })
             .collect();
         out.sort_by(|a, b| a.key.cmp(&b.key));

@@ -763,8 +763,11 @@ struct MonthState {
     /// Hashes of the keys produced so far: a key twice is an error, and stored
     /// keys not among them are gone from the source.
     seen: HashSet<u64>,
-    /// Employees the source answered for with nothing this month.
+    /// Employees the source answered for with nothing this month, when that
+    /// proves their record gone (`SourceClient::absence_proves_gone`).
     answered_empty: HashSet<String>,
+    /// Employees asked for and left out of the answers.
+    absent: usize,
     /// `rerun`: the month as the form holds it.
     form: Option<FormMonth>,
 }
@@ -1198,8 +1201,8 @@ impl Syncer {
             complete = false;
         }
         let discovered = listing.all;
-        if !state.answered_empty.is_empty() {
-            tracing::info!(job = %job.name, %month, employees = state.answered_empty.len(),
+        if state.absent > 0 {
+            tracing::info!(job = %job.name, %month, employees = state.absent,
                 "employees without a report this month (left, outside the app's visible range, or no check-in rule)");
         }
         if complete && outcome.is_ok() {
@@ -1223,7 +1226,7 @@ impl Syncer {
     }
 
     /// Lists records gone from the source, and with `rerun --prune` deletes
-    /// those known to be gone (within the guard).
+    /// those known to be gone (within the guard), every copy of each.
     async fn handle_missing(
         &self,
         run: &Run<'_>,
@@ -1233,55 +1236,71 @@ impl Syncer {
     ) -> Result<(), JobError> {
         let (job, opts) = (run.job, run.opts);
         let produced = state.seen.len();
-        let mut missing = self.find_missing(job, month, state.seen).await?;
-        let mut month_records = produced + missing.len();
-        if let Some(form) = state.form.filter(FormMonth::is_whole) {
-            // The form is what a rerun repairs: a stored key it does not hold is
-            // gone from it already, and only its records can be deleted.
-            month_records = month_records.max(form.total());
-            let stored: Vec<String> = missing.into_iter().map(|(key, _)| key).collect();
-            missing = form
-                .left_over()
-                .into_iter()
-                .map(|l| (l.key, l.data_id))
-                .collect();
-            let in_form: HashSet<String> = missing.iter().map(|(k, _)| canonical_key(k)).collect();
-            let stale: Vec<String> = stored
-                .into_iter()
-                .filter(|k| !in_form.contains(&canonical_key(k)))
-                .collect();
-            if !stale.is_empty() && !opts.dry_run {
-                let (j, ms) = (job.name.clone(), month.to_string());
-                self.store
-                    .call(move |s| s.delete_checkpoints(&j, &ms, &stale))
-                    .await?;
+        let stored = self.find_missing(job, month, state.seen).await?;
+        let mut month_keys = produced + stored.len();
+        // Key → the ids of the records holding it (an empty id: look it up).
+        let missing: Vec<(String, Vec<String>)> = match state.form.filter(FormMonth::is_whole) {
+            Some(form) => {
+                month_keys = month_keys.max(form.total());
+                let left = form.left_over();
+                self.forget_stale(job, month, opts, stored, &left).await?;
+                left.into_iter().map(|l| (l.key, l.data_ids)).collect()
             }
-        }
+            None => stored.into_iter().map(|(k, id)| (k, vec![id])).collect(),
+        };
         let positions = employee_positions(run.mapping);
-        let gone: Vec<(String, String)> = missing
+        let gone: Vec<&(String, Vec<String>)> = missing
             .iter()
             .filter(|(key, _)| confirmed_gone(key, &positions, &state.answered_empty))
-            .cloned()
             .collect();
         m.counts.missing = missing.len() as u64;
-        m.missing_keys = missing.into_iter().map(|(k, _)| k).collect();
+        m.missing_keys = missing.iter().map(|(k, _)| k.clone()).collect();
         m.gone_keys = gone.iter().map(|(k, _)| k.clone()).collect();
         let prune = opts.prune();
         if prune == Prune::Keep || gone.is_empty() {
             return Ok(());
         }
         if prune == Prune::Guarded {
-            if let Some(refusal) = prune_refusal(gone.len(), month_records, m.counts.pulled) {
+            if let Some(refusal) = prune_refusal(gone.len(), month_keys, m.counts.pulled) {
                 tracing::error!(job = %job.name, %month, "{refusal}");
                 m.month_error = Some(refusal);
                 return Ok(());
             }
         }
         if let (Some(writer), false) = (&run.writer, opts.dry_run) {
-            m.pruned = writer.delete(&month.to_string(), gone).await?;
+            let records = gone
+                .iter()
+                .flat_map(|(key, ids)| ids.iter().map(move |id| (key.clone(), id.clone())))
+                .collect();
+            m.pruned = writer.delete(&month.to_string(), records).await?;
             tracing::info!(job = %job.name, %month, deleted = m.pruned, "pruned records gone from the source");
         }
         Ok(())
+    }
+
+    /// Forgets stored keys the form no longer holds and the source did not
+    /// produce: deleted by hand, they are gone from the form already.
+    async fn forget_stale(
+        &self,
+        job: &Job,
+        month: Month,
+        opts: &Options,
+        stored: Vec<(String, String)>,
+        left: &[crate::rerun::LeftOver],
+    ) -> Result<(), StoreError> {
+        let in_form: HashSet<String> = left.iter().map(|l| canonical_key(&l.key)).collect();
+        let stale: Vec<String> = stored
+            .into_iter()
+            .map(|(key, _)| key)
+            .filter(|k| !in_form.contains(&canonical_key(k)))
+            .collect();
+        if stale.is_empty() || opts.dry_run {
+            return Ok(());
+        }
+        let (j, ms) = (job.name.clone(), month.to_string());
+        self.store
+            .call(move |s| s.delete_checkpoints(&j, &ms, &stale))
+            .await
     }
 
     /// Waits for one chunk's writes and adds them to the report. A chunk whose
@@ -1339,7 +1358,10 @@ impl Syncer {
         state.seen = taken;
         let mapped = mapped?;
         m.counts.pulled += mapped.pulled;
-        state.answered_empty.extend(mapped.absent);
+        state.absent += mapped.absent.len();
+        if run.source.absence_proves_gone() {
+            state.answered_empty.extend(mapped.absent);
+        }
         m.fill.absorb(mapped.fill);
         for message in mapped.errors {
             m.error(format!("{month} {message}"));

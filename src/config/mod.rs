@@ -152,7 +152,12 @@ pub fn load(
             // in every record: refused like any other configuration error. Jobs
             // sharing a mapping report a problem once.
             let (schema, record) = crate::source::schema::record_schema(&job.source);
-            for e in mapping.check_paths(&schema, record) {
+            let key_error = mapping.check_key_names_the_month();
+            for e in mapping
+                .check_paths(&schema, record)
+                .into_iter()
+                .chain(key_error)
+            {
                 if !errors.contains(&e) {
                     errors.push(e);
                 }

@@ -76,7 +76,15 @@ pub(super) fn compile(file: &SourceFile) -> Result<Mapping, Vec<ConfigError>> {
         .iter()
         .filter_map(|k| rules.iter().position(|r| &r.name == k))
         .collect();
-    Ok(Mapping::new(file.path.clone(), rules, key, key_index))
+    let key_site = root
+        .get("key")
+        .map_or((0, 0), |v| file.line_col(v.span().start));
+    Ok(Mapping::new(
+        file.path.clone(),
+        rules,
+        (key, key_site),
+        key_index,
+    ))
 }
 
 /// `key`; `names` are the fields under [fields], `None` when that table is unusable

@@ -138,6 +138,8 @@ pub struct Mapping {
     file: PathBuf,
     rules: Vec<Rule>,
     key: Vec<String>,
+    /// Line and column of `key` in the file.
+    key_site: (usize, usize),
     /// Field names, key and hash order, shared by every row.
     shape: Arc<Shape>,
 }
@@ -158,7 +160,12 @@ enum BoundInput<'m> {
 }
 
 impl Mapping {
-    fn new(file: PathBuf, rules: Vec<Rule>, key: Vec<String>, key_index: Vec<usize>) -> Mapping {
+    fn new(
+        file: PathBuf,
+        rules: Vec<Rule>,
+        (key, key_site): (Vec<String>, (usize, usize)),
+        key_index: Vec<usize>,
+    ) -> Mapping {
         let names = rules.iter().map(|r| r.name.clone()).collect();
         let volatile: Vec<bool> = rules.iter().map(|r| r.from.is_volatile()).collect();
         let shape = Arc::new(Shape::new(names, key_index, &volatile));
@@ -166,8 +173,34 @@ impl Mapping {
             file,
             rules,
             key,
+            key_site,
             shape,
         }
+    }
+
+    /// A job syncs many months into one form, so its key must tell months
+    /// apart: without a field from `$month`, `$month_start` or `$month_end`, a
+    /// month's run would take over the previous month's records and overwrite
+    /// them. Checked where a mapping is used by a job, as configuration.
+    pub fn check_key_names_the_month(&self) -> Option<ConfigError> {
+        let names_month = self.key.iter().any(|k| {
+            self.rules
+                .iter()
+                .any(|r| &r.name == k && r.from.names_the_month())
+        });
+        if names_month || self.key.is_empty() {
+            return None;
+        }
+        Some(ConfigError {
+            file: self.file.clone(),
+            line: self.key_site.0,
+            column: self.key_site.1,
+            key: "key".into(),
+            message: format!(
+                "no key field names the month ({} hold the same value every month), so a month's run would take over and overwrite the previous month's records; add a field from $month to the key, e.g. month = {{ from = \"$month\", type = \"text\" }}",
+                self.key.join(", ")
+            ),
+        })
     }
 
     /// Every `from` path that a record of `schema` cannot hold, as configuration
@@ -386,6 +419,15 @@ impl Input {
     /// Fields fed by `$synced_at` change on every run; the content hash skips them.
     fn is_volatile(&self) -> bool {
         matches!(self, Input::Var(Var::SyncedAt))
+    }
+
+    /// Fields fed by `$month`, `$month_start` or `$month_end` differ from one
+    /// month to the next: a key needs one, or months overwrite each other.
+    fn names_the_month(&self) -> bool {
+        matches!(
+            self,
+            Input::Var(Var::Month | Var::MonthStart | Var::MonthEnd)
+        )
     }
 }
 

@@ -168,6 +168,19 @@ impl SourceClient {
         }
     }
 
+    /// Whether an employee the source was asked for and left out of its answer
+    /// is known to have no record this month (and so may be pruned). WeCom
+    /// listed from the directory: yes, a current employee without a report
+    /// (docs/vendors/wecom.md "Employees missing from a monthdata answer"). WeCom's configured `userids` are not checked
+    /// against the directory, and DingTalk's "absent" means it no longer knows
+    /// the user: someone who left, whose past months stay.
+    pub fn absence_proves_gone(&self) -> bool {
+        match self {
+            SourceClient::Wecom { scope, .. } => scope.userids.is_empty(),
+            SourceClient::Dingtalk { .. } => false,
+        }
+    }
+
     /// Metered calls one employee-month costs, for budget planning: `None` for a
     /// source without a call quota (WeCom).
     pub fn metered_calls_per_employee(&self) -> Option<u32> {

@@ -207,6 +207,16 @@ impl Store {
         })
     }
 
+    /// An empty database in memory, for a dry run where none exists yet: a
+    /// dry run writes nothing, a new file included.
+    pub fn open_in_memory() -> Result<Store> {
+        let mut conn = Connection::open_in_memory()?;
+        schema::migrate(&mut conn)?;
+        Ok(Store {
+            conn: Arc::new(Mutex::new(checkpoints::Db::new(conn))),
+        })
+    }
+
     /// Opens an existing database to read it (`status`): nothing is created,
     /// migrated or written; a missing file is [`StoreError::Missing`].
     pub fn open_read_only(path: &Path) -> Result<Store> {

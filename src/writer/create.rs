@@ -83,10 +83,15 @@ impl Intent {
         self.in_flight_until.is_some()
     }
 
-    /// How long until no send under this id can still commit.
-    fn in_flight_for(&self, now: DateTime<Utc>) -> Option<Duration> {
+    /// How long until no send under this id can still commit: at most `window`
+    /// (a mark further ahead was made by a clock that has since been set back).
+    fn in_flight_for(&self, now: DateTime<Utc>, window: Duration) -> Option<Duration> {
         let until = self.in_flight_until?;
-        (until - now).to_std().ok().filter(|d| !d.is_zero())
+        (until - now)
+            .to_std()
+            .ok()
+            .filter(|d| !d.is_zero())
+            .map(|d| d.min(window))
     }
 }
 
@@ -149,7 +154,8 @@ impl Writer {
     /// Waits until no send of `intent` can still commit, so that a read-back
     /// that decides on a resend sees whatever it did.
     async fn wait_out(&self, month: &str, intent: &Intent) {
-        let Some(wait) = intent.in_flight_for(Utc::now()) else {
+        let window = self.jdy.request_timeout() + IN_FLIGHT_MARGIN;
+        let Some(wait) = intent.in_flight_for(Utc::now(), window) else {
             return;
         };
         tracing::info!(job = %self.job, %month, transaction_id = %intent.tx, wait_secs = wait.as_secs_f64().ceil(),
@@ -413,14 +419,20 @@ mod tests {
     fn a_send_is_waited_out_until_it_cannot_commit_any_more() {
         let now = Utc::now();
         let mut intent = Intent::fresh(1);
-        assert_eq!(intent.in_flight_for(now), None, "never sent: no wait");
-        intent.in_flight_until = Some(now + chrono::Duration::seconds(65));
-        let wait = intent.in_flight_for(now).unwrap_or_default();
-        assert_eq!(wait, Duration::from_secs(65));
+        let window = Duration::from_secs(65);
         assert_eq!(
-            intent.in_flight_for(now + chrono::Duration::seconds(66)),
-            None
+            intent.in_flight_for(now, window),
+            None,
+            "never sent: no wait"
         );
+        intent.in_flight_until = Some(now + chrono::Duration::seconds(65));
+        let wait = intent.in_flight_for(now, window).unwrap_or_default();
+        assert_eq!(wait, Duration::from_secs(65));
+        let later = now + chrono::Duration::seconds(66);
+        assert_eq!(intent.in_flight_for(later, window), None);
+        // A mark two hours ahead (the clock was set back since): one window at most.
+        intent.in_flight_until = Some(now + chrono::Duration::hours(2));
+        assert_eq!(intent.in_flight_for(now, window), Some(window));
     }
 
     #[test]

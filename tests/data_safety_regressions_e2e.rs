@@ -1,6 +1,7 @@
-//! Breaker: end-to-end attacks on the issue 16 fixes (ghost creates, in-flight
-//! batches, rerun against the form, guarded prune). Each test is a finding: it
-//! fails on the code it was written against.
+//! Regressions found by attacking the data-safety fixes as a hostile user would
+//! (in-flight batches held by the pacer, clocks set back, DingTalk users who
+//! left, keys without the month, copies of gone keys, dry runs). Each test
+//! failed on the code it was written against.
 
 mod common;
 
