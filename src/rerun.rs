@@ -119,16 +119,9 @@ impl FormMonth {
                 out.extra_copies
                     .extend(copies[1..].iter().map(|r| id_of(r).to_string()));
             }
-            let first = &copies[0];
-            let data_id = id_of(first).to_string();
-            if !force && writer.holds(first, &rec) {
-                out.unchanged.push(Written {
-                    key: rec.key,
-                    data_id,
-                    content_hash: rec.content_hash,
-                });
-            } else {
-                out.updates.push((data_id, rec));
+            match writer.judge(&copies[0], rec, force) {
+                Ok(unchanged) => out.unchanged.push(unchanged),
+                Err(update) => out.updates.push(update),
             }
         }
         out

@@ -6,19 +6,10 @@ mod common;
 
 use std::time::Duration;
 
-use attendsync::sim::{JdySimConfig, TxMode, WecomSimConfig};
-use common::{batch_in_flight, counts, run_and_kill, Env};
+use attendsync::sim::{JdySimConfig, TxMode};
+use common::{batch_in_flight, counts, fast_wecom, run_and_kill, Env, FAST_SOURCE, FAST_TARGET};
 
 const MONTH: &str = "2026-10";
-const FAST_SOURCE: &str = "[source.limits]\n\"checkin/getcheckin_monthdata\" = \"6000/min\"\n\"user/simplelist\" = \"100/s\"\n";
-const FAST_TARGET: &str = "[target.limits]\n\"data/batch_create\" = \"9/s\"\n\"data/list\" = \"25/s\"\n\"data/update\" = \"18/s\"\n\"data/batch_delete\" = \"9/s\"\n";
-
-fn fast_wecom() -> WecomSimConfig {
-    WecomSimConfig {
-        limits: vec![],
-        ..WecomSimConfig::default()
-    }
-}
 
 async fn synced(employees: usize, jdy: JdySimConfig) -> Env {
     let env = Env::start(employees, fast_wecom(), jdy).await;

@@ -6,23 +6,14 @@
 mod common;
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use attendsync::sim::{
-    DingtalkSim, DingtalkSimConfig, JdySim, JdySimConfig, Org, Outcome, TxMode, WecomSimConfig,
+use attendsync::sim::{DingtalkSim, DingtalkSimConfig, JdySim, JdySimConfig, Org, Outcome, TxMode};
+use common::{
+    fast_wecom, spawn_and_kill, Env, API_KEY, APP_ID, CORP_ID, FAST_SOURCE, FAST_TARGET, SECRET,
 };
-use common::{Env, API_KEY, APP_ID, CORP_ID, SECRET};
 
 const MONTH: &str = "2026-10";
-const FAST_SOURCE: &str = "[source.limits]\n\"checkin/getcheckin_monthdata\" = \"6000/min\"\n\"user/simplelist\" = \"100/s\"\n";
-const FAST_TARGET: &str = "[target.limits]\n\"data/batch_create\" = \"9/s\"\n\"data/list\" = \"25/s\"\n\"data/update\" = \"18/s\"\n\"data/batch_delete\" = \"9/s\"\n";
-
-fn fast_wecom() -> WecomSimConfig {
-    WecomSimConfig {
-        limits: vec![],
-        ..WecomSimConfig::default()
-    }
-}
 
 async fn synced(employees: usize, jdy: JdySimConfig) -> Env {
     let env = Env::start(employees, fast_wecom(), jdy).await;
@@ -65,35 +56,6 @@ async fn run_within(env: &Env, args: &[&str], limit: Duration) -> Option<std::pr
         .await
         .ok()
         .map(|o| o.unwrap_or_else(|e| panic!("cannot run attendsync: {e}")))
-}
-
-/// Starts the binary with `args` and kills it (SIGKILL) once `ready` holds.
-async fn spawn_and_kill(env: &Env, args: &[&str], ready: impl Fn(&Env) -> bool) {
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_attendsync"))
-        .args(args)
-        .arg("--config-dir")
-        .arg(env.path())
-        .env_remove("ATTENDSYNC_DB")
-        .env("WECOM_CORP_ID", CORP_ID)
-        .env("WECOM_CHECKIN_SECRET", SECRET)
-        .env("JDY_API_KEY", API_KEY)
-        .env("RUST_LOG", "warn")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap_or_else(|e| panic!("spawn: {e}"));
-    let deadline = Instant::now() + Duration::from_secs(90);
-    while !ready(env) {
-        if Instant::now() > deadline {
-            panic!("the kill point was never reached");
-        }
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!("the run ended ({status}) before the kill point");
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    child.kill().await.unwrap_or_else(|e| panic!("kill: {e}"));
 }
 
 fn pending_creates(env: &Env) -> usize {

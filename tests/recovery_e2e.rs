@@ -5,19 +5,10 @@ mod common;
 
 use std::time::Duration;
 
-use attendsync::sim::{JdySimConfig, Outcome, TxMode, WecomSimConfig};
-use common::{batch_in_flight, counts, run_and_kill, Env};
+use attendsync::sim::{JdySimConfig, Outcome, TxMode};
+use common::{batch_in_flight, counts, fast_wecom, run_and_kill, Env, FAST_SOURCE, FAST_TARGET};
 
 const MONTH: &str = "2026-10";
-const FAST_SOURCE: &str = "[source.limits]\n\"checkin/getcheckin_monthdata\" = \"6000/min\"\n\"user/simplelist\" = \"100/s\"\n";
-const FAST_TARGET: &str = "[target.limits]\n\"data/batch_create\" = \"9/s\"\n\"data/list\" = \"25/s\"\n\"data/update\" = \"18/s\"\n";
-
-fn fast_wecom() -> WecomSimConfig {
-    WecomSimConfig {
-        limits: vec![],
-        ..WecomSimConfig::default()
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rerun_updates_exactly_the_changed_records_and_force_rewrites_all() {

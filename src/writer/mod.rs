@@ -208,24 +208,33 @@ impl Writer {
             if matches.len() > 1 {
                 out.duplicates.push(rec.key.clone());
             }
-            let first = &matches[0];
-            let data_id = id_of(first).to_string();
-            if holds(first, &rec, &self.volatile) {
-                out.found.push(Written {
-                    key: rec.key,
-                    data_id,
-                    content_hash: rec.content_hash,
-                });
-            } else {
-                out.stale.push((data_id, rec));
+            match self.judge(&matches[0], rec, false) {
+                Ok(found) => out.found.push(found),
+                Err(stale) => out.stale.push(stale),
             }
         }
         Ok(out)
     }
 
-    /// Whether a record read back from the form holds what `rec` would write.
-    pub(crate) fn holds(&self, row: &Map<String, Value>, rec: &PendingRecord) -> bool {
-        holds(row, rec, &self.volatile)
+    /// `rec` against the form's record `row` of the same key: what to store
+    /// when the form holds it already (and `force` is off), else the update it
+    /// needs (the form's id and `rec`).
+    pub(crate) fn judge(
+        &self,
+        row: &Map<String, Value>,
+        rec: PendingRecord,
+        force: bool,
+    ) -> Result<Written, (String, PendingRecord)> {
+        let data_id = id_of(row).to_string();
+        if !force && holds(row, &rec, &self.volatile) {
+            Ok(Written {
+                key: rec.key,
+                data_id,
+                content_hash: rec.content_hash,
+            })
+        } else {
+            Err((data_id, rec))
+        }
     }
 
     /// The key text of a record read back from the form.

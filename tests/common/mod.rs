@@ -289,11 +289,33 @@ pub fn counts(output: &str, month: &str) -> (u64, u64, u64, u64, u64) {
     (nums[2], nums[3], nums[4], nums[5], nums[6])
 }
 
-/// Starts a run, waits until `ready` says so (bounded), and kills it with SIGKILL.
+/// Source limits fast enough for tests (the simulators here have no quota).
+pub const FAST_SOURCE: &str = "[source.limits]\n\"checkin/getcheckin_monthdata\" = \"6000/min\"\n\"user/simplelist\" = \"100/s\"\n";
+/// Target limits just under the Jiandaoyun simulator's quotas.
+pub const FAST_TARGET: &str = "[target.limits]\n\"data/batch_create\" = \"9/s\"\n\"data/list\" = \"25/s\"\n\"data/update\" = \"18/s\"\n\"data/batch_delete\" = \"9/s\"\n";
+
+/// A WeCom simulator without quotas.
+pub fn fast_wecom() -> WecomSimConfig {
+    WecomSimConfig {
+        limits: vec![],
+        ..WecomSimConfig::default()
+    }
+}
+
+/// Starts a run of `month`, waits until `ready` says so (bounded), and kills it
+/// with SIGKILL.
 pub async fn run_and_kill(env: &Env, month: &str, ready: impl Fn(&Env) -> bool) {
+    spawn_and_kill(env, &["run", "--month", month], ready).await;
+}
+
+/// Starts the binary with `args`, waits until `ready` says so (bounded), and
+/// kills it with SIGKILL.
+pub async fn spawn_and_kill(env: &Env, args: &[&str], ready: impl Fn(&Env) -> bool) {
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_attendsync"))
-        .args(["run", "--month", month, "--config-dir"])
+        .args(args)
+        .arg("--config-dir")
         .arg(env.path())
+        .env_remove("ATTENDSYNC_DB")
         .env("WECOM_CORP_ID", CORP_ID)
         .env("WECOM_CHECKIN_SECRET", SECRET)
         .env("JDY_API_KEY", API_KEY)
@@ -303,7 +325,7 @@ pub async fn run_and_kill(env: &Env, month: &str, ready: impl Fn(&Env) -> bool) 
         .kill_on_drop(true)
         .spawn()
         .unwrap_or_else(|e| panic!("spawn: {e}"));
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let deadline = Instant::now() + Duration::from_secs(90);
     while !ready(env) {
         if Instant::now() > deadline {
             panic!("the kill point was never reached");
