@@ -46,10 +46,30 @@ fn init_logging() {
         .init();
 }
 
+/// Bad usage: clap's text on stderr (help and version on stdout, exit 0), and
+/// with `--json` also a JSON answer on stdout, as for every other error.
+fn usage_error(e: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion)
+        || !std::env::args().any(|a| a == "--json")
+    {
+        e.exit();
+    }
+    let _ = e.print();
+    let rendered = e.to_string();
+    let first = rendered.lines().next().unwrap_or_default();
+    let text = first.strip_prefix("error: ").unwrap_or(first);
+    println!("{}", serde_json::json!({ "error": text, "exit_code": 2 }));
+    ExitCode::from(2)
+}
+
 fn main() -> ExitCode {
     #[cfg(not(target_os = "linux"))]
     tune_allocator();
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(e),
+    };
     init_logging();
     let json = matches!(
         cli.command,

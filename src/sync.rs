@@ -3,7 +3,7 @@
 //! Pulling runs in its own task and hands chunks over a bounded channel, so
 //! writing one chunk overlaps pulling the next and memory holds a few chunks at most.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -24,7 +24,7 @@ use crate::rerun::{confirmed_gone, prune_refusal, FormMonth};
 use crate::roster::UserIds;
 use crate::source::{Pulled, SourceClient, SourceError};
 use crate::store::{MonthCounts, PendingRecord, RunStatus, Store, StoreError, Written};
-use crate::writer::{canonical_key, Outcome, WriteError, Writer};
+use crate::writer::{canonical_key, FormFields, Outcome, WriteError, Writer};
 
 /// How many errors a month keeps for the summary and alerts.
 const MAX_ERRORS_KEPT: usize = 20;
@@ -254,6 +254,19 @@ fn key_filter_types(
                         names.join(", ")
                     )
                 })
+        })
+        .collect()
+}
+
+/// For mapped fields named by a `_widget_…` id whose form field has an alias:
+/// the alias, under which records read back carry the field.
+fn read_names(mapping: &Mapping, widgets: &[Widget]) -> HashMap<String, String> {
+    mapping
+        .fields()
+        .into_iter()
+        .filter_map(|f| {
+            let w = widgets.iter().find(|w| w.widget_name == f.name)?;
+            (!w.name.is_empty() && w.name != f.name).then(|| (f.name, w.name.clone()))
         })
         .collect()
 }
@@ -942,16 +955,13 @@ impl Syncer {
             let widgets = jdy.widgets().await?;
             crate::form_check::require_fields(&mapping.fields(), &widgets)
                 .map_err(JobError::Setup)?;
-            let key_fields = key_filter_types(mapping, &widgets).map_err(JobError::Setup)?;
-            let fields = mapping.fields().into_iter().map(|f| f.name).collect();
-            let writer = Writer::new(
-                jdy,
-                self.store.clone(),
-                &job.name,
-                key_fields,
-                fields,
-                mapping.volatile_fields(),
-            );
+            let form = FormFields {
+                key_fields: key_filter_types(mapping, &widgets).map_err(JobError::Setup)?,
+                fields: mapping.fields().into_iter().map(|f| f.name).collect(),
+                volatile: mapping.volatile_fields(),
+                read_as: read_names(mapping, &widgets),
+            };
+            let writer = Writer::new(jdy, self.store.clone(), &job.name, form);
             let settled = if opts.dry_run {
                 Outcome::default()
             } else {

@@ -335,6 +335,8 @@ fn read_dingtalk(
     let base_url = read_base_url(t, DINGTALK_BASE_URL, errors);
     let columns = t.string_array("columns", errors).unwrap_or_default();
     let leave_names = t.string_array("leave_names", errors).unwrap_or_default();
+    distinct_names(t, "columns", &columns, errors);
+    distinct_names(t, "leave_names", &leave_names, errors);
     let budget = match t.integer("monthly_call_budget", errors) {
         None => Some(DEFAULT_MONTHLY_CALL_BUDGET),
         Some(b) => in_range(t, "monthly_call_budget", &b, 1, 100_000_000, errors).map(|b| b as u32),
@@ -454,7 +456,13 @@ fn read_scope(t: &Table<'_, '_>, errors: &mut Vec<ConfigError>) -> Option<Scope>
         ok = false;
     }
     let userids = match t.string_array("userids", errors) {
-        Some(ids) => ids.into_iter().map(|u| u.value).collect(),
+        Some(ids) => {
+            for id in ids.iter().filter(|u| u.value.trim().is_empty()) {
+                ok = false;
+                errors.push(t.error(id.span.clone(), "userids", "a userid is empty"));
+            }
+            ids.into_iter().map(|u| u.value).collect()
+        }
         None => {
             ok &= !t.contains("userids");
             Vec::new()
@@ -493,6 +501,27 @@ fn scope_is_usable(t: &Table<'_, '_>, errors: &mut Vec<ConfigError>) -> bool {
         ));
     }
     errors.len() == before
+}
+
+/// Names in a list of report columns or leave types: each given, and once
+/// (a name twice would be pulled twice and counted twice against the budget).
+fn distinct_names(
+    t: &Table<'_, '_>,
+    key: &str,
+    names: &[Located<String>],
+    errors: &mut Vec<ConfigError>,
+) {
+    for (i, name) in names.iter().enumerate() {
+        if name.value.trim().is_empty() {
+            errors.push(t.error(name.span.clone(), key, "a name is empty"));
+        } else if names[..i].iter().any(|n| n.value == name.value) {
+            errors.push(t.error(
+                name.span.clone(),
+                key,
+                format!("\"{}\" is listed twice", name.value),
+            ));
+        }
+    }
 }
 
 /// The job name of a job file: its stem.
@@ -679,6 +708,8 @@ entry_id = "entry"
             panic!("expected wecom")
         };
         assert_eq!(src.scope.departments, [2, 3]);
+        assert!(with("userids = [\"a\", \" \"]").expect_err("invalid")[0]
+            .contains("`source.userids`: a userid is empty"));
     }
 
     #[test]
@@ -686,6 +717,28 @@ entry_id = "entry"
         let text = GOOD.replace("${SECRET}", "${NOT_SET_SECRET}");
         let errors = parse(&text).expect_err("invalid").join("\n");
         assert!(errors.contains("jobs/j.toml:9:10: `source.secret`: environment variable `NOT_SET_SECRET` is not set"), "{errors}");
+    }
+
+    #[test]
+    fn report_columns_and_leave_names_are_each_given_once() {
+        let with = |lines: &str| {
+            parse(&DINGTALK.replace(
+                "base_url = \"http://127.0.0.1:9\"",
+                &format!("base_url = \"http://127.0.0.1:9\"\n{lines}"),
+            ))
+        };
+        let errors = with("columns = [\"出勤天数\", \"出勤天数\"]\nleave_names = [\"\"]")
+            .expect_err("invalid")
+            .join("\n");
+        assert!(
+            errors.contains("`source.columns`: \"出勤天数\" is listed twice"),
+            "{errors}"
+        );
+        assert!(
+            errors.contains("`source.leave_names`: a name is empty"),
+            "{errors}"
+        );
+        assert!(with("columns = [\"出勤天数\", \"迟到次数\"]").is_ok());
     }
 
     pub(crate) const DINGTALK: &str = r#"

@@ -200,7 +200,38 @@ fn first_problem(schema: &Schema, path: &Path, text: &str) -> Result<(), Problem
             }
         };
     }
-    Ok(())
+    whole_object(node, path, text)
+}
+
+/// A path must end at a value or a list of values: no form field takes an
+/// object (`base_info.rule_info`, or `sp_items[name=年假]` without `.duration`).
+fn whole_object(node: &Schema, path: &Path, text: &str) -> Result<(), Problem> {
+    let object = match node {
+        Schema::List(elem) => &**elem,
+        other => other,
+    };
+    let Schema::Object { members, .. } = object else {
+        return Ok(());
+    };
+    let names: Vec<&str> = members.iter().map(|(k, _)| k.as_str()).take(6).collect();
+    let more = if members.len() > names.len() {
+        ", …"
+    } else {
+        ""
+    };
+    let what = if matches!(node, Schema::List(_)) {
+        "a list of objects"
+    } else {
+        "an object"
+    };
+    Err(Problem {
+        step: path.steps().len().saturating_sub(1),
+        reason: format!(
+            "`{text}` is {what} ({}{more}), which no form field can hold; map one of its members",
+            names.join(", ")
+        ),
+        fix: None,
+    })
 }
 
 /// A key as a path writes it: bare when it can be, else quoted (`["…"]` in
@@ -314,9 +345,26 @@ mod tests {
             "departments[2]",
             "columns.出勤天数",
             "odd[\"x.y\"]",
-            "base_info",
         ] {
             assert_eq!(run(ok), Ok(()), "{ok}");
+        }
+    }
+
+    #[test]
+    fn a_path_to_a_whole_object_or_list_of_objects_is_refused() {
+        for (path, what) in [
+            ("base_info", "an object"),
+            ("base_info.rule_info", "an object"),
+            ("exception_infos[exception=1]", "an object"),
+            ("exception_infos", "a list of objects"),
+        ] {
+            let e = run(path).expect_err(path);
+            assert!(
+                e.reason.contains(what) && e.reason.contains("map one of its members"),
+                "{path}: {}",
+                e.reason
+            );
+            assert_eq!(e.suggestion, None);
         }
     }
 

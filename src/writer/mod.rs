@@ -129,15 +129,18 @@ pub(crate) fn key_values(rec: &PendingRecord) -> Vec<Value> {
     rec.key_values.iter().map(|(_, v)| v.clone()).collect()
 }
 
-/// Whether a record read back from the form holds what `rec` would write,
-/// fields in `ignored` aside.
-fn holds(row: &Map<String, Value>, rec: &PendingRecord, ignored: &[String]) -> bool {
-    rec.data.to_value().as_object().is_some_and(|fields| {
-        fields
-            .iter()
-            .filter(|(name, _)| !ignored.contains(name))
-            .all(|(name, wrapped)| same_value(wrapped.get("value"), row.get(name)))
-    })
+/// The form's fields as a writer sees them.
+pub struct FormFields {
+    /// Key field names (as the mapping names them) with the filter type of
+    /// their form field.
+    pub key_fields: Vec<(String, &'static str)>,
+    /// Every mapped field, read back to compare content.
+    pub fields: Vec<String>,
+    /// Fields that change on every run, not compared with the form.
+    pub volatile: Vec<String>,
+    /// Mapped name → the name records read back carry, where they differ: a
+    /// field named by its `_widget_…` id comes back under its alias.
+    pub read_as: HashMap<String, String>,
 }
 
 pub struct Writer {
@@ -152,6 +155,8 @@ pub struct Writer {
     key_names: Vec<String>,
     /// Fields that change on every run, not compared with the form.
     volatile: Vec<String>,
+    /// See [`FormFields::read_as`].
+    read_as: HashMap<String, String>,
 }
 
 struct Reconciled {
@@ -162,23 +167,40 @@ struct Reconciled {
 }
 
 impl Writer {
-    pub fn new(
-        jdy: Arc<Jiandaoyun>,
-        store: Store,
-        job: &str,
-        key_fields: Vec<(String, &'static str)>,
-        fields: Vec<String>,
-        volatile: Vec<String>,
-    ) -> Self {
+    pub fn new(jdy: Arc<Jiandaoyun>, store: Store, job: &str, form: FormFields) -> Self {
         Writer {
-            volatile,
             jdy,
             store,
             job: job.to_string(),
-            key_names: key_fields.iter().map(|(name, _)| name.clone()).collect(),
-            key_fields,
-            fields,
+            key_names: form
+                .key_fields
+                .iter()
+                .map(|(name, _)| name.clone())
+                .collect(),
+            key_fields: form.key_fields,
+            fields: form.fields,
+            volatile: form.volatile,
+            read_as: form.read_as,
         }
+    }
+
+    /// A field's value in a record read back from the form.
+    fn read<'r>(&self, row: &'r Map<String, Value>, field: &str) -> Option<&'r Value> {
+        self.read_as
+            .get(field)
+            .and_then(|alias| row.get(alias))
+            .or_else(|| row.get(field))
+    }
+
+    /// Whether a record read back from the form holds what `rec` would write
+    /// (fields that change on every run aside).
+    fn holds(&self, row: &Map<String, Value>, rec: &PendingRecord) -> bool {
+        rec.data.to_value().as_object().is_some_and(|fields| {
+            fields
+                .iter()
+                .filter(|(name, _)| !self.volatile.contains(name))
+                .all(|(name, wrapped)| same_value(wrapped.get("value"), self.read(row, name)))
+        })
     }
 
     /// Reads the batch's records back by key, every mapped field: records found
@@ -226,7 +248,7 @@ impl Writer {
         force: bool,
     ) -> Result<Written, (String, PendingRecord)> {
         let data_id = id_of(row).to_string();
-        if !force && holds(row, &rec, &self.volatile) {
+        if !force && self.holds(row, &rec) {
             Ok(Written {
                 key: rec.key,
                 data_id,
@@ -242,7 +264,7 @@ impl Writer {
         let values: Vec<Value> = self
             .key_fields
             .iter()
-            .map(|(f, _)| row.get(f).cloned().unwrap_or(Value::Null))
+            .map(|(f, _)| self.read(row, f).cloned().unwrap_or(Value::Null))
             .collect();
         key_text(&values)
     }
