@@ -194,6 +194,31 @@ pub fn default_months(now: DateTime<Utc>, tz: Tz, grace_days: u32) -> Vec<Month>
     }
 }
 
+/// The months a run without `--month` syncs: its default months plus every
+/// owed month (spec §7.5), oldest first, each once; and apart, owed months
+/// closed more than `max_back` months before `current`, which a run no longer
+/// pulls on its own (they raise an alert instead). Owed months after
+/// `current` (a clock set back) are ignored.
+pub fn with_owed(
+    defaults: &[Month],
+    owed: &[Month],
+    current: Month,
+    max_back: u32,
+) -> (Vec<Month>, Vec<Month>) {
+    let oldest = (0..max_back).fold(current, |m, _| m.prev());
+    let mut months: Vec<Month> = defaults
+        .iter()
+        .chain(owed.iter().filter(|m| **m >= oldest && **m <= current))
+        .copied()
+        .collect();
+    months.sort();
+    months.dedup();
+    let mut too_old: Vec<Month> = owed.iter().filter(|m| **m < oldest).copied().collect();
+    too_old.sort();
+    too_old.dedup();
+    (months, too_old)
+}
+
 /// The WeCom report window of `month` as local day starts (wecom.md §10 step 3):
 /// start = the 1st at 00:00; end = the last day at 00:00, or, for the month in
 /// progress, today at 00:00 (so on the 1st, start == end). `None` for a month that
@@ -391,8 +416,46 @@ mod tests {
         }
     }
 
+    #[test]
+    fn owed_months_join_the_defaults_oldest_first_within_the_window() {
+        let m = |s: &str| s.parse::<Month>().unwrap_or_else(|e| panic!("{s}: {e}"));
+        let current = m("2027-01");
+        let (months, old) = with_owed(&[current], &[m("2026-12"), current], current, 3);
+        assert_eq!(months, [m("2026-12"), current]);
+        assert!(old.is_empty());
+        let (months, old) = with_owed(
+            &[m("2026-12"), current],
+            &[m("2026-09"), m("2026-10"), m("2027-03")],
+            current,
+            3,
+        );
+        assert_eq!(months, [m("2026-10"), m("2026-12"), current]);
+        assert_eq!(old, [m("2026-09")]);
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn owed_months_are_synced_once_each_or_alerted(
+            current in any_month(),
+            back in prop::collection::vec(0u32..40, 0..8),
+            max_back in 1u32..24,
+        ) {
+            let owed: Vec<Month> = back
+                .iter()
+                .map(|n| (0..*n).fold(current, |m, _| m.prev()))
+                .collect();
+            let (months, old) = with_owed(&[current], &owed, current, max_back);
+            prop_assert!(months.windows(2).all(|w| w[0] < w[1]), "oldest first, once each");
+            prop_assert!(months.contains(&current));
+            for m in &owed {
+                prop_assert!(months.contains(m) != old.contains(m), "{m} synced or alerted, not both");
+            }
+            let oldest = (0..max_back).fold(current, |m, _| m.prev());
+            prop_assert!(old.iter().all(|m| *m < oldest));
+            prop_assert!(months.iter().all(|m| *m >= oldest && *m <= current));
+        }
 
         #[test]
         fn start_is_the_first_instant_of_the_first_day(mo in any_month(), tz in any_zone()) {

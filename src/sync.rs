@@ -19,7 +19,7 @@ use crate::http::{CallStats, EndpointStats};
 use crate::jiandaoyun::{JdyError, Jiandaoyun, Widget};
 use crate::lease::Lease;
 use crate::mapping::{FieldFill, Mapping, Row, Vars};
-use crate::month::{default_months, Month};
+use crate::month::{default_months, with_owed, Month};
 use crate::rerun::{confirmed_gone, prune_refusal, FormMonth};
 use crate::roster::UserIds;
 use crate::source::{Pulled, SourceClient, SourceError};
@@ -936,6 +936,7 @@ impl Syncer {
     ) -> Result<(), JobError> {
         // What a killed run logged but did not fold must be seen by the look-ups.
         self.store.call(|s| s.fold_written()).await?;
+        let months = &self.due_months(job, opts, months, report).await?;
         let source =
             SourceClient::new(&job.source, self.http.clone(), stats.clone()).ok_or_else(|| {
                 JobError::Setup(format!(
@@ -1088,6 +1089,11 @@ impl Syncer {
                 self.store
                     .call(move |s| s.save_month(run_id, &j, &ms, &c, err.as_deref()))
                     .await?;
+                if m.ok() && month < Month::current(opts.now, job.timezone) {
+                    // Synced in full after it closed: owed no more.
+                    let (j, ms) = (job.name.clone(), month.to_string());
+                    self.store.call(move |s| s.settle_month(&j, &ms)).await?;
+                }
             }
             report.months.push(m);
             if let Some(e) = fatal {
@@ -1311,6 +1317,55 @@ impl Syncer {
         self.store
             .call(move |s| s.delete_checkpoints(&j, &ms, &stale))
             .await
+    }
+
+    /// The months this run syncs: `--month`s as given; otherwise the default
+    /// months, recorded as due, and every month still owed within the job's
+    /// `max_owed_months`, oldest first. An owed month older than that is not
+    /// pulled: it is reported as a failed month, which alerts.
+    async fn due_months(
+        &self,
+        job: &Job,
+        opts: &Options,
+        defaults: &[Month],
+        report: &mut JobReport,
+    ) -> Result<Vec<Month>, JobError> {
+        if !opts.months.is_empty() {
+            return Ok(defaults.to_vec());
+        }
+        let (j, now, dry_run) = (job.name.clone(), opts.now, opts.dry_run);
+        let due: Vec<String> = defaults.iter().map(ToString::to_string).collect();
+        let owed = self
+            .store
+            .call(move |s| {
+                if !dry_run {
+                    s.owe_months(&j, &due, now)?;
+                }
+                s.owed_months(&j)
+            })
+            .await?;
+        let owed: Vec<Month> = owed.iter().filter_map(|m| m.parse().ok()).collect();
+        let current = Month::current(opts.now, job.timezone);
+        let (months, too_old) = with_owed(defaults, &owed, current, job.max_owed_months);
+        if months.len() > defaults.len() {
+            let extra: Vec<String> = months
+                .iter()
+                .filter(|m| !defaults.contains(m))
+                .map(ToString::to_string)
+                .collect();
+            tracing::info!(job = %job.name, owed = ?extra, "also syncing months owed: not yet synced in full since they closed");
+        }
+        for month in too_old {
+            let mut m = MonthReport::new(&job.name, month);
+            m.month_error = Some(format!(
+                "owed: not synced in full since it closed, and more than max_owed_months ({}) back, so runs no longer pull it; \
+                 run `attendsync rerun {} --month {month}` to sync it",
+                job.max_owed_months, job.name
+            ));
+            log_month(&m);
+            report.months.push(m);
+        }
+        Ok(months)
     }
 
     /// Waits for one chunk's writes and adds them to the report. A chunk whose

@@ -22,6 +22,8 @@ pub const DINGTALK_BASE_URL: &str = "https://oapi.dingtalk.com";
 pub const JIANDAOYUN_BASE_URL: &str = "https://api.jiandaoyun.com";
 /// Through which day of a month the previous month is still synced by default (spec §4).
 pub const DEFAULT_PREVIOUS_MONTH_UNTIL_DAY: u32 = 5;
+/// Closed months back a run still syncs an owed month (spec §7.5).
+pub const DEFAULT_MAX_OWED_MONTHS: u32 = 3;
 pub const DEFAULT_MONTHLY_CALL_BUDGET: u32 = 5000;
 
 /// A fully validated job.
@@ -33,6 +35,9 @@ pub struct Job {
     pub timezone: Tz,
     pub mapping: String,
     pub previous_month_until_day: u32,
+    /// How many closed months back an owed month is still synced by a run;
+    /// an older one raises an alert instead (default 3).
+    pub max_owed_months: u32,
     pub source: Source,
     pub target: Target,
     /// Alerts (`[notify]`); `None` when the job has no `[notify]` table.
@@ -105,6 +110,7 @@ const JOB_KEYS: &[&str] = &[
     "timezone",
     "mapping",
     "previous_month_until_day",
+    "max_owed_months",
     "source",
     "target",
     "notify",
@@ -219,6 +225,10 @@ fn read_job(
         None => Some(DEFAULT_PREVIOUS_MONTH_UNTIL_DAY),
         Some(d) => in_range(root, "previous_month_until_day", &d, 0, 28, errors).map(|d| d as u32),
     };
+    let max_owed = match root.integer("max_owed_months", errors) {
+        None => Some(DEFAULT_MAX_OWED_MONTHS),
+        Some(n) => in_range(root, "max_owed_months", &n, 1, 24, errors).map(|n| n as u32),
+    };
     let source = match root.table("source", errors) {
         Some(t) => read_source(&t, errors, warnings),
         None => {
@@ -256,6 +266,7 @@ fn read_job(
         timezone: timezone?,
         mapping: mapping?.value,
         previous_month_until_day: until_day?,
+        max_owed_months: max_owed?,
         source: source?,
         target: target?,
         notify: notify?,

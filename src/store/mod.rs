@@ -6,6 +6,7 @@
 
 mod checkpoints;
 mod file;
+mod owed;
 mod schema;
 
 use std::path::{Path, PathBuf};

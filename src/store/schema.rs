@@ -101,6 +101,15 @@ CREATE TABLE written_log (
     r#"
 ALTER TABLE pending_batches ADD COLUMN in_flight_until TEXT;
 "#,
+    // Months a job owes: due in a run, not yet synced in full after they closed.
+    r#"
+CREATE TABLE months_owed (
+    job   TEXT NOT NULL,
+    month TEXT NOT NULL,
+    since TEXT NOT NULL,
+    PRIMARY KEY (job, month)
+) WITHOUT ROWID;
+"#,
 ];
 
 pub const CURRENT_VERSION: i64 = MIGRATIONS.len() as i64;

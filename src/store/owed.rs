@@ -1,0 +1,84 @@
+//! Months owed: a month stays owed until a run has synced it in full after it
+//! closed (every employee written or unchanged, nobody skipped for the budget).
+
+use chrono::{DateTime, Utc};
+use rusqlite::params;
+
+use super::{ts, Result, Store};
+
+impl Store {
+    /// Records that these months are due for the job (a run's default months):
+    /// each stays owed until [`Store::settle_month`].
+    pub fn owe_months(&self, job: &str, months: &[String], now: DateTime<Utc>) -> Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        for month in months {
+            tx.execute(
+                "INSERT OR IGNORE INTO months_owed (job, month, since) VALUES (?1, ?2, ?3)",
+                params![job, month, ts(now)],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The job's owed months (`YYYY-MM`, oldest first), the current one included
+    /// when it is due.
+    pub fn owed_months(&self, job: &str) -> Result<Vec<String>> {
+        let conn = self.conn();
+        let mut stmt =
+            conn.prepare("SELECT month FROM months_owed WHERE job = ?1 ORDER BY month")?;
+        let rows = stmt.query_map(params![job], |r| r.get::<_, String>(0))?;
+        Ok(rows.collect::<std::result::Result<_, _>>()?)
+    }
+
+    /// Owed months (of `job`, or every job), for `status`: (job, month,
+    /// since). A database from before months were owed has none.
+    pub fn all_owed(&self, job: Option<&str>) -> Result<Vec<(String, String, String)>> {
+        let conn = self.conn();
+        let known: i64 = conn.query_row(
+            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'months_owed'",
+            [],
+            |r| r.get(0),
+        )?;
+        if known == 0 {
+            return Ok(Vec::new());
+        }
+        let mut stmt = conn.prepare(
+            "SELECT job, month, since FROM months_owed WHERE ?1 IS NULL OR job = ?1 ORDER BY job, month",
+        )?;
+        let rows = stmt.query_map(params![job], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+        Ok(rows.collect::<std::result::Result<_, _>>()?)
+    }
+
+    /// The month was synced in full after it closed: it is owed no more.
+    pub fn settle_month(&self, job: &str, month: &str) -> Result<()> {
+        self.conn().execute(
+            "DELETE FROM months_owed WHERE job = ?1 AND month = ?2",
+            params![job, month],
+        )?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_month_is_owed_once_until_settled() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s = Store::open(&dir.path().join("t.db")).expect("open");
+        let now = Utc::now();
+        s.owe_months("j", &["2026-12".into(), "2027-01".into()], now)
+            .expect("owe");
+        s.owe_months("j", &["2027-01".into()], now)
+            .expect("owe again");
+        s.owe_months("k", &["2026-11".into()], now).expect("owe k");
+        assert_eq!(s.owed_months("j").expect("owed"), ["2026-12", "2027-01"]);
+        s.settle_month("j", "2026-12").expect("settle");
+        assert_eq!(s.owed_months("j").expect("owed"), ["2027-01"]);
+        assert_eq!(s.all_owed(None).expect("all").len(), 2);
+        assert_eq!(s.all_owed(Some("k")).expect("k").len(), 1);
+    }
+}
