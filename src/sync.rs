@@ -69,7 +69,10 @@ pub struct Options {
 impl Options {
     fn command(&self) -> &'static str {
         match self.mode {
-            Mode::Run => "run",
+            // Only a run of the default months stands for a scheduled one
+            // (the daemon's catch-up looks for the last of those).
+            Mode::Run if self.months.is_empty() => "run",
+            Mode::Run => "run --month",
             Mode::Rerun { force: true, .. } => "rerun --force",
             Mode::Rerun {
                 prune: Prune::Guarded,

@@ -349,12 +349,15 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// When the job's latest fully successful run started.
+    /// When the job's last successful run of its default months (what a
+    /// scheduled run does) started: a `run --month` or a `rerun` does not stand
+    /// for a missed scheduled run.
     pub fn last_success(&self, job: &str) -> Result<Option<DateTime<Utc>>> {
         let started: Option<String> = self
             .conn()
             .query_row(
-                "SELECT started_at FROM runs WHERE job = ?1 AND status = 'ok' ORDER BY id DESC LIMIT 1",
+                "SELECT started_at FROM runs WHERE job = ?1 AND status = 'ok' AND command = 'run'
+                 ORDER BY id DESC LIMIT 1",
                 params![job],
                 |r| r.get(0),
             )
@@ -695,6 +698,19 @@ mod tests {
         assert!(err
             .to_string()
             .contains("newer than this attendsync supports"));
+    }
+
+    #[test]
+    fn only_a_run_of_the_default_months_stands_for_a_scheduled_run() {
+        let (_d, s) = store();
+        let now = Utc::now();
+        let t = |h| now - chrono::Duration::hours(h);
+        for (command, at) in [("run", t(48)), ("run --month", t(2)), ("rerun", t(1))] {
+            let id = s.start_run("j", command, at).expect("start");
+            s.finish_run(id, RunStatus::Ok, None, at).expect("finish");
+        }
+        let last = s.last_success("j").expect("last").expect("some");
+        assert_eq!(ts(last), ts(t(48)));
     }
 
     #[test]
