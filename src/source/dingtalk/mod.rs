@@ -33,6 +33,7 @@ use rust_decimal::prelude::ToPrimitive;
 use rust_decimal::Decimal;
 use serde_json::{json, Map, Number, Value};
 
+mod metering;
 mod people;
 
 use people::{Directory, Gatherer, Listed, Person};
@@ -156,6 +157,8 @@ pub struct DingtalkClient {
     retry: RetryConfig,
     stats: Arc<CallStats>,
     metered: AtomicU64,
+    /// The run's hard cap on metered calls (see `metering.rs`).
+    meter: Mutex<Option<Arc<crate::budget::Meter>>>,
     /// Endpoints whose bodies are sent form-encoded (JSON otherwise).
     form: Mutex<HashSet<String>>,
     banned_until: Mutex<Option<Instant>>,
@@ -531,6 +534,7 @@ impl DingtalkClient {
             retry: cfg.retry,
             stats,
             metered: AtomicU64::new(0),
+            meter: Mutex::new(None),
             form: Mutex::new(HashSet::new()),
             banned_until: Mutex::new(None),
             ip_ban_floor: IP_BAN_MIN_WAIT,
@@ -804,11 +808,15 @@ impl DingtalkClient {
         if halt.is_some_and(|h| h.load(Ordering::SeqCst)) {
             return (encoding, Attempt::Fail(CallError::Halted));
         }
-        self.stats.call(endpoint);
         if METERED_ENDPOINTS.contains(&endpoint) {
+            // Counted before it is sent; refused at the budget's cap.
+            if let Err(e) = self.take_metered().await {
+                return (encoding, Attempt::Fail(CallError::Source(e)));
+            }
             self.metered.fetch_add(1, Ordering::Relaxed);
             self.stats.call(METERED_STATS_KEY);
         }
+        self.stats.call(endpoint);
         let request = self
             .http
             .post(self.url(endpoint))
