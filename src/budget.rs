@@ -126,6 +126,34 @@ impl Plan {
         )
     }
 
+    /// For `check --remote`: why a run now would stop short of its plan, if it
+    /// would (a warning; the run still syncs what fits).
+    pub fn fit_warning(&self) -> Option<String> {
+        let needed = self.needed();
+        if needed > self.budget {
+            Some(format!(
+                "the call budget cannot fit this job: a run over {} employees × {} month(s) × {} call(s) + {} \
+                 needs {needed} metered calls, more than `monthly_call_budget` = {}; each run syncs what fits \
+                 and leaves the rest to next month (raise the budget, pull fewer columns or leave types, or sync less often)",
+                self.employees,
+                self.allowed.len(),
+                self.per_employee,
+                self.fixed,
+                self.budget
+            ))
+        } else if needed > self.left() {
+            Some(format!(
+                "a run now needs {needed} metered calls but only {} of the {} budget are left in {} (Beijing time); \
+                 it would stop short and the rest waits for next calendar month",
+                self.left(),
+                self.budget,
+                self.period
+            ))
+        } else {
+            None
+        }
+    }
+
     /// Why a month is (partly) skipped, if it is.
     pub fn skipped(&self, month: Month) -> Option<String> {
         let n = self.allowance(month);
@@ -142,6 +170,20 @@ impl Plan {
             )
         })
     }
+}
+
+/// For plain `check`, which cannot know the head count without calling the
+/// source: a warning when the budget cannot pay for even one employee-month
+/// (the once-a-run calls plus one employee's calls).
+pub fn fixed_warning(budget: u64, per_employee: u64, fixed: u64) -> Option<String> {
+    let one = fixed + per_employee;
+    (per_employee > 0 && one > budget).then(|| {
+        format!(
+            "the call budget cannot fit this job: `monthly_call_budget` = {budget} is less than the {fixed} call(s) \
+             a run makes once plus {per_employee} per employee-month, so no employee can be synced \
+             (`check --remote` counts the employees and checks the whole plan)"
+        )
+    })
 }
 
 /// Where metered calls are counted durably (SQLite in a run, memory in tests).
@@ -334,6 +376,26 @@ mod tests {
             why.contains("skipped 51 of 100 employees") && why.contains("next calendar month"),
             "{why}"
         );
+    }
+
+    #[test]
+    fn check_warns_when_the_plan_cannot_fit() {
+        let plan =
+            |budget, spent| Plan::make(&[m("2026-10")], 59, 2, 1, budget, spent, "2026-11".into());
+        let w = plan(50, 0).fit_warning().unwrap_or_default();
+        assert!(
+            w.contains("needs 119 metered calls") && w.contains("= 50"),
+            "{w}"
+        );
+        let w = plan(130, 30).fit_warning().unwrap_or_default();
+        assert!(
+            w.contains("only 100 of the 130 budget are left in 2026-11"),
+            "{w}"
+        );
+        assert!(plan(130, 11).fit_warning().is_none());
+        assert!(fixed_warning(2, 2, 1).is_some());
+        assert!(fixed_warning(3, 2, 1).is_none());
+        assert!(fixed_warning(0, 0, 0).is_none(), "nothing metered");
     }
 
     #[test]

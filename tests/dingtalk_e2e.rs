@@ -761,3 +761,35 @@ async fn sigterm_mid_pull_writes_what_was_pulled_and_counts_the_calls() {
         metered_attempts(&env)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_warns_when_the_budget_cannot_fit_and_still_exits_0() {
+    let env = Env::start(59, DingtalkSimConfig::default().with_endpoint_rate(1000)).await;
+    let job = env
+        .job()
+        .replace("\nmonthly_call_budget = 5000", "\n# (budget below)");
+    env.write("jobs/dingtalk_monthly.toml", &with_budget(&job, 50));
+    let now = [("ATTENDSYNC_NOW", "2026-11-20T04:00:00Z")];
+    let remote = env.run(&["check", "--remote"], &now).await;
+    let text = all(&remote);
+    assert_eq!(remote.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains("warning: job dingtalk_monthly: the call budget cannot fit this job"),
+        "{text}"
+    );
+    assert!(text.contains("needs 119 metered calls"), "{text}");
+    assert_eq!(metered_attempts(&env), 1, "only the column lookup");
+    // Plain `check` cannot count the employees: it warns only when not even
+    // one employee-month fits.
+    let plain = env.run(&["check"], &now).await;
+    assert_eq!(plain.status.code(), Some(0), "{}", all(&plain));
+    assert!(!all(&plain).contains("cannot fit"), "{}", all(&plain));
+    env.write("jobs/dingtalk_monthly.toml", &with_budget(&job, 2));
+    let plain = env.run(&["check"], &now).await;
+    assert_eq!(plain.status.code(), Some(0), "{}", all(&plain));
+    assert!(
+        all(&plain).contains("no employee can be synced"),
+        "{}",
+        all(&plain)
+    );
+}

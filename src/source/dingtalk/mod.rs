@@ -519,6 +519,16 @@ fn in_flight(overrides: &[(String, Rate)], endpoints: &[&str], most: usize) -> u
         .max(1.0) as usize
 }
 
+fn per_employee(columns: usize, leave_names: usize) -> u32 {
+    let calls = |n: usize| n.div_ceil(MAX_PER_REPORT_CALL) as u32;
+    calls(columns) + calls(leave_names)
+}
+
+/// Metered calls per employee and month of a job's DingTalk source, without a client.
+pub fn calls_per_employee(cfg: &DingtalkSource) -> u32 {
+    per_employee(cfg.columns.len(), cfg.leave_names.len())
+}
+
 impl DingtalkClient {
     pub fn new(http: reqwest::Client, cfg: &DingtalkSource, stats: Arc<CallStats>) -> Self {
         DingtalkClient {
@@ -561,8 +571,7 @@ impl DingtalkClient {
 
     /// Metered calls per employee and month: ⌈columns/20⌉ + ⌈leave names/20⌉.
     pub fn metered_calls_per_employee(&self) -> u32 {
-        let calls = |n: usize| n.div_ceil(MAX_PER_REPORT_CALL) as u32;
-        calls(self.columns.len()) + calls(self.leave_names.len())
+        per_employee(self.columns.len(), self.leave_names.len())
     }
 
     /// Metered calls a run over `employees` × `months` costs at most (without
