@@ -660,6 +660,15 @@ async fn spent_in(env: &Env, period: &str) -> u64 {
         .unwrap_or_else(|| panic!("no metered row for {period} in:\n{}", all(&status)))
 }
 
+/// Records the summary says were pulled, over every month.
+fn pulled_total(o: &Output) -> usize {
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .filter_map(|l| l.split(": pulled ").nth(1))
+        .filter_map(|rest| rest.split(',').next()?.trim().parse::<usize>().ok())
+        .sum()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_budget_is_a_hard_cap_under_throttling_and_token_expiry() {
     let throttled = DingtalkSimConfig {
@@ -671,41 +680,54 @@ async fn the_budget_is_a_hard_cap_under_throttling_and_token_expiry() {
         token_expires_after_calls: Some(7),
         ..DingtalkSimConfig::default().with_endpoint_rate(1000)
     };
-    for config in [throttled, expiring] {
-        let env = Env::start(59, config).await;
+    // Before the hard cap: 175, 445 and 577 metered calls (issue 17).
+    let one_month: &[&str] = &["run", "--month", MONTH];
+    let cases = [
+        (
+            59,
+            130,
+            throttled.clone(),
+            one_month,
+            "2026-11-20T04:00:00Z",
+        ),
+        (59, 130, expiring, one_month, "2026-11-20T04:00:00Z"),
+        // The 3rd: October's final pull, then November.
+        (250, 520, throttled, &["run"][..], "2026-11-03T04:00:00Z"),
+    ];
+    for (employees, budget, config, args, now) in cases {
+        let cap = u64::from(budget);
+        let env = Env::start(employees, config).await;
         env.write(
             "jobs/dingtalk_monthly.toml",
-            &with_budget(&env.job(), 130)
+            &with_budget(&env.job(), budget)
                 .replace("\nmonthly_call_budget = 5000", "\n# (budget set above)"),
         );
-        let now = [("ATTENDSYNC_NOW", "2026-11-20T04:00:00Z")];
-        let run = env.run(&["run", "--month", MONTH], &now).await;
+        let now = [("ATTENDSYNC_NOW", now)];
+        let run = env.run(args, &now).await;
         let text = all(&run);
-        let attempts = metered_attempts(&env);
+        let attempts = metered_attempts(&env) as u64;
         eprintln!(
-            "budget 130: {attempts} metered attempts, {} served",
+            "budget {budget}: {attempts} metered attempts, {} served",
             env.dingtalk.metered_calls()
         );
         assert!(
-            attempts <= 130,
-            "{attempts} metered attempts > budget 130\n{text}"
+            attempts <= cap,
+            "{attempts} metered attempts > budget {budget}\n{text}"
         );
         assert_eq!(run.status.code(), Some(1), "{text}");
-        assert!(
-            text.contains("stopped before exceeding the monthly call budget (130)"),
-            "{text}"
-        );
+        let stopped = format!("stopped before exceeding the monthly call budget ({budget})");
+        assert!(text.contains(&stopped), "{text}");
         let spent = spent_in(&env, "2026-11").await;
         assert!(
-            spent >= attempts as u64 && spent <= 130,
+            spent >= attempts && spent <= cap,
             "spent {spent}, attempts {attempts}"
         );
         // What was pulled is written.
-        assert_eq!(env.jdy.records().len() as u64, counts(&run).0, "{text}");
+        assert_eq!(env.jdy.records().len(), pulled_total(&run), "{text}");
         // Nothing is left this month: the next run sends no metered call.
-        let again = env.run(&["run", "--month", MONTH], &now).await;
+        let again = env.run(args, &now).await;
         assert_eq!(again.status.code(), Some(1), "{}", all(&again));
-        assert!(metered_attempts(&env) as u64 <= 130);
+        assert!(metered_attempts(&env) as u64 <= cap);
     }
 }
 
