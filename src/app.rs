@@ -304,6 +304,9 @@ pub async fn check(global: &Global, remote: bool) -> Result<u8, AppError> {
         for w in &j.warnings {
             println!("warning: {w}");
         }
+        if let (false, Some(w)) = (remote, fixed_budget_warning(j)) {
+            println!("warning: job {}: {w}", job.name);
+        }
         if let Some(http) = &http {
             let problems = check_remote(http, j, &global.db_path()).await;
             if problems.is_empty() {
@@ -322,9 +325,21 @@ pub async fn check(global: &Global, remote: bool) -> Result<u8, AppError> {
     Ok(status)
 }
 
+/// For plain `check` of a metered source: a budget that cannot pay for one
+/// employee-month (the head count needs a call to the source).
+fn fixed_budget_warning(j: &LoadedJob) -> Option<String> {
+    let crate::config::job::Source::Dingtalk(cfg) = &j.job.source else {
+        return None;
+    };
+    let per = crate::source::dingtalk::calls_per_employee(cfg);
+    let fixed = u64::from(!cfg.columns.is_empty());
+    crate::budget::fixed_warning(u64::from(cfg.monthly_call_budget), u64::from(per), fixed)
+}
+
 /// What `check --remote` finds wrong with one job, as readable lines.
 /// For a metered source: what a run of the job's default months would spend,
-/// against what is left of this calendar month's budget.
+/// against what is left of this calendar month's budget (Beijing time), and a
+/// warning when it does not fit.
 async fn expected_calls(
     source: &crate::source::SourceClient,
     j: &LoadedJob,
@@ -341,7 +356,7 @@ async fn expected_calls(
     let now = now().ok()?;
     let tz = j.job.timezone;
     let months = crate::month::default_months(now, tz, j.job.previous_month_until_day);
-    let period = Month::current(now, tz).to_string();
+    let period = crate::budget::quota_period(now);
     // `check` never creates or changes the database; without one nothing was
     // spent yet.
     let spent = Store::open_read_only(db)
@@ -356,7 +371,14 @@ async fn expected_calls(
         spent,
         period,
     );
-    Some(plan.describe())
+    match plan.fit_warning() {
+        Some(w) => Some(format!(
+            "{}\nwarning: job {}: {w}",
+            plan.describe(),
+            j.job.name
+        )),
+        None => Some(plan.describe()),
+    }
 }
 
 async fn check_remote(http: &reqwest::Client, j: &LoadedJob, db: &Path) -> Vec<String> {

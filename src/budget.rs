@@ -5,7 +5,28 @@
 //! share needs no head count (see `sync::Metering`), so it is pulled while the
 //! directory is listed.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use futures::future::BoxFuture;
+
 use crate::month::Month;
+use crate::shutdown::Shutdown;
+use crate::store::{Store, StoreError};
+
+/// DingTalk's quota month is a calendar month in Beijing time, whatever the
+/// job's timezone.
+pub const QUOTA_TIMEZONE: chrono_tz::Tz = chrono_tz::Asia::Shanghai;
+
+/// Metered calls reserved in SQLite with one write: a kill loses at most this
+/// many (counted, never sent), and never under-counts.
+pub const RESERVE_BLOCK: u64 = 20;
+
+/// The quota month (`YYYY-MM`, Asia/Shanghai) that calls made at `now` count against.
+pub fn quota_period(now: DateTime<Utc>) -> String {
+    Month::current(now, QUOTA_TIMEZONE).to_string()
+}
 
 /// What a run may spend, decided before its first metered call.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -105,6 +126,34 @@ impl Plan {
         )
     }
 
+    /// For `check --remote`: why a run now would stop short of its plan, if it
+    /// would (a warning; the run still syncs what fits).
+    pub fn fit_warning(&self) -> Option<String> {
+        let needed = self.needed();
+        if needed > self.budget {
+            Some(format!(
+                "the call budget cannot fit this job: a run over {} employees × {} month(s) × {} call(s) + {} \
+                 needs {needed} metered calls, more than `monthly_call_budget` = {}; each run syncs what fits \
+                 and leaves the rest to next month (raise the budget, pull fewer columns or leave types, or sync less often)",
+                self.employees,
+                self.allowed.len(),
+                self.per_employee,
+                self.fixed,
+                self.budget
+            ))
+        } else if needed > self.left() {
+            Some(format!(
+                "a run now needs {needed} metered calls but only {} of the {} budget are left in {} (Beijing time); \
+                 it would stop short and the rest waits for next calendar month",
+                self.left(),
+                self.budget,
+                self.period
+            ))
+        } else {
+            None
+        }
+    }
+
     /// Why a month is (partly) skipped, if it is.
     pub fn skipped(&self, month: Month) -> Option<String> {
         let n = self.allowance(month);
@@ -120,6 +169,143 @@ impl Plan {
                 self.per_employee
             )
         })
+    }
+}
+
+/// For plain `check`, which cannot know the head count without calling the
+/// source: a warning when the budget cannot pay for even one employee-month
+/// (the once-a-run calls plus one employee's calls).
+pub fn fixed_warning(budget: u64, per_employee: u64, fixed: u64) -> Option<String> {
+    let one = fixed + per_employee;
+    (per_employee > 0 && one > budget).then(|| {
+        format!(
+            "the call budget cannot fit this job: `monthly_call_budget` = {budget} is less than the {fixed} call(s) \
+             a run makes once plus {per_employee} per employee-month, so no employee can be synced \
+             (`check --remote` counts the employees and checks the whole plan)"
+        )
+    })
+}
+
+/// Where metered calls are counted durably (SQLite in a run, memory in tests).
+pub trait Ledger: Send + Sync {
+    /// Adds up to `want` calls to the period's count without passing `cap`;
+    /// returns how many were added.
+    fn reserve(&self, want: u64, cap: u64) -> BoxFuture<'_, Result<u64, StoreError>>;
+    /// Takes back `calls` reserved and never sent.
+    fn release(&self, calls: u64) -> BoxFuture<'_, Result<(), StoreError>>;
+}
+
+/// A job's count of metered calls in one quota month, in the store.
+pub struct StoreLedger {
+    pub store: Store,
+    pub job: String,
+    pub period: String,
+}
+
+impl Ledger for StoreLedger {
+    fn reserve(&self, want: u64, cap: u64) -> BoxFuture<'_, Result<u64, StoreError>> {
+        let (job, period) = (self.job.clone(), self.period.clone());
+        Box::pin(
+            self.store
+                .call(move |s| s.reserve_metered(&job, &period, want, cap)),
+        )
+    }
+
+    fn release(&self, calls: u64) -> BoxFuture<'_, Result<(), StoreError>> {
+        let (job, period) = (self.job.clone(), self.period.clone());
+        Box::pin(
+            self.store
+                .call(move |s| s.release_metered(&job, &period, calls)),
+        )
+    }
+}
+
+/// Why a metered call was not sent.
+#[derive(Debug, thiserror::Error)]
+pub enum MeterError {
+    #[error(
+        "stopped before exceeding the monthly call budget ({budget}): every call of {period} \
+         (Beijing time) is spent, retries and token refreshes included; the rest waits for the \
+         next calendar month (or raise `monthly_call_budget`)"
+    )]
+    Exhausted { budget: u64, period: String },
+    #[error("interrupted by a shutdown request; the next run resumes here")]
+    Shutdown,
+    #[error("cannot count metered calls, so none is sent: {0}")]
+    Ledger(#[from] StoreError),
+}
+
+/// The hard cap on a metered source's calls: every attempt takes one call
+/// before it is sent. Calls are reserved in the ledger [`RESERVE_BLOCK`] at a
+/// time and unused ones given back by [`Meter::release_unused`], so the ledger
+/// never counts fewer calls than were sent, nor more than the budget.
+pub struct Meter {
+    ledger: Arc<dyn Ledger>,
+    budget: u64,
+    period: String,
+    block: u64,
+    stop: Option<Shutdown>,
+    /// Reserved and not yet taken; `None` once the ledger granted nothing.
+    held: tokio::sync::Mutex<Option<u64>>,
+    taken: AtomicU64,
+}
+
+impl Meter {
+    pub fn new(ledger: Arc<dyn Ledger>, budget: u64, period: String, block: u64) -> Meter {
+        Meter {
+            ledger,
+            budget,
+            period,
+            block: block.max(1),
+            stop: None,
+            held: tokio::sync::Mutex::new(Some(0)),
+            taken: AtomicU64::new(0),
+        }
+    }
+
+    /// After a shutdown request no further call is sent.
+    pub fn stopping_on(mut self, shutdown: Shutdown) -> Meter {
+        self.stop = Some(shutdown);
+        self
+    }
+
+    /// Takes one call for an attempt about to be sent, or says why it must not be.
+    pub async fn take(&self) -> Result<(), MeterError> {
+        if self.stop.as_ref().is_some_and(Shutdown::is_triggered) {
+            return Err(MeterError::Shutdown);
+        }
+        let mut held = self.held.lock().await;
+        let left = match *held {
+            Some(0) => self.ledger.reserve(self.block, self.budget).await?,
+            Some(n) => n,
+            None => 0,
+        };
+        if left == 0 {
+            *held = None;
+            return Err(MeterError::Exhausted {
+                budget: self.budget,
+                period: self.period.clone(),
+            });
+        }
+        *held = Some(left - 1);
+        self.taken.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// Gives back the calls reserved and not taken (call it when no attempt is
+    /// under way, e.g. after a chunk); later takes reserve again.
+    pub async fn release_unused(&self) -> Result<(), StoreError> {
+        let mut held = self.held.lock().await;
+        if let Some(n) = held.filter(|n| *n > 0) {
+            self.ledger.release(n).await?;
+            *held = Some(0);
+        }
+        Ok(())
+    }
+
+    /// Calls taken so far.
+    pub fn taken(&self) -> u64 {
+        self.taken.load(Ordering::SeqCst)
     }
 }
 
@@ -193,9 +379,150 @@ mod tests {
     }
 
     #[test]
+    fn check_warns_when_the_plan_cannot_fit() {
+        let plan =
+            |budget, spent| Plan::make(&[m("2026-10")], 59, 2, 1, budget, spent, "2026-11".into());
+        let w = plan(50, 0).fit_warning().unwrap_or_default();
+        assert!(
+            w.contains("needs 119 metered calls") && w.contains("= 50"),
+            "{w}"
+        );
+        let w = plan(130, 30).fit_warning().unwrap_or_default();
+        assert!(
+            w.contains("only 100 of the 130 budget are left in 2026-11"),
+            "{w}"
+        );
+        assert!(plan(130, 11).fit_warning().is_none());
+        assert!(fixed_warning(2, 2, 1).is_some());
+        assert!(fixed_warning(3, 2, 1).is_none());
+        assert!(fixed_warning(0, 0, 0).is_none(), "nothing metered");
+    }
+
+    #[test]
     fn an_exhausted_budget_spends_nothing() {
         let p = Plan::make(&[m("2026-11")], 10, 2, 1, 5000, 5000, "2026-11".into());
         assert_eq!(p.allowance(m("2026-11")), 0);
         assert_eq!(p.planned(), 0);
+    }
+
+    /// The ledger in memory: `count` as SQLite would hold it.
+    #[derive(Default)]
+    struct Memory {
+        count: std::sync::Mutex<u64>,
+        writes: AtomicU64,
+    }
+
+    impl Memory {
+        fn count(&self) -> u64 {
+            *self.count.lock().unwrap_or_else(|e| e.into_inner())
+        }
+    }
+
+    impl Ledger for Memory {
+        fn reserve(&self, want: u64, cap: u64) -> BoxFuture<'_, Result<u64, StoreError>> {
+            self.writes.fetch_add(1, Ordering::SeqCst);
+            let mut count = self.count.lock().unwrap_or_else(|e| e.into_inner());
+            let granted = want.min(cap.saturating_sub(*count));
+            *count += granted;
+            Box::pin(std::future::ready(Ok(granted)))
+        }
+
+        fn release(&self, calls: u64) -> BoxFuture<'_, Result<(), StoreError>> {
+            self.writes.fetch_add(1, Ordering::SeqCst);
+            let mut count = self.count.lock().unwrap_or_else(|e| e.into_inner());
+            *count = count.saturating_sub(calls);
+            Box::pin(std::future::ready(Ok(())))
+        }
+    }
+
+    fn meter(ledger: &Arc<Memory>, budget: u64) -> Meter {
+        Meter::new(ledger.clone(), budget, "2026-11".into(), RESERVE_BLOCK)
+    }
+
+    #[tokio::test]
+    async fn reservations_come_in_blocks_and_stop_exactly_at_the_cap() {
+        let ledger = Arc::new(Memory::default());
+        *ledger.count.lock().unwrap_or_else(|e| e.into_inner()) = 7; // spent earlier
+        let m = meter(&ledger, 50);
+        for _ in 0..43 {
+            assert!(m.take().await.is_ok());
+        }
+        // 20 + 20 + 3: three writes for 43 calls, the count at the cap.
+        assert_eq!(ledger.writes.load(Ordering::SeqCst), 3);
+        assert_eq!(ledger.count(), 50);
+        let e = m
+            .take()
+            .await
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            e.contains("stopped before exceeding the monthly call budget (50)"),
+            "{e}"
+        );
+        assert!(m.take().await.is_err(), "stays stopped");
+        assert_eq!(m.taken(), 43);
+        assert_eq!(ledger.count(), 50);
+    }
+
+    #[tokio::test]
+    async fn unused_reservations_are_given_back_and_a_kill_never_under_counts() {
+        let ledger = Arc::new(Memory::default());
+        let m = meter(&ledger, 5000);
+        for _ in 0..25 {
+            assert!(m.take().await.is_ok());
+        }
+        // Killed here: the ledger holds the 25 sent plus 15 reserved, never fewer.
+        assert_eq!(ledger.count(), 40);
+        assert!(m.release_unused().await.is_ok());
+        assert_eq!(ledger.count(), 25);
+        assert!(
+            m.release_unused().await.is_ok(),
+            "nothing more to give back"
+        );
+        assert_eq!(ledger.count(), 25);
+        assert!(
+            m.take().await.is_ok(),
+            "takes reserve again after a release"
+        );
+        assert_eq!(ledger.count(), 45);
+    }
+
+    #[tokio::test]
+    async fn concurrent_takes_never_pass_the_cap() {
+        let ledger = Arc::new(Memory::default());
+        let m = Arc::new(meter(&ledger, 97));
+        let tasks: Vec<_> = (0..200)
+            .map(|_| {
+                let m = m.clone();
+                tokio::spawn(async move { m.take().await.is_ok() })
+            })
+            .collect();
+        let mut ok = 0;
+        for t in tasks {
+            ok += u64::from(t.await.unwrap_or(false));
+        }
+        assert_eq!(ok, 97);
+        assert_eq!(ledger.count(), 97);
+    }
+
+    #[tokio::test]
+    async fn no_call_after_a_shutdown_request() {
+        let ledger = Arc::new(Memory::default());
+        let shutdown = Shutdown::new();
+        let m = meter(&ledger, 100).stopping_on(shutdown.clone());
+        assert!(m.take().await.is_ok());
+        shutdown.trigger();
+        assert!(matches!(m.take().await, Err(MeterError::Shutdown)));
+        assert_eq!(m.taken(), 1);
+    }
+
+    #[test]
+    fn the_quota_month_is_beijing_time() {
+        // 16:30 UTC on Nov 30 is already December in Beijing.
+        let now = DateTime::parse_from_rfc3339("2026-11-30T16:30:00Z")
+            .map(|t| t.with_timezone(&Utc))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(quota_period(now), "2026-12");
     }
 }

@@ -13,7 +13,7 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
-use crate::budget::Plan;
+use crate::budget::{Meter, Plan, StoreLedger, RESERVE_BLOCK};
 use crate::config::job::{DingtalkSource, Job, Source};
 use crate::http::{CallStats, EndpointStats};
 use crate::jiandaoyun::{JdyError, Jiandaoyun, Widget};
@@ -285,10 +285,11 @@ struct Run<'a> {
     budget: Option<Arc<Budget>>,
 }
 
-/// A metered source's call budget during a run: a guard checked before every
-/// chunk (retries can cost more than planned), and the spend recorded in SQLite
-/// after every chunk. The guard needs no head count, so it holds while the
-/// directory is still being listed.
+/// A metered source's call budget during a run: a hard cap on every metered
+/// attempt (the [`Meter`], which counts each one in SQLite before it is sent,
+/// reserving calls in blocks), and a guard checked before every chunk, so that
+/// a chunk the budget cannot finish is not started. Neither needs a head count,
+/// so both hold while the directory is still being listed.
 struct Budget {
     budget: u64,
     /// Left in `period` when the run started.
@@ -296,33 +297,43 @@ struct Budget {
     per_employee: u64,
     fixed: u64,
     period: String,
-    source: SourceClient,
-    store: Store,
-    job: String,
-    /// The source's metered-call counter when the run started.
-    base: u64,
-    /// The counter value already added to SQLite.
-    recorded: AtomicU64,
+    meter: Arc<Meter>,
 }
 
 impl Budget {
-    fn new(plan: &Plan, source: &SourceClient, store: &Store, job: &str) -> Budget {
+    fn new(
+        plan: &Plan,
+        source: &SourceClient,
+        store: &Store,
+        job: &str,
+        shutdown: &crate::shutdown::Shutdown,
+    ) -> Budget {
+        let ledger = StoreLedger {
+            store: store.clone(),
+            job: job.to_owned(),
+            period: plan.period.clone(),
+        };
+        let meter = Meter::new(
+            Arc::new(ledger),
+            plan.budget,
+            plan.period.clone(),
+            RESERVE_BLOCK,
+        )
+        .stopping_on(shutdown.clone());
+        let meter = Arc::new(meter);
+        source.set_meter(meter.clone());
         Budget {
             budget: plan.budget,
             left: plan.left(),
             per_employee: plan.per_employee,
             fixed: plan.fixed,
             period: plan.period.clone(),
-            base: source.metered_calls(),
-            recorded: AtomicU64::new(source.metered_calls()),
-            source: source.clone(),
-            store: store.clone(),
-            job: job.to_owned(),
+            meter,
         }
     }
 
     fn spent_by_run(&self) -> u64 {
-        self.source.metered_calls().saturating_sub(self.base)
+        self.meter.taken()
     }
 
     /// Whether `employees` more employee-months fit in what is left.
@@ -333,22 +344,23 @@ impl Budget {
 
     fn stop_reason(&self) -> SourceError {
         SourceError::Config(format!(
-            "stopped before exceeding the monthly call budget ({}): {} calls were left in {} and retries used some of them; \
-             the rest waits for the next run (the budget starts fresh next calendar month)",
+            "stopped before exceeding the monthly call budget ({}): {} calls were left in {} (Beijing time) \
+             and retries used some of them; the rest waits for the next run (the budget starts fresh next calendar month)",
             self.budget, self.left, self.period
         ))
     }
 
-    /// Adds the calls spent since the last record to SQLite.
+    /// Gives back the calls reserved in SQLite and not sent (every call sent
+    /// was counted there before it left).
     async fn record(&self) -> Result<(), StoreError> {
-        let now = self.source.metered_calls();
-        let before = self.recorded.swap(now, Ordering::SeqCst);
-        let delta = now.saturating_sub(before);
-        let (job, period) = (self.job.clone(), self.period.clone());
-        self.store
-            .call(move |s| s.add_metered(&job, &period, delta))
-            .await
+        self.meter.release_unused().await
     }
+}
+
+fn lease_lost(lost: &AtomicBool) -> Option<JobError> {
+    lost.load(Ordering::SeqCst).then(|| {
+        JobError::Setup("the job lease was lost; another process may be running this job".into())
+    })
 }
 
 /// What a metered source's call plan is made of, and the plan once the head
@@ -989,7 +1001,7 @@ impl Syncer {
         if let (Some(per), Source::Dingtalk(cfg)) =
             (source.metered_calls_per_employee(), &job.source)
         {
-            let period = Month::current(opts.now, job.timezone).to_string();
+            let period = crate::budget::quota_period(opts.now);
             let (j, p) = (job.name.clone(), period.clone());
             let spent = self.store.call(move |s| s.metered_spent(&j, &p)).await?;
             let mut meter = Metering {
@@ -1008,6 +1020,7 @@ impl Syncer {
                 &source,
                 &self.store,
                 &job.name,
+                &self.shutdown,
             )));
             if opts.dry_run {
                 known = Some(meter.list_first(&source, &job.name, report).await?);
@@ -1160,7 +1173,9 @@ impl Syncer {
             // A pull that stopped partway still hands over what it paid for;
             // those records are written, then the month stops.
             let stopped = pulled.stopped.take();
-            if let Some(e) = self.interruption(lost) {
+            // A lost lease stops before writing (another process may run the
+            // job now); a shutdown request writes what was pulled, then stops.
+            if let Some(e) = lease_lost(lost) {
                 complete = false;
                 outcome = Err(e);
                 break;
@@ -1197,9 +1212,9 @@ impl Syncer {
             }
             self.progress
                 .chunk_done(&job.name, &m.month, &m.counts, found.load(Ordering::SeqCst));
-            if let Some(e) = stopped {
+            if let Some(e) = self.interruption(lost).or(stopped.map(Into::into)) {
                 complete = false;
-                outcome = Err(e.into());
+                outcome = Err(e);
                 break;
             }
         }
@@ -1237,11 +1252,7 @@ impl Syncer {
                 "interrupted by a shutdown request; the next run resumes here".into(),
             ));
         }
-        lost.load(Ordering::SeqCst).then(|| {
-            JobError::Setup(
-                "the job lease was lost; another process may be running this job".into(),
-            )
-        })
+        lease_lost(lost)
     }
 
     /// Lists records gone from the source, and with `rerun --prune` deletes

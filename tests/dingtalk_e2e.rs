@@ -639,3 +639,179 @@ async fn a_directory_listing_that_fails_in_the_first_month_is_listed_again_for_t
         "nothing spent on 2026-09"
     );
 }
+
+/// Metered requests the simulator received, whatever the answer (throttled,
+/// expired token, served): every one is an attempt the budget counts.
+fn metered_attempts(env: &Env) -> usize {
+    attendsync::sim::dingtalk::METERED
+        .iter()
+        .map(|e| env.dingtalk.calls(e))
+        .sum()
+}
+
+/// The calls `status` shows as spent in `period`.
+async fn spent_in(env: &Env, period: &str) -> u64 {
+    let status = env.run(&["status"], &[]).await;
+    let text = String::from_utf8_lossy(&status.stdout).to_string();
+    text.lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .find(|w| w.len() == 3 && w[0] == "dingtalk_monthly" && w[1] == period)
+        .and_then(|w| w[2].parse().ok())
+        .unwrap_or_else(|| panic!("no metered row for {period} in:\n{}", all(&status)))
+}
+
+/// Records the summary says were pulled, over every month.
+fn pulled_total(o: &Output) -> usize {
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .filter_map(|l| l.split(": pulled ").nth(1))
+        .filter_map(|rest| rest.split(',').next()?.trim().parse::<usize>().ok())
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_budget_is_a_hard_cap_under_throttling_and_token_expiry() {
+    let throttled = DingtalkSimConfig {
+        throttle_ratio: 0.3,
+        seed: 5,
+        ..DingtalkSimConfig::default().with_endpoint_rate(1000)
+    };
+    let expiring = DingtalkSimConfig {
+        token_expires_after_calls: Some(7),
+        ..DingtalkSimConfig::default().with_endpoint_rate(1000)
+    };
+    // Before the hard cap: 175, 445 and 577 metered calls (issue 17).
+    let one_month: &[&str] = &["run", "--month", MONTH];
+    let cases = [
+        (
+            59,
+            130,
+            throttled.clone(),
+            one_month,
+            "2026-11-20T04:00:00Z",
+        ),
+        (59, 130, expiring, one_month, "2026-11-20T04:00:00Z"),
+        // The 3rd: October's final pull, then November.
+        (250, 520, throttled, &["run"][..], "2026-11-03T04:00:00Z"),
+    ];
+    for (employees, budget, config, args, now) in cases {
+        let cap = u64::from(budget);
+        let env = Env::start(employees, config).await;
+        env.write(
+            "jobs/dingtalk_monthly.toml",
+            &with_budget(&env.job(), budget)
+                .replace("\nmonthly_call_budget = 5000", "\n# (budget set above)"),
+        );
+        let now = [("ATTENDSYNC_NOW", now)];
+        let run = env.run(args, &now).await;
+        let text = all(&run);
+        let attempts = metered_attempts(&env) as u64;
+        eprintln!(
+            "budget {budget}: {attempts} metered attempts, {} served",
+            env.dingtalk.metered_calls()
+        );
+        assert!(
+            attempts <= cap,
+            "{attempts} metered attempts > budget {budget}\n{text}"
+        );
+        assert_eq!(run.status.code(), Some(1), "{text}");
+        let stopped = format!("stopped before exceeding the monthly call budget ({budget})");
+        assert!(text.contains(&stopped), "{text}");
+        let spent = spent_in(&env, "2026-11").await;
+        assert!(
+            spent >= attempts && spent <= cap,
+            "spent {spent}, attempts {attempts}"
+        );
+        // What was pulled is written.
+        assert_eq!(env.jdy.records().len(), pulled_total(&run), "{text}");
+        // Nothing is left this month: the next run sends no metered call.
+        let again = env.run(args, &now).await;
+        assert_eq!(again.status.code(), Some(1), "{}", all(&again));
+        assert!(metered_attempts(&env) as u64 <= cap);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_mid_pull_writes_what_was_pulled_and_counts_the_calls() {
+    let mut config = DingtalkSimConfig::default().with_endpoint_rate(1000);
+    config.latency = Duration::from_millis(20);
+    let env = Env::start(150, config).await;
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_attendsync"))
+        .args(["run", "--month", MONTH, "--config-dir"])
+        .arg(env.path())
+        .env_remove("ATTENDSYNC_DB")
+        .env("ATTENDSYNC_NOW", "2026-11-20T04:00:00Z")
+        .env("DINGTALK_APP_KEY", APP_KEY)
+        .env("DINGTALK_APP_SECRET", APP_SECRET)
+        .env("JDY_API_KEY", API_KEY)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn: {e}"));
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while env.dingtalk.metered_calls() < 40 {
+        assert!(std::time::Instant::now() < deadline, "no metered calls");
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("the run ended ({status}) before the signal");
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    assert!(env.jdy.records().is_empty(), "signal sent before any write");
+    let pid = child.id().unwrap_or_else(|| panic!("already gone"));
+    let sent = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap_or_else(|e| panic!("kill: {e}"));
+    assert!(sent.success());
+    let status = tokio::time::timeout(Duration::from_secs(60), child.wait())
+        .await
+        .unwrap_or_else(|_| panic!("no exit within 60 s of SIGTERM"))
+        .unwrap_or_else(|e| panic!("wait: {e}"));
+    assert_ne!(status.code(), Some(0));
+    let served = env.dingtalk.metered_calls();
+    let written = env.jdy.records().len();
+    eprintln!("SIGTERM: {served} metered calls served, {written} records written");
+    assert!(
+        written > 0,
+        "the records pulled before the signal are written"
+    );
+    let spent = spent_in(&env, "2026-11").await;
+    assert!(
+        spent >= metered_attempts(&env) as u64,
+        "spent {spent} < {} attempts",
+        metered_attempts(&env)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_warns_when_the_budget_cannot_fit_and_still_exits_0() {
+    let env = Env::start(59, DingtalkSimConfig::default().with_endpoint_rate(1000)).await;
+    let job = env
+        .job()
+        .replace("\nmonthly_call_budget = 5000", "\n# (budget below)");
+    env.write("jobs/dingtalk_monthly.toml", &with_budget(&job, 50));
+    let now = [("ATTENDSYNC_NOW", "2026-11-20T04:00:00Z")];
+    let remote = env.run(&["check", "--remote"], &now).await;
+    let text = all(&remote);
+    assert_eq!(remote.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains("warning: job dingtalk_monthly: the call budget cannot fit this job"),
+        "{text}"
+    );
+    assert!(text.contains("needs 119 metered calls"), "{text}");
+    assert_eq!(metered_attempts(&env), 1, "only the column lookup");
+    // Plain `check` cannot count the employees: it warns only when not even
+    // one employee-month fits.
+    let plain = env.run(&["check"], &now).await;
+    assert_eq!(plain.status.code(), Some(0), "{}", all(&plain));
+    assert!(!all(&plain).contains("cannot fit"), "{}", all(&plain));
+    env.write("jobs/dingtalk_monthly.toml", &with_budget(&job, 2));
+    let plain = env.run(&["check"], &now).await;
+    assert_eq!(plain.status.code(), Some(0), "{}", all(&plain));
+    assert!(
+        all(&plain).contains("no employee can be synced"),
+        "{}",
+        all(&plain)
+    );
+}

@@ -35,6 +35,10 @@ pub enum SourceError {
     /// unknown DingTalk report column); the text says what to change.
     #[error("{0}")]
     Config(String),
+    /// A metered call not sent: the budget's cap, a shutdown, or the count
+    /// could not be written.
+    #[error(transparent)]
+    Budget(#[from] crate::budget::MeterError),
 }
 
 impl SourceError {
@@ -198,6 +202,14 @@ impl SourceClient {
             SourceClient::Dingtalk { client, .. } => {
                 Some(client.metered_calls_for(employees, months))
             }
+        }
+    }
+
+    /// Counts every later metered attempt against `meter` (DingTalk); WeCom
+    /// has no metered calls.
+    pub fn set_meter(&self, meter: std::sync::Arc<crate::budget::Meter>) {
+        if let SourceClient::Dingtalk { client, .. } = self {
+            client.set_meter(meter);
         }
     }
 

@@ -553,6 +553,45 @@ impl Store {
         Ok(())
     }
 
+    /// Reserves up to `want` metered calls in `period` without the count
+    /// passing `cap`, in one write; returns how many were reserved (0: the cap
+    /// is reached). Calls are reserved before they are sent, so a kill can
+    /// only over-count (by what was reserved and not yet sent).
+    pub fn reserve_metered(&self, job: &str, period: &str, want: u64, cap: u64) -> Result<u64> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let spent: Option<i64> = tx
+            .query_row(
+                "SELECT calls FROM metered_calls WHERE job = ?1 AND period = ?2",
+                params![job, period],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let spent = spent.unwrap_or(0).max(0) as u64;
+        let granted = want.min(cap.saturating_sub(spent));
+        if granted > 0 {
+            tx.execute(
+                "INSERT INTO metered_calls (job, period, calls) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (job, period) DO UPDATE SET calls = calls + excluded.calls",
+                params![job, period, granted as i64],
+            )?;
+        }
+        tx.commit()?;
+        Ok(granted)
+    }
+
+    /// Gives back `calls` reserved with [`Self::reserve_metered`] and never sent.
+    pub fn release_metered(&self, job: &str, period: &str, calls: u64) -> Result<()> {
+        if calls == 0 {
+            return Ok(());
+        }
+        self.conn().execute(
+            "UPDATE metered_calls SET calls = MAX(0, calls - ?3) WHERE job = ?1 AND period = ?2",
+            params![job, period, calls as i64],
+        )?;
+        Ok(())
+    }
+
     // ---- leases -----------------------------------------------------------
 
     /// Takes the job's lease for `ttl` unless another live owner holds it
@@ -780,6 +819,31 @@ mod tests {
         assert_eq!(s.metered_spent("j", "2026-11").expect("spent"), 150);
         assert_eq!(s.metered_spent("j", "2026-12").expect("spent"), 7);
         assert_eq!(s.metered_spent("other", "2026-11").expect("spent"), 0);
+    }
+
+    #[test]
+    fn metered_reservations_stop_at_the_cap_and_give_back_what_is_unused() {
+        let (_d, s) = store();
+        assert_eq!(
+            s.reserve_metered("j", "2026-11", 20, 50).expect("reserve"),
+            20
+        );
+        assert_eq!(
+            s.reserve_metered("j", "2026-11", 20, 50).expect("reserve"),
+            20
+        );
+        assert_eq!(
+            s.reserve_metered("j", "2026-11", 20, 50).expect("reserve"),
+            10
+        );
+        assert_eq!(
+            s.reserve_metered("j", "2026-11", 20, 50).expect("reserve"),
+            0
+        );
+        s.release_metered("j", "2026-11", 7).expect("release");
+        assert_eq!(s.metered_spent("j", "2026-11").expect("spent"), 43);
+        s.release_metered("j", "2026-11", 100).expect("release");
+        assert_eq!(s.metered_spent("j", "2026-11").expect("spent"), 0);
     }
 
     #[test]

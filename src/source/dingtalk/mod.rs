@@ -33,6 +33,7 @@ use rust_decimal::prelude::ToPrimitive;
 use rust_decimal::Decimal;
 use serde_json::{json, Map, Number, Value};
 
+mod metering;
 mod people;
 
 use people::{Directory, Gatherer, Listed, Person};
@@ -156,6 +157,8 @@ pub struct DingtalkClient {
     retry: RetryConfig,
     stats: Arc<CallStats>,
     metered: AtomicU64,
+    /// The run's hard cap on metered calls (see `metering.rs`).
+    meter: Mutex<Option<Arc<crate::budget::Meter>>>,
     /// Endpoints whose bodies are sent form-encoded (JSON otherwise).
     form: Mutex<HashSet<String>>,
     banned_until: Mutex<Option<Instant>>,
@@ -516,6 +519,16 @@ fn in_flight(overrides: &[(String, Rate)], endpoints: &[&str], most: usize) -> u
         .max(1.0) as usize
 }
 
+fn per_employee(columns: usize, leave_names: usize) -> u32 {
+    let calls = |n: usize| n.div_ceil(MAX_PER_REPORT_CALL) as u32;
+    calls(columns) + calls(leave_names)
+}
+
+/// Metered calls per employee and month of a job's DingTalk source, without a client.
+pub fn calls_per_employee(cfg: &DingtalkSource) -> u32 {
+    per_employee(cfg.columns.len(), cfg.leave_names.len())
+}
+
 impl DingtalkClient {
     pub fn new(http: reqwest::Client, cfg: &DingtalkSource, stats: Arc<CallStats>) -> Self {
         DingtalkClient {
@@ -531,6 +544,7 @@ impl DingtalkClient {
             retry: cfg.retry,
             stats,
             metered: AtomicU64::new(0),
+            meter: Mutex::new(None),
             form: Mutex::new(HashSet::new()),
             banned_until: Mutex::new(None),
             ip_ban_floor: IP_BAN_MIN_WAIT,
@@ -557,8 +571,7 @@ impl DingtalkClient {
 
     /// Metered calls per employee and month: ⌈columns/20⌉ + ⌈leave names/20⌉.
     pub fn metered_calls_per_employee(&self) -> u32 {
-        let calls = |n: usize| n.div_ceil(MAX_PER_REPORT_CALL) as u32;
-        calls(self.columns.len()) + calls(self.leave_names.len())
+        per_employee(self.columns.len(), self.leave_names.len())
     }
 
     /// Metered calls a run over `employees` × `months` costs at most (without
@@ -804,11 +817,15 @@ impl DingtalkClient {
         if halt.is_some_and(|h| h.load(Ordering::SeqCst)) {
             return (encoding, Attempt::Fail(CallError::Halted));
         }
-        self.stats.call(endpoint);
         if METERED_ENDPOINTS.contains(&endpoint) {
+            // Counted before it is sent; refused at the budget's cap.
+            if let Err(e) = self.take_metered().await {
+                return (encoding, Attempt::Fail(CallError::Source(e)));
+            }
             self.metered.fetch_add(1, Ordering::Relaxed);
             self.stats.call(METERED_STATS_KEY);
         }
+        self.stats.call(endpoint);
         let request = self
             .http
             .post(self.url(endpoint))
