@@ -110,6 +110,7 @@ pub async fn sync(
     let loaded = config::load(&global.config_dir, &jobs, &env_lookup)?;
     let syncer = syncer_for(global, output.dry_run)?;
     syncer.shutdown.on_signals();
+    crate::shutdown::ignore_hangups();
     let opts = Options {
         mode,
         months,
@@ -164,10 +165,13 @@ fn syncer_for(global: &Global, dry_run: bool) -> Result<Syncer, AppError> {
 
 /// `daemon`: every job on its schedule until SIGTERM/SIGINT.
 pub async fn daemon(global: &Global) -> Result<u8, AppError> {
+    let clock = clock()?;
     let loaded = config::load(&global.config_dir, &[], &env_lookup)?;
     let syncer = syncer(global)?;
     syncer.shutdown.on_signals();
-    crate::daemon::run(loaded, Arc::new(syncer)).await
+    let dir = global.config_dir.clone();
+    let reload: crate::daemon::Reload = Box::new(move || config::load(&dir, &[], &env_lookup));
+    crate::daemon::run(loaded, reload, Arc::new(syncer), clock).await
 }
 
 pub async fn run_all(syncer: &Syncer, jobs: &[LoadedJob], opts: &Options) -> Vec<JobReport> {
