@@ -186,7 +186,7 @@ async fn without_rust_log_other_crates_stay_out_of_info() {
         stderr.contains("next_fire"),
         "attendsync's own INFO lines are kept: {stderr}"
     );
-    // tokio-cron-scheduler logs these at INFO when it starts.
+    // Start-up noise tokio-cron-scheduler (used before) logged at INFO.
     for noise in ["Job creator created", "Uninited"] {
         assert!(!stderr.contains(noise), "{noise:?} in: {stderr}");
     }
