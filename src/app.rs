@@ -62,25 +62,23 @@ pub fn open_store(path: &Path) -> Result<Store, AppError> {
     Ok(Store::open(path)?)
 }
 
-/// The current time, or `ATTENDSYNC_NOW` (RFC 3339) when set: a testing aid to
-/// run "as of" another day, e.g. to see which months a run would sync.
+/// The current time, or `ATTENDSYNC_NOW` (RFC 3339) when set: for tests and for
+/// replaying a missed day (see [`crate::clock`]).
 pub fn now() -> Result<chrono::DateTime<Utc>, AppError> {
-    match std::env::var("ATTENDSYNC_NOW") {
-        Ok(text) => chrono::DateTime::parse_from_rfc3339(&text)
-            .map(|t| t.with_timezone(&Utc))
-            .map_err(|e| {
-                AppError::Config(ConfigErrors(vec![crate::config::ConfigError {
-                    file: "ATTENDSYNC_NOW".into(),
-                    line: 0,
-                    column: 0,
-                    key: String::new(),
-                    message: format!(
-                        "\"{text}\" is not an RFC 3339 time ({e}), e.g. 2026-11-03T02:30:00+08:00"
-                    ),
-                }]))
-            }),
-        Err(_) => Ok(Utc::now()),
-    }
+    Ok(clock()?.now())
+}
+
+/// The process's clock: real, or `ATTENDSYNC_NOW` advancing in real time.
+pub fn clock() -> Result<crate::clock::Clock, AppError> {
+    crate::clock::Clock::from_env().map_err(|e| {
+        AppError::Config(ConfigErrors(vec![crate::config::ConfigError {
+            file: crate::clock::NOW_VAR.into(),
+            line: 0,
+            column: 0,
+            key: String::new(),
+            message: e.to_string(),
+        }]))
+    })
 }
 
 /// How a run prints: the summary on stdout unless stdout carries records or JSON.
@@ -112,6 +110,7 @@ pub async fn sync(
     let loaded = config::load(&global.config_dir, &jobs, &env_lookup)?;
     let syncer = syncer_for(global, output.dry_run)?;
     syncer.shutdown.on_signals();
+    crate::shutdown::ignore_hangups();
     let opts = Options {
         mode,
         months,
@@ -166,10 +165,13 @@ fn syncer_for(global: &Global, dry_run: bool) -> Result<Syncer, AppError> {
 
 /// `daemon`: every job on its schedule until SIGTERM/SIGINT.
 pub async fn daemon(global: &Global) -> Result<u8, AppError> {
+    let clock = clock()?;
     let loaded = config::load(&global.config_dir, &[], &env_lookup)?;
     let syncer = syncer(global)?;
     syncer.shutdown.on_signals();
-    crate::daemon::run(loaded, Arc::new(syncer)).await
+    let dir = global.config_dir.clone();
+    let reload: crate::daemon::Reload = Box::new(move || config::load(&dir, &[], &env_lookup));
+    crate::daemon::run(loaded, reload, Arc::new(syncer), clock).await
 }
 
 pub async fn run_all(syncer: &Syncer, jobs: &[LoadedJob], opts: &Options) -> Vec<JobReport> {

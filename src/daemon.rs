@@ -1,11 +1,13 @@
 //! `attendsync daemon`: runs every job on its schedule, in its timezone.
 //!
-//! tokio-cron-scheduler fires the jobs; each fire is checked against the job's
-//! [`Schedule`] (the fire must match a scheduled time within a tolerance, and each
-//! scheduled time runs once), so the library's reported double fires for
-//! Asia/Shanghai cannot start a second run. A job never overlaps itself (one task
-//! per job here, and the SQLite lease across processes). Missed runs are caught up
-//! once at start from the last successful run in SQLite.
+//! One ticker task per job computes the job's next fire with [`Schedule`] (croner,
+//! evaluated in the job's timezone), sleeps until it on the daemon's [`Clock`],
+//! hands it to the loop here, and computes the next one from there: every fire
+//! is computed with the UTC offset of its own day, so a DST change moves nothing.
+//! A job never overlaps itself (one run per job name here, and the SQLite lease
+//! across processes). Missed runs are caught up once at start from the last
+//! successful run in SQLite. SIGHUP reloads the job files; a file that does not
+//! load keeps the old configuration.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -13,51 +15,33 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use tokio::sync::mpsc;
-use tokio_cron_scheduler::{Job as CronJob, JobScheduler};
+use tokio::task::JoinHandle;
 
 use crate::app::{self, AppError};
+use crate::clock::Clock;
 use crate::config::{ConfigError, ConfigErrors, LoadedJob};
 use crate::schedule::Schedule;
+use crate::shutdown::Hangups;
 use crate::sync::{Mode, Options, Syncer};
 
-/// How far after a scheduled time a fire still counts as that time.
-const FIRE_TOLERANCE: chrono::Duration = chrono::Duration::seconds(30);
 /// How long a shutdown waits for runs in flight before leaving them to the next run.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(8);
 
-#[derive(Debug)]
-enum Fire {
-    /// A missed scheduled time found at start.
-    CatchUp,
-    /// The scheduler fired at this instant.
-    Tick(DateTime<Utc>),
-}
-
-/// Decides whether a fire starts a run; remembers the scheduled time it served.
-pub fn accept_tick(
-    schedule: &Schedule,
-    at: DateTime<Utc>,
-    last_served: &mut Option<DateTime<Utc>>,
-) -> Result<DateTime<Utc>, &'static str> {
-    let Some(due) = schedule.latest_at_or_before(at) else {
-        return Err("no scheduled time before this fire");
-    };
-    if at - due > FIRE_TOLERANCE {
-        return Err("the fire does not match a scheduled time in the job's timezone");
-    }
-    if *last_served == Some(due) {
-        return Err("this scheduled time already ran");
-    }
-    *last_served = Some(due);
-    Ok(due)
-}
+/// Reads the job files again (on SIGHUP).
+pub type Reload = Box<dyn Fn() -> Result<Vec<LoadedJob>, ConfigErrors> + Send>;
 
 struct Scheduled {
     job: LoadedJob,
     schedule: Schedule,
 }
 
-fn scheduled_jobs(jobs: Vec<LoadedJob>) -> Result<Vec<Scheduled>, AppError> {
+/// A job is due (a scheduled time or a catch-up), in configuration `generation`.
+struct Fire {
+    generation: u64,
+    job: usize,
+}
+
+fn scheduled_jobs(jobs: Vec<LoadedJob>) -> Result<Vec<Scheduled>, ConfigErrors> {
     let mut out = Vec::new();
     for job in jobs {
         let Some(text) = job.job.schedule.clone() else {
@@ -65,128 +49,213 @@ fn scheduled_jobs(jobs: Vec<LoadedJob>) -> Result<Vec<Scheduled>, AppError> {
             continue;
         };
         let schedule = Schedule::parse(&text, job.job.timezone).map_err(|message| {
-            AppError::Config(ConfigErrors(vec![ConfigError {
+            ConfigErrors(vec![ConfigError {
                 file: job.file.clone(),
                 line: 0,
                 column: 0,
                 key: "schedule".into(),
                 message,
-            }]))
+            }])
         })?;
         out.push(Scheduled { job, schedule });
     }
     if out.is_empty() {
-        return Err(AppError::Config(ConfigErrors(vec![ConfigError {
+        return Err(ConfigErrors(vec![ConfigError {
             file: "jobs".into(),
             line: 0,
             column: 0,
             key: "schedule".into(),
             message: "no job has a `schedule`; nothing for the daemon to do".into(),
-        }])));
+        }]));
     }
     Ok(out)
 }
 
-fn scheduler_error(e: impl std::fmt::Display) -> AppError {
-    AppError::Io(format!("scheduler: {e}"))
+fn local(s: &Schedule, t: Option<DateTime<Utc>>) -> String {
+    t.map(|t| t.with_timezone(&s.timezone()).to_rfc3339())
+        .unwrap_or_else(|| "never".into())
 }
 
-pub async fn run(jobs: Vec<LoadedJob>, syncer: Arc<Syncer>) -> Result<u8, AppError> {
-    let jobs = Arc::new(scheduled_jobs(jobs)?);
-    let (tx, mut rx) = mpsc::unbounded_channel::<(usize, Fire)>();
-    let now = Utc::now();
+/// Sleeps until each fire of job `job`, hands it over, and computes the next.
+async fn ticker(
+    job: usize,
+    generation: u64,
+    jobs: Arc<Vec<Scheduled>>,
+    clock: Clock,
+    tx: mpsc::UnboundedSender<Fire>,
+) {
+    let s = &jobs[job];
+    let mut after = clock.now();
+    loop {
+        let Some(due) = s.schedule.next_after(after) else {
+            tracing::error!(job = %s.job.job.name, schedule = %s.schedule.text(), "the schedule has no fire after {after}; the daemon no longer runs this job");
+            return;
+        };
+        clock.sleep_until(due).await;
+        // Times missed by a long sleep (a suspended machine) collapse into this one.
+        after = due.max(clock.now());
+        tracing::info!(
+            job = %s.job.job.name,
+            scheduled = %local(&s.schedule, Some(due)),
+            next_fire = %local(&s.schedule, s.schedule.next_after(after)),
+            "scheduled time reached"
+        );
+        if tx.send(Fire { generation, job }).is_err() {
+            return;
+        }
+    }
+}
 
+/// Logs each job's next fire and starts its ticker.
+fn start_tickers(
+    jobs: &Arc<Vec<Scheduled>>,
+    generation: u64,
+    clock: &Clock,
+    tx: &mpsc::UnboundedSender<Fire>,
+) -> Vec<JoinHandle<()>> {
+    let now = clock.now();
+    let mut out = Vec::new();
+    for (i, s) in jobs.iter().enumerate() {
+        tracing::info!(
+            job = %s.job.job.name,
+            schedule = %s.schedule.text(),
+            timezone = %s.schedule.timezone(),
+            next_fire = %local(&s.schedule, s.schedule.next_after(now)),
+            "scheduled"
+        );
+        let (jobs, clock, tx) = (jobs.clone(), clock.clone(), tx.clone());
+        out.push(tokio::spawn(ticker(i, generation, jobs, clock, tx)));
+    }
+    out
+}
+
+/// Sends a catch-up fire for every job whose scheduled time passed since its
+/// last successful run.
+async fn catch_up(
+    jobs: &[Scheduled],
+    syncer: &Syncer,
+    now: DateTime<Utc>,
+    tx: &mpsc::UnboundedSender<Fire>,
+) -> Result<(), AppError> {
     for (i, s) in jobs.iter().enumerate() {
         let name = s.job.job.name.clone();
         let last = syncer.store.call(move |st| st.last_success(&name)).await?;
         if let Some(last) = last {
             if s.schedule.missed(last, now) {
                 tracing::info!(job = %s.job.job.name, last_success = %last, "a scheduled run was missed while the daemon was down; catching up once");
-                let _ = tx.send((i, Fire::CatchUp));
+                let _ = tx.send(Fire {
+                    generation: 0,
+                    job: i,
+                });
             }
         }
     }
+    Ok(())
+}
 
-    let mut scheduler = JobScheduler::new().await.map_err(scheduler_error)?;
-    for (i, s) in jobs.iter().enumerate() {
-        let tx = tx.clone();
-        let cron = CronJob::new_async_tz(s.schedule.text(), s.schedule.timezone(), move |_, _| {
-            let tx = tx.clone();
-            Box::pin(async move {
-                let _ = tx.send((i, Fire::Tick(Utc::now())));
-            })
-        })
-        .map_err(scheduler_error)?;
-        scheduler.add(cron).await.map_err(scheduler_error)?;
-        let next = s.schedule.next_after(now);
-        tracing::info!(
-            job = %s.job.job.name,
-            schedule = %s.schedule.text(),
-            timezone = %s.schedule.timezone(),
-            next_fire = %next.map(|n| n.with_timezone(&s.schedule.timezone()).to_rfc3339()).unwrap_or_else(|| "never".into()),
-            "scheduled"
-        );
+/// Starts one run of `s`'s job.
+fn start_run(
+    jobs: Arc<Vec<Scheduled>>,
+    i: usize,
+    syncer: Arc<Syncer>,
+    clock: &Clock,
+) -> JoinHandle<()> {
+    let now = clock.now();
+    tokio::spawn(async move {
+        let s = &jobs[i];
+        let opts = Options {
+            mode: Mode::Run,
+            months: Vec::new(),
+            dry_run: false,
+            now,
+        };
+        let report = syncer
+            .run_job(&s.job.job, s.job.mapping.clone(), &opts)
+            .await;
+        let code = app::exit_status(std::slice::from_ref(&report));
+        for line in app::summary_text(std::slice::from_ref(&report)).lines() {
+            tracing::info!(job = %s.job.job.name, exit = code, "{line}");
+        }
+        crate::notify::notify(&syncer.http, &s.job.job, &report, code).await;
+    })
+}
+
+/// The job files read again; `None` (logged at ERROR) keeps the old configuration.
+fn reloaded(reload: &Reload) -> Option<Vec<Scheduled>> {
+    match reload().and_then(scheduled_jobs) {
+        Ok(jobs) => {
+            tracing::info!(jobs = jobs.len(), "SIGHUP: job files reloaded");
+            Some(jobs)
+        }
+        Err(e) => {
+            let text = e.to_string();
+            tracing::error!(
+                "SIGHUP: the job files do not load; keeping the configuration in use:\n{}",
+                text.trim_end()
+            );
+            None
+        }
     }
-    scheduler.start().await.map_err(scheduler_error)?;
+}
+
+pub async fn run(
+    jobs: Vec<LoadedJob>,
+    reload: Reload,
+    syncer: Arc<Syncer>,
+    clock: Clock,
+) -> Result<u8, AppError> {
+    let mut jobs = Arc::new(scheduled_jobs(jobs)?);
+    let mut hangups = Hangups::listen();
+    let (tx, mut rx) = mpsc::unbounded_channel::<Fire>();
+    let mut generation = 0;
+    catch_up(&jobs, &syncer, clock.now(), &tx).await?;
+    let mut tickers = start_tickers(&jobs, generation, &clock, &tx);
     tracing::info!(
         jobs = jobs.len(),
-        "daemon started; SIGTERM or Ctrl-C stops it"
+        now = %clock.now().to_rfc3339(),
+        clock = if clock.is_overridden() { "ATTENDSYNC_NOW" } else { "system" },
+        "daemon started; SIGTERM or Ctrl-C stops it, SIGHUP reloads the job files"
     );
 
-    let mut last_served: HashMap<usize, DateTime<Utc>> = HashMap::new();
-    let mut running: HashMap<usize, tokio::task::JoinHandle<()>> = HashMap::new();
+    let mut running: HashMap<String, JoinHandle<()>> = HashMap::new();
     loop {
-        let (i, fire) = tokio::select! {
+        // Biased: fires already queued (the catch-ups) are served before a reload.
+        let fire = tokio::select! {
+            biased;
             _ = syncer.shutdown.wait() => break,
             fire = rx.recv() => match fire {
                 Some(f) => f,
                 None => break,
             },
-        };
-        let s = &jobs[i];
-        if let Fire::Tick(at) = fire {
-            let mut served = last_served.get(&i).copied();
-            match accept_tick(&s.schedule, at, &mut served) {
-                Ok(due) => {
-                    last_served.insert(i, due);
+            _ = hangups.recv() => {
+                if let Some(new) = reloaded(&reload) {
+                    tickers.iter().for_each(JoinHandle::abort);
+                    generation += 1;
+                    jobs = Arc::new(new);
+                    tickers = start_tickers(&jobs, generation, &clock, &tx);
                 }
-                Err(why) => {
-                    tracing::debug!(job = %s.job.job.name, %at, why, "fire ignored");
-                    continue;
-                }
+                continue;
             }
+        };
+        if fire.generation != generation {
+            continue; // a ticker of the configuration before a reload
         }
-        if running.get(&i).is_some_and(|h| !h.is_finished()) {
-            tracing::warn!(job = %s.job.job.name, "the previous run is still going; skipping this fire");
+        let Some(s) = jobs.get(fire.job) else {
+            continue;
+        };
+        let name = s.job.job.name.clone();
+        if running.get(&name).is_some_and(|h| !h.is_finished()) {
+            tracing::warn!(job = %name, "the previous run is still going; skipping this fire");
             continue;
         }
-        let (syncer, jobs) = (syncer.clone(), jobs.clone());
         running.insert(
-            i,
-            tokio::spawn(async move {
-                let s = &jobs[i];
-                let opts = Options {
-                    mode: Mode::Run,
-                    months: Vec::new(),
-                    dry_run: false,
-                    now: Utc::now(),
-                };
-                let report = syncer
-                    .run_job(&s.job.job, s.job.mapping.clone(), &opts)
-                    .await;
-                let code = app::exit_status(std::slice::from_ref(&report));
-                for line in app::summary_text(std::slice::from_ref(&report)).lines() {
-                    tracing::info!(job = %s.job.job.name, exit = code, "{line}");
-                }
-                crate::notify::notify(&syncer.http, &s.job.job, &report, code).await;
-            }),
+            name,
+            start_run(jobs.clone(), fire.job, syncer.clone(), &clock),
         );
     }
 
     tracing::info!("stopping: no new runs; waiting for runs in flight");
-    if let Err(e) = scheduler.shutdown().await {
-        tracing::warn!(error = %e, "scheduler shutdown");
-    }
+    tickers.iter().for_each(JoinHandle::abort);
     let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
     for (_, handle) in running {
         if tokio::time::timeout_at(deadline, handle).await.is_err() {
@@ -197,35 +266,4 @@ pub async fn run(jobs: Vec<LoadedJob>, syncer: Arc<Syncer>) -> Result<u8, AppErr
     }
     tracing::info!("daemon stopped");
     Ok(app::EXIT_OK)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use chrono::TimeZone;
-
-    #[test]
-    fn a_fire_runs_its_scheduled_time_once_and_wrong_offset_fires_are_ignored() {
-        let s = Schedule::parse("0 30 2 * * *", chrono_tz::Asia::Shanghai)
-            .unwrap_or_else(|e| panic!("{e}"));
-        let mut served = None;
-        let right = Utc
-            .with_ymd_and_hms(2026, 11, 4, 18, 30, 0)
-            .single()
-            .unwrap_or_default();
-        assert_eq!(
-            accept_tick(&s, right + chrono::Duration::milliseconds(300), &mut served),
-            Ok(right)
-        );
-        // The same scheduled time again (a double fire) is refused.
-        assert!(accept_tick(&s, right + chrono::Duration::seconds(1), &mut served).is_err());
-        // A fire at 02:30 UTC (the library's reported bug) matches no scheduled time.
-        let wrong = Utc
-            .with_ymd_and_hms(2026, 11, 5, 2, 30, 0)
-            .single()
-            .unwrap_or_default();
-        assert!(accept_tick(&s, wrong, &mut served).is_err());
-        let next_day = right + chrono::Duration::days(1);
-        assert_eq!(accept_tick(&s, next_day, &mut served), Ok(next_day));
-    }
 }

@@ -32,7 +32,7 @@ extern "C" fn tune_allocator() {
 static TUNE_ALLOCATOR: extern "C" fn() = tune_allocator;
 
 /// Without `RUST_LOG`: attendsync's own INFO lines, other crates' warnings only
-/// (tokio-cron-scheduler, for one, logs its start-up at INFO).
+/// (dependencies' INFO start-up lines are noise to an operator).
 const DEFAULT_LOG_FILTER: &str = "warn,attendsync=info";
 
 fn init_logging() {

@@ -1,6 +1,7 @@
 //! Graceful shutdown: SIGTERM or SIGINT asks running work to finish the chunk in
 //! flight and stop; a second signal exits at once (pending batches are settled by
-//! the next run).
+//! the next run). SIGHUP never kills: the daemon reloads its job files
+//! ([`Hangups`]), a one-shot command logs it and goes on ([`ignore_hangups`]).
 
 use std::sync::Arc;
 
@@ -58,6 +59,50 @@ impl Shutdown {
             }
         });
     }
+}
+
+/// SIGHUPs, as a stream; listening replaces the default action (exit).
+pub struct Hangups {
+    #[cfg(unix)]
+    signal: Option<tokio::signal::unix::Signal>,
+}
+
+impl Hangups {
+    pub fn listen() -> Hangups {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            let signal = signal(SignalKind::hangup())
+                .map_err(|e| tracing::warn!(error = %e, "cannot listen for SIGHUP"))
+                .ok();
+            Hangups { signal }
+        }
+        #[cfg(not(unix))]
+        Hangups {}
+    }
+
+    /// Resolves at the next SIGHUP; never, where there are none.
+    pub async fn recv(&mut self) {
+        #[cfg(unix)]
+        if let Some(signal) = self.signal.as_mut() {
+            if signal.recv().await.is_some() {
+                return;
+            }
+        }
+        std::future::pending::<()>().await
+    }
+}
+
+/// A one-shot command: SIGHUP (a closed terminal, a `kill -HUP`) is logged and
+/// the run goes on.
+pub fn ignore_hangups() {
+    let mut hangups = Hangups::listen();
+    tokio::spawn(async move {
+        loop {
+            hangups.recv().await;
+            tracing::info!("SIGHUP ignored: a one-shot run reads its job files once; the daemon reloads them on SIGHUP");
+        }
+    });
 }
 
 #[cfg(unix)]

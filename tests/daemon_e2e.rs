@@ -186,8 +186,307 @@ async fn without_rust_log_other_crates_stay_out_of_info() {
         stderr.contains("next_fire"),
         "attendsync's own INFO lines are kept: {stderr}"
     );
-    // tokio-cron-scheduler logs these at INFO when it starts.
+    // Start-up noise tokio-cron-scheduler (used before) logged at INFO.
     for noise in ["Job creator created", "Uninited"] {
         assert!(!stderr.contains(noise), "{noise:?} in: {stderr}");
     }
+}
+
+/// The job with a schedule in a timezone.
+fn job_in_zone(env: &Env, schedule: &str, timezone: &str) {
+    job_with_schedule(env, schedule);
+    let path = env.path().join("jobs/wecom_monthly.toml");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{e}"));
+    env.write(
+        "jobs/wecom_monthly.toml",
+        &text.replacen(
+            "description = \"test job\"",
+            &format!("description = \"test job\"\ntimezone = \"{timezone}\""),
+            1,
+        ),
+    );
+}
+
+/// A running daemon whose stderr is collected as it comes.
+struct Daemon {
+    child: tokio::process::Child,
+    log: std::sync::Arc<std::sync::Mutex<String>>,
+    started: Instant,
+}
+
+impl Daemon {
+    /// Starts the daemon, with `ATTENDSYNC_NOW` when `now` is given.
+    fn start(env: &Env, now: Option<&str>) -> Daemon {
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_attendsync"));
+        cmd.args(["daemon", "--config-dir"])
+            .arg(env.path())
+            .env_remove("ATTENDSYNC_DB")
+            .env_remove("ATTENDSYNC_NOW")
+            .env("WECOM_CORP_ID", common::CORP_ID)
+            .env("WECOM_CHECKIN_SECRET", common::SECRET)
+            .env("JDY_API_KEY", common::API_KEY)
+            .env("RUST_LOG", "info")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true);
+        if let Some(now) = now {
+            cmd.env("ATTENDSYNC_NOW", now);
+        }
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn the daemon: {e}"));
+        let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        if let Some(err) = child.stderr.take() {
+            let log = log.clone();
+            tokio::spawn(async move {
+                use tokio::io::AsyncBufReadExt;
+                let mut lines = tokio::io::BufReader::new(err).lines();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    if let Ok(mut log) = log.lock() {
+                        log.push_str(&line);
+                        log.push('\n');
+                    }
+                }
+            });
+        }
+        Daemon {
+            child,
+            log,
+            started: Instant::now(),
+        }
+    }
+
+    fn log(&self) -> String {
+        self.log.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+
+    /// Waits (bounded) for a log line holding every one of `needles`; returns it.
+    async fn wait_for_line(&self, needles: &[&str], limit: Duration) -> String {
+        let deadline = Instant::now() + limit;
+        loop {
+            let log = self.log();
+            if let Some(line) = log.lines().find(|l| needles.iter().all(|n| l.contains(n))) {
+                return line.to_string();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no line with {needles:?} within {limit:?}:\n{log}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    fn signal(&self, name: &str) {
+        let pid = self
+            .child
+            .id()
+            .unwrap_or_else(|| panic!("daemon already gone"));
+        let sent = std::process::Command::new("kill")
+            .args([&format!("-{name}"), &pid.to_string()])
+            .status()
+            .unwrap_or_else(|e| panic!("kill: {e}"));
+        assert!(sent.success());
+    }
+
+    fn assert_running(&mut self) {
+        let status = self.child.try_wait().unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            status.is_none(),
+            "the daemon exited: {status:?}\n{}",
+            self.log()
+        );
+    }
+
+    /// SIGTERM, then the exit status; panics if it takes over 10 s.
+    async fn terminate(mut self) -> (i32, String) {
+        self.signal("TERM");
+        let status = tokio::time::timeout(Duration::from_secs(10), self.child.wait())
+            .await
+            .unwrap_or_else(|_| panic!("the daemon did not exit within 10 s of SIGTERM"))
+            .unwrap_or_else(|e| panic!("wait: {e}"));
+        // Let the reader take the last lines.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        (status.code().unwrap_or(-1), self.log())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spring_forward_a_job_at_0300_05_fires_15_s_after_0159_50_est() {
+    let env = Env::start(3, common::fast_wecom(), JdySimConfig::default()).await;
+    job_in_zone(&env, "5 0 3 * * *", "America/New_York");
+    // 2027-03-14: 02:00 EST → 03:00 EDT. 03:00:05 EDT is 15 s after 01:59:50 EST.
+    let daemon = Daemon::start(&env, Some("2027-03-14T01:59:50-05:00"));
+    daemon
+        .wait_for_line(
+            &["scheduled", "next_fire=2027-03-14T03:00:05-04:00"],
+            Duration::from_secs(10),
+        )
+        .await;
+    daemon
+        .wait_for_line(
+            &[
+                "scheduled time reached",
+                "scheduled=2027-03-14T03:00:05-04:00",
+                "next_fire=2027-03-15T03:00:05-04:00",
+            ],
+            Duration::from_secs(40),
+        )
+        .await;
+    let waited = daemon.started.elapsed();
+    assert!(
+        waited >= Duration::from_secs(14) && waited < Duration::from_secs(30),
+        "fired after {waited:?}, expected about 15 s"
+    );
+    // The run syncs the month of the daemon's clock (the simulator has no
+    // reports for a month after the real today).
+    daemon
+        .wait_for_line(
+            &["wecom_monthly 2027-03: pulled", "exit=0"],
+            Duration::from_secs(60),
+        )
+        .await;
+    let (code, log) = daemon.terminate().await;
+    assert_eq!(code, 0, "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fall_back_0130_runs_once_and_0230_keeps_firing_after_the_change() {
+    let env = Env::start(3, common::fast_wecom(), JdySimConfig::default()).await;
+    // 2026-11-01: 02:00 EDT → 01:00 EST; 01:30 happens twice.
+    job_in_zone(&env, "0 30 1 * * *", "America/New_York");
+    let daemon = Daemon::start(&env, Some("2026-11-01T01:29:56-04:00"));
+    // The first 01:30 fires; the next fire is tomorrow's, not 01:30 EST today.
+    daemon
+        .wait_for_line(
+            &[
+                "scheduled time reached",
+                "scheduled=2026-11-01T01:30:00-04:00",
+                "next_fire=2026-11-02T01:30:00-05:00",
+            ],
+            Duration::from_secs(30),
+        )
+        .await;
+    daemon
+        .wait_for_line(
+            &["wecom_monthly 2026-11: pulled", "exit=0"],
+            Duration::from_secs(60),
+        )
+        .await;
+    let (code, log) = daemon.terminate().await;
+    assert_eq!(code, 0, "{log}");
+    assert_eq!(log.matches("scheduled time reached").count(), 1, "{log}");
+
+    // The original bug: after the change a 02:30 job fired at the old offset and
+    // was refused. On the day of the change and the days after, it fires at 02:30 EST.
+    job_in_zone(&env, "0 30 2 * * *", "America/New_York");
+    let daemon = Daemon::start(&env, Some("2026-11-02T02:29:56-05:00"));
+    daemon
+        .wait_for_line(
+            &[
+                "scheduled time reached",
+                "scheduled=2026-11-02T02:30:00-05:00",
+                "next_fire=2026-11-03T02:30:00-05:00",
+            ],
+            Duration::from_secs(30),
+        )
+        .await;
+    let (code, log) = daemon.terminate().await;
+    assert_eq!(code, 0, "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_the_job_files_and_a_broken_one_keeps_the_old_config() {
+    let env = Env::start(3, common::fast_wecom(), JdySimConfig::default()).await;
+    job_with_schedule(&env, "0 30 2 * * *");
+    let mut daemon = Daemon::start(&env, None);
+    daemon
+        .wait_for_line(&["daemon started"], Duration::from_secs(20))
+        .await;
+    job_with_schedule(&env, "0 45 3 * * *");
+    daemon.signal("HUP");
+    daemon
+        .wait_for_line(&["job files reloaded"], Duration::from_secs(10))
+        .await;
+    daemon
+        .wait_for_line(&["schedule=0 45 3 * * *"], Duration::from_secs(10))
+        .await;
+    daemon.assert_running();
+
+    // A broken file: logged at ERROR with its file and line; the old config stays.
+    job_with_schedule(&env, "0 30 2 31 2 *");
+    daemon.signal("HUP");
+    let line = daemon
+        .wait_for_line(&["ERROR", "do not load"], Duration::from_secs(10))
+        .await;
+    let log = daemon.log();
+    assert!(
+        log.contains("wecom_monthly.toml:2:") && log.contains("never fires"),
+        "{line}\n{log}"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    daemon.assert_running();
+    let (code, log) = daemon.terminate().await;
+    assert_eq!(code, 0, "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_does_not_stop_a_one_shot_run() {
+    let jdy = JdySimConfig {
+        latency: Duration::from_millis(400),
+        ..JdySimConfig::default()
+    };
+    let env = Env::start(3, common::fast_wecom(), jdy).await;
+    job_with_schedule(&env, "0 30 2 * * *");
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_attendsync"))
+        .args(["run", "--config-dir"])
+        .arg(env.path())
+        .env_remove("ATTENDSYNC_DB")
+        .env("WECOM_CORP_ID", common::CORP_ID)
+        .env("WECOM_CHECKIN_SECRET", common::SECRET)
+        .env("JDY_API_KEY", common::API_KEY)
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn: {e}"));
+    wait_until(
+        "the run to reach Jiandaoyun",
+        Duration::from_secs(30),
+        || !env.jdy.call_log().is_empty(),
+    )
+    .await;
+    let pid = child
+        .id()
+        .unwrap_or_else(|| panic!("the run already ended"));
+    let sent = std::process::Command::new("kill")
+        .args(["-HUP", &pid.to_string()])
+        .status()
+        .unwrap_or_else(|e| panic!("kill: {e}"));
+    assert!(sent.success());
+    let status = tokio::time::timeout(Duration::from_secs(60), child.wait())
+        .await
+        .unwrap_or_else(|_| panic!("the run did not finish within 60 s"))
+        .unwrap_or_else(|e| panic!("wait: {e}"));
+    let mut stderr = String::new();
+    if let Some(mut err) = child.stderr.take() {
+        use tokio::io::AsyncReadExt;
+        let _ = err.read_to_string(&mut stderr).await;
+    }
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("SIGHUP ignored"), "{stderr}");
+    assert_eq!(env.rows_by_key().len(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_refuses_a_schedule_that_never_fires() {
+    let env = Env::start(1, common::fast_wecom(), JdySimConfig::default()).await;
+    job_with_schedule(&env, "0 30 2 31 2 *");
+    env.run(&["check"])
+        .await
+        .expect_code(2)
+        .expect_contains("wecom_monthly.toml:2:")
+        .expect_contains("never fires");
+    let run = env.run(&["daemon"]).await;
+    run.expect_code(2).expect_contains("never fires");
 }
