@@ -1,7 +1,6 @@
 //! The commands: what `main` calls. Each returns an exit status or a typed error;
 //! only `main` turns errors into messages and exit codes.
 
-use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -91,10 +90,7 @@ pub struct Output {
 }
 
 pub fn stdout_sink() -> RecordSink {
-    Arc::new(|record: &serde_json::Value| {
-        let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "{record}");
-    })
+    Arc::new(|record: &serde_json::Value| crate::outln!("{record}"))
 }
 
 /// `run` and `rerun`.
@@ -271,12 +267,12 @@ fn print_reports(reports: &[JobReport], output: Output) {
     let text = summary_text(reports);
     if output.json {
         let json = serde_json::json!({ "jobs": reports, "exit_code": exit_status(reports) });
-        println!("{json}");
+        crate::outln!("{json}");
         eprint!("{text}");
     } else if output.dry_run {
         eprint!("{text}");
     } else {
-        print!("{text}");
+        crate::out!("{text}");
     }
 }
 
@@ -293,7 +289,7 @@ pub async fn check(global: &Global, remote: bool) -> Result<u8, AppError> {
     };
     for j in &loaded {
         let job = &j.job;
-        println!(
+        crate::outln!(
             "ok: job {} ({} → Jiandaoyun form {}, mapping {} with {} fields)",
             job.name,
             job.source.kind(),
@@ -302,19 +298,19 @@ pub async fn check(global: &Global, remote: bool) -> Result<u8, AppError> {
             j.mapping.fields().len()
         );
         for w in &j.warnings {
-            println!("warning: {w}");
+            crate::outln!("warning: {w}");
         }
         if let Some(http) = &http {
             let problems = check_remote(http, j, &global.db_path()).await;
             if problems.is_empty() {
-                println!(
+                crate::outln!(
                     "ok: job {}: source login and form fields check out",
                     job.name
                 );
             } else {
                 status = EXIT_CONFIG;
                 for p in problems {
-                    println!("problem: job {}: {p}", job.name);
+                    crate::outln!("problem: job {}: {p}", job.name);
                 }
             }
         }
@@ -369,10 +365,10 @@ async fn check_remote(http: &reqwest::Client, j: &LoadedJob, db: &Path) -> Vec<S
                 Err(e) => problems.push(e.to_string()),
                 Ok(warnings) => {
                     for w in warnings {
-                        println!("warning: job {}: {w}", j.job.name);
+                        crate::outln!("warning: job {}: {w}", j.job.name);
                     }
                     if let Some(plan) = expected_calls(&source, j, db).await {
-                        println!("plan: job {}: {plan}", j.job.name);
+                        crate::outln!("plan: job {}: {plan}", j.job.name);
                     }
                 }
             },
@@ -411,14 +407,14 @@ pub fn status(global: &Global, job: Option<&str>) -> Result<u8, AppError> {
     show_interrupted(&store, &mut runs, Utc::now())?;
     let months = store.month_rows(job)?;
     let pending = store.pending_count(job)?;
-    print!("{}", status_text(&runs, &months, pending));
+    crate::out!("{}", status_text(&runs, &months, pending));
     let metered = store.metered_rows(job)?;
     if !metered.is_empty() {
-        println!(
+        crate::outln!(
             "\nMetered source calls by calendar month (counted against `monthly_call_budget`):"
         );
         for (job, period, calls) in metered.iter().take(12) {
-            println!("  {job:<20} {period}  {calls:>7}");
+            crate::outln!("  {job:<20} {period}  {calls:>7}");
         }
     }
     Ok(EXIT_OK)
