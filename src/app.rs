@@ -114,13 +114,20 @@ pub async fn sync(
         dry_run: output.dry_run,
         now: now()?,
     };
+    let started = std::time::Instant::now();
     let reports = run_all(&syncer, &loaded, &opts).await;
     print_reports(&reports, output);
+    // The clock of the run (`ATTENDSYNC_NOW` plus the time it took): the
+    // alerts' time and their failure-streak arithmetic follow it.
+    let ended = chrono::Duration::from_std(started.elapsed())
+        .ok()
+        .and_then(|d| opts.now.checked_add_signed(d))
+        .unwrap_or(opts.now);
     for (j, report) in loaded.iter().zip(&reports) {
-        // Each job alerts on its own result; a failed alert is logged and
-        // never changes the exit status.
+        // Each job alerts on its own result, once per failure streak; a
+        // failed alert is logged and never changes the exit status.
         let status = exit_status(std::slice::from_ref(report));
-        crate::notify::notify(&syncer.http, &j.job, report, status).await;
+        crate::notify::after_run(&syncer.http, &syncer.store, &j.job, report, status, ended).await;
     }
     Ok(exit_status(&reports))
 }
