@@ -1,7 +1,6 @@
 //! The commands: what `main` calls. Each returns an exit status or a typed error;
 //! only `main` turns errors into messages and exit codes.
 
-use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -89,10 +88,7 @@ pub struct Output {
 }
 
 pub fn stdout_sink() -> RecordSink {
-    Arc::new(|record: &serde_json::Value| {
-        let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "{record}");
-    })
+    Arc::new(|record: &serde_json::Value| crate::outln!("{record}"))
 }
 
 /// `run` and `rerun`.
@@ -117,13 +113,20 @@ pub async fn sync(
         dry_run: output.dry_run,
         now: now()?,
     };
+    let started = std::time::Instant::now();
     let reports = run_all(&syncer, &loaded, &opts).await;
     print_reports(&reports, output);
+    // The clock of the run (`ATTENDSYNC_NOW` plus the time it took): the
+    // alerts' time and their failure-streak arithmetic follow it.
+    let ended = chrono::Duration::from_std(started.elapsed())
+        .ok()
+        .and_then(|d| opts.now.checked_add_signed(d))
+        .unwrap_or(opts.now);
     for (j, report) in loaded.iter().zip(&reports) {
-        // Each job alerts on its own result; a failed alert is logged and
-        // never changes the exit status.
+        // Each job alerts on its own result, once per failure streak; a
+        // failed alert is logged and never changes the exit status.
         let status = exit_status(std::slice::from_ref(report));
-        crate::notify::notify(&syncer.http, &j.job, report, status).await;
+        crate::notify::after_run(&syncer.http, &syncer.store, &j.job, report, status, ended).await;
     }
     Ok(exit_status(&reports))
 }
@@ -273,12 +276,12 @@ fn print_reports(reports: &[JobReport], output: Output) {
     let text = summary_text(reports);
     if output.json {
         let json = serde_json::json!({ "jobs": reports, "exit_code": exit_status(reports) });
-        println!("{json}");
+        crate::outln!("{json}");
         eprint!("{text}");
     } else if output.dry_run {
         eprint!("{text}");
     } else {
-        print!("{text}");
+        crate::out!("{text}");
     }
 }
 
@@ -295,7 +298,7 @@ pub async fn check(global: &Global, remote: bool) -> Result<u8, AppError> {
     };
     for j in &loaded {
         let job = &j.job;
-        println!(
+        crate::outln!(
             "ok: job {} ({} → Jiandaoyun form {}, mapping {} with {} fields)",
             job.name,
             job.source.kind(),
@@ -304,7 +307,7 @@ pub async fn check(global: &Global, remote: bool) -> Result<u8, AppError> {
             j.mapping.fields().len()
         );
         for w in &j.warnings {
-            println!("warning: {w}");
+            crate::outln!("warning: {w}");
         }
         if let (false, Some(w)) = (remote, fixed_budget_warning(j)) {
             println!("warning: job {}: {w}", job.name);
@@ -312,14 +315,14 @@ pub async fn check(global: &Global, remote: bool) -> Result<u8, AppError> {
         if let Some(http) = &http {
             let problems = check_remote(http, j, &global.db_path()).await;
             if problems.is_empty() {
-                println!(
+                crate::outln!(
                     "ok: job {}: source login and form fields check out",
                     job.name
                 );
             } else {
                 status = EXIT_CONFIG;
                 for p in problems {
-                    println!("problem: job {}: {p}", job.name);
+                    crate::outln!("problem: job {}: {p}", job.name);
                 }
             }
         }
@@ -393,10 +396,10 @@ async fn check_remote(http: &reqwest::Client, j: &LoadedJob, db: &Path) -> Vec<S
                 Err(e) => problems.push(e.to_string()),
                 Ok(warnings) => {
                     for w in warnings {
-                        println!("warning: job {}: {w}", j.job.name);
+                        crate::outln!("warning: job {}: {w}", j.job.name);
                     }
                     if let Some(plan) = expected_calls(&source, j, db).await {
-                        println!("plan: job {}: {plan}", j.job.name);
+                        crate::outln!("plan: job {}: {plan}", j.job.name);
                     }
                 }
             },
@@ -435,15 +438,15 @@ pub fn status(global: &Global, job: Option<&str>) -> Result<u8, AppError> {
     show_interrupted(&store, &mut runs, Utc::now())?;
     let months = store.month_rows(job)?;
     let pending = store.pending_count(job)?;
-    print!("{}", status_text(&runs, &months, pending));
-    print!("{}", owed_text(&store.all_owed(job)?, now()?));
+    crate::out!("{}", status_text(&runs, &months, pending));
+    crate::out!("{}", owed_text(&store.all_owed(job)?, now()?));
     let metered = store.metered_rows(job)?;
     if !metered.is_empty() {
-        println!(
+        crate::outln!(
             "\nMetered source calls by calendar month (counted against `monthly_call_budget`):"
         );
         for (job, period, calls) in metered.iter().take(12) {
-            println!("  {job:<20} {period}  {calls:>7}");
+            crate::outln!("  {job:<20} {period}  {calls:>7}");
         }
     }
     Ok(EXIT_OK)

@@ -169,14 +169,30 @@ fn start_run(
             dry_run: false,
             now,
         };
+        let started = std::time::Instant::now();
         let report = syncer
             .run_job(&s.job.job, s.job.mapping.clone(), &opts)
             .await;
+        // The daemon's clock when the run ended: the alert's time and its
+        // failure-streak arithmetic follow it.
+        let ended = chrono::Duration::from_std(started.elapsed())
+            .ok()
+            .and_then(|d| now.checked_add_signed(d))
+            .unwrap_or(now);
         let code = app::exit_status(std::slice::from_ref(&report));
         for line in app::summary_text(std::slice::from_ref(&report)).lines() {
             tracing::info!(job = %s.job.job.name, exit = code, "{line}");
         }
-        crate::notify::notify(&syncer.http, &s.job.job, &report, code).await;
+        // Once per failure streak, as for cron runs: the streak is in SQLite.
+        crate::notify::after_run(
+            &syncer.http,
+            &syncer.store,
+            &s.job.job,
+            &report,
+            code,
+            ended,
+        )
+        .await;
     })
 }
 

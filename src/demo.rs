@@ -128,7 +128,7 @@ async fn start_sims(
 
 fn print_rows(jdy: &JdySim, fields: &[&str]) {
     let records = jdy.records();
-    println!(
+    crate::outln!(
         "The form now holds {} records; a few of them:",
         records.len()
     );
@@ -142,7 +142,7 @@ fn print_rows(jdy: &JdySim, fields: &[&str]) {
                 )
             })
             .collect();
-        println!("  {}", cells.join(" "));
+        crate::outln!("  {}", cells.join(" "));
     }
 }
 
@@ -151,7 +151,7 @@ pub async fn run(employees: usize) -> Result<u8, AppError> {
     let _scratch = Scratch(dir.clone());
     write_examples(&dir)?;
     let jobs: Vec<LoadedJob> = config::load(&dir, &[], &demo_env)?;
-    println!("attendsync demo: the shipped example jobs against simulated WeCom, DingTalk and Jiandaoyun.");
+    crate::outln!("attendsync demo: the shipped example jobs against simulated WeCom, DingTalk and Jiandaoyun.");
 
     let syncer = Syncer {
         store: Store::open(&dir.join("attendsync.db"))?,
@@ -195,20 +195,20 @@ pub async fn run(employees: usize) -> Result<u8, AppError> {
                 ],
             ),
         };
-        println!(
+        crate::outln!(
             "\n=== job {} ({} simulator at {what}; Jiandaoyun simulator at {}) ===",
             job.job.name,
             job.job.source.kind(),
             jdy.base_url()
         );
-        println!("-- first run: every record is new");
+        crate::outln!("-- first run: every record is new");
         let first = syncer.run_job(&job.job, job.mapping.clone(), &opts).await;
-        print!("{}", app::summary_text(std::slice::from_ref(&first)));
-        println!("-- second run: nothing changed, so nothing is written");
+        crate::out!("{}", app::summary_text(std::slice::from_ref(&first)));
+        crate::outln!("-- second run: nothing changed, so nothing is written");
         let writes = jdy.write_calls();
         let second = syncer.run_job(&job.job, job.mapping.clone(), &opts).await;
-        print!("{}", app::summary_text(std::slice::from_ref(&second)));
-        println!(
+        crate::out!("{}", app::summary_text(std::slice::from_ref(&second)));
+        crate::outln!(
             "Jiandaoyun write calls in the second run: {}",
             jdy.write_calls() - writes
         );

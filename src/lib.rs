@@ -24,6 +24,7 @@ pub mod secret;
 pub mod shutdown;
 pub mod sim;
 pub mod source;
+pub mod stdout;
 pub mod store;
 pub mod sync;
 pub mod writer;

@@ -59,7 +59,7 @@ fn usage_error(e: clap::Error) -> ExitCode {
     let rendered = e.to_string();
     let first = rendered.lines().next().unwrap_or_default();
     let text = first.strip_prefix("error: ").unwrap_or(first);
-    println!("{}", serde_json::json!({ "error": text, "exit_code": 2 }));
+    attendsync::outln!("{}", serde_json::json!({ "error": text, "exit_code": 2 }));
     ExitCode::from(2)
 }
 
@@ -90,7 +90,7 @@ fn main() -> ExitCode {
                     "error": format!("cannot start the async runtime: {e}"),
                     "exit_code": app::EXIT_FAILED,
                 });
-                println!("{answer}");
+                attendsync::outln!("{answer}");
             }
             return ExitCode::from(app::EXIT_FAILED);
         }
@@ -145,7 +145,7 @@ fn main() -> ExitCode {
                     "error": text.trim_end(),
                     "exit_code": e.exit_code(),
                 });
-                println!("{answer}");
+                attendsync::outln!("{answer}");
             }
             ExitCode::from(e.exit_code())
         }

@@ -483,6 +483,14 @@ mod tests {
 
         #[test]
         fn end_is_the_start_of_the_last_day(mo in any_month(), tz in any_zone()) {
+            // A zone may skip a whole day (Pacific/Kiritimati skipped 1994-12-31):
+            // a month whose last day never happened there has no such start.
+            let last_day_exists = (0..24).any(|h| {
+                mo.last_day()
+                    .and_hms_opt(h, 0, 0)
+                    .is_some_and(|t| tz.from_local_datetime(&t).earliest().is_some())
+            });
+            prop_assume!(last_day_exists);
             let end = mo.end_in(tz);
             prop_assert!(is_day_start(end, mo.last_day(), tz));
             prop_assert!(end > mo.start_in(tz));

@@ -183,6 +183,9 @@ pub struct JobReport {
     pub error: Option<String>,
     /// Set when another process holds the job's lease: nothing was done.
     pub busy: Option<String>,
+    /// The run did not finish because of a shutdown request (SIGTERM/SIGINT):
+    /// not a failure of the job, so it raises no alert.
+    pub stopped_by_shutdown: bool,
     /// For a metered source: the call plan, made once the head count is known
     /// (before any metered call in a dry run).
     pub plan: Option<String>,
@@ -851,6 +854,7 @@ impl Syncer {
             months: Vec::new(),
             error: None,
             busy: None,
+            stopped_by_shutdown: false,
             plan: None,
             calls: BTreeMap::new(),
         };
@@ -906,6 +910,9 @@ impl Syncer {
             tracing::error!(job = %job.name, error = %e, "job failed");
             report.error = Some(format!("job {}: {e}", job.name));
         }
+        // A shutdown stops a run between chunks with an "interrupted by a
+        // shutdown request" error: whatever else went wrong, it did not finish.
+        report.stopped_by_shutdown = self.shutdown.is_triggered() && !report.ok();
         // The run's writes are safe in the store's log already; folding them now
         // spares the next run the work. Should it fail, the next run folds.
         if !opts.dry_run {

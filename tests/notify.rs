@@ -15,8 +15,9 @@ use serde_json::{json, Value};
 
 use attendsync::config::job::{parse_job, Job};
 use attendsync::config::SourceFile;
-use attendsync::notify::{dingtalk_sign, notify, notify_within, Channel};
+use attendsync::notify::{after_run, dingtalk_sign, notify, notify_within, Channel};
 use attendsync::store::MonthCounts;
+use attendsync::store::Store;
 use attendsync::sync::{JobReport, MonthReport};
 
 const APP_KEY: &str = "ding-app-key";
@@ -160,8 +161,14 @@ impl Drop for Server {
     }
 }
 
-/// A DingTalk job whose four alert targets all point at `addr`.
+/// A DingTalk job whose four alert targets all point at `addr`, its texts in English.
 fn job(addr: SocketAddr, on: &str) -> Job {
+    job_with(addr, &format!("on = \"{on}\"\nlanguage = \"en\""))
+}
+
+/// A DingTalk job whose four alert targets all point at `addr`, with `notify`
+/// (lines of `[notify]`).
+fn job_with(addr: SocketAddr, notify: &str) -> Job {
     let base = format!("http://{addr}");
     let text = format!(
         r#"
@@ -179,7 +186,7 @@ app_id = "app"
 entry_id = "entry"
 
 [notify]
-on = "{on}"
+{notify}
 wecom_robot = "${{WECOM_ROBOT_WEBHOOK}}"
 dingtalk_robot = "${{DINGTALK_ROBOT_WEBHOOK}}"
 dingtalk_robot_secret = "${{DINGTALK_ROBOT_SECRET}}"
@@ -251,6 +258,7 @@ fn failing_report() -> JobReport {
         ],
         error: None,
         busy: None,
+        stopped_by_shutdown: false,
         plan: None,
         calls: BTreeMap::new(),
     }
@@ -263,6 +271,7 @@ fn ok_report() -> JobReport {
         months: vec![month("2026-10", 0, vec![])],
         error: None,
         busy: None,
+        stopped_by_shutdown: false,
         plan: None,
         calls: BTreeMap::new(),
     }
@@ -542,4 +551,214 @@ async fn slow_and_unreachable_targets_are_bounded_and_reported() {
         assert!(e.message.contains("connection failed"), "{e}");
         assert!(!e.message.contains("127.0.0.1"), "{e}");
     }
+}
+
+fn at(s: &str) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::parse_from_rfc3339(s)
+        .expect("time")
+        .with_timezone(&chrono::Utc)
+}
+
+/// The WeCom robot's texts so far, in order.
+fn wecom_texts(server: &Server) -> Vec<String> {
+    server
+        .requests()
+        .iter()
+        .filter(|r| r.path == WECOM_PATH)
+        .map(content)
+        .collect()
+}
+
+#[tokio::test]
+async fn a_failure_streak_alerts_once_then_says_recovered_in_chinese() {
+    let server = Server::start(Mode::Ok).await;
+    let store = Store::open_in_memory().expect("store");
+    let (http, job) = (client(), job_with(server.addr, "on = \"failure\""));
+    // A `*/5` job failing every time: one alert, not one per run.
+    for minute in ["00", "05", "10", "15"] {
+        let now = at(&format!("2026-11-02T18:{minute}:07Z"));
+        let errors = after_run(&http, &store, &job, &failing_report(), 1, now).await;
+        assert!(errors.is_empty(), "{errors:#?}");
+    }
+    assert_eq!(
+        server.requests().len(),
+        5,
+        "four targets and one token once"
+    );
+    let texts = wecom_texts(&server);
+    assert_eq!(texts.len(), 1, "{texts:#?}");
+    assert!(
+        texts[0].starts_with(
+            "attendsync：任务 dt_monthly（钉钉 → 简道云）同步失败（退出码 1），运行时间 2026-11-03 02:00:07 +08:00 (Asia/Shanghai)"
+        ),
+        "{}",
+        texts[0]
+    );
+    assert!(texts[0].contains("2026-10：拉取 120"), "{}", texts[0]);
+    assert!(texts[0].contains("每 24 小时提醒一次"), "{}", texts[0]);
+    let streak = store
+        .failure_streak("dt_monthly")
+        .expect("read")
+        .expect("open");
+    assert_eq!(streak.failures, 4);
+
+    // The next good run: "recovered", once; the run after it: nothing.
+    let now = at("2026-11-02T18:20:03Z");
+    let errors = after_run(&http, &store, &job, &ok_report(), 0, now).await;
+    assert!(errors.is_empty(), "{errors:#?}");
+    after_run(
+        &http,
+        &store,
+        &job,
+        &ok_report(),
+        0,
+        at("2026-11-02T18:25:03Z"),
+    )
+    .await;
+    let texts = wecom_texts(&server);
+    assert_eq!(texts.len(), 2, "{texts:#?}");
+    assert!(
+        texts[1].contains("已恢复：本次运行成功，此前自 2026-11-03 02:00:07 +08:00 (Asia/Shanghai) 起连续失败 4 次"),
+        "{}",
+        texts[1]
+    );
+    assert!(
+        texts[1].contains("运行时间 2026-11-03 02:20:03"),
+        "{}",
+        texts[1]
+    );
+    let hook: Vec<Value> = server
+        .requests()
+        .iter()
+        .filter(|r| r.path.starts_with(HOOK_PATH))
+        .map(Request::json)
+        .collect();
+    assert_eq!(hook.len(), 2);
+    assert_eq!(hook[0]["alert"], "failed");
+    assert_eq!(hook[1]["alert"], "recovered");
+    assert_eq!(hook[1]["failed_runs"], 4);
+    assert_eq!(hook[1]["failing_since"], "2026-11-02T18:00:07.000Z");
+    assert_eq!(store.failure_streak("dt_monthly").expect("read"), None);
+    for text in &texts {
+        for secret in ALL_SECRETS {
+            assert!(!text.contains(secret), "{secret} in {text}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_streak_survives_a_restart_and_an_undelivered_alert_is_tried_again() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("attendsync.db");
+    let server = Server::start(Mode::Ok).await;
+    let http = client();
+    // The first failure finds every target down: nothing delivered.
+    let down = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr")
+    };
+    let store = Store::open(&db).expect("store");
+    let errors = after_run(
+        &http,
+        &store,
+        &job(down, "failure"),
+        &failing_report(),
+        1,
+        at("2026-11-03T00:00:00Z"),
+    )
+    .await;
+    assert_eq!(errors.len(), 4, "{errors:#?}");
+    drop(store);
+    // Each cron run is a new process: the next one alerts, the one after stays quiet.
+    let job = job(server.addr, "failure");
+    for (minute, expected) in [("05", 1), ("10", 1)] {
+        let store = Store::open(&db).expect("store");
+        let now = at(&format!("2026-11-03T00:{minute}:00Z"));
+        after_run(&http, &store, &job, &failing_report(), 1, now).await;
+        let texts = wecom_texts(&server);
+        assert_eq!(texts.len(), expected, "{texts:#?}");
+        assert!(
+            texts[0].contains("FAILED (exit 1), 2 failed runs in a row since 2026-11-03 08:00:00 +08:00 (Asia/Shanghai)"),
+            "{}",
+            texts[0]
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_run_stopped_by_a_shutdown_sends_nothing_and_leaves_the_streak_alone() {
+    let server = Server::start(Mode::Ok).await;
+    let store = Store::open_in_memory().expect("store");
+    let http = client();
+    let mut stopped = ok_report();
+    stopped.error =
+        Some("job dt_monthly: interrupted by a shutdown request; the next run resumes here".into());
+    stopped.stopped_by_shutdown = true;
+    for on in ["failure", "always"] {
+        let job = job(server.addr, on);
+        assert!(notify(&http, &job, &stopped, 1).await.is_empty());
+        assert!(
+            after_run(&http, &store, &job, &stopped, 1, at("2026-11-03T00:00:00Z"))
+                .await
+                .is_empty()
+        );
+    }
+    assert!(server.requests().is_empty(), "{:#?}", server.requests());
+    assert_eq!(store.failure_streak("dt_monthly").expect("read"), None);
+
+    // Within a streak it neither ends it nor counts as one more failure.
+    let job = job(server.addr, "failure");
+    after_run(
+        &http,
+        &store,
+        &job,
+        &failing_report(),
+        1,
+        at("2026-11-03T00:00:00Z"),
+    )
+    .await;
+    after_run(&http, &store, &job, &stopped, 1, at("2026-11-03T00:05:00Z")).await;
+    let streak = store
+        .failure_streak("dt_monthly")
+        .expect("read")
+        .expect("open");
+    assert_eq!(streak.failures, 1);
+    assert_eq!(wecom_texts(&server).len(), 1);
+}
+
+#[tokio::test]
+async fn a_reminder_follows_repeat_after_while_the_job_stays_broken() {
+    let server = Server::start(Mode::Ok).await;
+    let store = Store::open_in_memory().expect("store");
+    let http = client();
+    let job = job_with(server.addr, "language = \"en\"\nrepeat_after = \"1h\"");
+    let runs = [
+        ("2026-11-03T00:00:00Z", 1),
+        ("2026-11-03T00:30:00Z", 1),
+        ("2026-11-03T00:59:59Z", 1),
+        ("2026-11-03T01:00:01Z", 2),
+        ("2026-11-03T01:30:00Z", 2),
+        ("2026-11-03T02:00:01Z", 3),
+    ];
+    for (now, expected) in runs {
+        after_run(&http, &store, &job, &failing_report(), 1, at(now)).await;
+        assert_eq!(
+            wecom_texts(&server).len(),
+            expected,
+            "after the run at {now}"
+        );
+    }
+    let texts = wecom_texts(&server);
+    assert!(
+        texts[0].contains("a reminder every 1h while it stays broken"),
+        "{}",
+        texts[0]
+    );
+    assert!(
+        texts[1].starts_with("attendsync: job dt_monthly (dingtalk → Jiandaoyun) STILL FAILING (exit 1): 4 failed runs in a row since 2026-11-03 08:00:00 +08:00 (Asia/Shanghai), run at 2026-11-03 09:00:01 +08:00"),
+        "{}",
+        texts[1]
+    );
+    assert!(texts[2].contains("6 failed runs in a row"), "{}", texts[2]);
+    assert_ne!(texts[1], texts[2]);
 }

@@ -144,13 +144,24 @@ async fn a_failing_run_alerts_each_configured_target_once_without_secrets() {
         }
     }
 
-    // A run that succeeds sends nothing (alerts are on failure by default).
+    // The run that succeeds next ends the failure streak: "recovered" to each
+    // target; a run that succeeds after it sends nothing (alerts are on
+    // failure by default).
     env.wecom
         .patch_record(&victim, "/summary_info/work_days", serde_json::json!(20));
     env.run(&["run", "--month", "2026-10"]).await.expect_code(0);
+    let after = seen.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    assert_eq!(after.len(), requests.len() + 2, "{after:?}");
+    for (path, body) in &after[requests.len()..] {
+        assert!(
+            body.contains("已恢复") || body.contains("\"recovered\""),
+            "{path}: {body}"
+        );
+    }
+    env.run(&["run", "--month", "2026-10"]).await.expect_code(0);
     assert_eq!(
         seen.lock().unwrap_or_else(|e| e.into_inner()).len(),
-        requests.len()
+        after.len()
     );
 }
 

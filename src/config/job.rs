@@ -11,7 +11,7 @@ use super::limits::{
     read_limits, read_retry, DINGTALK_ENDPOINTS, JIANDAOYUN_ENDPOINTS, WECOM_ENDPOINTS,
 };
 use super::notify::read_notify;
-pub use super::notify::{Notify, NotifyOn, WorkNotice};
+pub use super::notify::{Language, Notify, NotifyOn, WorkNotice, DEFAULT_REPEAT_AFTER};
 use super::reader::{self, EnvLookup, Located, Table};
 use crate::http::Url;
 use crate::secret::Secret;

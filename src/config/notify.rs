@@ -2,8 +2,11 @@
 //! validated when the job is read, so `check` reports a broken alert setup
 //! before the first failure needs it.
 
+use std::time::Duration;
+
 use super::diag::{one_of, ConfigError};
 use super::job::{default_url, in_range, read_base_url, Source, DINGTALK_BASE_URL};
+use super::limits::parse_duration;
 use super::reader::Table;
 use crate::http::Url;
 use crate::secret::Secret;
@@ -18,11 +21,30 @@ pub enum NotifyOn {
     Always,
 }
 
+/// The language of alert texts (`[notify] language`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Language {
+    /// Chinese, the default.
+    #[default]
+    Zh,
+    En,
+}
+
+/// How often a job that stays broken is alerted again, by default.
+pub const DEFAULT_REPEAT_AFTER: Duration = Duration::from_secs(24 * 3600);
+/// The shortest and longest `repeat_after`.
+const REPEAT_AFTER_RANGE: (Duration, Duration) =
+    (Duration::from_secs(60), Duration::from_secs(30 * 24 * 3600));
+
 /// Alert targets of a job (spec §3 `[notify]`). Webhook URLs carry access keys in
 /// their query strings, so they are kept as [`Secret`]s like every credential.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Notify {
     pub on: NotifyOn,
+    pub language: Language,
+    /// A reminder while a job stays broken, this long after the last alert;
+    /// `None` (`repeat_after = "never"`): one alert per failure streak.
+    pub repeat_after: Option<Duration>,
     /// WeCom group-robot webhook URL (`…/cgi-bin/webhook/send?key=…`).
     pub wecom_robot: Option<Secret>,
     /// DingTalk custom-robot webhook URL (`…/robot/send?access_token=…`).
@@ -50,6 +72,8 @@ pub struct WorkNotice {
 
 const NOTIFY_KEYS: &[&str] = &[
     "on",
+    "language",
+    "repeat_after",
     "wecom_robot",
     "dingtalk_robot",
     "dingtalk_robot_secret",
@@ -57,6 +81,7 @@ const NOTIFY_KEYS: &[&str] = &[
     "dingtalk_work_notice",
 ];
 const NOTIFY_ON: &[&str] = &["failure", "always"];
+const LANGUAGES: &[&str] = &["zh", "en"];
 const WORK_NOTICE_KEYS: &[&str] = &["agent_id", "userids", "app_key", "app_secret", "base_url"];
 /// `asyncsend_v2` takes at most 100 userids per call.
 const MAX_NOTICE_USERIDS: usize = 100;
@@ -73,6 +98,11 @@ pub(super) fn read_notify(
         Some(on) if on.value == "always" => NotifyOn::Always,
         _ => NotifyOn::Failure,
     };
+    let language = match t.choice("language", LANGUAGES, errors) {
+        Some(l) if l.value == "en" => Language::En,
+        _ => Language::Zh,
+    };
+    let repeat_after = read_repeat_after(t, errors);
     let wecom_robot = read_url(t, "wecom_robot", errors);
     let dingtalk_robot = read_url(t, "dingtalk_robot", errors);
     let webhook = read_url(t, "webhook", errors);
@@ -120,12 +150,39 @@ pub(super) fn read_notify(
     t.finish(NOTIFY_KEYS, errors);
     (errors.len() == before).then_some(Notify {
         on,
+        language,
+        repeat_after,
         wecom_robot,
         dingtalk_robot,
         dingtalk_robot_secret,
         webhook,
         dingtalk_work_notice: notice,
     })
+}
+
+/// `repeat_after`: a duration from "1m" to "720h", or "never"; default 24 h.
+fn read_repeat_after(t: &Table<'_, '_>, errors: &mut Vec<ConfigError>) -> Option<Duration> {
+    let Some(text) = t.string("repeat_after", errors) else {
+        return Some(DEFAULT_REPEAT_AFTER);
+    };
+    let value = text.value.trim();
+    if value == "never" {
+        return None;
+    }
+    let (min, max) = REPEAT_AFTER_RANGE;
+    match parse_duration(value) {
+        Some(d) if (min..=max).contains(&d) => Some(d),
+        _ => {
+            errors.push(t.error(
+                text.span,
+                "repeat_after",
+                format!(
+                    "invalid repeat_after \"{value}\"; expected a duration from \"1m\" to \"720h\" (e.g. \"24h\"), or \"never\" for one alert per failure streak"
+                ),
+            ));
+            Some(DEFAULT_REPEAT_AFTER)
+        }
+    }
 }
 
 /// An optional webhook URL. The value is never echoed in a message: it carries a key.
@@ -320,6 +377,8 @@ userids = ["manager4220", "hr01"]
     fn notify_defaults_to_failure() {
         let n = notify_of(&(GOOD.to_string() + "\n[notify]\nwecom_robot = \"${WECOM_HOOK}\"\n"));
         assert_eq!(n.on, NotifyOn::Failure);
+        assert_eq!(n.language, Language::Zh);
+        assert_eq!(n.repeat_after, Some(DEFAULT_REPEAT_AFTER));
         assert_eq!(n.dingtalk_robot, None);
         assert_eq!(n.dingtalk_work_notice, None);
     }
@@ -399,6 +458,26 @@ agent = 1
             "`notify.dingtalk_work_notice.agent_id`: 0 is out of range",
             "`notify.dingtalk_work_notice.userids`: a userid is not empty and has no comma",
             "`notify.dingtalk_work_notice.app_secret`: `app_key` needs `app_secret` too",
+        ] {
+            assert!(errors.contains(e), "missing {e:?} in:\n{errors}");
+        }
+    }
+
+    #[test]
+    fn language_and_repeat_after_are_read_and_checked_at_their_line() {
+        let base = GOOD.to_string() + "\n[notify]\nwecom_robot = \"${WECOM_HOOK}\"\n";
+        let n = notify_of(&(base.clone() + "language = \"en\"\nrepeat_after = \"6h\"\n"));
+        assert_eq!(n.language, Language::En);
+        assert_eq!(n.repeat_after, Some(Duration::from_secs(6 * 3600)));
+        let n = notify_of(&(base.clone() + "repeat_after = \"never\"\n"));
+        assert_eq!(n.repeat_after, None);
+
+        let errors = parse(&(base + "language = \"fr\"\nrepeat_after = \"10s\"\n"))
+            .expect_err("invalid")
+            .join("\n");
+        for e in [
+            "jobs/j.toml:25:12: `notify.language`: unknown value \"fr\"; allowed: \"zh\" or \"en\"",
+            "jobs/j.toml:26:16: `notify.repeat_after`: invalid repeat_after \"10s\"",
         ] {
             assert!(errors.contains(e), "missing {e:?} in:\n{errors}");
         }

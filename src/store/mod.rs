@@ -4,6 +4,7 @@
 //! through [`Store::call`], which runs them on the blocking pool so the runtime is
 //! never stalled by a busy database.
 
+mod alerts;
 mod checkpoints;
 mod file;
 mod owed;
@@ -17,6 +18,7 @@ use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use serde::{Deserialize, Serialize};
 
+pub use alerts::FailureStreak;
 pub use schema::CURRENT_VERSION;
 
 #[derive(Debug, thiserror::Error)]

@@ -110,6 +110,17 @@ CREATE TABLE months_owed (
     PRIMARY KEY (job, month)
 ) WITHOUT ROWID;
 "#,
+    // A job's open failure streak, for one alert per streak (store/alerts.rs):
+    // cron runs are separate processes, so it lives here. No row: the job's
+    // last counted run succeeded.
+    r#"
+CREATE TABLE alert_streaks (
+    job        TEXT PRIMARY KEY,
+    since      TEXT NOT NULL,
+    failures   INTEGER NOT NULL,
+    alerted_at TEXT
+);
+"#,
 ];
 
 pub const CURRENT_VERSION: i64 = MIGRATIONS.len() as i64;

@@ -25,16 +25,17 @@ use crate::http::{describe, endpoint_url, redact};
 use crate::secret::Secret;
 use crate::sync::JobReport;
 
+mod streak;
+mod text;
+
+pub use streak::{after_run, after_run_within, failure_alert};
+use text::truncate_chars;
+pub use text::{local_time, message_for, message_text, without_month, Alert};
+
 /// The longest one target may take, token fetch included.
 pub const TARGET_TIMEOUT: Duration = Duration::from_secs(10);
 /// How many errors a message shows.
 pub const MAX_ERRORS_SHOWN: usize = 5;
-/// How many months a message lists one by one.
-const MAX_MONTHS_SHOWN: usize = 12;
-/// The longest error line, in characters.
-const MAX_ERROR_CHARS: usize = 300;
-/// The longest text, in bytes: WeCom robots take 2048 bytes of text content.
-const MAX_TEXT_BYTES: usize = 2000;
 /// `asyncsend_v2` takes a `msg` of at most 2048 bytes.
 const MAX_WORK_NOTICE_MSG_BYTES: usize = 2048;
 /// How much of an unexpected answer an error quotes, in characters.
@@ -82,9 +83,11 @@ pub fn is_failure(report: &JobReport, exit_code: u8) -> bool {
     report.busy.is_none() && (!report.ok() || (exit_code != 0 && exit_code != EXIT_BUSY))
 }
 
-/// Whether `[notify]` asks for an alert about this run. Dry runs never alert.
+/// Whether `[notify]` asks for an alert about this run. Dry runs and runs
+/// stopped by a shutdown never alert.
 pub fn should_notify(notify: &Notify, report: &JobReport, exit_code: u8) -> bool {
     !report.dry_run
+        && !report.stopped_by_shutdown
         && match notify.on {
             NotifyOn::Always => true,
             NotifyOn::Failure => is_failure(report, exit_code),
@@ -92,7 +95,9 @@ pub fn should_notify(notify: &Notify, report: &JobReport, exit_code: u8) -> bool
 }
 
 /// Sends the alert about one job's run to every target of its `[notify]`, when
-/// its `on` asks for one. Pass the job's own exit status
+/// its `on` asks for one, without failure-streak state: every failed run
+/// alerts. [`after_run`] is the streak-aware form (one alert per streak, then
+/// "recovered"). Pass the job's own exit status
 /// (`app::exit_status(std::slice::from_ref(report))`). Returns the targets that
 /// failed (each also logged with `tracing::warn!`); never panics.
 pub async fn notify(
@@ -118,13 +123,38 @@ pub async fn notify_within(
     if !should_notify(cfg, report, exit_code) {
         return Vec::new();
     }
-    let now = Utc::now();
+    let alert = Alert::of_run(report, exit_code);
+    send(http, job, report, exit_code, Utc::now(), &alert, timeout).await
+}
+
+/// How many targets `[notify]` names.
+pub fn target_count(cfg: &Notify) -> usize {
+    usize::from(cfg.wecom_robot.is_some())
+        + usize::from(cfg.dingtalk_robot.is_some())
+        + usize::from(cfg.dingtalk_work_notice.is_some())
+        + usize::from(cfg.webhook.is_some())
+}
+
+/// Sends `alert` about the run to every target of the job's `[notify]`,
+/// concurrently, each bounded by `timeout`. Returns the targets that failed.
+async fn send(
+    http: &reqwest::Client,
+    job: &Job,
+    report: &JobReport,
+    exit_code: u8,
+    now: DateTime<Utc>,
+    alert: &Alert,
+    timeout: Duration,
+) -> Vec<NotifyError> {
+    let Some(cfg) = &job.notify else {
+        return Vec::new();
+    };
     let secrets = job_secrets(job);
-    let text = message_text(job, report, exit_code, now);
+    let text = message_for(job, report, exit_code, now, alert);
     let payload = cfg
         .webhook
         .as_ref()
-        .map(|_| webhook_payload(job, report, exit_code, now));
+        .map(|_| webhook_payload_for(job, report, exit_code, now, alert));
     let sender = Sender {
         http,
         timeout,
@@ -168,7 +198,12 @@ pub async fn notify_within(
     let mut failed = Vec::new();
     for (channel, result) in results {
         match result {
-            Ok(()) => tracing::info!(job = %job.name, channel = channel.key(), "alert sent"),
+            Ok(()) => tracing::info!(
+                job = %job.name,
+                channel = channel.key(),
+                alert = alert.key(),
+                "alert sent"
+            ),
             Err(message) => {
                 let message = redact(&message, &as_strs(&secrets));
                 tracing::warn!(
@@ -183,93 +218,28 @@ pub async fn notify_within(
     failed
 }
 
-/// An error of a month without a leading `"{month}: "`, for a line that names
-/// the month itself (the sync engine's month errors start with it).
-pub fn without_month<'e>(month: &str, error: &'e str) -> &'e str {
-    error
-        .strip_prefix(month)
-        .and_then(|rest| rest.strip_prefix(": "))
-        .unwrap_or(error)
-}
-
-/// The alert text: job, outcome, time, per-month counts, the first errors.
-/// Bounded to 2000 bytes and free of the job's secrets.
-pub fn message_text(job: &Job, report: &JobReport, exit_code: u8, now: DateTime<Utc>) -> String {
-    let secrets = job_secrets(job);
-    let secrets = as_strs(&secrets);
-    let clean = |s: &str| truncate_chars(&redact(s, &secrets), MAX_ERROR_CHARS);
-    let prefix = if report.dry_run { "[dry run] " } else { "" };
-    let outcome = if let Some(busy) = &report.busy {
-        format!("skipped: {}", clean(busy))
-    } else if is_failure(report, exit_code) {
-        format!("FAILED (exit {exit_code})")
-    } else {
-        "ok".to_string()
-    };
-    let at = now.with_timezone(&job.timezone).format("%Y-%m-%d %H:%M %Z");
-    let mut s = format!(
-        "{prefix}attendsync: job {} ({} → Jiandaoyun) {outcome}, run at {at}\n",
-        report.job,
-        job.source.kind()
-    );
-    for m in report.months.iter().take(MAX_MONTHS_SHOWN) {
-        let c = &m.counts;
-        s.push_str(&format!(
-            "{}: pulled {}, created {}, updated {}, unchanged {}, failed {}",
-            m.month, c.pulled, c.created, c.updated, c.unchanged, c.failed
-        ));
-        if m.month_error.is_some() {
-            s.push_str(" (month stopped early)");
-        }
-        s.push('\n');
-    }
-    if report.months.len() > MAX_MONTHS_SHOWN {
-        s.push_str(&format!(
-            "… and {} more months\n",
-            report.months.len() - MAX_MONTHS_SHOWN
-        ));
-    }
-    if let Some(e) = &report.error {
-        s.push_str(&format!("job failed: {}\n", clean(e)));
-    }
-    let errors: Vec<String> = report
-        .months
-        .iter()
-        .flat_map(|m| {
-            m.month_error
-                .iter()
-                .chain(m.errors.iter())
-                .map(move |e| format!("{}: {}", m.month, without_month(&m.month, e)))
-        })
-        .collect();
-    let total: u64 = report
-        .months
-        .iter()
-        .map(|m| m.counts.failed.max(m.errors.len() as u64) + u64::from(m.month_error.is_some()))
-        .sum();
-    if !errors.is_empty() {
-        let shown = errors.len().min(MAX_ERRORS_SHOWN);
-        s.push_str(&format!(
-            "first errors ({shown} of {}):\n",
-            total.max(errors.len() as u64)
-        ));
-        for e in errors.iter().take(MAX_ERRORS_SHOWN) {
-            s.push_str(&format!("- {}\n", clean(e)));
-        }
-    }
-    if !report.dry_run && report.busy.is_none() && is_failure(report, exit_code) {
-        s.push_str(&format!(
-            "The next run retries what failed; details: attendsync status {}\n",
-            report.job
-        ));
-    }
-    truncate_bytes(redact(s.trim_end(), &secrets), MAX_TEXT_BYTES)
+/// The generic webhook's body for a run when no streak is known.
+pub fn webhook_payload(job: &Job, report: &JobReport, exit_code: u8, now: DateTime<Utc>) -> Value {
+    webhook_payload_for(
+        job,
+        report,
+        exit_code,
+        now,
+        &Alert::of_run(report, exit_code),
+    )
 }
 
 /// The generic webhook's body: the serialized [`JobReport`] plus `ok`,
-/// `exit_code`, `failed`, `source`, `at` (RFC 3339) and `text` (the alert text),
-/// with every string scrubbed of the job's secrets.
-pub fn webhook_payload(job: &Job, report: &JobReport, exit_code: u8, now: DateTime<Utc>) -> Value {
+/// `exit_code`, `failed`, `source`, `at` (RFC 3339), `alert` ([`Alert::key`]),
+/// for a failure streak `failing_since` (RFC 3339) and `failed_runs`, and
+/// `text` (the alert text), with every string scrubbed of the job's secrets.
+pub fn webhook_payload_for(
+    job: &Job,
+    report: &JobReport,
+    exit_code: u8,
+    now: DateTime<Utc>,
+    alert: &Alert,
+) -> Value {
     let mut value = serde_json::to_value(report)
         .unwrap_or_else(|e| json!({ "job": report.job, "serialization_error": e.to_string() }));
     if let Value::Object(map) = &mut value {
@@ -277,13 +247,16 @@ pub fn webhook_payload(job: &Job, report: &JobReport, exit_code: u8, now: DateTi
         map.insert("exit_code".into(), Value::from(exit_code));
         map.insert("failed".into(), Value::Bool(is_failure(report, exit_code)));
         map.insert("source".into(), Value::from(job.source.kind()));
-        map.insert(
-            "at".into(),
-            Value::from(now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
-        );
+        let rfc3339 = |t: DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        map.insert("at".into(), Value::from(rfc3339(now)));
+        map.insert("alert".into(), Value::from(alert.key()));
+        if let Some(streak) = alert.streak() {
+            map.insert("failing_since".into(), Value::from(rfc3339(streak.since)));
+            map.insert("failed_runs".into(), Value::from(streak.failures));
+        }
         map.insert(
             "text".into(),
-            Value::from(message_text(job, report, exit_code, now)),
+            Value::from(message_for(job, report, exit_code, now, alert)),
         );
     }
     let secrets = job_secrets(job);
@@ -473,7 +446,7 @@ fn escaped_len(c: char) -> usize {
 
 /// Every secret of a job, as text to scrub from messages: credentials, webhook
 /// URLs and the keys inside them, the robot's signing secret.
-fn job_secrets(job: &Job) -> Vec<String> {
+pub(crate) fn job_secrets(job: &Job) -> Vec<String> {
     let mut out = vec![job.target.api_key.expose().to_string()];
     match &job.source {
         Source::Wecom(w) => out.push(w.secret.expose().to_string()),
@@ -519,7 +492,7 @@ fn url_secrets(url: &str) -> Vec<String> {
     out
 }
 
-fn as_strs(secrets: &[String]) -> Vec<&str> {
+pub(crate) fn as_strs(secrets: &[String]) -> Vec<&str> {
     secrets.iter().map(String::as_str).collect()
 }
 
@@ -532,36 +505,15 @@ fn scrub(value: &mut Value, secrets: &[&str]) {
     }
 }
 
-/// At most `max` characters, with "…" when cut.
-fn truncate_chars(text: &str, max: usize) -> String {
-    match text.char_indices().nth(max) {
-        None => text.to_string(),
-        Some((cut, _)) => format!("{}…", &text[..cut]),
-    }
-}
-
-/// At most `max` bytes (cut on a character boundary), with "…" when cut.
-fn truncate_bytes(text: String, max: usize) -> String {
-    if text.len() <= max {
-        return text;
-    }
-    let ellipsis = "…";
-    let mut cut = max.saturating_sub(ellipsis.len());
-    while cut > 0 && !text.is_char_boundary(cut) {
-        cut -= 1;
-    }
-    format!("{}{ellipsis}", &text[..cut])
-}
-
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::config::job::parse_job;
     use crate::config::SourceFile;
     use crate::store::MonthCounts;
     use crate::sync::MonthReport;
 
-    fn job(notify: &str) -> Job {
+    pub(crate) fn job(notify: &str) -> Job {
         let text = format!(
             r#"
 mapping = "m.toml"
@@ -583,7 +535,7 @@ entry_id = "e"
         }
     }
 
-    fn report(failed: u64, errors: Vec<String>) -> JobReport {
+    pub(crate) fn report(failed: u64, errors: Vec<String>) -> JobReport {
         JobReport {
             job: "j".into(),
             dry_run: false,
@@ -611,6 +563,7 @@ entry_id = "e"
             }],
             error: None,
             busy: None,
+            stopped_by_shutdown: false,
             plan: None,
             calls: Default::default(),
         }
@@ -653,59 +606,6 @@ entry_id = "e"
     }
 
     #[test]
-    fn text_is_bounded_shows_five_errors_and_no_secret() {
-        let j = job(
-            "[notify]\nwecom_robot = \"https://qyapi.example/cgi-bin/webhook/send?key=robot-key-789\"\n",
-        );
-        let mut errors: Vec<String> = (0..20)
-            .map(|i| format!("employee u{i}: field 工时: bad value {}", "长".repeat(400)))
-            .collect();
-        errors[0] = "token wecom-secret-123 echoed; key robot-key-789; jdy-key-456".into();
-        let r = report(37, errors);
-        let now = DateTime::parse_from_rfc3339("2026-10-05T18:31:00Z")
-            .expect("time")
-            .with_timezone(&Utc);
-        let text = message_text(&j, &r, 1, now);
-        assert!(text.len() <= MAX_TEXT_BYTES, "{}", text.len());
-        assert!(
-            text.starts_with(
-                "attendsync: job j (wecom → Jiandaoyun) FAILED (exit 1), run at 2026-10-06 02:31 CST"
-            ),
-            "{text}"
-        );
-        assert!(
-            text.contains("2026-10: pulled 10, created 2, updated 1, unchanged 0, failed 37"),
-            "{text}"
-        );
-        assert!(text.contains("first errors (5 of 37):"), "{text}");
-        assert!(
-            text.contains("- 2026-10: token *** echoed; key ***; ***"),
-            "{text}"
-        );
-        assert!(!text.contains("u5:"), "{text}");
-        for s in ["wecom-secret-123", "robot-key-789", "jdy-key-456"] {
-            assert!(!text.contains(s), "{s} in {text}");
-        }
-    }
-
-    #[test]
-    fn a_failed_month_is_named_once_per_error_line() {
-        let j = job("[notify]\nwebhook = \"http://127.0.0.1:9/h\"\n");
-        let mut r = report(0, vec![]);
-        r.months[0].month_error =
-            Some("2026-10: Jiandaoyun data/batch_create: code 3000 (form not found)".into());
-        let now = Utc::now();
-        let text = message_text(&j, &r, 1, now);
-        assert!(
-            text.contains("- 2026-10: Jiandaoyun data/batch_create: code 3000"),
-            "{text}"
-        );
-        assert!(!text.contains("2026-10: 2026-10"), "{text}");
-        // An error that does not start with its month is shown as it is.
-        assert_eq!(without_month("2026-10", "2026-1: x"), "2026-1: x");
-    }
-
-    #[test]
     fn work_notice_msg_fits_2048_bytes() {
         let len = |m: &Value| serde_json::to_vec(m).map(|v| v.len()).unwrap_or(0);
         for unit in ["异常\n\"引号\"\t", "a", "\u{1}x", "考勤"] {
@@ -725,14 +625,5 @@ entry_id = "e"
         assert!(s.contains(&"XXXXXXXXXXXXXXXXXXXXXXXX".to_string()), "{s:?}");
         assert!(s.contains(&"abcd".to_string()), "{s:?}");
         assert!(!s.contains(&"services".to_string()), "{s:?}");
-    }
-
-    #[test]
-    fn truncation_respects_character_boundaries() {
-        assert_eq!(truncate_chars("考勤同步", 2), "考勤…");
-        assert_eq!(truncate_chars("abc", 3), "abc");
-        let t = truncate_bytes("考勤同步".to_string(), 8);
-        assert_eq!(t, "考…");
-        assert!(t.len() <= 8);
     }
 }
