@@ -490,3 +490,30 @@ async fn check_refuses_a_schedule_that_never_fires() {
     let run = env.run(&["daemon"]).await;
     run.expect_code(2).expect_contains("never fires");
 }
+
+/// A catch-up across a month end: the last run was on 12-24 and the daemon
+/// starts on 01-07 (the shipped schedule's 01-03 run was missed). Catching up
+/// once syncs January and December, which closed owed its final pull.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_catch_up_across_a_month_end_syncs_the_month_that_closed() {
+    let env = Env::start(20, common::fast_wecom(), JdySimConfig::default()).await;
+    job_with_schedule(&env, "0 10 2 3,10,17,24 * *");
+    env.run_with_env(&["run"], &[("ATTENDSYNC_NOW", "2026-12-24T02:10:00+08:00")])
+        .await
+        .expect_code(0);
+    let daemon = Daemon::start(&env, Some("2027-01-07T09:00:00+08:00"));
+    daemon
+        .wait_for_line(&["catching up once"], Duration::from_secs(20))
+        .await;
+    daemon
+        .wait_for_line(
+            &["wecom_monthly 2026-12: pulled 20", "exit=0"],
+            Duration::from_secs(60),
+        )
+        .await;
+    daemon
+        .wait_for_line(&["wecom_monthly 2027-01: pulled"], Duration::from_secs(60))
+        .await;
+    let (code, log) = daemon.terminate().await;
+    assert_eq!(code, 0, "{log}");
+}

@@ -815,3 +815,38 @@ async fn check_warns_when_the_budget_cannot_fit_and_still_exits_0() {
         all(&plain)
     );
 }
+
+/// Employees skipped for the budget leave their month owed: a later run (in a
+/// fresh budget month, after the month closed) takes it first and settles it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_month_cut_short_by_the_budget_stays_owed_until_a_later_run_completes_it() {
+    let env = Env::start(60, DingtalkSimConfig::default().with_endpoint_rate(1000)).await;
+    let job = env
+        .job()
+        .replace("\nmonthly_call_budget = 5000", "\n# (budget set below)");
+    env.write("jobs/dingtalk_monthly.toml", &with_budget(&job, 100));
+    // 60 employees need 121 calls; 100 allow 49 of them.
+    let nov = [("ATTENDSYNC_NOW", "2026-11-20T04:00:00Z")];
+    let short = env.run(&["run"], &nov).await;
+    assert_eq!(short.status.code(), Some(1), "{}", all(&short));
+    assert!(
+        all(&short).contains("skipped 11 (call budget)"),
+        "{}",
+        all(&short)
+    );
+
+    env.write("jobs/dingtalk_monthly.toml", &with_budget(&job, 130));
+    let dec = [("ATTENDSYNC_NOW", "2026-12-08T04:00:00Z")];
+    let status = env.run(&["status"], &dec).await;
+    assert!(all(&status).contains("Months owed"), "{}", all(&status));
+    // December 8th: November is no default month any more, but it is owed,
+    // and the oldest month comes first within the budget.
+    let later = env.run(&["run"], &dec).await;
+    let text = all(&later);
+    assert!(
+        text.contains("dingtalk_monthly 2026-11: pulled 60"),
+        "{text}"
+    );
+    let status = env.run(&["status"], &dec).await;
+    assert!(!all(&status).contains("Months owed"), "{}", all(&status));
+}
