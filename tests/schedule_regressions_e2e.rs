@@ -10,6 +10,7 @@ use std::time::Duration;
 use attendsync::config::SourceFile;
 use attendsync::mapping::Mapping;
 use attendsync::sim::{DingtalkSim, DingtalkSimConfig, JdySim, JdySimConfig, Org};
+use attendsync::store::Store;
 
 const APP_KEY: &str = "ding-e2e-appkey";
 const APP_SECRET: &str = "DingSecret-e2e-0123456789abcdef";
@@ -208,4 +209,102 @@ async fn check_with_a_budget_warning_survives_a_closed_stdout() {
         out.status
     );
     assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+/// `status` lists months owed (issue 17: "`status` lists owed months"), but
+/// decides which month is "current" in Beijing time whatever the job's
+/// timezone. For a job in Pacific/Auckland whose run on the 1st failed,
+/// November has closed (it is 1 December there) and is owed, yet it is still
+/// November in Beijing, so `status` does not list it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_lists_a_month_owed_by_a_job_in_a_timezone_ahead_of_beijing() {
+    use attendsync::sim::{JdySimConfig, WecomSimConfig};
+    let env = common::Env::start(5, common::fast_wecom(), JdySimConfig::default()).await;
+    let _ = WecomSimConfig::default();
+    let job = format!(
+        "timezone = \"Pacific/Auckland\"\n{}",
+        env.job_text(common::FAST_RETRY, common::FAST_TARGET_RETRY)
+    );
+    env.write("jobs/wecom_monthly.toml", &job);
+    // 03:00 on 1 December in Auckland = 22:00 on 30 November in Beijing.
+    let now = ("ATTENDSYNC_NOW", "2026-12-01T03:00:00+13:00");
+    let failed = env
+        .run_with_env(
+            &["run"],
+            &[now, ("WECOM_CHECKIN_SECRET", "wrong-secret-0123456789")],
+        )
+        .await;
+    assert_ne!(failed.code(), 0, "{}", failed.all());
+    let owed = Store::open(&env.db())
+        .and_then(|s| s.owed_months("wecom_monthly"))
+        .unwrap_or_else(|e| panic!("read owed months: {e}"));
+    assert!(
+        owed.iter().any(|m| m == "2026-11"),
+        "the failed run should owe November: {owed:?}"
+    );
+    let status = env.run_with_env(&["status"], &[now]).await;
+    status.expect_code(0);
+    assert!(
+        status.stdout().contains("2026-11") && status.stdout().contains("Months owed"),
+        "November is closed in the job's timezone and owed, but `status` does not list it:\n{}",
+        status.stdout()
+    );
+}
+
+/// "SIGHUP never kills" (issue 17 item 4). The daemon only starts listening
+/// after it has loaded its job files and opened the database; a SIGHUP in
+/// that window (a `systemctl reload` right after a restart, a burst of them)
+/// still has the default action and kills it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sighup_right_after_the_daemon_starts_does_not_kill_it() {
+    use attendsync::sim::JdySimConfig;
+    let env = common::Env::start(3, common::fast_wecom(), JdySimConfig::default()).await;
+    env.write_job("", "");
+    let job = std::fs::read_to_string(env.path().join("jobs/wecom_monthly.toml"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    env.write(
+        "jobs/wecom_monthly.toml",
+        &format!("schedule = \"0 30 2 * * *\"\n{job}"),
+    );
+    let mut killed = Vec::new();
+    for attempt in 0..5 {
+        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_attendsync"))
+            .args(["daemon", "--config-dir"])
+            .arg(env.path())
+            .env_remove("ATTENDSYNC_DB")
+            .env("WECOM_CORP_ID", common::CORP_ID)
+            .env("WECOM_CHECKIN_SECRET", common::SECRET)
+            .env("JDY_API_KEY", common::API_KEY)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn the daemon: {e}"));
+        let pid = child.id().unwrap_or_else(|| panic!("no pid"));
+        // A SIGHUP every 2 ms for the first second of the daemon's life.
+        let deadline = std::time::Instant::now() + Duration::from_secs(1);
+        while std::time::Instant::now() < deadline {
+            // SAFETY-free: `kill` the command, on the pid this test spawned.
+            let _ = std::process::Command::new("kill")
+                .args(["-HUP", &pid.to_string()])
+                .status();
+            if let Ok(Some(status)) = child.try_wait() {
+                killed.push(format!("attempt {attempt}: {status:?}"));
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        if child.try_wait().ok().flatten().is_none() {
+            let _ = std::process::Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .status();
+            let _ = tokio::time::timeout(Duration::from_secs(15), child.wait()).await;
+        }
+    }
+    assert!(
+        killed.is_empty(),
+        "SIGHUPs during the daemon's start killed it: {killed:?}"
+    );
 }
