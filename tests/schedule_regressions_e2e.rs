@@ -286,7 +286,7 @@ async fn a_sighup_right_after_the_daemon_starts_does_not_kill_it() {
         // A SIGHUP every 2 ms for the first second of the daemon's life.
         let deadline = std::time::Instant::now() + Duration::from_secs(1);
         while std::time::Instant::now() < deadline {
-            // SAFETY-free: `kill` the command, on the pid this test spawned.
+            // `kill` on the pid this test spawned, and only it.
             let _ = std::process::Command::new("kill")
                 .args(["-HUP", &pid.to_string()])
                 .status();
