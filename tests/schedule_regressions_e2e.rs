@@ -1,0 +1,310 @@
+//! Regressions found attacking issue 17 (schedules, months owed, the DingTalk
+//! budget as a hard cap, alerts, closed pipes). Each test is bounded in time.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Output, Stdio};
+use std::time::Duration;
+
+use attendsync::config::SourceFile;
+use attendsync::mapping::Mapping;
+use attendsync::sim::{DingtalkSim, DingtalkSimConfig, JdySim, JdySimConfig, Org};
+use attendsync::store::Store;
+
+const APP_KEY: &str = "ding-e2e-appkey";
+const APP_SECRET: &str = "DingSecret-e2e-0123456789abcdef";
+const API_KEY: &str = "jdy-key-e2e-SuperSecret-9876543210";
+const APP_ID: &str = "6399c24287cae90008d24e0b";
+const ENTRY_ID: &str = "64093d8613931a00085bb2f5";
+const RUN_TIMEOUT: Duration = Duration::from_secs(120);
+
+const SHIPPED_JOB: &str = include_str!("../jobs/dingtalk_monthly.toml");
+const SHIPPED_MAPPING: &str = include_str!("../mappings/dingtalk_monthly.toml");
+
+fn widgets() -> Vec<(String, String)> {
+    let mapping = Mapping::parse(&SourceFile::new("dingtalk_monthly.toml", SHIPPED_MAPPING))
+        .unwrap_or_else(|e| panic!("the shipped mapping must parse: {e:?}"));
+    attendsync::sim::widgets_of_mapping(&mapping)
+}
+
+struct Ding {
+    dir: tempfile::TempDir,
+    dingtalk: DingtalkSim,
+    #[allow(dead_code)]
+    jdy: JdySim,
+}
+
+impl Ding {
+    /// The shipped DingTalk job against the simulators, with `budget`.
+    async fn start(employees: usize, budget: u32) -> Ding {
+        let dingtalk = DingtalkSim::start(
+            Org::generate(employees, 3),
+            DingtalkSimConfig {
+                app_key: APP_KEY.into(),
+                app_secret: APP_SECRET.into(),
+                ..DingtalkSimConfig::default().with_endpoint_rate(1000)
+            },
+        )
+        .await
+        .unwrap_or_else(|e| panic!("start the DingTalk simulator: {e}"));
+        let jdy = JdySim::start(JdySimConfig {
+            api_key: API_KEY.into(),
+            app_id: APP_ID.into(),
+            entry_id: ENTRY_ID.into(),
+            widgets: widgets(),
+            ..JdySimConfig::default()
+        })
+        .await
+        .unwrap_or_else(|e| panic!("start the Jiandaoyun simulator: {e}"));
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+        let env = Ding { dir, dingtalk, jdy };
+        env.write("mappings/dingtalk_monthly.toml", SHIPPED_MAPPING);
+        env.write("jobs/dingtalk_monthly.toml", &env.job(budget));
+        env
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn write(&self, rel: &str, text: &str) {
+        let path = self.path().join(rel);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).unwrap_or_else(|e| panic!("mkdir {parent:?}: {e}"));
+        }
+        std::fs::write(&path, text).unwrap_or_else(|e| panic!("write {path:?}: {e}"));
+    }
+
+    fn job(&self, budget: u32) -> String {
+        let source_url = "# base_url = \"https://oapi.dingtalk.com\"";
+        let target_url = "# base_url = \"https://api.jiandaoyun.com\"";
+        assert!(SHIPPED_JOB.contains(source_url) && SHIPPED_JOB.contains(target_url));
+        assert!(SHIPPED_JOB.contains("\nmonthly_call_budget = 5000"));
+        let job = SHIPPED_JOB
+            .replacen(
+                source_url,
+                &format!("base_url = \"{}\" #", self.dingtalk.base_url()),
+                1,
+            )
+            .replacen(
+                target_url,
+                &format!("base_url = \"{}\" #", self.jdy.base_url()),
+                1,
+            )
+            .replace(
+                "\nmonthly_call_budget = 5000",
+                &format!("\nmonthly_call_budget = {budget}"),
+            );
+        format!(
+            r#"{job}
+[source.retry]
+max_attempts = 5
+initial_wait = "20ms"
+max_wait = "200ms"
+throttle_wait = "50ms"
+
+[target.retry]
+max_attempts = 5
+initial_wait = "20ms"
+max_wait = "200ms"
+throttle_wait = "50ms"
+"#
+        )
+    }
+
+    fn command(&self, args: &[&str]) -> tokio::process::Command {
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_attendsync"));
+        cmd.args(args)
+            .arg("--config-dir")
+            .arg(self.path())
+            .env_remove("ATTENDSYNC_DB")
+            .env("DINGTALK_APP_KEY", APP_KEY)
+            .env("DINGTALK_APP_SECRET", APP_SECRET)
+            .env("JDY_API_KEY", API_KEY)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .kill_on_drop(true);
+        cmd
+    }
+
+    async fn run(&self, args: &[&str]) -> Output {
+        tokio::time::timeout(RUN_TIMEOUT, self.command(args).output())
+            .await
+            .unwrap_or_else(|_| panic!("attendsync {args:?} did not finish in time"))
+            .unwrap_or_else(|e| panic!("cannot run attendsync: {e}"))
+    }
+}
+
+fn all(o: &Output) -> String {
+    format!(
+        "status {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        o.status,
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// The budget is a hard cap on *every* metered call (README: "no attempt is sent
+/// that would pass the budget"). `check --remote` looks the report columns up
+/// with `getattcolumns`, a metered call, without the meter: once a run has
+/// spent the month's budget, each `check --remote` spends one more that
+/// SQLite never counts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_remote_spends_metered_calls_past_an_exhausted_budget() {
+    // 1 column lookup + 10 employees × 2 calls = 21: the run may pull 10 of 20.
+    let budget = 21;
+    let env = Ding::start(20, budget).await;
+    let run = env.run(&["run", "--month", "2026-10"]).await;
+    assert_eq!(run.status.code(), Some(1), "{}", all(&run));
+    assert!(
+        env.dingtalk.metered_calls() <= budget as usize,
+        "the run itself passed the budget: {}\n{}",
+        env.dingtalk.metered_calls(),
+        all(&run)
+    );
+    let spent_by_run = env.dingtalk.metered_calls();
+    let check = env.run(&["check", "--remote"]).await;
+    assert_eq!(check.status.code(), Some(0), "{}", all(&check));
+    assert!(
+        env.dingtalk.metered_calls() <= budget as usize,
+        "`check --remote` sent {} metered call(s) after the run had spent {spent_by_run} of the \
+         budget {budget}: DingTalk served {} in all, more than the hard cap\n{}",
+        env.dingtalk.metered_calls() - spent_by_run,
+        env.dingtalk.metered_calls(),
+        all(&check)
+    );
+}
+
+/// Issue 17 item 7: every command survives a closed stdout. Plain `check` prints
+/// its budget warning with `println!`, which panics on EPIPE (exit 101).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_with_a_budget_warning_survives_a_closed_stdout() {
+    // A budget of 1 cannot pay for one employee-month: `check` warns.
+    let env = Ding::start(3, 1).await;
+    let open = env.run(&["check"]).await;
+    assert!(
+        String::from_utf8_lossy(&open.stdout).contains("warning: job"),
+        "{}",
+        all(&open)
+    );
+    let mut child = env
+        .command(&["check"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run attendsync: {e}"));
+    drop(child.stdout.take());
+    let out = tokio::time::timeout(RUN_TIMEOUT, child.wait_with_output())
+        .await
+        .unwrap_or_else(|_| panic!("check did not finish"))
+        .unwrap_or_else(|e| panic!("check: {e}"));
+    use std::os::unix::process::ExitStatusExt;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.code() == Some(0)
+            || out.status.code() == Some(141)
+            || out.status.signal() == Some(13),
+        "`attendsync check` with a closed stdout: {:?}\n{stderr}",
+        out.status
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+/// `status` lists months owed (issue 17: "`status` lists owed months"), but
+/// decides which month is "current" in Beijing time whatever the job's
+/// timezone. For a job in Pacific/Auckland whose run on the 1st failed,
+/// November has closed (it is 1 December there) and is owed, yet it is still
+/// November in Beijing, so `status` does not list it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_lists_a_month_owed_by_a_job_in_a_timezone_ahead_of_beijing() {
+    use attendsync::sim::{JdySimConfig, WecomSimConfig};
+    let env = common::Env::start(5, common::fast_wecom(), JdySimConfig::default()).await;
+    let _ = WecomSimConfig::default();
+    let job = format!(
+        "timezone = \"Pacific/Auckland\"\n{}",
+        env.job_text(common::FAST_RETRY, common::FAST_TARGET_RETRY)
+    );
+    env.write("jobs/wecom_monthly.toml", &job);
+    // 03:00 on 1 December in Auckland = 22:00 on 30 November in Beijing.
+    let now = ("ATTENDSYNC_NOW", "2026-12-01T03:00:00+13:00");
+    let failed = env
+        .run_with_env(
+            &["run"],
+            &[now, ("WECOM_CHECKIN_SECRET", "wrong-secret-0123456789")],
+        )
+        .await;
+    assert_ne!(failed.code(), 0, "{}", failed.all());
+    let owed = Store::open(&env.db())
+        .and_then(|s| s.owed_months("wecom_monthly"))
+        .unwrap_or_else(|e| panic!("read owed months: {e}"));
+    assert!(
+        owed.iter().any(|m| m == "2026-11"),
+        "the failed run should owe November: {owed:?}"
+    );
+    let status = env.run_with_env(&["status"], &[now]).await;
+    status.expect_code(0);
+    assert!(
+        status.stdout().contains("2026-11") && status.stdout().contains("Months owed"),
+        "November is closed in the job's timezone and owed, but `status` does not list it:\n{}",
+        status.stdout()
+    );
+}
+
+/// "SIGHUP never kills" (issue 17 item 4). The daemon only starts listening
+/// after it has loaded its job files and opened the database; a SIGHUP in
+/// that window (a `systemctl reload` right after a restart, a burst of them)
+/// still has the default action and kills it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sighup_right_after_the_daemon_starts_does_not_kill_it() {
+    use attendsync::sim::JdySimConfig;
+    let env = common::Env::start(3, common::fast_wecom(), JdySimConfig::default()).await;
+    env.write_job("", "");
+    let job = std::fs::read_to_string(env.path().join("jobs/wecom_monthly.toml"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    env.write(
+        "jobs/wecom_monthly.toml",
+        &format!("schedule = \"0 30 2 * * *\"\n{job}"),
+    );
+    let mut killed = Vec::new();
+    for attempt in 0..5 {
+        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_attendsync"))
+            .args(["daemon", "--config-dir"])
+            .arg(env.path())
+            .env_remove("ATTENDSYNC_DB")
+            .env("WECOM_CORP_ID", common::CORP_ID)
+            .env("WECOM_CHECKIN_SECRET", common::SECRET)
+            .env("JDY_API_KEY", common::API_KEY)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn the daemon: {e}"));
+        let pid = child.id().unwrap_or_else(|| panic!("no pid"));
+        // A SIGHUP every 2 ms for the first second of the daemon's life.
+        let deadline = std::time::Instant::now() + Duration::from_secs(1);
+        while std::time::Instant::now() < deadline {
+            // `kill` on the pid this test spawned, and only it.
+            let _ = std::process::Command::new("kill")
+                .args(["-HUP", &pid.to_string()])
+                .status();
+            if let Ok(Some(status)) = child.try_wait() {
+                killed.push(format!("attempt {attempt}: {status:?}"));
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        if child.try_wait().ok().flatten().is_none() {
+            let _ = std::process::Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .status();
+            let _ = tokio::time::timeout(Duration::from_secs(15), child.wait()).await;
+        }
+    }
+    assert!(
+        killed.is_empty(),
+        "SIGHUPs during the daemon's start killed it: {killed:?}"
+    );
+}
