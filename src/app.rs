@@ -310,7 +310,7 @@ pub async fn check(global: &Global, remote: bool) -> Result<u8, AppError> {
             crate::outln!("warning: {w}");
         }
         if let (false, Some(w)) = (remote, fixed_budget_warning(j)) {
-            println!("warning: job {}: {w}", job.name);
+            crate::outln!("warning: job {}: {w}", job.name);
         }
         if let Some(http) = &http {
             let problems = check_remote(http, j, &global.db_path()).await;
@@ -386,13 +386,49 @@ async fn expected_calls(
     }
 }
 
+/// The source's remote check. Its calls to a metered source (DingTalk's
+/// column lookup) count against the monthly budget like a run's, and are
+/// refused when it is spent: the cap covers every metered call.
+async fn metered_check(
+    source: &crate::source::SourceClient,
+    j: &LoadedJob,
+    db: &Path,
+) -> Result<Vec<String>, crate::source::SourceError> {
+    let crate::config::job::Source::Dingtalk(cfg) = &j.job.source else {
+        return source.check_remote().await;
+    };
+    let store = Store::open(db).map_err(|e| crate::source::SourceError::Config(e.to_string()))?;
+    let period = crate::budget::quota_period(now().unwrap_or_else(|_| Utc::now()));
+    let ledger = crate::budget::StoreLedger {
+        store,
+        job: j.job.name.clone(),
+        period: period.clone(),
+    };
+    let meter = Arc::new(crate::budget::Meter::new(
+        Arc::new(ledger),
+        u64::from(cfg.monthly_call_budget),
+        period,
+        1,
+    ));
+    source.set_meter(meter.clone());
+    let checked = source.check_remote().await;
+    if let Err(e) = meter.release_unused().await {
+        tracing::warn!(job = %j.job.name, error = %e, "could not give back unused metered calls");
+    }
+    checked
+}
+
 async fn check_remote(http: &reqwest::Client, j: &LoadedJob, db: &Path) -> Vec<String> {
     let stats = Arc::new(crate::http::CallStats::default());
     let mut problems = Vec::new();
     match crate::source::SourceClient::new(&j.job.source, http.clone(), stats.clone()) {
         Some(source) => match source.login().await {
             Err(e) => problems.push(format!("source login failed: {e}")),
-            Ok(()) => match source.check_remote().await {
+            Ok(()) => match metered_check(&source, j, db).await {
+                Err(crate::source::SourceError::Budget(e)) => crate::outln!(
+                    "warning: job {}: the report columns were not checked: {e}",
+                    j.job.name
+                ),
                 Err(e) => problems.push(e.to_string()),
                 Ok(warnings) => {
                     for w in warnings {
@@ -439,7 +475,7 @@ pub fn status(global: &Global, job: Option<&str>) -> Result<u8, AppError> {
     let months = store.month_rows(job)?;
     let pending = store.pending_count(job)?;
     crate::out!("{}", status_text(&runs, &months, pending));
-    crate::out!("{}", owed_text(&store.all_owed(job)?, now()?));
+    crate::out!("{}", owed_text(&store.all_owed(job, now()?)?));
     let metered = store.metered_rows(job)?;
     if !metered.is_empty() {
         crate::outln!(
@@ -452,19 +488,16 @@ pub fn status(global: &Global, job: Option<&str>) -> Result<u8, AppError> {
     Ok(EXIT_OK)
 }
 
-/// Months owed by each job: closed, and not yet synced in full since. The
-/// month in progress is due too, but not owed; it is left out. (Jobs'
-/// timezones are not read here: Beijing time decides which month is current.)
-fn owed_text(owed: &[(String, String, String)], now: chrono::DateTime<Utc>) -> String {
-    let current = crate::month::Month::current(now, chrono_tz::Asia::Shanghai).to_string();
-    let lines: Vec<String> = owed
-        .iter()
-        .filter(|(_, month, _)| *month < current)
-        .map(|(job, month, since)| format!("  {job:<20} {month}  (due since {since})\n"))
-        .collect();
-    if lines.is_empty() {
+/// Months owed by each job: closed in the job's timezone, and not yet synced
+/// in full since.
+fn owed_text(owed: &[(String, String, String)]) -> String {
+    if owed.is_empty() {
         return String::new();
     }
+    let lines: Vec<String> = owed
+        .iter()
+        .map(|(job, month, since)| format!("  {job:<20} {month}  (due since {since})\n"))
+        .collect();
     format!(
         "\nMonths owed (closed, not yet synced in full since; the next run without --month syncs them):\n{}",
         lines.concat()

@@ -31,6 +31,21 @@ extern "C" fn tune_allocator() {
 #[link_section = ".init_array"]
 static TUNE_ALLOCATOR: extern "C" fn() = tune_allocator;
 
+/// SIGHUP is ignored from the first instant, before `main` runs: its default
+/// action (exit) would kill a daemon that `systemctl reload` reaches while it
+/// starts. The daemon's reload and the one-shot commands' log line are tokio
+/// handlers installed later, which take over from this.
+#[cfg(unix)]
+extern "C" fn ignore_early_hangups() {
+    // SAFETY: sets SIGHUP's disposition to SIG_IGN; no handler code runs.
+    unsafe { libc::signal(libc::SIGHUP, libc::SIG_IGN) };
+}
+
+#[cfg(target_os = "linux")]
+#[used]
+#[link_section = ".init_array"]
+static IGNORE_EARLY_HANGUPS: extern "C" fn() = ignore_early_hangups;
+
 /// Without `RUST_LOG`: attendsync's own INFO lines, other crates' warnings only
 /// (dependencies' INFO start-up lines are noise to an operator).
 const DEFAULT_LOG_FILTER: &str = "warn,attendsync=info";
@@ -66,6 +81,8 @@ fn usage_error(e: clap::Error) -> ExitCode {
 fn main() -> ExitCode {
     #[cfg(not(target_os = "linux"))]
     tune_allocator();
+    #[cfg(all(unix, not(target_os = "linux")))]
+    ignore_early_hangups();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => return usage_error(e),
@@ -95,6 +112,10 @@ fn main() -> ExitCode {
             return ExitCode::from(app::EXIT_FAILED);
         }
     };
+    // SIGHUP never kills (a reload right after a restart, a closed terminal):
+    // its default action is replaced before the job files or the database are
+    // read. The daemon reloads on it, a one-shot command logs it.
+    let _hangups = runtime.block_on(async { attendsync::shutdown::Hangups::listen() });
     let global = cli.global;
     let result = runtime.block_on(async {
         match cli.command {

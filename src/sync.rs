@@ -1355,7 +1355,10 @@ impl Syncer {
             return Ok(defaults.to_vec());
         }
         let (j, now, dry_run) = (job.name.clone(), opts.now, opts.dry_run);
-        let due: Vec<String> = defaults.iter().map(ToString::to_string).collect();
+        let due: Vec<(String, DateTime<Utc>)> = defaults
+            .iter()
+            .map(|m| (m.to_string(), m.next().start_in(job.timezone)))
+            .collect();
         let owed = self
             .store
             .call(move |s| {

@@ -7,15 +7,22 @@ use rusqlite::params;
 use super::{ts, Result, Store};
 
 impl Store {
-    /// Records that these months are due for the job (a run's default months):
-    /// each stays owed until [`Store::settle_month`].
-    pub fn owe_months(&self, job: &str, months: &[String], now: DateTime<Utc>) -> Result<()> {
+    /// Records that these months (`YYYY-MM`, and when each closes in the job's
+    /// timezone) are due for the job (a run's default months): each stays owed
+    /// until [`Store::settle_month`].
+    pub fn owe_months(
+        &self,
+        job: &str,
+        months: &[(String, DateTime<Utc>)],
+        now: DateTime<Utc>,
+    ) -> Result<()> {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        for month in months {
+        for (month, closes_at) in months {
             tx.execute(
-                "INSERT OR IGNORE INTO months_owed (job, month, since) VALUES (?1, ?2, ?3)",
-                params![job, month, ts(now)],
+                "INSERT OR IGNORE INTO months_owed (job, month, since, closes_at)
+                 VALUES (?1, ?2, ?3, ?4)",
+                params![job, month, ts(now), ts(*closes_at)],
             )?;
         }
         tx.commit()?;
@@ -32,9 +39,14 @@ impl Store {
         Ok(rows.collect::<std::result::Result<_, _>>()?)
     }
 
-    /// Owed months (of `job`, or every job), for `status`: (job, month,
-    /// since). A database from before months were owed has none.
-    pub fn all_owed(&self, job: Option<&str>) -> Result<Vec<(String, String, String)>> {
+    /// Months owed as of `now` (of `job`, or every job), for `status`: (job,
+    /// month, since) of those closed by `now` in their job's timezone. A
+    /// database from before months were owed has none.
+    pub fn all_owed(
+        &self,
+        job: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<(String, String, String)>> {
         let conn = self.conn();
         let known: i64 = conn.query_row(
             "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'months_owed'",
@@ -45,9 +57,12 @@ impl Store {
             return Ok(Vec::new());
         }
         let mut stmt = conn.prepare(
-            "SELECT job, month, since FROM months_owed WHERE ?1 IS NULL OR job = ?1 ORDER BY job, month",
+            "SELECT job, month, since FROM months_owed
+             WHERE (?1 IS NULL OR job = ?1) AND closes_at <= ?2 ORDER BY job, month",
         )?;
-        let rows = stmt.query_map(params![job], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+        let rows = stmt.query_map(params![job, ts(now)], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })?;
         Ok(rows.collect::<std::result::Result<_, _>>()?)
     }
 
@@ -66,19 +81,29 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_month_is_owed_once_until_settled() {
+    fn a_month_is_owed_once_until_settled_and_listed_once_closed() {
         let dir = tempfile::tempdir().expect("tempdir");
         let s = Store::open(&dir.path().join("t.db")).expect("open");
         let now = Utc::now();
-        s.owe_months("j", &["2026-12".into(), "2027-01".into()], now)
-            .expect("owe");
-        s.owe_months("j", &["2027-01".into()], now)
+        let (past, later) = (
+            now - chrono::Duration::days(1),
+            now + chrono::Duration::days(1),
+        );
+        let dec = ("2026-12".to_string(), past);
+        let jan = ("2027-01".to_string(), later);
+        s.owe_months("j", &[dec, jan.clone()], now).expect("owe");
+        s.owe_months("j", std::slice::from_ref(&jan), now)
             .expect("owe again");
-        s.owe_months("k", &["2026-11".into()], now).expect("owe k");
+        s.owe_months("k", &[("2026-11".into(), past)], now)
+            .expect("owe k");
         assert_eq!(s.owed_months("j").expect("owed"), ["2026-12", "2027-01"]);
+        // `status` lists only months closed by now: January is in progress.
+        let listed = s.all_owed(Some("j"), now).expect("j");
+        let months: Vec<&str> = listed.iter().map(|r| r.1.as_str()).collect();
+        assert_eq!(months, ["2026-12"]);
         s.settle_month("j", "2026-12").expect("settle");
         assert_eq!(s.owed_months("j").expect("owed"), ["2027-01"]);
-        assert_eq!(s.all_owed(None).expect("all").len(), 2);
-        assert_eq!(s.all_owed(Some("k")).expect("k").len(), 1);
+        assert_eq!(s.all_owed(None, now).expect("all").len(), 1);
+        assert_eq!(s.all_owed(None, later).expect("all later").len(), 2);
     }
 }

@@ -101,12 +101,14 @@ CREATE TABLE written_log (
     r#"
 ALTER TABLE pending_batches ADD COLUMN in_flight_until TEXT;
 "#,
-    // Months a job owes: due in a run, not yet synced in full after they closed.
+    // Months a job owes: due in a run, not yet synced in full after they closed
+    // (`closes_at`: when the month ends in the job's timezone).
     r#"
 CREATE TABLE months_owed (
-    job   TEXT NOT NULL,
-    month TEXT NOT NULL,
-    since TEXT NOT NULL,
+    job       TEXT NOT NULL,
+    month     TEXT NOT NULL,
+    since     TEXT NOT NULL,
+    closes_at TEXT NOT NULL,
     PRIMARY KEY (job, month)
 ) WITHOUT ROWID;
 "#,
