@@ -14,7 +14,9 @@ use crate::config::job::{Rate, RetryConfig, Target};
 use crate::http::codes::{self, Class};
 use crate::http::pace::Pacer;
 use crate::http::retry::{retry, Attempt, RetryError};
-use crate::http::{describe, endpoint_url, redact, redirected, CallStats, Url};
+use crate::http::{
+    describe, endpoint_url, read_capped, redact, redirected, CallStats, ReadError, Url, BODY_CAP,
+};
 use crate::mapping::WriteData;
 use crate::secret::Secret;
 use crate::store::PendingRecord;
@@ -242,11 +244,27 @@ impl Jiandaoyun {
                 message,
             });
         }
-        let text = match resp.text().await {
+        let text = match read_capped(resp, BODY_CAP, endpoint).await {
             Ok(t) => t,
-            Err(e) => return unclear(describe(e), false),
+            Err(ReadError::Transport(e)) => return unclear(e, false),
+            // Not retried: the same request gets the same answer. For a create the
+            // server did answer, so the records may be stored: ambiguous, and the
+            // writer reconciles by key.
+            Err(e @ ReadError::TooLarge { .. }) => {
+                return match resend {
+                    Resend::Safe => Attempt::Fail(JdyError::Protocol {
+                        endpoint: endpoint.to_string(),
+                        message: e.to_string(),
+                    }),
+                    Resend::Never => Attempt::Fail(JdyError::Ambiguous {
+                        endpoint: endpoint.to_string(),
+                        reason: e.to_string(),
+                        answered: true,
+                    }),
+                }
+            }
         };
-        let parsed: Result<Value, _> = serde_json::from_str(&text);
+        let parsed: Result<Value, _> = serde_json::from_slice(&text);
         if status.is_success() {
             return match parsed {
                 Ok(v) => Attempt::Done(v),
@@ -446,5 +464,78 @@ impl Jiandaoyun {
         let body = self.body(json!({ "data_ids": data_ids }));
         let v = self.post(BATCH_DELETE, &body, Resend::Safe).await?;
         Ok(v["success_count"].as_u64().unwrap_or(0))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::BODY_CAP;
+    use std::time::Instant;
+
+    /// A Jiandaoyun stand-in that answers every call with an endless chunked JSON
+    /// stream (no Content-Length), as a broken or hostile server could.
+    async fn endless_target() -> Jiandaoyun {
+        let endless = || async {
+            let chunk = axum::body::Bytes::from(format!("[{}", "0,".repeat(8 * 1024)));
+            let stream = futures::stream::repeat_with(move || {
+                Ok::<_, std::convert::Infallible>(chunk.clone())
+            });
+            axum::body::Body::from_stream(stream)
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let app = axum::Router::new().fallback(endless);
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let target = Target {
+            api_key: Secret::new("k3y-k3y-k3y"),
+            app_id: "app".into(),
+            entry_id: "entry".into(),
+            base_url: Url::parse(&format!("http://{addr}")).unwrap(),
+            is_start_workflow: false,
+            is_start_trigger: false,
+            limits: Vec::new(),
+            retry: RetryConfig::JIANDAOYUN,
+            request_timeout: Duration::from_secs(60),
+        };
+        let http = crate::http::client(target.request_timeout).unwrap();
+        Jiandaoyun::new(http, &target, Arc::new(CallStats::default()))
+    }
+
+    /// The endless answer stops at the cap, at once and without a retry: the
+    /// error names the endpoint and the cap.
+    #[tokio::test]
+    async fn an_endless_widget_list_fails_at_the_cap_without_retrying() {
+        let jdy = endless_target().await;
+        let started = Instant::now();
+        let err = jdy.widgets().await.unwrap_err();
+        assert!(started.elapsed() < Duration::from_secs(5), "{err}");
+        assert!(matches!(err, JdyError::Protocol { .. }), "{err:?}");
+        let text = err.to_string();
+        assert!(text.contains(WIDGETS), "{text}");
+        assert!(text.contains("1 MiB cap"), "{text}");
+        assert_eq!(jdy.stats.snapshot()[WIDGETS].calls, 1);
+        assert_eq!(BODY_CAP, 1024 * 1024);
+    }
+
+    /// A create answered without end did reach the server: it may be stored, so
+    /// it is ambiguous (the writer reconciles), never resent.
+    #[tokio::test]
+    async fn an_endless_create_answer_is_ambiguous() {
+        let jdy = endless_target().await;
+        let err = jdy
+            .batch_create("t-1", &[], || async { Ok(()) })
+            .await
+            .unwrap_err();
+        match &err {
+            JdyError::Ambiguous {
+                reason, answered, ..
+            } => {
+                assert!(*answered);
+                assert!(reason.contains("1 MiB cap"), "{reason}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(jdy.stats.snapshot()[BATCH_CREATE].calls, 1);
     }
 }

@@ -69,6 +69,75 @@ pub fn redirected(status: reqwest::StatusCode) -> Option<String> {
     })
 }
 
+/// The most any answer may hold, unless its endpoint has its own cap below. Token,
+/// roster, form-field, record-page and webhook answers are a few KiB to a few
+/// hundred KiB; 1 MiB leaves room and still keeps a hostile or broken server from
+/// growing the process (a 256 Mi container limit in deploy/) by streaming forever.
+pub const BODY_CAP: usize = 1024 * 1024;
+/// Report answers: WeCom `getcheckin_monthdata` (up to 100 users × a month of
+/// rule and exception detail) and DingTalk attendance-report columns run to a few
+/// MiB on large pages, so they get 8 MiB.
+pub const REPORT_BODY_CAP: usize = 8 * 1024 * 1024;
+
+/// Why an answer's body could not be read in full.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// The answer is (or says it is) larger than the endpoint's cap: not retried,
+    /// since the same request gets the same answer.
+    #[error("the answer from {endpoint} is larger than its {cap_mib} MiB cap{declared}; it was not read", cap_mib = mib(*cap), declared = declared.map(|n| format!(" (Content-Length {n})")).unwrap_or_default())]
+    TooLarge {
+        endpoint: String,
+        cap: usize,
+        declared: Option<u64>,
+    },
+    /// The connection failed while reading (already [`describe`]d).
+    #[error("{0}")]
+    Transport(String),
+}
+
+fn mib(bytes: usize) -> String {
+    let m = bytes as f64 / (1024.0 * 1024.0);
+    if m.fract() == 0.0 {
+        format!("{m:.0}")
+    } else {
+        format!("{m:.2}")
+    }
+}
+
+/// Reads an answer's body, at most `cap` bytes: a `Content-Length` over the cap is
+/// refused before anything is read, and a body without one (chunked) is read chunk
+/// by chunk and given up as soon as it passes the cap, so memory stays bounded
+/// whatever the server sends.
+pub async fn read_capped(
+    mut resp: reqwest::Response,
+    cap: usize,
+    endpoint: &str,
+) -> Result<Vec<u8>, ReadError> {
+    let too_large = |declared| ReadError::TooLarge {
+        endpoint: endpoint.to_string(),
+        cap,
+        declared,
+    };
+    let declared = resp.content_length();
+    if let Some(n) = declared {
+        if n > cap as u64 {
+            return Err(too_large(Some(n)));
+        }
+    }
+    let mut body = Vec::with_capacity(declared.map_or(0, |n| n as usize));
+    while let Some(chunk) = resp
+        .chunk()
+        .await
+        .map_err(|e| ReadError::Transport(describe(e)))?
+    {
+        if body.len() + chunk.len() > cap {
+            return Err(too_large(None));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
 /// Describes a transport error without its URL: URLs carry access tokens and,
 /// for token endpoints, secrets.
 pub fn describe(err: reqwest::Error) -> String {
@@ -203,6 +272,64 @@ mod tests {
             at("http://127.0.0.1:9/proxy", "topapi/v1"),
             "http://127.0.0.1:9/proxy/topapi/v1"
         );
+    }
+
+    async fn serve(app: axum::Router) -> std::net::SocketAddr {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        addr
+    }
+
+    #[tokio::test]
+    async fn an_oversized_content_length_is_refused_before_reading() {
+        let addr = serve(axum::Router::new().fallback(|| async { vec![b'x'; 4096] })).await;
+        let http = client(Duration::from_secs(5)).unwrap();
+        let resp = http.get(format!("http://{addr}/")).send().await.unwrap();
+        assert_eq!(resp.content_length(), Some(4096));
+        let err = read_capped(resp, 1024, "widget/list").await.unwrap_err();
+        assert!(matches!(
+            err,
+            ReadError::TooLarge {
+                declared: Some(4096),
+                ..
+            }
+        ));
+        let text = err.to_string();
+        assert!(text.contains("widget/list"), "{text}");
+        assert!(text.contains("Content-Length 4096"), "{text}");
+
+        // At the cap is fine.
+        let resp = http.get(format!("http://{addr}/")).send().await.unwrap();
+        assert_eq!(read_capped(resp, 4096, "x").await.unwrap().len(), 4096);
+    }
+
+    #[tokio::test]
+    async fn an_endless_stream_stops_at_the_cap() {
+        let endless = || async {
+            let chunk = bytes_chunk();
+            let stream = futures::stream::repeat_with(move || {
+                Ok::<_, std::convert::Infallible>(chunk.clone())
+            });
+            axum::body::Body::from_stream(stream)
+        };
+        let addr = serve(axum::Router::new().fallback(endless)).await;
+        let http = client(Duration::from_secs(30)).unwrap();
+        let resp = http.get(format!("http://{addr}/")).send().await.unwrap();
+        assert_eq!(resp.content_length(), None);
+        let started = std::time::Instant::now();
+        let err = read_capped(resp, BODY_CAP, "widget/list")
+            .await
+            .unwrap_err();
+        assert!(started.elapsed() < Duration::from_secs(5));
+        assert_eq!(
+            err.to_string(),
+            "the answer from widget/list is larger than its 1 MiB cap; it was not read"
+        );
+    }
+
+    fn bytes_chunk() -> axum::body::Bytes {
+        axum::body::Bytes::from(vec![b'x'; 16 * 1024])
     }
 
     /// A vendor's redirect is an answer, not an instruction: following it would

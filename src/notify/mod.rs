@@ -21,7 +21,7 @@ use sha2::Sha256;
 
 use crate::app::EXIT_BUSY;
 use crate::config::job::{Job, Notify, NotifyOn, Source, WorkNotice};
-use crate::http::{describe, endpoint_url, redact};
+use crate::http::{describe, endpoint_url, read_capped, redact, BODY_CAP};
 use crate::secret::Secret;
 use crate::sync::JobReport;
 
@@ -365,7 +365,12 @@ impl Sender<'_> {
             .await
             .map_err(describe)?;
         let status = response.status();
-        let body = response.text().await.map_err(describe)?;
+        // Robots and webhooks answer a few bytes; the cap keeps a broken receiver
+        // from growing the process. Lossy: the text is only checked and quoted.
+        let body = read_capped(response, BODY_CAP, "the alert receiver")
+            .await
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .map_err(|e| e.to_string())?;
         if status.is_success() {
             Ok(body)
         } else {

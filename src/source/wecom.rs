@@ -19,11 +19,22 @@ use crate::http::pace::Pacer;
 use crate::http::retry::{retry, Attempt, RetryError};
 use crate::http::token::TokenCache;
 use crate::http::{
-    describe, endpoint_url, errcode_attempt, redact, redirected, ApiFailure, CallStats, Url,
+    describe, endpoint_url, errcode_attempt, read_capped, redact, redirected, ApiFailure,
+    CallStats, ReadError, Url, BODY_CAP, REPORT_BODY_CAP,
 };
 use crate::mapping::{Node, Tree};
 use crate::roster::UserIds;
 use crate::secret::Secret;
+
+/// The most an answer of `endpoint` may hold: monthdata carries a month of
+/// detail for up to 100 employees; the rest are small (see [`BODY_CAP`]).
+fn body_cap(endpoint: &str) -> usize {
+    if endpoint == MONTHDATA {
+        REPORT_BODY_CAP
+    } else {
+        BODY_CAP
+    }
+}
 
 const VENDOR: &str = "WeCom";
 pub const MONTHDATA: &str = "checkin/getcheckin_monthdata";
@@ -139,9 +150,19 @@ impl WecomClient {
                 message,
             }));
         }
-        let mut bytes: Vec<u8> = match resp.bytes().await {
-            Ok(b) => b.into(),
-            Err(e) => return Attempt::Transient(format!("HTTP {status}, {}", describe(e))),
+        let mut bytes = match read_capped(resp, body_cap(endpoint), endpoint).await {
+            Ok(b) => b,
+            Err(ReadError::Transport(e)) => {
+                return Attempt::Transient(format!("HTTP {status}, {e}"))
+            }
+            // Not retried: the same request gets the same answer.
+            Err(e @ ReadError::TooLarge { .. }) => {
+                return Attempt::Fail(CallError::Source(SourceError::Protocol {
+                    vendor: VENDOR,
+                    endpoint: endpoint.to_string(),
+                    message: e.to_string(),
+                }))
+            }
         };
         // One pass over the answer when it has the expected shape; an answer that
         // does not is read again for its errcode alone.

@@ -45,7 +45,8 @@ use crate::http::pace::{Pacer, TOTAL};
 use crate::http::retry::{retry, Attempt, RetryError};
 use crate::http::token::TokenCache;
 use crate::http::{
-    describe, endpoint_url, errcode_attempt, redact, redirected, ApiFailure, CallStats, Url,
+    describe, endpoint_url, errcode_attempt, read_capped, redact, redirected, ApiFailure,
+    CallStats, ReadError, Url, BODY_CAP, REPORT_BODY_CAP,
 };
 use crate::month::{report_window, Month};
 use crate::roster::UserIds;
@@ -58,6 +59,17 @@ pub const USER_LIST: &str = "topapi/v2/user/list";
 pub const GETATTCOLUMNS: &str = "topapi/attendance/getattcolumns";
 pub const GETCOLUMNVAL: &str = "topapi/attendance/getcolumnval";
 pub const GETLEAVETIME: &str = "topapi/attendance/getleavetimebynames";
+
+/// The most an answer of `endpoint` may hold: report values (a month of columns
+/// for a page of employees) and leave times are large; the rest are small (see
+/// [`BODY_CAP`]).
+fn body_cap(endpoint: &str) -> usize {
+    if endpoint == GETCOLUMNVAL || endpoint == GETLEAVETIME {
+        REPORT_BODY_CAP
+    } else {
+        BODY_CAP
+    }
+}
 
 /// The endpoints counted against the monthly quota (dingtalk.md §9, §14: every
 /// attendance call; token and contacts calls are free).
@@ -722,9 +734,19 @@ impl DingtalkClient {
             Err(e) => return Attempt::Transient(describe(e)),
         };
         let status = resp.status();
-        let bytes = match resp.bytes().await {
+        let bytes = match read_capped(resp, body_cap(endpoint), endpoint).await {
             Ok(b) => b,
-            Err(e) => return Attempt::Transient(format!("HTTP {status}, {}", describe(e))),
+            Err(ReadError::Transport(e)) => {
+                return Attempt::Transient(format!("HTTP {status}, {e}"))
+            }
+            // Not retried: the same request gets the same answer.
+            Err(e @ ReadError::TooLarge { .. }) => {
+                return Attempt::Fail(CallError::Source(SourceError::Protocol {
+                    vendor: VENDOR,
+                    endpoint: endpoint.to_string(),
+                    message: e.to_string(),
+                }))
+            }
         };
         let body = match read_answer(status, &bytes) {
             Read::Body(body) => body,
