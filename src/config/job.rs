@@ -121,6 +121,7 @@ const WECOM_KEYS: &[&str] = &[
     "corp_id",
     "secret",
     "base_url",
+    "allow_insecure_http",
     "departments",
     "userids",
     "limits",
@@ -131,6 +132,7 @@ const DINGTALK_KEYS: &[&str] = &[
     "app_key",
     "app_secret",
     "base_url",
+    "allow_insecure_http",
     "columns",
     "leave_names",
     "monthly_call_budget",
@@ -144,6 +146,7 @@ const TARGET_KEYS: &[&str] = &[
     "app_id",
     "entry_id",
     "base_url",
+    "allow_insecure_http",
     "is_start_workflow",
     "is_start_trigger",
     "request_timeout",
@@ -423,6 +426,7 @@ pub(super) fn read_base_url(
     default: &str,
     errors: &mut Vec<ConfigError>,
 ) -> Option<Url> {
+    let insecure_ok = allow_insecure_http(t, errors);
     let Some(text) = t.string("base_url", errors) else {
         return (!t.contains("base_url")).then(|| default_url(default));
     };
@@ -431,11 +435,41 @@ pub(super) fn read_base_url(
         return None;
     }
     match Url::parse(text.value.trim_end_matches('/')) {
+        Ok(url) if url.scheme() == "http" && !insecure_ok && !is_loopback(&url) => {
+            errors.push(t.error(text.span, "base_url", INSECURE_HTTP));
+            None
+        }
         Ok(url) => Some(url),
         Err(e) => {
             errors.push(t.error(text.span, "base_url", format!("not a valid URL: {e}")));
             None
         }
+    }
+}
+
+/// Why a plain `http://` address is refused: the request would carry the vendor
+/// credentials (secrets, tokens, API keys, webhook keys) in clear text.
+pub(super) const INSECURE_HTTP: &str =
+    "`http://` would send credentials in clear text; use `https://`, or set \
+     `allow_insecure_http = true` in this table if the network in between is trusted \
+     (loopback hosts such as 127.0.0.1, ::1 and localhost are always allowed)";
+
+/// The table's `allow_insecure_http` (default false). Read by every table that
+/// names a URL, whether or not it has one, so the key is always known there.
+pub(super) fn allow_insecure_http(t: &Table<'_, '_>, errors: &mut Vec<ConfigError>) -> bool {
+    t.bool("allow_insecure_http", errors).unwrap_or(false)
+}
+
+/// Loopback hosts (127.0.0.0/8, ::1, localhost): plain HTTP to them never leaves
+/// the machine (the simulators, a local proxy).
+pub(super) fn is_loopback(url: &Url) -> bool {
+    let Some(host) = url.host_str() else {
+        return false;
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    match host.parse::<std::net::IpAddr>() {
+        Ok(ip) => ip.is_loopback(),
+        Err(_) => host.eq_ignore_ascii_case("localhost"),
     }
 }
 
@@ -604,6 +638,66 @@ entry_id = "entry"
             errors,
             ["jobs/j.toml:10:12: `source.base_url`: expected an http:// or https:// URL"]
         );
+    }
+
+    /// Credentials never go out in clear text by a typo: plain `http://` only to a
+    /// loopback host (the simulators) or with `allow_insecure_http = true`.
+    #[test]
+    fn plain_http_needs_a_loopback_host_or_an_explicit_allowance() {
+        let text = GOOD.replace("http://127.0.0.1:9/", "http://example.com/");
+        let errors = parse(&text).expect_err("refused");
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(
+            errors[0].starts_with(
+                "jobs/j.toml:10:12: `source.base_url`: `http://` would send credentials in clear text; use `https://`"
+            ),
+            "{errors:?}"
+        );
+        assert!(
+            errors[0].contains("allow_insecure_http = true"),
+            "{errors:?}"
+        );
+
+        for host in [
+            "127.0.0.1:9",
+            "127.8.9.10",
+            "[::1]:9",
+            "localhost:9",
+            "LOCALHOST",
+        ] {
+            let text = GOOD.replace("127.0.0.1:9", host);
+            assert!(parse(&text).is_ok(), "{host}: {:?}", parse(&text).err());
+        }
+
+        let text = GOOD.replace(
+            "base_url = \"http://127.0.0.1:9/\"",
+            "base_url = \"http://attendance-proxy.internal/\"\nallow_insecure_http = true",
+        );
+        let job = parse(&text).expect("allowed");
+        let Source::Wecom(src) = job.source else {
+            panic!("expected wecom")
+        };
+        assert_eq!(src.base_url.as_str(), "http://attendance-proxy.internal/");
+
+        // The target's table has its own switch; the source's does not cover it.
+        let text = GOOD.replace(
+            "entry_id = \"entry\"",
+            "entry_id = \"entry\"\nbase_url = \"http://jdy.example.com\"",
+        );
+        let errors = parse(&text).expect_err("refused");
+        assert!(
+            errors[0].contains("`target.base_url`: `http://`"),
+            "{errors:?}"
+        );
+        let text = GOOD.replace(
+            "entry_id = \"entry\"",
+            "entry_id = \"entry\"\nbase_url = \"http://jdy.example.com\"\nallow_insecure_http = true",
+        );
+        assert!(parse(&text).is_ok());
+
+        // https is always fine.
+        let text = GOOD.replace("http://127.0.0.1:9/", "https://example.com/");
+        assert!(parse(&text).is_ok());
     }
 
     #[test]

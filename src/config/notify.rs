@@ -5,7 +5,10 @@
 use std::time::Duration;
 
 use super::diag::{one_of, ConfigError};
-use super::job::{default_url, in_range, read_base_url, Source, DINGTALK_BASE_URL};
+use super::job::{
+    allow_insecure_http, default_url, in_range, is_loopback, read_base_url, Source,
+    DINGTALK_BASE_URL, INSECURE_HTTP,
+};
 use super::limits::parse_duration;
 use super::reader::Table;
 use crate::http::Url;
@@ -78,11 +81,19 @@ const NOTIFY_KEYS: &[&str] = &[
     "dingtalk_robot",
     "dingtalk_robot_secret",
     "webhook",
+    "allow_insecure_http",
     "dingtalk_work_notice",
 ];
 const NOTIFY_ON: &[&str] = &["failure", "always"];
 const LANGUAGES: &[&str] = &["zh", "en"];
-const WORK_NOTICE_KEYS: &[&str] = &["agent_id", "userids", "app_key", "app_secret", "base_url"];
+const WORK_NOTICE_KEYS: &[&str] = &[
+    "agent_id",
+    "userids",
+    "app_key",
+    "app_secret",
+    "base_url",
+    "allow_insecure_http",
+];
 /// `asyncsend_v2` takes at most 100 userids per call.
 const MAX_NOTICE_USERIDS: usize = 100;
 
@@ -103,9 +114,10 @@ pub(super) fn read_notify(
         _ => Language::Zh,
     };
     let repeat_after = read_repeat_after(t, errors);
-    let wecom_robot = read_url(t, "wecom_robot", errors);
-    let dingtalk_robot = read_url(t, "dingtalk_robot", errors);
-    let webhook = read_url(t, "webhook", errors);
+    let insecure_ok = allow_insecure_http(t, errors);
+    let wecom_robot = read_url(t, "wecom_robot", insecure_ok, errors);
+    let dingtalk_robot = read_url(t, "dingtalk_robot", insecure_ok, errors);
+    let webhook = read_url(t, "webhook", insecure_ok, errors);
     let dingtalk_robot_secret = match t.string("dingtalk_robot_secret", errors) {
         None => None,
         Some(s) if s.value.trim().is_empty() => {
@@ -186,7 +198,13 @@ fn read_repeat_after(t: &Table<'_, '_>, errors: &mut Vec<ConfigError>) -> Option
 }
 
 /// An optional webhook URL. The value is never echoed in a message: it carries a key.
-fn read_url(t: &Table<'_, '_>, key: &str, errors: &mut Vec<ConfigError>) -> Option<Secret> {
+/// Plain `http://` only to a loopback host or with `allow_insecure_http = true`.
+fn read_url(
+    t: &Table<'_, '_>,
+    key: &str,
+    insecure_ok: bool,
+    errors: &mut Vec<ConfigError>,
+) -> Option<Secret> {
     let url = t.string(key, errors)?;
     let v = url.value.trim();
     let rest = v
@@ -196,6 +214,14 @@ fn read_url(t: &Table<'_, '_>, key: &str, errors: &mut Vec<ConfigError>) -> Opti
         Some(rest)
             if !rest.is_empty() && !rest.starts_with('/') && !v.contains(char::is_whitespace) =>
         {
+            if v.starts_with("http://") && !insecure_ok {
+                // Unparseable hosts are not loopback: refused here, with the same hint.
+                let loopback = Url::parse(v).is_ok_and(|u| is_loopback(&u));
+                if !loopback {
+                    errors.push(t.error(url.span, key, INSECURE_HTTP));
+                    return None;
+                }
+            }
             Some(Secret::new(v))
         }
         _ => {
@@ -259,6 +285,7 @@ fn read_work_notice(
     let base_url = if n.contains("base_url") {
         read_base_url(n, DINGTALK_BASE_URL, errors)
     } else {
+        allow_insecure_http(n, errors);
         None
     };
     let dingtalk = match source {
@@ -403,6 +430,36 @@ base_url = "http://127.0.0.1:7/"
             + "\n[notify.dingtalk_work_notice]\nagent_id = 42\nuserids = [\"boss\"]\napp_key = \"k\"\napp_secret = \"s\"\n";
         let notice = notify_of(&text).dingtalk_work_notice.expect("notice");
         assert_eq!(notice.base_url.as_str(), "https://oapi.dingtalk.com/");
+    }
+
+    /// Webhook URLs carry keys: plain `http://` only to a loopback host or with
+    /// `allow_insecure_http = true` in `[notify]`; the URL is never echoed.
+    #[test]
+    fn plain_http_webhooks_need_loopback_or_an_allowance() {
+        let table = |extra: &str| {
+            GOOD.to_string()
+                + &format!(
+                    "\n[notify]\nwebhook = \"http://example.com/hook?key=leaky-key-42\"\n{extra}"
+                )
+        };
+        let errors = parse(&table("")).expect_err("refused");
+        let all = errors.join("\n");
+        assert!(
+            all.contains("jobs/j.toml:24:11: `notify.webhook`: `http://` would send credentials in clear text"),
+            "{all}"
+        );
+        assert!(!all.contains("leaky-key-42"), "{all}");
+
+        let n = notify_of(&table("allow_insecure_http = true"));
+        assert_eq!(
+            n.webhook.as_ref().map(Secret::expose),
+            Some("http://example.com/hook?key=leaky-key-42")
+        );
+
+        let text = GOOD.to_string()
+            + "\n[notify]\nwebhook = \"http://127.0.0.1:9/hook\"\nwecom_robot = \"http://[::1]:9/r\"\n";
+        let n = notify_of(&text);
+        assert!(n.webhook.is_some() && n.wecom_robot.is_some());
     }
 
     #[test]
