@@ -374,3 +374,46 @@ async fn check_refuses_an_empty_secret_and_warns_of_a_limit_above_quota() {
         .expect_code(2)
         .expect_contains("`target.limits.\"data/bach_create\"`: unknown Jiandaoyun endpoint; known endpoints: \"data/batch_create\"");
 }
+
+/// A Jiandaoyun that answers `widget/list` with an endless chunked stream: the run
+/// fails within seconds, naming the endpoint and the cap, instead of growing until
+/// the kernel kills it (the cap bounds memory; the timeout only bounds time).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endless_answer_fails_the_run_at_the_cap() {
+    let env = Env::start(5, WecomSimConfig::default(), JdySimConfig::default()).await;
+    let endless = || async {
+        let chunk = axum::body::Bytes::from(format!("{{\"widgets\":[{}", "{},".repeat(8192)));
+        let stream =
+            futures::stream::repeat_with(move || Ok::<_, std::convert::Infallible>(chunk.clone()));
+        axum::body::Body::from_stream(stream)
+    };
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+        .await
+        .unwrap_or_else(|e| panic!("bind: {e}"));
+    let addr = listener
+        .local_addr()
+        .unwrap_or_else(|e| panic!("addr: {e}"));
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, axum::Router::new().fallback(endless)).await;
+    });
+    env.write_job("", "");
+    let job = std::fs::read_to_string(env.path().join("jobs/wecom_monthly.toml"))
+        .unwrap_or_default()
+        .replace(
+            &format!("base_url = \"{}\"", env.jdy.base_url()),
+            &format!("base_url = \"http://{addr}\""),
+        );
+    assert!(job.contains(&addr.to_string()), "{job}");
+    env.write("jobs/wecom_monthly.toml", &job);
+
+    let started = std::time::Instant::now();
+    let run = env.run(&["run", "--month", "2026-10"]).await;
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(20),
+        "{}",
+        run.all()
+    );
+    assert_ne!(run.code(), 0, "{}", run.all());
+    run.expect_contains("widget/list")
+        .expect_contains("1 MiB cap");
+}
