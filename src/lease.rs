@@ -64,7 +64,7 @@ impl Lease {
         if let Some(h) = holder {
             return Ok(Err(format!(
                 "job {job} is already running in another process ({}); its lease expires at {} unless renewed",
-                h.owner,
+                crate::text::clean(&h.owner),
                 h.expires_at.to_rfc3339()
             )));
         }

@@ -21,7 +21,7 @@ use sha2::Sha256;
 
 use crate::app::EXIT_BUSY;
 use crate::config::job::{Job, Notify, NotifyOn, Source, WorkNotice};
-use crate::http::{describe, endpoint_url, redact};
+use crate::http::{describe, endpoint_url, redact, redact_secrets};
 use crate::secret::Secret;
 use crate::sync::JobReport;
 
@@ -498,7 +498,7 @@ pub(crate) fn as_strs(secrets: &[String]) -> Vec<&str> {
 
 fn scrub(value: &mut Value, secrets: &[&str]) {
     match value {
-        Value::String(s) => *s = redact(s, secrets),
+        Value::String(s) => *s = redact_secrets(s, secrets),
         Value::Array(items) => items.iter_mut().for_each(|v| scrub(v, secrets)),
         Value::Object(map) => map.values_mut().for_each(|v| scrub(v, secrets)),
         _ => {}
