@@ -3,6 +3,7 @@
 
 use crate::jiandaoyun::Widget;
 use crate::mapping::{FieldInfo, ValueType};
+use crate::text::clean;
 
 /// Form field types a value of each mapping type can be written to.
 fn accepts(value_type: ValueType, widget_type: &str) -> bool {
@@ -73,15 +74,17 @@ pub fn problems(fields: &[FieldInfo], key_fields: &[String], widgets: &[Widget])
         if read_only(&w.kind) {
             out.push(format!(
                 "mapped field `{}` is a {} field (\"{}\"), which the API cannot write",
-                f.name, w.kind, w.label
+                f.name,
+                clean(&w.kind),
+                clean(&w.label)
             ));
         } else if !accepts(f.value_type, &w.kind) {
             out.push(format!(
                 "mapped field `{}` sends a {} value, but the form's field \"{}\" is of type {}",
                 f.name,
                 f.value_type.as_str(),
-                w.label,
-                w.kind
+                clean(&w.label),
+                clean(&w.kind)
             ));
         }
         if key_fields.contains(&f.name)
@@ -89,7 +92,8 @@ pub fn problems(fields: &[FieldInfo], key_fields: &[String], widgets: &[Widget])
         {
             out.push(format!(
                 "key field `{}` is of type {}; key fields must be text (or number) so records can be found again",
-                f.name, w.kind
+                f.name,
+                clean(&w.kind)
             ));
         }
     }
@@ -101,12 +105,13 @@ pub fn describe_widgets(widgets: &[Widget]) -> String {
     widgets
         .iter()
         .map(|w| {
+            // Names, labels and types are the form's text: escaped like any vendor text.
             let id = if w.name == w.widget_name {
-                w.name.clone()
+                clean(&w.name).into_owned()
             } else {
-                format!("{} [{}]", w.name, w.widget_name)
+                format!("{} [{}]", clean(&w.name), clean(&w.widget_name))
             };
-            format!("{id} (\"{}\", {})", w.label, w.kind)
+            format!("{id} (\"{}\", {})", clean(&w.label), clean(&w.kind))
         })
         .collect::<Vec<_>>()
         .join(", ")
@@ -131,6 +136,18 @@ mod tests {
             value_type,
             from: format!("src.{name}"),
         }
+    }
+
+    #[test]
+    fn the_forms_text_is_escaped() {
+        let mut w = widget("hours", "number");
+        w.label = "工时\n2026-01-01 ERROR forged\x1b[2J".into();
+        let text = describe_widgets(&[w]);
+        assert!(
+            text.contains(r#"("工时\n2026-01-01 ERROR forged\u{1b}[2J", number)"#),
+            "{text}"
+        );
+        assert!(!text.contains('\n') && !text.contains('\x1b'), "{text}");
     }
 
     #[test]

@@ -27,4 +27,5 @@ pub mod source;
 pub mod stdout;
 pub mod store;
 pub mod sync;
+pub mod text;
 pub mod writer;

@@ -162,6 +162,8 @@ impl MonthReport {
 
     /// A record that failed: counted, kept for the summary and logged at WARN.
     fn error(&mut self, message: String) {
+        // Keys and reasons carry employee data and vendor text: one line, escaped.
+        let message = crate::text::clean(&message).into_owned();
         tracing::warn!(job = %self.job, "{message}");
         self.counts.failed += 1;
         if self.errors.len() < MAX_ERRORS_KEPT {
@@ -637,7 +639,7 @@ fn record_outcome(job: &str, month: Month, out: Outcome, m: &mut MonthReport) {
         m.error(format!("{month} record {key}: {reason}"));
     }
     for key in out.duplicates {
-        tracing::warn!(%job, %month, %key, "the form holds this key more than once; updating the oldest record (`rerun --force` deletes the other copies)");
+        tracing::warn!(%job, %month, key = %crate::text::clean(&key.to_string()), "the form holds this key more than once; updating the oldest record (`rerun --force` deletes the other copies)");
         if !m.duplicates.contains(&key) {
             m.duplicates.push(key);
         }
@@ -827,7 +829,7 @@ async fn repair_chunk(
     form.look_up(writer, &records).await?;
     let repairs = form.compare(writer, records, force);
     for key in repairs.duplicates {
-        tracing::warn!(job = %m.job, month = %m.month, %key,
+        tracing::warn!(job = %m.job, month = %m.month, key = %crate::text::clean(&key.to_string()),
             "the form holds this key more than once; `rerun --force` deletes the extra copies");
         m.duplicates.push(key);
     }
@@ -1523,5 +1525,24 @@ impl Syncer {
                 Ok(out)
             })
             .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A month's errors reach the log, stdout, `runs.message` and alerts: employee
+    /// data and vendor text in them are escaped, on one line.
+    #[test]
+    fn month_errors_are_escaped() {
+        let month = Month::new(2026, 10).expect("month");
+        let mut m = MonthReport::new("job", month);
+        m.error("record u1\n* * * * * root sh\x1b[2J: rejected".to_string());
+        assert_eq!(
+            m.errors,
+            [r"record u1\n* * * * * root sh\u{1b}[2J: rejected"]
+        );
+        assert_eq!(m.counts.failed, 1);
     }
 }

@@ -198,11 +198,11 @@ fn read_job(
             Ok(tz) => Some(tz),
             Err(_) => {
                 errors.push(root.error(
-                    tz.span,
+                    tz.span.clone(),
                     "timezone",
                     format!(
-                        "unknown timezone \"{}\"; use an IANA name such as \"Asia/Shanghai\"",
-                        tz.value
+                        "unknown timezone {}; use an IANA name such as \"Asia/Shanghai\"",
+                        root.shown(&tz)
                     ),
                 ));
                 None
@@ -815,6 +815,24 @@ entry_id = "entry"
         assert_eq!(src.scope.departments, [2, 3]);
         assert!(with("userids = [\"a\", \" \"]").expect_err("invalid")[0]
             .contains("`source.userids`: a userid is empty"));
+    }
+
+    #[test]
+    fn a_bad_value_from_a_variable_is_named_by_the_variable_not_shown() {
+        let text = GOOD.replace("mapping = ", "timezone = \"${SECRET}\"\nmapping = ");
+        let errors = parse(&text).expect_err("invalid").join("\n");
+        assert!(
+            errors.contains("unknown timezone the value of ${SECRET}"),
+            "{errors}"
+        );
+        assert!(!errors.contains("s3cr3t"), "{errors}");
+        let text = GOOD.replace("type = \"wecom\"", "type = \"${SECRET}\"");
+        let errors = parse(&text).expect_err("invalid").join("\n");
+        assert!(
+            errors.contains("unknown value the value of ${SECRET}"),
+            "{errors}"
+        );
+        assert!(!errors.contains("s3cr3t"), "{errors}");
     }
 
     #[test]

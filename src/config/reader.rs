@@ -226,6 +226,21 @@ impl<'a, 'i> Table<'a, 'i> {
         None
     }
 
+    /// A string value as an error message may quote it: itself, or, when it
+    /// came from `${VAR}` (which could be a secret put under the wrong key),
+    /// only the variable's name.
+    pub fn shown(&self, value: &Located<String>) -> String {
+        let raw = self.file.text.get(value.span.clone()).unwrap_or("");
+        if raw.contains("${") {
+            format!(
+                "the value of {}",
+                raw.trim_matches(|c| c == '"' || c == '\'')
+            )
+        } else {
+            format!("\"{}\"", value.value)
+        }
+    }
+
     /// A string that must be one of `allowed`.
     pub fn choice(
         &self,
@@ -241,8 +256,8 @@ impl<'a, 'i> Table<'a, 'i> {
                 s.span.clone(),
                 key,
                 format!(
-                    "unknown value \"{}\"; allowed: {}",
-                    s.value,
+                    "unknown value {}; allowed: {}",
+                    self.shown(&s),
                     one_of(allowed)
                 ),
             ));

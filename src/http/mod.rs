@@ -166,14 +166,61 @@ pub fn describe(err: reqwest::Error) -> String {
     }
 }
 
-/// Removes every occurrence of each secret from a message that came from outside
-/// (a vendor's error text could echo a parameter back).
+/// A message that came from outside (a vendor's error text could echo a parameter
+/// back, and could hold newlines or terminal escapes) made fit for a log line,
+/// stdout and SQLite: every secret removed ([`redact_secrets`]), then control
+/// characters escaped ([`crate::text::clean`]).
 pub fn redact(message: &str, secrets: &[&str]) -> String {
+    crate::text::clean(&redact_secrets(message, secrets)).into_owned()
+}
+
+/// Removes every occurrence of each secret, in its plain form and percent-encoded
+/// (upper- and lower-case hex, with and without `/` left as is: a vendor may echo
+/// a query parameter back as it was sent), and nothing else. For text attendsync
+/// wrote itself, whose line breaks are meant (an alert); see [`redact`].
+pub fn redact_secrets(message: &str, secrets: &[&str]) -> String {
     let mut out = message.to_string();
     for s in secrets.iter().filter(|s| s.len() >= 4) {
         out = out.replace(*s, "***");
+        for form in percent_forms(s) {
+            if form != *s {
+                out = out.replace(&form, "***");
+            }
+        }
     }
     out
+}
+
+/// The percent-encoded forms of `s` a server might echo: every byte outside the
+/// URL-unreserved set encoded (or all but `/`), in upper- and lower-case hex, and
+/// the form encoding of a space as `+`.
+fn percent_forms(s: &str) -> Vec<String> {
+    let mut forms = Vec::new();
+    for keep_slash in [false, true] {
+        for upper in [true, false] {
+            for plus_space in [false, true] {
+                let mut out = String::with_capacity(s.len() * 3);
+                for &b in s.as_bytes() {
+                    if b.is_ascii_alphanumeric()
+                        || matches!(b, b'-' | b'.' | b'_' | b'~')
+                        || (keep_slash && b == b'/')
+                    {
+                        out.push(b as char);
+                    } else if plus_space && b == b' ' {
+                        out.push('+');
+                    } else if upper {
+                        out.push_str(&format!("%{b:02X}"));
+                    } else {
+                        out.push_str(&format!("%{b:02x}"));
+                    }
+                }
+                if !forms.contains(&out) {
+                    forms.push(out);
+                }
+            }
+        }
+    }
+    forms
 }
 
 /// Calls and throttling answers per endpoint, for the run summary and benchmarks.
@@ -252,6 +299,27 @@ pub async fn errcode_attempt<T>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secrets_are_redacted_plain_and_percent_encoded() {
+        let secrets = ["abc+def/gh=", "p%ss w0rd"];
+        let echoed = "corpsecret=abc%2Bdef%2Fgh%3D&x=abc%2bdef%2fgh%3d&y=abc%2Bdef/gh%3D \
+                      z=abc+def/gh= a=p%25ss%20w0rd b=p%25ss+w0rd c=p%ss w0rd";
+        let out = redact(echoed, &secrets);
+        assert_eq!(out, "corpsecret=***&x=***&y=*** z=*** a=*** b=*** c=***");
+        for form in ["abc", "def", "w0rd", "%2B", "%2b"] {
+            assert!(!out.contains(form), "{form} left in {out}");
+        }
+    }
+
+    /// A vendor's `errmsg` with a line break and terminal escapes reaches logs,
+    /// stdout and SQLite escaped, on one line.
+    #[test]
+    fn vendor_text_is_escaped_after_redaction() {
+        let out = redact("no\n2026-01-01 INFO forged\x1b[2J s3cr3t", &["s3cr3t"]);
+        assert_eq!(out, "no\\n2026-01-01 INFO forged\\u{1b}[2J ***");
+        assert_eq!(redact_secrets("a\nb s3cr3t", &["s3cr3t"]), "a\nb ***");
+    }
 
     #[test]
     fn endpoint_urls_keep_the_base_path() {

@@ -124,7 +124,11 @@ impl fmt::Display for FieldError {
         write!(
             f,
             "field \"{}\" ({}): value {} {}",
-            self.field, self.rule, self.value, self.message
+            self.field,
+            self.rule,
+            // JSON escapes C0 controls but not C1 or U+2028/2029: employee data.
+            crate::text::clean(&self.value),
+            self.message
         )
     }
 }

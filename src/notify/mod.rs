@@ -21,7 +21,7 @@ use sha2::Sha256;
 
 use crate::app::EXIT_BUSY;
 use crate::config::job::{Job, Notify, NotifyOn, Source, WorkNotice};
-use crate::http::{describe, endpoint_url, read_capped, redact, BODY_CAP};
+use crate::http::{describe, endpoint_url, read_capped, redact, redact_secrets, BODY_CAP};
 use crate::secret::Secret;
 use crate::sync::JobReport;
 
@@ -503,7 +503,7 @@ pub(crate) fn as_strs(secrets: &[String]) -> Vec<&str> {
 
 fn scrub(value: &mut Value, secrets: &[&str]) {
     match value {
-        Value::String(s) => *s = redact(s, secrets),
+        Value::String(s) => *s = redact_secrets(s, secrets),
         Value::Array(items) => items.iter_mut().for_each(|v| scrub(v, secrets)),
         Value::Object(map) => map.values_mut().for_each(|v| scrub(v, secrets)),
         _ => {}

@@ -13,7 +13,7 @@ use chrono_tz::Tz;
 
 use super::{as_strs, is_failure, job_secrets, MAX_ERRORS_SHOWN};
 use crate::config::job::{Job, Language};
-use crate::http::redact;
+use crate::http::{redact, redact_secrets};
 use crate::store::FailureStreak;
 use crate::sync::JobReport;
 
@@ -229,7 +229,7 @@ pub fn message_for(
     if !report.dry_run && alert.is_failure() {
         push_footer(&mut s, job, report, alert);
     }
-    truncate_bytes(redact(s.trim_end(), &secrets), MAX_TEXT_BYTES)
+    truncate_bytes(redact_secrets(s.trim_end(), &secrets), MAX_TEXT_BYTES)
 }
 
 fn push_months(s: &mut String, report: &JobReport, lang: Language) {

@@ -863,6 +863,22 @@ mod tests {
         assert!(!text.contains("s3cret"), "{text}");
     }
 
+    /// A vendor's `errmsg` can forge a log line or clear a terminal: it reaches the
+    /// error (and so logs, stdout and `runs.message`) escaped, on one line.
+    #[tokio::test]
+    async fn an_errmsg_with_line_breaks_and_escapes_is_escaped() {
+        let client = client_answering(
+            r#"{"errcode":60020,"errmsg":"not allow\n* * * * * root sh\u001b[2J s3cret"}"#,
+        )
+        .await;
+        let text = pull(&client).await.expect_err("refused").to_string();
+        assert!(
+            text.contains(r"not allow\n* * * * * root sh\u{1b}[2J ***"),
+            "{text}"
+        );
+        assert!(!text.contains('\n') && !text.contains('\x1b'), "{text}");
+    }
+
     #[tokio::test]
     async fn a_redirect_is_a_protocol_error_and_is_not_retried() {
         let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));

@@ -1349,7 +1349,7 @@ impl DingtalkClient {
                     record,
                 }),
                 Some(Err(EmployeeError::Failed(reason))) => {
-                    tracing::warn!(userid = %userid, month = %month, %reason, "DingTalk employee-month failed");
+                    tracing::warn!(userid = %crate::text::clean(userid), month = %month, %reason, "DingTalk employee-month failed");
                     pulled.failed.push((userid.clone(), reason));
                 }
                 Some(Err(EmployeeError::Absent)) => pulled.absent.push(userid.clone()),
@@ -1500,7 +1500,7 @@ impl DingtalkClient {
                     column_values.insert(c.name.clone(), v);
                 }
                 None => {
-                    tracing::warn!(userid, column = %c.name, "DingTalk answered without this report column")
+                    tracing::warn!(userid = %crate::text::clean(userid), column = %c.name, "DingTalk answered without this report column")
                 }
             }
         }
