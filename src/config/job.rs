@@ -178,10 +178,36 @@ pub fn parse_job_with_warnings(
     let root = Table::root(file, &doc, Some(env));
     let job = read_job(name, &root, &mut errors, &mut warnings);
     root.finish(JOB_KEYS, &mut errors);
+    for e in errors.iter_mut().chain(warnings.iter_mut()) {
+        e.message = name_variables(&e.message, &file.text, env);
+    }
     match job {
         Some(job) if errors.is_empty() => Ok((job, warnings)),
         _ => Err(errors),
     }
+}
+
+/// `message` with the value of every `${VAR}` the file uses replaced by
+/// `${VAR}`: a key pointed at a secret variable by mistake (a timezone, a
+/// schedule, a rate) must not print the secret in its error, whichever check
+/// quoted it. Values shorter than 4 bytes are left, as in log redaction.
+fn name_variables(message: &str, text: &str, env: EnvLookup<'_>) -> String {
+    let mut vars: Vec<(String, String)> = text
+        .split("${")
+        .skip(1)
+        .filter_map(|rest| rest.split_once('}').map(|(name, _)| name.to_string()))
+        .filter_map(|name| env(&name).map(|value| (name, value)))
+        .filter(|(_, value)| value.len() >= 4)
+        .collect();
+    // Longest value first, so one that contains another goes whole.
+    vars.sort_by_key(|v| std::cmp::Reverse(v.1.len()));
+    let mut out = message.to_string();
+    for (name, value) in vars {
+        if out.contains(&value) {
+            out = out.replace(&value, &format!("${{{name}}}"));
+        }
+    }
+    out
 }
 
 fn read_job(

@@ -179,32 +179,40 @@ pub fn redact(message: &str, secrets: &[&str]) -> String {
 /// a query parameter back as it was sent), and nothing else. For text attendsync
 /// wrote itself, whose line breaks are meant (an alert); see [`redact`].
 pub fn redact_secrets(message: &str, secrets: &[&str]) -> String {
+    // Every form of every secret, longest first: a secret that contains
+    // another (an app secret starting with its app key) goes whole.
+    let mut patterns: Vec<String> = secrets
+        .iter()
+        .filter(|s| s.len() >= 4)
+        .flat_map(|s| std::iter::once(s.to_string()).chain(percent_forms(s)))
+        .collect();
+    patterns.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
+    patterns.dedup();
     let mut out = message.to_string();
-    for s in secrets.iter().filter(|s| s.len() >= 4) {
-        out = out.replace(*s, "***");
-        for form in percent_forms(s) {
-            if form != *s {
-                out = out.replace(&form, "***");
-            }
+    for p in &patterns {
+        if out.contains(p.as_str()) {
+            out = out.replace(p.as_str(), "***");
         }
     }
     out
 }
 
-/// The percent-encoded forms of `s` a server might echo: every byte outside the
-/// URL-unreserved set encoded (or all but `/`), in upper- and lower-case hex, and
-/// the form encoding of a space as `+`.
+/// The percent-encoded forms of `s` a server might echo: as a URL component
+/// (RFC 3986 unreserved bytes kept, or also `/`) and as a form value (what
+/// reqwest's `.query()` sends: `*-._` kept, `~` encoded, space as `+`), each
+/// in upper- and lower-case hex.
 fn percent_forms(s: &str) -> Vec<String> {
+    let component = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~');
+    let with_slash = |b: u8| component(b) || b == b'/';
+    let form = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'*' | b'-' | b'.' | b'_');
+    let kept: [&dyn Fn(u8) -> bool; 3] = [&component, &with_slash, &form];
     let mut forms = Vec::new();
-    for keep_slash in [false, true] {
+    for keep in kept {
         for upper in [true, false] {
             for plus_space in [false, true] {
                 let mut out = String::with_capacity(s.len() * 3);
                 for &b in s.as_bytes() {
-                    if b.is_ascii_alphanumeric()
-                        || matches!(b, b'-' | b'.' | b'_' | b'~')
-                        || (keep_slash && b == b'/')
-                    {
+                    if keep(b) {
                         out.push(b as char);
                     } else if plus_space && b == b' ' {
                         out.push('+');
