@@ -1,4 +1,4 @@
-//! Job files (`jobs/NAME.toml`, spec §3): what to pull, where to write, how fast.
+//! Job files (`jobs/NAME.toml`, README "Job files"): what to pull, where to write, how fast.
 
 use std::path::Path;
 use std::time::Duration;
@@ -20,9 +20,9 @@ pub const DEFAULT_TIMEZONE: Tz = chrono_tz::Asia::Shanghai;
 pub const WECOM_BASE_URL: &str = "https://qyapi.weixin.qq.com";
 pub const DINGTALK_BASE_URL: &str = "https://oapi.dingtalk.com";
 pub const JIANDAOYUN_BASE_URL: &str = "https://api.jiandaoyun.com";
-/// Through which day of a month the previous month is still synced by default (spec §4).
+/// Through which day of a month the previous month is still synced by default (README "Which months").
 pub const DEFAULT_PREVIOUS_MONTH_UNTIL_DAY: u32 = 5;
-/// Closed months back a run still syncs an owed month (spec §7.5).
+/// Closed months back a run still syncs an owed month (README "Months owed").
 pub const DEFAULT_MAX_OWED_MONTHS: u32 = 3;
 pub const DEFAULT_MONTHLY_CALL_BUDGET: u32 = 5000;
 

@@ -59,7 +59,7 @@ impl std::str::FromStr for Rate {
     }
 }
 
-/// Retry behaviour of one side (spec §3 `[source.retry]`, `[target.retry]`).
+/// Retry behaviour of one side (README "Job files": `[source.retry]`, `[target.retry]`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetryConfig {
     /// Per request, first try included.
@@ -133,7 +133,7 @@ pub struct Endpoints {
     pub known: &'static [(&'static str, Option<Rate>)],
 }
 
-/// WeCom (wecom.md §7): 60/min for the monthly report; any other single API
+/// WeCom (docs/vendors/wecom.md "Limits"): 60/min for the monthly report; any other single API
 /// 10,000/min per corp. No vendor-wide quota is documented.
 pub const WECOM_ENDPOINTS: Endpoints = Endpoints {
     vendor: "WeCom",
@@ -147,7 +147,7 @@ pub const WECOM_ENDPOINTS: Endpoints = Endpoints {
 };
 
 const DINGTALK_API: Option<Rate> = Some(Rate::per_second(20));
-/// DingTalk (dingtalk.md §9): 20/s per app and API (standard edition);
+/// DingTalk (docs/vendors/dingtalk.md "Limits"): 20/s per app and API (standard edition);
 /// 10,000 calls per 20 s per egress IP, all APIs together.
 pub const DINGTALK_ENDPOINTS: Endpoints = Endpoints {
     vendor: "DingTalk",
@@ -168,7 +168,7 @@ pub const DINGTALK_ENDPOINTS: Endpoints = Endpoints {
     ],
 };
 
-/// Jiandaoyun (jiandaoyun.md §9). The documented data endpoints attendsync does
+/// Jiandaoyun (docs/vendors/jiandaoyun.md "Limits"). The documented data endpoints attendsync does
 /// not call are accepted too (pacing them changes nothing).
 pub const JIANDAOYUN_ENDPOINTS: Endpoints = Endpoints {
     vendor: "Jiandaoyun",

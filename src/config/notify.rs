@@ -1,4 +1,4 @@
-//! `[notify]` of a job file: when to alert and where (spec §3). Every target is
+//! `[notify]` of a job file: when to alert and where (README "Alerts"). Every target is
 //! validated when the job is read, so `check` reports a broken alert setup
 //! before the first failure needs it.
 
@@ -39,7 +39,7 @@ pub const DEFAULT_REPEAT_AFTER: Duration = Duration::from_secs(24 * 3600);
 const REPEAT_AFTER_RANGE: (Duration, Duration) =
     (Duration::from_secs(60), Duration::from_secs(30 * 24 * 3600));
 
-/// Alert targets of a job (spec §3 `[notify]`). Webhook URLs carry access keys in
+/// Alert targets of a job (README "Alerts"). Webhook URLs carry access keys in
 /// their query strings, so they are kept as [`Secret`]s like every credential.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Notify {

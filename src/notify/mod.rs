@@ -1,4 +1,4 @@
-//! Alerts after a run (spec §3 `[notify]`): a WeCom group robot, a DingTalk custom
+//! Alerts after a run (README "Alerts"): a WeCom group robot, a DingTalk custom
 //! robot, a DingTalk work notification and a generic JSON webhook.
 //!
 //! One message per configured target and run, sent concurrently, each bounded by

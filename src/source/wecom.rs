@@ -1,5 +1,5 @@
 //! WeCom (企业微信): userids from the contacts APIs, then `getcheckin_monthdata`
-//! in chunks of at most 100 users (wecom.md §10).
+//! in chunks of at most 100 users (docs/vendors/wecom.md "Pulling a month").
 
 use std::borrow::Cow;
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -46,7 +46,7 @@ pub const MAX_USERS_PER_CALL: usize = 100;
 /// Department member lists requested at once while listing the organisation.
 const CONTACTS_IN_FLIGHT: usize = 4;
 
-/// Documented limits (wecom.md §7); a job's `[source.limits]` overrides them.
+/// Documented limits (docs/vendors/wecom.md "Limits"); a job's `[source.limits]` overrides them.
 /// Report calls run one at a time per corp; department member lists a few at a
 /// time (see [`CONTACTS_IN_FLIGHT`]). The global pace guards bursts.
 const DEFAULT_LIMITS: &[(&str, Rate)] = &[
@@ -300,7 +300,7 @@ impl WecomClient {
         self.tokens.get(|| self.fetch_token()).await.map(|_| ())
     }
 
-    /// The userids a job covers, sorted and de-duplicated (wecom.md §10 step 2).
+    /// The userids a job covers, sorted and de-duplicated (docs/vendors/wecom.md "Pulling a month", step 2).
     pub async fn employees(&self, scope: &Scope) -> Result<Vec<String>, SourceError> {
         let (tx, mut rx) = mpsc::channel(16);
         let discover = async {
