@@ -207,10 +207,7 @@ impl Writer {
     /// are compared with what would be written, and duplicates are seen.
     async fn reconcile(&self, records: Vec<PendingRecord>) -> Result<Reconciled, JdyError> {
         let keys: Vec<Vec<Value>> = records.iter().map(key_values).collect();
-        let rows = self
-            .jdy
-            .find_by_keys(&self.key_fields, &keys, &self.fields)
-            .await?;
+        let rows = self.rows_with_keys(&keys).await?;
         let mut by_key: HashMap<String, Vec<Map<String, Value>>> = HashMap::new();
         for row in rows {
             by_key.entry(self.key_of(&row)).or_default().push(row);
