@@ -25,8 +25,8 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use serde_json::Value;
 
-use crate::config::{ConfigError, SourceFile};
 use crate::month::Month;
+use crate::toml_reader::{ConfigError, SourceFile};
 
 pub use fill::FieldFill;
 pub use node::Node;
