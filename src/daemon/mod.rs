@@ -17,12 +17,12 @@ use chrono::{DateTime, Utc};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::app::{self, AppError};
 use crate::clock::Clock;
 use crate::config::{ConfigError, ConfigErrors, LoadedJob};
+use crate::outcome::{ended_at, exit_status, summary_text, AppError, EXIT_OK};
+use crate::pipeline::{Mode, Options, Syncer};
 use crate::schedule::Schedule;
 use crate::shutdown::Hangups;
-use crate::sync::{Mode, Options, Syncer};
 
 /// How long a shutdown waits for runs in flight before leaving them to the next run.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(8);
@@ -175,12 +175,9 @@ fn start_run(
             .await;
         // The daemon's clock when the run ended: the alert's time and its
         // failure-streak arithmetic follow it.
-        let ended = chrono::Duration::from_std(started.elapsed())
-            .ok()
-            .and_then(|d| now.checked_add_signed(d))
-            .unwrap_or(now);
-        let code = app::exit_status(std::slice::from_ref(&report));
-        for line in app::summary_text(std::slice::from_ref(&report)).lines() {
+        let ended = ended_at(now, started);
+        let code = exit_status(std::slice::from_ref(&report));
+        for line in summary_text(std::slice::from_ref(&report)).lines() {
             tracing::info!(job = %s.job.job.name, exit = code, "{line}");
         }
         // Once per failure streak, as for cron runs: the streak is in SQLite.
@@ -281,5 +278,5 @@ pub async fn run(
         }
     }
     tracing::info!("daemon stopped");
-    Ok(app::EXIT_OK)
+    Ok(EXIT_OK)
 }
