@@ -8,11 +8,11 @@ use chrono::Utc;
 use crate::app::{self, AppError};
 use crate::config::job::Source;
 use crate::config::{self, LoadedJob};
+use crate::pipeline::{Mode, Options, Syncer};
 use crate::sim::{
     DingtalkSim, DingtalkSimConfig, JdySim, JdySimConfig, Org, WecomSim, WecomSimConfig,
 };
 use crate::store::Store;
-use crate::sync::{Mode, Options, Syncer};
 
 /// The shipped examples, built into the binary.
 pub const EXAMPLES: &[(&str, &str)] = &[

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use attendsync::app::{self, Output};
 use attendsync::cli::{Cli, Command};
-use attendsync::sync::{Mode, Prune};
+use attendsync::pipeline::{Mode, Prune};
 use clap::Parser;
 
 // glibc's malloc spent about a third of the sync's CPU in its own bookkeeping

@@ -16,9 +16,9 @@ use serde_json::{json, Value};
 use attendsync::config::job::{parse_job, Job};
 use attendsync::config::SourceFile;
 use attendsync::notify::{after_run, dingtalk_sign, notify, notify_within, Channel};
+use attendsync::pipeline::{JobReport, MonthReport};
 use attendsync::store::MonthCounts;
 use attendsync::store::Store;
-use attendsync::sync::{JobReport, MonthReport};
 
 const APP_KEY: &str = "ding-app-key";
 const APP_SECRET: &str = "DT-APP-SECRET-aaaa1111";

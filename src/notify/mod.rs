@@ -19,11 +19,11 @@ use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
 use sha2::Sha256;
 
-use crate::app::EXIT_BUSY;
 use crate::config::job::{Job, Notify, NotifyOn, Source, WorkNotice};
 use crate::http::{describe, endpoint_url, read_capped, redact, redact_secrets, BODY_CAP};
+use crate::outcome::EXIT_BUSY;
+use crate::pipeline::JobReport;
 use crate::secret::Secret;
-use crate::sync::JobReport;
 
 mod streak;
 mod text;
@@ -515,8 +515,8 @@ pub(crate) mod tests {
     use super::*;
     use crate::config::job::parse_job;
     use crate::config::SourceFile;
+    use crate::pipeline::MonthReport;
     use crate::store::MonthCounts;
-    use crate::sync::MonthReport;
 
     pub(crate) fn job(notify: &str) -> Job {
         let text = format!(

@@ -22,8 +22,8 @@ use chrono::{DateTime, Utc};
 
 use super::{is_failure, send, target_count, Alert, NotifyError, TARGET_TIMEOUT};
 use crate::config::job::{Job, Notify, NotifyOn};
+use crate::pipeline::JobReport;
 use crate::store::{FailureStreak, Store};
-use crate::sync::JobReport;
 
 /// Alerts about one job's run as its `[notify]` and failure streak call for,
 /// and updates the streak. `now` is when the run ended (the time in the text).

@@ -14,8 +14,8 @@ use chrono_tz::Tz;
 use super::{as_strs, is_failure, job_secrets, MAX_ERRORS_SHOWN};
 use crate::config::job::{Job, Language};
 use crate::http::{redact, redact_secrets};
+use crate::pipeline::JobReport;
 use crate::store::FailureStreak;
-use crate::sync::JobReport;
 
 /// How many months a message lists one by one.
 const MAX_MONTHS_SHOWN: usize = 12;

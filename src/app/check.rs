@@ -1,0 +1,192 @@
+//! `check` and `check --remote`: every job and mapping validated; with
+//! `--remote`, the source logged in to and the mapping compared with the
+//! Jiandaoyun form's fields.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use chrono::Utc;
+
+use super::{env_lookup, now};
+use crate::cli::Global;
+use crate::config::{self, LoadedJob};
+use crate::outcome::{AppError, EXIT_CONFIG, EXIT_OK};
+use crate::store::Store;
+
+/// `check`: validates every job and mapping; exit 2 on any problem. With
+/// `remote`, also logs in to each source and compares the mapping with the
+/// Jiandaoyun form's fields.
+pub async fn check(global: &Global, remote: bool) -> Result<u8, AppError> {
+    let loaded = config::load(&global.config_dir, &[], &env_lookup)?;
+    let mut status = EXIT_OK;
+    let http = if remote {
+        Some(crate::http::client(crate::http::REQUEST_TIMEOUT)?)
+    } else {
+        None
+    };
+    for j in &loaded {
+        let job = &j.job;
+        crate::outln!(
+            "ok: job {} ({} → Jiandaoyun form {}, mapping {} with {} fields)",
+            job.name,
+            job.source.kind(),
+            job.target.entry_id,
+            job.mapping,
+            j.mapping.fields().len()
+        );
+        for w in &j.warnings {
+            crate::outln!("warning: {w}");
+        }
+        if let (false, Some(w)) = (remote, fixed_budget_warning(j)) {
+            crate::outln!("warning: job {}: {w}", job.name);
+        }
+        if let Some(http) = &http {
+            let problems = check_remote(http, j, &global.db_path()).await;
+            if problems.is_empty() {
+                crate::outln!(
+                    "ok: job {}: source login and form fields check out",
+                    job.name
+                );
+            } else {
+                status = EXIT_CONFIG;
+                for p in problems {
+                    crate::outln!("problem: job {}: {p}", job.name);
+                }
+            }
+        }
+    }
+    Ok(status)
+}
+
+/// For plain `check` of a metered source: a budget that cannot pay for one
+/// employee-month (the head count needs a call to the source).
+fn fixed_budget_warning(j: &LoadedJob) -> Option<String> {
+    let crate::config::job::Source::Dingtalk(cfg) = &j.job.source else {
+        return None;
+    };
+    let per = crate::source::dingtalk::calls_per_employee(cfg);
+    let fixed = u64::from(!cfg.columns.is_empty());
+    crate::budget::fixed_warning(u64::from(cfg.monthly_call_budget), u64::from(per), fixed)
+}
+
+/// For a metered source: what a run of the job's default months would spend,
+/// against what is left of this calendar month's budget (Beijing time), and a
+/// warning when it does not fit.
+async fn expected_calls(
+    source: &crate::source::SourceClient,
+    j: &LoadedJob,
+    db: &Path,
+) -> Option<String> {
+    let per = source.metered_calls_per_employee()?;
+    let crate::config::job::Source::Dingtalk(cfg) = &j.job.source else {
+        return None;
+    };
+    let employees = match source.employees().await {
+        Ok(e) => e.len(),
+        Err(e) => return Some(format!("cannot list employees to plan the calls: {e}")),
+    };
+    let now = now().ok()?;
+    let tz = j.job.timezone;
+    let months = crate::month::default_months(now, tz, j.job.previous_month_until_day);
+    let period = crate::budget::quota_period(now);
+    // `check` never creates or changes the database; without one nothing was
+    // spent yet.
+    let spent = Store::open_read_only(db)
+        .and_then(|s| s.metered_spent(&j.job.name, &period))
+        .unwrap_or(0);
+    let plan = crate::budget::Plan::make(
+        &months,
+        employees,
+        u64::from(per),
+        1,
+        u64::from(cfg.monthly_call_budget),
+        spent,
+        period,
+    );
+    match plan.fit_warning() {
+        Some(w) => Some(format!(
+            "{}\nwarning: job {}: {w}",
+            plan.describe(),
+            j.job.name
+        )),
+        None => Some(plan.describe()),
+    }
+}
+
+/// The source's remote check. Its calls to a metered source (DingTalk's
+/// column lookup) count against the monthly budget like a run's, and are
+/// refused when it is spent: the cap covers every metered call.
+async fn metered_check(
+    source: &crate::source::SourceClient,
+    j: &LoadedJob,
+    db: &Path,
+) -> Result<Vec<String>, crate::source::SourceError> {
+    let crate::config::job::Source::Dingtalk(cfg) = &j.job.source else {
+        return source.check_remote().await;
+    };
+    let store = Store::open(db).map_err(|e| crate::source::SourceError::Config(e.to_string()))?;
+    let period = crate::budget::quota_period(now().unwrap_or_else(|_| Utc::now()));
+    let ledger = crate::budget::StoreLedger {
+        store,
+        job: j.job.name.clone(),
+        period: period.clone(),
+    };
+    let meter = Arc::new(crate::budget::Meter::new(
+        Arc::new(ledger),
+        u64::from(cfg.monthly_call_budget),
+        period,
+        1,
+    ));
+    source.set_meter(meter.clone());
+    let checked = source.check_remote().await;
+    if let Err(e) = meter.release_unused().await {
+        tracing::warn!(job = %j.job.name, error = %e, "could not give back unused metered calls");
+    }
+    checked
+}
+
+/// What `check --remote` finds wrong with one job, as readable lines.
+async fn check_remote(http: &reqwest::Client, j: &LoadedJob, db: &Path) -> Vec<String> {
+    let stats = Arc::new(crate::http::CallStats::default());
+    let mut problems = Vec::new();
+    match crate::source::SourceClient::new(&j.job.source, http.clone(), stats.clone()) {
+        Some(source) => match source.login().await {
+            Err(e) => problems.push(format!("source login failed: {e}")),
+            Ok(()) => match metered_check(&source, j, db).await {
+                Err(crate::source::SourceError::Budget(e)) => crate::outln!(
+                    "warning: job {}: the report columns were not checked: {e}",
+                    j.job.name
+                ),
+                Err(e) => problems.push(e.to_string()),
+                Ok(warnings) => {
+                    for w in warnings {
+                        crate::outln!("warning: job {}: {w}", j.job.name);
+                    }
+                    if let Some(plan) = expected_calls(&source, j, db).await {
+                        crate::outln!("plan: job {}: {plan}", j.job.name);
+                    }
+                }
+            },
+        },
+        None => problems.push(format!(
+            "source type \"{}\" is not supported by this version",
+            j.job.source.kind()
+        )),
+    }
+    let jdy = crate::jiandaoyun::Jiandaoyun::new(http.clone(), &j.job.target, stats);
+    match jdy.widgets().await {
+        Ok(widgets) => {
+            let found =
+                crate::form_check::problems(&j.mapping.fields(), j.mapping.key_fields(), &widgets);
+            if !found.is_empty() {
+                problems.extend(found);
+                problems.push(format!(
+                    "the form's fields are: {}",
+                    crate::form_check::describe_widgets(&widgets)
+                ));
+            }
+        }
+        Err(e) => problems.push(format!("cannot read the form's fields: {e}")),
+    }
+    problems
+}

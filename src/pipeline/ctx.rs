@@ -1,0 +1,83 @@
+//! What the stages share: the job run ([`Run`]) and one month of it
+//! ([`MonthCtx`]), instead of long argument lists.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use super::plan::Budget;
+use super::report::MonthReport;
+use super::{JobError, Options, Syncer};
+use crate::config::job::Job;
+use crate::mapping::{Mapping, Vars};
+use crate::month::Month;
+use crate::rerun::FormMonth;
+use crate::source::SourceClient;
+use crate::writer::Writer;
+
+/// What every month of one job run shares.
+pub(super) struct Run<'a> {
+    pub(super) syncer: &'a Syncer,
+    pub(super) job: &'a Job,
+    pub(super) mapping: &'a Arc<Mapping>,
+    pub(super) opts: &'a Options,
+    pub(super) source: SourceClient,
+    /// None in a dry run of `run` (a rerun reads the form even then).
+    pub(super) writer: Option<Arc<Writer>>,
+    /// Set when the job's lease was lost.
+    pub(super) lost: Arc<AtomicBool>,
+    /// A metered source's call budget.
+    pub(super) budget: Option<Arc<Budget>>,
+    /// The run's row in SQLite (none in a dry run).
+    pub(super) run_id: Option<i64>,
+}
+
+/// One month of a job run: what its stages read and what they add to.
+pub(super) struct MonthCtx<'a> {
+    pub(super) run: &'a Run<'a>,
+    pub(super) month: Month,
+    /// The `$variables` of the month's mapping.
+    pub(super) vars: Vars,
+    pub(super) report: MonthReport,
+    pub(super) state: MonthState,
+}
+
+impl<'a> MonthCtx<'a> {
+    pub(super) fn new(run: &'a Run<'a>, month: Month, report: MonthReport) -> Self {
+        let vars = Vars {
+            month,
+            timezone: run.job.timezone,
+            job: run.job.name.clone(),
+            source: run.source.kind().to_string(),
+            synced_at: run.opts.now,
+        };
+        MonthCtx {
+            run,
+            month,
+            vars,
+            report,
+            state: MonthState::default(),
+        }
+    }
+}
+
+/// What one month's pass keeps between chunks.
+#[derive(Default)]
+pub(super) struct MonthState {
+    /// Hashes of the keys produced so far: a key twice is an error, and stored
+    /// keys not among them are gone from the source.
+    pub(super) seen: HashSet<u64>,
+    /// Employees the source answered for with nothing this month, when that
+    /// proves their record gone (`SourceClient::absence_proves_gone`).
+    pub(super) answered_empty: HashSet<String>,
+    /// Employees asked for and left out of the answers.
+    pub(super) absent: usize,
+    /// `rerun`: the month as the form holds it.
+    pub(super) form: Option<FormMonth>,
+}
+
+pub(super) fn lease_lost(lost: &AtomicBool) -> Option<JobError> {
+    lost.load(Ordering::SeqCst).then(|| {
+        JobError::Setup("the job lease was lost; another process may be running this job".into())
+    })
+}

@@ -1,0 +1,81 @@
+//! Write: a chunk's writes (creates, updates, records adopted, extra copies
+//! deleted) sent as their own task, several chunks at once, and their outcome
+//! added to the month's report. The write protocol itself is `writer/`.
+
+use std::sync::Arc;
+
+use tokio::task::JoinSet;
+
+use super::ctx::MonthCtx;
+use super::report::record_outcome;
+use super::JobError;
+use crate::store::{PendingRecord, Written};
+use crate::writer::{Outcome, WriteError, Writer};
+
+/// The chunks being written: each comes back with how many records it was to
+/// write, and what its writes achieved.
+pub(super) type Writing = JoinSet<(u64, Result<Outcome, WriteError>)>;
+
+/// The writes one chunk needs.
+#[derive(Default)]
+pub(super) struct ChunkWrites {
+    pub(super) creates: Vec<PendingRecord>,
+    pub(super) updates: Vec<(String, PendingRecord)>,
+    /// Records a rerun found in the form as the source has them: stored only.
+    pub(super) adopt: Vec<Written>,
+    /// Ids of extra copies of a key, deleted by `rerun --force`.
+    pub(super) extra_copies: Vec<String>,
+}
+
+impl ChunkWrites {
+    pub(super) fn is_empty(&self) -> bool {
+        self.creates.is_empty()
+            && self.updates.is_empty()
+            && self.adopt.is_empty()
+            && self.extra_copies.is_empty()
+    }
+
+    /// Records whose outcome this chunk decides.
+    fn records(&self) -> u64 {
+        (self.creates.len() + self.updates.len()) as u64
+    }
+
+    /// Sends the chunk's writes; runs as its own task so several chunks write at
+    /// once. Comes back with how many records it was to write.
+    pub(super) async fn send(
+        self,
+        writer: Arc<Writer>,
+        month: String,
+    ) -> (u64, Result<Outcome, WriteError>) {
+        let records = self.records();
+        let written = async {
+            writer.adopt(&month, self.adopt).await?;
+            let copies_deleted = writer.delete_copies(&self.extra_copies).await?;
+            let mut out = writer.create(&month, self.creates).await?;
+            out.absorb(writer.update(&month, self.updates).await?);
+            out.copies_deleted += copies_deleted;
+            Ok(out)
+        };
+        (records, written.await)
+    }
+}
+
+impl MonthCtx<'_> {
+    /// Waits for one chunk's writes and adds them to the report. A chunk whose
+    /// writes failed counts its records as failed, so the month's counts add up.
+    pub(super) async fn join_write(&mut self, writing: &mut Writing) -> Result<(), JobError> {
+        let m = &mut self.report;
+        match writing.join_next().await {
+            Some(Ok((_, Ok(out)))) => {
+                record_outcome(&self.run.job.name, self.month, out, m);
+                Ok(())
+            }
+            Some(Ok((records, Err(e)))) => {
+                m.counts.failed += records;
+                Err(e.into())
+            }
+            Some(Err(e)) => Err(JobError::Setup(format!("a write task failed: {e}"))),
+            None => Ok(()),
+        }
+    }
+}
