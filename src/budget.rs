@@ -2,7 +2,7 @@
 //! every attendance call against 5,000 a month). A run plans its calls, syncs
 //! months in priority order (the previous month's final pull first), and stops
 //! short of the budget rather than trigger the vendor's 90020. The first month's
-//! share needs no head count (see `sync::Metering`), so it is pulled while the
+//! share needs no head count (see `Metering` in `pipeline::plan`), so it is pulled while the
 //! directory is listed.
 
 use std::sync::atomic::{AtomicU64, Ordering};
