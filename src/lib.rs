@@ -9,13 +9,12 @@ pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod demo;
-pub mod form_check;
 pub mod http;
-pub mod jiandaoyun;
 pub mod lease;
 pub mod mapping;
 pub mod month;
 pub mod notify;
+pub mod pipeline;
 pub mod progress;
 pub mod rerun;
 pub mod roster;
@@ -27,5 +26,10 @@ pub mod source;
 pub mod stdout;
 pub mod store;
 pub mod sync;
+pub mod target;
 pub mod text;
-pub mod writer;
+
+// TODO(merge): remove once every caller uses the new paths.
+pub use pipeline::write as writer;
+pub use target::jiandaoyun;
+pub use target::jiandaoyun::form_check;

@@ -1,0 +1,3 @@
+//! The stages of a job run.
+
+pub mod write;
