@@ -3,7 +3,7 @@
 //! Pulling runs in its own task and hands chunks over a bounded channel, so
 //! writing one chunk overlaps pulling the next and memory holds a few chunks at most.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -16,7 +16,7 @@ use tokio::task::JoinSet;
 use crate::budget::{Meter, Plan, StoreLedger, RESERVE_BLOCK};
 use crate::config::job::{DingtalkSource, Job, Source};
 use crate::http::{CallStats, EndpointStats};
-use crate::jiandaoyun::{JdyError, Jiandaoyun, Widget};
+use crate::jiandaoyun::{JdyError, Jiandaoyun};
 use crate::lease::Lease;
 use crate::mapping::{FieldFill, Mapping, Row, Vars};
 use crate::month::{default_months, with_owed, Month};
@@ -215,7 +215,7 @@ enum JobError {
 impl From<WriteError> for JobError {
     fn from(e: WriteError) -> Self {
         match e {
-            WriteError::Jiandaoyun(e) => JobError::Jiandaoyun(e),
+            WriteError::Form(e) => JobError::Jiandaoyun(e),
             WriteError::Store(e) => JobError::Store(e),
         }
     }
@@ -232,51 +232,6 @@ pub struct Syncer {
     /// written is committed and the next run resumes.
     pub shutdown: crate::shutdown::Shutdown,
     pub progress: Arc<dyn crate::progress::Progress>,
-}
-
-/// The filter type `data/list` needs for a form field of this widget type.
-fn filter_type(widget_type: &str) -> &'static str {
-    match widget_type {
-        "number" => "number",
-        "datetime" => "datetime",
-        _ => "text",
-    }
-}
-
-fn key_filter_types(
-    mapping: &Mapping,
-    widgets: &[Widget],
-) -> Result<Vec<(String, &'static str)>, String> {
-    mapping
-        .key_fields()
-        .iter()
-        .map(|k| {
-            widgets
-                .iter()
-                .find(|w| &w.name == k || &w.widget_name == k)
-                .map(|w| (k.clone(), filter_type(&w.kind)))
-                .ok_or_else(|| {
-                    let names: Vec<&str> = widgets.iter().map(|w| w.name.as_str()).collect();
-                    format!(
-                        "key field `{k}` is not a field of the Jiandaoyun form; the form has: {}",
-                        names.join(", ")
-                    )
-                })
-        })
-        .collect()
-}
-
-/// For mapped fields named by a `_widget_…` id whose form field has an alias:
-/// the alias, under which records read back carry the field.
-fn read_names(mapping: &Mapping, widgets: &[Widget]) -> HashMap<String, String> {
-    mapping
-        .fields()
-        .into_iter()
-        .filter_map(|f| {
-            let w = widgets.iter().find(|w| w.widget_name == f.name)?;
-            (!w.name.is_empty() && w.name != f.name).then(|| (f.name, w.name.clone()))
-        })
-        .collect()
 }
 
 /// What every month of one job run shares.
@@ -980,12 +935,7 @@ impl Syncer {
             let widgets = jdy.widgets().await?;
             crate::form_check::require_fields(&mapping.fields(), &widgets)
                 .map_err(JobError::Setup)?;
-            let form = FormFields {
-                key_fields: key_filter_types(mapping, &widgets).map_err(JobError::Setup)?,
-                fields: mapping.fields().into_iter().map(|f| f.name).collect(),
-                volatile: mapping.volatile_fields(),
-                read_as: read_names(mapping, &widgets),
-            };
+            let form = FormFields::from_widgets(mapping, &widgets).map_err(JobError::Setup)?;
             let writer = Writer::new(jdy, self.store.clone(), &job.name, form);
             let settled = if opts.dry_run {
                 Outcome::default()
