@@ -157,7 +157,7 @@ impl MemoryForm {
 
     fn store(&self, records: &[PendingRecord]) {
         for r in records {
-            self.insert(Value::Object(wire::decode(&r.data)));
+            self.insert(Value::Object(wire::decode(&r.data).unwrap_or_default()));
         }
     }
 
@@ -187,6 +187,7 @@ impl MemoryForm {
             s.creates.push(tx.to_string());
             let refused = records.iter().any(|r| {
                 wire::decode(&r.data)
+                    .unwrap_or_default()
                     .values()
                     .any(|v| v.as_str().is_some_and(|v| s.bad.contains(v)))
             });
@@ -286,7 +287,7 @@ impl Form for MemoryForm {
                 .find(|r| r.get("_id").and_then(Value::as_str) == Some(id));
             match row {
                 Some(row) => {
-                    row.extend(wire::decode(data));
+                    row.extend(wire::decode(data).unwrap_or_default());
                     Ok(())
                 }
                 None => Err(FormError::Rejected {
@@ -312,7 +313,7 @@ impl Form for MemoryForm {
         })
     }
 
-    fn decode(&self, data: &WriteData) -> Map<String, Value> {
+    fn decode(&self, data: &WriteData) -> Option<Map<String, Value>> {
         wire::decode(data)
     }
 }

@@ -203,8 +203,8 @@ pub trait Form: Send + Sync {
     fn delete<'a>(&'a self, ids: &'a [String]) -> BoxFuture<'a, Result<u64, FormError>>;
 
     /// The fields of an encoded record with their bare values, to compare with
-    /// a record read back.
-    fn decode(&self, data: &WriteData) -> Map<String, Value>;
+    /// a record read back; `None` when `data` is not a record.
+    fn decode(&self, data: &WriteData) -> Option<Map<String, Value>>;
 }
 
 /// Records per create or delete call.

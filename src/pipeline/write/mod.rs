@@ -196,11 +196,12 @@ impl Writer {
     /// Whether a record read back from the form holds what `rec` would write
     /// (fields that change on every run aside).
     fn holds(&self, row: &Map<String, Value>, rec: &PendingRecord) -> bool {
-        self.form
-            .decode(&rec.data)
-            .iter()
-            .filter(|(name, _)| !self.volatile.contains(name))
-            .all(|(name, value)| same_value(Some(value), self.read(row, name)))
+        self.form.decode(&rec.data).is_some_and(|fields| {
+            fields
+                .iter()
+                .filter(|(name, _)| !self.volatile.contains(name))
+                .all(|(name, value)| same_value(Some(value), self.read(row, name)))
+        })
     }
 
     /// Reads the batch's records back by key, every mapped field: records found

@@ -71,7 +71,7 @@ impl Form for Jiandaoyun {
         Box::pin(self.batch_delete(ids))
     }
 
-    fn decode(&self, data: &WriteData) -> Map<String, Value> {
+    fn decode(&self, data: &WriteData) -> Option<Map<String, Value>> {
         wire::decode(data)
     }
 }

@@ -104,14 +104,24 @@ impl Encoder {
     }
 }
 
-/// The fields of a record in the write format with their bare values.
-pub fn decode(data: &WriteData) -> Map<String, Value> {
+/// The fields of a record in the write format with their bare values (a field
+/// not wrapped as `{"value": v}` reads as null); `None` when `data` is not a
+/// record.
+pub fn decode(data: &WriteData) -> Option<Map<String, Value>> {
     match data.to_value() {
-        Value::Object(fields) => fields
-            .into_iter()
-            .map(|(name, mut wrapped)| (name, wrapped["value"].take()))
-            .collect(),
-        _ => Map::new(),
+        Value::Object(fields) => Some(
+            fields
+                .into_iter()
+                .map(|(name, wrapped)| {
+                    let value = match wrapped {
+                        Value::Object(mut w) => w.remove("value").unwrap_or(Value::Null),
+                        _ => Value::Null,
+                    };
+                    (name, value)
+                })
+                .collect(),
+        ),
+        _ => None,
     }
 }
 
@@ -124,9 +134,18 @@ mod tests {
         let names = vec!["a\"b".to_string(), "年".to_string()];
         let data = Encoder::new(&names).encode(&[json!(1), json!(null)]);
         assert_eq!(data.get(), r#"{"a\"b":{"value":1},"年":{"value":null}}"#);
-        let bare = decode(&data);
+        let bare = decode(&data).unwrap_or_default();
         assert_eq!(bare.get("a\"b"), Some(&json!(1)));
         assert_eq!(bare.get("年"), Some(&Value::Null));
+        let odd = WriteData::from_value(&json!({"a": 1, "b": {"value": 2}}));
+        assert_eq!(
+            decode(&odd),
+            Some(Map::from_iter([
+                ("a".into(), Value::Null),
+                ("b".into(), json!(2))
+            ]))
+        );
+        assert_eq!(decode(&WriteData::from_text("[1]".into())), None);
     }
 
     #[test]
