@@ -9,9 +9,7 @@ pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod demo;
-pub mod form_check;
 pub mod http;
-pub mod jiandaoyun;
 pub mod lease;
 pub mod mapping;
 pub mod month;
@@ -28,6 +26,11 @@ pub mod sim;
 pub mod source;
 pub mod stdout;
 pub mod store;
+pub mod target;
 pub mod text;
 pub mod toml_reader;
-pub mod writer;
+
+// TODO(merge): remove once every caller uses the new paths.
+pub use pipeline::write as writer;
+pub use target::jiandaoyun;
+pub use target::jiandaoyun::form_check;

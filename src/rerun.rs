@@ -12,9 +12,9 @@ use std::collections::{HashMap, HashSet};
 
 use serde_json::{Map, Value};
 
-use crate::jiandaoyun::JdyError;
+use crate::pipeline::write::{id_of, key_text, key_values, Writer};
 use crate::store::{PendingRecord, Written};
-use crate::writer::{id_of, key_text, key_values, Writer};
+use crate::target::FormError;
 
 /// A month's records as the form holds them.
 pub struct FormMonth {
@@ -54,7 +54,7 @@ impl FormMonth {
     pub async fn read(
         writer: &Writer,
         month_keys: &[(String, Value)],
-    ) -> Result<FormMonth, JdyError> {
+    ) -> Result<FormMonth, FormError> {
         let mut form = FormMonth {
             rows: HashMap::new(),
             whole: !month_keys.is_empty(),
@@ -90,7 +90,7 @@ impl FormMonth {
         &mut self,
         writer: &Writer,
         records: &[PendingRecord],
-    ) -> Result<(), JdyError> {
+    ) -> Result<(), FormError> {
         if self.whole {
             return Ok(());
         }

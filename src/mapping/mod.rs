@@ -32,8 +32,8 @@ pub use fill::FieldFill;
 pub use node::Node;
 use path::Path;
 pub use path::{Scalar, Tree};
+pub use row::Row;
 use row::Shape;
-pub use row::{Row, WriteData};
 pub use schema::{edit_distance, Schema};
 
 use value::{Convert, Val};

@@ -2,13 +2,14 @@
 
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
-use serde_json::value::RawValue;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-/// One Jiandaoyun record, ready to send: final bare values in mapping order,
-/// with the field names shared by every row of the mapping.
+use crate::target::jiandaoyun::wire::Encoder;
+use crate::target::WriteData;
+
+/// One mapped record: final bare values in mapping order, with the field names
+/// shared by every row of the mapping.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Row {
     shape: Arc<Shape>,
@@ -27,8 +28,13 @@ pub(crate) struct Shape {
     /// later one (as in a JSON object).
     hashed: Vec<usize>,
     /// Each field's name as JSON text (`"name"`), escaped once here instead of
-    /// for every record's hash and write format.
+    /// for every record's hash.
     quoted: Vec<String>,
+    /// The target's write format for this mapping's fields, built once here.
+    // TODO(merge): the write stage could own the encoder (one per run) once
+    // the pipeline split lands; it is here so that `Row::write_data` keeps
+    // its callers.
+    encoder: Encoder,
 }
 
 impl Shape {
@@ -47,51 +53,19 @@ impl Shape {
             same
         });
         let quoted = names.iter().map(|name| json_str(name)).collect();
+        let encoder = Encoder::new(&names);
         Shape {
             names,
             key_index,
             hashed,
             quoted,
+            encoder,
         }
     }
 
     /// Field `i` is one of the key fields.
     pub(crate) fn is_key(&self, i: usize) -> bool {
         self.key_index.contains(&i)
-    }
-}
-
-/// A record in Jiandaoyun's write format, `{"field": {"value": v}, …}`, kept as
-/// JSON text: encoded once when mapped, then saved with its pending batch and
-/// sent as it is, never rebuilt or copied value by value.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct WriteData(Box<RawValue>);
-
-impl PartialEq for WriteData {
-    fn eq(&self, other: &Self) -> bool {
-        self.0.get() == other.0.get()
-    }
-}
-
-impl WriteData {
-    /// `text` must be a JSON object; anything else becomes `null`, which
-    /// Jiandaoyun refuses rather than storing a wrong record.
-    pub fn from_text(text: String) -> WriteData {
-        WriteData(RawValue::from_string(text).unwrap_or_else(|_| RawValue::NULL.to_owned()))
-    }
-
-    pub fn from_value(value: &Value) -> WriteData {
-        WriteData::from_text(value.to_string())
-    }
-
-    pub fn get(&self) -> &str {
-        self.0.get()
-    }
-
-    /// The fields and their wrapped values (only to compare with a read-back).
-    pub fn to_value(&self) -> Value {
-        serde_json::from_str(self.0.get()).unwrap_or(Value::Null)
     }
 }
 
@@ -174,34 +148,15 @@ impl Row {
         hex
     }
 
-    /// The Jiandaoyun write format: `{"field": {"value": v}, …}`, as a value.
+    /// The target's write format (`{"field": {"value": v}, …}`), as a value.
     pub fn to_write_data(&self) -> Value {
         self.write_data().to_value()
     }
 
-    /// The Jiandaoyun write format as JSON text, `{"field":{"value":v},…}`, written
-    /// straight from the values with the names escaped beforehand.
+    /// The target's write format as JSON text, written by the mapping's
+    /// encoder straight from the values.
     pub fn write_data(&self) -> WriteData {
-        let mut text = Vec::with_capacity(64 * self.values.len());
-        text.push(b'{');
-        for (n, (quoted, value)) in self.shape.quoted.iter().zip(&self.values).enumerate() {
-            if n > 0 {
-                text.push(b',');
-            }
-            text.extend_from_slice(quoted.as_bytes());
-            text.extend_from_slice(br#":{"value":"#);
-            // Writing to a Vec cannot fail.
-            let _ = serde_json::to_writer(&mut text, value);
-            text.push(b'}');
-        }
-        text.push(b'}');
-        // Only JSON text was written, which is UTF-8.
-        let text = String::from_utf8(text).unwrap_or_default();
-        // SAFETY: `text` is one JSON object without surrounding whitespace: its
-        // braces, colons and commas are written above, its names were escaped by
-        // serde_json (`json_str`), and its values written by serde_json. (Debug
-        // builds, and so every test, parse it again to check.)
-        WriteData(unsafe { RawValue::from_string_unchecked(text) })
+        self.shape.encoder.encode(&self.values)
     }
 
     /// Bare values, `{"field": v, …}`, for `--dry-run` output.

@@ -26,6 +26,7 @@ mod pull;
 mod report;
 mod send;
 mod target;
+pub mod write;
 
 pub use job::{RecordSink, Syncer};
 pub use options::{Mode, Options, Prune};
@@ -52,7 +53,7 @@ enum JobError {
 impl From<WriteError> for JobError {
     fn from(e: WriteError) -> Self {
         match e {
-            WriteError::Jiandaoyun(e) => JobError::Jiandaoyun(e),
+            WriteError::Form(e) => JobError::Jiandaoyun(e),
             WriteError::Store(e) => JobError::Store(e),
         }
     }

@@ -1,13 +1,12 @@
 //! The form the run writes to: its fields read and checked, pending batches
 //! of an earlier run settled, the writer made.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::{JobError, Options, Syncer};
 use crate::config::job::Job;
 use crate::http::CallStats;
-use crate::jiandaoyun::{Jiandaoyun, Widget};
+use crate::jiandaoyun::Jiandaoyun;
 use crate::mapping::Mapping;
 use crate::writer::{FormFields, Outcome, Writer};
 
@@ -32,12 +31,7 @@ impl Syncer {
         ));
         let widgets = jdy.widgets().await?;
         crate::form_check::require_fields(&mapping.fields(), &widgets).map_err(JobError::Setup)?;
-        let form = FormFields {
-            key_fields: key_filter_types(mapping, &widgets).map_err(JobError::Setup)?,
-            fields: mapping.fields().into_iter().map(|f| f.name).collect(),
-            volatile: mapping.volatile_fields(),
-            read_as: read_names(mapping, &widgets),
-        };
+        let form = FormFields::from_widgets(mapping, &widgets).map_err(JobError::Setup)?;
         let writer = Writer::new(jdy, self.store.clone(), &job.name, form);
         let settled = if opts.dry_run {
             Outcome::default()
@@ -50,49 +44,4 @@ impl Syncer {
         }
         Ok(Some(Arc::new(writer)))
     }
-}
-
-/// The filter type `data/list` needs for a form field of this widget type.
-fn filter_type(widget_type: &str) -> &'static str {
-    match widget_type {
-        "number" => "number",
-        "datetime" => "datetime",
-        _ => "text",
-    }
-}
-
-fn key_filter_types(
-    mapping: &Mapping,
-    widgets: &[Widget],
-) -> Result<Vec<(String, &'static str)>, String> {
-    mapping
-        .key_fields()
-        .iter()
-        .map(|k| {
-            widgets
-                .iter()
-                .find(|w| &w.name == k || &w.widget_name == k)
-                .map(|w| (k.clone(), filter_type(&w.kind)))
-                .ok_or_else(|| {
-                    let names: Vec<&str> = widgets.iter().map(|w| w.name.as_str()).collect();
-                    format!(
-                        "key field `{k}` is not a field of the Jiandaoyun form; the form has: {}",
-                        names.join(", ")
-                    )
-                })
-        })
-        .collect()
-}
-
-/// For mapped fields named by a `_widget_…` id whose form field has an alias:
-/// the alias, under which records read back carry the field.
-fn read_names(mapping: &Mapping, widgets: &[Widget]) -> HashMap<String, String> {
-    mapping
-        .fields()
-        .into_iter()
-        .filter_map(|f| {
-            let w = widgets.iter().find(|w| w.widget_name == f.name)?;
-            (!w.name.is_empty() && w.name != f.name).then(|| (f.name, w.name.clone()))
-        })
-        .collect()
 }

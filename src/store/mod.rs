@@ -74,7 +74,7 @@ pub struct PendingRecord {
     /// The key fields and their values, to find the record again with `data/list`.
     pub key_values: Vec<(String, serde_json::Value)>,
     /// The record in Jiandaoyun write format, to resend the identical batch.
-    pub data: crate::mapping::WriteData,
+    pub data: crate::target::WriteData,
 }
 
 /// A create batch whose outcome is not known yet.
@@ -768,7 +768,7 @@ mod tests {
                 key: "[\"a\"]".into(),
                 content_hash: "h".into(),
                 key_values: vec![("userid".into(), serde_json::json!("a"))],
-                data: crate::mapping::WriteData::from_value(
+                data: crate::target::WriteData::from_value(
                     &serde_json::json!({"userid": {"value": "a"}}),
                 ),
             }],

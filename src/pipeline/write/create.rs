@@ -21,15 +21,11 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use super::{Outcome, WriteError, Writer};
-use crate::jiandaoyun::{JdyError, MAX_BATCH};
 use crate::store::{PendingBatch, PendingRecord, StoreError, Written};
+use crate::target::{BeforeSend, FormError, MAX_BATCH};
 
 /// Send-and-reconcile rounds per batch before its records are left for the next run.
 const MAX_ROUNDS: u32 = 5;
-/// Code for "transaction_id already exists" (docs/vendors/jiandaoyun.md "Uniqueness and `transaction_id`").
-const TRANSACTION_EXISTS: i64 = 17026;
-/// How long after a request's timeout Jiandaoyun might still commit it.
-pub const IN_FLIGHT_MARGIN: Duration = Duration::from_secs(5);
 /// Jiandaoyun remembers a transaction id for an hour (docs/vendors/jiandaoyun.md
 /// "Uniqueness and `transaction_id`"); an id older than this is
 /// not reused (a resend under it could create the batch a second time).
@@ -154,7 +150,7 @@ impl Writer {
     /// Waits until no send of `intent` can still commit, so that a read-back
     /// that decides on a resend sees whatever it did.
     async fn wait_out(&self, month: &str, intent: &Intent) {
-        let window = self.jdy.request_timeout() + IN_FLIGHT_MARGIN;
+        let window = self.form.in_flight_window();
         let Some(wait) = intent.in_flight_for(Utc::now(), window) else {
             return;
         };
@@ -240,7 +236,7 @@ impl Writer {
         out: &mut Outcome,
     ) -> Result<Sent, WriteError> {
         let replay = intent.may_replay();
-        let window = chrono::Duration::from_std(self.jdy.request_timeout() + IN_FLIGHT_MARGIN)
+        let window = chrono::Duration::from_std(self.form.in_flight_window())
             .unwrap_or(chrono::Duration::MAX);
         let tx = intent.tx.clone();
         let mark = || {
@@ -255,16 +251,17 @@ impl Writer {
             }
         };
         let last_mark = std::sync::Mutex::new(None);
-        let answer = self
-            .jdy
-            .batch_create(&tx, records, || async {
-                let until = mark().await?;
+        let before_send: &BeforeSend<'_> = &|| {
+            let (mark, last_mark) = (mark(), &last_mark);
+            Box::pin(async move {
+                let until = mark.await?;
                 if let Ok(mut m) = last_mark.lock() {
                     *m = Some(until);
                 }
                 Ok(())
             })
-            .await;
+        };
+        let answer = self.form.create_batch(&tx, records, before_send).await;
         if let Some(until) = last_mark.lock().ok().and_then(|m| *m) {
             intent.in_flight_until = Some(until);
         }
@@ -296,7 +293,7 @@ impl Writer {
                 }
                 Ok(Sent::Reconcile)
             }
-            Err(JdyError::Ambiguous {
+            Err(FormError::Ambiguous {
                 reason, answered, ..
             }) => {
                 if answered {
@@ -307,23 +304,23 @@ impl Writer {
                     "batch outcome unknown; reconciling by key");
                 Ok(Sent::Reconcile)
             }
-            Err(JdyError::Exhausted { last, .. }) => {
+            Err(FormError::Exhausted { last, .. }) => {
                 tracing::warn!(%job, %month, transaction_id = %tx, %last,
                     "batch not confirmed; reconciling by key");
                 Ok(Sent::Reconcile)
             }
-            Err(JdyError::Rejected { code, .. }) if code == TRANSACTION_EXISTS => {
+            Err(FormError::IdSpent { .. }) => {
                 // The id was used before: read back, and resend under a new one.
                 intent.answered = true;
                 Ok(Sent::Reconcile)
             }
-            Err(JdyError::Rejected { code, message, .. }) => {
+            Err(e @ FormError::Rejected { .. }) => {
                 // A definite refusal: nothing of this batch was stored.
                 self.drop_pending(Some(intent.tx.clone())).await?;
                 if records.len() > 1 {
                     return Ok(Sent::Split);
                 }
-                let reason = format!("Jiandaoyun data/batch_create: code {code} ({message})");
+                let reason = e.to_string();
                 out.failed.extend(
                     std::mem::take(records)
                         .into_iter()
@@ -367,7 +364,7 @@ impl Writer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mapping::WriteData;
+    use crate::target::WriteData;
 
     fn records(n: usize) -> Vec<PendingRecord> {
         (0..n)

@@ -2,12 +2,12 @@
 //!
 //! Writes that create records are never retried blindly: a timeout, a dropped
 //! connection, a 5xx or a 429 after a create may mean it was stored, so those
-//! come back as [`JdyError::Ambiguous`] and the writer reconciles by key.
+//! come back as [`FormError::Ambiguous`] and the writer reconciles by key.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::{json, Map, Value};
 
 use crate::config::job::{Rate, RetryConfig, Target};
@@ -17,9 +17,12 @@ use crate::http::retry::{retry, Attempt, RetryError};
 use crate::http::{
     describe, endpoint_url, read_capped, redact, redirected, CallStats, ReadError, Url, BODY_CAP,
 };
-use crate::mapping::WriteData;
 use crate::secret::Secret;
 use crate::store::PendingRecord;
+use crate::target::{Created, FieldKind, FormError, Widget, WriteData};
+
+use super::codes::TRANSACTION_EXISTS;
+use super::wire;
 
 pub const BATCH_CREATE: &str = "data/batch_create";
 pub const UPDATE: &str = "data/update";
@@ -43,71 +46,6 @@ const GLOBAL_LIMIT: Rate = Rate::per_second(20);
 /// The longest server-requested wait we honour before our own cap applies.
 const RETRY_AFTER_CAP: Duration = Duration::from_secs(60);
 
-#[derive(Debug, thiserror::Error)]
-pub enum JdyError {
-    #[error("Jiandaoyun {endpoint}: code {code} ({message}) — {hint}")]
-    Fatal {
-        endpoint: String,
-        code: i64,
-        message: String,
-        hint: &'static str,
-    },
-    /// The request was refused for its content (a bad value, a missing record).
-    #[error("Jiandaoyun {endpoint}: code {code} ({message})")]
-    Rejected {
-        endpoint: String,
-        code: i64,
-        message: String,
-        class: Class,
-    },
-    /// A write whose outcome is unknown: it may or may not have been stored.
-    /// `answered`: the server did answer (HTTP 429, an unreadable 2xx), so the
-    /// request is over; otherwise (no answer, a gateway's 5xx) it may still be
-    /// running there.
-    #[error("Jiandaoyun {endpoint}: outcome unknown ({reason})")]
-    Ambiguous {
-        endpoint: String,
-        reason: String,
-        answered: bool,
-    },
-    #[error("Jiandaoyun {endpoint}: gave up after {attempts} attempts; last error: {last}")]
-    Exhausted {
-        endpoint: String,
-        attempts: u32,
-        last: String,
-    },
-    #[error("Jiandaoyun {endpoint}: unexpected answer: {message}")]
-    Protocol { endpoint: String, message: String },
-    /// The batch could not be marked as in flight, so it was not sent.
-    #[error("Jiandaoyun {endpoint}: not sent: {0}", endpoint = BATCH_CREATE)]
-    NotMarked(String),
-}
-
-impl JdyError {
-    /// Errors after which no further call to the form can succeed.
-    pub fn is_fatal(&self) -> bool {
-        matches!(self, JdyError::Fatal { .. })
-    }
-}
-
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
-pub struct Widget {
-    #[serde(default)]
-    pub name: String,
-    #[serde(default, rename = "widgetName")]
-    pub widget_name: String,
-    #[serde(default)]
-    pub label: String,
-    #[serde(default, rename = "type")]
-    pub kind: String,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Created {
-    pub success_count: u64,
-    pub success_ids: Vec<String>,
-}
-
 pub struct Jiandaoyun {
     http: reqwest::Client,
     base_url: Url,
@@ -130,12 +68,17 @@ enum Resend {
     Never,
 }
 
-fn finish<T>(endpoint: &str, r: Result<T, RetryError<JdyError>>) -> Result<T, JdyError> {
+/// The vendor and endpoint, as every error message names a call.
+fn at(endpoint: &str) -> String {
+    format!("Jiandaoyun {endpoint}")
+}
+
+fn finish<T>(endpoint: &str, r: Result<T, RetryError<FormError>>) -> Result<T, FormError> {
     match r {
         Ok(v) => Ok(v),
         Err(RetryError::Failed(e)) => Err(e),
-        Err(RetryError::Exhausted { attempts, last }) => Err(JdyError::Exhausted {
-            endpoint: endpoint.to_string(),
+        Err(RetryError::Exhausted { attempts, last }) => Err(FormError::Exhausted {
+            endpoint: at(endpoint),
             attempts,
             last,
         }),
@@ -181,7 +124,7 @@ impl Jiandaoyun {
         endpoint: &str,
         body: &B,
         resend: Resend,
-    ) -> Attempt<Value, JdyError> {
+    ) -> Attempt<Value, FormError> {
         self.pacer.ready(endpoint).await;
         self.send_once(endpoint, body, resend).await
     }
@@ -192,12 +135,12 @@ impl Jiandaoyun {
         endpoint: &str,
         body: &B,
         resend: Resend,
-    ) -> Attempt<Value, JdyError> {
+    ) -> Attempt<Value, FormError> {
         self.stats.call(endpoint);
         let unclear = |reason: String, answered: bool| match resend {
             Resend::Safe => Attempt::Transient(reason),
-            Resend::Never => Attempt::Fail(JdyError::Ambiguous {
-                endpoint: endpoint.to_string(),
+            Resend::Never => Attempt::Fail(FormError::Ambiguous {
+                endpoint: at(endpoint),
                 reason,
                 answered,
             }),
@@ -239,8 +182,8 @@ impl Jiandaoyun {
             return unclear(format!("HTTP {status}"), false);
         }
         if let Some(message) = redirected(status) {
-            return Attempt::Fail(JdyError::Protocol {
-                endpoint: endpoint.to_string(),
+            return Attempt::Fail(FormError::Protocol {
+                endpoint: at(endpoint),
                 message,
             });
         }
@@ -252,12 +195,12 @@ impl Jiandaoyun {
             // writer reconciles by key.
             Err(e @ ReadError::TooLarge { .. }) => {
                 return match resend {
-                    Resend::Safe => Attempt::Fail(JdyError::Protocol {
-                        endpoint: endpoint.to_string(),
+                    Resend::Safe => Attempt::Fail(FormError::Protocol {
+                        endpoint: at(endpoint),
                         message: e.to_string(),
                     }),
-                    Resend::Never => Attempt::Fail(JdyError::Ambiguous {
-                        endpoint: endpoint.to_string(),
+                    Resend::Never => Attempt::Fail(FormError::Ambiguous {
+                        endpoint: at(endpoint),
                         reason: e.to_string(),
                         answered: true,
                     }),
@@ -272,13 +215,20 @@ impl Jiandaoyun {
             };
         }
         let Ok(err) = parsed else {
-            return Attempt::Fail(JdyError::Protocol {
-                endpoint: endpoint.to_string(),
+            return Attempt::Fail(FormError::Protocol {
+                endpoint: at(endpoint),
                 message: format!("HTTP {status} with a body that is not JSON"),
             });
         };
         let code = err["code"].as_i64().unwrap_or(-1);
         let message = redact(err["msg"].as_str().unwrap_or(""), &[self.api_key.expose()]);
+        if endpoint == BATCH_CREATE && code == TRANSACTION_EXISTS {
+            return Attempt::Fail(FormError::IdSpent {
+                endpoint: at(endpoint),
+                code,
+                message,
+            });
+        }
         match codes::jiandaoyun(code) {
             // Refused before anything was stored: safe to resend even for creates.
             Class::Throttled => {
@@ -289,14 +239,14 @@ impl Jiandaoyun {
                 }
             }
             Class::Transient => Attempt::Transient(format!("code {code} ({message})")),
-            Class::Fatal(hint) => Attempt::Fail(JdyError::Fatal {
-                endpoint: endpoint.to_string(),
+            Class::Fatal(hint) => Attempt::Fail(FormError::Fatal {
+                endpoint: at(endpoint),
                 code,
                 message,
                 hint,
             }),
-            class => Attempt::Fail(JdyError::Rejected {
-                endpoint: endpoint.to_string(),
+            class => Attempt::Fail(FormError::Rejected {
+                endpoint: at(endpoint),
                 code,
                 message,
                 class,
@@ -309,7 +259,7 @@ impl Jiandaoyun {
         endpoint: &str,
         body: &B,
         resend: Resend,
-    ) -> Result<Value, JdyError> {
+    ) -> Result<Value, FormError> {
         let r = retry(&self.retry, endpoint, || {
             self.attempt(endpoint, body, resend)
         })
@@ -318,12 +268,12 @@ impl Jiandaoyun {
     }
 
     /// The form's fields; also proves the key, app and form are right.
-    pub async fn widgets(&self) -> Result<Vec<Widget>, JdyError> {
+    pub async fn widgets(&self) -> Result<Vec<Widget>, FormError> {
         let v = self
             .post(WIDGETS, &self.body(json!({})), Resend::Safe)
             .await?;
-        serde_json::from_value(v["widgets"].clone()).map_err(|e| JdyError::Protocol {
-            endpoint: WIDGETS.into(),
+        serde_json::from_value(v["widgets"].clone()).map_err(|e| FormError::Protocol {
+            endpoint: at(WIDGETS),
             message: e.to_string(),
         })
     }
@@ -333,7 +283,7 @@ impl Jiandaoyun {
         &self,
         filter: &Value,
         fields: &[String],
-    ) -> Result<Vec<Map<String, Value>>, JdyError> {
+    ) -> Result<Vec<Map<String, Value>>, FormError> {
         let mut out = Vec::new();
         let mut cursor: Option<String> = None;
         loop {
@@ -372,33 +322,28 @@ impl Jiandaoyun {
     /// caller matches whole keys.
     pub async fn find_by_keys(
         &self,
-        key_fields: &[(String, &'static str)],
+        key_fields: &[(String, FieldKind)],
         keys: &[Vec<Value>],
         fields: &[String],
-    ) -> Result<Vec<Map<String, Value>>, JdyError> {
+    ) -> Result<Vec<Map<String, Value>>, FormError> {
         let mut out = Vec::new();
         for group in keys.chunks(MAX_IN_VALUES) {
-            let cond: Vec<Value> = key_fields
-                .iter()
-                .enumerate()
-                .map(|(i, (field, kind))| {
-                    let mut values: Vec<&Value> = group.iter().filter_map(|k| k.get(i)).collect();
-                    // One text per value, not one per comparison.
-                    values.sort_by_cached_key(|v| v.to_string());
-                    values.dedup();
-                    json!({ "field": field, "type": kind, "method": "in", "value": values })
-                })
-                .collect();
-            out.extend(
-                self.list(&json!({ "rel": "and", "cond": cond }), fields)
-                    .await?,
-            );
+            out.extend(self.list(&wire::keys_in(key_fields, group), fields).await?);
         }
         Ok(out)
     }
 
+    /// Every record whose fields equal the given values (`eq`), with `fields`.
+    pub async fn rows_where(
+        &self,
+        equal: &[(String, FieldKind, Value)],
+        fields: &[String],
+    ) -> Result<Vec<Map<String, Value>>, FormError> {
+        self.list(&wire::fields_equal(equal), fields).await
+    }
+
     /// Creates up to 100 records under `transaction_id`. Unclear failures come back
-    /// as [`JdyError::Ambiguous`], never retried here. `before_send` runs before
+    /// as [`FormError::Ambiguous`], never retried here. `before_send` runs before
     /// every attempt (a throttled one is retried): the writer records there that
     /// the batch may be in flight, and nothing is sent when it fails.
     pub async fn batch_create<F, Fut>(
@@ -406,7 +351,7 @@ impl Jiandaoyun {
         transaction_id: &str,
         records: &[PendingRecord],
         before_send: F,
-    ) -> Result<Created, JdyError>
+    ) -> Result<Created, FormError>
     where
         F: Fn() -> Fut + Sync,
         Fut: std::future::Future<Output = Result<(), String>> + Send,
@@ -433,7 +378,10 @@ impl Jiandaoyun {
             self.pacer.ready(BATCH_CREATE).await;
             match before_send().await {
                 Ok(()) => self.send_once(BATCH_CREATE, &body, Resend::Never).await,
-                Err(e) => Attempt::Fail(JdyError::NotMarked(e)),
+                Err(reason) => Attempt::Fail(FormError::NotMarked {
+                    endpoint: at(BATCH_CREATE),
+                    reason,
+                }),
             }
         })
         .await;
@@ -451,7 +399,7 @@ impl Jiandaoyun {
 
     /// Replaces a record's mapped fields. Resending the same data is harmless, so
     /// unclear failures are retried.
-    pub async fn update(&self, data_id: &str, data: &WriteData) -> Result<(), JdyError> {
+    pub async fn update(&self, data_id: &str, data: &WriteData) -> Result<(), FormError> {
         let body = self.body(json!({
             "data_id": data_id,
             "data": data,
@@ -460,7 +408,7 @@ impl Jiandaoyun {
         self.post(UPDATE, &body, Resend::Safe).await.map(|_| ())
     }
 
-    pub async fn batch_delete(&self, data_ids: &[String]) -> Result<u64, JdyError> {
+    pub async fn batch_delete(&self, data_ids: &[String]) -> Result<u64, FormError> {
         let body = self.body(json!({ "data_ids": data_ids }));
         let v = self.post(BATCH_DELETE, &body, Resend::Safe).await?;
         Ok(v["success_count"].as_u64().unwrap_or(0))
@@ -483,9 +431,12 @@ mod tests {
             });
             axum::body::Body::from_stream(stream)
         };
+        target_answering(axum::Router::new().fallback(endless)).await
+    }
+
+    async fn target_answering(app: axum::Router) -> Jiandaoyun {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let app = axum::Router::new().fallback(endless);
         tokio::spawn(async move { axum::serve(listener, app).await });
         let target = Target {
             api_key: Secret::new("k3y-k3y-k3y"),
@@ -510,7 +461,7 @@ mod tests {
         let started = Instant::now();
         let err = jdy.widgets().await.unwrap_err();
         assert!(started.elapsed() < Duration::from_secs(5), "{err}");
-        assert!(matches!(err, JdyError::Protocol { .. }), "{err:?}");
+        assert!(matches!(err, FormError::Protocol { .. }), "{err:?}");
         let text = err.to_string();
         assert!(text.contains(WIDGETS), "{text}");
         assert!(text.contains("1 MiB cap"), "{text}");
@@ -528,7 +479,7 @@ mod tests {
             .await
             .unwrap_err();
         match &err {
-            JdyError::Ambiguous {
+            FormError::Ambiguous {
                 reason, answered, ..
             } => {
                 assert!(*answered);
@@ -536,6 +487,26 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+        assert_eq!(jdy.stats.snapshot()[BATCH_CREATE].calls, 1);
+    }
+
+    /// 17026 on a create: the id was used before, so the batch may be stored;
+    /// the writer reads it back and sends under a new id (`FormError::IdSpent`).
+    #[tokio::test]
+    async fn a_create_under_a_used_transaction_id_is_id_spent() {
+        let used = || async {
+            let body = r#"{"code":17026,"msg":"transaction_id 已存在"}"#;
+            (axum::http::StatusCode::BAD_REQUEST, body)
+        };
+        let jdy = target_answering(axum::Router::new().fallback(used)).await;
+        let err = jdy
+            .batch_create("t-1", &[], || async { Ok(()) })
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, FormError::IdSpent { code: 17026, .. }),
+            "{err:?}"
+        );
         assert_eq!(jdy.stats.snapshot()[BATCH_CREATE].calls, 1);
     }
 }

@@ -24,6 +24,8 @@
 //! hold an empty id, and an update or delete reads it by key when it needs it.
 
 mod create;
+#[cfg(test)]
+mod tests;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -31,15 +33,14 @@ use std::sync::Arc;
 use chrono::Utc;
 use serde_json::{Map, Value};
 
-use crate::jiandaoyun::{JdyError, Jiandaoyun, MAX_BATCH};
+use crate::http::codes::Class;
 use crate::store::{PendingRecord, Store, StoreError, Written};
-
-pub use create::IN_FLIGHT_MARGIN;
+use crate::target::{FieldKind, Form, FormError, FormRow, MAX_BATCH};
 
 #[derive(Debug, thiserror::Error)]
 pub enum WriteError {
     #[error(transparent)]
-    Jiandaoyun(#[from] JdyError),
+    Form(#[from] FormError),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -131,9 +132,9 @@ pub(crate) fn key_values(rec: &PendingRecord) -> Vec<Value> {
 
 /// The form's fields as a writer sees them.
 pub struct FormFields {
-    /// Key field names (as the mapping names them) with the filter type of
-    /// their form field.
-    pub key_fields: Vec<(String, &'static str)>,
+    /// Key field names (as the mapping names them) with how their form field
+    /// compares in a look-up.
+    pub key_fields: Vec<(String, FieldKind)>,
     /// Every mapped field, read back to compare content.
     pub fields: Vec<String>,
     /// Fields that change on every run, not compared with the form.
@@ -144,11 +145,11 @@ pub struct FormFields {
 }
 
 pub struct Writer {
-    jdy: Arc<Jiandaoyun>,
+    form: Arc<dyn Form>,
     store: Store,
     job: String,
-    /// Key field names with the filter type of their form field.
-    key_fields: Vec<(String, &'static str)>,
+    /// Key field names with how their form field compares in a look-up.
+    key_fields: Vec<(String, FieldKind)>,
     /// Every mapped field, read back to compare content.
     fields: Vec<String>,
     /// The key fields' names alone.
@@ -167,9 +168,9 @@ struct Reconciled {
 }
 
 impl Writer {
-    pub fn new(jdy: Arc<Jiandaoyun>, store: Store, job: &str, form: FormFields) -> Self {
+    pub fn new(target: Arc<dyn Form>, store: Store, job: &str, form: FormFields) -> Self {
         Writer {
-            jdy,
+            form: target,
             store,
             job: job.to_string(),
             key_names: form
@@ -195,17 +196,17 @@ impl Writer {
     /// Whether a record read back from the form holds what `rec` would write
     /// (fields that change on every run aside).
     fn holds(&self, row: &Map<String, Value>, rec: &PendingRecord) -> bool {
-        rec.data.to_value().as_object().is_some_and(|fields| {
+        self.form.decode(&rec.data).is_some_and(|fields| {
             fields
                 .iter()
                 .filter(|(name, _)| !self.volatile.contains(name))
-                .all(|(name, wrapped)| same_value(wrapped.get("value"), self.read(row, name)))
+                .all(|(name, value)| same_value(Some(value), self.read(row, name)))
         })
     }
 
     /// Reads the batch's records back by key, every mapped field: records found
     /// are compared with what would be written, and duplicates are seen.
-    async fn reconcile(&self, records: Vec<PendingRecord>) -> Result<Reconciled, JdyError> {
+    async fn reconcile(&self, records: Vec<PendingRecord>) -> Result<Reconciled, FormError> {
         let keys: Vec<Vec<Value>> = records.iter().map(key_values).collect();
         let rows = self.rows_with_keys(&keys).await?;
         let mut by_key: HashMap<String, Vec<Map<String, Value>>> = HashMap::new();
@@ -271,31 +272,30 @@ impl Writer {
     pub(crate) async fn rows_where(
         &self,
         fields: &[(String, Value)],
-    ) -> Result<Vec<Map<String, Value>>, JdyError> {
-        let cond: Vec<Value> = fields
+    ) -> Result<Vec<FormRow>, FormError> {
+        let equal: Vec<(String, FieldKind, Value)> = fields
             .iter()
             .map(|(name, value)| {
                 let kind = self
                     .key_fields
                     .iter()
                     .find(|(k, _)| k == name)
-                    .map_or("text", |(_, kind)| *kind);
-                serde_json::json!({ "field": name, "type": kind, "method": "eq", "value": [value] })
+                    .map_or(FieldKind::Text, |(_, kind)| *kind);
+                (name.clone(), kind, value.clone())
             })
             .collect();
-        let filter = serde_json::json!({ "rel": "and", "cond": cond });
-        self.jdy.list(&filter, &self.fields).await
+        self.form.rows_where(&equal, &self.fields).await
     }
 
     /// The form's records with these keys, every mapped field.
     pub(crate) async fn rows_with_keys(
         &self,
         keys: &[Vec<Value>],
-    ) -> Result<Vec<Map<String, Value>>, JdyError> {
+    ) -> Result<Vec<Map<String, Value>>, FormError> {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
-        self.jdy
+        self.form
             .find_by_keys(&self.key_fields, keys, &self.fields)
             .await
     }
@@ -309,20 +309,20 @@ impl Writer {
     pub async fn delete_copies(&self, ids: &[String]) -> Result<u64, WriteError> {
         let mut deleted = 0;
         for chunk in ids.chunks(MAX_BATCH) {
-            deleted += self.jdy.batch_delete(chunk).await?;
+            deleted += self.form.delete(chunk).await?;
         }
         Ok(deleted)
     }
 
     /// The form's id of the records with these keys, by key text (the lowest id
     /// when a key is there twice, as for updates). Keys not in the form are absent.
-    async fn ids_by_key(&self, keys: &[Vec<Value>]) -> Result<HashMap<String, String>, JdyError> {
+    async fn ids_by_key(&self, keys: &[Vec<Value>]) -> Result<HashMap<String, String>, FormError> {
         let mut ids: HashMap<String, String> = HashMap::new();
         if keys.is_empty() {
             return Ok(ids);
         }
         for row in self
-            .jdy
+            .form
             .find_by_keys(&self.key_fields, keys, &self.key_names)
             .await?
         {
@@ -342,22 +342,18 @@ impl Writer {
     /// Records no longer in the form come back apart, to be created again.
     async fn with_ids(
         &self,
-        items: Vec<(String, PendingRecord)>,
-    ) -> Result<(Vec<(String, PendingRecord)>, Vec<PendingRecord>), JdyError> {
+        items: Vec<(Option<String>, PendingRecord)>,
+    ) -> Result<(Vec<(String, PendingRecord)>, Vec<PendingRecord>), FormError> {
         let unknown: Vec<Vec<Value>> = items
             .iter()
-            .filter(|(id, _)| id.is_empty())
+            .filter(|(id, _)| id.is_none())
             .map(|(_, r)| key_values(r))
             .collect();
         let ids = self.ids_by_key(&unknown).await?;
         let (mut known, mut gone) = (Vec::with_capacity(items.len()), Vec::new());
         for (id, rec) in items {
-            if !id.is_empty() {
-                known.push((id, rec));
-                continue;
-            }
-            match ids.get(&key_text(&key_values(&rec))) {
-                Some(id) => known.push((id.clone(), rec)),
+            match id.or_else(|| ids.get(&key_text(&key_values(&rec))).cloned()) {
+                Some(id) => known.push((id, rec)),
                 None => gone.push(rec),
             }
         }
@@ -393,19 +389,20 @@ impl Writer {
         items: Vec<(String, PendingRecord)>,
     ) -> Result<Outcome, WriteError> {
         let mut out = Outcome::default();
-        let (items, mut recreate) = self.with_ids(items).await?;
+        let items = items.into_iter().map(|(id, rec)| (known_id(id), rec));
+        let (items, mut recreate) = self.with_ids(items.collect()).await?;
         for chunk in items.chunks(MAX_BATCH) {
             let mut written = Vec::new();
             let mut fatal = None;
             for (data_id, rec) in chunk {
-                match self.jdy.update(data_id, &rec.data).await {
+                match self.form.update(data_id, &rec.data).await {
                     Ok(()) => written.push(Written {
                         key: rec.key.clone(),
                         data_id: data_id.clone(),
                         content_hash: rec.content_hash.clone(),
                     }),
-                    Err(JdyError::Rejected {
-                        class: crate::http::codes::Class::NotFound,
+                    Err(FormError::Rejected {
+                        class: Class::NotFound,
                         ..
                     }) => recreate.push(rec.clone()),
                     Err(e) if e.is_fatal() => {
@@ -443,9 +440,13 @@ impl Writer {
         month: &str,
         records: Vec<(String, String)>,
     ) -> Result<u64, WriteError> {
+        let records: Vec<(String, Option<String>)> = records
+            .into_iter()
+            .map(|(key, id)| (key, known_id(id)))
+            .collect();
         let unknown: Vec<Vec<Value>> = records
             .iter()
-            .filter(|(_, id)| id.is_empty())
+            .filter(|(_, id)| id.is_none())
             .filter_map(|(key, _)| serde_json::from_str(key).ok())
             .collect();
         let found = self.ids_by_key(&unknown).await?;
@@ -454,13 +455,13 @@ impl Writer {
             // A record whose id is neither stored nor in the form is gone already.
             let ids: Vec<String> = chunk
                 .iter()
-                .filter_map(|(key, id)| match id.is_empty() {
-                    false => Some(id.clone()),
-                    true => found.get(&canonical_key(key)).cloned(),
+                .filter_map(|(key, id)| {
+                    id.clone()
+                        .or_else(|| found.get(&canonical_key(key)).cloned())
                 })
                 .collect();
             if !ids.is_empty() {
-                deleted += self.jdy.batch_delete(&ids).await?;
+                deleted += self.form.delete(&ids).await?;
             }
             let keys: Vec<String> = chunk.iter().map(|(k, _)| k.clone()).collect();
             let (job, m) = (self.job.clone(), month.to_string());
@@ -478,23 +479,12 @@ pub(crate) fn canonical_key(key: &str) -> String {
     serde_json::from_str::<Vec<Value>>(key).map_or_else(|_| key.to_string(), |v| key_text(&v))
 }
 
-pub(crate) fn id_of(row: &Map<String, Value>) -> &str {
-    row.get("_id").and_then(Value::as_str).unwrap_or("")
+/// A form's id as the store holds it: empty when not known (the records of an
+/// acknowledged batch; see the module's doc).
+fn known_id(id: String) -> Option<String> {
+    Some(id).filter(|id| !id.is_empty())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn key_text_compares_whole_numbers_alike_and_escapes_text() {
-        assert_eq!(key_text(&[json!("张\"三"), json!(1)]), r#"["张\"三",1]"#);
-        assert_eq!(
-            key_text(&[json!("a"), json!(1.0)]),
-            key_text(&[json!("a"), json!(1)])
-        );
-        assert_eq!(key_text(&[json!(1.5), json!(null)]), "[1.5,null]");
-        assert_eq!(key_text(&[]), "[]");
-    }
+pub(crate) fn id_of(row: &Map<String, Value>) -> &str {
+    row.get("_id").and_then(Value::as_str).unwrap_or("")
 }

@@ -1,8 +1,8 @@
 //! `check --remote`: does the Jiandaoyun form have every mapped field, with a type
 //! that accepts what the mapping sends? Pure comparison; the IO is in `app`.
 
-use crate::jiandaoyun::Widget;
 use crate::mapping::{FieldInfo, ValueType};
+use crate::target::Widget;
 use crate::text::clean;
 
 /// Form field types a value of each mapping type can be written to.
