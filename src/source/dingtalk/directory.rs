@@ -53,9 +53,9 @@ enum CrawlError {
 }
 
 impl DingtalkClient {
-    /// The userids a job covers, sorted and de-duplicated (dingtalk.md §12 steps
-    /// 2–3). Keeps each user's name, department names, job number and title for
-    /// the records. Userids configured in `scope.userids` but not found are
+    /// The userids a job covers, sorted and de-duplicated (docs/vendors/dingtalk.md
+    /// "The calls", 2–3). Keeps each user's name, department names, job number and
+    /// title for the records. Userids configured in `scope.userids` but not found are
     /// returned too (with a warning), so a pull reports them as absent.
     pub async fn employees(&self, scope: &Scope) -> Result<Vec<String>, SourceError> {
         let all = self.gather(scope, None).await?;

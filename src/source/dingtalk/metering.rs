@@ -32,8 +32,9 @@ impl DingtalkClient {
         per_employee(self.columns.len(), self.leave_names.len())
     }
 
-    /// Metered calls a run over `employees` × `months` costs at most (without
-    /// retries): the per-employee calls plus one `getattcolumns` (dingtalk.md §12).
+    /// Metered calls a run over `employees` × `months` costs at most (without retries):
+    /// the per-employee calls plus one `getattcolumns` (docs/vendors/dingtalk.md "The
+    /// calls").
     pub fn metered_calls_for(&self, employees: usize, months: usize) -> u64 {
         let columns_lookup = u64::from(!self.columns.is_empty());
         employees as u64 * months as u64 * u64::from(self.metered_calls_per_employee())

@@ -1,8 +1,9 @@
-//! DingTalk (钉钉), old-style `oapi` APIs (dingtalk.md §12): departments with
-//! `listsub` and users with `v2/user/list` (contacts, not metered), the report
-//! columns once per run with `getattcolumns`, then per employee and month
-//! `getcolumnval` (≤20 column ids per call) and `getleavetimebynames` (≤20 leave
-//! names per call), whose daily values are summed into one record (spec §5):
+//! DingTalk (钉钉), old-style `oapi` APIs (docs/vendors/dingtalk.md "The calls"):
+//! departments with `listsub` and users with `v2/user/list` (contacts, not
+//! metered), the report columns once per run with `getattcolumns`, then per
+//! employee and month `getcolumnval` (≤20 column ids per call) and
+//! `getleavetimebynames` (≤20 leave names per call), whose daily values are summed
+//! into one record (docs/vendors/dingtalk.md "monthly record"):
 //!
 //! ```json
 //! { "userid": "…", "name": "…", "departments": ["…"], "job_number": "…", "title": "…",
@@ -15,6 +16,14 @@
 //! Every attendance call is metered against the org's monthly quota (standard
 //! edition: 5,000); the client counts them (see [`DingtalkClient::metered_calls`])
 //! and adds them to the run's [`CallStats`] under [`METERED_STATS_KEY`].
+//!
+//! This file holds the client and its settings; the rest is split by concern:
+//! `transport.rs` (the request path: token, pacing, IP ban, body encoding,
+//! retries), `wire.rs` (reading answers, encoding bodies), `directory.rs` and
+//! `people.rs` (the department and user walk), `columns.rs` (report columns and
+//! leave names), `report.rs` (the per-employee pull) with `sums.rs` (summing a
+//! month of daily values), `rate.rs` (default rates, calls under way at once) and
+//! `metering.rs` (metered calls: their count per employee and the hard cap).
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU64};
@@ -55,8 +64,8 @@ pub const GETATTCOLUMNS: &str = "topapi/attendance/getattcolumns";
 pub const GETCOLUMNVAL: &str = "topapi/attendance/getcolumnval";
 pub const GETLEAVETIME: &str = "topapi/attendance/getleavetimebynames";
 
-/// The endpoints counted against the monthly quota (dingtalk.md §9, §14: every
-/// attendance call; token and contacts calls are free).
+/// The endpoints counted against the monthly quota (docs/vendors/dingtalk.md "Limits":
+/// every attendance call; token and contacts calls are free).
 const METERED_ENDPOINTS: &[&str] = &[GETATTCOLUMNS, GETCOLUMNVAL, GETLEAVETIME];
 /// The [`CallStats`] entry that counts metered calls, so the run summary shows them.
 const METERED_STATS_KEY: &str = "(metered)";

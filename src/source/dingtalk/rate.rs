@@ -7,7 +7,8 @@ use crate::http::pace::TOTAL;
 
 use super::{GETATTCOLUMNS, GETCOLUMNVAL, GETLEAVETIME, GETTOKEN, LISTSUB, USER_LIST};
 
-/// Per app and API (standard edition, dingtalk.md §9); `[source.limits]` overrides.
+/// Per app and API (standard edition, docs/vendors/dingtalk.md "Limits");
+/// `[source.limits]` overrides.
 const API_RATE: Rate = Rate::per_second(20);
 pub(super) const DEFAULT_LIMITS: &[(&str, Rate)] = &[
     (GETTOKEN, API_RATE),

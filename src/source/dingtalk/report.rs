@@ -38,8 +38,8 @@ enum EmployeeError {
 }
 
 impl DingtalkClient {
-    /// The records of `userids` for `month` as of `now` (dingtalk.md §12 steps
-    /// 4–7), in the order of `userids`. A rejected employee-month (400002, a
+    /// The records of `userids` for `month` as of `now` (docs/vendors/dingtalk.md
+    /// "The calls", 4–6), in the order of `userids`. A rejected employee-month (400002, a
     /// non-numeric value) is reported as failed, a user DingTalk no longer knows
     /// as absent; quota, credential and permission errors stop the pull.
     pub async fn month_data(

@@ -62,8 +62,9 @@ impl Window {
     }
 }
 
-/// Sums one column's daily values (dingtalk.md §6): only dates inside the
-/// month, each date once, empty = 0; the fixed value when there is no daily list.
+/// Sums one column's daily values (docs/vendors/dingtalk.md "Report values"): only
+/// dates inside the month, each date once, empty = 0; the fixed value when there is no
+/// daily list.
 pub(super) fn sum_column(
     window: &Window,
     name: &str,

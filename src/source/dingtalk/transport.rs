@@ -31,7 +31,8 @@ fn body_cap(endpoint: &str) -> usize {
 }
 
 /// DingTalk bans an IP that exceeds the IP-wide limit for 5 minutes
-/// (dingtalk.md §9): all calls pause at least this long after a ban answer.
+/// (docs/vendors/dingtalk.md "Limits"): all calls pause at least this long after a ban
+/// answer.
 pub(super) const IP_BAN_MIN_WAIT: Duration = Duration::from_secs(5 * 60);
 /// The longest pause after one ban answer, whatever `throttle_wait` says.
 const IP_BAN_MAX_WAIT: Duration = Duration::from_secs(30 * 60);

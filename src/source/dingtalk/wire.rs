@@ -9,8 +9,8 @@ use serde_json::Value;
 use crate::http::codes::dingtalk_code;
 use crate::http::redirected;
 
-/// How a request body is encoded (dingtalk.md §14: JSON by default; the
-/// official samples of some endpoints are form-encoded).
+/// How a request body is encoded (docs/vendors/dingtalk.md "Body encoding": JSON by
+/// default; the official samples of some endpoints are form-encoded).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Encoding {
     Json,
@@ -36,9 +36,10 @@ pub(super) enum Read {
     Protocol(String),
 }
 
-/// Classifies an answer by HTTP status and body (dingtalk.md §10): a 5xx or 429
-/// is transient; a redirect is not followed; a JSON body with `status` 1111, or any
-/// other non-JSON body, is the IP ban — except a 404, which means a wrong `base_url`.
+/// Classifies an answer by HTTP status and body (docs/vendors/dingtalk.md "Answers and
+/// errors"): a 5xx or 429 is transient; a redirect is not followed; a JSON body with
+/// `status` 1111, or any other non-JSON body, is the IP ban — except a 404, which means
+/// a wrong `base_url`.
 pub(super) fn read_answer(status: StatusCode, bytes: &[u8]) -> Read {
     if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
         return Read::Transient(format!("HTTP {status}"));
@@ -115,7 +116,7 @@ pub(super) fn text(v: &Value) -> String {
 }
 
 /// `errmsg`, with the sub-code and sub-message of an errcode 88 answer under
-/// either spelling (dingtalk.md §10, §14).
+/// either spelling (docs/vendors/dingtalk.md "Answers and errors").
 pub(super) fn api_message(body: &Value) -> String {
     let mut message = text(&body["errmsg"]);
     let pick = |keys: [&str; 2]| keys.iter().map(|k| text(&body[*k])).find(|s| !s.is_empty());
