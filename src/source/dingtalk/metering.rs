@@ -1,4 +1,5 @@
-//! The hard cap on metered calls: a [`Meter`] set by the run takes one call
+//! Metered calls: what a job costs per employee and month, what a client has
+//! sent, and the hard cap: a [`Meter`] set by the run takes one call
 //! for every metered attempt (retries and retries after a token refresh
 //! included) before it is sent. Without a meter (`check --remote`, tests of
 //! the client alone) calls are only counted in memory.

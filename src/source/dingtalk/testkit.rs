@@ -57,7 +57,7 @@ pub(super) fn strings(items: &[&str]) -> Vec<String> {
     items.iter().map(|s| (*s).to_owned()).collect()
 }
 
-pub(super) fn fast_limits() -> Vec<(String, Rate)> {
+fn fast_limits() -> Vec<(String, Rate)> {
     [
         GETTOKEN,
         LISTSUB,

@@ -8,8 +8,10 @@ use reqwest::header::CONTENT_TYPE;
 use serde_json::Value;
 
 use super::wire::{api_message, errcode, form_encode, number, read_answer, Encoding, Read};
-use super::{lock, DingtalkClient, GETTOKEN, METERED_ENDPOINTS, METERED_STATS_KEY, VENDOR};
-use super::{GETCOLUMNVAL, GETLEAVETIME};
+use super::{
+    lock, DingtalkClient, GETCOLUMNVAL, GETLEAVETIME, GETTOKEN, METERED_ENDPOINTS,
+    METERED_STATS_KEY, VENDOR,
+};
 use crate::http::codes::{self, Class};
 use crate::http::retry::{retry, Attempt, RetryError};
 use crate::http::{
@@ -53,7 +55,7 @@ pub(super) enum CallError {
 impl DingtalkClient {
     /// Tests only: a shorter IP-ban pause than DingTalk's 5 minutes.
     #[cfg(test)]
-    pub(super) fn with_ip_ban_floor(mut self, floor: Duration) -> Self {
+    fn with_ip_ban_floor(mut self, floor: Duration) -> Self {
         self.ip_ban_floor = floor;
         self
     }
