@@ -1,4 +1,4 @@
-//! Command-line definitions (spec §2).
+//! Command-line definitions (README "Use it").
 
 use std::path::PathBuf;
 

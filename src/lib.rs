@@ -29,4 +29,5 @@ pub mod stdout;
 pub mod store;
 pub mod sync;
 pub mod text;
+pub mod toml_reader;
 pub mod writer;

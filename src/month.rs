@@ -1,4 +1,5 @@
-//! Calendar months and their boundaries in a timezone (product spec §4).
+//! Calendar months and their boundaries in a timezone (README "Which months" and
+//! "Months owed").
 //!
 //! A [`Month`] is a plain calendar month; the timezone only enters when a month is
 //! turned into instants (`start_in`, `end_in`) or when "now" is turned into a month.
@@ -12,7 +13,7 @@ use chrono::{DateTime, Datelike, Months, NaiveDate, NaiveDateTime, NaiveTime, Ti
 use chrono_tz::Tz;
 
 /// The default number of days into a month during which the previous month is
-/// still synced (spec §4: "through the 5th of the following month").
+/// still synced (README "Which months": "through the 5th of the month").
 pub const DEFAULT_GRACE_DAYS: u32 = 5;
 
 /// A calendar month, e.g. 2026-10.
@@ -180,7 +181,7 @@ pub(crate) fn local_instant(naive: NaiveDateTime, tz: Tz) -> DateTime<Utc> {
     DateTime::from_timestamp(lo, 0).unwrap_or_else(|| naive.and_utc())
 }
 
-/// Months a run syncs by default (spec §4): the current month, and also the
+/// Months a run syncs by default (README "Which months"): the current month, and also the
 /// previous one while the local day-of-month is <= `grace_days` (default
 /// [`DEFAULT_GRACE_DAYS`]). The previous month comes first: it is final, so it
 /// has the higher priority when a call budget runs short.
@@ -195,7 +196,7 @@ pub fn default_months(now: DateTime<Utc>, tz: Tz, grace_days: u32) -> Vec<Month>
 }
 
 /// The months a run without `--month` syncs: its default months plus every
-/// owed month (spec §7.5), oldest first, each once; and apart, owed months
+/// owed month (README "Months owed"), oldest first, each once; and apart, owed months
 /// closed more than `max_back` months before `current`, which a run no longer
 /// pulls on its own (they raise an alert instead). Owed months after
 /// `current` (a clock set back) are ignored.
@@ -219,7 +220,7 @@ pub fn with_owed(
     (months, too_old)
 }
 
-/// The WeCom report window of `month` as local day starts (wecom.md §10 step 3):
+/// The WeCom report window of `month` as local day starts (docs/vendors/wecom.md "Pulling a month", step 3):
 /// start = the 1st at 00:00; end = the last day at 00:00, or, for the month in
 /// progress, today at 00:00 (so on the 1st, start == end). `None` for a month that
 /// lies entirely in the future.

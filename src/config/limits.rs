@@ -2,94 +2,16 @@
 //! `[source.retry]`, `[target.retry]`): rates, durations, the endpoints each
 //! vendor's limits may name and their documented quotas.
 
-use std::fmt;
 use std::time::Duration;
 
 use super::diag::{one_of, ConfigError};
 use super::job::in_range;
 use super::reader::{Located, Table};
 use crate::http::pace::TOTAL;
+pub use crate::http::rate::Rate;
+pub use crate::http::retry::RetryConfig;
 use crate::jiandaoyun as jdy;
 use crate::source::{dingtalk, wecom};
-
-/// A request rate: `count` calls per `per`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Rate {
-    pub count: u32,
-    pub per: Duration,
-}
-
-impl Rate {
-    pub const fn per_second(count: u32) -> Rate {
-        Rate {
-            count,
-            per: Duration::from_secs(1),
-        }
-    }
-
-    pub const fn per_minute(count: u32) -> Rate {
-        Rate {
-            count,
-            per: Duration::from_secs(60),
-        }
-    }
-
-    /// The spacing between two calls at this rate.
-    pub fn interval(&self) -> Duration {
-        self.per / self.count.max(1)
-    }
-}
-
-impl std::str::FromStr for Rate {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let bad =
-            || format!("invalid rate \"{s}\"; expected \"N/s\" or \"N/min\", e.g. \"60/min\"");
-        let (n, unit) = s.split_once('/').ok_or_else(bad)?;
-        let count: u32 = n.trim().parse().map_err(|_| bad())?;
-        if count == 0 {
-            return Err(bad());
-        }
-        match unit.trim() {
-            "s" => Ok(Rate::per_second(count)),
-            "min" => Ok(Rate::per_minute(count)),
-            _ => Err(bad()),
-        }
-    }
-}
-
-/// Retry behaviour of one side (README "Job files": `[source.retry]`, `[target.retry]`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RetryConfig {
-    /// Per request, first try included.
-    pub max_attempts: u32,
-    pub initial_wait: Duration,
-    pub max_wait: Duration,
-    /// First wait after a throttling answer.
-    pub throttle_wait: Duration,
-}
-
-impl RetryConfig {
-    pub const WECOM: RetryConfig = RetryConfig {
-        max_attempts: 8,
-        initial_wait: Duration::from_secs(1),
-        max_wait: Duration::from_secs(60),
-        throttle_wait: Duration::from_secs(60),
-    };
-    pub const DINGTALK: RetryConfig = RetryConfig {
-        max_attempts: 8,
-        initial_wait: Duration::from_secs(1),
-        max_wait: Duration::from_secs(60),
-        throttle_wait: Duration::from_secs(1),
-    };
-    pub const JIANDAOYUN: RetryConfig = RetryConfig {
-        max_attempts: 8,
-        initial_wait: Duration::from_secs(1),
-        max_wait: Duration::from_secs(60),
-        throttle_wait: Duration::from_secs(1),
-    };
-}
 
 /// Parses durations like `"500ms"`, `"60s"`, `"5m"`, `"1h"`.
 pub fn parse_duration(s: &str) -> Option<Duration> {
@@ -103,24 +25,6 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
         "m" | "min" => Some(Duration::from_secs(n * 60)),
         "h" => Some(Duration::from_secs(n * 3600)),
         _ => None,
-    }
-}
-
-impl fmt::Display for Rate {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.per.as_secs() {
-            1 => write!(f, "{}/s", self.count),
-            60 => write!(f, "{}/min", self.count),
-            s => write!(f, "{} per {s} s", self.count),
-        }
-    }
-}
-
-impl Rate {
-    /// True when this rate allows more calls in the same time than `other`.
-    pub fn above(&self, other: &Rate) -> bool {
-        u128::from(self.count) * other.per.as_millis()
-            > u128::from(other.count) * self.per.as_millis()
     }
 }
 

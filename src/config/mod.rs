@@ -1,11 +1,13 @@
 //! Job and mapping configuration: parsing, `${VAR}` interpolation, validation.
 
-pub mod diag;
 pub mod job;
 pub mod limits;
 pub mod notify;
-pub mod reader;
 
+// The located TOML reader lives below both `config` and `mapping` (both read
+// files with it); re-exported under its old paths.
+pub use crate::toml_reader as reader;
+pub use crate::toml_reader::diag;
 pub use diag::{ConfigError, ConfigErrors, SourceFile};
 
 use std::collections::HashMap;
@@ -118,50 +120,25 @@ pub fn load(
             }
         };
         let (job, warnings) = match job::parse_job_with_warnings(&name, &file, env) {
-            Ok(parsed) => parsed,
+            Ok((job, warnings)) => (job, Some(warnings)),
             Err(es) => {
                 errors.extend(es);
-                continue;
+                // Mapping problems are still worth reporting when the job only
+                // failed for want of its secrets: `check` on a laptop without
+                // them must still catch a typo in a mapping edit.
+                match job_with_stand_ins(&name, &file, env) {
+                    Some(job) => (job, None),
+                    None => continue,
+                }
             }
         };
         let mapping = mappings
             .entry(job.mapping.clone())
-            .or_insert_with(|| {
-                let mpath = config_dir.join("mappings").join(&job.mapping);
-                let mfile = match read_file(&mpath) {
-                    Ok(f) => f,
-                    Err(e) => {
-                        errors.push(mapping_key_error(
-                            &file,
-                            format!("{}: {}", mpath.display(), e.message),
-                        ));
-                        return None;
-                    }
-                };
-                match Mapping::parse(&mfile) {
-                    Ok(m) => Some(Arc::new(m)),
-                    Err(es) => {
-                        errors.extend(es);
-                        None
-                    }
-                }
-            })
+            .or_insert_with(|| read_mapping(config_dir, &file, &job, &mut errors))
             .clone();
-        if let Some(mapping) = mapping {
-            // A path the job's source record cannot hold would blank its field
-            // in every record: refused like any other configuration error. Jobs
-            // sharing a mapping report a problem once.
-            let (schema, record) = crate::source::schema::record_schema(&job.source);
-            let key_error = mapping.check_key_names_the_month();
-            for e in mapping
-                .check_paths(&schema, record)
-                .into_iter()
-                .chain(key_error)
-            {
-                if !errors.contains(&e) {
-                    errors.push(e);
-                }
-            }
+        let Some(mapping) = mapping else { continue };
+        check_mapping(&job, &mapping, &mut errors);
+        if let Some(warnings) = warnings {
             loaded.push(LoadedJob {
                 job,
                 mapping,
@@ -174,5 +151,152 @@ pub fn load(
         Ok(loaded)
     } else {
         Err(ConfigErrors(errors))
+    }
+}
+
+/// The job as it reads with every unset `${VAR}` given a stand-in value, or
+/// `None` when it has problems of its own. Used only to find its mapping and
+/// source kind; the stand-ins never leave this function.
+fn job_with_stand_ins(name: &str, file: &SourceFile, env: EnvLookup<'_>) -> Option<Job> {
+    // A loopback https URL passes every check a variable's value can meet
+    // (URLs, ids, secrets); it is never contacted.
+    let stand_in = |var: &str| env(var).or_else(|| Some("https://127.0.0.1/unset".to_string()));
+    job::parse_job_with_warnings(name, file, &stand_in)
+        .ok()
+        .map(|(job, _)| job)
+}
+
+/// The job's mapping file, parsed and compiled; its problems go to `errors`.
+fn read_mapping(
+    config_dir: &Path,
+    job_file: &SourceFile,
+    job: &Job,
+    errors: &mut Vec<ConfigError>,
+) -> Option<Arc<Mapping>> {
+    let mpath = config_dir.join("mappings").join(&job.mapping);
+    let mfile = match read_file(&mpath) {
+        Ok(f) => f,
+        Err(e) => {
+            errors.push(mapping_key_error(
+                job_file,
+                format!("{}: {}", mpath.display(), e.message),
+            ));
+            return None;
+        }
+    };
+    match Mapping::parse(&mfile) {
+        Ok(m) => Some(Arc::new(m)),
+        Err(es) => {
+            errors.extend(es);
+            None
+        }
+    }
+}
+
+/// A path the job's source record cannot hold would blank its field in every
+/// record: refused like any other configuration error. Jobs sharing a mapping
+/// report a problem once.
+fn check_mapping(job: &Job, mapping: &Mapping, errors: &mut Vec<ConfigError>) {
+    let (schema, record) = crate::source::schema::record_schema(&job.source);
+    let key_error = mapping.check_key_names_the_month();
+    for e in mapping
+        .check_paths(&schema, record)
+        .into_iter()
+        .chain(key_error)
+    {
+        if !errors.contains(&e) {
+            errors.push(e);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A config dir holding the shipped jobs and mappings, with `edit` applied
+    /// to the WeCom mapping.
+    fn shipped_dir(edit: impl Fn(&str) -> String) -> tempfile::TempDir {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let dir = tempfile::tempdir().expect("temp dir");
+        for sub in ["jobs", "mappings"] {
+            std::fs::create_dir(dir.path().join(sub)).expect("create dir");
+            for name in ["wecom_monthly.toml", "dingtalk_monthly.toml"] {
+                let text = std::fs::read_to_string(root.join(sub).join(name)).expect("shipped");
+                let text = if sub == "mappings" && name.starts_with("wecom") {
+                    edit(&text)
+                } else {
+                    text
+                };
+                std::fs::write(dir.path().join(sub).join(name), text).expect("write");
+            }
+        }
+        dir
+    }
+
+    fn messages(result: Result<Vec<LoadedJob>, ConfigErrors>) -> Vec<String> {
+        match result {
+            Ok(_) => Vec::new(),
+            Err(es) => es.0.iter().map(ToString::to_string).collect(),
+        }
+    }
+
+    fn typo(text: &str) -> String {
+        text.replacen("\"seconds_to_hours\"", "\"seconds_to_hour\"", 1)
+    }
+
+    #[test]
+    fn mapping_problems_are_reported_without_the_secrets() {
+        let dir = shipped_dir(typo);
+        let unset = |_: &str| None;
+        let errors = messages(load(dir.path(), &[], &unset));
+        for var in [
+            "WECOM_CORP_ID",
+            "WECOM_CHECKIN_SECRET",
+            "JDY_API_KEY",
+            "DINGTALK_APP_KEY",
+            "DINGTALK_APP_SECRET",
+        ] {
+            assert!(
+                errors
+                    .iter()
+                    .any(|e| e.contains(var) && e.contains("is not set")),
+                "{var} not reported: {errors:#?}"
+            );
+        }
+        let convert: Vec<&String> = errors
+            .iter()
+            .filter(|e| e.contains("wecom_monthly.toml:38:") && e.contains("seconds_to_hour"))
+            .collect();
+        assert_eq!(convert.len(), 1, "{errors:#?}");
+        // Nothing derived from a stand-in value is shown.
+        assert!(
+            !errors.iter().any(|e| e.contains("127.0.0.1")),
+            "{errors:#?}"
+        );
+    }
+
+    #[test]
+    fn a_mapping_error_is_reported_once_with_or_without_the_secrets() {
+        let dir = shipped_dir(typo);
+        let set = |_: &str| Some("s3cret-value".to_string());
+        let with = messages(load(dir.path(), &[], &set));
+        assert_eq!(with.len(), 1, "{with:#?}");
+        assert!(with[0].contains("seconds_to_hour"), "{with:#?}");
+        let unset = |_: &str| None;
+        let without = messages(load(dir.path(), &[], &unset));
+        assert!(without.contains(&with[0]), "{without:#?}");
+    }
+
+    #[test]
+    fn a_clean_config_without_secrets_lists_only_the_variables() {
+        let dir = shipped_dir(str::to_string);
+        let unset = |_: &str| None;
+        let errors = messages(load(dir.path(), &[], &unset));
+        assert!(!errors.is_empty());
+        assert!(
+            errors.iter().all(|e| e.contains("is not set")),
+            "{errors:#?}"
+        );
     }
 }

@@ -19,7 +19,7 @@ pub enum Class {
     Fatal(&'static str),
 }
 
-/// WeCom `errcode` (wecom.md §9).
+/// WeCom `errcode` (docs/vendors/wecom.md "Errors").
 pub fn wecom(code: i64) -> Class {
     use Class::*;
     match code {
@@ -126,7 +126,7 @@ pub fn dingtalk_wrong_encoding(code: i64) -> bool {
     )
 }
 
-/// Jiandaoyun `code` of an HTTP 400 answer (jiandaoyun.md §10).
+/// Jiandaoyun `code` of an HTTP 400 answer (docs/vendors/jiandaoyun.md "Errors").
 pub fn jiandaoyun(code: i64) -> Class {
     use Class::*;
     match code {

@@ -5,6 +5,7 @@
 
 pub mod codes;
 pub mod pace;
+pub mod rate;
 pub mod retry;
 pub mod token;
 

@@ -21,7 +21,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use crate::config::job::Rate;
+use super::rate::Rate;
 
 /// The `[source.limits]` / `[target.limits]` key for all of a vendor's endpoints together.
 pub const TOTAL: &str = "total";

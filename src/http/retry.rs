@@ -9,7 +9,37 @@ use std::time::Duration;
 use backoff::backoff::Backoff;
 use backoff::ExponentialBackoff;
 
-use crate::config::job::RetryConfig;
+/// Retry behaviour of one side (README "Job files": `[source.retry]`, `[target.retry]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryConfig {
+    /// Per request, first try included.
+    pub max_attempts: u32,
+    pub initial_wait: Duration,
+    pub max_wait: Duration,
+    /// First wait after a throttling answer.
+    pub throttle_wait: Duration,
+}
+
+impl RetryConfig {
+    pub const WECOM: RetryConfig = RetryConfig {
+        max_attempts: 8,
+        initial_wait: Duration::from_secs(1),
+        max_wait: Duration::from_secs(60),
+        throttle_wait: Duration::from_secs(60),
+    };
+    pub const DINGTALK: RetryConfig = RetryConfig {
+        max_attempts: 8,
+        initial_wait: Duration::from_secs(1),
+        max_wait: Duration::from_secs(60),
+        throttle_wait: Duration::from_secs(1),
+    };
+    pub const JIANDAOYUN: RetryConfig = RetryConfig {
+        max_attempts: 8,
+        initial_wait: Duration::from_secs(1),
+        max_wait: Duration::from_secs(60),
+        throttle_wait: Duration::from_secs(1),
+    };
+}
 
 /// What one try of a request came to.
 pub enum Attempt<T, E> {

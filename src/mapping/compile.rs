@@ -9,9 +9,9 @@ use toml::Spanned;
 use super::path::Path;
 use super::value::{Convert, Val};
 use super::{Input, Mapping, Rule, Site, ValueType, Var};
-use crate::config::diag::one_of;
-use crate::config::reader::{self, Located, Table};
-use crate::config::{ConfigError, SourceFile};
+use crate::toml_reader::one_of;
+use crate::toml_reader::{self as reader, Located, Table};
+use crate::toml_reader::{ConfigError, SourceFile};
 
 const ROOT_KEYS: &[&str] = &["key", "fields", "description"];
 const RULE_KEYS: &[&str] = &["from", "default", "convert", "sep", "map", "round", "type"];

@@ -69,8 +69,8 @@ impl FieldFill {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::SourceFile;
     use crate::mapping::Vars;
+    use crate::toml_reader::SourceFile;
     use serde_json::{json, Value};
 
     fn mapping() -> Mapping {

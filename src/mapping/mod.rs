@@ -1,4 +1,4 @@
-//! The mapping engine: compile a mapping file (product spec §6) once, then turn
+//! The mapping engine: compile a mapping file (README "Mapping files") once, then turn
 //! each source record into a Jiandaoyun row.
 //!
 //! Architecture invariant: this module does no IO, reads no clock and never
@@ -25,8 +25,8 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use serde_json::Value;
 
-use crate::config::{ConfigError, SourceFile};
 use crate::month::Month;
+use crate::toml_reader::{ConfigError, SourceFile};
 
 pub use fill::FieldFill;
 pub use node::Node;

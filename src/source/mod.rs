@@ -1,5 +1,5 @@
 //! Sources: where attendance records come from. Each produces one JSON record per
-//! employee and month (spec §5), in chunks, so memory stays flat.
+//! employee and month (README "Mapping files"), in chunks, so memory stays flat.
 
 pub mod dingtalk;
 pub mod schema;

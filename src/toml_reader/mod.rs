@@ -10,7 +10,9 @@ use std::ops::Range;
 use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
-use super::diag::{one_of, ConfigError, SourceFile};
+pub mod diag;
+
+pub use diag::{one_of, ConfigError, ConfigErrors, SourceFile};
 
 /// Looks up an environment variable; injected so tests need not touch the process env.
 pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
