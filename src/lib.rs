@@ -8,6 +8,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod daemon;
+pub(crate) mod decimal;
 pub mod demo;
 pub mod http;
 pub mod lease;

@@ -52,16 +52,12 @@ pub fn wecom_gettoken(code: i64) -> Class {
 }
 
 /// DingTalk old-style `errcode` values the client acts on by value, not only by
-/// class (dingtalk.md §11, §14).
+/// class (docs/vendors/dingtalk.md "Answers and errors", "Body encoding").
 pub mod dingtalk_code {
-    /// Monthly quota of metered calls exhausted: stop, no retry.
-    pub const QUOTA_EXHAUSTED: i64 = 90020;
     /// A department outside the app's contact scope.
     pub const OUT_OF_SCOPE: i64 = 50004;
     /// Invalid parameter: on `v2/user/list`, shrink the page size.
     pub const INVALID_PARAMETER: i64 = 400002;
-    /// Authentication exception: details in a sub-code and sub-message.
-    pub const AUTH_EXCEPTION: i64 = 88;
     /// Invalid `Content-Type` (the endpoint wants the other body encoding).
     pub const BAD_CONTENT_TYPE: i64 = 43004;
     /// The endpoint wants `application/json`.
@@ -71,9 +67,10 @@ pub mod dingtalk_code {
     pub const IP_BANNED_STATUS: i64 = 1111;
 }
 
-/// DingTalk old-style `errcode` (dingtalk.md §11). 400002 is [`Class::Record`]:
-/// on a per-user report call it fails that employee-month; elsewhere the caller
-/// treats it as fatal. 60003 and the user-not-found codes are [`Class::NotFound`].
+/// DingTalk old-style `errcode` (docs/vendors/dingtalk.md "Answers and errors"). 400002
+/// is [`Class::Record`]: on a per-user report call it fails that employee-month;
+/// elsewhere the caller treats it as fatal. 60003 and the user-not-found codes are
+/// [`Class::NotFound`].
 pub fn dingtalk(code: i64) -> Class {
     use Class::*;
     match code {
@@ -97,8 +94,9 @@ pub fn dingtalk(code: i64) -> Class {
     }
 }
 
-/// What to fix when `gettoken` itself fails: a token error there means the
-/// credentials (dingtalk.md §11: 40001 on `gettoken` is a bad secret).
+/// What to fix when `gettoken` itself fails: a token error there means the credentials
+/// (docs/vendors/dingtalk.md "Answers and errors": 40001 on `gettoken` is a bad
+/// secret).
 pub fn dingtalk_gettoken(code: i64) -> Class {
     match code {
         40001 | 40089 => Class::Fatal(
@@ -120,7 +118,7 @@ pub fn dingtalk_retry_after(code: i64) -> Option<std::time::Duration> {
 }
 
 /// True when DingTalk refused the body's encoding, so the other one (JSON or
-/// form) should be tried (dingtalk.md §14).
+/// form) should be tried (docs/vendors/dingtalk.md "Body encoding").
 pub fn dingtalk_wrong_encoding(code: i64) -> bool {
     matches!(
         code,

@@ -1,0 +1,675 @@
+//! The request path: token, pacing, the IP ban, body encoding, retries, and
+//! vendor answers turned into attempts and errors.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use reqwest::header::CONTENT_TYPE;
+use serde_json::Value;
+
+use super::wire::{api_message, errcode, form_encode, number, read_answer, Encoding, Read};
+use super::{
+    lock, DingtalkClient, GETCOLUMNVAL, GETLEAVETIME, GETTOKEN, METERED_ENDPOINTS,
+    METERED_STATS_KEY, VENDOR,
+};
+use crate::http::codes::{self, Class};
+use crate::http::retry::{retry, Attempt, RetryError};
+use crate::http::{
+    describe, endpoint_url, errcode_attempt, read_capped, redact, ApiFailure, ReadError, Url,
+    BODY_CAP, REPORT_BODY_CAP,
+};
+use crate::secret::Secret;
+use crate::source::SourceError;
+
+/// The most an answer of `endpoint` may hold: report values (a month of columns
+/// for a page of employees) and leave times are large; the rest are small (see
+/// [`BODY_CAP`]).
+fn body_cap(endpoint: &str) -> usize {
+    if endpoint == GETCOLUMNVAL || endpoint == GETLEAVETIME {
+        REPORT_BODY_CAP
+    } else {
+        BODY_CAP
+    }
+}
+
+/// DingTalk bans an IP that exceeds the IP-wide limit for 5 minutes
+/// (docs/vendors/dingtalk.md "Limits"): all calls pause at least this long after a ban
+/// answer.
+pub(super) const IP_BAN_MIN_WAIT: Duration = Duration::from_secs(5 * 60);
+/// The longest pause after one ban answer, whatever `throttle_wait` says.
+const IP_BAN_MAX_WAIT: Duration = Duration::from_secs(30 * 60);
+
+/// How long to pause all calls after an IP-ban answer: at least `floor` (the
+/// ban's 5 minutes) and at least `throttle_wait`, at most [`IP_BAN_MAX_WAIT`].
+fn ip_ban_wait(throttle_wait: Duration, floor: Duration) -> Duration {
+    throttle_wait.max(floor).min(IP_BAN_MAX_WAIT)
+}
+
+pub(super) enum CallError {
+    Api(ApiFailure),
+    Source(SourceError),
+    /// Not sent: the pull it belonged to had stopped meanwhile.
+    Halted,
+}
+
+impl DingtalkClient {
+    /// Tests only: a shorter IP-ban pause than DingTalk's 5 minutes.
+    #[cfg(test)]
+    fn with_ip_ban_floor(mut self, floor: Duration) -> Self {
+        self.ip_ban_floor = floor;
+        self
+    }
+
+    /// Sends `endpoint`'s bodies form-encoded (`true`) or as JSON (`false`, the
+    /// default). The client also switches by itself when DingTalk refuses one.
+    fn set_form_encoding(&self, endpoint: &str, on: bool) {
+        let mut form = lock(&self.form);
+        if on {
+            form.insert(endpoint.trim_matches('/').to_owned());
+        } else {
+            form.remove(endpoint.trim_matches('/'));
+        }
+    }
+
+    fn encoding(&self, endpoint: &str) -> Encoding {
+        if lock(&self.form).contains(endpoint) {
+            Encoding::Form
+        } else {
+            Encoding::Json
+        }
+    }
+
+    fn url(&self, endpoint: &str) -> Url {
+        endpoint_url(&self.base_url, &[endpoint])
+    }
+
+    fn clean(&self, message: &str, token: Option<&Secret>) -> String {
+        let mut secrets = vec![self.app_secret.expose()];
+        if let Some(t) = token {
+            secrets.push(t.expose());
+        }
+        redact(message, &secrets)
+    }
+
+    fn api_error(&self, endpoint: &str, f: ApiFailure) -> SourceError {
+        let hint = match f.class {
+            Class::Fatal(hint) => hint,
+            Class::Token => {
+                "fresh access tokens were rejected repeatedly; check `app_key` and `app_secret`"
+            }
+            Class::Record => "DingTalk rejected a request parameter",
+            Class::NotFound => "DingTalk did not find the department or user",
+            _ => "DingTalk rejected the call",
+        };
+        SourceError::Api {
+            vendor: VENDOR,
+            endpoint: endpoint.to_string(),
+            code: f.code,
+            message: f.message,
+            hint,
+        }
+    }
+
+    pub(super) fn protocol(&self, endpoint: &str, message: impl Into<String>) -> SourceError {
+        SourceError::Protocol {
+            vendor: VENDOR,
+            endpoint: endpoint.to_string(),
+            message: message.into(),
+        }
+    }
+
+    fn finish(
+        &self,
+        endpoint: &str,
+        r: Result<Value, RetryError<CallError>>,
+    ) -> Result<Value, SourceError> {
+        r.map_err(|e| self.error(endpoint, e))
+    }
+
+    pub(super) fn error(&self, endpoint: &str, e: RetryError<CallError>) -> SourceError {
+        match e {
+            RetryError::Failed(CallError::Api(f)) => self.api_error(endpoint, f),
+            RetryError::Failed(CallError::Source(e)) => e,
+            // Only report calls are halted, and `report_call` never gets here.
+            RetryError::Failed(CallError::Halted) => {
+                self.protocol(endpoint, "not sent: the pull had already stopped")
+            }
+            RetryError::Exhausted { attempts, last } => SourceError::Exhausted {
+                vendor: VENDOR,
+                endpoint: endpoint.to_string(),
+                attempts,
+                last,
+            },
+        }
+    }
+
+    fn ban_in_force(&self) -> bool {
+        lock(&self.banned_until).is_some_and(|u| Instant::now() < u)
+    }
+
+    /// Waits out an IP ban, if one is in force.
+    async fn wait_out_ban(&self) {
+        loop {
+            let until = *lock(&self.banned_until);
+            match until.map(|u| u.saturating_duration_since(Instant::now())) {
+                Some(left) if !left.is_zero() => tokio::time::sleep(left).await,
+                _ => return,
+            }
+        }
+    }
+
+    /// Records an IP ban: every call pauses until it is over.
+    fn banned(&self, endpoint: &str, what: String) -> Attempt<Value, CallError> {
+        let wait = ip_ban_wait(self.retry.throttle_wait, self.ip_ban_floor);
+        {
+            let mut until = lock(&self.banned_until);
+            let end = Instant::now() + wait;
+            if until.is_none_or(|u| u < end) {
+                *until = Some(end);
+            }
+        }
+        self.stats.throttled(endpoint);
+        tracing::warn!(
+            endpoint,
+            wait_s = wait.as_secs_f64(),
+            "DingTalk has banned this server's IP ({what}), probably for exceeding the IP-wide \
+             limit of 10,000 calls per 20 s; pausing all DingTalk calls for {} s",
+            wait.as_secs()
+        );
+        Attempt::Throttled {
+            reason: format!("this server's IP is banned by DingTalk ({what})"),
+            retry_after: None,
+        }
+    }
+
+    /// Decodes one answer: transport problems, bans and vendor codes become attempts.
+    async fn decode(
+        &self,
+        endpoint: &str,
+        sent: Result<reqwest::Response, reqwest::Error>,
+        token: Option<&Secret>,
+        table: fn(i64) -> Class,
+    ) -> Attempt<Value, CallError> {
+        let resp = match sent {
+            Ok(r) => r,
+            Err(e) => return Attempt::Transient(describe(e)),
+        };
+        let status = resp.status();
+        let bytes = match read_capped(resp, body_cap(endpoint), endpoint).await {
+            Ok(b) => b,
+            Err(ReadError::Transport(e)) => {
+                return Attempt::Transient(format!("HTTP {status}, {e}"))
+            }
+            // Not retried: the same request gets the same answer.
+            Err(e @ ReadError::TooLarge { .. }) => {
+                return Attempt::Fail(CallError::Source(SourceError::Protocol {
+                    vendor: VENDOR,
+                    endpoint: endpoint.to_string(),
+                    message: e.to_string(),
+                }))
+            }
+        };
+        let body = match read_answer(status, &bytes) {
+            Read::Body(body) => body,
+            Read::Banned(what) => return self.banned(endpoint, what),
+            Read::Transient(reason) => return Attempt::Transient(reason),
+            Read::Protocol(message) => {
+                let message = self.clean(&message, token);
+                return Attempt::Fail(CallError::Source(self.protocol(endpoint, message)));
+            }
+        };
+        let code = errcode(&body);
+        if code == 0 {
+            return Attempt::Done(body);
+        }
+        let message = self.clean(&api_message(&body), token);
+        let failure = ApiFailure {
+            code,
+            message,
+            class: table(code),
+        };
+        let token = token.map(|t| (&self.tokens, t));
+        errcode_attempt(
+            endpoint,
+            failure,
+            codes::dingtalk_retry_after(code),
+            &self.stats,
+            token,
+        )
+        .await
+        .map_err(CallError::Api)
+    }
+
+    async fn fetch_token(&self) -> Result<(Secret, Duration), SourceError> {
+        let result = retry(&self.retry, GETTOKEN, || async {
+            self.wait_out_ban().await;
+            self.pacer.ready(GETTOKEN).await;
+            self.stats.call(GETTOKEN);
+            let sent = self
+                .http
+                .get(self.url(GETTOKEN))
+                .query(&[
+                    ("appkey", self.app_key.as_str()),
+                    ("appsecret", self.app_secret.expose()),
+                ])
+                .send()
+                .await;
+            match self
+                .decode(GETTOKEN, sent, None, codes::dingtalk_gettoken)
+                .await
+            {
+                // A token error from gettoken itself means the credentials: never retry it.
+                Attempt::TokenRejected(e) => Attempt::Fail(e),
+                other => other,
+            }
+        })
+        .await;
+        let body = self.finish(GETTOKEN, result)?;
+        let token = body["access_token"].as_str().unwrap_or_default();
+        if token.is_empty() {
+            return Err(self.protocol(GETTOKEN, "no access_token in the answer"));
+        }
+        let expires_in = number(&body["expires_in"])
+            .and_then(|s| u64::try_from(s).ok())
+            .filter(|s| *s > 0)
+            .unwrap_or(7200);
+        Ok((Secret::new(token), Duration::from_secs(expires_in)))
+    }
+
+    /// One request: waits out a ban, paces, counts, sends in `forced` or else
+    /// the endpoint's current encoding, which it returns with the attempt. Bans,
+    /// encoding and `halt` are looked at after the pacer's wait: under concurrency
+    /// a call can wait there a while, and meanwhile another call may have met a
+    /// ban, switched the encoding or stopped the pull (quota, credentials).
+    async fn send(
+        &self,
+        endpoint: &str,
+        body: &Value,
+        token: &Secret,
+        forced: Option<Encoding>,
+        halt: Option<&AtomicBool>,
+    ) -> (Encoding, Attempt<Value, CallError>) {
+        loop {
+            self.wait_out_ban().await;
+            self.pacer.ready(endpoint).await;
+            if !self.ban_in_force() {
+                break;
+            }
+        }
+        let encoding = forced.unwrap_or_else(|| self.encoding(endpoint));
+        if halt.is_some_and(|h| h.load(Ordering::SeqCst)) {
+            return (encoding, Attempt::Fail(CallError::Halted));
+        }
+        if METERED_ENDPOINTS.contains(&endpoint) {
+            // Counted before it is sent; refused at the budget's cap.
+            if let Err(e) = self.take_metered().await {
+                return (encoding, Attempt::Fail(CallError::Source(e)));
+            }
+            self.metered.fetch_add(1, Ordering::Relaxed);
+            self.stats.call(METERED_STATS_KEY);
+        }
+        self.stats.call(endpoint);
+        let request = self
+            .http
+            .post(self.url(endpoint))
+            .query(&[("access_token", token.expose())]);
+        let request = match encoding {
+            Encoding::Json => request
+                .header(CONTENT_TYPE, "application/json;charset=UTF-8")
+                .body(body.to_string()),
+            Encoding::Form => request
+                .header(
+                    CONTENT_TYPE,
+                    "application/x-www-form-urlencoded;charset=UTF-8",
+                )
+                .body(form_encode(body)),
+        };
+        let sent = request.send().await;
+        let attempt = self
+            .decode(endpoint, sent, Some(token), codes::dingtalk)
+            .await;
+        (encoding, attempt)
+    }
+
+    /// One API call with token, pacing, retries, and a switch of the body's
+    /// encoding when DingTalk refuses it. Vendor errors that are not retryable
+    /// come back as `CallError::Api` so callers can act on the class.
+    pub(super) async fn call(
+        &self,
+        endpoint: &str,
+        body: &Value,
+    ) -> Result<Value, RetryError<CallError>> {
+        self.call_unless(endpoint, body, None).await
+    }
+
+    /// [`Self::call`], given up (`CallError::Halted`) once `halt` is set.
+    pub(super) async fn call_unless(
+        &self,
+        endpoint: &str,
+        body: &Value,
+        halt: Option<&AtomicBool>,
+    ) -> Result<Value, RetryError<CallError>> {
+        retry(&self.retry, endpoint, || async {
+            // Taken before the pacer's wait, not after: calls held up by a token
+            // refresh would otherwise all leave at once when it ends, closer
+            // together than the endpoint's rate allows.
+            let token = match self.tokens.get(|| self.fetch_token()).await {
+                Ok(t) => t,
+                Err(e) => return Attempt::Fail(CallError::Source(e)),
+            };
+            match self.send(endpoint, body, &token, None, halt).await {
+                (encoding, Attempt::Fail(CallError::Api(f)))
+                    if codes::dingtalk_wrong_encoding(f.code) =>
+                {
+                    // Switch to the other of what was sent (not of the current
+                    // setting), so concurrent refusals agree on the outcome.
+                    let other = encoding.other();
+                    tracing::info!(endpoint, code = f.code, from = ?encoding, to = ?other,
+                        "DingTalk refused the request body's encoding; switching");
+                    self.set_form_encoding(endpoint, other == Encoding::Form);
+                    self.send(endpoint, body, &token, Some(other), halt).await.1
+                }
+                (_, other) => other,
+            }
+        })
+        .await
+    }
+
+    pub(super) async fn call_ok(&self, endpoint: &str, body: &Value) -> Result<Value, SourceError> {
+        let r = self.call(endpoint, body).await;
+        self.finish(endpoint, r)
+    }
+
+    /// Fetches a token now, so bad credentials stop the job before any other work.
+    pub async fn login(&self) -> Result<(), SourceError> {
+        self.tokens.get(|| self.fetch_token()).await.map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::dingtalk::testkit::*;
+
+    #[tokio::test]
+    async fn completes_with_a_fifth_of_the_calls_throttled() {
+        let config = DingtalkSimConfig {
+            throttle_ratio: 0.2,
+            ..fast_sim()
+        };
+        let sim = start(30, config).await;
+        let cfg = job(&sim, &DEFAULT_COLUMNS[..4], &["年假"]);
+        let stats = Arc::new(CallStats::default());
+        let source = source_client(&cfg, stats.clone());
+        let (_, pulled) = pull_all(&source, october(), after_october()).await.unwrap();
+        assert_eq!(pulled.records.len(), 30);
+        check_records(&sim, &cfg, &pulled, october());
+        let injected = sim.injected_throttles();
+        assert!(injected > 10, "{injected}");
+        let throttled: u64 = stats.snapshot().values().map(|s| s.throttled).sum();
+        assert_eq!(throttled, injected as u64);
+    }
+
+    #[tokio::test]
+    async fn bad_credentials_show_the_code_never_the_secret() {
+        let sim = start(3, fast_sim()).await;
+        let mut cfg = job(&sim, &["出勤天数"], &[]);
+        cfg.app_secret = Secret::new("Wrong-Secret-0123456789");
+        let e = client_for(&cfg).login().await.unwrap_err();
+        let text = e.to_string();
+        assert!(text.contains("errcode 40001"), "{text}");
+        assert!(text.contains("app_secret"), "{text}");
+        assert!(!text.contains("Wrong-Secret-0123456789"), "{text}");
+        assert!(!e.is_transient());
+        // No retry of a credentials error.
+        assert_eq!(sim.calls(GETTOKEN), 1);
+
+        let mut cfg = job(&sim, &["出勤天数"], &[]);
+        cfg.app_key = "ding-unknown".into();
+        let text = client_for(&cfg).login().await.unwrap_err().to_string();
+        assert!(
+            text.contains("errcode 40089") && text.contains("app_key"),
+            "{text}"
+        );
+        assert!(!text.contains(&sim.config().app_secret));
+    }
+
+    #[tokio::test]
+    async fn switches_body_encoding_when_refused() {
+        let config = DingtalkSimConfig {
+            body_styles: vec![
+                (GETCOLUMNVAL.into(), BodyStyle::FormOnly),
+                (GETLEAVETIME.into(), BodyStyle::JsonOnly),
+                (USER_LIST.into(), BodyStyle::FormOnly),
+            ],
+            ..fast_sim()
+        };
+        let sim = start(12, config).await;
+        let cfg = job(&sim, &["出勤天数", "工作时长"], &["年假", "事假"]);
+        let client = client_for(&cfg);
+        // Leave calls start form-encoded here: the switch back to JSON is exercised too.
+        client.set_form_encoding(GETLEAVETIME, true);
+        let employees = client.employees(&Scope::default()).await.unwrap();
+        assert_eq!(employees.len(), 12);
+        let pulled = client
+            .month_data(&employees, october(), after_october(), SH)
+            .await
+            .unwrap();
+        assert_eq!(pulled.records.len(), 12);
+        check_records(&sim, &cfg, &pulled, october());
+        // The other encoding sticks after the first refusal: only the calls
+        // already sent when it came back are refused too (employees are pulled
+        // several at once), each resent once in the other encoding.
+        assert_eq!(client.encoding(GETCOLUMNVAL), Encoding::Form);
+        assert_eq!(client.encoding(GETLEAVETIME), Encoding::Json);
+        assert_eq!(client.encoding(USER_LIST), Encoding::Form);
+        let log = sim.call_log();
+        let refused = |endpoint: &str, code: i64| {
+            log.iter()
+                .filter(|c| c.endpoint == endpoint && c.outcome.code() == Some(code))
+                .count()
+        };
+        let in_flight = client.employees_in_flight;
+        for (endpoint, code) in [(GETCOLUMNVAL, 43004), (GETLEAVETIME, 43005)] {
+            let n = refused(endpoint, code);
+            assert!((1..=in_flight).contains(&n), "{endpoint}: {n}");
+            assert_eq!(sim.calls(endpoint), 12 + n, "{endpoint}");
+        }
+        // The listing switched once (its first page is asked alone).
+        assert_eq!(refused(USER_LIST, 43004), 1);
+        let codes: Vec<i64> = log.iter().filter_map(|c| c.outcome.code()).collect();
+        assert!(
+            codes.iter().all(|c| *c == 43004 || *c == 43005),
+            "{codes:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn expired_tokens_are_refreshed() {
+        let config = DingtalkSimConfig {
+            token_expires_after_calls: Some(9),
+            ..fast_sim()
+        };
+        let sim = start(15, config).await;
+        let cfg = job(&sim, &["出勤天数"], &["年假"]);
+        let source = source_client(&cfg, Arc::new(CallStats::default()));
+        let (_, pulled) = pull_all(&source, october(), after_october()).await.unwrap();
+        assert_eq!(pulled.records.len(), 15);
+        check_records(&sim, &cfg, &pulled, october());
+        let issued = sim.tokens_issued();
+        assert!(issued > 3, "{issued}");
+        let log = sim.call_log();
+        // One gettoken per expiry, however many calls met it: every token but the
+        // last served its 9 calls, none was fetched twice and wasted.
+        let served = log
+            .iter()
+            .filter(|c| c.endpoint != GETTOKEN && c.outcome.is_ok())
+            .count();
+        assert_eq!(issued, served.div_ceil(9), "{served} calls");
+        // Each expiry is met by the calls under way with the old token (two per
+        // employee pulled at once), at most; each of them is resent once.
+        let expired = log
+            .iter()
+            .filter(|c| c.outcome.code() == Some(42001))
+            .count();
+        let in_flight = 2 * client_for(&cfg).employees_in_flight;
+        assert!(
+            (issued - 1..=(issued - 1) * in_flight).contains(&expired),
+            "{expired} expired answers for {issued} tokens"
+        );
+        assert_eq!(log.len(), served + expired + issued);
+    }
+
+    #[tokio::test]
+    async fn token_errors_on_a_call_refresh_once() {
+        let sim = start(3, fast_sim()).await;
+        let cfg = job(&sim, &["出勤天数"], &[]);
+        let client = client_for(&cfg);
+        let employees = client.employees(&Scope::default()).await.unwrap();
+        sim.inject_answer(
+            GETCOLUMNVAL,
+            json!({"errcode": 40001, "errmsg": "invalid token"}),
+            1,
+        );
+        let pulled = client
+            .month_data(&employees, october(), after_october(), SH)
+            .await
+            .unwrap();
+        assert_eq!(pulled.records.len(), 3);
+        assert_eq!(sim.calls(GETTOKEN), 2);
+        // A call whose fresh tokens are rejected again and again stops the pull.
+        // One employee: with several, the rejections would be shared out among
+        // calls pulled at once, each of which is refreshed only a few times.
+        sim.inject_answer(
+            GETCOLUMNVAL,
+            json!({"errcode": 42001, "errmsg": "expired"}),
+            4,
+        );
+        let e = stopped(
+            client
+                .month_data(&employees[..1], october(), after_october(), SH)
+                .await,
+        );
+        assert!(e.contains("rejected repeatedly"), "{e}");
+        assert_eq!(sim.calls(GETTOKEN), 2 + 3);
+
+        // As many rejections as one call survives, over a chunk pulled at once:
+        // however they are shared out, the pull goes on, every record is right,
+        // and no rejection costs more than one refresh.
+        sim.inject_answer(
+            GETCOLUMNVAL,
+            json!({"errcode": 42001, "errmsg": "expired"}),
+            3,
+        );
+        let pulled = client
+            .month_data(&employees, october(), after_october(), SH)
+            .await
+            .unwrap();
+        assert!(pulled.stopped.is_none(), "{:?}", pulled.stopped);
+        assert_eq!(pulled.records.len(), 3);
+        check_records(&sim, &cfg, &pulled, october());
+        // A fresh token after the last stop, then one refresh for the first
+        // rejection and at most one for each of the two others.
+        let fetched = sim.calls(GETTOKEN) - 5;
+        assert!((2..=4).contains(&fetched), "{fetched}");
+    }
+
+    #[tokio::test]
+    async fn ip_ban_pauses_every_call_then_goes_on() {
+        let sim = start(4, fast_sim()).await;
+        let cfg = job(&sim, &["出勤天数"], &["年假"]);
+        let client = client_for(&cfg).with_ip_ban_floor(Duration::from_millis(300));
+        let employees = client.employees(&Scope::default()).await.unwrap();
+        for html in [false, true] {
+            sim.set_ip_ban_html(html);
+            sim.set_ip_banned(true);
+            let lift = {
+                let sim = sim.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_millis(150)).await;
+                    sim.set_ip_banned(false);
+                })
+            };
+            let bans = sim.bans_answered();
+            let logged = sim.call_log().len();
+            let started = Instant::now();
+            let pulled = client
+                .month_data(&employees, october(), after_october(), SH)
+                .await
+                .unwrap();
+            lift.await.unwrap();
+            assert_eq!(pulled.records.len(), 4);
+            check_records(&sim, &cfg, &pulled, october());
+            assert!(started.elapsed() >= Duration::from_millis(300));
+            // Only the calls already sent when the first ban answer came back
+            // meet the ban (two per employee pulled at once, at most) ...
+            let banned = sim.bans_answered() - bans;
+            assert!((1..=8).contains(&banned), "{banned} ban answers");
+            // ... and nothing goes out again until the pause is over.
+            let log = sim.call_log();
+            let round = &log[logged..];
+            let first_ban = round
+                .iter()
+                .filter(|c| !c.outcome.is_ok())
+                .map(|c| c.at)
+                .min()
+                .unwrap();
+            let answered: Vec<&CallRecord> = round.iter().filter(|c| c.outcome.is_ok()).collect();
+            let reports = answered
+                .iter()
+                .filter(|c| c.endpoint == GETCOLUMNVAL || c.endpoint == GETLEAVETIME)
+                .count();
+            assert_eq!(reports, 8);
+            for c in answered {
+                assert!(
+                    c.at.duration_since(first_ban) >= Duration::from_millis(300),
+                    "{} sent {:?} after the first ban answer",
+                    c.endpoint,
+                    c.at.duration_since(first_ban)
+                );
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn default_pacing_stays_under_twenty_per_second() {
+        let sim = start(30, DingtalkSimConfig::default()).await;
+        let mut cfg = job(&sim, &["出勤天数"], &[]);
+        cfg.limits = Vec::new();
+        let client = client_for(&cfg);
+        let employees = client.employees(&Scope::default()).await.unwrap();
+        let started = Instant::now();
+        let pulled = client
+            .month_data(&employees, october(), after_october(), SH)
+            .await
+            .unwrap();
+        assert_eq!(pulled.records.len(), 30);
+        // 30 calls spaced at least 50 ms apart.
+        assert!(started.elapsed() >= Duration::from_millis(29 * 50));
+        let log = sim.call_log();
+        let times: Vec<Instant> = log
+            .iter()
+            .filter(|c| c.endpoint == GETCOLUMNVAL)
+            .map(|c| c.at)
+            .collect();
+        assert!(times.len() >= 30);
+    }
+
+    #[test]
+    fn ip_ban_wait_has_a_five_minute_floor_and_a_cap() {
+        assert_eq!(IP_BAN_MIN_WAIT, Duration::from_secs(300));
+        let floor = IP_BAN_MIN_WAIT;
+        assert_eq!(
+            ip_ban_wait(Duration::from_secs(1), floor),
+            Duration::from_secs(300)
+        );
+        assert_eq!(
+            ip_ban_wait(Duration::from_secs(600), floor),
+            Duration::from_secs(600)
+        );
+        assert_eq!(
+            ip_ban_wait(Duration::from_secs(7200), floor),
+            IP_BAN_MAX_WAIT
+        );
+    }
+}
