@@ -3,6 +3,7 @@
 //!
 //! Invariant: only this module knows vendor error codes; callers see a [`codes::Class`].
 
+pub mod call;
 pub mod codes;
 pub mod pace;
 pub mod rate;
