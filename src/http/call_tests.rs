@@ -120,7 +120,7 @@ fn table(code: i64) -> Class {
     }
 }
 
-fn read(_status: StatusCode, bytes: &mut Vec<u8>) -> Decoded<Value> {
+fn decode(bytes: &[u8]) -> Decoded<Value> {
     match serde_json::from_slice::<Value>(bytes) {
         Ok(v) => match v["errcode"].as_i64().unwrap_or(0) {
             0 => Decoded::Done(v),
@@ -151,7 +151,7 @@ async fn with_token(fake: &Fake, url: &str, resend: Resend) -> Result<Value, Fai
             let token = token.map(Secret::expose).unwrap_or_default();
             fake.http.get(url).query(&[("access_token", token)])
         },
-        read,
+        |_, bytes: &mut Vec<u8>| decode(bytes),
         no_hook,
     )
     .await
@@ -259,7 +259,7 @@ async fn the_hook_runs_after_the_pacer_before_each_attempt_and_can_stop_the_send
         &fake,
         &at("e", Resend::Safe),
         |_| fake.http.get(&url),
-        read,
+        |_, bytes: &mut Vec<u8>| decode(bytes),
         hook,
     )
     .await;
@@ -272,7 +272,7 @@ async fn the_hook_runs_after_the_pacer_before_each_attempt_and_can_stop_the_send
         &fake,
         &at("e", Resend::Never),
         |_| fake.http.get(&url),
-        read,
+        |_, bytes: &mut Vec<u8>| decode(bytes),
         refuse,
     )
     .await;
