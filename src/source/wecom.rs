@@ -131,6 +131,8 @@ impl WecomClient {
         })
     }
 
+    /// A fresh access token from `gettoken`, the secret in its query: a token
+    /// error there means the secret, so it is never retried.
     async fn new_token(&self) -> Result<(Secret, Duration), SourceError> {
         let at = Call {
             endpoint: GETTOKEN,
