@@ -3,6 +3,7 @@
 //!
 //! Invariant: only this module knows vendor error codes; callers see a [`codes::Class`].
 
+pub mod call;
 pub mod codes;
 pub mod pace;
 pub mod rate;
@@ -276,9 +277,9 @@ pub struct ApiFailure {
     pub class: Class,
 }
 
-/// What a non-zero `errcode` means for a call of a token-based vendor (WeCom,
-/// DingTalk): retry after a backoff, wait out a throttle, refresh the token, or give
-/// the failure to the caller.
+/// What a non-zero `errcode` means for a call of DingTalk's transport: retry after
+/// a backoff, wait out a throttle, refresh the token, or give the failure to the
+/// caller. The same decision as [`call`]'s, kept until DingTalk calls through it.
 pub async fn errcode_attempt<T>(
     endpoint: &str,
     failure: ApiFailure,

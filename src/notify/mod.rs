@@ -11,6 +11,7 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -20,10 +21,18 @@ use serde_json::{json, Value};
 use sha2::Sha256;
 
 use crate::config::job::{Job, Notify, NotifyOn, Source, WorkNotice};
-use crate::http::{describe, endpoint_url, read_capped, redact, redact_secrets, BODY_CAP};
+use crate::http::call::{self, no_hook, Call, Decoded, Failure, OnStatus, Resend, Tokens, Vendor};
+use crate::http::codes::Class;
+use crate::http::retry::RetryConfig;
+use crate::http::token::TokenCache;
+use crate::http::{
+    describe, endpoint_url, read_capped, redact, redact_secrets, CallStats, BODY_CAP,
+};
+use crate::secret::Secret;
 use crate::outcome::EXIT_BUSY;
 use crate::pipeline::JobReport;
-use crate::secret::Secret;
+use reqwest::header::HeaderMap;
+use reqwest::StatusCode;
 
 mod streak;
 mod text;
@@ -310,44 +319,36 @@ impl Sender<'_> {
         self.errcode_ok(&answer, &[]).map(drop)
     }
 
-    /// DingTalk work notification: `gettoken`, then `asyncsend_v2`.
+    /// DingTalk work notification: `gettoken`, then `asyncsend_v2`, each through
+    /// the shared call wrapper ([`WorkNoticeApi`]).
     async fn work_notice(&self, notice: &WorkNotice, text: &str) -> Result<(), String> {
-        let base = &notice.base_url;
-        let request = self.http.get(endpoint_url(base, &["gettoken"])).query(&[
-            ("appkey", notice.app_key.as_str()),
-            ("appsecret", notice.app_secret.expose()),
-        ]);
-        let answer = self
-            .send(request)
-            .await
-            .map_err(|e| format!("gettoken: {e}"))?;
-        let answer = self
-            .errcode_ok(&answer, &[])
-            .map_err(|e| format!("gettoken: {e}; check the app's app_key/app_secret"))?;
-        let token = match answer.get("access_token").and_then(Value::as_str) {
-            Some(t) if !t.is_empty() => Secret::new(t),
-            _ => return Err("gettoken: the answer has no access_token".into()),
+        let api = WorkNoticeApi {
+            sender: self,
+            notice,
+            tokens: TokenCache::new(),
+            token: OnceLock::new(),
         };
         let body = json!({
             "agent_id": notice.agent_id,
             "userid_list": notice.userids.join(","),
             "msg": work_notice_msg(text),
         });
-        let request = self
-            .http
-            .post(endpoint_url(
-                base,
-                &["topapi/message/corpconversation/asyncsend_v2"],
-            ))
-            .query(&[("access_token", token.expose())])
-            .json(&body);
-        let answer = self
-            .send(request)
+        let url = endpoint_url(
+            &notice.base_url,
+            &["topapi/message/corpconversation/asyncsend_v2"],
+        );
+        let request = |token: Option<&Secret>| {
+            self.http
+                .post(url.clone())
+                .query(&[("access_token", token.map_or("", Secret::expose))])
+                .timeout(self.timeout)
+                .json(&body)
+        };
+        let read = |status, bytes: &mut Vec<u8>| api.judge(status, bytes, "");
+        call::call_with_token(&api, &WORK_NOTICE_CALL, request, read, no_hook)
             .await
-            .map_err(|e| redact(&format!("asyncsend_v2: {e}"), &[token.expose()]))?;
-        self.errcode_ok(&answer, &[token.expose()])
-            .map_err(|e| format!("asyncsend_v2: {e}"))
             .map(drop)
+            .map_err(|f| api.failed("asyncsend_v2", f, ""))
     }
 
     /// Generic webhook: POSTs the JSON report; any 2xx status is success.
@@ -391,12 +392,7 @@ impl Sender<'_> {
                 self.quote(body, extra)
             ));
         };
-        let code = match value.get("errcode") {
-            Some(Value::Number(n)) => n.as_i64(),
-            Some(Value::String(s)) => s.trim().parse().ok(),
-            _ => None,
-        };
-        match code {
+        match errcode(&value) {
             Some(0) => Ok(value),
             Some(code) => {
                 let msg = value.get("errmsg").and_then(Value::as_str).unwrap_or("");
@@ -413,6 +409,168 @@ impl Sender<'_> {
         let mut secrets = as_strs(self.secrets);
         secrets.extend_from_slice(extra);
         truncate_chars(&redact(text.trim(), &secrets), MAX_ANSWER_CHARS)
+    }
+}
+
+/// One attempt per request: an alert as a whole is bounded by [`TARGET_TIMEOUT`],
+/// and one that fails is reported, not retried.
+const SEND_ONCE: RetryConfig = RetryConfig {
+    max_attempts: 1,
+    initial_wait: Duration::ZERO,
+    max_wait: Duration::ZERO,
+    throttle_wait: Duration::ZERO,
+};
+
+/// Both work-notice calls: every non-zero `errcode` ends the alert, as any
+/// other answer that is not a success.
+const WORK_NOTICE_CALL: Call<'static> = Call {
+    endpoint: "the alert receiver",
+    cap: BODY_CAP,
+    table: |_| Class::Fatal("the alert was refused"),
+    resend: Resend::Safe,
+};
+
+/// What a refused `gettoken` adds to its error.
+const GETTOKEN_HINT: &str = "; check the app's app_key/app_secret";
+
+/// DingTalk's work notice as a vendor of the shared call wrapper: a token of
+/// its own, fetched once per alert; no pacing; one attempt per request.
+struct WorkNoticeApi<'a> {
+    sender: &'a Sender<'a>,
+    notice: &'a WorkNotice,
+    tokens: TokenCache,
+    /// The token once fetched, redacted from answers with the job's secrets.
+    token: OnceLock<Secret>,
+}
+
+impl Vendor for WorkNoticeApi<'_> {
+    type Error = String;
+    const CODE: &'static str = "errcode";
+
+    fn secrets(&self) -> Vec<&str> {
+        let mut secrets = as_strs(self.sender.secrets);
+        secrets.extend(self.token.get().map(Secret::expose));
+        secrets
+    }
+
+    fn retry_config(&self) -> &RetryConfig {
+        &SEND_ONCE
+    }
+
+    fn stats(&self) -> Option<&CallStats> {
+        None
+    }
+
+    fn pace(&self, _endpoint: &str) -> impl Future<Output = ()> + Send {
+        std::future::ready(())
+    }
+
+    /// As for every alert target, the status is judged with the body ([`WorkNoticeApi::judge`]).
+    fn status(&self, _status: StatusCode, _headers: &HeaderMap) -> OnStatus {
+        OnStatus::Read
+    }
+
+    fn body_lost(&self, _status: StatusCode, error: String) -> String {
+        error
+    }
+}
+
+impl Tokens for WorkNoticeApi<'_> {
+    fn tokens(&self) -> &TokenCache {
+        &self.tokens
+    }
+
+    async fn fetch_token(&self) -> Result<(Secret, Duration), String> {
+        let notice = self.notice;
+        let request = |_: Option<&Secret>| {
+            self.sender
+                .http
+                .get(endpoint_url(&notice.base_url, &["gettoken"]))
+                .query(&[
+                    ("appkey", notice.app_key.as_str()),
+                    ("appsecret", notice.app_secret.expose()),
+                ])
+                .timeout(self.sender.timeout)
+        };
+        let read = |status, bytes: &mut Vec<u8>| self.judge(status, bytes, GETTOKEN_HINT);
+        let answer = call::call(self, &WORK_NOTICE_CALL, request, read, no_hook)
+            .await
+            .map_err(|f| self.failed("gettoken", f, GETTOKEN_HINT))?;
+        let token = match answer.get("access_token").and_then(Value::as_str) {
+            Some(t) if !t.is_empty() => Secret::new(t),
+            _ => return Err("gettoken: the answer has no access_token".into()),
+        };
+        let _ = self.token.set(token.clone());
+        // The lifetime does not matter: the token serves this one alert.
+        Ok((token, Duration::from_secs(7200)))
+    }
+}
+
+impl WorkNoticeApi<'_> {
+    /// An answer judged as every alert target's: a non-2xx status is an error
+    /// quoting the body; otherwise a JSON body whose `errcode` (number or
+    /// string) is 0. `hint` is added to what that convention refuses.
+    fn judge(&self, status: StatusCode, bytes: &[u8], hint: &str) -> Decoded<Value> {
+        // Lossy: the text is only checked and quoted.
+        let body = String::from_utf8_lossy(bytes);
+        let quote =
+            |text: &str| truncate_chars(&redact(text.trim(), &self.secrets()), MAX_ANSWER_CHARS);
+        if !status.is_success() {
+            let quoted = quote(&body);
+            return Decoded::Protocol(if quoted.is_empty() {
+                format!("HTTP {status}")
+            } else {
+                format!("HTTP {status}: {quoted}")
+            });
+        }
+        let Ok(value) = serde_json::from_str::<Value>(&body) else {
+            return Decoded::Protocol(format!(
+                "unexpected answer (not JSON): {}{hint}",
+                quote(&body)
+            ));
+        };
+        match errcode(&value) {
+            Some(0) => Decoded::Done(value),
+            Some(code) => Decoded::Code {
+                code,
+                message: value
+                    .get("errmsg")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .trim()
+                    .to_string(),
+            },
+            None => Decoded::Protocol(format!(
+                "unexpected answer (no errcode): {}{hint}",
+                quote(&body)
+            )),
+        }
+    }
+
+    /// A failed call's error, as the alert reports it.
+    fn failed(&self, call: &str, failure: Failure<String>, hint: &str) -> String {
+        let text = match failure {
+            // Already says which call failed.
+            Failure::Vendor(e) => return e,
+            Failure::Api(f) => format!(
+                "errcode {}: {}{hint}",
+                f.code,
+                truncate_chars(&f.message, MAX_ANSWER_CHARS)
+            ),
+            Failure::Protocol(text)
+            | Failure::Exhausted { last: text, .. }
+            | Failure::Ambiguous { reason: text, .. } => text,
+        };
+        format!("{call}: {text}")
+    }
+}
+
+/// `errcode` as a number; some answers carry it as a string.
+fn errcode(value: &Value) -> Option<i64> {
+    match value.get("errcode") {
+        Some(Value::Number(n)) => n.as_i64(),
+        Some(Value::String(s)) => s.trim().parse().ok(),
+        _ => None,
     }
 }
 

@@ -14,14 +14,11 @@ use tokio::sync::mpsc;
 
 use super::{Pulled, SourceError};
 use crate::config::job::{Rate, RetryConfig, Scope, WecomSource};
+use crate::http::call::{self, no_hook, Call, Decoded, Failure, Resend, Tokens, Vendor};
 use crate::http::codes::{self, Class};
 use crate::http::pace::Pacer;
-use crate::http::retry::{retry, Attempt, RetryError};
 use crate::http::token::TokenCache;
-use crate::http::{
-    describe, endpoint_url, errcode_attempt, read_capped, redact, redirected, ApiFailure,
-    CallStats, ReadError, Url, BODY_CAP, REPORT_BODY_CAP,
-};
+use crate::http::{endpoint_url, ApiFailure, CallStats, Url, BODY_CAP, REPORT_BODY_CAP};
 use crate::mapping::{Node, Tree};
 use crate::roster::UserIds;
 use crate::secret::Secret;
@@ -68,11 +65,6 @@ pub struct WecomClient {
     stats: Arc<CallStats>,
 }
 
-enum CallError {
-    Api(ApiFailure),
-    Source(SourceError),
-}
-
 impl WecomClient {
     pub fn new(http: reqwest::Client, cfg: &WecomSource, stats: Arc<CallStats>) -> Self {
         WecomClient {
@@ -89,14 +81,6 @@ impl WecomClient {
 
     fn url(&self, endpoint: &str) -> Url {
         endpoint_url(&self.base_url, &["cgi-bin", endpoint])
-    }
-
-    fn clean(&self, message: &str, token: Option<&Secret>) -> String {
-        let mut secrets = vec![self.secret.expose()];
-        if let Some(t) = token {
-            secrets.push(t.expose());
-        }
-        redact(message, &secrets)
     }
 
     fn api_error(&self, endpoint: &str, f: ApiFailure) -> SourceError {
@@ -125,108 +109,45 @@ impl WecomClient {
         }
     }
 
-    /// Decodes one answer: transport problems and vendor codes become attempts.
-    /// A successful answer is read straight into `T`, which names only the
-    /// fields attendsync uses (the rest is skipped, not built).
-    async fn decode<T: Answer>(
+    /// What a failed call comes to for the job.
+    fn finish<T>(
         &self,
         endpoint: &str,
-        sent: Result<reqwest::Response, reqwest::Error>,
-        token: Option<&Secret>,
-        token_codes: fn(i64) -> Class,
-    ) -> Attempt<T, CallError> {
-        let resp = match sent {
-            Ok(r) => r,
-            Err(e) => return Attempt::Transient(describe(e)),
-        };
-        let status = resp.status();
-        if status.is_server_error() || status.as_u16() == 429 {
-            return Attempt::Transient(format!("HTTP {status}"));
-        }
-        if let Some(message) = redirected(status) {
-            return Attempt::Fail(CallError::Source(SourceError::Protocol {
+        r: Result<T, Failure<SourceError>>,
+    ) -> Result<T, SourceError> {
+        r.map_err(|f| match f {
+            Failure::Api(f) => self.api_error(endpoint, f),
+            Failure::Vendor(e) => e,
+            Failure::Exhausted { attempts, last } => self.exhausted(endpoint, attempts, last),
+            // WeCom calls are all resent safely, so nothing is ambiguous.
+            Failure::Protocol(message)
+            | Failure::Ambiguous {
+                reason: message, ..
+            } => SourceError::Protocol {
                 vendor: VENDOR,
                 endpoint: endpoint.to_string(),
                 message,
-            }));
-        }
-        let mut bytes = match read_capped(resp, body_cap(endpoint), endpoint).await {
-            Ok(b) => b,
-            Err(ReadError::Transport(e)) => {
-                return Attempt::Transient(format!("HTTP {status}, {e}"))
-            }
-            // Not retried: the same request gets the same answer.
-            Err(e @ ReadError::TooLarge { .. }) => {
-                return Attempt::Fail(CallError::Source(SourceError::Protocol {
-                    vendor: VENDOR,
-                    endpoint: endpoint.to_string(),
-                    message: e.to_string(),
-                }))
-            }
-        };
-        // One pass over the answer when it has the expected shape; an answer that
-        // does not is read again for its errcode alone.
-        let (code, errmsg) = match T::read(&mut bytes) {
-            Ok(body) => match errcode(body.errcode()) {
-                0 => return Attempt::Done(body),
-                code => (code, body.errmsg().map(str::to_string)),
             },
-            Err(shape) => match serde_json::from_slice::<Outcome>(&bytes) {
-                Ok(o) if errcode(&o.errcode) != 0 => (errcode(&o.errcode), o.errmsg),
-                Ok(_) => {
-                    return Attempt::Fail(CallError::Source(SourceError::Protocol {
-                        vendor: VENDOR,
-                        endpoint: endpoint.to_string(),
-                        // serde quotes the offending value: redact it like any vendor text.
-                        message: self.clean(
-                            &format!("the answer does not have the documented shape: {shape}"),
-                            token,
-                        ),
-                    }));
-                }
-                Err(e) => {
-                    return Attempt::Transient(format!(
-                        "HTTP {status}, the answer is not a JSON object: {e}"
-                    ))
-                }
-            },
-        };
-        let message = self.clean(errmsg.as_deref().unwrap_or(""), token);
-        let failure = ApiFailure {
-            code,
-            message,
-            class: token_codes(code),
-        };
-        let token = token.map(|t| (&self.tokens, t));
-        errcode_attempt(endpoint, failure, None, &self.stats, token)
-            .await
-            .map_err(CallError::Api)
+        })
     }
 
-    async fn fetch_token(&self) -> Result<(Secret, Duration), SourceError> {
-        let result = retry(&self.retry, GETTOKEN, || async {
-            self.pacer.ready(GETTOKEN).await;
-            self.stats.call(GETTOKEN);
-            let sent = self
-                .http
-                .get(self.url(GETTOKEN))
-                .query(&[
-                    ("corpid", self.corp_id.as_str()),
-                    ("corpsecret", self.secret.expose()),
-                ])
-                .send()
-                .await;
-            match self
-                .decode(GETTOKEN, sent, None, codes::wecom_gettoken)
-                .await
-            {
-                // A token error from gettoken itself means the secret: never retry it.
-                Attempt::TokenRejected(e) => Attempt::Fail(e),
-                other => other,
-            }
-        })
-        .await;
-        let body: Value = self.finish(GETTOKEN, result)?;
+    /// A fresh access token from `gettoken`, the secret in its query: a token
+    /// error there means the secret, so it is never retried.
+    async fn new_token(&self) -> Result<(Secret, Duration), SourceError> {
+        let at = Call {
+            endpoint: GETTOKEN,
+            cap: BODY_CAP,
+            table: codes::wecom_gettoken,
+            resend: Resend::Safe,
+        };
+        let request = |_: Option<&Secret>| {
+            self.http.get(self.url(GETTOKEN)).query(&[
+                ("corpid", self.corp_id.as_str()),
+                ("corpsecret", self.secret.expose()),
+            ])
+        };
+        let result = call::call(self, &at, request, read_answer::<Value>, no_hook).await;
+        let body = self.finish(GETTOKEN, result)?;
         let token = body["access_token"].as_str().unwrap_or_default();
         if token.is_empty() {
             return Err(SourceError::Protocol {
@@ -239,50 +160,32 @@ impl WecomClient {
         Ok((Secret::new(token), Duration::from_secs(expires_in)))
     }
 
-    fn finish<T>(
-        &self,
-        endpoint: &str,
-        r: Result<T, RetryError<CallError>>,
-    ) -> Result<T, SourceError> {
-        match r {
-            Ok(v) => Ok(v),
-            Err(RetryError::Failed(CallError::Api(f))) => Err(self.api_error(endpoint, f)),
-            Err(RetryError::Failed(CallError::Source(e))) => Err(e),
-            Err(RetryError::Exhausted { attempts, last }) => {
-                Err(self.exhausted(endpoint, attempts, last))
-            }
-        }
-    }
-
     /// One API call with token, pacing and retries. Vendor errors that are not
-    /// retryable come back as `CallError::Api` so callers can act on the class.
+    /// retryable come back as `Failure::Api` so callers can act on the class.
     async fn call<T: Answer>(
         &self,
         endpoint: &str,
         query: &[(&str, String)],
         body: Option<&Value>,
-    ) -> Result<T, RetryError<CallError>> {
-        retry(&self.retry, endpoint, || async {
-            let token = match self.tokens.get(|| self.fetch_token()).await {
-                Ok(t) => t,
-                Err(e) => return Attempt::Fail(CallError::Source(e)),
-            };
-            self.pacer.ready(endpoint).await;
-            self.stats.call(endpoint);
+    ) -> Result<T, Failure<SourceError>> {
+        let at = Call {
+            endpoint,
+            cap: body_cap(endpoint),
+            table: codes::wecom,
+            resend: Resend::Safe,
+        };
+        let request = |token: Option<&Secret>| {
             // The query is written once, into the URL itself.
             let mut url = self.url(endpoint);
             url.query_pairs_mut()
-                .append_pair("access_token", token.expose())
+                .append_pair("access_token", token.map_or("", Secret::expose))
                 .extend_pairs(query.iter().map(|(k, v)| (k, v.as_str())));
-            let request = match body {
+            match body {
                 Some(b) => self.http.post(url).json(b),
                 None => self.http.get(url),
-            };
-            let sent = request.send().await;
-            self.decode(endpoint, sent, Some(&token), codes::wecom)
-                .await
-        })
-        .await
+            }
+        };
+        call::call_with_token(self, &at, request, read_answer::<T>, no_hook).await
     }
 
     async fn call_ok<T: Answer>(
@@ -297,7 +200,7 @@ impl WecomClient {
 
     /// Fetches a token now, so bad credentials stop the job before any other work.
     pub async fn login(&self) -> Result<(), SourceError> {
-        self.tokens.get(|| self.fetch_token()).await.map(|_| ())
+        self.tokens.get(|| self.new_token()).await.map(|_| ())
     }
 
     /// The userids a job covers, sorted and de-duplicated (docs/vendors/wecom.md "Pulling a month", step 2).
@@ -412,18 +315,18 @@ impl WecomClient {
             });
             match self.call::<MonthAnswer>(MONTHDATA, &[], Some(&body)).await {
                 Ok(answer) => answers.push(answer.text),
-                Err(RetryError::Failed(CallError::Api(f))) if start == end && f.code == 301024 => {
+                Err(Failure::Api(f)) if start == end && f.code == 301024 => {
                     // The 1st of a month in progress: nothing to report yet.
                     tracing::info!("WeCom has no report yet for a window of zero days");
                 }
-                Err(RetryError::Failed(CallError::Api(f)))
+                Err(Failure::Api(f))
                     if matches!(f.class, Class::TooLarge | Class::Record) && chunk.len() > 1 =>
                 {
                     let (a, b) = chunk.split_at(chunk.len() / 2);
                     work.push(a.to_vec());
                     work.push(b.to_vec());
                 }
-                Err(RetryError::Failed(CallError::Api(f))) if f.class == Class::Record => {
+                Err(Failure::Api(f)) if f.class == Class::Record => {
                     let reason = format!("WeCom {MONTHDATA}: errcode {} ({})", f.code, f.message);
                     pulled
                         .failed
@@ -437,6 +340,68 @@ impl WecomClient {
             answers,
         };
         Ok(pulled)
+    }
+}
+
+impl Vendor for WecomClient {
+    type Error = SourceError;
+    const CODE: &'static str = "errcode";
+
+    fn secrets(&self) -> Vec<&str> {
+        vec![self.secret.expose()]
+    }
+
+    fn retry_config(&self) -> &RetryConfig {
+        &self.retry
+    }
+
+    fn stats(&self) -> Option<&CallStats> {
+        Some(&self.stats)
+    }
+
+    fn pace(&self, endpoint: &str) -> impl std::future::Future<Output = ()> + Send {
+        self.pacer.ready(endpoint)
+    }
+}
+
+impl Tokens for WecomClient {
+    fn tokens(&self) -> &TokenCache {
+        &self.tokens
+    }
+
+    fn fetch_token(
+        &self,
+    ) -> impl std::future::Future<Output = Result<(Secret, Duration), SourceError>> + Send {
+        self.new_token()
+    }
+}
+
+/// Reads one answer. A successful answer is read straight into `T`, which names
+/// only the fields attendsync uses (the rest is skipped, not built): one pass
+/// over the answer when it has the expected shape; an answer that does not is
+/// read again for its errcode alone.
+fn read_answer<T: Answer>(status: reqwest::StatusCode, bytes: &mut Vec<u8>) -> Decoded<T> {
+    match T::read(bytes) {
+        Ok(body) => match errcode(body.errcode()) {
+            0 => Decoded::Done(body),
+            code => Decoded::Code {
+                code,
+                message: body.errmsg().unwrap_or("").to_string(),
+            },
+        },
+        Err(shape) => match serde_json::from_slice::<Outcome>(bytes) {
+            Ok(o) if errcode(&o.errcode) != 0 => Decoded::Code {
+                code: errcode(&o.errcode),
+                message: o.errmsg.unwrap_or_default(),
+            },
+            // serde quotes the offending value: the wrapper redacts it like any vendor text.
+            Ok(_) => Decoded::Protocol(format!(
+                "the answer does not have the documented shape: {shape}"
+            )),
+            Err(e) => Decoded::Transient(format!(
+                "HTTP {status}, the answer is not a JSON object: {e}"
+            )),
+        },
     }
 }
 
