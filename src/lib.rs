@@ -30,8 +30,3 @@ pub mod store;
 pub mod target;
 pub mod text;
 pub mod toml_reader;
-
-// TODO(merge): remove once every caller uses the new paths.
-pub use pipeline::write as writer;
-pub use target::jiandaoyun;
-pub use target::jiandaoyun::form_check;

@@ -173,16 +173,19 @@ async fn check_remote(http: &reqwest::Client, j: &LoadedJob, db: &Path) -> Vec<S
             j.job.source.kind()
         )),
     }
-    let jdy = crate::jiandaoyun::Jiandaoyun::new(http.clone(), &j.job.target, stats);
+    let jdy = crate::target::jiandaoyun::Jiandaoyun::new(http.clone(), &j.job.target, stats);
     match jdy.widgets().await {
         Ok(widgets) => {
-            let found =
-                crate::form_check::problems(&j.mapping.fields(), j.mapping.key_fields(), &widgets);
+            let found = crate::target::jiandaoyun::form_check::problems(
+                &j.mapping.fields(),
+                j.mapping.key_fields(),
+                &widgets,
+            );
             if !found.is_empty() {
                 problems.extend(found);
                 problems.push(format!(
                     "the form's fields are: {}",
-                    crate::form_check::describe_widgets(&widgets)
+                    crate::target::jiandaoyun::form_check::describe_widgets(&widgets)
                 ));
             }
         }

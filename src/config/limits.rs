@@ -10,8 +10,8 @@ use super::reader::{Located, Table};
 use crate::http::pace::TOTAL;
 pub use crate::http::rate::Rate;
 pub use crate::http::retry::RetryConfig;
-use crate::jiandaoyun as jdy;
 use crate::source::{dingtalk, wecom};
+use crate::target::jiandaoyun as jdy;
 
 /// Parses durations like `"500ms"`, `"60s"`, `"5m"`, `"1h"`.
 pub fn parse_duration(s: &str) -> Option<Duration> {

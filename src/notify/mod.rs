@@ -28,9 +28,9 @@ use crate::http::token::TokenCache;
 use crate::http::{
     describe, endpoint_url, read_capped, redact, redact_secrets, CallStats, BODY_CAP,
 };
-use crate::secret::Secret;
 use crate::outcome::EXIT_BUSY;
 use crate::pipeline::JobReport;
+use crate::secret::Secret;
 use reqwest::header::HeaderMap;
 use reqwest::StatusCode;
 

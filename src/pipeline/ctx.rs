@@ -11,9 +11,9 @@ use super::{JobError, Options, Syncer};
 use crate::config::job::Job;
 use crate::mapping::{Mapping, Vars};
 use crate::month::Month;
+use crate::pipeline::write::Writer;
 use crate::rerun::FormMonth;
 use crate::source::SourceClient;
-use crate::writer::Writer;
 
 /// What every month of one job run shares.
 pub(super) struct Run<'a> {

@@ -6,9 +6,9 @@ use super::map::Planned;
 use super::report::MonthReport;
 use super::send::ChunkWrites;
 use super::JobError;
+use crate::pipeline::write::Writer;
 use crate::rerun::FormMonth;
 use crate::store::PendingRecord;
-use crate::writer::Writer;
 
 impl MonthCtx<'_> {
     /// The writes a mapped chunk needs; counts unchanged records (and in a dry

@@ -8,9 +8,9 @@ use super::ctx::MonthCtx;
 use super::map::small_hash;
 use super::{JobError, Prune};
 use crate::mapping::Mapping;
+use crate::pipeline::write::canonical_key;
 use crate::rerun::{confirmed_gone, prune_refusal, FormMonth};
 use crate::store::StoreError;
-use crate::writer::canonical_key;
 
 impl MonthCtx<'_> {
     /// Lists records gone from the source, and with `rerun --prune` deletes

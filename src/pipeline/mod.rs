@@ -32,10 +32,10 @@ pub use job::{RecordSink, Syncer};
 pub use options::{Mode, Options, Prune};
 pub use report::{JobReport, MonthReport};
 
-use crate::jiandaoyun::JdyError;
+use crate::pipeline::write::WriteError;
 use crate::source::SourceError;
 use crate::store::StoreError;
-use crate::writer::WriteError;
+use crate::target::jiandaoyun::JdyError;
 
 /// What stops a month or a job.
 #[derive(Debug, thiserror::Error)]

@@ -9,8 +9,8 @@ use serde::Serialize;
 use crate::http::EndpointStats;
 use crate::mapping::{FieldFill, Mapping};
 use crate::month::Month;
+use crate::pipeline::write::Outcome;
 use crate::store::MonthCounts;
-use crate::writer::Outcome;
 
 /// How many errors a month keeps for the summary and alerts.
 const MAX_ERRORS_KEPT: usize = 20;

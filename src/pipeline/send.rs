@@ -9,8 +9,8 @@ use tokio::task::JoinSet;
 use super::ctx::MonthCtx;
 use super::report::record_outcome;
 use super::JobError;
+use crate::pipeline::write::{Outcome, WriteError, Writer};
 use crate::store::{PendingRecord, Written};
-use crate::writer::{Outcome, WriteError, Writer};
 
 /// The chunks being written: each comes back with how many records it was to
 /// write, and what its writes achieved.

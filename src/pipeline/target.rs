@@ -6,9 +6,9 @@ use std::sync::Arc;
 use super::{JobError, Options, Syncer};
 use crate::config::job::Job;
 use crate::http::CallStats;
-use crate::jiandaoyun::Jiandaoyun;
 use crate::mapping::Mapping;
-use crate::writer::{FormFields, Outcome, Writer};
+use crate::pipeline::write::{FormFields, Outcome, Writer};
+use crate::target::jiandaoyun::Jiandaoyun;
 
 impl Syncer {
     /// The run's writer; none in a dry run of `run` (a rerun reads the form
@@ -30,7 +30,8 @@ impl Syncer {
             stats.clone(),
         ));
         let widgets = jdy.widgets().await?;
-        crate::form_check::require_fields(&mapping.fields(), &widgets).map_err(JobError::Setup)?;
+        crate::target::jiandaoyun::form_check::require_fields(&mapping.fields(), &widgets)
+            .map_err(JobError::Setup)?;
         let form = FormFields::from_widgets(mapping, &widgets).map_err(JobError::Setup)?;
         let writer = Writer::new(jdy, self.store.clone(), &job.name, form);
         let settled = if opts.dry_run {
