@@ -7,7 +7,7 @@ use std::io::{BufRead, BufReader};
 use std::os::unix::process::ExitStatusExt;
 use std::process::{ExitStatus, Stdio};
 
-use attendsync::sim::{JdySimConfig, WecomSimConfig};
+use attendsync_sim::{JdySimConfig, WecomSimConfig};
 use common::{Env, RUN_TIMEOUT};
 
 fn command(env: &Env, args: &[&str]) -> tokio::process::Command {

@@ -5,8 +5,8 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use attendsync::sim::{JdySimConfig, WecomSimConfig};
 use attendsync::store::{RunStatus, Store};
+use attendsync_sim::{JdySimConfig, WecomSimConfig};
 use common::Env;
 
 fn spawn_daemon(env: &Env) -> tokio::process::Child {

@@ -8,7 +8,7 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use attendsync::sim::{DingtalkSim, DingtalkSimConfig, JdySim, JdySimConfig, Org, Outcome, TxMode};
+use attendsync_sim::{DingtalkSim, DingtalkSimConfig, JdySim, JdySimConfig, Org, Outcome, TxMode};
 use common::{
     fast_wecom, spawn_and_kill, Env, API_KEY, APP_ID, CORP_ID, FAST_SOURCE, FAST_TARGET, SECRET,
 };
@@ -314,7 +314,7 @@ impl DtEnv {
             api_key: API_KEY.into(),
             app_id: APP_ID.into(),
             entry_id: DT_ENTRY_ID.into(),
-            widgets: attendsync::sim::widgets_of_mapping(&mapping),
+            widgets: attendsync::demo::widgets_of_mapping(&mapping),
             ..JdySimConfig::default()
         })
         .await

@@ -6,8 +6,8 @@ mod common;
 use std::time::Duration;
 
 use attendsync::lease::Identity;
-use attendsync::sim::JdySimConfig;
 use attendsync::store::Store;
+use attendsync_sim::JdySimConfig;
 use common::{fast_wecom, Env, API_KEY, CORP_ID, FAST_SOURCE, FAST_TARGET, SECRET};
 
 const JOB: &str = "wecom_monthly";

@@ -4,7 +4,7 @@
 
 mod common;
 
-use attendsync::sim::{JdySimConfig, WecomSimConfig};
+use attendsync_sim::{JdySimConfig, WecomSimConfig};
 use common::{counts, Env};
 
 const MONTH: &str = "2026-10";

@@ -3,7 +3,7 @@
 
 mod common;
 
-use attendsync::sim::JdySimConfig;
+use attendsync_sim::JdySimConfig;
 use common::{counts, fast_wecom, Env, FAST_SOURCE, FAST_TARGET};
 
 async fn env() -> Env {

@@ -12,7 +12,7 @@ use axum::extract::State;
 use axum::Router;
 use serde_json::Value;
 
-use attendsync::sim::JdySimConfig;
+use attendsync_sim::JdySimConfig;
 use common::Env;
 
 type Received = Arc<Mutex<Vec<Value>>>;

@@ -2,7 +2,7 @@
 
 mod common;
 
-use attendsync::sim::{JdySimConfig, WecomSimConfig};
+use attendsync_sim::{JdySimConfig, WecomSimConfig};
 use common::Env;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

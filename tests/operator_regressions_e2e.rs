@@ -2,7 +2,7 @@
 
 mod common;
 
-use attendsync::sim::{JdySimConfig, WecomSimConfig};
+use attendsync_sim::{JdySimConfig, WecomSimConfig};
 use common::Env;
 
 fn widgets(list: &[(&str, &str)]) -> Vec<(String, String)> {

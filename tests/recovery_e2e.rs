@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use attendsync::sim::{JdySimConfig, Outcome, TxMode};
+use attendsync_sim::{JdySimConfig, Outcome, TxMode};
 use common::{batch_in_flight, counts, fast_wecom, run_and_kill, Env, FAST_SOURCE, FAST_TARGET};
 
 const MONTH: &str = "2026-10";

@@ -4,8 +4,8 @@
 
 mod common;
 
-use attendsync::sim::JdySimConfig;
 use attendsync::store::Store;
+use attendsync_sim::JdySimConfig;
 use axum::routing::get;
 use common::{fast_wecom, Env};
 

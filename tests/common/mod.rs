@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::{Duration, Instant};
 
-use attendsync::sim::{JdySim, JdySimConfig, Org, Outcome, WecomSim, WecomSimConfig};
+use attendsync_sim::{JdySim, JdySimConfig, Org, Outcome, WecomSim, WecomSimConfig};
 
 pub const CORP_ID: &str = "ww-test-corp";
 pub const SECRET: &str = "TopSecret-checkin-0123456789abcdef";
@@ -30,7 +30,7 @@ pub fn shipped_widgets() -> Vec<(String, String)> {
     let Ok(mapping) = attendsync::mapping::Mapping::parse(&file) else {
         panic!("the shipped mapping must parse");
     };
-    attendsync::sim::widgets_of_mapping(&mapping)
+    attendsync::demo::widgets_of_mapping(&mapping)
 }
 
 pub struct Env {
