@@ -1,7 +1,7 @@
 //! Regressions found attacking issue 17 (schedules, months owed, the DingTalk
 //! budget as a hard cap, alerts, closed pipes). Each test is bounded in time.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::{Output, Stdio};
@@ -19,8 +19,8 @@ const APP_ID: &str = "6399c24287cae90008d24e0b";
 const ENTRY_ID: &str = "64093d8613931a00085bb2f5";
 const RUN_TIMEOUT: Duration = Duration::from_secs(120);
 
-const SHIPPED_JOB: &str = include_str!("../jobs/dingtalk_monthly.toml");
-const SHIPPED_MAPPING: &str = include_str!("../mappings/dingtalk_monthly.toml");
+const SHIPPED_JOB: &str = include_str!("../../jobs/dingtalk_monthly.toml");
+const SHIPPED_MAPPING: &str = include_str!("../../mappings/dingtalk_monthly.toml");
 
 fn widgets() -> Vec<(String, String)> {
     let mapping = Mapping::parse(&SourceFile::new("dingtalk_monthly.toml", SHIPPED_MAPPING))

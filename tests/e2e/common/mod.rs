@@ -3,7 +3,6 @@
 //!
 //! On a failed expectation the harness prints the command, its status, stdout,
 //! stderr and the config dir listing, so a CI failure can be read from the log.
-#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
@@ -21,7 +20,7 @@ pub const RUN_TIMEOUT: Duration = Duration::from_secs(240);
 
 /// The shipped WeCom mapping.
 pub fn shipped_mapping() -> &'static str {
-    include_str!("../../mappings/wecom_monthly.toml")
+    include_str!("../../../mappings/wecom_monthly.toml")
 }
 
 /// The form's fields as the shipped mapping fills them.

@@ -3,7 +3,7 @@
 //! left, keys without the month, copies of gone keys, dry runs). Each test
 //! failed on the code it was written against.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::time::Duration;
@@ -272,8 +272,8 @@ async fn a_clock_stepped_back_after_a_crash_does_not_stall_the_next_run_for_hour
 const DT_ENTRY_ID: &str = "64093d8613931a00085bb2f5";
 const DT_APP_KEY: &str = "ding-breaker-appkey";
 const DT_APP_SECRET: &str = "DingSecret-breaker-0123456789abcdef";
-const DT_JOB: &str = include_str!("../jobs/dingtalk_monthly.toml");
-const DT_MAPPING: &str = include_str!("../mappings/dingtalk_monthly.toml");
+const DT_JOB: &str = include_str!("../../jobs/dingtalk_monthly.toml");
+const DT_MAPPING: &str = include_str!("../../mappings/dingtalk_monthly.toml");
 
 struct DtEnv {
     dir: tempfile::TempDir,

@@ -2,7 +2,7 @@
 //! record can hold and against the form, and fields that come out empty in every
 //! record reported.
 
-mod common;
+use crate::common;
 
 use attendsync_sim::{JdySimConfig, WecomSimConfig};
 use common::{counts, Env};

@@ -1,7 +1,7 @@
 //! Issue 2 acceptance: the binary syncs WeCom month reports into the Jiandaoyun
 //! simulator end to end.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -19,8 +19,8 @@ const ENTRY_ID: &str = "64093d8613931a00085bb2f5";
 const MONTH: &str = "2026-10";
 const RUN_TIMEOUT: Duration = Duration::from_secs(240);
 
-const SHIPPED_JOB: &str = include_str!("../jobs/dingtalk_monthly.toml");
-const SHIPPED_MAPPING: &str = include_str!("../mappings/dingtalk_monthly.toml");
+const SHIPPED_JOB: &str = include_str!("../../jobs/dingtalk_monthly.toml");
+const SHIPPED_MAPPING: &str = include_str!("../../mappings/dingtalk_monthly.toml");
 
 fn mapping() -> Mapping {
     match Mapping::parse(&SourceFile::new("dingtalk_monthly.toml", SHIPPED_MAPPING)) {

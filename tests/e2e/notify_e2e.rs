@@ -2,7 +2,7 @@
 //! streak across separate runs (cron), says "recovered", and sends nothing for
 //! a run stopped by SIGTERM.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};

@@ -1,6 +1,6 @@
 //! Breaking issue 16's mapping checks and operator fixes: each test is a finding.
 
-mod common;
+use crate::common;
 
 use attendsync_sim::{JdySimConfig, WecomSimConfig};
 use common::Env;

@@ -2,7 +2,7 @@
 //! escapes and the secret echoed percent-encoded reaches stdout, the log and
 //! SQLite escaped, on one line, without the secret.
 
-mod common;
+use crate::common;
 
 use attendsync::store::Store;
 use attendsync_sim::JdySimConfig;

@@ -1,7 +1,7 @@
 //! Issue 18 item 3: a lease is taken over at once only from a dead process of
 //! this boot and PID namespace; a holder in another namespace is waited out.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

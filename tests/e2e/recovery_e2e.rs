@@ -1,7 +1,7 @@
 //! Issue 3 acceptance: reruns, kill -9 and resume, ambiguous commits and two
 //! processes at once never duplicate a record and never lose one.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -2,7 +2,7 @@
 //! duplicate from a batch that commits late, `rerun` repairs the form, and a
 //! guarded prune.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -1,7 +1,7 @@
 //! Issue 5 acceptance for daemon mode: schedules fire, SIGTERM stops cleanly,
 //! missed runs are caught up exactly once.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

@@ -1,6 +1,6 @@
 //! Issue 5 acceptance for operators: `check --remote`, `--json`, `status`.
 
-mod common;
+use crate::common;
 
 use attendsync_sim::{JdySimConfig, WecomSimConfig};
 use common::Env;
