@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use attendsync::config::SourceFile;
 use attendsync::mapping::Mapping;
-use attendsync::sim::{
+use attendsync_sim::{
     CallRecord, DingtalkSim, DingtalkSimConfig, JdySim, JdySimConfig, Org, WecomSim,
     WecomSimConfig, GLOBAL_LIMIT,
 };
@@ -417,7 +417,7 @@ impl RunResult {
 fn form_widgets(mapping_text: &str, file: &str) -> Vec<(String, String)> {
     let mapping = Mapping::parse(&SourceFile::new(file, mapping_text))
         .unwrap_or_else(|e| panic!("the shipped mapping {file} must parse: {e:?}"));
-    attendsync::sim::widgets_of_mapping(&mapping)
+    attendsync::demo::widgets_of_mapping(&mapping)
 }
 
 const FAST_RETRY: &str = r#"max_attempts = 10

@@ -8,11 +8,12 @@ use chrono::Utc;
 use crate::app::{self, AppError};
 use crate::config::job::Source;
 use crate::config::{self, LoadedJob};
+use crate::mapping::{Mapping, ValueType};
 use crate::pipeline::{Mode, Options, Syncer};
-use crate::sim::{
+use crate::store::Store;
+use attendsync_sim::{
     DingtalkSim, DingtalkSimConfig, JdySim, JdySimConfig, Org, WecomSim, WecomSimConfig,
 };
-use crate::store::Store;
 
 /// The shipped examples, built into the binary.
 pub const EXAMPLES: &[(&str, &str)] = &[
@@ -82,6 +83,32 @@ enum SourceSim {
     Dingtalk(DingtalkSim),
 }
 
+/// A form that fits `mapping`: each mapped field with the widget type its
+/// values need, for [`JdySimConfig::widgets`]. Public for the end-to-end tests.
+pub fn widgets_of_mapping(mapping: &Mapping) -> Vec<(String, String)> {
+    mapping
+        .fields()
+        .into_iter()
+        .map(|f| {
+            let kind = match f.value_type {
+                ValueType::Number => "number",
+                ValueType::Datetime | ValueType::Date => "datetime",
+                ValueType::Text | ValueType::Auto => "text",
+            };
+            (f.name, kind.to_string())
+        })
+        .collect()
+}
+
+/// attendsync's months convert to the simulators' own month type (the
+/// simulators do not depend on attendsync), e.g. for
+/// [`DingtalkSim::expected_record`] in the tests.
+impl From<crate::month::Month> for attendsync_sim::Month {
+    fn from(month: crate::month::Month) -> Self {
+        attendsync_sim::Month::containing(month.first_day())
+    }
+}
+
 /// A simulator's address as a job's `base_url`.
 fn url_of(text: String) -> Result<crate::http::Url, std::io::Error> {
     text.parse().map_err(std::io::Error::other)
@@ -95,7 +122,7 @@ async fn start_sims(
         api_key: DEMO_API_KEY.into(),
         app_id: job.job.target.app_id.clone(),
         entry_id: job.job.target.entry_id.clone(),
-        widgets: crate::sim::widgets_of_mapping(&job.mapping),
+        widgets: widgets_of_mapping(&job.mapping),
         ..JdySimConfig::default()
     })
     .await?;

@@ -23,7 +23,8 @@ pub mod roster;
 pub mod schedule;
 pub mod secret;
 pub mod shutdown;
-pub mod sim;
+#[cfg(test)]
+mod sim;
 pub mod source;
 pub mod stdout;
 pub mod store;

@@ -1,7 +1,7 @@
 //! Regressions found attacking issue 17 (schedules, months owed, the DingTalk
 //! budget as a hard cap, alerts, closed pipes). Each test is bounded in time.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::{Output, Stdio};
@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use attendsync::config::SourceFile;
 use attendsync::mapping::Mapping;
-use attendsync::sim::{DingtalkSim, DingtalkSimConfig, JdySim, JdySimConfig, Org};
 use attendsync::store::Store;
+use attendsync_sim::{DingtalkSim, DingtalkSimConfig, JdySim, JdySimConfig, Org};
 
 const APP_KEY: &str = "ding-e2e-appkey";
 const APP_SECRET: &str = "DingSecret-e2e-0123456789abcdef";
@@ -19,13 +19,13 @@ const APP_ID: &str = "6399c24287cae90008d24e0b";
 const ENTRY_ID: &str = "64093d8613931a00085bb2f5";
 const RUN_TIMEOUT: Duration = Duration::from_secs(120);
 
-const SHIPPED_JOB: &str = include_str!("../jobs/dingtalk_monthly.toml");
-const SHIPPED_MAPPING: &str = include_str!("../mappings/dingtalk_monthly.toml");
+const SHIPPED_JOB: &str = include_str!("../../jobs/dingtalk_monthly.toml");
+const SHIPPED_MAPPING: &str = include_str!("../../mappings/dingtalk_monthly.toml");
 
 fn widgets() -> Vec<(String, String)> {
     let mapping = Mapping::parse(&SourceFile::new("dingtalk_monthly.toml", SHIPPED_MAPPING))
         .unwrap_or_else(|e| panic!("the shipped mapping must parse: {e:?}"));
-    attendsync::sim::widgets_of_mapping(&mapping)
+    attendsync::demo::widgets_of_mapping(&mapping)
 }
 
 struct Ding {
@@ -218,7 +218,7 @@ async fn check_with_a_budget_warning_survives_a_closed_stdout() {
 /// November in Beijing, so `status` does not list it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_lists_a_month_owed_by_a_job_in_a_timezone_ahead_of_beijing() {
-    use attendsync::sim::{JdySimConfig, WecomSimConfig};
+    use attendsync_sim::{JdySimConfig, WecomSimConfig};
     let env = common::Env::start(5, common::fast_wecom(), JdySimConfig::default()).await;
     let _ = WecomSimConfig::default();
     let job = format!(
@@ -258,7 +258,7 @@ async fn status_lists_a_month_owed_by_a_job_in_a_timezone_ahead_of_beijing() {
 /// as the test likes: the database path is a FIFO, whose open blocks.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sighup_right_after_the_daemon_starts_does_not_kill_it() {
-    use attendsync::sim::JdySimConfig;
+    use attendsync_sim::JdySimConfig;
     let env = common::Env::start(3, common::fast_wecom(), JdySimConfig::default()).await;
     env.write_job("", "");
     let job = std::fs::read_to_string(env.path().join("jobs/wecom_monthly.toml"))

@@ -3,13 +3,12 @@
 //!
 //! On a failed expectation the harness prints the command, its status, stdout,
 //! stderr and the config dir listing, so a CI failure can be read from the log.
-#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::{Duration, Instant};
 
-use attendsync::sim::{JdySim, JdySimConfig, Org, Outcome, WecomSim, WecomSimConfig};
+use attendsync_sim::{JdySim, JdySimConfig, Org, Outcome, WecomSim, WecomSimConfig};
 
 pub const CORP_ID: &str = "ww-test-corp";
 pub const SECRET: &str = "TopSecret-checkin-0123456789abcdef";
@@ -21,7 +20,7 @@ pub const RUN_TIMEOUT: Duration = Duration::from_secs(240);
 
 /// The shipped WeCom mapping.
 pub fn shipped_mapping() -> &'static str {
-    include_str!("../../mappings/wecom_monthly.toml")
+    include_str!("../../../mappings/wecom_monthly.toml")
 }
 
 /// The form's fields as the shipped mapping fills them.
@@ -30,7 +29,7 @@ pub fn shipped_widgets() -> Vec<(String, String)> {
     let Ok(mapping) = attendsync::mapping::Mapping::parse(&file) else {
         panic!("the shipped mapping must parse");
     };
-    attendsync::sim::widgets_of_mapping(&mapping)
+    attendsync::demo::widgets_of_mapping(&mapping)
 }
 
 pub struct Env {

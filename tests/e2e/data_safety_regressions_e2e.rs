@@ -3,12 +3,12 @@
 //! left, keys without the month, copies of gone keys, dry runs). Each test
 //! failed on the code it was written against.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::time::Duration;
 
-use attendsync::sim::{DingtalkSim, DingtalkSimConfig, JdySim, JdySimConfig, Org, Outcome, TxMode};
+use attendsync_sim::{DingtalkSim, DingtalkSimConfig, JdySim, JdySimConfig, Org, Outcome, TxMode};
 use common::{
     fast_wecom, spawn_and_kill, Env, API_KEY, APP_ID, CORP_ID, FAST_SOURCE, FAST_TARGET, SECRET,
 };
@@ -272,8 +272,8 @@ async fn a_clock_stepped_back_after_a_crash_does_not_stall_the_next_run_for_hour
 const DT_ENTRY_ID: &str = "64093d8613931a00085bb2f5";
 const DT_APP_KEY: &str = "ding-breaker-appkey";
 const DT_APP_SECRET: &str = "DingSecret-breaker-0123456789abcdef";
-const DT_JOB: &str = include_str!("../jobs/dingtalk_monthly.toml");
-const DT_MAPPING: &str = include_str!("../mappings/dingtalk_monthly.toml");
+const DT_JOB: &str = include_str!("../../jobs/dingtalk_monthly.toml");
+const DT_MAPPING: &str = include_str!("../../mappings/dingtalk_monthly.toml");
 
 struct DtEnv {
     dir: tempfile::TempDir,
@@ -314,7 +314,7 @@ impl DtEnv {
             api_key: API_KEY.into(),
             app_id: APP_ID.into(),
             entry_id: DT_ENTRY_ID.into(),
-            widgets: attendsync::sim::widgets_of_mapping(&mapping),
+            widgets: attendsync::demo::widgets_of_mapping(&mapping),
             ..JdySimConfig::default()
         })
         .await

@@ -2,9 +2,9 @@
 //! record can hold and against the form, and fields that come out empty in every
 //! record reported.
 
-mod common;
+use crate::common;
 
-use attendsync::sim::{JdySimConfig, WecomSimConfig};
+use attendsync_sim::{JdySimConfig, WecomSimConfig};
 use common::{counts, Env};
 
 const MONTH: &str = "2026-10";

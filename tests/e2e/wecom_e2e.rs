@@ -1,14 +1,14 @@
 //! Issue 2 acceptance: the binary syncs WeCom month reports into the Jiandaoyun
 //! simulator end to end.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
 use attendsync::config::SourceFile;
 use attendsync::mapping::{Mapping, Vars};
 use attendsync::month::Month;
-use attendsync::sim::{most_calls_within, wecom_month_record, JdySimConfig, WecomSimConfig};
+use attendsync_sim::{most_calls_within, wecom_month_record, JdySimConfig, WecomSimConfig};
 use common::{counts, Env};
 
 const MONTH: &str = "2026-10";

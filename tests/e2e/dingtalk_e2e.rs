@@ -8,8 +8,8 @@ use std::time::Duration;
 use attendsync::config::SourceFile;
 use attendsync::mapping::{Mapping, Vars};
 use attendsync::month::Month;
-use attendsync::sim::{DingtalkSim, DingtalkSimConfig, JdySim, JdySimConfig, Org};
 use attendsync::source::dingtalk::EMPLOYEES_IN_FLIGHT;
+use attendsync_sim::{DingtalkSim, DingtalkSimConfig, JdySim, JdySimConfig, Org};
 
 const APP_KEY: &str = "ding-e2e-appkey";
 const APP_SECRET: &str = "DingSecret-e2e-0123456789abcdef";
@@ -19,8 +19,8 @@ const ENTRY_ID: &str = "64093d8613931a00085bb2f5";
 const MONTH: &str = "2026-10";
 const RUN_TIMEOUT: Duration = Duration::from_secs(240);
 
-const SHIPPED_JOB: &str = include_str!("../jobs/dingtalk_monthly.toml");
-const SHIPPED_MAPPING: &str = include_str!("../mappings/dingtalk_monthly.toml");
+const SHIPPED_JOB: &str = include_str!("../../jobs/dingtalk_monthly.toml");
+const SHIPPED_MAPPING: &str = include_str!("../../mappings/dingtalk_monthly.toml");
 
 fn mapping() -> Mapping {
     match Mapping::parse(&SourceFile::new("dingtalk_monthly.toml", SHIPPED_MAPPING)) {
@@ -30,7 +30,7 @@ fn mapping() -> Mapping {
 }
 
 fn widgets() -> Vec<(String, String)> {
-    attendsync::sim::widgets_of_mapping(&mapping())
+    attendsync::demo::widgets_of_mapping(&mapping())
 }
 
 struct Env {
@@ -643,7 +643,7 @@ async fn a_directory_listing_that_fails_in_the_first_month_is_listed_again_for_t
 /// Metered requests the simulator received, whatever the answer (throttled,
 /// expired token, served): every one is an attempt the budget counts.
 fn metered_attempts(env: &Env) -> usize {
-    attendsync::sim::dingtalk::METERED
+    attendsync_sim::dingtalk::METERED
         .iter()
         .map(|e| env.dingtalk.calls(e))
         .sum()

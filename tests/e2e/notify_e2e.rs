@@ -2,7 +2,7 @@
 //! streak across separate runs (cron), says "recovered", and sends nothing for
 //! a run stopped by SIGTERM.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -12,7 +12,7 @@ use axum::extract::State;
 use axum::Router;
 use serde_json::Value;
 
-use attendsync::sim::JdySimConfig;
+use attendsync_sim::JdySimConfig;
 use common::Env;
 
 type Received = Arc<Mutex<Vec<Value>>>;

@@ -1,5 +1,5 @@
-//! In-process simulators of the vendor APIs (WeCom, DingTalk, Jiandaoyun), used by the
-//! end-to-end tests and by `attendsync demo`.
+//! attendsync-sim: in-process simulators of the vendor APIs (WeCom, DingTalk,
+//! Jiandaoyun), used by attendsync's end-to-end tests and by `attendsync demo`.
 //!
 //! Each simulator is an axum server bound to `127.0.0.1:0` and spawned on the
 //! caller's tokio runtime. Everything a simulator does is deterministic given
@@ -47,22 +47,44 @@ pub fn widgets_for(fields: &[(&str, &str)]) -> Vec<(String, String)> {
         .collect()
 }
 
-/// A form that fits `mapping`: each mapped field with the widget type its
-/// values need, for [`JdySimConfig::widgets`].
-pub fn widgets_of_mapping(mapping: &crate::mapping::Mapping) -> Vec<(String, String)> {
-    use crate::mapping::ValueType;
-    mapping
-        .fields()
-        .into_iter()
-        .map(|f| {
-            let kind = match f.value_type {
-                ValueType::Number => "number",
-                ValueType::Datetime | ValueType::Date => "datetime",
-                ValueType::Text | ValueType::Auto => "text",
-            };
-            (f.name, kind.to_string())
-        })
-        .collect()
+/// A calendar month, e.g. 2026-10, for the whole-month helpers
+/// ([`DingtalkSim::expected_record`], [`DingtalkSim::daily_values`]). The
+/// simulators do not depend on attendsync, so they carry their own month.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct Month {
+    /// Always the first day of the month.
+    first: chrono::NaiveDate,
+}
+
+impl Month {
+    /// The month `year`-`month`; `None` unless `month` is 1..=12 and `year` is
+    /// within 1..=9999.
+    pub fn new(year: i32, month: u32) -> Option<Month> {
+        if !(1..=9999).contains(&year) {
+            return None;
+        }
+        chrono::NaiveDate::from_ymd_opt(year, month, 1).map(|first| Month { first })
+    }
+
+    /// The month `date` falls in.
+    pub fn containing(date: chrono::NaiveDate) -> Month {
+        use chrono::Datelike;
+        Month {
+            first: date.with_day(1).unwrap_or(date),
+        }
+    }
+
+    pub fn first_day(&self) -> chrono::NaiveDate {
+        self.first
+    }
+
+    pub fn last_day(&self) -> chrono::NaiveDate {
+        use chrono::Datelike;
+        (28..=31)
+            .rev()
+            .find_map(|d| chrono::NaiveDate::from_ymd_opt(self.first.year(), self.first.month(), d))
+            .unwrap_or(self.first)
+    }
 }
 
 /// Aborts the server task when the last handle to a simulator is dropped.

@@ -1,8 +1,8 @@
 //! Breaking issue 16's mapping checks and operator fixes: each test is a finding.
 
-mod common;
+use crate::common;
 
-use attendsync::sim::{JdySimConfig, WecomSimConfig};
+use attendsync_sim::{JdySimConfig, WecomSimConfig};
 use common::Env;
 
 fn widgets(list: &[(&str, &str)]) -> Vec<(String, String)> {

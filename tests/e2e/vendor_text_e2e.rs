@@ -2,10 +2,10 @@
 //! escapes and the secret echoed percent-encoded reaches stdout, the log and
 //! SQLite escaped, on one line, without the secret.
 
-mod common;
+use crate::common;
 
-use attendsync::sim::JdySimConfig;
 use attendsync::store::Store;
+use attendsync_sim::JdySimConfig;
 use axum::routing::get;
 use common::{fast_wecom, Env};
 

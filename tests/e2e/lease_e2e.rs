@@ -1,13 +1,13 @@
 //! Issue 18 item 3: a lease is taken over at once only from a dead process of
 //! this boot and PID namespace; a holder in another namespace is waited out.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
 use attendsync::lease::Identity;
-use attendsync::sim::JdySimConfig;
 use attendsync::store::Store;
+use attendsync_sim::JdySimConfig;
 use common::{fast_wecom, Env, API_KEY, CORP_ID, FAST_SOURCE, FAST_TARGET, SECRET};
 
 const JOB: &str = "wecom_monthly";

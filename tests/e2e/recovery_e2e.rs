@@ -1,11 +1,11 @@
 //! Issue 3 acceptance: reruns, kill -9 and resume, ambiguous commits and two
 //! processes at once never duplicate a record and never lose one.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
-use attendsync::sim::{JdySimConfig, Outcome, TxMode};
+use attendsync_sim::{JdySimConfig, Outcome, TxMode};
 use common::{batch_in_flight, counts, fast_wecom, run_and_kill, Env, FAST_SOURCE, FAST_TARGET};
 
 const MONTH: &str = "2026-10";

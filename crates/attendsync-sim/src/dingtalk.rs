@@ -35,7 +35,7 @@ use serde_json::{json, Map, Number, Value};
 use super::limits::{Admission, CallRecord, Gate, Outcome, GLOBAL_LIMIT};
 use super::org::{month_figures, MonthFigures, Org, User, ROOT_DEPARTMENT};
 use super::{mix, spawn_server, ServerGuard};
-use crate::month::Month;
+use crate::Month;
 
 pub const GETTOKEN: &str = "gettoken";
 pub const LISTSUB: &str = "topapi/v2/department/listsub";
@@ -479,7 +479,13 @@ impl DingtalkSim {
 
     /// The daily values of a column or leave type over the whole month (empty
     /// for a fixed-value column or an unknown user or name).
-    pub fn daily_values(&self, userid: &str, name: &str, month: Month) -> Vec<(String, String)> {
+    pub fn daily_values(
+        &self,
+        userid: &str,
+        name: &str,
+        month: impl Into<Month>,
+    ) -> Vec<(String, String)> {
+        let month = month.into();
         match self.column_values(userid, name, month.first_day(), month.last_day()) {
             Some(ColumnValues::Daily(days)) => days,
             _ => Vec::new(),
@@ -491,10 +497,11 @@ impl DingtalkSim {
     pub fn expected_record(
         &self,
         userid: &str,
-        month: Month,
+        month: impl Into<Month>,
         columns: &[String],
         leave_names: &[String],
     ) -> Option<Value> {
+        let month = month.into();
         self.expected_period_record(
             userid,
             month.first_day(),

@@ -2,11 +2,11 @@
 //! duplicate from a batch that commits late, `rerun` repairs the form, and a
 //! guarded prune.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
-use attendsync::sim::{JdySimConfig, TxMode};
+use attendsync_sim::{JdySimConfig, TxMode};
 use common::{batch_in_flight, counts, fast_wecom, run_and_kill, Env, FAST_SOURCE, FAST_TARGET};
 
 const MONTH: &str = "2026-10";

@@ -1,12 +1,12 @@
 //! Issue 5 acceptance for daemon mode: schedules fire, SIGTERM stops cleanly,
 //! missed runs are caught up exactly once.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 
-use attendsync::sim::{JdySimConfig, WecomSimConfig};
 use attendsync::store::{RunStatus, Store};
+use attendsync_sim::{JdySimConfig, WecomSimConfig};
 use common::Env;
 
 fn spawn_daemon(env: &Env) -> tokio::process::Child {

@@ -1,13 +1,13 @@
 //! Issue 17 item 7: every command survives a closed stdout (`status | head -2`):
 //! exit 0 or 141 (SIGPIPE), never a panic ("failed printing to stdout").
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader};
 use std::os::unix::process::ExitStatusExt;
 use std::process::{ExitStatus, Stdio};
 
-use attendsync::sim::{JdySimConfig, WecomSimConfig};
+use attendsync_sim::{JdySimConfig, WecomSimConfig};
 use common::{Env, RUN_TIMEOUT};
 
 fn command(env: &Env, args: &[&str]) -> tokio::process::Command {

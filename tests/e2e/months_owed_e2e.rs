@@ -1,9 +1,9 @@
 //! Months owed: a month stays owed until a run has synced it in full after it
 //! closed, and every run without `--month` takes owed months too.
 
-mod common;
+use crate::common;
 
-use attendsync::sim::JdySimConfig;
+use attendsync_sim::JdySimConfig;
 use common::{counts, fast_wecom, Env, FAST_SOURCE, FAST_TARGET};
 
 async fn env() -> Env {

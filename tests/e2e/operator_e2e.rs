@@ -1,8 +1,8 @@
 //! Issue 5 acceptance for operators: `check --remote`, `--json`, `status`.
 
-mod common;
+use crate::common;
 
-use attendsync::sim::{JdySimConfig, WecomSimConfig};
+use attendsync_sim::{JdySimConfig, WecomSimConfig};
 use common::Env;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

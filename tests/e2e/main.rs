@@ -1,0 +1,26 @@
+//! attendsync's integration tests, one test binary (`cargo test --test e2e`):
+//! the crate and its dependencies are linked once instead of once per file.
+//! Run one file's tests with its module name, e.g.
+//! `cargo test --test e2e wecom_e2e::`.
+
+mod common;
+
+mod closed_pipe_e2e;
+mod daemon_e2e;
+mod data_safety_e2e;
+mod data_safety_regressions_e2e;
+mod deploy_recipes;
+mod dingtalk_e2e;
+mod lease_e2e;
+mod mapping_e2e;
+mod mapping_fixtures;
+mod months_owed_e2e;
+mod notify;
+mod notify_e2e;
+mod operator_e2e;
+mod operator_regressions_e2e;
+mod recovery_e2e;
+mod schedule_regressions_e2e;
+mod security_regressions_e2e;
+mod vendor_text_e2e;
+mod wecom_e2e;
