@@ -5,7 +5,6 @@
 //! included) before it is sent. Without a meter (`check --remote`, tests of
 //! the client alone) calls are only counted in memory.
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use super::{lock, Dingtalk, DingtalkClient, MAX_PER_REPORT_CALL};
@@ -29,17 +28,14 @@ impl DingtalkClient {
         }
     }
 
-    /// Metered calls per employee and month: ⌈columns/20⌉ + ⌈leave names/20⌉.
-    pub fn metered_calls_per_employee(&self) -> u32 {
-        per_employee(self.columns.len(), self.leave_names.len())
-    }
-
     /// Metered calls sent so far by this client (retries included).
-    pub fn metered_calls(&self) -> u64 {
-        self.metered.load(Ordering::Relaxed)
+    #[cfg(test)]
+    pub(super) fn metered_calls(&self) -> u64 {
+        self.metered.load(std::sync::atomic::Ordering::Relaxed)
     }
 }
 
+/// Metered calls per employee and month: ⌈columns/20⌉ + ⌈leave names/20⌉.
 fn per_employee(columns: usize, leave_names: usize) -> u32 {
     let calls = |n: usize| n.div_ceil(MAX_PER_REPORT_CALL) as u32;
     calls(columns) + calls(leave_names)
@@ -94,13 +90,11 @@ mod tests {
         };
         assert_eq!(job.mapping, "dingtalk_monthly.toml");
         assert_eq!(src.app_secret.expose(), "value-of-DINGTALK_APP_SECRET");
-        let client = client_for(src);
-        assert_eq!(client.metered_calls_per_employee(), 2);
+        assert_eq!(super::call_costs(src).per_employee, 2);
         // 4 runs a month; the one on the 3rd pulls two months.
         let runs = [2usize, 1, 1, 1];
-        let per_month = |employees: usize| -> u64 {
-            runs.iter().map(|m| calls_for(&client, employees, *m)).sum()
-        };
+        let per_month =
+            |employees: usize| -> u64 { runs.iter().map(|m| calls_for(src, employees, *m)).sum() };
         assert_eq!(per_month(499), 4994);
         assert!(per_month(499) <= u64::from(src.monthly_call_budget));
         assert!(per_month(500) > u64::from(src.monthly_call_budget));

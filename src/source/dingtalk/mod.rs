@@ -14,8 +14,8 @@
 //! among them, so a user of the root department has no name for it.
 //!
 //! Every attendance call is metered against the org's monthly quota (standard
-//! edition: 5,000); the client counts them (see [`DingtalkClient::metered_calls`])
-//! and adds them to the run's [`CallStats`] under [`METERED_STATS_KEY`].
+//! edition: 5,000); the client counts them and adds them to the run's
+//! [`CallStats`] under [`METERED_STATS_KEY`].
 //!
 //! This file holds the client and its settings; the rest is split by concern:
 //! `transport.rs` (the request path: token, pacing, IP ban, body encoding,

@@ -311,10 +311,10 @@ mod tests {
         );
         assert_eq!(pulled.records[0].record["leave"], json!({}));
 
-        let client = client_for(&job(&sim, &DEFAULT_COLUMNS[..21], &["年假"; 41]));
-        assert_eq!(client.metered_calls_per_employee(), 2 + 3);
-        assert_eq!(calls_for(&client, 100, 2), 1001);
-        assert_eq!(calls_for(&client_for(&job(&sim, &[], &[])), 10, 1), 0);
+        let cfg = job(&sim, &DEFAULT_COLUMNS[..21], &["年假"; 41]);
+        assert_eq!(super::super::call_costs(&cfg).per_employee, 2 + 3);
+        assert_eq!(calls_for(&cfg, 100, 2), 1001);
+        assert_eq!(calls_for(&job(&sim, &[], &[]), 10, 1), 0);
     }
 
     #[tokio::test]

@@ -134,10 +134,9 @@ pub(super) fn source_client(cfg: &DingtalkSource, stats: Arc<CallStats>) -> Ding
 /// Metered calls a run over `employees` × `months` costs at most (without
 /// retries): the per-employee calls plus one `getattcolumns`
 /// (docs/vendors/dingtalk.md "The calls").
-pub(super) fn calls_for(client: &DingtalkClient, employees: usize, months: usize) -> u64 {
-    let columns_lookup = u64::from(!client.columns.is_empty());
-    employees as u64 * months as u64 * u64::from(client.metered_calls_per_employee())
-        + columns_lookup
+pub(super) fn calls_for(cfg: &DingtalkSource, employees: usize, months: usize) -> u64 {
+    let costs = super::call_costs(cfg);
+    employees as u64 * months as u64 * u64::from(costs.per_employee) + costs.fixed
 }
 
 pub(super) fn check_records(
