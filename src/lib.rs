@@ -18,7 +18,6 @@ pub mod notify;
 pub mod outcome;
 pub mod pipeline;
 pub mod progress;
-pub mod rerun;
 pub mod roster;
 pub mod schedule;
 pub mod secret;

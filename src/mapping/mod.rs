@@ -281,6 +281,11 @@ impl Mapping {
             .collect()
     }
 
+    /// The field names in mapping order, as every row's values are ordered.
+    pub fn field_names(&self) -> Vec<String> {
+        self.rules.iter().map(|r| r.name.clone()).collect()
+    }
+
     /// Applies the mapping to one source record: the complete row, or every field
     /// error of that record. Never panics, whatever the record holds.
     pub fn apply<T: Tree>(&self, record: &T, vars: &Vars) -> Result<Row, Vec<FieldError>> {

@@ -5,9 +5,6 @@ use std::sync::Arc;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::target::jiandaoyun::wire::Encoder;
-use crate::target::WriteData;
-
 /// One mapped record: final bare values in mapping order, with the field names
 /// shared by every row of the mapping.
 #[derive(Debug, Clone, PartialEq)]
@@ -30,11 +27,6 @@ pub(crate) struct Shape {
     /// Each field's name as JSON text (`"name"`), escaped once here instead of
     /// for every record's hash.
     quoted: Vec<String>,
-    /// The target's write format for this mapping's fields, built once here.
-    // TODO(merge): the write stage could own the encoder (one per run) once
-    // the pipeline split lands; it is here so that `Row::write_data` keeps
-    // its callers.
-    encoder: Encoder,
 }
 
 impl Shape {
@@ -53,13 +45,11 @@ impl Shape {
             same
         });
         let quoted = names.iter().map(|name| json_str(name)).collect();
-        let encoder = Encoder::new(&names);
         Shape {
             names,
             key_index,
             hashed,
             quoted,
-            encoder,
         }
     }
 
@@ -148,15 +138,10 @@ impl Row {
         hex
     }
 
-    /// The target's write format (`{"field": {"value": v}, …}`), as a value.
-    pub fn to_write_data(&self) -> Value {
-        self.write_data().to_value()
-    }
-
-    /// The target's write format as JSON text, written by the mapping's
-    /// encoder straight from the values.
-    pub fn write_data(&self) -> WriteData {
-        self.shape.encoder.encode(&self.values)
+    /// The final bare values in mapping order, as the target's write format
+    /// takes them (`target::RecordFormat`).
+    pub fn values(&self) -> &[Value] {
+        &self.values
     }
 
     /// Bare values, `{"field": v, …}`, for `--dry-run` output.
@@ -297,43 +282,9 @@ mod tests {
     }
 
     #[test]
-    fn write_data_wraps_and_json_is_bare() {
+    fn json_is_bare() {
         let r = row(json!({"a": 1, "b": null}), vec![0], vec![false, false]);
-        assert_eq!(
-            r.to_write_data(),
-            json!({"a": {"value": 1}, "b": {"value": null}})
-        );
         assert_eq!(r.to_json(), json!({"a": 1, "b": null}));
         assert_eq!(r.to_json().to_string(), r#"{"a":1,"b":null}"#);
-    }
-
-    proptest::proptest! {
-        #[test]
-        fn write_data_is_the_wrapped_fields_for_any_names_and_values(
-            fields in proptest::collection::vec(
-                ("[a-z\"\\\\年\n]{0,4}", proptest::prelude::any::<Option<(i32, String)>>()),
-                1..6,
-            )
-        ) {
-            let values: Vec<Value> = fields
-                .iter()
-                .map(|(_, v)| match v {
-                    None => Value::Null,
-                    Some((n, s)) if n % 2 == 0 => json!([n, s]),
-                    Some((_, s)) => json!(s),
-                })
-                .collect();
-            let names: Vec<String> = fields.iter().map(|(n, _)| n.clone()).collect();
-            let volatile = vec![false; names.len()];
-            let r = Row::new(Arc::new(Shape::new(names.clone(), vec![0], &volatile)), values.clone());
-            // Built as serde_json would, the later of two equal names winning.
-            let mut expected = serde_json::Map::new();
-            for (name, value) in names.iter().zip(&values) {
-                expected.insert(name.clone(), json!({ "value": value }));
-            }
-            let text = r.write_data();
-            let parsed: Value = serde_json::from_str(text.get()).expect("the write format is JSON");
-            proptest::prop_assert_eq!(parsed, Value::Object(expected));
-        }
     }
 }

@@ -11,8 +11,8 @@ use super::{JobError, Options, Syncer};
 use crate::config::job::Job;
 use crate::mapping::{Mapping, Vars};
 use crate::month::Month;
+use crate::pipeline::rerun::FormMonth;
 use crate::pipeline::write::Writer;
-use crate::rerun::FormMonth;
 use crate::source::Source;
 
 /// What every month of one job run shares.
@@ -28,6 +28,8 @@ pub(super) struct Run<'a> {
     pub(super) lost: Arc<AtomicBool>,
     /// A metered source's call budget.
     pub(super) budget: Option<Arc<Budget>>,
+    /// The target's write format for this mapping.
+    pub(super) format: Arc<dyn crate::target::RecordFormat>,
     /// The run's row in SQLite (none in a dry run).
     pub(super) run_id: Option<i64>,
 }

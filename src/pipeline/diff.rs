@@ -6,8 +6,8 @@ use super::map::Planned;
 use super::report::MonthReport;
 use super::send::ChunkWrites;
 use super::JobError;
+use crate::pipeline::rerun::FormMonth;
 use crate::pipeline::write::Writer;
-use crate::rerun::FormMonth;
 use crate::store::PendingRecord;
 
 impl MonthCtx<'_> {
@@ -18,7 +18,10 @@ impl MonthCtx<'_> {
         let opts = run.opts;
         let writes = match (&mut self.state.form, &run.writer) {
             (Some(form), Some(writer)) => {
-                let records = records.into_iter().map(Planned::into_pending).collect();
+                let records = records
+                    .into_iter()
+                    .map(|r| r.into_pending(&*self.run.format))
+                    .collect();
                 repair_chunk(form, writer, records, opts.force(), m).await?
             }
             _ => self.diff_with_store(records).await?,
@@ -48,11 +51,11 @@ impl MonthCtx<'_> {
         let mut writes = ChunkWrites::default();
         for record in records {
             match known.get(&record.key) {
-                None => writes.creates.push(record.into_pending()),
+                None => writes.creates.push(record.into_pending(&*self.run.format)),
                 Some(cp) if cp.content_hash == record.content_hash => m.counts.unchanged += 1,
                 Some(cp) => writes
                     .updates
-                    .push((cp.data_id.clone(), record.into_pending())),
+                    .push((cp.data_id.clone(), record.into_pending(&*self.run.format))),
             }
         }
         Ok(writes)

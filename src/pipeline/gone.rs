@@ -8,8 +8,8 @@ use super::ctx::MonthCtx;
 use super::map::small_hash;
 use super::{JobError, Prune};
 use crate::mapping::Mapping;
+use crate::pipeline::rerun::{confirmed_gone, prune_refusal, FormMonth};
 use crate::pipeline::write::canonical_key;
-use crate::rerun::{confirmed_gone, prune_refusal, FormMonth};
 use crate::store::StoreError;
 
 impl MonthCtx<'_> {
@@ -68,7 +68,7 @@ impl MonthCtx<'_> {
     async fn forget_stale(
         &self,
         stored: Vec<(String, String)>,
-        left: &[crate::rerun::LeftOver],
+        left: &[crate::pipeline::rerun::LeftOver],
     ) -> Result<(), StoreError> {
         let in_form: HashSet<String> = left.iter().map(|l| canonical_key(&l.key)).collect();
         let stale: Vec<String> = stored

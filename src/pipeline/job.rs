@@ -174,6 +174,7 @@ impl Syncer {
             lost,
             budget,
             run_id,
+            format: crate::target::record_format(&mapping.field_names()),
         };
         for month in months {
             if self.shutdown.is_triggered() {

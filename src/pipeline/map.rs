@@ -9,6 +9,7 @@ use super::{JobError, RecordSink};
 use crate::mapping::{FieldFill, Mapping, Row, Vars};
 use crate::source::{Pulled, SourceError};
 use crate::store::PendingRecord;
+use crate::target::RecordFormat;
 
 pub(super) fn small_hash(key: &str) -> u64 {
     let mut h = std::collections::hash_map::DefaultHasher::new();
@@ -25,10 +26,11 @@ pub(super) struct Planned {
 }
 
 impl Planned {
-    pub(super) fn into_pending(self) -> PendingRecord {
+    /// Only records that are written are encoded in the target's format.
+    pub(super) fn into_pending(self, format: &dyn RecordFormat) -> PendingRecord {
         PendingRecord {
             key_values: self.row.key_values(),
-            data: self.row.write_data(),
+            data: format.encode(self.row.values()),
             key: self.key,
             content_hash: self.content_hash,
         }

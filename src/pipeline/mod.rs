@@ -24,6 +24,7 @@ mod options;
 mod plan;
 mod pull;
 mod report;
+pub mod rerun;
 mod send;
 mod target;
 pub mod write;

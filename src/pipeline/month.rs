@@ -14,7 +14,7 @@ use super::pull::{pull_ended, Listing, MonthPull, Roster};
 use super::report::MonthReport;
 use super::send::Writing;
 use super::JobError;
-use crate::rerun::FormMonth;
+use crate::pipeline::rerun::FormMonth;
 use crate::roster::UserIds;
 use crate::source::{Pulled, SourceError};
 

@@ -11,7 +11,6 @@ use serde_json::{Map, Value};
 use tokio::sync::Notify;
 
 use crate::http::codes::Class;
-use crate::store::PendingRecord;
 use crate::target::jiandaoyun::wire;
 use crate::target::{
     BeforeSend, BoxFuture, Created, FieldKind, Form, FormError, FormRow, Widget, WriteData,
@@ -155,9 +154,9 @@ impl MemoryForm {
         }
     }
 
-    fn store(&self, records: &[PendingRecord]) {
+    fn store(&self, records: &[&WriteData]) {
         for r in records {
-            self.insert(Value::Object(wire::decode(&r.data).unwrap_or_default()));
+            self.insert(Value::Object(wire::decode(r).unwrap_or_default()));
         }
     }
 
@@ -173,7 +172,7 @@ impl MemoryForm {
     async fn create(
         &self,
         tx: &str,
-        records: &[PendingRecord],
+        records: &[&WriteData],
         before_send: &BeforeSend<'_>,
     ) -> Result<Created, FormError> {
         self.stop_if(Kill::BeforeMark).await;
@@ -186,7 +185,7 @@ impl MemoryForm {
             let mut s = self.state();
             s.creates.push(tx.to_string());
             let refused = records.iter().any(|r| {
-                wire::decode(&r.data)
+                wire::decode(r)
                     .unwrap_or_default()
                     .values()
                     .any(|v| v.as_str().is_some_and(|v| s.bad.contains(v)))
@@ -267,7 +266,7 @@ impl Form for MemoryForm {
     fn create_batch<'a>(
         &'a self,
         transaction_id: &'a str,
-        records: &'a [PendingRecord],
+        records: &'a [&'a WriteData],
         before_send: &'a BeforeSend<'a>,
     ) -> BoxFuture<'a, Result<Created, FormError>> {
         Box::pin(self.create(transaction_id, records, before_send))

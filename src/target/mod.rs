@@ -8,6 +8,7 @@ pub mod jiandaoyun;
 #[cfg(test)]
 pub mod memory;
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
@@ -17,7 +18,6 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use crate::http::codes::Class;
-use crate::store::PendingRecord;
 
 /// A future a [`Form`] method returns: boxed, so that the writer can hold an
 /// `Arc<dyn Form>` (a trait with `async fn` cannot be made into an object).
@@ -101,6 +101,33 @@ pub struct Widget {
     /// The vendor's field type (`text`, `number`, `datetime`, …).
     #[serde(default, rename = "type")]
     pub kind: String,
+}
+
+/// The form's fields as a writer sees them.
+pub struct FormFields {
+    /// Key field names (as the mapping names them) with how their form field
+    /// compares in a look-up.
+    pub key_fields: Vec<(String, FieldKind)>,
+    /// Every mapped field, read back to compare content.
+    pub fields: Vec<String>,
+    /// Fields that change on every run, not compared with the form.
+    pub volatile: Vec<String>,
+    /// Mapped name → the name records read back carry, where they differ: a
+    /// field named by its `_widget_…` id comes back under its alias.
+    pub read_as: HashMap<String, String>,
+}
+
+/// Writes rows in a target's write format. Built once per run from the
+/// mapping's field names, so that a row costs only its values.
+pub trait RecordFormat: Send + Sync {
+    /// `values` in the order of the names the format was built with.
+    fn encode(&self, values: &[Value]) -> WriteData;
+}
+
+/// The write format of the job's target. Registering a second target adds its
+/// format here (docs/ARCHITECTURE.md, "Adding a second target").
+pub fn record_format(field_names: &[String]) -> std::sync::Arc<dyn RecordFormat> {
+    std::sync::Arc::new(jiandaoyun::wire::Encoder::new(field_names))
 }
 
 /// How a key field's values compare in a look-up.
@@ -188,7 +215,7 @@ pub trait Form: Send + Sync {
     fn create_batch<'a>(
         &'a self,
         transaction_id: &'a str,
-        records: &'a [PendingRecord],
+        records: &'a [&'a WriteData],
         before_send: &'a BeforeSend<'a>,
     ) -> BoxFuture<'a, Result<Created, FormError>>;
 

@@ -261,7 +261,8 @@ impl Writer {
                 Ok(())
             })
         };
-        let answer = self.form.create_batch(&tx, records, before_send).await;
+        let data: Vec<&crate::target::WriteData> = records.iter().map(|r| &r.data).collect();
+        let answer = self.form.create_batch(&tx, &data, before_send).await;
         if let Some(until) = last_mark.lock().ok().and_then(|m| *m) {
             intent.in_flight_until = Some(until);
         }

@@ -20,7 +20,7 @@
 //! same loop.
 //!
 //! The ids of records created in an acknowledged batch are not read back (the
-//! order of `success_ids` is not documented; jiandaoyun.md §11): their checkpoints
+//! order of `success_ids` is not documented; docs/vendors/jiandaoyun.md "Calls"): their checkpoints
 //! hold an empty id, and an update or delete reads it by key when it needs it.
 
 mod create;
@@ -130,19 +130,7 @@ pub(crate) fn key_values(rec: &PendingRecord) -> Vec<Value> {
     rec.key_values.iter().map(|(_, v)| v.clone()).collect()
 }
 
-/// The form's fields as a writer sees them.
-pub struct FormFields {
-    /// Key field names (as the mapping names them) with how their form field
-    /// compares in a look-up.
-    pub key_fields: Vec<(String, FieldKind)>,
-    /// Every mapped field, read back to compare content.
-    pub fields: Vec<String>,
-    /// Fields that change on every run, not compared with the form.
-    pub volatile: Vec<String>,
-    /// Mapped name → the name records read back carry, where they differ: a
-    /// field named by its `_widget_…` id comes back under its alias.
-    pub read_as: HashMap<String, String>,
-}
+pub use crate::target::FormFields;
 
 pub struct Writer {
     form: Arc<dyn Form>,

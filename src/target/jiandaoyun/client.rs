@@ -18,7 +18,6 @@ use crate::http::{
     describe, endpoint_url, read_capped, redact, redirected, CallStats, ReadError, Url, BODY_CAP,
 };
 use crate::secret::Secret;
-use crate::store::PendingRecord;
 use crate::target::{Created, FieldKind, FormError, Widget, WriteData};
 
 use super::codes::TRANSACTION_EXISTS;
@@ -349,7 +348,7 @@ impl Jiandaoyun {
     pub async fn batch_create<F, Fut>(
         &self,
         transaction_id: &str,
-        records: &[PendingRecord],
+        records: &[&WriteData],
         before_send: F,
     ) -> Result<Created, FormError>
     where
@@ -363,14 +362,14 @@ impl Jiandaoyun {
             entry_id: &'a str,
             transaction_id: &'a str,
             is_start_workflow: bool,
-            data_list: Vec<&'a WriteData>,
+            data_list: &'a [&'a WriteData],
         }
         let body = Body {
             app_id: &self.app_id,
             entry_id: &self.entry_id,
             transaction_id,
             is_start_workflow: self.is_start_workflow,
-            data_list: records.iter().map(|r| &r.data).collect(),
+            data_list: records,
         };
         let r = retry(&self.retry, BATCH_CREATE, || async {
             // Marked after the pacer's wait, right before the request leaves:

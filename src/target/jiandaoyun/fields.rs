@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use crate::mapping::Mapping;
-use crate::pipeline::write::FormFields;
+use crate::target::FormFields;
 use crate::target::{FieldKind, Widget};
 
 use super::wire::field_kind;

@@ -12,7 +12,6 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
-use crate::store::PendingRecord;
 use crate::target::{
     BeforeSend, BoxFuture, Created, FieldKind, Form, FormError, FormRow, Widget, WriteData,
 };
@@ -53,7 +52,7 @@ impl Form for Jiandaoyun {
     fn create_batch<'a>(
         &'a self,
         transaction_id: &'a str,
-        records: &'a [PendingRecord],
+        records: &'a [&'a WriteData],
         before_send: &'a BeforeSend<'a>,
     ) -> BoxFuture<'a, Result<Created, FormError>> {
         Box::pin(self.batch_create(transaction_id, records, before_send))

@@ -98,9 +98,15 @@ impl Encoder {
         // SAFETY: `text` is one JSON object without surrounding whitespace: its
         // braces and commas are written above, each prefix is a name escaped by
         // serde_json followed by `:{"value":`, and each value is written by
-        // serde_json. (A property test in `mapping/row.rs` parses it again for
+        // serde_json. (A property test below parses it again for
         // names with quotes, backslashes, newlines and CJK.)
         WriteData(unsafe { RawValue::from_string_unchecked(text) })
+    }
+}
+
+impl crate::target::RecordFormat for Encoder {
+    fn encode(&self, values: &[Value]) -> WriteData {
+        Encoder::encode(self, values)
     }
 }
 
@@ -161,5 +167,33 @@ mod tests {
         let e = fields_equal(&[("m".into(), FieldKind::Text, json!("2026-10"))]);
         assert_eq!(e["cond"][0]["value"], json!(["2026-10"]));
         assert_eq!(field_kind("datetime"), FieldKind::Datetime);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn write_data_is_the_wrapped_fields_for_any_names_and_values(
+            fields in proptest::collection::vec(
+                ("[a-z\"\\\\年\n]{0,4}", proptest::prelude::any::<Option<(i32, String)>>()),
+                1..6,
+            )
+        ) {
+            let values: Vec<Value> = fields
+                .iter()
+                .map(|(_, v)| match v {
+                    None => Value::Null,
+                    Some((n, s)) if n % 2 == 0 => json!([n, s]),
+                    Some((_, s)) => json!(s),
+                })
+                .collect();
+            let names: Vec<String> = fields.iter().map(|(n, _)| n.clone()).collect();
+            // Built as serde_json would, the later of two equal names winning.
+            let mut expected = serde_json::Map::new();
+            for (name, value) in names.iter().zip(&values) {
+                expected.insert(name.clone(), json!({ "value": value }));
+            }
+            let text = Encoder::new(&names).encode(&values);
+            let parsed: Value = serde_json::from_str(text.get()).expect("the write format is JSON");
+            proptest::prop_assert_eq!(parsed, Value::Object(expected));
+        }
     }
 }
