@@ -1,6 +1,7 @@
 //! Sources: where attendance records come from. Each produces one JSON record per
 //! employee and month (README "Mapping files"), in chunks, so memory stays flat.
 
+pub mod config;
 pub mod dingtalk;
 pub mod schema;
 pub mod wecom;
@@ -77,10 +78,10 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
-use crate::config::job::{Scope, Source};
 use crate::http::CallStats;
 use crate::month::{report_window, Month};
 use crate::roster::UserIds;
+use config::{Scope, SourceConfig as Source};
 
 /// The source of one job, behind one small interface.
 #[derive(Clone)]

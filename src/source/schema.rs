@@ -1,7 +1,7 @@
 //! What each source's record can hold, for checking mapping paths
 //! ([`crate::mapping::Mapping::check_paths`]).
 
-use crate::config::job::Source;
+use super::config::SourceConfig as Source;
 use crate::mapping::Schema;
 
 /// The record a job's source produces, and its name for messages.
@@ -97,8 +97,8 @@ pub fn dingtalk_month(columns: &[String], leave_names: &[String]) -> Schema {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::SourceFile;
     use crate::mapping::Mapping;
+    use crate::toml_reader::SourceFile;
 
     fn shipped(name: &str) -> Mapping {
         let path = format!("{}/mappings/{name}", env!("CARGO_MANIFEST_DIR"));

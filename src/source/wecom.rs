@@ -1,6 +1,8 @@
 //! WeCom (企业微信): userids from the contacts APIs, then `getcheckin_monthdata`
 //! in chunks of at most 100 users (docs/vendors/wecom.md "Pulling a month").
 
+pub mod config;
+
 use std::borrow::Cow;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
@@ -12,16 +14,19 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
+use super::config::Scope;
 use super::{Pulled, SourceError};
-use crate::config::job::{Rate, RetryConfig, Scope, WecomSource};
 use crate::http::call::{self, no_hook, Call, Decoded, Failure, Resend, Tokens, Vendor};
 use crate::http::codes::{self, Class};
 use crate::http::pace::Pacer;
+use crate::http::rate::Rate;
+use crate::http::retry::RetryConfig;
 use crate::http::token::TokenCache;
 use crate::http::{endpoint_url, ApiFailure, CallStats, Url, BODY_CAP, REPORT_BODY_CAP};
 use crate::mapping::{Node, Tree};
 use crate::roster::UserIds;
 use crate::secret::Secret;
+use config::WecomSource;
 
 /// The most an answer of `endpoint` may hold: monthdata carries a month of
 /// detail for up to 100 employees; the rest are small (see [`BODY_CAP`]).
@@ -647,7 +652,7 @@ fn errcode(errcode: &Value) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::job::Scope;
+    use crate::source::config::Scope;
     use axum::routing::{get, post};
     use axum::Router;
     use chrono::TimeZone;

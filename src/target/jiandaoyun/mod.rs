@@ -4,6 +4,7 @@
 
 mod client;
 pub mod codes;
+pub mod config;
 mod fields;
 pub mod form_check;
 pub mod wire;
