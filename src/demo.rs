@@ -6,10 +6,10 @@ use std::path::{Path, PathBuf};
 use chrono::Utc;
 
 use crate::app::{self, AppError};
-use crate::config::job::Source;
 use crate::config::{self, LoadedJob};
 use crate::mapping::{Mapping, ValueType};
 use crate::pipeline::{Mode, Options, Syncer};
+use crate::source::config::SourceConfig as Source;
 use crate::store::Store;
 use attendsync_sim::{
     DingtalkSim, DingtalkSimConfig, JdySim, JdySimConfig, Org, WecomSim, WecomSimConfig,

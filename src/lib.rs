@@ -21,6 +21,7 @@ pub mod progress;
 pub mod roster;
 pub mod schedule;
 pub mod secret;
+pub mod settings;
 pub mod shutdown;
 #[cfg(test)]
 mod sim;

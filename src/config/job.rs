@@ -1,30 +1,22 @@
 //! Job files (`jobs/NAME.toml`, README "Job files"): what to pull, where to write, how fast.
 
 use std::path::Path;
-use std::time::Duration;
 
 use chrono_tz::Tz;
 
-use super::diag::{one_of, ConfigError, SourceFile};
-pub use super::limits::{parse_duration, Rate, RetryConfig};
-use super::limits::{
-    read_limits, read_retry, DINGTALK_ENDPOINTS, JIANDAOYUN_ENDPOINTS, WECOM_ENDPOINTS,
-};
+use super::diag::{ConfigError, SourceFile};
 use super::notify::read_notify;
 pub use super::notify::{Language, Notify, NotifyOn, WorkNotice, DEFAULT_REPEAT_AFTER};
-use super::reader::{self, EnvLookup, Located, Table};
-use crate::http::Url;
-use crate::secret::Secret;
+use super::reader::{self, EnvLookup, Table};
+use crate::settings::in_range;
+use crate::source::config::{read_source, SourceConfig};
+use crate::target::jiandaoyun::config::{read_target, Target};
 
 pub const DEFAULT_TIMEZONE: Tz = chrono_tz::Asia::Shanghai;
-pub const WECOM_BASE_URL: &str = "https://qyapi.weixin.qq.com";
-pub const DINGTALK_BASE_URL: &str = "https://oapi.dingtalk.com";
-pub const JIANDAOYUN_BASE_URL: &str = "https://api.jiandaoyun.com";
 /// Through which day of a month the previous month is still synced by default (README "Which months").
 pub const DEFAULT_PREVIOUS_MONTH_UNTIL_DAY: u32 = 5;
 /// Closed months back a run still syncs an owed month (README "Months owed").
 pub const DEFAULT_MAX_OWED_MONTHS: u32 = 3;
-pub const DEFAULT_MONTHLY_CALL_BUDGET: u32 = 5000;
 
 /// A fully validated job.
 #[derive(Debug, Clone)]
@@ -38,70 +30,10 @@ pub struct Job {
     /// How many closed months back an owed month is still synced by a run;
     /// an older one raises an alert instead (default 3).
     pub max_owed_months: u32,
-    pub source: Source,
+    pub source: SourceConfig,
     pub target: Target,
     /// Alerts (`[notify]`); `None` when the job has no `[notify]` table.
     pub notify: Option<Notify>,
-}
-
-#[derive(Debug, Clone)]
-pub enum Source {
-    Wecom(WecomSource),
-    Dingtalk(DingtalkSource),
-}
-
-impl Source {
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Source::Wecom(_) => "wecom",
-            Source::Dingtalk(_) => "dingtalk",
-        }
-    }
-}
-
-/// Which employees a job covers: the whole visible organisation by default.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Scope {
-    pub departments: Vec<u64>,
-    pub userids: Vec<String>,
-}
-
-#[derive(Debug, Clone)]
-pub struct WecomSource {
-    pub corp_id: String,
-    pub secret: Secret,
-    pub base_url: Url,
-    pub scope: Scope,
-    pub limits: Vec<(String, Rate)>,
-    pub retry: RetryConfig,
-}
-
-#[derive(Debug, Clone)]
-pub struct DingtalkSource {
-    pub app_key: String,
-    pub app_secret: Secret,
-    pub base_url: Url,
-    pub columns: Vec<String>,
-    pub leave_names: Vec<String>,
-    pub monthly_call_budget: u32,
-    pub scope: Scope,
-    pub limits: Vec<(String, Rate)>,
-    pub retry: RetryConfig,
-}
-
-#[derive(Debug, Clone)]
-pub struct Target {
-    pub api_key: Secret,
-    pub app_id: String,
-    pub entry_id: String,
-    pub base_url: Url,
-    pub is_start_workflow: bool,
-    pub is_start_trigger: bool,
-    pub limits: Vec<(String, Rate)>,
-    pub retry: RetryConfig,
-    /// How long one request may take, answer included. A create whose answer
-    /// did not come is only read back once this (and a margin) has passed.
-    pub request_timeout: Duration,
 }
 
 const JOB_KEYS: &[&str] = &[
@@ -114,44 +46,6 @@ const JOB_KEYS: &[&str] = &[
     "source",
     "target",
     "notify",
-];
-const SOURCE_TYPES: &[&str] = &["wecom", "dingtalk"];
-const WECOM_KEYS: &[&str] = &[
-    "type",
-    "corp_id",
-    "secret",
-    "base_url",
-    "allow_insecure_http",
-    "departments",
-    "userids",
-    "limits",
-    "retry",
-];
-const DINGTALK_KEYS: &[&str] = &[
-    "type",
-    "app_key",
-    "app_secret",
-    "base_url",
-    "allow_insecure_http",
-    "columns",
-    "leave_names",
-    "monthly_call_budget",
-    "departments",
-    "userids",
-    "limits",
-    "retry",
-];
-const TARGET_KEYS: &[&str] = &[
-    "api_key",
-    "app_id",
-    "entry_id",
-    "base_url",
-    "allow_insecure_http",
-    "is_start_workflow",
-    "is_start_trigger",
-    "request_timeout",
-    "limits",
-    "retry",
 ];
 
 /// Parses and validates one job file. `name` is the file stem.
@@ -302,299 +196,6 @@ fn read_job(
     })
 }
 
-pub(super) fn in_range(
-    table: &Table<'_, '_>,
-    key: &str,
-    value: &Located<i64>,
-    min: i64,
-    max: i64,
-    errors: &mut Vec<ConfigError>,
-) -> Option<i64> {
-    if (min..=max).contains(&value.value) {
-        Some(value.value)
-    } else {
-        errors.push(table.error(
-            value.span.clone(),
-            key,
-            format!("{} is out of range; allowed: {min} to {max}", value.value),
-        ));
-        None
-    }
-}
-
-fn read_source(
-    t: &Table<'_, '_>,
-    errors: &mut Vec<ConfigError>,
-    warnings: &mut Vec<ConfigError>,
-) -> Option<Source> {
-    let kind = if t.contains("type") {
-        t.choice("type", SOURCE_TYPES, errors)
-    } else {
-        errors.push(t.error(
-            t.span(),
-            "type",
-            format!("required key is missing; allowed: {}", one_of(SOURCE_TYPES)),
-        ));
-        None
-    }?;
-    match kind.value.as_str() {
-        "wecom" => read_wecom(t, errors, warnings).map(Source::Wecom),
-        _ => read_dingtalk(t, errors, warnings).map(Source::Dingtalk),
-    }
-}
-
-fn read_wecom(
-    t: &Table<'_, '_>,
-    errors: &mut Vec<ConfigError>,
-    warnings: &mut Vec<ConfigError>,
-) -> Option<WecomSource> {
-    let corp_id = t.required_nonempty("corp_id", errors);
-    let secret = t.required_nonempty("secret", errors);
-    let base_url = read_base_url(t, WECOM_BASE_URL, errors);
-    let scope = read_scope(t, errors);
-    let limits = read_limits(t, &WECOM_ENDPOINTS, errors, warnings);
-    let retry = read_retry(t, RetryConfig::WECOM, errors);
-    t.finish(WECOM_KEYS, errors);
-    Some(WecomSource {
-        corp_id: corp_id?.value,
-        secret: Secret::new(secret?.value),
-        base_url: base_url?,
-        scope: scope?,
-        limits: limits?,
-        retry: retry?,
-    })
-}
-
-fn read_dingtalk(
-    t: &Table<'_, '_>,
-    errors: &mut Vec<ConfigError>,
-    warnings: &mut Vec<ConfigError>,
-) -> Option<DingtalkSource> {
-    let app_key = t.required_nonempty("app_key", errors);
-    let app_secret = t.required_nonempty("app_secret", errors);
-    let base_url = read_base_url(t, DINGTALK_BASE_URL, errors);
-    let columns = t.string_array("columns", errors).unwrap_or_default();
-    let leave_names = t.string_array("leave_names", errors).unwrap_or_default();
-    distinct_names(t, "columns", &columns, errors);
-    distinct_names(t, "leave_names", &leave_names, errors);
-    let budget = match t.integer("monthly_call_budget", errors) {
-        None => Some(DEFAULT_MONTHLY_CALL_BUDGET),
-        Some(b) => in_range(t, "monthly_call_budget", &b, 1, 100_000_000, errors).map(|b| b as u32),
-    };
-    let scope = read_scope(t, errors);
-    let limits = read_limits(t, &DINGTALK_ENDPOINTS, errors, warnings);
-    let retry = read_retry(t, RetryConfig::DINGTALK, errors);
-    t.finish(DINGTALK_KEYS, errors);
-    Some(DingtalkSource {
-        app_key: app_key?.value,
-        app_secret: Secret::new(app_secret?.value),
-        base_url: base_url?,
-        columns: columns.into_iter().map(|c| c.value).collect(),
-        leave_names: leave_names.into_iter().map(|c| c.value).collect(),
-        monthly_call_budget: budget?,
-        scope: scope?,
-        limits: limits?,
-        retry: retry?,
-    })
-}
-
-fn read_target(
-    t: &Table<'_, '_>,
-    errors: &mut Vec<ConfigError>,
-    warnings: &mut Vec<ConfigError>,
-) -> Option<Target> {
-    let api_key = t.required_nonempty("api_key", errors);
-    let app_id = t.required_nonempty("app_id", errors);
-    let entry_id = t.required_nonempty("entry_id", errors);
-    let base_url = read_base_url(t, JIANDAOYUN_BASE_URL, errors);
-    let workflow = t.bool("is_start_workflow", errors).unwrap_or(false);
-    let trigger = t.bool("is_start_trigger", errors).unwrap_or(false);
-    let request_timeout = read_request_timeout(t, errors);
-    let limits = read_limits(t, &JIANDAOYUN_ENDPOINTS, errors, warnings);
-    let retry = read_retry(t, RetryConfig::JIANDAOYUN, errors);
-    t.finish(TARGET_KEYS, errors);
-    Some(Target {
-        api_key: Secret::new(api_key?.value),
-        app_id: app_id?.value,
-        entry_id: entry_id?.value,
-        base_url: base_url?,
-        is_start_workflow: workflow,
-        is_start_trigger: trigger,
-        limits: limits?,
-        retry: retry?,
-        request_timeout: request_timeout?,
-    })
-}
-
-/// `request_timeout`: 1 s to 10 min, default [`crate::http::REQUEST_TIMEOUT`].
-fn read_request_timeout(t: &Table<'_, '_>, errors: &mut Vec<ConfigError>) -> Option<Duration> {
-    let Some(text) = t.string("request_timeout", errors) else {
-        return (!t.contains("request_timeout")).then_some(crate::http::REQUEST_TIMEOUT);
-    };
-    match parse_duration(&text.value) {
-        Some(d) if (Duration::from_secs(1)..=Duration::from_secs(600)).contains(&d) => Some(d),
-        _ => {
-            errors.push(t.error(
-                text.span,
-                "request_timeout",
-                format!(
-                    "invalid request_timeout \"{}\"; expected a duration from \"1s\" to \"10m\", e.g. \"60s\"",
-                    text.value
-                ),
-            ));
-            None
-        }
-    }
-}
-
-pub(super) fn read_base_url(
-    t: &Table<'_, '_>,
-    default: &str,
-    errors: &mut Vec<ConfigError>,
-) -> Option<Url> {
-    let insecure_ok = allow_insecure_http(t, errors);
-    let Some(text) = t.string("base_url", errors) else {
-        return (!t.contains("base_url")).then(|| default_url(default));
-    };
-    if !(text.value.starts_with("https://") || text.value.starts_with("http://")) {
-        errors.push(t.error(text.span, "base_url", "expected an http:// or https:// URL"));
-        return None;
-    }
-    match Url::parse(text.value.trim_end_matches('/')) {
-        Ok(url) if url.scheme() == "http" && !insecure_ok && !is_loopback(&url) => {
-            errors.push(t.error(text.span, "base_url", INSECURE_HTTP));
-            None
-        }
-        Ok(url) => Some(url),
-        Err(e) => {
-            errors.push(t.error(text.span, "base_url", format!("not a valid URL: {e}")));
-            None
-        }
-    }
-}
-
-/// Why a plain `http://` address is refused: the request would carry the vendor
-/// credentials (secrets, tokens, API keys, webhook keys) in clear text.
-pub(super) const INSECURE_HTTP: &str =
-    "`http://` would send credentials in clear text; use `https://`, or set \
-     `allow_insecure_http = true` in this table if the network in between is trusted \
-     (loopback hosts such as 127.0.0.1, ::1 and localhost are always allowed)";
-
-/// The table's `allow_insecure_http` (default false). Read by every table that
-/// names a URL, whether or not it has one, so the key is always known there.
-pub(super) fn allow_insecure_http(t: &Table<'_, '_>, errors: &mut Vec<ConfigError>) -> bool {
-    t.bool("allow_insecure_http", errors).unwrap_or(false)
-}
-
-/// Loopback hosts (127.0.0.0/8, ::1, localhost): plain HTTP to them never leaves
-/// the machine (the simulators, a local proxy).
-pub(super) fn is_loopback(url: &Url) -> bool {
-    let Some(host) = url.host_str() else {
-        return false;
-    };
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    match host.parse::<std::net::IpAddr>() {
-        Ok(ip) => ip.is_loopback(),
-        Err(_) => host.eq_ignore_ascii_case("localhost"),
-    }
-}
-
-/// A built-in vendor address.
-pub(super) fn default_url(text: &str) -> Url {
-    // Only ever one of this file's constants, which every test without a
-    // `base_url` reads.
-    Url::parse(text).expect("built-in base URLs are valid")
-}
-
-fn read_scope(t: &Table<'_, '_>, errors: &mut Vec<ConfigError>) -> Option<Scope> {
-    let mut ok = true;
-    let mut departments = Vec::new();
-    if let Some(ids) = t.integer_array("departments", errors) {
-        for id in ids {
-            match u64::try_from(id.value) {
-                Ok(v) if v > 0 => departments.push(v),
-                _ => {
-                    ok = false;
-                    errors.push(t.error(
-                        id.span,
-                        "departments",
-                        "department ids are positive integers",
-                    ));
-                }
-            }
-        }
-    } else if t.contains("departments") {
-        ok = false;
-    }
-    let userids = match t.string_array("userids", errors) {
-        Some(ids) => {
-            for id in ids.iter().filter(|u| u.value.trim().is_empty()) {
-                ok = false;
-                errors.push(t.error(id.span.clone(), "userids", "a userid is empty"));
-            }
-            ids.into_iter().map(|u| u.value).collect()
-        }
-        None => {
-            ok &= !t.contains("userids");
-            Vec::new()
-        }
-    };
-    ok &= scope_is_usable(t, errors);
-    ok.then_some(Scope {
-        departments,
-        userids,
-    })
-}
-
-/// An empty list selects nobody, and `departments` with `userids` would leave
-/// one of them unused: both are errors rather than a silent surprise.
-fn scope_is_usable(t: &Table<'_, '_>, errors: &mut Vec<ConfigError>) -> bool {
-    let before = errors.len();
-    let span_of = |key: &str| t.get(key).map(|v| v.span()).unwrap_or_else(|| t.span());
-    for key in ["departments", "userids"] {
-        let empty = t
-            .get(key)
-            .and_then(|v| v.get_ref().as_array())
-            .is_some_and(|items| items.is_empty());
-        if empty {
-            errors.push(t.error(
-                span_of(key),
-                key,
-                "is empty, which selects nobody; remove the key to sync everyone the app can see",
-            ));
-        }
-    }
-    if t.contains("departments") && t.contains("userids") {
-        errors.push(t.error(
-            span_of("userids"),
-            "userids",
-            "`departments` and `userids` are both set, and only one can choose whom to sync; keep one of them",
-        ));
-    }
-    errors.len() == before
-}
-
-/// Names in a list of report columns or leave types: each given, and once
-/// (a name twice would be pulled twice and counted twice against the budget).
-fn distinct_names(
-    t: &Table<'_, '_>,
-    key: &str,
-    names: &[Located<String>],
-    errors: &mut Vec<ConfigError>,
-) {
-    for (i, name) in names.iter().enumerate() {
-        if name.value.trim().is_empty() {
-            errors.push(t.error(name.span.clone(), key, "a name is empty"));
-        } else if names[..i].iter().any(|n| n.value == name.value) {
-            errors.push(t.error(
-                name.span.clone(),
-                key,
-                format!("\"{}\" is listed twice", name.value),
-            ));
-        }
-    }
-}
-
 /// The job name of a job file: its stem.
 pub fn job_name(path: &Path) -> Option<String> {
     path.file_stem()
@@ -605,6 +206,8 @@ pub fn job_name(path: &Path) -> Option<String> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::http::rate::Rate;
+    use crate::source::config::SourceConfig as Source;
     use std::time::Duration;
 
     pub(crate) const GOOD: &str = r#"
@@ -904,4 +507,116 @@ api_key = "${KEY}"
 app_id = "app"
 entry_id = "entry"
 "#;
+
+    /// `limits` and `retry` of each vendor's table, as `check` shows them.
+    mod limits {
+        use super::super::*;
+
+        fn job(source_type: &str, source: &str, target: &str) -> String {
+            let credentials = if source_type == "wecom" {
+                "corp_id = \"ww1\"\nsecret = \"s\""
+            } else {
+                "app_key = \"k\"\napp_secret = \"s\""
+            };
+            format!(
+                "mapping = \"m.toml\"\n[source]\ntype = \"{source_type}\"\n{credentials}\n{source}\n[target]\napi_key = \"k\"\napp_id = \"a\"\nentry_id = \"e\"\n{target}\n"
+            )
+        }
+
+        /// (errors, warnings) of a job file, as `check` prints them.
+        fn check(text: &str) -> (Vec<String>, Vec<String>) {
+            let file = SourceFile::new("jobs/j.toml", text);
+            let show = |es: Vec<ConfigError>| es.iter().map(|e| e.to_string()).collect();
+            match parse_job_with_warnings("j", &file, &|_| None) {
+                Ok((_, warnings)) => (Vec::new(), show(warnings)),
+                Err(errors) => (show(errors), Vec::new()),
+            }
+        }
+
+        #[test]
+        fn a_misspelt_endpoint_is_an_error_listing_the_known_ones() {
+            let (errors, _) = check(&job(
+                "wecom",
+                "",
+                "[target.limits]\n\"data/bach_create\" = \"5/s\"\n",
+            ));
+            assert_eq!(
+                errors,
+                ["jobs/j.toml:12:1: `target.limits.\"data/bach_create\"`: unknown Jiandaoyun endpoint; known endpoints: \"data/batch_create\", \"data/update\", \"data/list\", \"widget/list\", \"data/batch_delete\", \"data/batch_update\", \"data/create\", \"data/delete\", \"data/get\" or \"total\""]
+            );
+            let (errors, _) = check(&job(
+                "wecom",
+                "[source.limits]\n\"checkin/getcheckin_monthdta\" = \"60/min\"\n",
+                "",
+            ));
+            assert_eq!(errors.len(), 1, "{errors:?}");
+            assert!(
+                errors[0].starts_with("jobs/j.toml:7:1: `source.limits.\"checkin/getcheckin_monthdta\"`: unknown WeCom endpoint; known endpoints: \"checkin/getcheckin_monthdata\""),
+                "{errors:?}"
+            );
+            let (errors, _) = check(&job(
+                "dingtalk",
+                "[source.limits]\n\"topapi/attendance/getcolumnvalue\" = \"10/s\"\n",
+                "",
+            ));
+            assert_eq!(errors.len(), 1, "{errors:?}");
+            assert!(
+                errors[0].contains("unknown DingTalk endpoint; known endpoints: \"gettoken\", \"topapi/v2/department/listsub\""),
+                "{errors:?}"
+            );
+            // Known names pass, with or without slashes around them.
+            let (errors, _) = check(&job(
+                "dingtalk",
+                "[source.limits]\n\"/topapi/attendance/getcolumnval\" = \"10/s\"\ntotal = \"100/s\"\n",
+                "[target.limits]\n\"data/batch_create\" = \"5/s\"\n",
+            ));
+            assert!(errors.is_empty(), "{errors:?}");
+        }
+
+        #[test]
+        fn a_limit_above_the_documented_quota_is_a_warning() {
+            let (errors, warnings) = check(&job(
+                "wecom",
+                "[source.limits]\n\"checkin/getcheckin_monthdata\" = \"2/s\"\n\"user/simplelist\" = \"60/s\"\n",
+                "[target.limits]\n\"data/batch_create\" = \"10/s\"\ntotal = \"60/s\"\n",
+            ));
+            assert!(errors.is_empty(), "{errors:?}");
+            assert_eq!(
+                warnings,
+                [
+                    "jobs/j.toml:7:34: `source.limits.\"checkin/getcheckin_monthdata\"`: 2/s is above WeCom's documented quota of 60/min; calls beyond it are throttled",
+                    "jobs/j.toml:16:9: `target.limits.total`: 60/s is above Jiandaoyun's documented quota of 50/s; calls beyond it are throttled",
+                ]
+            );
+            let (_, warnings) = check(&job("dingtalk", "[source.limits]\ntotal = \"501/s\"\n", ""));
+            assert_eq!(warnings.len(), 1, "{warnings:?}");
+            assert!(
+                warnings[0].contains("documented quota of 10000 per 20 s"),
+                "{warnings:?}"
+            );
+        }
+
+        #[test]
+        fn initial_wait_longer_than_max_wait_is_an_error() {
+            let (errors, _) = check(&job(
+                "wecom",
+                "[source.retry]\ninitial_wait = \"90s\"\nmax_wait = \"30s\"\n",
+                "",
+            ));
+            assert_eq!(
+                errors,
+                ["jobs/j.toml:7:16: `source.retry.initial_wait`: initial_wait (90s) is longer than max_wait (30s), the cap of every backoff; make initial_wait at most max_wait"]
+            );
+            // Against the default cap (60 s) too.
+            let (errors, _) = check(&job("wecom", "", "[target.retry]\ninitial_wait = \"2m\"\n"));
+            assert_eq!(errors.len(), 1, "{errors:?}");
+            assert!(errors[0].contains("initial_wait (120s) is longer than max_wait (60s)"));
+            let (errors, _) = check(&job(
+                "wecom",
+                "[source.retry]\ninitial_wait = \"60s\"\n",
+                "",
+            ));
+            assert!(errors.is_empty(), "{errors:?}");
+        }
+    }
 }

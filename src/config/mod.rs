@@ -1,7 +1,6 @@
 //! Job and mapping configuration: parsing, `${VAR}` interpolation, validation.
 
 pub mod job;
-pub mod limits;
 pub mod notify;
 
 // The located TOML reader lives below both `config` and `mapping` (both read

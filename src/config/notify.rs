@@ -5,14 +5,15 @@
 use std::time::Duration;
 
 use super::diag::{one_of, ConfigError};
-use super::job::{
-    allow_insecure_http, default_url, in_range, is_loopback, read_base_url, Source,
-    DINGTALK_BASE_URL, INSECURE_HTTP,
-};
-use super::limits::parse_duration;
 use super::reader::Table;
 use crate::http::Url;
 use crate::secret::Secret;
+use crate::settings::{
+    allow_insecure_http, default_url, in_range, is_loopback, parse_duration, read_base_url,
+    INSECURE_HTTP,
+};
+use crate::source::config::SourceConfig as Source;
+use crate::source::dingtalk::config::DINGTALK_BASE_URL;
 
 /// When alerts are sent (`[notify] on`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

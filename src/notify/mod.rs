@@ -20,7 +20,7 @@ use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
 use sha2::Sha256;
 
-use crate::config::job::{Job, Notify, NotifyOn, Source, WorkNotice};
+use crate::config::job::{Job, Notify, NotifyOn, WorkNotice};
 use crate::http::call::{self, no_hook, Call, Decoded, Failure, OnStatus, Resend, Tokens, Vendor};
 use crate::http::codes::Class;
 use crate::http::retry::RetryConfig;
@@ -31,6 +31,7 @@ use crate::http::{
 use crate::outcome::EXIT_BUSY;
 use crate::pipeline::JobReport;
 use crate::secret::Secret;
+use crate::source::config::SourceConfig as Source;
 use reqwest::header::HeaderMap;
 use reqwest::StatusCode;
 

@@ -36,7 +36,7 @@ pub use report::{JobReport, MonthReport};
 use crate::pipeline::write::WriteError;
 use crate::source::SourceError;
 use crate::store::StoreError;
-use crate::target::jiandaoyun::JdyError;
+use crate::target::FormError;
 
 /// What stops a month or a job.
 #[derive(Debug, thiserror::Error)]
@@ -44,7 +44,7 @@ enum JobError {
     #[error(transparent)]
     Source(#[from] SourceError),
     #[error(transparent)]
-    Jiandaoyun(#[from] JdyError),
+    Form(#[from] FormError),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("{0}")]
@@ -54,7 +54,7 @@ enum JobError {
 impl From<WriteError> for JobError {
     fn from(e: WriteError) -> Self {
         match e {
-            WriteError::Form(e) => JobError::Jiandaoyun(e),
+            WriteError::Form(e) => JobError::Form(e),
             WriteError::Store(e) => JobError::Store(e),
         }
     }

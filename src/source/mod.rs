@@ -6,6 +6,7 @@
 //! `docs/ARCHITECTURE.md`, "Adding a third source", says what a new one must
 //! provide.
 
+pub mod config;
 pub mod dingtalk;
 mod registry;
 pub mod wecom;
@@ -26,13 +27,6 @@ use crate::month::Month;
 use crate::roster::UserIds;
 
 pub use registry::open;
-
-/// Each vendor's record schema, where the tests of the mapping fixtures look for
-/// WeCom's (each lives in its vendor's `schema.rs`).
-pub mod schema {
-    pub use super::dingtalk::dingtalk_month;
-    pub use super::wecom::wecom_monthdata;
-}
 
 /// A source failure that stops the job (or the month, for `Exhausted`).
 #[derive(Debug, thiserror::Error)]

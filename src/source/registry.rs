@@ -3,8 +3,8 @@
 
 use std::sync::Arc;
 
+use super::config::SourceConfig;
 use super::{dingtalk, wecom, CallCosts, Source};
-use crate::config::job::Source as SourceConfig;
 use crate::http::CallStats;
 use crate::mapping::Schema;
 

@@ -139,7 +139,7 @@ fn every_shipped_mapping_compiles() {
 
 #[test]
 fn fixture_and_shipped_wecom_mappings_read_only_what_the_record_holds() {
-    let schema = attendsync::source::schema::wecom_monthdata();
+    let schema = attendsync::source::wecom::wecom_monthdata();
     for path in [
         fixtures().join("mappings/spec_example.toml"),
         root().join("mappings/wecom_monthly.toml"),

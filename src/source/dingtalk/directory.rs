@@ -15,10 +15,10 @@ use super::people::{Gatherer, Listed, Person};
 use super::transport::CallError;
 use super::wire::{number, text, truthy};
 use super::{lock, DingtalkClient, LISTSUB, ROOT_DEPARTMENT, USER_LIST};
-use crate::config::job::Scope;
 use crate::http::codes::{dingtalk_code, Class};
 use crate::http::retry::RetryError;
 use crate::roster::UserIds;
+use crate::source::config::Scope;
 use crate::source::SourceError;
 
 /// `size` of a `v2/user/list` page; halved on 400002 down to [`MIN_PAGE_SIZE`].

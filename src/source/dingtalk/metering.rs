@@ -7,9 +7,9 @@
 
 use std::sync::Arc;
 
+use super::config::DingtalkSource;
 use super::{lock, Dingtalk, DingtalkClient, MAX_PER_REPORT_CALL};
 use crate::budget::Meter;
-use crate::config::job::DingtalkSource;
 use crate::source::{CallCosts, Metered, SourceError};
 
 impl DingtalkClient {
@@ -69,7 +69,7 @@ mod tests {
     #[test]
     fn shipped_job_parses_and_its_budget_fits_a_few_hundred_employees() {
         use crate::config::job::parse_job;
-        use crate::config::SourceFile;
+        use crate::toml_reader::SourceFile;
         let file = SourceFile::new(
             "jobs/dingtalk_monthly.toml",
             include_str!("../../../jobs/dingtalk_monthly.toml"),

@@ -37,15 +37,18 @@ use chrono_tz::Tz;
 use tokio::sync::mpsc;
 
 use super::{BoxFuture, CallCosts, Metered, Pulled, Source, SourceError};
-use crate::config::job::{DingtalkSource, RetryConfig, Scope};
 use crate::http::pace::Pacer;
+use crate::http::retry::RetryConfig;
 use crate::http::token::TokenCache;
 use crate::http::{CallStats, Url};
 use crate::month::Month;
 use crate::roster::UserIds;
 use crate::secret::Secret;
+use crate::source::config::Scope;
+use config::DingtalkSource;
 
 mod columns;
+pub mod config;
 mod directory;
 mod metering;
 mod people;
@@ -253,8 +256,8 @@ mod tests {
 
     #[tokio::test]
     async fn shipped_mapping_applies_to_a_simulator_record() {
-        use crate::config::SourceFile;
         use crate::mapping::{Mapping, Vars};
+        use crate::toml_reader::SourceFile;
         let sim = start(3, fast_sim()).await;
         let columns = [
             "出勤天数",

@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
-use crate::config::job::Rate;
 use crate::http::pace::TOTAL;
+use crate::http::rate::Rate;
 
 use super::{GETATTCOLUMNS, GETCOLUMNVAL, GETLEAVETIME, GETTOKEN, LISTSUB, USER_LIST};
 

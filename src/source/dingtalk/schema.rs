@@ -1,7 +1,7 @@
 //! What a DingTalk record can hold, for checking mapping paths
 //! ([`crate::mapping::Mapping::check_paths`]).
 
-use crate::config::job::DingtalkSource;
+use super::config::DingtalkSource;
 use crate::mapping::Schema;
 
 impl DingtalkSource {

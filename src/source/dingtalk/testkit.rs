@@ -7,11 +7,13 @@ pub(super) use chrono::{DateTime, NaiveDate, Utc};
 pub(super) use chrono_tz::Tz;
 pub(super) use serde_json::json;
 
+pub(super) use super::config::DingtalkSource;
 pub(super) use super::{
     Dingtalk, DingtalkClient, DIRECTORY_IN_FLIGHT, EMPLOYEES_IN_FLIGHT, EMPLOYEES_PER_CHUNK,
     GETATTCOLUMNS, GETCOLUMNVAL, GETLEAVETIME, GETTOKEN, LISTSUB, METERED_STATS_KEY, USER_LIST,
 };
-pub(super) use crate::config::job::{DingtalkSource, Rate, RetryConfig, Scope, Source};
+pub(super) use crate::http::rate::Rate;
+pub(super) use crate::http::retry::RetryConfig;
 pub(super) use crate::http::CallStats;
 pub(super) use crate::month::Month;
 pub(super) use crate::secret::Secret;
@@ -19,6 +21,7 @@ pub(super) use crate::sim::dingtalk::{
     BodyStyle, DingtalkSim, DingtalkSimConfig, DEFAULT_COLUMNS, GETATTCOLUMNS as SIM_COLUMNS,
 };
 pub(super) use crate::sim::{CallRecord, Org};
+pub(super) use crate::source::config::{Scope, SourceConfig as Source};
 pub(super) use crate::source::{Pulled, Source as SourceTrait, SourceError};
 
 pub(super) const SH: Tz = chrono_tz::Asia::Shanghai;

@@ -10,20 +10,22 @@ use futures::StreamExt;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
+use super::config::WecomSource;
 use super::reports::Reports;
 use super::wire::{read_answer, Answer, MonthAnswer, UserList};
 use super::{
     CONTACTS_IN_FLIGHT, DEFAULT_LIMITS, DEPARTMENTS, GETTOKEN, GLOBAL_LIMIT, MAX_USERS_PER_CALL,
     MONTHDATA, USERS, VENDOR,
 };
-use crate::config::job::{RetryConfig, Scope, WecomSource};
 use crate::http::call::{self, no_hook, Call, Failure, Resend, Tokens, Vendor};
 use crate::http::codes::{self, Class};
 use crate::http::pace::Pacer;
+use crate::http::retry::RetryConfig;
 use crate::http::token::TokenCache;
 use crate::http::{endpoint_url, ApiFailure, CallStats, Url, BODY_CAP, REPORT_BODY_CAP};
 use crate::roster::UserIds;
 use crate::secret::Secret;
+use crate::source::config::Scope;
 use crate::source::{Pulled, SourceError};
 
 /// The most an answer of `endpoint` may hold: monthdata carries a month of
@@ -361,8 +363,8 @@ impl Tokens for WecomClient {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::job::Scope;
     use crate::mapping::Tree;
+    use crate::source::config::Scope;
     use crate::source::ReadRecords;
     use axum::routing::{get, post};
     use axum::Router;

@@ -7,6 +7,7 @@
 //! [`Source`] the sync engine sees, and the vendor's constants.
 
 mod client;
+pub mod config;
 mod reports;
 mod schema;
 mod wire;
@@ -18,10 +19,12 @@ use chrono_tz::Tz;
 use tokio::sync::mpsc;
 
 use super::{BoxFuture, Pulled, Source, SourceError};
-use crate::config::job::{Rate, Scope, WecomSource};
+use crate::http::rate::Rate;
 use crate::http::CallStats;
 use crate::month::{report_window, Month};
 use crate::roster::UserIds;
+use crate::source::config::Scope;
+use config::WecomSource;
 
 pub use schema::wecom_monthdata;
 

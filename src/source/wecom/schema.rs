@@ -1,7 +1,7 @@
 //! What a WeCom record can hold, for checking mapping paths
 //! ([`crate::mapping::Mapping::check_paths`]).
 
-use crate::config::job::WecomSource;
+use super::config::WecomSource;
 use crate::mapping::Schema;
 
 impl WecomSource {
@@ -72,8 +72,8 @@ pub fn wecom_monthdata() -> Schema {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::SourceFile;
     use crate::mapping::Mapping;
+    use crate::toml_reader::SourceFile;
 
     fn shipped(name: &str) -> Mapping {
         let path = format!("{}/mappings/{name}", env!("CARGO_MANIFEST_DIR"));

@@ -10,9 +10,11 @@ use std::time::Duration;
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 
-use crate::config::job::{Rate, RetryConfig, Target};
+use super::config::Target;
 use crate::http::codes::{self, Class};
 use crate::http::pace::Pacer;
+use crate::http::rate::Rate;
+use crate::http::retry::RetryConfig;
 use crate::http::retry::{retry, Attempt, RetryError};
 use crate::http::{
     describe, endpoint_url, read_capped, redact, redirected, CallStats, ReadError, Url, BODY_CAP,

@@ -4,6 +4,7 @@
 
 mod client;
 pub mod codes;
+pub mod config;
 mod fields;
 pub mod form_check;
 pub mod wire;
@@ -20,8 +21,6 @@ pub use client::*;
 
 /// How long after a request's timeout Jiandaoyun might still commit it.
 pub const IN_FLIGHT_MARGIN: Duration = Duration::from_secs(5);
-// TODO(merge): remove once callers name the target-neutral types.
-pub use crate::target::FormError as JdyError;
 
 impl Form for Jiandaoyun {
     fn in_flight_window(&self) -> Duration {

@@ -1,0 +1,107 @@
+//! Readers of the settings every vendor's table shares (durations, ranges, base
+//! URLs, `limits`, `retry`). They sit below `config` and the vendor folders, which
+//! both use them: each vendor reads its own section with them, and `config` reads
+//! the job-level keys and `[notify]`.
+
+pub mod limits;
+
+use std::time::Duration;
+
+use crate::http::Url;
+use crate::toml_reader::{ConfigError, Located, Table};
+
+pub use limits::{read_limits, read_retry, Endpoints};
+
+/// Parses durations like `"500ms"`, `"60s"`, `"5m"`, `"1h"`.
+pub fn parse_duration(s: &str) -> Option<Duration> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit())?;
+    let (n, unit) = s.split_at(split);
+    let n: u64 = n.parse().ok()?;
+    match unit.trim() {
+        "ms" => Some(Duration::from_millis(n)),
+        "s" => Some(Duration::from_secs(n)),
+        "m" | "min" => Some(Duration::from_secs(n * 60)),
+        "h" => Some(Duration::from_secs(n * 3600)),
+        _ => None,
+    }
+}
+
+pub fn in_range(
+    table: &Table<'_, '_>,
+    key: &str,
+    value: &Located<i64>,
+    min: i64,
+    max: i64,
+    errors: &mut Vec<ConfigError>,
+) -> Option<i64> {
+    if (min..=max).contains(&value.value) {
+        Some(value.value)
+    } else {
+        errors.push(table.error(
+            value.span.clone(),
+            key,
+            format!("{} is out of range; allowed: {min} to {max}", value.value),
+        ));
+        None
+    }
+}
+
+pub fn read_base_url(
+    t: &Table<'_, '_>,
+    default: &str,
+    errors: &mut Vec<ConfigError>,
+) -> Option<Url> {
+    let insecure_ok = allow_insecure_http(t, errors);
+    let Some(text) = t.string("base_url", errors) else {
+        return (!t.contains("base_url")).then(|| default_url(default));
+    };
+    if !(text.value.starts_with("https://") || text.value.starts_with("http://")) {
+        errors.push(t.error(text.span, "base_url", "expected an http:// or https:// URL"));
+        return None;
+    }
+    match Url::parse(text.value.trim_end_matches('/')) {
+        Ok(url) if url.scheme() == "http" && !insecure_ok && !is_loopback(&url) => {
+            errors.push(t.error(text.span, "base_url", INSECURE_HTTP));
+            None
+        }
+        Ok(url) => Some(url),
+        Err(e) => {
+            errors.push(t.error(text.span, "base_url", format!("not a valid URL: {e}")));
+            None
+        }
+    }
+}
+
+/// Why a plain `http://` address is refused: the request would carry the vendor
+/// credentials (secrets, tokens, API keys, webhook keys) in clear text.
+pub const INSECURE_HTTP: &str =
+    "`http://` would send credentials in clear text; use `https://`, or set \
+     `allow_insecure_http = true` in this table if the network in between is trusted \
+     (loopback hosts such as 127.0.0.1, ::1 and localhost are always allowed)";
+
+/// The table's `allow_insecure_http` (default false). Read by every table that
+/// names a URL, whether or not it has one, so the key is always known there.
+pub fn allow_insecure_http(t: &Table<'_, '_>, errors: &mut Vec<ConfigError>) -> bool {
+    t.bool("allow_insecure_http", errors).unwrap_or(false)
+}
+
+/// Loopback hosts (127.0.0.0/8, ::1, localhost): plain HTTP to them never leaves
+/// the machine (the simulators, a local proxy).
+pub fn is_loopback(url: &Url) -> bool {
+    let Some(host) = url.host_str() else {
+        return false;
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    match host.parse::<std::net::IpAddr>() {
+        Ok(ip) => ip.is_loopback(),
+        Err(_) => host.eq_ignore_ascii_case("localhost"),
+    }
+}
+
+/// A built-in vendor address.
+pub fn default_url(text: &str) -> Url {
+    // Only ever a vendor's built-in constant, which every test without a
+    // `base_url` reads.
+    Url::parse(text).expect("built-in base URLs are valid")
+}
