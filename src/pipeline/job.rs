@@ -12,7 +12,7 @@ use super::report::{log_month, JobReport, MonthReport};
 use super::{JobError, Options};
 use crate::config::job::Job;
 use crate::http::CallStats;
-use crate::lease::Lease;
+use crate::lease::{Lease, LeaseError};
 use crate::mapping::Mapping;
 use crate::month::{default_months, Month};
 use crate::source::SourceClient;
@@ -101,12 +101,12 @@ impl Syncer {
             return Some((None, None));
         }
         let lease = match Lease::acquire(&self.store, &job.name).await {
-            Ok(Ok(lease)) => lease,
-            Ok(Err(busy)) => {
-                report.busy = Some(busy);
+            Ok(lease) => lease,
+            Err(busy @ LeaseError::Busy { .. }) => {
+                report.busy = Some(busy.to_string());
                 return None;
             }
-            Err(e) => {
+            Err(LeaseError::Store(e)) => {
                 report.error = Some(format!("job {}: {e}", job.name));
                 return None;
             }
