@@ -257,11 +257,11 @@ impl Budget {
     }
 
     pub(super) fn stop_reason(&self) -> SourceError {
-        SourceError::Config(format!(
-            "stopped before exceeding the monthly call budget ({}): {} calls were left in {} (Beijing time) \
-             and retries used some of them; the rest waits for the next run (the budget starts fresh next calendar month)",
-            self.budget, self.left, self.period
-        ))
+        SourceError::BudgetSpent {
+            budget: self.budget,
+            left: self.left,
+            period: self.period.clone(),
+        }
     }
 
     /// Gives back the calls reserved in SQLite and not sent (every call sent
