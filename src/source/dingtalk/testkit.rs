@@ -9,7 +9,7 @@ pub(super) use serde_json::json;
 
 pub(super) use super::{
     DingtalkClient, DIRECTORY_IN_FLIGHT, EMPLOYEES_IN_FLIGHT, EMPLOYEES_PER_CHUNK, GETATTCOLUMNS,
-    GETCOLUMNVAL, GETLEAVETIME, GETTOKEN, LISTSUB, METERED_STATS_KEY, USER_LIST,
+    GETCOLUMNVAL, GETLEAVETIME, GETTOKEN, LISTSUB, USER_LIST,
 };
 pub(super) use crate::config::job::{DingtalkSource, Rate, RetryConfig, Scope, Source};
 pub(super) use crate::http::CallStats;
