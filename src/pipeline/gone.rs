@@ -57,7 +57,7 @@ impl MonthCtx<'_> {
                 .iter()
                 .flat_map(|(key, ids)| ids.iter().map(move |id| (key.clone(), id.clone())))
                 .collect();
-            m.pruned = writer.delete(&month.to_string(), records).await?;
+            m.pruned = writer.delete(month, records).await?;
             tracing::info!(job = %job.name, %month, deleted = m.pruned, "pruned records gone from the source");
         }
         Ok(())
@@ -79,11 +79,11 @@ impl MonthCtx<'_> {
         if stale.is_empty() || self.run.opts.dry_run {
             return Ok(());
         }
-        let (j, ms) = (self.run.job.name.clone(), self.month.to_string());
+        let (j, ms) = (self.run.job.name.clone(), self.month);
         self.run
             .syncer
             .store
-            .call(move |s| s.delete_checkpoints(&j, &ms, &stale))
+            .call(move |s| s.delete_checkpoints(&j, ms, &stale))
             .await
     }
 
@@ -93,13 +93,13 @@ impl MonthCtx<'_> {
         &self,
         seen_hashes: HashSet<u64>,
     ) -> Result<Vec<(String, String)>, StoreError> {
-        let (j, ms) = (self.run.job.name.clone(), self.month.to_string());
+        let (j, ms) = (self.run.job.name.clone(), self.month);
         self.run
             .syncer
             .store
             .call(move |s| {
                 let mut out = Vec::new();
-                s.for_each_key(&j, &ms, |key, data_id| {
+                s.for_each_key(&j, ms, |key, data_id| {
                     if !seen_hashes.contains(&small_hash(key)) {
                         out.push((key.to_string(), data_id.to_string()));
                     }

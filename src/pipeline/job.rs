@@ -231,19 +231,14 @@ impl Syncer {
         };
         log_month(&m);
         if let Some(run_id) = run.run_id {
-            let (j, ms, c, err) = (
-                job.name.clone(),
-                month.to_string(),
-                m.counts,
-                m.month_error.clone(),
-            );
+            let (j, ms, c, err) = (job.name.clone(), month, m.counts, m.month_error.clone());
             self.store
-                .call(move |s| s.save_month(run_id, &j, &ms, &c, err.as_deref()))
+                .call(move |s| s.save_month(run_id, &j, ms, &c, err.as_deref()))
                 .await?;
             if m.ok() && month < Month::current(opts.now, job.timezone) {
                 // Synced in full after it closed: owed no more.
-                let (j, ms) = (job.name.clone(), month.to_string());
-                self.store.call(move |s| s.settle_month(&j, &ms)).await?;
+                let j = job.name.clone();
+                self.store.call(move |s| s.settle_month(&j, month)).await?;
             }
         }
         report.months.push(m);

@@ -36,9 +36,9 @@ impl Syncer {
             return Ok(defaults.to_vec());
         }
         let (j, now, dry_run) = (job.name.clone(), opts.now, opts.dry_run);
-        let due: Vec<(String, DateTime<Utc>)> = defaults
+        let due: Vec<(Month, DateTime<Utc>)> = defaults
             .iter()
-            .map(|m| (m.to_string(), m.next().start_in(job.timezone)))
+            .map(|m| (*m, m.next().start_in(job.timezone)))
             .collect();
         let owed = self
             .store
@@ -49,7 +49,6 @@ impl Syncer {
                 s.owed_months(&j)
             })
             .await?;
-        let owed: Vec<Month> = owed.iter().filter_map(|m| m.parse().ok()).collect();
         let current = Month::current(opts.now, job.timezone);
         let (months, too_old) = with_owed(defaults, &owed, current, job.max_owed_months);
         if months.len() > defaults.len() {

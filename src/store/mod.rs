@@ -15,8 +15,11 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use rusqlite::types::ToSqlOutput;
+use rusqlite::{params, Connection, OptionalExtension, ToSql, TransactionBehavior};
 use serde::{Deserialize, Serialize};
+
+use crate::month::{Month, MonthParseError};
 
 pub use alerts::FailureStreak;
 pub use schema::CURRENT_VERSION;
@@ -45,11 +48,26 @@ pub enum StoreError {
     TooNew { found: i64, supported: i64 },
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// A month column that does not hold `YYYY-MM`.
+    #[error("stored data is corrupt: {0}")]
+    BadMonth(MonthParseError),
     #[error("database task failed: {0}")]
     Task(String),
 }
 
 type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// A month is stored as its `YYYY-MM` text.
+impl ToSql for Month {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::from(self.to_string()))
+    }
+}
+
+/// A month read back from its `YYYY-MM` text.
+fn month_of(text: &str) -> Result<Month> {
+    text.parse().map_err(StoreError::BadMonth)
+}
 
 /// What the store knows about one record already in Jiandaoyun.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,7 +100,7 @@ pub struct PendingRecord {
 pub struct PendingBatch {
     pub transaction_id: String,
     pub job: String,
-    pub month: String,
+    pub month: Month,
     /// When the batch was first written ahead under this transaction id.
     pub first_sent_at: DateTime<Utc>,
     /// Until when a send of it may still commit (`None`: never sent).
@@ -144,7 +162,7 @@ pub struct RunRow {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MonthRow {
     pub job: String,
-    pub month: String,
+    pub month: Month,
     pub run_id: i64,
     pub at: String,
     pub counts: MonthCounts,
@@ -306,7 +324,7 @@ impl Store {
         &self,
         run_id: i64,
         job: &str,
-        month: &str,
+        month: Month,
         c: &MonthCounts,
         error: Option<&str>,
     ) -> Result<()> {
@@ -389,11 +407,13 @@ impl Store {
                AND m.run_id = (SELECT MAX(run_id) FROM run_months x WHERE x.job = m.job AND x.month = m.month)
              ORDER BY m.job, m.month DESC",
         )?;
-        let rows = stmt.query_map(params![job], |r| {
+        let mut rows = stmt.query(params![job])?;
+        let mut out = Vec::new();
+        while let Some(r) = rows.next()? {
             let n = |i: usize| r.get::<_, i64>(i).map(|v| v.max(0) as u64);
-            Ok(MonthRow {
+            out.push(MonthRow {
                 job: r.get(0)?,
-                month: r.get(1)?,
+                month: month_of(&r.get::<_, String>(1)?)?,
                 run_id: r.get(2)?,
                 at: r.get(3)?,
                 counts: MonthCounts {
@@ -406,9 +426,9 @@ impl Store {
                 },
                 error: r.get(10)?,
                 stored: n(11)?,
-            })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+            });
+        }
+        Ok(out)
     }
 
     // ---- pending batches --------------------------------------------------
@@ -422,7 +442,7 @@ impl Store {
         self.save_pending_encoded(
             &batch.transaction_id,
             &batch.job,
-            &batch.month,
+            batch.month,
             batch.first_sent_at,
             &records,
         )
@@ -434,7 +454,7 @@ impl Store {
         &self,
         transaction_id: &str,
         job: &str,
-        month: &str,
+        month: Month,
         first_sent_at: DateTime<Utc>,
         records: &str,
     ) -> Result<()> {
@@ -466,6 +486,7 @@ impl Store {
         let mut out = Vec::new();
         for row in rows {
             let (transaction_id, month, sent, records, until) = row?;
+            let month = month_of(&month)?;
             let time = |text: &str| {
                 DateTime::parse_from_rfc3339(text)
                     .map(|t| t.with_timezone(&Utc))
@@ -680,6 +701,10 @@ impl Store {
 mod tests {
     use super::*;
 
+    pub(super) fn m(text: &str) -> Month {
+        text.parse().expect("month")
+    }
+
     pub(super) fn store() -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().expect("tempdir");
         let s = Store::open(&dir.path().join("t.db")).expect("open");
@@ -721,7 +746,7 @@ mod tests {
         }
         let s = Store::open(&path).expect("migrated");
         assert_eq!(s.schema_version().expect("version"), CURRENT_VERSION);
-        let cps = s.checkpoints("j", "2026-10").expect("cps");
+        let cps = s.checkpoints("j", m("2026-10")).expect("cps");
         assert_eq!(cps["[\"a\"]"].data_id, "id1");
         assert_eq!(cps["[\"a\"]"].content_hash, "h1");
     }
@@ -761,7 +786,7 @@ mod tests {
         let batch = PendingBatch {
             transaction_id: "tx1".into(),
             job: "j".into(),
-            month: "2026-10".into(),
+            month: m("2026-10"),
             first_sent_at: now,
             in_flight_until: None,
             records: vec![PendingRecord {
@@ -782,10 +807,10 @@ mod tests {
             data_id: "id1".into(),
             content_hash: "h".into(),
         };
-        s.commit_written("j", "2026-10", &[w], Some("tx1"), now)
+        s.commit_written("j", m("2026-10"), &[w], Some("tx1"), now)
             .expect("commit");
         assert!(s.pending("j").expect("pending").is_empty());
-        let cps = s.checkpoints("j", "2026-10").expect("cps");
+        let cps = s.checkpoints("j", m("2026-10")).expect("cps");
         assert_eq!(cps["[\"a\"]"].data_id, "id1");
     }
 
@@ -858,7 +883,8 @@ mod tests {
             created: 3,
             ..Default::default()
         };
-        s.save_month(r1, "j", "2026-10", &c1, None).expect("month");
+        s.save_month(r1, "j", m("2026-10"), &c1, None)
+            .expect("month");
         s.finish_run(r1, RunStatus::Ok, None, now).expect("finish");
         let r2 = s.start_run("j", "rerun", now).expect("run");
         let c2 = MonthCounts {
@@ -867,7 +893,8 @@ mod tests {
             unchanged: 2,
             ..Default::default()
         };
-        s.save_month(r2, "j", "2026-10", &c2, None).expect("month");
+        s.save_month(r2, "j", m("2026-10"), &c2, None)
+            .expect("month");
         let rows = s.month_rows(None).expect("rows");
         assert_eq!(rows.len(), 1);
         assert_eq!(rows[0].counts, c2);

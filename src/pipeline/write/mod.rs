@@ -34,6 +34,7 @@ use chrono::Utc;
 use serde_json::{Map, Value};
 
 use crate::http::codes::Class;
+use crate::month::Month;
 use crate::store::{PendingRecord, Store, StoreError, Written};
 use crate::target::{FieldKind, Form, FormError, FormRow, MAX_BATCH};
 
@@ -289,7 +290,7 @@ impl Writer {
     }
 
     /// Commits records found in the form as they are (a rerun found them equal).
-    pub async fn adopt(&self, month: &str, written: Vec<Written>) -> Result<(), WriteError> {
+    pub async fn adopt(&self, month: Month, written: Vec<Written>) -> Result<(), WriteError> {
         Ok(self.commit(month, written, None).await?)
     }
 
@@ -350,16 +351,16 @@ impl Writer {
 
     async fn commit(
         &self,
-        month: &str,
+        month: Month,
         written: Vec<Written>,
         settled: Option<String>,
     ) -> Result<(), StoreError> {
         if written.is_empty() && settled.is_none() {
             return Ok(());
         }
-        let (job, month) = (self.job.clone(), month.to_string());
+        let job = self.job.clone();
         self.store
-            .call(move |s| s.commit_written(&job, &month, &written, settled.as_deref(), Utc::now()))
+            .call(move |s| s.commit_written(&job, month, &written, settled.as_deref(), Utc::now()))
             .await
     }
 
@@ -373,7 +374,7 @@ impl Writer {
     /// Replaces the content of known records; committed per batch of updates.
     pub async fn update(
         &self,
-        month: &str,
+        month: Month,
         items: Vec<(String, PendingRecord)>,
     ) -> Result<Outcome, WriteError> {
         let mut out = Outcome::default();
@@ -410,9 +411,9 @@ impl Writer {
             tracing::info!(job = %self.job, %month, records = recreate.len(),
                 "records deleted from the form are created again");
             let keys: Vec<String> = recreate.iter().map(|r| r.key.clone()).collect();
-            let (job, m) = (self.job.clone(), month.to_string());
+            let job = self.job.clone();
             self.store
-                .call(move |s| s.delete_checkpoints(&job, &m, &keys))
+                .call(move |s| s.delete_checkpoints(&job, month, &keys))
                 .await?;
             out.absorb(Box::pin(self.create(month, recreate)).await?);
         }
@@ -425,7 +426,7 @@ impl Writer {
     /// many Jiandaoyun confirmed deleted.
     pub async fn delete(
         &self,
-        month: &str,
+        month: Month,
         records: Vec<(String, String)>,
     ) -> Result<u64, WriteError> {
         let records: Vec<(String, Option<String>)> = records
@@ -452,9 +453,9 @@ impl Writer {
                 deleted += self.form.delete(&ids).await?;
             }
             let keys: Vec<String> = chunk.iter().map(|(k, _)| k.clone()).collect();
-            let (job, m) = (self.job.clone(), month.to_string());
+            let job = self.job.clone();
             self.store
-                .call(move |s| s.delete_checkpoints(&job, &m, &keys))
+                .call(move |s| s.delete_checkpoints(&job, month, &keys))
                 .await?;
         }
         Ok(deleted)
