@@ -92,8 +92,11 @@ impl Syncer {
             (source.metered_calls_per_employee(), &job.source)
         {
             let period = crate::budget::quota_period(opts.now);
-            let (j, p) = (job.name.clone(), period.clone());
-            let spent = self.store.call(move |s| s.metered_spent(&j, &p)).await?;
+            let j = job.name.clone();
+            let spent = self
+                .store
+                .call(move |s| s.metered_spent(&j, period))
+                .await?;
             let mut meter = Metering {
                 months: months.clone(),
                 per_employee: u64::from(per),
@@ -209,7 +212,7 @@ pub(super) struct Budget {
     left: u64,
     per_employee: u64,
     fixed: u64,
-    period: String,
+    period: Month,
     meter: Arc<Meter>,
 }
 
@@ -224,15 +227,10 @@ impl Budget {
         let ledger = StoreLedger {
             store: store.clone(),
             job: job.to_owned(),
-            period: plan.period.clone(),
+            period: plan.period,
         };
-        let meter = Meter::new(
-            Arc::new(ledger),
-            plan.budget,
-            plan.period.clone(),
-            RESERVE_BLOCK,
-        )
-        .stopping_on(shutdown.clone());
+        let meter = Meter::new(Arc::new(ledger), plan.budget, plan.period, RESERVE_BLOCK)
+            .stopping_on(shutdown.clone());
         let meter = Arc::new(meter);
         source.set_meter(meter.clone());
         Budget {
@@ -240,7 +238,7 @@ impl Budget {
             left: plan.left(),
             per_employee: plan.per_employee,
             fixed: plan.fixed,
-            period: plan.period.clone(),
+            period: plan.period,
             meter,
         }
     }
@@ -259,7 +257,7 @@ impl Budget {
         SourceError::BudgetSpent {
             budget: self.budget,
             left: self.left,
-            period: self.period.clone(),
+            period: self.period,
         }
     }
 
@@ -278,7 +276,7 @@ struct Metering {
     per_employee: u64,
     budget: u64,
     spent_before: u64,
-    period: String,
+    period: Month,
     plan: Option<Plan>,
 }
 
@@ -291,7 +289,7 @@ impl Metering {
             1,
             self.budget,
             self.spent_before,
-            self.period.clone(),
+            self.period,
         )
     }
 

@@ -44,7 +44,7 @@ pub enum SourceError {
     BudgetSpent {
         budget: u64,
         left: u64,
-        period: String,
+        period: Month,
     },
     /// A metered call not sent: the budget's cap, a shutdown, or the count
     /// could not be written.

@@ -538,8 +538,8 @@ impl Store {
 
     // ---- metered calls ----------------------------------------------------
 
-    /// Metered source calls a job spent in a calendar month (`YYYY-MM`).
-    pub fn metered_spent(&self, job: &str, period: &str) -> Result<u64> {
+    /// Metered source calls a job spent in a calendar month.
+    pub fn metered_spent(&self, job: &str, period: Month) -> Result<u64> {
         let n: Option<i64> = self
             .conn()
             .query_row(
@@ -552,19 +552,24 @@ impl Store {
     }
 
     /// (job, calendar month, metered calls), newest month first.
-    pub fn metered_rows(&self, job: Option<&str>) -> Result<Vec<(String, String, u64)>> {
+    pub fn metered_rows(&self, job: Option<&str>) -> Result<Vec<(String, Month, u64)>> {
         let conn = self.conn();
         let mut stmt = conn.prepare(
             "SELECT job, period, calls FROM metered_calls WHERE ?1 IS NULL OR job = ?1
              ORDER BY period DESC, job",
         )?;
         let rows = stmt.query_map(params![job], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)?.max(0) as u64))
+            let calls = r.get::<_, i64>(2)?.max(0) as u64;
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, calls))
         })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        rows.map(|row| {
+            let (job, period, calls) = row?;
+            Ok((job, month_of(&period)?, calls))
+        })
+        .collect()
     }
 
-    pub fn add_metered(&self, job: &str, period: &str, calls: u64) -> Result<()> {
+    pub fn add_metered(&self, job: &str, period: Month, calls: u64) -> Result<()> {
         if calls == 0 {
             return Ok(());
         }
@@ -580,7 +585,7 @@ impl Store {
     /// passing `cap`, in one write; returns how many were reserved (0: the cap
     /// is reached). Calls are reserved before they are sent, so a kill can
     /// only over-count (by what was reserved and not yet sent).
-    pub fn reserve_metered(&self, job: &str, period: &str, want: u64, cap: u64) -> Result<u64> {
+    pub fn reserve_metered(&self, job: &str, period: Month, want: u64, cap: u64) -> Result<u64> {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let spent: Option<i64> = tx
@@ -604,7 +609,7 @@ impl Store {
     }
 
     /// Gives back `calls` reserved with [`Self::reserve_metered`] and never sent.
-    pub fn release_metered(&self, job: &str, period: &str, calls: u64) -> Result<()> {
+    pub fn release_metered(&self, job: &str, period: Month, calls: u64) -> Result<()> {
         if calls == 0 {
             return Ok(());
         }
@@ -840,37 +845,41 @@ mod tests {
     #[test]
     fn metered_calls_add_up_per_job_and_calendar_month() {
         let (_d, s) = store();
-        s.add_metered("j", "2026-11", 120).expect("add");
-        s.add_metered("j", "2026-11", 30).expect("add");
-        s.add_metered("j", "2026-12", 7).expect("add");
-        assert_eq!(s.metered_spent("j", "2026-11").expect("spent"), 150);
-        assert_eq!(s.metered_spent("j", "2026-12").expect("spent"), 7);
-        assert_eq!(s.metered_spent("other", "2026-11").expect("spent"), 0);
+        s.add_metered("j", m("2026-11"), 120).expect("add");
+        s.add_metered("j", m("2026-11"), 30).expect("add");
+        s.add_metered("j", m("2026-12"), 7).expect("add");
+        assert_eq!(s.metered_spent("j", m("2026-11")).expect("spent"), 150);
+        assert_eq!(s.metered_spent("j", m("2026-12")).expect("spent"), 7);
+        assert_eq!(s.metered_spent("other", m("2026-11")).expect("spent"), 0);
     }
 
     #[test]
     fn metered_reservations_stop_at_the_cap_and_give_back_what_is_unused() {
         let (_d, s) = store();
         assert_eq!(
-            s.reserve_metered("j", "2026-11", 20, 50).expect("reserve"),
+            s.reserve_metered("j", m("2026-11"), 20, 50)
+                .expect("reserve"),
             20
         );
         assert_eq!(
-            s.reserve_metered("j", "2026-11", 20, 50).expect("reserve"),
+            s.reserve_metered("j", m("2026-11"), 20, 50)
+                .expect("reserve"),
             20
         );
         assert_eq!(
-            s.reserve_metered("j", "2026-11", 20, 50).expect("reserve"),
+            s.reserve_metered("j", m("2026-11"), 20, 50)
+                .expect("reserve"),
             10
         );
         assert_eq!(
-            s.reserve_metered("j", "2026-11", 20, 50).expect("reserve"),
+            s.reserve_metered("j", m("2026-11"), 20, 50)
+                .expect("reserve"),
             0
         );
-        s.release_metered("j", "2026-11", 7).expect("release");
-        assert_eq!(s.metered_spent("j", "2026-11").expect("spent"), 43);
-        s.release_metered("j", "2026-11", 100).expect("release");
-        assert_eq!(s.metered_spent("j", "2026-11").expect("spent"), 0);
+        s.release_metered("j", m("2026-11"), 7).expect("release");
+        assert_eq!(s.metered_spent("j", m("2026-11")).expect("spent"), 43);
+        s.release_metered("j", m("2026-11"), 100).expect("release");
+        assert_eq!(s.metered_spent("j", m("2026-11")).expect("spent"), 0);
     }
 
     #[test]
