@@ -21,7 +21,7 @@ pub(super) type Writing = JoinSet<(u64, Result<Outcome, WriteError>)>;
 #[derive(Default)]
 pub(super) struct ChunkWrites {
     pub(super) creates: Vec<PendingRecord>,
-    pub(super) updates: Vec<(String, PendingRecord)>,
+    pub(super) updates: Vec<(Option<String>, PendingRecord)>,
     /// Records a rerun found in the form as the source has them: stored only.
     pub(super) adopt: Vec<Written>,
     /// Ids of extra copies of a key, deleted by `rerun --force`.

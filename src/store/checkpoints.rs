@@ -22,7 +22,7 @@ use std::hash::{Hash, Hasher};
 use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, TransactionBehavior};
 
-use super::{ts, Checkpoint, Result, Store, StoreError, Written};
+use super::{id_text, stored_id, ts, Checkpoint, Result, Store, StoreError, Written};
 use crate::month::Month;
 
 /// Unfolded keys that trigger a fold before the next commit: bounds the log (and
@@ -152,7 +152,7 @@ impl Store {
             Ok((
                 r.get::<_, String>(0)?,
                 Checkpoint {
-                    data_id: r.get(1)?,
+                    data_id: stored_id(r.get(1)?),
                     content_hash: r.get(2)?,
                 },
             ))
@@ -194,7 +194,7 @@ impl Store {
             out.insert(
                 row.get(0)?,
                 Checkpoint {
-                    data_id: row.get(1)?,
+                    data_id: stored_id(row.get(1)?),
                     content_hash: row.get(2)?,
                 },
             );
@@ -202,12 +202,13 @@ impl Store {
         Ok(out)
     }
 
-    /// Calls `f` with every record key of a job-month, without loading them all.
+    /// Calls `f` with every record key of a job-month and its form id (`None`:
+    /// not known), without loading them all.
     pub fn for_each_key(
         &self,
         job: &str,
         month: Month,
-        mut f: impl FnMut(&str, &str),
+        mut f: impl FnMut(&str, Option<&str>),
     ) -> Result<()> {
         let mut db = self.conn();
         db.fold()?;
@@ -218,7 +219,7 @@ impl Store {
         while let Some(row) = rows.next()? {
             let key: String = row.get(0)?;
             let data_id: String = row.get(1)?;
-            f(&key, &data_id);
+            f(&key, Some(data_id.as_str()).filter(|id| !id.is_empty()));
         }
         Ok(())
     }
@@ -247,7 +248,8 @@ impl Store {
             )?;
             let at = ts(now);
             for w in written {
-                stmt.execute(params![job, month, w.key, w.data_id, w.content_hash, at])?;
+                let id = id_text(w.data_id.as_deref());
+                stmt.execute(params![job, month, w.key, id, w.content_hash, at])?;
             }
             if let Some(id) = settled_batch {
                 tx.execute(
@@ -292,7 +294,7 @@ mod tests {
     fn written(key: &str, id: &str, hash: &str) -> Written {
         Written {
             key: key.into(),
-            data_id: id.into(),
+            data_id: Some(id.into()),
             content_hash: hash.into(),
         }
     }
@@ -301,6 +303,30 @@ mod tests {
         s.conn()
             .query_row("SELECT COUNT(*) FROM written_log", [], |r| r.get(0))
             .expect("count")
+    }
+
+    #[test]
+    fn an_unknown_id_is_stored_as_the_empty_text_and_read_back_as_none() {
+        let (_d, s) = store();
+        let key = r#"["a","2026-10"]"#;
+        let w = Written {
+            key: key.into(),
+            data_id: None,
+            content_hash: "h".into(),
+        };
+        s.commit_written("j", m("2026-10"), &[w], None, Utc::now())
+            .expect("commit");
+        let cps = s.checkpoints("j", m("2026-10")).expect("cps");
+        assert_eq!(cps[key].data_id, None);
+        let text: String = s
+            .conn()
+            .query_row("SELECT data_id FROM checkpoints", [], |r| r.get(0))
+            .expect("row");
+        assert_eq!(text, "");
+        let mut ids = Vec::new();
+        s.for_each_key("j", m("2026-10"), |_, id| ids.push(id.map(str::to_string)))
+            .expect("keys");
+        assert_eq!(ids, [None]);
     }
 
     #[test]
@@ -343,7 +369,7 @@ mod tests {
         .to_vec();
         let found = s.checkpoints_for("j", m("2026-10"), &asked).expect("query");
         assert_eq!(found.len(), 2, "{found:?}");
-        assert_eq!(found[r#"["a","2026-10"]"#].data_id, "1");
+        assert_eq!(found[r#"["a","2026-10"]"#].data_id.as_deref(), Some("1"));
         assert_eq!(found[odd].content_hash, "h-2");
         assert!(s
             .checkpoints_for("j", m("2026-10"), &[])

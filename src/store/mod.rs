@@ -69,10 +69,22 @@ fn month_of(text: &str) -> Result<Month> {
     text.parse().map_err(StoreError::BadMonth)
 }
 
+/// A form id as the database holds it: the empty text when not known.
+fn id_text(id: Option<&str>) -> &str {
+    id.unwrap_or("")
+}
+
+/// A form id read back: `None` for the empty text.
+fn stored_id(text: String) -> Option<String> {
+    Some(text).filter(|t| !t.is_empty())
+}
+
 /// What the store knows about one record already in Jiandaoyun.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Checkpoint {
-    pub data_id: String,
+    /// The form's id of the record; `None` when not known (the records of an
+    /// acknowledged create batch: the writer reads it by key when it needs it).
+    pub data_id: Option<String>,
     pub content_hash: String,
 }
 
@@ -80,7 +92,8 @@ pub struct Checkpoint {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Written {
     pub key: String,
-    pub data_id: String,
+    /// `None` when not known (see [`Checkpoint::data_id`]).
+    pub data_id: Option<String>,
     pub content_hash: String,
 }
 
@@ -752,7 +765,7 @@ mod tests {
         let s = Store::open(&path).expect("migrated");
         assert_eq!(s.schema_version().expect("version"), CURRENT_VERSION);
         let cps = s.checkpoints("j", m("2026-10")).expect("cps");
-        assert_eq!(cps["[\"a\"]"].data_id, "id1");
+        assert_eq!(cps["[\"a\"]"].data_id.as_deref(), Some("id1"));
         assert_eq!(cps["[\"a\"]"].content_hash, "h1");
     }
 
@@ -809,14 +822,14 @@ mod tests {
         assert_eq!(loaded[0].records, batch.records);
         let w = Written {
             key: "[\"a\"]".into(),
-            data_id: "id1".into(),
+            data_id: Some("id1".into()),
             content_hash: "h".into(),
         };
         s.commit_written("j", m("2026-10"), &[w], Some("tx1"), now)
             .expect("commit");
         assert!(s.pending("j").expect("pending").is_empty());
         let cps = s.checkpoints("j", m("2026-10")).expect("cps");
-        assert_eq!(cps["[\"a\"]"].data_id, "id1");
+        assert_eq!(cps["[\"a\"]"].data_id.as_deref(), Some("id1"));
     }
 
     #[test]

@@ -275,7 +275,7 @@ impl Writer {
                     .into_iter()
                     .map(|r| Written {
                         key: r.key,
-                        data_id: String::new(),
+                        data_id: None,
                         content_hash: r.content_hash,
                     })
                     .collect();
