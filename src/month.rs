@@ -119,7 +119,7 @@ impl fmt::Display for Month {
 /// A month equals its `YYYY-MM` text.
 impl PartialEq<str> for Month {
     fn eq(&self, other: &str) -> bool {
-        self.to_string() == other
+        other.parse::<Month>().is_ok_and(|m| m == *self)
     }
 }
 
