@@ -23,9 +23,9 @@ pub const QUOTA_TIMEZONE: chrono_tz::Tz = chrono_tz::Asia::Shanghai;
 /// many (counted, never sent), and never under-counts.
 pub const RESERVE_BLOCK: u64 = 20;
 
-/// The quota month (`YYYY-MM`, Asia/Shanghai) that calls made at `now` count against.
-pub fn quota_period(now: DateTime<Utc>) -> String {
-    Month::current(now, QUOTA_TIMEZONE).to_string()
+/// The quota month (Asia/Shanghai) that calls made at `now` count against.
+pub fn quota_period(now: DateTime<Utc>) -> Month {
+    Month::current(now, QUOTA_TIMEZONE)
 }
 
 /// What a run may spend, decided before its first metered call.
@@ -34,8 +34,8 @@ pub struct Plan {
     pub budget: u64,
     /// Spent earlier in `period` (counted in SQLite across runs).
     pub spent_before: u64,
-    /// The calendar month the spending counts against (`YYYY-MM`, job timezone).
-    pub period: String,
+    /// The calendar month the spending counts against (the quota's: Asia/Shanghai).
+    pub period: Month,
     pub employees: usize,
     pub per_employee: u64,
     /// Calls spent once per run (e.g. the report-column lookup).
@@ -52,7 +52,7 @@ impl Plan {
         fixed: u64,
         budget: u64,
         spent_before: u64,
-        period: String,
+        period: Month,
     ) -> Plan {
         let mut ordered = months.to_vec();
         ordered.sort();
@@ -199,23 +199,23 @@ pub trait Ledger: Send + Sync {
 pub struct StoreLedger {
     pub store: Store,
     pub job: String,
-    pub period: String,
+    pub period: Month,
 }
 
 impl Ledger for StoreLedger {
     fn reserve(&self, want: u64, cap: u64) -> BoxFuture<'_, Result<u64, StoreError>> {
-        let (job, period) = (self.job.clone(), self.period.clone());
+        let (job, period) = (self.job.clone(), self.period);
         Box::pin(
             self.store
-                .call(move |s| s.reserve_metered(&job, &period, want, cap)),
+                .call(move |s| s.reserve_metered(&job, period, want, cap)),
         )
     }
 
     fn release(&self, calls: u64) -> BoxFuture<'_, Result<(), StoreError>> {
-        let (job, period) = (self.job.clone(), self.period.clone());
+        let (job, period) = (self.job.clone(), self.period);
         Box::pin(
             self.store
-                .call(move |s| s.release_metered(&job, &period, calls)),
+                .call(move |s| s.release_metered(&job, period, calls)),
         )
     }
 }
@@ -228,7 +228,7 @@ pub enum MeterError {
          (Beijing time) is spent, retries and token refreshes included; the rest waits for the \
          next calendar month (or raise `monthly_call_budget`)"
     )]
-    Exhausted { budget: u64, period: String },
+    Exhausted { budget: u64, period: Month },
     #[error("interrupted by a shutdown request; the next run resumes here")]
     Shutdown,
     #[error("cannot count metered calls, so none is sent: {0}")]
@@ -242,7 +242,7 @@ pub enum MeterError {
 pub struct Meter {
     ledger: Arc<dyn Ledger>,
     budget: u64,
-    period: String,
+    period: Month,
     block: u64,
     stop: Option<Shutdown>,
     /// Reserved and not yet taken; `None` once the ledger granted nothing.
@@ -251,7 +251,7 @@ pub struct Meter {
 }
 
 impl Meter {
-    pub fn new(ledger: Arc<dyn Ledger>, budget: u64, period: String, block: u64) -> Meter {
+    pub fn new(ledger: Arc<dyn Ledger>, budget: u64, period: Month, block: u64) -> Meter {
         Meter {
             ledger,
             budget,
@@ -284,7 +284,7 @@ impl Meter {
             *held = None;
             return Err(MeterError::Exhausted {
                 budget: self.budget,
-                period: self.period.clone(),
+                period: self.period,
             });
         }
         *held = Some(left - 1);
@@ -331,7 +331,7 @@ mod tests {
             months in 1usize..4,
         ) {
             let ms: Vec<Month> = ["2026-09", "2026-10", "2026-11"][..months].iter().map(|x| m(x)).collect();
-            let make = |n| Plan::make(&ms, n, per, fixed, budget, spent, "2026-11".into());
+            let make = |n| Plan::make(&ms, n, per, fixed, budget, spent, m("2026-11"));
             let (known, unknown) = (make(employees), make(usize::MAX));
             proptest::prop_assert_eq!(known.allowed[0].1, employees.min(unknown.allowed[0].1));
             proptest::prop_assert!(known.planned() <= known.left());
@@ -347,7 +347,7 @@ mod tests {
             1,
             5000,
             0,
-            "2026-11".into(),
+            m("2026-11"),
         );
         assert_eq!(p.months(), vec![m("2026-10"), m("2026-11")]);
         assert_eq!(p.needed(), 401);
@@ -365,7 +365,7 @@ mod tests {
             1,
             5000,
             4700,
-            "2026-11".into(),
+            m("2026-11"),
         );
         assert_eq!(p.allowance(m("2026-10")), 100);
         assert_eq!(p.allowance(m("2026-11")), 49);
@@ -381,7 +381,7 @@ mod tests {
     #[test]
     fn check_warns_when_the_plan_cannot_fit() {
         let plan =
-            |budget, spent| Plan::make(&[m("2026-10")], 59, 2, 1, budget, spent, "2026-11".into());
+            |budget, spent| Plan::make(&[m("2026-10")], 59, 2, 1, budget, spent, m("2026-11"));
         let w = plan(50, 0).fit_warning().unwrap_or_default();
         assert!(
             w.contains("needs 119 metered calls") && w.contains("= 50"),
@@ -400,7 +400,7 @@ mod tests {
 
     #[test]
     fn an_exhausted_budget_spends_nothing() {
-        let p = Plan::make(&[m("2026-11")], 10, 2, 1, 5000, 5000, "2026-11".into());
+        let p = Plan::make(&[m("2026-11")], 10, 2, 1, 5000, 5000, m("2026-11"));
         assert_eq!(p.allowance(m("2026-11")), 0);
         assert_eq!(p.planned(), 0);
     }
@@ -436,7 +436,7 @@ mod tests {
     }
 
     fn meter(ledger: &Arc<Memory>, budget: u64) -> Meter {
-        Meter::new(ledger.clone(), budget, "2026-11".into(), RESERVE_BLOCK)
+        Meter::new(ledger.clone(), budget, m("2026-11"), RESERVE_BLOCK)
     }
 
     #[tokio::test]

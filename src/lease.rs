@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 
 use crate::store::{Store, StoreError};
 
@@ -128,6 +128,25 @@ pub fn holder_is_dead(owner: &str) -> bool {
     })
 }
 
+/// Why the job's lease was not taken.
+#[derive(Debug, thiserror::Error)]
+pub enum LeaseError {
+    /// Another live process holds it (`holder` is its owner text as stored,
+    /// cleaned when shown).
+    #[error(
+        "job {job} is already running in another process ({}); its lease expires at {} unless renewed",
+        crate::text::clean(.holder),
+        .expires_at.to_rfc3339()
+    )]
+    Busy {
+        job: String,
+        holder: String,
+        expires_at: DateTime<Utc>,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
 /// Holds a job's lease and renews it until dropped.
 pub struct Lease {
     store: Store,
@@ -140,18 +159,18 @@ pub struct Lease {
 impl Lease {
     /// Takes the job's lease, or says who holds it. A holder on this machine whose
     /// process is gone (killed with -9) is taken over at once; others expire.
-    pub async fn acquire(store: &Store, job: &str) -> Result<Result<Lease, String>, StoreError> {
+    pub async fn acquire(store: &Store, job: &str) -> Result<Lease, LeaseError> {
         let owner = Identity::current().owner(uuid::Uuid::new_v4());
         let (j, o) = (job.to_string(), owner.clone());
         let holder = store
             .call(move |s| s.acquire_lease(&j, &o, LEASE_TTL, Utc::now(), &holder_is_dead))
             .await?;
         if let Some(h) = holder {
-            return Ok(Err(format!(
-                "job {job} is already running in another process ({}); its lease expires at {} unless renewed",
-                crate::text::clean(&h.owner),
-                h.expires_at.to_rfc3339()
-            )));
+            return Err(LeaseError::Busy {
+                job: job.to_string(),
+                holder: h.owner,
+                expires_at: h.expires_at,
+            });
         }
         let lost = Arc::new(AtomicBool::new(false));
         let renewer = tokio::spawn({
@@ -172,13 +191,13 @@ impl Lease {
                 }
             }
         });
-        Ok(Ok(Lease {
+        Ok(Lease {
             store: store.clone(),
             job: job.to_string(),
             owner,
             lost,
             renewer,
-        }))
+        })
     }
 
     /// True once the lease was lost (expired and taken by another process).

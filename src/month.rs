@@ -107,8 +107,25 @@ impl fmt::Debug for Month {
 }
 
 impl fmt::Display for Month {
+    /// `YYYY-MM`; a width (`{:<8}`) pads it as it would the text.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if f.width().is_some() {
+            return f.pad(&format!("{:04}-{:02}", self.year(), self.month()));
+        }
         write!(f, "{:04}-{:02}", self.year(), self.month())
+    }
+}
+
+/// A month equals its `YYYY-MM` text.
+impl PartialEq<str> for Month {
+    fn eq(&self, other: &str) -> bool {
+        other.parse::<Month>().is_ok_and(|m| m == *self)
+    }
+}
+
+impl PartialEq<&str> for Month {
+    fn eq(&self, other: &&str) -> bool {
+        *self == **other
     }
 }
 
@@ -322,6 +339,14 @@ mod tests {
                 "{err}"
             );
         }
+    }
+
+    #[test]
+    fn a_width_pads_the_text_and_the_text_compares_equal() {
+        assert_eq!(format!("[{:<8}]", m("2026-10")), "[2026-10 ]");
+        assert_eq!(format!("{}", m("2026-10")), "2026-10");
+        assert_eq!(m("2026-10"), "2026-10");
+        assert_ne!(m("2026-10"), "2026-1");
     }
 
     #[test]

@@ -132,6 +132,10 @@ pub fn summary_text(reports: &[JobReport]) -> String {
         if !calls.is_empty() {
             s.push_str(&format!("{prefix}{} calls: {}\n", r.job, calls.join(", ")));
         }
+        let metered = crate::http::metered_calls(&r.calls);
+        if metered > 0 {
+            s.push_str(&format!("{prefix}{} metered calls: {metered}\n", r.job));
+        }
     }
     s
 }

@@ -86,7 +86,7 @@ async fn expected_calls(source: &dyn Source, j: &LoadedJob, db: &Path) -> Option
     // `check` never creates or changes the database; without one nothing was
     // spent yet.
     let spent = Store::open_read_only(db)
-        .and_then(|s| s.metered_spent(&j.job.name, &period))
+        .and_then(|s| s.metered_spent(&j.job.name, period))
         .unwrap_or(0);
     let plan = crate::budget::Plan::make(
         &months,
@@ -123,7 +123,7 @@ async fn metered_check(
     let ledger = crate::budget::StoreLedger {
         store,
         job: j.job.name.clone(),
-        period: period.clone(),
+        period,
     };
     let meter = Arc::new(crate::budget::Meter::new(
         Arc::new(ledger),

@@ -6,6 +6,7 @@ use chrono::Utc;
 use super::now;
 use crate::cli::Global;
 use crate::config;
+use crate::month::Month;
 use crate::outcome::{AppError, EXIT_OK};
 use crate::store::Store;
 
@@ -36,7 +37,7 @@ pub fn status(global: &Global, job: Option<&str>) -> Result<u8, AppError> {
 
 /// Months owed by each job: closed in the job's timezone, and not yet synced
 /// in full since.
-fn owed_text(owed: &[(String, String, String)]) -> String {
+fn owed_text(owed: &[(String, Month, String)]) -> String {
     if owed.is_empty() {
         return String::new();
     }

@@ -244,6 +244,14 @@ pub struct EndpointStats {
     pub calls: u64,
     pub throttled: u64,
     pub retried: u64,
+    /// Calls counted against a metered source's budget (DingTalk's attendance
+    /// calls); not shown when none.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub metered: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl CallStats {
@@ -264,9 +272,20 @@ impl CallStats {
         self.update(endpoint, |s| s.retried += 1);
     }
 
+    /// A call of `endpoint` counted against a metered source's budget (the
+    /// call itself is counted by [`CallStats::call`]).
+    pub fn metered(&self, endpoint: &str) {
+        self.update(endpoint, |s| s.metered += 1);
+    }
+
     pub fn snapshot(&self) -> std::collections::BTreeMap<String, EndpointStats> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
+}
+
+/// Calls counted against a metered source's budget, over every endpoint.
+pub fn metered_calls(stats: &std::collections::BTreeMap<String, EndpointStats>) -> u64 {
+    stats.values().map(|s| s.metered).sum()
 }
 
 /// A non-zero vendor code that the retry loop does not handle by itself.

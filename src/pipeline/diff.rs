@@ -40,12 +40,12 @@ impl MonthCtx<'_> {
     /// updated, the rest counted unchanged.
     async fn diff_with_store(&mut self, records: Vec<Planned>) -> Result<ChunkWrites, JobError> {
         let keys: Vec<String> = records.iter().map(|r| r.key.clone()).collect();
-        let (j, ms) = (self.run.job.name.clone(), self.month.to_string());
+        let (j, ms) = (self.run.job.name.clone(), self.month);
         let known = self
             .run
             .syncer
             .store
-            .call(move |s| s.checkpoints_for(&j, &ms, &keys))
+            .call(move |s| s.checkpoints_for(&j, ms, &keys))
             .await?;
         let m = &mut self.report;
         let mut writes = ChunkWrites::default();

@@ -22,18 +22,21 @@ impl MonthCtx<'_> {
         let produced = state.seen.len();
         let stored = self.find_missing(state.seen).await?;
         let mut month_keys = produced + stored.len();
-        // Key → the ids of the records holding it (an empty id: look it up).
-        let missing: Vec<(String, Vec<String>)> = match state.form.filter(FormMonth::is_whole) {
-            Some(form) => {
-                month_keys = month_keys.max(form.total());
-                let left = form.left_over();
-                self.forget_stale(stored, &left).await?;
-                left.into_iter().map(|l| (l.key, l.data_ids)).collect()
-            }
-            None => stored.into_iter().map(|(k, id)| (k, vec![id])).collect(),
-        };
+        // Key → the ids of the records holding it (`None`: look it up).
+        let missing: Vec<(String, Vec<Option<String>>)> =
+            match state.form.filter(FormMonth::is_whole) {
+                Some(form) => {
+                    month_keys = month_keys.max(form.total());
+                    let left = form.left_over();
+                    self.forget_stale(stored, &left).await?;
+                    left.into_iter()
+                        .map(|l| (l.key, l.data_ids.into_iter().map(Some).collect()))
+                        .collect()
+                }
+                None => stored.into_iter().map(|(k, id)| (k, vec![id])).collect(),
+            };
         let positions = employee_positions(run.mapping);
-        let gone: Vec<&(String, Vec<String>)> = missing
+        let gone: Vec<&(String, Vec<Option<String>>)> = missing
             .iter()
             .filter(|(key, _)| confirmed_gone(key, &positions, &state.answered_empty))
             .collect();
@@ -57,7 +60,7 @@ impl MonthCtx<'_> {
                 .iter()
                 .flat_map(|(key, ids)| ids.iter().map(move |id| (key.clone(), id.clone())))
                 .collect();
-            m.pruned = writer.delete(&month.to_string(), records).await?;
+            m.pruned = writer.delete(month, records).await?;
             tracing::info!(job = %job.name, %month, deleted = m.pruned, "pruned records gone from the source");
         }
         Ok(())
@@ -67,7 +70,7 @@ impl MonthCtx<'_> {
     /// produce: deleted by hand, they are gone from the form already.
     async fn forget_stale(
         &self,
-        stored: Vec<(String, String)>,
+        stored: Vec<(String, Option<String>)>,
         left: &[crate::pipeline::rerun::LeftOver],
     ) -> Result<(), StoreError> {
         let in_form: HashSet<String> = left.iter().map(|l| canonical_key(&l.key)).collect();
@@ -79,29 +82,29 @@ impl MonthCtx<'_> {
         if stale.is_empty() || self.run.opts.dry_run {
             return Ok(());
         }
-        let (j, ms) = (self.run.job.name.clone(), self.month.to_string());
+        let (j, ms) = (self.run.job.name.clone(), self.month);
         self.run
             .syncer
             .store
-            .call(move |s| s.delete_checkpoints(&j, &ms, &stale))
+            .call(move |s| s.delete_checkpoints(&j, ms, &stale))
             .await
     }
 
-    /// Records (key, data id) the store holds for the month that the source no
-    /// longer returned.
+    /// Records (key, form id: `None` when not known) the store holds for the
+    /// month that the source no longer returned.
     async fn find_missing(
         &self,
         seen_hashes: HashSet<u64>,
-    ) -> Result<Vec<(String, String)>, StoreError> {
-        let (j, ms) = (self.run.job.name.clone(), self.month.to_string());
+    ) -> Result<Vec<(String, Option<String>)>, StoreError> {
+        let (j, ms) = (self.run.job.name.clone(), self.month);
         self.run
             .syncer
             .store
             .call(move |s| {
                 let mut out = Vec::new();
-                s.for_each_key(&j, &ms, |key, data_id| {
+                s.for_each_key(&j, ms, |key, data_id| {
                     if !seen_hashes.contains(&small_hash(key)) {
-                        out.push((key.to_string(), data_id.to_string()));
+                        out.push((key.to_string(), data_id.map(str::to_string)));
                     }
                 })?;
                 Ok(out)

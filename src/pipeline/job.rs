@@ -12,7 +12,7 @@ use super::report::{log_month, JobReport, MonthReport};
 use super::{JobError, Options};
 use crate::config::job::Job;
 use crate::http::CallStats;
-use crate::lease::Lease;
+use crate::lease::{Lease, LeaseError};
 use crate::mapping::Mapping;
 use crate::month::{default_months, Month};
 use crate::store::{RunStatus, Store};
@@ -100,12 +100,12 @@ impl Syncer {
             return Some((None, None));
         }
         let lease = match Lease::acquire(&self.store, &job.name).await {
-            Ok(Ok(lease)) => lease,
-            Ok(Err(busy)) => {
-                report.busy = Some(busy);
+            Ok(lease) => lease,
+            Err(busy @ LeaseError::Busy { .. }) => {
+                report.busy = Some(busy.to_string());
                 return None;
             }
-            Err(e) => {
+            Err(LeaseError::Store(e)) => {
                 report.error = Some(format!("job {}: {e}", job.name));
                 return None;
             }
@@ -226,19 +226,14 @@ impl Syncer {
         };
         log_month(&m);
         if let Some(run_id) = run.run_id {
-            let (j, ms, c, err) = (
-                job.name.clone(),
-                month.to_string(),
-                m.counts,
-                m.month_error.clone(),
-            );
+            let (j, ms, c, err) = (job.name.clone(), month, m.counts, m.month_error.clone());
             self.store
-                .call(move |s| s.save_month(run_id, &j, &ms, &c, err.as_deref()))
+                .call(move |s| s.save_month(run_id, &j, ms, &c, err.as_deref()))
                 .await?;
             if m.ok() && month < Month::current(opts.now, job.timezone) {
                 // Synced in full after it closed: owed no more.
-                let (j, ms) = (job.name.clone(), month.to_string());
-                self.store.call(move |s| s.settle_month(&j, &ms)).await?;
+                let j = job.name.clone();
+                self.store.call(move |s| s.settle_month(&j, month)).await?;
             }
         }
         report.months.push(m);

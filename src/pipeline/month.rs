@@ -159,7 +159,7 @@ impl MonthCtx<'_> {
         let records = self.map(pulled).await?;
         let writes = self.diff(records).await?;
         if let (Some(writer), false) = (&run.writer, writes.is_empty() || run.opts.dry_run) {
-            writing.spawn(writes.send(writer.clone(), self.report.month.clone()));
+            writing.spawn(writes.send(writer.clone(), self.month));
         }
         while writing.len() >= WRITE_CONCURRENCY {
             self.join_write(writing).await?;

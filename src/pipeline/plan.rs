@@ -36,9 +36,9 @@ impl Syncer {
             return Ok(defaults.to_vec());
         }
         let (j, now, dry_run) = (job.name.clone(), opts.now, opts.dry_run);
-        let due: Vec<(String, DateTime<Utc>)> = defaults
+        let due: Vec<(Month, DateTime<Utc>)> = defaults
             .iter()
-            .map(|m| (m.to_string(), m.next().start_in(job.timezone)))
+            .map(|m| (*m, m.next().start_in(job.timezone)))
             .collect();
         let owed = self
             .store
@@ -49,7 +49,6 @@ impl Syncer {
                 s.owed_months(&j)
             })
             .await?;
-        let owed: Vec<Month> = owed.iter().filter_map(|m| m.parse().ok()).collect();
         let current = Month::current(opts.now, job.timezone);
         let (months, too_old) = with_owed(defaults, &owed, current, job.max_owed_months);
         if months.len() > defaults.len() {
@@ -92,8 +91,11 @@ impl Syncer {
         if let Some(metered) = source.metering() {
             let costs = metered.costs();
             let period = crate::budget::quota_period(opts.now);
-            let (j, p) = (job.name.clone(), period.clone());
-            let spent = self.store.call(move |s| s.metered_spent(&j, &p)).await?;
+            let j = job.name.clone();
+            let spent = self
+                .store
+                .call(move |s| s.metered_spent(&j, period))
+                .await?;
             let meter = Metering {
                 months: months.clone(),
                 per_employee: u64::from(costs.per_employee),
@@ -209,7 +211,7 @@ pub(super) struct Budget {
     left: u64,
     per_employee: u64,
     fixed: u64,
-    period: String,
+    period: Month,
     meter: Arc<Meter>,
 }
 
@@ -224,15 +226,10 @@ impl Budget {
         let ledger = StoreLedger {
             store: store.clone(),
             job: job.to_owned(),
-            period: plan.period.clone(),
+            period: plan.period,
         };
-        let meter = Meter::new(
-            Arc::new(ledger),
-            plan.budget,
-            plan.period.clone(),
-            RESERVE_BLOCK,
-        )
-        .stopping_on(shutdown.clone());
+        let meter = Meter::new(Arc::new(ledger), plan.budget, plan.period, RESERVE_BLOCK)
+            .stopping_on(shutdown.clone());
         let meter = Arc::new(meter);
         source.set_meter(meter.clone());
         Budget {
@@ -240,7 +237,7 @@ impl Budget {
             left: plan.left(),
             per_employee: plan.per_employee,
             fixed: plan.fixed,
-            period: plan.period.clone(),
+            period: plan.period,
             meter,
         }
     }
@@ -256,11 +253,11 @@ impl Budget {
     }
 
     pub(super) fn stop_reason(&self) -> SourceError {
-        SourceError::Config(format!(
-            "stopped before exceeding the monthly call budget ({}): {} calls were left in {} (Beijing time) \
-             and retries used some of them; the rest waits for the next run (the budget starts fresh next calendar month)",
-            self.budget, self.left, self.period
-        ))
+        SourceError::BudgetSpent {
+            budget: self.budget,
+            left: self.left,
+            period: self.period,
+        }
     }
 
     /// Gives back the calls reserved in SQLite and not sent (every call sent
@@ -278,7 +275,7 @@ struct Metering {
     per_employee: u64,
     budget: u64,
     spent_before: u64,
-    period: String,
+    period: Month,
     plan: Option<Plan>,
 }
 
@@ -291,7 +288,7 @@ impl Metering {
             1,
             self.budget,
             self.spent_before,
-            self.period.clone(),
+            self.period,
         )
     }
 

@@ -32,7 +32,7 @@ pub struct FormMonth {
 pub struct Repairs {
     pub creates: Vec<PendingRecord>,
     /// (form id, record): differs from the source, or `--force`.
-    pub updates: Vec<(String, PendingRecord)>,
+    pub updates: Vec<(Option<String>, PendingRecord)>,
     /// In the form as the source has it: only the store learns of it.
     pub unchanged: Vec<Written>,
     /// Keys held more than once in the form.

@@ -9,6 +9,7 @@ use tokio::task::JoinSet;
 use super::ctx::MonthCtx;
 use super::report::record_outcome;
 use super::JobError;
+use crate::month::Month;
 use crate::pipeline::write::{Outcome, WriteError, Writer};
 use crate::store::{PendingRecord, Written};
 
@@ -20,7 +21,7 @@ pub(super) type Writing = JoinSet<(u64, Result<Outcome, WriteError>)>;
 #[derive(Default)]
 pub(super) struct ChunkWrites {
     pub(super) creates: Vec<PendingRecord>,
-    pub(super) updates: Vec<(String, PendingRecord)>,
+    pub(super) updates: Vec<(Option<String>, PendingRecord)>,
     /// Records a rerun found in the form as the source has them: stored only.
     pub(super) adopt: Vec<Written>,
     /// Ids of extra copies of a key, deleted by `rerun --force`.
@@ -45,14 +46,14 @@ impl ChunkWrites {
     pub(super) async fn send(
         self,
         writer: Arc<Writer>,
-        month: String,
+        month: Month,
     ) -> (u64, Result<Outcome, WriteError>) {
         let records = self.records();
         let written = async {
-            writer.adopt(&month, self.adopt).await?;
+            writer.adopt(month, self.adopt).await?;
             let copies_deleted = writer.delete_copies(&self.extra_copies).await?;
-            let mut out = writer.create(&month, self.creates).await?;
-            out.absorb(writer.update(&month, self.updates).await?);
+            let mut out = writer.create(month, self.creates).await?;
+            out.absorb(writer.update(month, self.updates).await?);
             out.copies_deleted += copies_deleted;
             Ok(out)
         };

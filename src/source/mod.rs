@@ -56,6 +56,17 @@ pub enum SourceError {
     /// unknown DingTalk report column); the text says what to change.
     #[error("{0}")]
     Config(String),
+    /// The run's plan stopped pulling before the month's metered calls would
+    /// pass the budget (`left` calls were left in `period` when it started).
+    #[error(
+        "stopped before exceeding the monthly call budget ({budget}): {left} calls were left in {period} (Beijing time) \
+         and retries used some of them; the rest waits for the next run (the budget starts fresh next calendar month)"
+    )]
+    BudgetSpent {
+        budget: u64,
+        left: u64,
+        period: Month,
+    },
     /// A metered call not sent: the budget's cap, a shutdown, or the count
     /// could not be written.
     #[error(transparent)]

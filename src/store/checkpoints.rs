@@ -22,7 +22,8 @@ use std::hash::{Hash, Hasher};
 use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, TransactionBehavior};
 
-use super::{ts, Checkpoint, Result, Store, StoreError, Written};
+use super::{id_text, stored_id, ts, Checkpoint, Result, Store, StoreError, Written};
+use crate::month::Month;
 
 /// Unfolded keys that trigger a fold before the next commit: bounds the log (and
 /// the write-ahead log one fold writes) while keeping folds rare. A fold writes
@@ -74,7 +75,7 @@ impl Db {
     }
 
     /// Reads the keys a job-month holds into `present`, once.
-    fn load_present(&mut self, job: &str, month: &str) -> Result<()> {
+    fn load_present(&mut self, job: &str, month: Month) -> Result<()> {
         if !self.present_months.insert(hash_of((job, month))) {
             return Ok(());
         }
@@ -141,7 +142,7 @@ impl Store {
     }
 
     /// Every record of a job-month the store knows, by record key.
-    pub fn checkpoints(&self, job: &str, month: &str) -> Result<HashMap<String, Checkpoint>> {
+    pub fn checkpoints(&self, job: &str, month: Month) -> Result<HashMap<String, Checkpoint>> {
         let mut db = self.conn();
         db.fold()?;
         let mut stmt = db.prepare_cached(
@@ -151,7 +152,7 @@ impl Store {
             Ok((
                 r.get::<_, String>(0)?,
                 Checkpoint {
-                    data_id: r.get(1)?,
+                    data_id: stored_id(r.get(1)?),
                     content_hash: r.get(2)?,
                 },
             ))
@@ -165,7 +166,7 @@ impl Store {
     pub fn checkpoints_for(
         &self,
         job: &str,
-        month: &str,
+        month: Month,
         keys: &[String],
     ) -> Result<HashMap<String, Checkpoint>> {
         let mut db = self.conn();
@@ -193,7 +194,7 @@ impl Store {
             out.insert(
                 row.get(0)?,
                 Checkpoint {
-                    data_id: row.get(1)?,
+                    data_id: stored_id(row.get(1)?),
                     content_hash: row.get(2)?,
                 },
             );
@@ -201,12 +202,13 @@ impl Store {
         Ok(out)
     }
 
-    /// Calls `f` with every record key of a job-month, without loading them all.
+    /// Calls `f` with every record key of a job-month and its form id (`None`:
+    /// not known), without loading them all.
     pub fn for_each_key(
         &self,
         job: &str,
-        month: &str,
-        mut f: impl FnMut(&str, &str),
+        month: Month,
+        mut f: impl FnMut(&str, Option<&str>),
     ) -> Result<()> {
         let mut db = self.conn();
         db.fold()?;
@@ -217,7 +219,7 @@ impl Store {
         while let Some(row) = rows.next()? {
             let key: String = row.get(0)?;
             let data_id: String = row.get(1)?;
-            f(&key, &data_id);
+            f(&key, Some(data_id.as_str()).filter(|id| !id.is_empty()));
         }
         Ok(())
     }
@@ -227,7 +229,7 @@ impl Store {
     pub fn commit_written(
         &self,
         job: &str,
-        month: &str,
+        month: Month,
         written: &[Written],
         settled_batch: Option<&str>,
         now: DateTime<Utc>,
@@ -246,7 +248,8 @@ impl Store {
             )?;
             let at = ts(now);
             for w in written {
-                stmt.execute(params![job, month, w.key, w.data_id, w.content_hash, at])?;
+                let id = id_text(w.data_id.as_deref());
+                stmt.execute(params![job, month, w.key, id, w.content_hash, at])?;
             }
             if let Some(id) = settled_batch {
                 tx.execute(
@@ -265,7 +268,7 @@ impl Store {
     }
 
     /// Forgets records (after they were deleted from Jiandaoyun, or found gone).
-    pub fn delete_checkpoints(&self, job: &str, month: &str, keys: &[String]) -> Result<()> {
+    pub fn delete_checkpoints(&self, job: &str, month: Month, keys: &[String]) -> Result<()> {
         let mut db = self.conn();
         // A logged write folded after the delete would bring the record back.
         db.fold()?;
@@ -285,13 +288,13 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::store;
+    use super::super::tests::{m, store};
     use super::*;
 
     fn written(key: &str, id: &str, hash: &str) -> Written {
         Written {
             key: key.into(),
-            data_id: id.into(),
+            data_id: Some(id.into()),
             content_hash: hash.into(),
         }
     }
@@ -303,6 +306,30 @@ mod tests {
     }
 
     #[test]
+    fn an_unknown_id_is_stored_as_the_empty_text_and_read_back_as_none() {
+        let (_d, s) = store();
+        let key = r#"["a","2026-10"]"#;
+        let w = Written {
+            key: key.into(),
+            data_id: None,
+            content_hash: "h".into(),
+        };
+        s.commit_written("j", m("2026-10"), &[w], None, Utc::now())
+            .expect("commit");
+        let cps = s.checkpoints("j", m("2026-10")).expect("cps");
+        assert_eq!(cps[key].data_id, None);
+        let text: String = s
+            .conn()
+            .query_row("SELECT data_id FROM checkpoints", [], |r| r.get(0))
+            .expect("row");
+        assert_eq!(text, "");
+        let mut ids = Vec::new();
+        s.for_each_key("j", m("2026-10"), |_, id| ids.push(id.map(str::to_string)))
+            .expect("keys");
+        assert_eq!(ids, [None]);
+    }
+
+    #[test]
     fn checkpoints_for_finds_exactly_the_keys_of_the_job_month() {
         let (_d, s) = store();
         let now = Utc::now();
@@ -310,7 +337,7 @@ mod tests {
         let odd = r#"["张\"三\\",{"x":1}]"#;
         s.commit_written(
             "j",
-            "2026-10",
+            m("2026-10"),
             &[written(r#"["a","2026-10"]"#, "1"), written(odd, "2")],
             None,
             now,
@@ -318,7 +345,7 @@ mod tests {
         .expect("commit");
         s.commit_written(
             "j",
-            "2026-09",
+            m("2026-09"),
             &[written(r#"["b","2026-09"]"#, "3")],
             None,
             now,
@@ -326,7 +353,7 @@ mod tests {
         .expect("commit");
         s.commit_written(
             "k",
-            "2026-10",
+            m("2026-10"),
             &[written(r#"["b","2026-10"]"#, "4")],
             None,
             now,
@@ -340,12 +367,12 @@ mod tests {
         ]
         .map(String::from)
         .to_vec();
-        let found = s.checkpoints_for("j", "2026-10", &asked).expect("query");
+        let found = s.checkpoints_for("j", m("2026-10"), &asked).expect("query");
         assert_eq!(found.len(), 2, "{found:?}");
-        assert_eq!(found[r#"["a","2026-10"]"#].data_id, "1");
+        assert_eq!(found[r#"["a","2026-10"]"#].data_id.as_deref(), Some("1"));
         assert_eq!(found[odd].content_hash, "h-2");
         assert!(s
-            .checkpoints_for("j", "2026-10", &[])
+            .checkpoints_for("j", m("2026-10"), &[])
             .expect("query")
             .is_empty());
         // Each key is one primary-key look-up, never a scan of the table.
@@ -370,20 +397,20 @@ mod tests {
         let (_d, s) = store();
         let now = Utc::now();
         let key = r#"["a","2026-10"]"#;
-        s.commit_written("j", "2026-10", &[written(key, "id1", "h1")], None, now)
+        s.commit_written("j", m("2026-10"), &[written(key, "id1", "h1")], None, now)
             .expect("create");
-        s.commit_written("j", "2026-10", &[written(key, "id1", "h2")], None, now)
+        s.commit_written("j", m("2026-10"), &[written(key, "id1", "h2")], None, now)
             .expect("update");
         let found = s
-            .checkpoints_for("j", "2026-10", &[key.to_string()])
+            .checkpoints_for("j", m("2026-10"), &[key.to_string()])
             .expect("query");
         assert_eq!(found[key].content_hash, "h2");
         // Written again after a fold: the log's newer write still wins.
-        s.commit_written("j", "2026-10", &[written(key, "id1", "h3")], None, now)
+        s.commit_written("j", m("2026-10"), &[written(key, "id1", "h3")], None, now)
             .expect("update");
         s.fold_written().expect("fold");
         assert_eq!(
-            s.checkpoints("j", "2026-10").expect("cps")[key].content_hash,
+            s.checkpoints("j", m("2026-10")).expect("cps")[key].content_hash,
             "h3"
         );
         assert_eq!(logged_rows(&s), 0);
@@ -399,11 +426,11 @@ mod tests {
             let killed = Store::open(&path).expect("open");
             let run = killed.start_run("j", "run", now).expect("run");
             killed
-                .save_month(run, "j", "2026-10", &Default::default(), None)
+                .save_month(run, "j", m("2026-10"), &Default::default(), None)
                 .expect("month");
             let w: Vec<Written> = keys.iter().map(|k| written(k, "id", "h")).collect();
             killed
-                .commit_written("j", "2026-10", &w, None, now)
+                .commit_written("j", m("2026-10"), &w, None, now)
                 .expect("commit");
         }
         let next = Store::open(&path).expect("reopen");
@@ -412,13 +439,13 @@ mod tests {
         assert_eq!(next.month_rows(Some("j")).expect("rows")[0].stored, 3);
         next.fold_written().expect("fold");
         assert_eq!(
-            next.checkpoints_for("j", "2026-10", &keys)
+            next.checkpoints_for("j", m("2026-10"), &keys)
                 .expect("query")
                 .len(),
             3
         );
         let mut listed = Vec::new();
-        next.for_each_key("j", "2026-10", |k, _| listed.push(k.to_string()))
+        next.for_each_key("j", m("2026-10"), |k, _| listed.push(k.to_string()))
             .expect("keys");
         listed.sort();
         assert_eq!(listed, keys);
@@ -431,18 +458,18 @@ mod tests {
         let key = r#"["a","2026-10"]"#.to_string();
         let asked = std::slice::from_ref(&key);
         assert!(s
-            .checkpoints_for("j", "2026-10", asked)
+            .checkpoints_for("j", m("2026-10"), asked)
             .expect("q")
             .is_empty());
         let other = Store::open(&dir.path().join("t.db")).expect("second handle");
         other
-            .commit_written("j", "2026-10", &[written(&key, "id1", "h1")], None, now)
+            .commit_written("j", m("2026-10"), &[written(&key, "id1", "h1")], None, now)
             .expect("commit");
         other.fold_written().expect("fold");
         // What this handle read of the month before holds until the next run starts.
         s.fold_written().expect("next run");
         assert_eq!(
-            s.checkpoints_for("j", "2026-10", asked).expect("q")[&key].content_hash,
+            s.checkpoints_for("j", m("2026-10"), asked).expect("q")[&key].content_hash,
             "h1"
         );
     }
@@ -452,12 +479,12 @@ mod tests {
         let (_d, s) = store();
         let now = Utc::now();
         let key = r#"["a","2026-10"]"#.to_string();
-        s.commit_written("j", "2026-10", &[written(&key, "id1", "h1")], None, now)
+        s.commit_written("j", m("2026-10"), &[written(&key, "id1", "h1")], None, now)
             .expect("create");
-        s.delete_checkpoints("j", "2026-10", std::slice::from_ref(&key))
+        s.delete_checkpoints("j", m("2026-10"), std::slice::from_ref(&key))
             .expect("delete");
         s.fold_written().expect("fold");
-        assert!(s.checkpoints("j", "2026-10").expect("cps").is_empty());
+        assert!(s.checkpoints("j", m("2026-10")).expect("cps").is_empty());
     }
 
     #[test]
@@ -470,15 +497,15 @@ mod tests {
                 .map(|i| written(&format!("[\"u{n}-{i}\"]"), "id", "h"))
                 .collect()
         };
-        s.commit_written("j", "2026-10", &batch(0), None, now)
+        s.commit_written("j", m("2026-10"), &batch(0), None, now)
             .expect("1");
-        s.commit_written("j", "2026-10", &batch(1), None, now)
+        s.commit_written("j", m("2026-10"), &batch(1), None, now)
             .expect("2");
         assert_eq!(logged_rows(&s), 4);
         // The third commit folds the four logged rows first.
-        s.commit_written("j", "2026-10", &batch(2), None, now)
+        s.commit_written("j", m("2026-10"), &batch(2), None, now)
             .expect("3");
         assert_eq!(logged_rows(&s), 2);
-        assert_eq!(s.checkpoints("j", "2026-10").expect("cps").len(), 6);
+        assert_eq!(s.checkpoints("j", m("2026-10")).expect("cps").len(), 6);
     }
 }

@@ -115,6 +115,7 @@ pub(super) fn open_read_only(path: &Path) -> Result<Connection, StoreError> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::tests::m;
     use super::super::Store;
     use super::*;
 
@@ -132,7 +133,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("a.db");
         let s = Store::open(&path).expect("open");
-        s.add_metered("j", "2026-11", 1).expect("write");
+        s.add_metered("j", m("2026-11"), 1).expect("write");
         let [wal, shm] = companions(&path);
         for file in [&path, &wal, &shm] {
             assert_eq!(mode(file), 0o600, "{}", file.display());
@@ -148,7 +149,7 @@ mod tests {
         let [wal, shm] = companions(&path);
         {
             let s = Store::open(&path).expect("open");
-            s.add_metered("j", "2026-11", 1).expect("write");
+            s.add_metered("j", m("2026-11"), 1).expect("write");
             let wide = std::fs::Permissions::from_mode(0o644);
             for file in [&path, &wal, &shm] {
                 std::fs::set_permissions(file, wide.clone()).expect("chmod");
@@ -171,11 +172,14 @@ mod tests {
         assert!(!path.exists(), "no file was created");
 
         let s = Store::open(&path).expect("open");
-        s.add_metered("j", "2026-11", 1).expect("write");
+        s.add_metered("j", m("2026-11"), 1).expect("write");
         drop(s);
         let ro = Store::open_read_only(&path).expect("read-only");
-        assert_eq!(ro.metered_spent("j", "2026-11").expect("read"), 1);
-        assert!(ro.add_metered("j", "2026-11", 1).is_err(), "writes refused");
+        assert_eq!(ro.metered_spent("j", m("2026-11")).expect("read"), 1);
+        assert!(
+            ro.add_metered("j", m("2026-11"), 1).is_err(),
+            "writes refused"
+        );
 
         let empty = dir.path().join("empty.db");
         std::fs::write(&empty, b"").expect("empty file");

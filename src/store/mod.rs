@@ -15,8 +15,11 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use rusqlite::types::ToSqlOutput;
+use rusqlite::{params, Connection, OptionalExtension, ToSql, TransactionBehavior};
 use serde::{Deserialize, Serialize};
+
+use crate::month::{Month, MonthParseError};
 
 pub use alerts::FailureStreak;
 pub use schema::CURRENT_VERSION;
@@ -45,16 +48,43 @@ pub enum StoreError {
     TooNew { found: i64, supported: i64 },
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// A month column that does not hold `YYYY-MM`.
+    #[error("stored data is corrupt: {0}")]
+    BadMonth(MonthParseError),
     #[error("database task failed: {0}")]
     Task(String),
 }
 
 type Result<T, E = StoreError> = std::result::Result<T, E>;
 
+/// A month is stored as its `YYYY-MM` text.
+impl ToSql for Month {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::from(self.to_string()))
+    }
+}
+
+/// A month read back from its `YYYY-MM` text.
+fn month_of(text: &str) -> Result<Month> {
+    text.parse().map_err(StoreError::BadMonth)
+}
+
+/// A form id as the database holds it: the empty text when not known.
+fn id_text(id: Option<&str>) -> &str {
+    id.unwrap_or("")
+}
+
+/// A form id read back: `None` for the empty text.
+fn stored_id(text: String) -> Option<String> {
+    Some(text).filter(|t| !t.is_empty())
+}
+
 /// What the store knows about one record already in Jiandaoyun.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Checkpoint {
-    pub data_id: String,
+    /// The form's id of the record; `None` when not known (the records of an
+    /// acknowledged create batch: the writer reads it by key when it needs it).
+    pub data_id: Option<String>,
     pub content_hash: String,
 }
 
@@ -62,7 +92,8 @@ pub struct Checkpoint {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Written {
     pub key: String,
-    pub data_id: String,
+    /// `None` when not known (see [`Checkpoint::data_id`]).
+    pub data_id: Option<String>,
     pub content_hash: String,
 }
 
@@ -82,7 +113,7 @@ pub struct PendingRecord {
 pub struct PendingBatch {
     pub transaction_id: String,
     pub job: String,
-    pub month: String,
+    pub month: Month,
     /// When the batch was first written ahead under this transaction id.
     pub first_sent_at: DateTime<Utc>,
     /// Until when a send of it may still commit (`None`: never sent).
@@ -144,7 +175,7 @@ pub struct RunRow {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MonthRow {
     pub job: String,
-    pub month: String,
+    pub month: Month,
     pub run_id: i64,
     pub at: String,
     pub counts: MonthCounts,
@@ -306,7 +337,7 @@ impl Store {
         &self,
         run_id: i64,
         job: &str,
-        month: &str,
+        month: Month,
         c: &MonthCounts,
         error: Option<&str>,
     ) -> Result<()> {
@@ -389,11 +420,13 @@ impl Store {
                AND m.run_id = (SELECT MAX(run_id) FROM run_months x WHERE x.job = m.job AND x.month = m.month)
              ORDER BY m.job, m.month DESC",
         )?;
-        let rows = stmt.query_map(params![job], |r| {
+        let mut rows = stmt.query(params![job])?;
+        let mut out = Vec::new();
+        while let Some(r) = rows.next()? {
             let n = |i: usize| r.get::<_, i64>(i).map(|v| v.max(0) as u64);
-            Ok(MonthRow {
+            out.push(MonthRow {
                 job: r.get(0)?,
-                month: r.get(1)?,
+                month: month_of(&r.get::<_, String>(1)?)?,
                 run_id: r.get(2)?,
                 at: r.get(3)?,
                 counts: MonthCounts {
@@ -406,9 +439,9 @@ impl Store {
                 },
                 error: r.get(10)?,
                 stored: n(11)?,
-            })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+            });
+        }
+        Ok(out)
     }
 
     // ---- pending batches --------------------------------------------------
@@ -422,7 +455,7 @@ impl Store {
         self.save_pending_encoded(
             &batch.transaction_id,
             &batch.job,
-            &batch.month,
+            batch.month,
             batch.first_sent_at,
             &records,
         )
@@ -434,7 +467,7 @@ impl Store {
         &self,
         transaction_id: &str,
         job: &str,
-        month: &str,
+        month: Month,
         first_sent_at: DateTime<Utc>,
         records: &str,
     ) -> Result<()> {
@@ -466,6 +499,7 @@ impl Store {
         let mut out = Vec::new();
         for row in rows {
             let (transaction_id, month, sent, records, until) = row?;
+            let month = month_of(&month)?;
             let time = |text: &str| {
                 DateTime::parse_from_rfc3339(text)
                     .map(|t| t.with_timezone(&Utc))
@@ -517,8 +551,8 @@ impl Store {
 
     // ---- metered calls ----------------------------------------------------
 
-    /// Metered source calls a job spent in a calendar month (`YYYY-MM`).
-    pub fn metered_spent(&self, job: &str, period: &str) -> Result<u64> {
+    /// Metered source calls a job spent in a calendar month.
+    pub fn metered_spent(&self, job: &str, period: Month) -> Result<u64> {
         let n: Option<i64> = self
             .conn()
             .query_row(
@@ -531,19 +565,24 @@ impl Store {
     }
 
     /// (job, calendar month, metered calls), newest month first.
-    pub fn metered_rows(&self, job: Option<&str>) -> Result<Vec<(String, String, u64)>> {
+    pub fn metered_rows(&self, job: Option<&str>) -> Result<Vec<(String, Month, u64)>> {
         let conn = self.conn();
         let mut stmt = conn.prepare(
             "SELECT job, period, calls FROM metered_calls WHERE ?1 IS NULL OR job = ?1
              ORDER BY period DESC, job",
         )?;
         let rows = stmt.query_map(params![job], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)?.max(0) as u64))
+            let calls = r.get::<_, i64>(2)?.max(0) as u64;
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, calls))
         })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        rows.map(|row| {
+            let (job, period, calls) = row?;
+            Ok((job, month_of(&period)?, calls))
+        })
+        .collect()
     }
 
-    pub fn add_metered(&self, job: &str, period: &str, calls: u64) -> Result<()> {
+    pub fn add_metered(&self, job: &str, period: Month, calls: u64) -> Result<()> {
         if calls == 0 {
             return Ok(());
         }
@@ -559,7 +598,7 @@ impl Store {
     /// passing `cap`, in one write; returns how many were reserved (0: the cap
     /// is reached). Calls are reserved before they are sent, so a kill can
     /// only over-count (by what was reserved and not yet sent).
-    pub fn reserve_metered(&self, job: &str, period: &str, want: u64, cap: u64) -> Result<u64> {
+    pub fn reserve_metered(&self, job: &str, period: Month, want: u64, cap: u64) -> Result<u64> {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let spent: Option<i64> = tx
@@ -583,7 +622,7 @@ impl Store {
     }
 
     /// Gives back `calls` reserved with [`Self::reserve_metered`] and never sent.
-    pub fn release_metered(&self, job: &str, period: &str, calls: u64) -> Result<()> {
+    pub fn release_metered(&self, job: &str, period: Month, calls: u64) -> Result<()> {
         if calls == 0 {
             return Ok(());
         }
@@ -680,6 +719,10 @@ impl Store {
 mod tests {
     use super::*;
 
+    pub(super) fn m(text: &str) -> Month {
+        text.parse().expect("month")
+    }
+
     pub(super) fn store() -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().expect("tempdir");
         let s = Store::open(&dir.path().join("t.db")).expect("open");
@@ -721,8 +764,8 @@ mod tests {
         }
         let s = Store::open(&path).expect("migrated");
         assert_eq!(s.schema_version().expect("version"), CURRENT_VERSION);
-        let cps = s.checkpoints("j", "2026-10").expect("cps");
-        assert_eq!(cps["[\"a\"]"].data_id, "id1");
+        let cps = s.checkpoints("j", m("2026-10")).expect("cps");
+        assert_eq!(cps["[\"a\"]"].data_id.as_deref(), Some("id1"));
         assert_eq!(cps["[\"a\"]"].content_hash, "h1");
     }
 
@@ -761,7 +804,7 @@ mod tests {
         let batch = PendingBatch {
             transaction_id: "tx1".into(),
             job: "j".into(),
-            month: "2026-10".into(),
+            month: m("2026-10"),
             first_sent_at: now,
             in_flight_until: None,
             records: vec![PendingRecord {
@@ -779,14 +822,14 @@ mod tests {
         assert_eq!(loaded[0].records, batch.records);
         let w = Written {
             key: "[\"a\"]".into(),
-            data_id: "id1".into(),
+            data_id: Some("id1".into()),
             content_hash: "h".into(),
         };
-        s.commit_written("j", "2026-10", &[w], Some("tx1"), now)
+        s.commit_written("j", m("2026-10"), &[w], Some("tx1"), now)
             .expect("commit");
         assert!(s.pending("j").expect("pending").is_empty());
-        let cps = s.checkpoints("j", "2026-10").expect("cps");
-        assert_eq!(cps["[\"a\"]"].data_id, "id1");
+        let cps = s.checkpoints("j", m("2026-10")).expect("cps");
+        assert_eq!(cps["[\"a\"]"].data_id.as_deref(), Some("id1"));
     }
 
     #[test]
@@ -815,37 +858,41 @@ mod tests {
     #[test]
     fn metered_calls_add_up_per_job_and_calendar_month() {
         let (_d, s) = store();
-        s.add_metered("j", "2026-11", 120).expect("add");
-        s.add_metered("j", "2026-11", 30).expect("add");
-        s.add_metered("j", "2026-12", 7).expect("add");
-        assert_eq!(s.metered_spent("j", "2026-11").expect("spent"), 150);
-        assert_eq!(s.metered_spent("j", "2026-12").expect("spent"), 7);
-        assert_eq!(s.metered_spent("other", "2026-11").expect("spent"), 0);
+        s.add_metered("j", m("2026-11"), 120).expect("add");
+        s.add_metered("j", m("2026-11"), 30).expect("add");
+        s.add_metered("j", m("2026-12"), 7).expect("add");
+        assert_eq!(s.metered_spent("j", m("2026-11")).expect("spent"), 150);
+        assert_eq!(s.metered_spent("j", m("2026-12")).expect("spent"), 7);
+        assert_eq!(s.metered_spent("other", m("2026-11")).expect("spent"), 0);
     }
 
     #[test]
     fn metered_reservations_stop_at_the_cap_and_give_back_what_is_unused() {
         let (_d, s) = store();
         assert_eq!(
-            s.reserve_metered("j", "2026-11", 20, 50).expect("reserve"),
+            s.reserve_metered("j", m("2026-11"), 20, 50)
+                .expect("reserve"),
             20
         );
         assert_eq!(
-            s.reserve_metered("j", "2026-11", 20, 50).expect("reserve"),
+            s.reserve_metered("j", m("2026-11"), 20, 50)
+                .expect("reserve"),
             20
         );
         assert_eq!(
-            s.reserve_metered("j", "2026-11", 20, 50).expect("reserve"),
+            s.reserve_metered("j", m("2026-11"), 20, 50)
+                .expect("reserve"),
             10
         );
         assert_eq!(
-            s.reserve_metered("j", "2026-11", 20, 50).expect("reserve"),
+            s.reserve_metered("j", m("2026-11"), 20, 50)
+                .expect("reserve"),
             0
         );
-        s.release_metered("j", "2026-11", 7).expect("release");
-        assert_eq!(s.metered_spent("j", "2026-11").expect("spent"), 43);
-        s.release_metered("j", "2026-11", 100).expect("release");
-        assert_eq!(s.metered_spent("j", "2026-11").expect("spent"), 0);
+        s.release_metered("j", m("2026-11"), 7).expect("release");
+        assert_eq!(s.metered_spent("j", m("2026-11")).expect("spent"), 43);
+        s.release_metered("j", m("2026-11"), 100).expect("release");
+        assert_eq!(s.metered_spent("j", m("2026-11")).expect("spent"), 0);
     }
 
     #[test]
@@ -858,7 +905,8 @@ mod tests {
             created: 3,
             ..Default::default()
         };
-        s.save_month(r1, "j", "2026-10", &c1, None).expect("month");
+        s.save_month(r1, "j", m("2026-10"), &c1, None)
+            .expect("month");
         s.finish_run(r1, RunStatus::Ok, None, now).expect("finish");
         let r2 = s.start_run("j", "rerun", now).expect("run");
         let c2 = MonthCounts {
@@ -867,7 +915,8 @@ mod tests {
             unchanged: 2,
             ..Default::default()
         };
-        s.save_month(r2, "j", "2026-10", &c2, None).expect("month");
+        s.save_month(r2, "j", m("2026-10"), &c2, None)
+            .expect("month");
         let rows = s.month_rows(None).expect("rows");
         assert_eq!(rows.len(), 1);
         assert_eq!(rows[0].counts, c2);

@@ -4,16 +4,17 @@
 use chrono::{DateTime, Utc};
 use rusqlite::params;
 
-use super::{ts, Result, Store};
+use super::{month_of, ts, Result, Store};
+use crate::month::Month;
 
 impl Store {
-    /// Records that these months (`YYYY-MM`, and when each closes in the job's
+    /// Records that these months (and when each closes in the job's
     /// timezone) are due for the job (a run's default months): each stays owed
     /// until [`Store::settle_month`].
     pub fn owe_months(
         &self,
         job: &str,
-        months: &[(String, DateTime<Utc>)],
+        months: &[(Month, DateTime<Utc>)],
         now: DateTime<Utc>,
     ) -> Result<()> {
         let mut conn = self.conn();
@@ -29,14 +30,14 @@ impl Store {
         Ok(())
     }
 
-    /// The job's owed months (`YYYY-MM`, oldest first), the current one included
-    /// when it is due.
-    pub fn owed_months(&self, job: &str) -> Result<Vec<String>> {
+    /// The job's owed months (oldest first), the current one included when it
+    /// is due.
+    pub fn owed_months(&self, job: &str) -> Result<Vec<Month>> {
         let conn = self.conn();
         let mut stmt =
             conn.prepare("SELECT month FROM months_owed WHERE job = ?1 ORDER BY month")?;
         let rows = stmt.query_map(params![job], |r| r.get::<_, String>(0))?;
-        Ok(rows.collect::<std::result::Result<_, _>>()?)
+        rows.map(|text| month_of(&text?)).collect()
     }
 
     /// Months owed as of `now` (of `job`, or every job), for `status`: (job,
@@ -46,7 +47,7 @@ impl Store {
         &self,
         job: Option<&str>,
         now: DateTime<Utc>,
-    ) -> Result<Vec<(String, String, String)>> {
+    ) -> Result<Vec<(String, Month, String)>> {
         let conn = self.conn();
         let known: i64 = conn.query_row(
             "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'months_owed'",
@@ -61,13 +62,17 @@ impl Store {
              WHERE (?1 IS NULL OR job = ?1) AND closes_at <= ?2 ORDER BY job, month",
         )?;
         let rows = stmt.query_map(params![job, ts(now)], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            Ok((r.get(0)?, r.get::<_, String>(1)?, r.get(2)?))
         })?;
-        Ok(rows.collect::<std::result::Result<_, _>>()?)
+        rows.map(|row| {
+            let (job, month, since) = row?;
+            Ok((job, month_of(&month)?, since))
+        })
+        .collect()
     }
 
     /// The month was synced in full after it closed: it is owed no more.
-    pub fn settle_month(&self, job: &str, month: &str) -> Result<()> {
+    pub fn settle_month(&self, job: &str, month: Month) -> Result<()> {
         self.conn().execute(
             "DELETE FROM months_owed WHERE job = ?1 AND month = ?2",
             params![job, month],
@@ -89,21 +94,39 @@ mod tests {
             now - chrono::Duration::days(1),
             now + chrono::Duration::days(1),
         );
-        let dec = ("2026-12".to_string(), past);
-        let jan = ("2027-01".to_string(), later);
-        s.owe_months("j", &[dec, jan.clone()], now).expect("owe");
+        let m = super::super::tests::m;
+        let dec = (m("2026-12"), past);
+        let jan = (m("2027-01"), later);
+        s.owe_months("j", &[dec, jan], now).expect("owe");
         s.owe_months("j", std::slice::from_ref(&jan), now)
             .expect("owe again");
-        s.owe_months("k", &[("2026-11".into(), past)], now)
+        s.owe_months("k", &[(m("2026-11"), past)], now)
             .expect("owe k");
         assert_eq!(s.owed_months("j").expect("owed"), ["2026-12", "2027-01"]);
         // `status` lists only months closed by now: January is in progress.
         let listed = s.all_owed(Some("j"), now).expect("j");
-        let months: Vec<&str> = listed.iter().map(|r| r.1.as_str()).collect();
+        let months: Vec<Month> = listed.iter().map(|r| r.1).collect();
         assert_eq!(months, ["2026-12"]);
-        s.settle_month("j", "2026-12").expect("settle");
+        s.settle_month("j", m("2026-12")).expect("settle");
         assert_eq!(s.owed_months("j").expect("owed"), ["2027-01"]);
         assert_eq!(s.all_owed(None, now).expect("all").len(), 1);
         assert_eq!(s.all_owed(None, later).expect("all later").len(), 2);
+    }
+
+    #[test]
+    fn a_stored_month_that_is_not_yyyy_mm_is_a_store_error() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s = Store::open(&dir.path().join("t.db")).expect("open");
+        s.conn()
+            .execute(
+                "INSERT INTO months_owed (job, month, since, closes_at) VALUES ('j', '2026-13', '', '')",
+                [],
+            )
+            .expect("insert");
+        let e = s.owed_months("j").expect_err("bad month");
+        assert!(matches!(e, super::super::StoreError::BadMonth(_)), "{e}");
+        assert!(e.to_string().contains("2026-13"), "{e}");
+        let e = s.all_owed(None, Utc::now()).expect_err("bad month");
+        assert!(matches!(e, super::super::StoreError::BadMonth(_)), "{e}");
     }
 }

@@ -154,7 +154,7 @@ async fn shipped_job_syncs_a_month_then_writes_nothing_the_second_time() {
     let first = env.run(&["run", "--month", MONTH], &[]).await;
     let text = all(&first);
     assert_eq!(first.status.code(), Some(0), "{text}");
-    assert!(text.contains("(metered) 121"), "{text}");
+    assert!(text.contains("metered calls: 121"), "{text}");
     assert_eq!(env.dingtalk.metered_calls(), 121);
     assert_eq!(env.jdy.records().len(), 60);
 

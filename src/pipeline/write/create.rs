@@ -21,6 +21,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use super::{Outcome, WriteError, Writer};
+use crate::month::Month;
 use crate::store::{PendingBatch, PendingRecord, StoreError, Written};
 use crate::target::{BeforeSend, FormError, MAX_BATCH};
 
@@ -108,7 +109,7 @@ impl Writer {
     /// Creates records (any number; sent in batches of at most 100).
     pub async fn create(
         &self,
-        month: &str,
+        month: Month,
         records: Vec<PendingRecord>,
     ) -> Result<Outcome, WriteError> {
         let mut out = Outcome::default();
@@ -136,7 +137,7 @@ impl Writer {
             let mut queue = VecDeque::from([(batch.records, Some(intent))]);
             while let Some((records, intent)) = queue.pop_front() {
                 let mut adopted = Outcome::default();
-                self.settle_batch(&batch.month, records, intent, &mut queue, &mut adopted)
+                self.settle_batch(batch.month, records, intent, &mut queue, &mut adopted)
                     .await?;
                 // Records of our own earlier batch that landed count as created.
                 adopted.created += adopted.adopted;
@@ -149,7 +150,7 @@ impl Writer {
 
     /// Waits until no send of `intent` can still commit, so that a read-back
     /// that decides on a resend sees whatever it did.
-    async fn wait_out(&self, month: &str, intent: &Intent) {
+    async fn wait_out(&self, month: Month, intent: &Intent) {
         let window = self.form.in_flight_window();
         let Some(wait) = intent.in_flight_for(Utc::now(), window) else {
             return;
@@ -162,7 +163,7 @@ impl Writer {
     /// The reconcile → write-ahead → send loop for one batch.
     async fn settle_batch(
         &self,
-        month: &str,
+        month: Month,
         mut records: Vec<PendingRecord>,
         mut intent: Option<Intent>,
         queue: &mut VecDeque<Queued>,
@@ -230,7 +231,7 @@ impl Writer {
     /// record fails it (and empties `records`).
     async fn send(
         &self,
-        month: &str,
+        month: Month,
         intent: &mut Intent,
         records: &mut Vec<PendingRecord>,
         out: &mut Outcome,
@@ -274,7 +275,7 @@ impl Writer {
                     .into_iter()
                     .map(|r| Written {
                         key: r.key,
-                        data_id: String::new(),
+                        data_id: None,
                         content_hash: r.content_hash,
                     })
                     .collect();
@@ -339,20 +340,15 @@ impl Writer {
         &self,
         old: Option<String>,
         intent: &Intent,
-        month: &str,
+        month: Month,
         records: &[PendingRecord],
     ) -> Result<(), StoreError> {
         let encoded =
             serde_json::to_string(records).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let (job, month, tx, since) = (
-            self.job.clone(),
-            month.to_string(),
-            intent.tx.clone(),
-            intent.since,
-        );
+        let (job, tx, since) = (self.job.clone(), intent.tx.clone(), intent.since);
         self.store
             .call(move |s| {
-                s.save_pending_encoded(&tx, &job, &month, since, &encoded)?;
+                s.save_pending_encoded(&tx, &job, month, since, &encoded)?;
                 match old {
                     Some(old) if old != tx => s.drop_pending(&old),
                     _ => Ok(()),
@@ -439,7 +435,7 @@ mod tests {
         let batch = PendingBatch {
             transaction_id: "t-1".into(),
             job: "j".into(),
-            month: "2026-10".into(),
+            month: Month::new(2026, 10).expect("month"),
             first_sent_at: now,
             in_flight_until: Some(now),
             records: records(2),

@@ -20,8 +20,8 @@
 //! same loop.
 //!
 //! The ids of records created in an acknowledged batch are not read back (the
-//! order of `success_ids` is not documented; docs/vendors/jiandaoyun.md "Calls"): their checkpoints
-//! hold an empty id, and an update or delete reads it by key when it needs it.
+//! order of `success_ids` is not documented; docs/vendors/jiandaoyun.md "Calls"): their
+//! checkpoints hold no id (`None`), and an update or delete reads it by key when it needs it.
 
 mod create;
 #[cfg(test)]
@@ -34,6 +34,7 @@ use chrono::Utc;
 use serde_json::{Map, Value};
 
 use crate::http::codes::Class;
+use crate::month::Month;
 use crate::store::{PendingRecord, Store, StoreError, Written};
 use crate::target::{FieldKind, Form, FormError, FormRow, MAX_BATCH};
 
@@ -150,7 +151,7 @@ pub struct Writer {
 
 struct Reconciled {
     found: Vec<Written>,
-    stale: Vec<(String, PendingRecord)>,
+    stale: Vec<(Option<String>, PendingRecord)>,
     missing: Vec<PendingRecord>,
     duplicates: Vec<String>,
 }
@@ -232,8 +233,8 @@ impl Writer {
         row: &Map<String, Value>,
         rec: PendingRecord,
         force: bool,
-    ) -> Result<Written, (String, PendingRecord)> {
-        let data_id = id_of(row).to_string();
+    ) -> Result<Written, (Option<String>, PendingRecord)> {
+        let data_id = form_id(row);
         if !force && self.holds(row, &rec) {
             Ok(Written {
                 key: rec.key,
@@ -289,7 +290,7 @@ impl Writer {
     }
 
     /// Commits records found in the form as they are (a rerun found them equal).
-    pub async fn adopt(&self, month: &str, written: Vec<Written>) -> Result<(), WriteError> {
+    pub async fn adopt(&self, month: Month, written: Vec<Written>) -> Result<(), WriteError> {
         Ok(self.commit(month, written, None).await?)
     }
 
@@ -350,16 +351,16 @@ impl Writer {
 
     async fn commit(
         &self,
-        month: &str,
+        month: Month,
         written: Vec<Written>,
         settled: Option<String>,
     ) -> Result<(), StoreError> {
         if written.is_empty() && settled.is_none() {
             return Ok(());
         }
-        let (job, month) = (self.job.clone(), month.to_string());
+        let job = self.job.clone();
         self.store
-            .call(move |s| s.commit_written(&job, &month, &written, settled.as_deref(), Utc::now()))
+            .call(move |s| s.commit_written(&job, month, &written, settled.as_deref(), Utc::now()))
             .await
     }
 
@@ -370,15 +371,15 @@ impl Writer {
         }
     }
 
-    /// Replaces the content of known records; committed per batch of updates.
+    /// Replaces the content of known records (with their form id, `None`
+    /// when not known: read by key); committed per batch of updates.
     pub async fn update(
         &self,
-        month: &str,
-        items: Vec<(String, PendingRecord)>,
+        month: Month,
+        items: Vec<(Option<String>, PendingRecord)>,
     ) -> Result<Outcome, WriteError> {
         let mut out = Outcome::default();
-        let items = items.into_iter().map(|(id, rec)| (known_id(id), rec));
-        let (items, mut recreate) = self.with_ids(items.collect()).await?;
+        let (items, mut recreate) = self.with_ids(items).await?;
         for chunk in items.chunks(MAX_BATCH) {
             let mut written = Vec::new();
             let mut fatal = None;
@@ -386,7 +387,7 @@ impl Writer {
                 match self.form.update(data_id, &rec.data).await {
                     Ok(()) => written.push(Written {
                         key: rec.key.clone(),
-                        data_id: data_id.clone(),
+                        data_id: Some(data_id.clone()),
                         content_hash: rec.content_hash.clone(),
                     }),
                     Err(FormError::Rejected {
@@ -410,9 +411,9 @@ impl Writer {
             tracing::info!(job = %self.job, %month, records = recreate.len(),
                 "records deleted from the form are created again");
             let keys: Vec<String> = recreate.iter().map(|r| r.key.clone()).collect();
-            let (job, m) = (self.job.clone(), month.to_string());
+            let job = self.job.clone();
             self.store
-                .call(move |s| s.delete_checkpoints(&job, &m, &keys))
+                .call(move |s| s.delete_checkpoints(&job, month, &keys))
                 .await?;
             out.absorb(Box::pin(self.create(month, recreate)).await?);
         }
@@ -421,17 +422,14 @@ impl Writer {
 }
 
 impl Writer {
-    /// Deletes records from the form and forgets them (`rerun --prune`). Returns how
-    /// many Jiandaoyun confirmed deleted.
+    /// Deletes records (key, form id: `None` when not known, read by key) from
+    /// the form and forgets them (`rerun --prune`). Returns how many Jiandaoyun
+    /// confirmed deleted.
     pub async fn delete(
         &self,
-        month: &str,
-        records: Vec<(String, String)>,
+        month: Month,
+        records: Vec<(String, Option<String>)>,
     ) -> Result<u64, WriteError> {
-        let records: Vec<(String, Option<String>)> = records
-            .into_iter()
-            .map(|(key, id)| (key, known_id(id)))
-            .collect();
         let unknown: Vec<Vec<Value>> = records
             .iter()
             .filter(|(_, id)| id.is_none())
@@ -452,9 +450,9 @@ impl Writer {
                 deleted += self.form.delete(&ids).await?;
             }
             let keys: Vec<String> = chunk.iter().map(|(k, _)| k.clone()).collect();
-            let (job, m) = (self.job.clone(), month.to_string());
+            let job = self.job.clone();
             self.store
-                .call(move |s| s.delete_checkpoints(&job, &m, &keys))
+                .call(move |s| s.delete_checkpoints(&job, month, &keys))
                 .await?;
         }
         Ok(deleted)
@@ -467,10 +465,11 @@ pub(crate) fn canonical_key(key: &str) -> String {
     serde_json::from_str::<Vec<Value>>(key).map_or_else(|_| key.to_string(), |v| key_text(&v))
 }
 
-/// A form's id as the store holds it: empty when not known (the records of an
-/// acknowledged batch; see the module's doc).
-fn known_id(id: String) -> Option<String> {
-    Some(id).filter(|id| !id.is_empty())
+/// The id of a record read back from the form (`None`: it has none).
+fn form_id(row: &Map<String, Value>) -> Option<String> {
+    Some(id_of(row))
+        .filter(|id| !id.is_empty())
+        .map(str::to_string)
 }
 
 pub(crate) fn id_of(row: &Map<String, Value>) -> &str {

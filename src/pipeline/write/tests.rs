@@ -20,7 +20,9 @@ use crate::target::jiandaoyun::wire::Encoder;
 use crate::target::memory::{Answer, Kill, MemoryForm};
 
 const JOB: &str = "j";
-const MONTH: &str = "2026-10";
+fn month() -> Month {
+    Month::new(2026, 10).expect("month")
+}
 
 fn record(uid: &str, hours: i64) -> PendingRecord {
     let names = ["userid".to_string(), "hours".to_string()];
@@ -58,7 +60,7 @@ async fn pending(store: &Store) -> usize {
 
 async fn stored(store: &Store) -> HashMap<String, Checkpoint> {
     store
-        .call(|s| s.checkpoints(JOB, MONTH))
+        .call(|s| s.checkpoints(JOB, month()))
         .await
         .expect("checkpoints")
 }
@@ -76,7 +78,7 @@ fn once_each(form: &MemoryForm, n: usize) {
 async fn an_acknowledged_batch_is_committed_without_a_read_back() {
     let (form, store) = setup();
     let out = writer(&form, &store)
-        .create(MONTH, records(3))
+        .create(month(), records(3))
         .await
         .expect("create");
     assert_eq!((out.created, out.adopted), (3, 0));
@@ -86,7 +88,7 @@ async fn an_acknowledged_batch_is_committed_without_a_read_back() {
     let cps = stored(&store).await;
     assert_eq!(cps.len(), 3);
     // The ids of an acknowledged batch are not read back.
-    assert!(cps.values().all(|cp| cp.data_id.is_empty()), "{cps:?}");
+    assert!(cps.values().all(|cp| cp.data_id.is_none()), "{cps:?}");
 }
 
 #[tokio::test]
@@ -94,7 +96,7 @@ async fn a_short_count_is_read_back_and_the_rest_sent_under_a_new_id() {
     let (form, store) = setup();
     form.script(&[Answer::Short(2)]);
     let out = writer(&form, &store)
-        .create(MONTH, records(3))
+        .create(month(), records(3))
         .await
         .expect("create");
     assert_eq!(out.created, 3);
@@ -104,7 +106,7 @@ async fn a_short_count_is_read_back_and_the_rest_sent_under_a_new_id() {
     once_each(&form, 3);
     assert_eq!(pending(&store).await, 0);
     let cps = stored(&store).await;
-    let read_back = cps.values().filter(|cp| !cp.data_id.is_empty()).count();
+    let read_back = cps.values().filter(|cp| cp.data_id.is_some()).count();
     assert_eq!((cps.len(), read_back), (3, 2));
 }
 
@@ -113,7 +115,7 @@ async fn a_commit_answered_by_a_502_is_waited_out_and_read_back() {
     let (form, store) = setup();
     form.script(&[Answer::StoredThen502]);
     let out = writer(&form, &store)
-        .create(MONTH, records(3))
+        .create(month(), records(3))
         .await
         .expect("create");
     assert_eq!(out.created, 3);
@@ -125,7 +127,7 @@ async fn a_commit_answered_by_a_502_is_waited_out_and_read_back() {
     once_each(&form, 3);
     assert_eq!(pending(&store).await, 0);
     let cps = stored(&store).await;
-    assert!(cps.values().all(|cp| !cp.data_id.is_empty()), "{cps:?}");
+    assert!(cps.values().all(|cp| cp.data_id.is_some()), "{cps:?}");
 }
 
 #[tokio::test]
@@ -133,7 +135,7 @@ async fn a_dropped_connection_is_read_back_then_resent_under_the_same_id() {
     let (form, store) = setup();
     form.script(&[Answer::Dropped]);
     let out = writer(&form, &store)
-        .create(MONTH, records(3))
+        .create(month(), records(3))
         .await
         .expect("create");
     assert_eq!(out.created, 3);
@@ -144,7 +146,7 @@ async fn a_dropped_connection_is_read_back_then_resent_under_the_same_id() {
     assert_eq!(pending(&store).await, 0);
     // The answer to the resend may be a replay: what is stored was read back.
     let cps = stored(&store).await;
-    assert!(cps.values().all(|cp| !cp.data_id.is_empty()), "{cps:?}");
+    assert!(cps.values().all(|cp| cp.data_id.is_some()), "{cps:?}");
 }
 
 #[tokio::test]
@@ -152,7 +154,7 @@ async fn a_spent_transaction_id_is_read_back_and_resent_under_a_new_one() {
     let (form, store) = setup();
     form.script(&[Answer::IdSpent]);
     let out = writer(&form, &store)
-        .create(MONTH, records(3))
+        .create(month(), records(3))
         .await
         .expect("create");
     assert_eq!(out.created, 3);
@@ -168,7 +170,7 @@ async fn a_rejected_batch_is_bisected_down_to_the_bad_record() {
     let (form, store) = setup();
     form.refuse("u2");
     let out = writer(&form, &store)
-        .create(MONTH, records(4))
+        .create(month(), records(4))
         .await
         .expect("create");
     assert_eq!(out.created, 3);
@@ -199,7 +201,7 @@ async fn a_pending_batch_is_settled_after_a_kill_at_every_step() {
         form.kill_at(Some(kill));
         let first = writer(&form, &store);
         tokio::select! {
-            r = first.create(MONTH, records(3)) => panic!("{kill:?}: the write ended: {r:?}"),
+            r = first.create(month(), records(3)) => panic!("{kill:?}: the write ended: {r:?}"),
             () = form.killed() => {}
         }
         drop(first);
@@ -214,7 +216,7 @@ async fn a_pending_batch_is_settled_after_a_kill_at_every_step() {
             .into_iter()
             .filter(|r| !known.contains_key(&r.key))
             .collect();
-        let out = next.create(MONTH, rest).await.expect("create");
+        let out = next.create(month(), rest).await.expect("create");
         assert_eq!(settled.created + out.created, 3, "{kill:?}");
         if kill == Kill::AfterStore {
             assert_eq!(settled.created, 3, "found by the read-back, not sent again");
@@ -231,7 +233,7 @@ async fn a_key_already_twice_in_the_form_is_reported_and_nothing_created() {
     let low = form.insert(json!({"userid": "u0", "hours": 8}));
     form.insert(json!({"userid": "u0", "hours": 8}));
     let out = writer(&form, &store)
-        .create(MONTH, records(1))
+        .create(month(), records(1))
         .await
         .expect("create");
     assert_eq!(out.duplicates, vec![r#"["u0"]"#.to_string()]);
@@ -240,7 +242,8 @@ async fn a_key_already_twice_in_the_form_is_reported_and_nothing_created() {
     assert_eq!(form.count("userid", &json!("u0")), 2);
     let cps = stored(&store).await;
     assert_eq!(
-        cps[r#"["u0"]"#].data_id, low,
+        cps[r#"["u0"]"#].data_id.as_deref(),
+        Some(low.as_str()),
         "the lowest id is the record kept"
     );
 }
@@ -250,14 +253,14 @@ async fn a_key_once_in_the_form_with_the_same_content_is_adopted() {
     let (form, store) = setup();
     let id = form.insert(json!({"userid": "u0", "hours": 8.0}));
     let out = writer(&form, &store)
-        .create(MONTH, records(1))
+        .create(month(), records(1))
         .await
         .expect("create");
     assert_eq!((out.created, out.adopted, out.updated), (0, 1, 0));
     assert!(form.creates().is_empty());
     assert_eq!(form.updates(), 0);
     let cps = stored(&store).await;
-    assert_eq!(cps[r#"["u0"]"#].data_id, id);
+    assert_eq!(cps[r#"["u0"]"#].data_id, Some(id));
     assert_eq!(pending(&store).await, 0);
 }
 
@@ -266,14 +269,14 @@ async fn a_key_once_in_the_form_with_other_content_is_updated() {
     let (form, store) = setup();
     let id = form.insert(json!({"userid": "u0", "hours": 5}));
     let out = writer(&form, &store)
-        .create(MONTH, records(1))
+        .create(month(), records(1))
         .await
         .expect("create");
     assert_eq!((out.created, out.adopted, out.updated), (0, 0, 1));
     assert!(form.creates().is_empty());
     assert_eq!(form.rows()[0]["hours"], json!(8));
     let cps = stored(&store).await;
-    assert_eq!(cps[r#"["u0"]"#].data_id, id);
+    assert_eq!(cps[r#"["u0"]"#].data_id, Some(id));
     assert_eq!(cps[r#"["u0"]"#].content_hash, "h8");
 }
 
@@ -282,7 +285,7 @@ async fn an_update_of_a_record_deleted_from_the_form_creates_it_again() {
     let (form, store) = setup();
     let w = writer(&form, &store);
     let out = w
-        .update(MONTH, vec![("gone".into(), record("u0", 8))])
+        .update(month(), vec![(Some("gone".into()), record("u0", 8))])
         .await
         .expect("update");
     assert_eq!((out.updated, out.created), (0, 1));
@@ -295,10 +298,10 @@ async fn an_unknown_id_is_read_by_key_before_an_update() {
     let id = form.insert(json!({"userid": "u0", "hours": 5}));
     let w = writer(&form, &store);
     let out = w
-        .update(MONTH, vec![(String::new(), record("u0", 8))])
+        .update(month(), vec![(None, record("u0", 8))])
         .await
         .expect("update");
     assert_eq!(out.updated, 1);
     assert_eq!(form.rows()[0]["hours"], json!(8));
-    assert_eq!(stored(&store).await[r#"["u0"]"#].data_id, id);
+    assert_eq!(stored(&store).await[r#"["u0"]"#].data_id, Some(id));
 }

@@ -14,8 +14,8 @@
 //! among them, so a user of the root department has no name for it.
 //!
 //! Every attendance call is metered against the org's monthly quota (standard
-//! edition: 5,000); the client counts them and adds them to the run's
-//! [`CallStats`] under [`METERED_STATS_KEY`].
+//! edition: 5,000); the client counts them (see [`DingtalkClient::metered_calls`])
+//! and adds them to the run's [`CallStats`] ([`CallStats::metered`]).
 //!
 //! This file holds the client and its settings; the rest is split by concern:
 //! `transport.rs` (the request path: token, pacing, IP ban, body encoding,
@@ -81,8 +81,6 @@ pub const GETLEAVETIME: &str = "topapi/attendance/getleavetimebynames";
 /// The endpoints counted against the monthly quota (docs/vendors/dingtalk.md "Limits":
 /// every attendance call; token and contacts calls are free).
 const METERED_ENDPOINTS: &[&str] = &[GETATTCOLUMNS, GETCOLUMNVAL, GETLEAVETIME];
-/// The [`CallStats`] entry that counts metered calls, so the run summary shows them.
-const METERED_STATS_KEY: &str = "(metered)";
 /// Column ids per `getcolumnval` call, leave names per `getleavetimebynames` call.
 const MAX_PER_REPORT_CALL: usize = 20;
 /// Employees per [`Source::pull`]: each is pulled on its own, so

@@ -10,7 +10,7 @@ pub(super) use serde_json::json;
 pub(super) use super::config::DingtalkSource;
 pub(super) use super::{
     Dingtalk, DingtalkClient, DIRECTORY_IN_FLIGHT, EMPLOYEES_IN_FLIGHT, EMPLOYEES_PER_CHUNK,
-    GETATTCOLUMNS, GETCOLUMNVAL, GETLEAVETIME, GETTOKEN, LISTSUB, METERED_STATS_KEY, USER_LIST,
+    GETATTCOLUMNS, GETCOLUMNVAL, GETLEAVETIME, GETTOKEN, LISTSUB, USER_LIST,
 };
 pub(super) use crate::http::rate::Rate;
 pub(super) use crate::http::retry::RetryConfig;

@@ -9,8 +9,7 @@ use serde_json::Value;
 
 use super::wire::{api_message, errcode, form_encode, number, read_answer, Encoding, Read};
 use super::{
-    lock, DingtalkClient, GETCOLUMNVAL, GETLEAVETIME, GETTOKEN, METERED_ENDPOINTS,
-    METERED_STATS_KEY, VENDOR,
+    lock, DingtalkClient, GETCOLUMNVAL, GETLEAVETIME, GETTOKEN, METERED_ENDPOINTS, VENDOR,
 };
 use crate::http::codes::{self, Class};
 use crate::http::retry::{retry, Attempt, RetryError};
@@ -306,7 +305,7 @@ impl DingtalkClient {
                 return (encoding, Attempt::Fail(CallError::Source(e)));
             }
             self.metered.fetch_add(1, Ordering::Relaxed);
-            self.stats.call(METERED_STATS_KEY);
+            self.stats.metered(endpoint);
         }
         self.stats.call(endpoint);
         let request = self
