@@ -67,7 +67,7 @@ struct Sent {
 
 /// Reads one answer: the ban, transient and protocol answers by status and
 /// body ([`read_answer`]), then the `errcode`.
-fn read(status: StatusCode, bytes: &mut Vec<u8>) -> Decoded<Value> {
+fn read(status: StatusCode, bytes: &[u8]) -> Decoded<Value> {
     match read_answer(status, bytes) {
         Read::Body(body) => match errcode(&body) {
             0 => Decoded::Done(body),
@@ -248,7 +248,7 @@ impl DingtalkClient {
                 ("appsecret", self.app_secret.expose()),
             ])
         };
-        let result = call::call(self, &at, request, read, no_hook).await;
+        let result = call::call(self, &at, request, |s, b: &mut Vec<u8>| read(s, b), no_hook).await;
         let body = result.map_err(|e| self.error(GETTOKEN, e))?;
         let token = body["access_token"].as_str().unwrap_or_default();
         if token.is_empty() {

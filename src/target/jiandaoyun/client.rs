@@ -105,7 +105,7 @@ fn finish<T>(endpoint: &str, r: Result<T, Failure<FormError>>) -> Result<T, Form
 /// Reads one answer: JSON on a 2xx is the result (a 2xx that is not JSON may
 /// still have been carried out); JSON on any other status is a refusal with
 /// its `code` and `msg`.
-fn read_answer(status: StatusCode, bytes: &mut Vec<u8>) -> Decoded<Value> {
+fn read_answer(status: StatusCode, bytes: &[u8]) -> Decoded<Value> {
     let parsed: Result<Value, _> = serde_json::from_slice(bytes);
     if status.is_success() {
         return match parsed {
@@ -187,7 +187,7 @@ impl Jiandaoyun {
             self,
             &Self::call_for(endpoint, resend),
             |_| self.request(endpoint, body),
-            read_answer,
+            |s, b: &mut Vec<u8>| read_answer(s, b),
             no_hook,
         )
         .await;
@@ -311,7 +311,7 @@ impl Jiandaoyun {
             self,
             &Self::call_for(BATCH_CREATE, Resend::Never),
             |_| self.request(BATCH_CREATE, &body),
-            read_answer,
+            |s, b: &mut Vec<u8>| read_answer(s, b),
             mark,
         )
         .await;
