@@ -46,7 +46,7 @@ const WECOM_MAPPING: &str = include_str!("../mappings/wecom_monthly.toml");
 const DINGTALK_JOB: &str = include_str!("../jobs/dingtalk_monthly.toml");
 const DINGTALK_MAPPING: &str = include_str!("../mappings/dingtalk_monthly.toml");
 
-/// WeCom's per-API cap (wecom.md §7), used for the contacts endpoints.
+/// WeCom's per-API cap (docs/vendors/wecom.md "Limits"), used for the contacts endpoints.
 const WECOM_API_CAP_PER_MIN: u32 = 10_000;
 /// `getcheckin_monthdata`: documented 60/min, scaled ×10 by default to keep runs short.
 const WECOM_MONTHDATA_PER_MIN: u32 = 600;

@@ -8,7 +8,7 @@ use crate::config::ConfigErrors;
 use crate::pipeline::JobReport;
 use crate::store::StoreError;
 
-/// Exit statuses (spec §2; 3 is ours).
+/// Exit statuses (README "Exit status").
 pub const EXIT_OK: u8 = 0;
 pub const EXIT_FAILED: u8 = 1;
 pub const EXIT_CONFIG: u8 = 2;

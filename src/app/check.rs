@@ -11,6 +11,7 @@ use super::{env_lookup, now};
 use crate::cli::Global;
 use crate::config::{self, LoadedJob};
 use crate::outcome::{AppError, EXIT_CONFIG, EXIT_OK};
+use crate::source::Source;
 use crate::store::Store;
 
 /// `check`: validates every job and mapping; exit 2 on any problem. With
@@ -61,26 +62,19 @@ pub async fn check(global: &Global, remote: bool) -> Result<u8, AppError> {
 /// For plain `check` of a metered source: a budget that cannot pay for one
 /// employee-month (the head count needs a call to the source).
 fn fixed_budget_warning(j: &LoadedJob) -> Option<String> {
-    let crate::config::job::Source::Dingtalk(cfg) = &j.job.source else {
-        return None;
-    };
-    let per = crate::source::dingtalk::calls_per_employee(cfg);
-    let fixed = u64::from(!cfg.columns.is_empty());
-    crate::budget::fixed_warning(u64::from(cfg.monthly_call_budget), u64::from(per), fixed)
+    let costs = j.job.source.call_costs()?;
+    crate::budget::fixed_warning(
+        costs.monthly_budget,
+        u64::from(costs.per_employee),
+        costs.fixed,
+    )
 }
 
 /// For a metered source: what a run of the job's default months would spend,
 /// against what is left of this calendar month's budget (Beijing time), and a
 /// warning when it does not fit.
-async fn expected_calls(
-    source: &crate::source::SourceClient,
-    j: &LoadedJob,
-    db: &Path,
-) -> Option<String> {
-    let per = source.metered_calls_per_employee()?;
-    let crate::config::job::Source::Dingtalk(cfg) = &j.job.source else {
-        return None;
-    };
+async fn expected_calls(source: &dyn Source, j: &LoadedJob, db: &Path) -> Option<String> {
+    let costs = source.metering()?.costs();
     let employees = match source.employees().await {
         Ok(e) => e.len(),
         Err(e) => return Some(format!("cannot list employees to plan the calls: {e}")),
@@ -97,9 +91,9 @@ async fn expected_calls(
     let plan = crate::budget::Plan::make(
         &months,
         employees,
-        u64::from(per),
+        u64::from(costs.per_employee),
         1,
-        u64::from(cfg.monthly_call_budget),
+        costs.monthly_budget,
         spent,
         period,
     );
@@ -117,11 +111,11 @@ async fn expected_calls(
 /// column lookup) count against the monthly budget like a run's, and are
 /// refused when it is spent: the cap covers every metered call.
 async fn metered_check(
-    source: &crate::source::SourceClient,
+    source: &dyn Source,
     j: &LoadedJob,
     db: &Path,
 ) -> Result<Vec<String>, crate::source::SourceError> {
-    let crate::config::job::Source::Dingtalk(cfg) = &j.job.source else {
+    let Some(metered) = source.metering() else {
         return source.check_remote().await;
     };
     let store = Store::open(db).map_err(|e| crate::source::SourceError::Config(e.to_string()))?;
@@ -133,11 +127,11 @@ async fn metered_check(
     };
     let meter = Arc::new(crate::budget::Meter::new(
         Arc::new(ledger),
-        u64::from(cfg.monthly_call_budget),
+        metered.costs().monthly_budget,
         period,
         1,
     ));
-    source.set_meter(meter.clone());
+    metered.set_meter(meter.clone());
     let checked = source.check_remote().await;
     if let Err(e) = meter.release_unused().await {
         tracing::warn!(job = %j.job.name, error = %e, "could not give back unused metered calls");
@@ -149,29 +143,24 @@ async fn metered_check(
 async fn check_remote(http: &reqwest::Client, j: &LoadedJob, db: &Path) -> Vec<String> {
     let stats = Arc::new(crate::http::CallStats::default());
     let mut problems = Vec::new();
-    match crate::source::SourceClient::new(&j.job.source, http.clone(), stats.clone()) {
-        Some(source) => match source.login().await {
-            Err(e) => problems.push(format!("source login failed: {e}")),
-            Ok(()) => match metered_check(&source, j, db).await {
-                Err(crate::source::SourceError::Budget(e)) => crate::outln!(
-                    "warning: job {}: the report columns were not checked: {e}",
-                    j.job.name
-                ),
-                Err(e) => problems.push(e.to_string()),
-                Ok(warnings) => {
-                    for w in warnings {
-                        crate::outln!("warning: job {}: {w}", j.job.name);
-                    }
-                    if let Some(plan) = expected_calls(&source, j, db).await {
-                        crate::outln!("plan: job {}: {plan}", j.job.name);
-                    }
+    let source = crate::source::open(&j.job.source, http.clone(), stats.clone());
+    match source.login().await {
+        Err(e) => problems.push(format!("source login failed: {e}")),
+        Ok(()) => match metered_check(source.as_ref(), j, db).await {
+            Err(crate::source::SourceError::Budget(e)) => crate::outln!(
+                "warning: job {}: the report columns were not checked: {e}",
+                j.job.name
+            ),
+            Err(e) => problems.push(e.to_string()),
+            Ok(warnings) => {
+                for w in warnings {
+                    crate::outln!("warning: job {}: {w}", j.job.name);
                 }
-            },
+                if let Some(plan) = expected_calls(source.as_ref(), j, db).await {
+                    crate::outln!("plan: job {}: {plan}", j.job.name);
+                }
+            }
         },
-        None => problems.push(format!(
-            "source type \"{}\" is not supported by this version",
-            j.job.source.kind()
-        )),
     }
     let jdy = crate::target::jiandaoyun::Jiandaoyun::new(http.clone(), &j.job.target, stats);
     match jdy.widgets().await {

@@ -197,7 +197,7 @@ fn read_mapping(
 /// record: refused like any other configuration error. Jobs sharing a mapping
 /// report a problem once.
 fn check_mapping(job: &Job, mapping: &Mapping, errors: &mut Vec<ConfigError>) {
-    let (schema, record) = crate::source::schema::record_schema(&job.source);
+    let (schema, record) = job.source.record_schema();
     let key_error = mapping.check_key_names_the_month();
     for e in mapping
         .check_paths(&schema, record)

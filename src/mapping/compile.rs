@@ -203,26 +203,89 @@ fn compile_rule(
         return None;
     }
     let t = fields.table_value(name, value, errors)?;
-    let before = errors.len();
+    compile_rule_table(&t, name, errors)
+}
 
+/// A rule's steps as written, each located for its errors.
+struct Steps {
+    default: Option<Located<Value>>,
+    convert_name: Option<Located<String>>,
+    convert: Option<Convert>,
+    map: Option<Located<serde_json::Map<String, Value>>>,
+    round: Option<Located<u32>>,
+    value_type: Option<(ValueType, std::ops::Range<usize>)>,
+}
+
+/// `name = { from = …, default = …, convert = …, map = …, round = …, type = … }`.
+fn compile_rule_table(
+    t: &Table<'_, '_>,
+    name: &str,
+    errors: &mut Vec<ConfigError>,
+) -> Option<Rule> {
+    let before = errors.len();
     let from_text = t.required_string("from", errors);
     let from = from_text
         .as_ref()
-        .and_then(|text| compile_from(&t, "from", text, errors));
+        .and_then(|text| compile_from(t, "from", text, errors));
+    let default = read_default(t, errors);
+    let (convert_name, convert) = read_convert(t, errors);
+    let steps = Steps {
+        default,
+        convert_name,
+        convert,
+        map: t.get("map").and_then(|v| compile_map(t, v, errors)),
+        round: t.get("round").and_then(|v| compile_round(t, v, errors)),
+        value_type: t.choice("type", ValueType::NAMES, errors).map(|ty| {
+            (
+                ValueType::from_name(&ty.value).unwrap_or(ValueType::Auto),
+                ty.span,
+            )
+        }),
+    };
+    t.finish(RULE_KEYS, errors);
+    if errors.len() > before {
+        return None;
+    }
+    let (from_text, (from, site)) = (from_text?, from?);
+    check_kinds(t, &from, &steps, errors);
+    if errors.len() > before {
+        return None;
+    }
+    let rule = Rule {
+        name: name.to_string(),
+        from_text: from_text.value,
+        from,
+        site,
+        default: steps.default.as_ref().map(|d| d.value.clone()),
+        convert: steps.convert,
+        map: steps.map.map(|m| m.value),
+        round: steps.round.map(|r| r.value),
+        value_type: steps.value_type.map_or(ValueType::Auto, |(ty, _)| ty),
+    };
+    check_default(t, &rule, steps.default.as_ref(), errors).then_some(rule)
+}
 
-    let default = t
-        .get("default")
-        .and_then(|v| match toml_to_json(v.get_ref()) {
-            Ok(json) => Some(Located {
-                value: json,
-                span: v.span(),
-            }),
-            Err(message) => {
-                errors.push(t.error(v.span(), "default", message));
-                None
-            }
-        });
+/// `default`: any TOML value, as JSON.
+fn read_default(t: &Table<'_, '_>, errors: &mut Vec<ConfigError>) -> Option<Located<Value>> {
+    let v = t.get("default")?;
+    match toml_to_json(v.get_ref()) {
+        Ok(json) => Some(Located {
+            value: json,
+            span: v.span(),
+        }),
+        Err(message) => {
+            errors.push(t.error(v.span(), "default", message));
+            None
+        }
+    }
+}
 
+/// `convert` (and the `sep` that `split` and `join` need): the name as written
+/// and the conversion.
+fn read_convert(
+    t: &Table<'_, '_>,
+    errors: &mut Vec<ConfigError>,
+) -> (Option<Located<String>>, Option<Convert>) {
     let convert_name = t.choice("convert", Convert::NAMES, errors);
     let sep = t.string("sep", errors);
     let convert = convert_name.as_ref().and_then(|c| {
@@ -259,37 +322,25 @@ fn compile_rule(
             ));
         }
     }
+    (convert_name, convert)
+}
 
-    let map = t.get("map").and_then(|v| compile_map(&t, v, errors));
-    let round = t.get("round").and_then(|v| compile_round(&t, v, errors));
-    let value_type = t.choice("type", ValueType::NAMES, errors).map(|ty| {
-        (
-            ValueType::from_name(&ty.value).unwrap_or(ValueType::Auto),
-            ty.span,
-        )
-    });
-
-    t.finish(RULE_KEYS, errors);
-    if errors.len() > before {
-        return None;
-    }
-    let (from_text, (from, site)) = (from_text?, from?);
-
-    // Steps that can never work, whatever the record holds.
-    let mut kind = match &from {
+/// Steps that can never work, whatever the record holds.
+fn check_kinds(t: &Table<'_, '_>, from: &Input, steps: &Steps, errors: &mut Vec<ConfigError>) {
+    let mut kind = match from {
         Input::Path(_) => Kind::Any,
         Input::Var(v) => v.kind(),
     };
-    if let (Some(c), Some(name)) = (&convert, &convert_name) {
+    if let (Some(c), Some(name)) = (&steps.convert, &steps.convert_name) {
         match convert_kind(c, kind) {
             Ok(k) => kind = k,
             Err(message) => errors.push(t.error(name.span.clone(), "convert", message)),
         }
     }
-    if let Some(m) = &map {
-        kind = map_kind(kind, &m.value, default.as_ref().map(|d| &d.value));
+    if let Some(m) = &steps.map {
+        kind = map_kind(kind, &m.value, steps.default.as_ref().map(|d| &d.value));
     }
-    if let Some(r) = &round {
+    if let Some(r) = &steps.round {
         if matches!(kind, Kind::Time | Kind::List) {
             errors.push(t.error(
                 r.span.clone(),
@@ -302,29 +353,24 @@ fn compile_rule(
         }
         kind = Kind::Number;
     }
-    if let Some((ty, span)) = &value_type {
+    if let Some((ty, span)) = &steps.value_type {
         if let Err(message) = type_accepts(*ty, kind) {
             errors.push(t.error(span.clone(), "type", message));
         }
     }
-    if errors.len() > before {
-        return None;
-    }
+}
 
-    let rule = Rule {
-        name: name.to_string(),
-        from_text: from_text.value,
-        from,
-        site,
-        default: default.as_ref().map(|d| d.value.clone()),
-        convert,
-        map: map.map(|m| m.value),
-        round: round.map(|r| r.value),
-        value_type: value_type.map_or(ValueType::Auto, |(ty, _)| ty),
-    };
-    // The default goes through the same steps as a read value: check it now.
-    if let Some(d) = &default {
-        if let Err(e) = rule.run(Val::Json(d.value.clone()), chrono_tz::UTC) {
+/// The default goes through the same steps as a read value: checked now.
+fn check_default(
+    t: &Table<'_, '_>,
+    rule: &Rule,
+    default: Option<&Located<Value>>,
+    errors: &mut Vec<ConfigError>,
+) -> bool {
+    let Some(d) = default else { return true };
+    match rule.run(Val::Json(d.value.clone()), chrono_tz::UTC) {
+        Ok(_) => true,
+        Err(e) => {
             errors.push(t.error(
                 d.span.clone(),
                 "default",
@@ -333,10 +379,9 @@ fn compile_rule(
                     e.rule, e.value, e.message
                 ),
             ));
-            return None;
+            false
         }
     }
-    Some(rule)
 }
 
 /// `from`: a `$variable` or a path; path errors point at the offending character.

@@ -13,7 +13,7 @@ use crate::mapping::{Mapping, Vars};
 use crate::month::Month;
 use crate::pipeline::rerun::FormMonth;
 use crate::pipeline::write::Writer;
-use crate::source::SourceClient;
+use crate::source::Source;
 
 /// What every month of one job run shares.
 pub(super) struct Run<'a> {
@@ -21,7 +21,7 @@ pub(super) struct Run<'a> {
     pub(super) job: &'a Job,
     pub(super) mapping: &'a Arc<Mapping>,
     pub(super) opts: &'a Options,
-    pub(super) source: SourceClient,
+    pub(super) source: Arc<dyn Source>,
     /// None in a dry run of `run` (a rerun reads the form even then).
     pub(super) writer: Option<Arc<Writer>>,
     /// Set when the job's lease was lost.
@@ -70,7 +70,7 @@ pub(super) struct MonthState {
     /// keys not among them are gone from the source.
     pub(super) seen: HashSet<u64>,
     /// Employees the source answered for with nothing this month, when that
-    /// proves their record gone (`SourceClient::absence_proves_gone`).
+    /// proves their record gone (`Source::absence_proves_gone`).
     pub(super) answered_empty: HashSet<String>,
     /// Employees asked for and left out of the answers.
     pub(super) absent: usize,

@@ -15,7 +15,6 @@ use crate::http::CallStats;
 use crate::lease::Lease;
 use crate::mapping::Mapping;
 use crate::month::{default_months, Month};
-use crate::source::SourceClient;
 use crate::store::{RunStatus, Store};
 
 /// Where dry-run records go (stdout in the CLI).
@@ -158,16 +157,12 @@ impl Syncer {
         // What a killed run logged but did not fold must be seen by the look-ups.
         self.store.call(|s| s.fold_written()).await?;
         let months = self.due_months(job, opts, months, report).await?;
-        let source =
-            SourceClient::new(&job.source, self.http.clone(), stats.clone()).ok_or_else(|| {
-                JobError::Setup(format!(
-                    "source type \"{}\" is not supported by this version of attendsync",
-                    job.source.kind()
-                ))
-            })?;
+        let source = crate::source::open(&job.source, self.http.clone(), stats.clone());
         let writer = self.open_writer(job, mapping, opts, &stats).await?;
         source.login().await?;
-        let (months, budget, mut planner) = self.plan(job, opts, &source, months, report).await?;
+        let (months, budget, mut planner) = self
+            .plan(job, opts, source.as_ref(), months, report)
+            .await?;
         tracing::info!(job = %job.name, months = ?months.iter().map(|m| m.to_string()).collect::<Vec<_>>(), "starting");
         let run = Run {
             syncer: self,

@@ -58,7 +58,7 @@ fn map_chunk(
     seen: &mut HashSet<u64>,
     dry_run: Option<&RecordSink>,
 ) -> Result<MappedChunk, SourceError> {
-    let reports = pulled.reports.read(&pulled.failed)?;
+    let reports = pulled.read_unread()?;
     let mut out = MappedChunk {
         records: Vec::with_capacity(pulled.records.len() + reports.found.len()),
         errors: pulled

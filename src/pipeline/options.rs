@@ -31,7 +31,7 @@ pub enum Prune {
 #[derive(Debug, Clone)]
 pub struct Options {
     pub mode: Mode,
-    /// Explicit months; empty means the job's default months (spec §4).
+    /// Explicit months; empty means the job's default months (README "Which months").
     pub months: Vec<Month>,
     pub dry_run: bool,
     pub now: DateTime<Utc>,

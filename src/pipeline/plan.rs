@@ -1,10 +1,10 @@
 //! Plan: which months a run syncs (the default months and those still owed),
 //! and where each month's employees come from.
 //!
-//! The metered-source section below is DingTalk's: its monthly call budget
-//! (`budget.rs`), the plan of employees per month within it, and the warning
-//! about 应出勤天数. It is the one place the pipeline knows about a metered
-//! source.
+//! The metered-source section below serves any source with a call quota
+//! ([`crate::source::Metered`]): its monthly call budget (`budget.rs`) and the
+//! plan of employees per month within it. It is the one place the pipeline
+//! knows about a metered source.
 
 use std::sync::Arc;
 
@@ -14,10 +14,10 @@ use super::pull::{OnListed, Roster};
 use super::report::{log_month, JobReport, MonthReport};
 use super::{JobError, Options, Syncer};
 use crate::budget::{Meter, Plan, StoreLedger, RESERVE_BLOCK};
-use crate::config::job::{DingtalkSource, Job, Source};
+use crate::config::job::Job;
 use crate::month::{with_owed, Month};
 use crate::roster::UserIds;
-use crate::source::{SourceClient, SourceError};
+use crate::source::{Metered, Source, SourceError};
 use crate::store::{Store, StoreError};
 
 impl Syncer {
@@ -82,41 +82,40 @@ impl Syncer {
         &self,
         job: &Job,
         opts: &Options,
-        source: &SourceClient,
+        source: &dyn Source,
         mut months: Vec<Month>,
         report: &mut JobReport,
     ) -> Result<(Vec<Month>, Option<Arc<Budget>>, Planner), JobError> {
         let mut known: Option<Arc<UserIds>> = None;
         let mut budget = None;
         let mut metering = None;
-        if let (Some(per), Source::Dingtalk(cfg)) =
-            (source.metered_calls_per_employee(), &job.source)
-        {
+        if let Some(metered) = source.metering() {
+            let costs = metered.costs();
             let period = crate::budget::quota_period(opts.now);
             let (j, p) = (job.name.clone(), period.clone());
             let spent = self.store.call(move |s| s.metered_spent(&j, &p)).await?;
-            let mut meter = Metering {
+            let meter = Metering {
                 months: months.clone(),
-                per_employee: u64::from(per),
-                budget: u64::from(cfg.monthly_call_budget),
+                per_employee: u64::from(costs.per_employee),
+                budget: costs.monthly_budget,
                 spent_before: spent,
                 period,
                 plan: None,
             };
             let unplanned = meter.plan_for(usize::MAX);
             months = unplanned.months();
-            warn_zeroed_columns(job, cfg, &months, opts.now);
             budget = Some(Arc::new(Budget::new(
                 &unplanned,
-                source,
+                metered,
                 &self.store,
                 &job.name,
                 &self.shutdown,
             )));
-            if opts.dry_run {
-                known = Some(meter.list_first(source, &job.name, report).await?);
-            }
             metering = Some(meter);
+        }
+        source.warn_months(&job.name, &months, opts.now, job.timezone);
+        if let (Some(meter), true) = (&mut metering, opts.dry_run) {
+            known = Some(meter.list_first(source, &job.name, report).await?);
         }
         let planner = Planner {
             known,
@@ -142,7 +141,7 @@ impl Planner {
     /// leaves out of it are counted as skipped.
     pub(super) async fn roster(
         &mut self,
-        source: &SourceClient,
+        source: &Arc<dyn Source>,
         month: Month,
         m: &mut MonthReport,
         report: &mut JobReport,
@@ -152,7 +151,7 @@ impl Planner {
         {
             // The first month stopped before the organisation was listed
             // completely: list it now, to plan this month.
-            self.known = Some(meter.list_first(source, &m.job, report).await?);
+            self.known = Some(meter.list_first(source.as_ref(), &m.job, report).await?);
         }
         let mut roster = match (&self.known, &self.metering) {
             (Some(all), _) => Roster::known(all),
@@ -197,7 +196,7 @@ impl Planner {
     }
 }
 
-// ---- The metered source (DingTalk): its call budget and plan ----
+// ---- A metered source: its call budget and plan ----
 
 /// A metered source's call budget during a run: a hard cap on every metered
 /// attempt (the [`Meter`], which counts each one in SQLite before it is sent,
@@ -217,7 +216,7 @@ pub(super) struct Budget {
 impl Budget {
     fn new(
         plan: &Plan,
-        source: &SourceClient,
+        source: &dyn Metered,
         store: &Store,
         job: &str,
         shutdown: &crate::shutdown::Shutdown,
@@ -313,7 +312,7 @@ impl Metering {
     /// dry run, and for a month after a first month whose listing stopped.
     async fn list_first(
         &mut self,
-        source: &SourceClient,
+        source: &dyn Source,
         job: &str,
         report: &mut JobReport,
     ) -> Result<Arc<UserIds>, JobError> {
@@ -334,30 +333,4 @@ impl Metering {
 
 fn log_plan(job: &str, plan: &Plan) {
     tracing::info!(job = %job, "{}", plan.describe());
-}
-
-/// DingTalk fills 应出勤天数 only for days within 15 days of the call; older days
-/// come back as 0 (dingtalk.md §6). Says so when a synced month has such days.
-fn warn_zeroed_columns(job: &Job, cfg: &DingtalkSource, months: &[Month], now: DateTime<Utc>) {
-    const COLUMN: &str = "应出勤天数";
-    if !cfg.columns.iter().any(|c| c == COLUMN) {
-        return;
-    }
-    let fresh_from = (now - chrono::Duration::days(15))
-        .with_timezone(&job.timezone)
-        .date_naive();
-    for month in months {
-        let stale_days = (0..month.days())
-            .filter_map(|d| {
-                month
-                    .first_day()
-                    .checked_add_days(chrono::Days::new(d.into()))
-            })
-            .filter(|day| *day < fresh_from)
-            .count();
-        if stale_days > 0 {
-            tracing::warn!(job = %job.name, %month, stale_days,
-                "{COLUMN} is zeroed by DingTalk for days more than 15 days old: {stale_days} day(s) of {month} will read 0; pull nightly to keep it, or leave it out of `columns`");
-        }
-    }
 }

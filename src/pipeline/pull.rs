@@ -13,14 +13,14 @@ use super::plan::Budget;
 use super::JobError;
 use crate::month::Month;
 use crate::roster::UserIds;
-use crate::source::{Pulled, SourceClient, SourceError};
+use crate::source::{Pulled, Source, SourceError};
 
 /// Called with the head count once a listing is complete.
 pub(super) type OnListed = Box<dyn FnOnce(usize) + Send>;
 
 /// What the pulling task of one month needs.
 pub(super) struct MonthPull {
-    pub(super) source: SourceClient,
+    pub(super) source: Arc<dyn Source>,
     pub(super) month: Month,
     pub(super) now: DateTime<Utc>,
     pub(super) tz: chrono_tz::Tz,
@@ -54,7 +54,7 @@ impl Roster {
     /// `on_listed` is called as soon as the listing is complete, while the
     /// month may still be pulled for a long while.
     pub(super) fn discover(
-        source: &SourceClient,
+        source: &Arc<dyn Source>,
         cap: usize,
         on_listed: Option<OnListed>,
     ) -> Roster {

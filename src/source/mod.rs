@@ -1,11 +1,38 @@
 //! Sources: where attendance records come from. Each produces one JSON record per
 //! employee and month (README "Mapping files"), in chunks, so memory stays flat.
+//! The sync engine sees only the [`Source`] trait; each vendor's client, wire
+//! types, record schema and record assembly stay in its folder (`wecom/`,
+//! `dingtalk/`), and [`open`] (`registry.rs`) is where each is registered.
+//! `docs/ARCHITECTURE.md`, "Adding a third source", says what a new one must
+//! provide.
 
 pub mod dingtalk;
-pub mod schema;
+mod registry;
 pub mod wecom;
 
+use std::fmt::Debug;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
 use serde_json::Value;
+use tokio::sync::mpsc;
+
+use crate::budget::Meter;
+use crate::mapping::Node;
+use crate::month::Month;
+use crate::roster::UserIds;
+
+pub use registry::open;
+
+/// Each vendor's record schema, where the tests of the mapping fixtures look for
+/// WeCom's (each lives in its vendor's `schema.rs`).
+pub mod schema {
+    pub use super::dingtalk::dingtalk_month;
+    pub use super::wecom::wecom_monthdata;
+}
 
 /// A source failure that stops the job (or the month, for `Exhausted`).
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +75,10 @@ impl SourceError {
     }
 }
 
+/// A future a [`Source`] method returns: boxed, so that a run can hold an
+/// `Arc<dyn Source>` (a trait with `async fn` cannot be made into an object).
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
 /// One employee's record for one month, as the source gave it.
 #[derive(Debug, Clone)]
 pub struct SourceRecord {
@@ -61,8 +92,9 @@ pub struct SourceRecord {
 pub struct Pulled {
     /// Records built by attendsync (DingTalk).
     pub records: Vec<SourceRecord>,
-    /// Reports still inside the vendor's answers (WeCom), read where they are mapped.
-    pub reports: wecom::Reports,
+    /// Records still inside the vendor's answers (WeCom's), read where they are
+    /// mapped: one value per chunk, so a record is read once, in place.
+    pub unread: Option<Box<dyn Unread>>,
     /// Employees the source rejected, with the reason.
     pub failed: Vec<(String, String)>,
     /// Employees asked for but absent from the answer (left, out of scope, no rule).
@@ -72,171 +104,109 @@ pub struct Pulled {
     pub stopped: Option<SourceError>,
 }
 
-use std::sync::Arc;
-
-use chrono::{DateTime, Utc};
-use chrono_tz::Tz;
-
-use crate::config::job::{Scope, Source};
-use crate::http::CallStats;
-use crate::month::{report_window, Month};
-use crate::roster::UserIds;
-
-/// The source of one job, behind one small interface.
-#[derive(Clone)]
-pub enum SourceClient {
-    Wecom {
-        client: Arc<wecom::WecomClient>,
-        scope: Scope,
-    },
-    Dingtalk {
-        client: Arc<dingtalk::DingtalkClient>,
-        scope: Scope,
-    },
+impl Pulled {
+    /// The records left in the vendor's answers, read: each asked employee's
+    /// record found in them, and those asked for and not found.
+    pub fn read_unread(&self) -> Result<ReadRecords<'_>, SourceError> {
+        match &self.unread {
+            Some(unread) => unread.read(&self.failed),
+            None => Ok(ReadRecords::default()),
+        }
+    }
 }
 
-impl SourceClient {
-    /// `None` for a source kind this build cannot pull yet.
-    pub fn new(source: &Source, http: reqwest::Client, stats: Arc<CallStats>) -> Option<Self> {
-        match source {
-            Source::Wecom(cfg) => Some(SourceClient::Wecom {
-                client: Arc::new(wecom::WecomClient::new(http, cfg, stats)),
-                scope: cfg.scope.clone(),
-            }),
-            Source::Dingtalk(cfg) => Some(SourceClient::Dingtalk {
-                client: Arc::new(dingtalk::DingtalkClient::new(http, cfg, stats)),
-                scope: cfg.scope.clone(),
-            }),
-        }
-    }
+/// A chunk's records kept in the vendor's answers as they came, for a source
+/// whose answers are cheaper read once where they are mapped than built into
+/// values first (WeCom's `getcheckin_monthdata`).
+pub trait Unread: Debug + Send {
+    /// Each employee asked for, with their record read in place from the
+    /// answers, or as absent. Employees in `failed` are neither found nor absent.
+    fn read(&self, failed: &[(String, String)]) -> Result<ReadRecords<'_>, SourceError>;
+}
 
-    pub fn kind(&self) -> &'static str {
-        match self {
-            SourceClient::Wecom { .. } => "wecom",
-            SourceClient::Dingtalk { .. } => "dingtalk",
-        }
-    }
+/// The records of an [`Unread`], read.
+#[derive(Debug, Default)]
+pub struct ReadRecords<'a> {
+    /// Each employee's record, in the order they were asked for.
+    pub found: Vec<(&'a str, Node<'a>)>,
+    /// Employees asked for whose record is not in the answers (left, out of
+    /// scope, no rule).
+    pub absent: Vec<&'a str>,
+}
 
-    /// Employees per pull call.
-    pub fn chunk_size(&self) -> usize {
-        match self {
-            SourceClient::Wecom { .. } => wecom::MAX_USERS_PER_CALL,
-            SourceClient::Dingtalk { .. } => dingtalk::EMPLOYEES_PER_CHUNK,
-        }
-    }
+/// The source of one job: the one interface the sync engine sees. Object-safe
+/// (boxed futures, as [`crate::target::Form`]): a run holds an `Arc<dyn Source>`
+/// made by [`open`]. `docs/ARCHITECTURE.md`, "Adding a third source", says what a
+/// new one must provide.
+pub trait Source: Send + Sync {
+    /// The job file's name of the source (`[source] type`).
+    fn kind(&self) -> &'static str;
+
+    /// Employees per [`Source::pull`].
+    fn chunk_size(&self) -> usize;
 
     /// Proves the credentials before any other work.
-    pub async fn login(&self) -> Result<(), SourceError> {
-        match self {
-            SourceClient::Wecom { client, .. } => client.login().await,
-            SourceClient::Dingtalk { client, .. } => client.login().await,
-        }
-    }
+    fn login(&self) -> BoxFuture<'_, Result<(), SourceError>>;
 
-    pub async fn employees(&self) -> Result<Vec<String>, SourceError> {
-        match self {
-            SourceClient::Wecom { client, scope } => client.employees(scope).await,
-            SourceClient::Dingtalk { client, scope } => client.employees(scope).await,
-        }
-    }
+    /// The job's employees, sorted and de-duplicated.
+    fn employees(&self) -> BoxFuture<'_, Result<Vec<String>, SourceError>>;
 
     /// Sends the employees' ids as they are found, each once, so that pulling can
     /// start before the whole organisation is listed.
     /// Returns every employee sent, in order.
-    pub async fn discover(
-        &self,
-        tx: &tokio::sync::mpsc::Sender<Vec<String>>,
-    ) -> Result<UserIds, SourceError> {
-        match self {
-            SourceClient::Wecom { client, scope } => client.discover(scope, tx).await,
-            SourceClient::Dingtalk { client, scope } => client.discover(scope, tx).await,
-        }
-    }
+    fn discover<'a>(
+        &'a self,
+        tx: &'a mpsc::Sender<Vec<String>>,
+    ) -> BoxFuture<'a, Result<UserIds, SourceError>>;
 
     /// One chunk of employees' records for `month`, as of `now`.
-    pub async fn pull(
-        &self,
+    fn pull<'a>(
+        &'a self,
         month: Month,
-        employees: &[String],
+        employees: &'a [String],
         now: DateTime<Utc>,
         tz: Tz,
-    ) -> Result<Pulled, SourceError> {
-        match self {
-            SourceClient::Wecom { client, .. } => match report_window(month, now, tz) {
-                Some((start, end)) => client.month_data(employees, start, end).await,
-                None => Ok(Pulled::default()),
-            },
-            SourceClient::Dingtalk { client, .. } => {
-                client.month_data(employees, month, now, tz).await
-            }
-        }
-    }
+    ) -> BoxFuture<'a, Result<Pulled, SourceError>>;
 
     /// Whether an employee the source was asked for and left out of its answer
-    /// is known to have no record this month (and so may be pruned). WeCom
-    /// listed from the directory: yes, a current employee without a report
-    /// (docs/vendors/wecom.md "Employees missing from a monthdata answer"). WeCom's configured `userids` are not checked
-    /// against the directory, and DingTalk's "absent" means it no longer knows
-    /// the user: someone who left, whose past months stay.
-    pub fn absence_proves_gone(&self) -> bool {
-        match self {
-            SourceClient::Wecom { scope, .. } => scope.userids.is_empty(),
-            SourceClient::Dingtalk { .. } => false,
-        }
-    }
-
-    /// Metered calls one employee-month costs, for budget planning: `None` for a
-    /// source without a call quota (WeCom).
-    pub fn metered_calls_per_employee(&self) -> Option<u32> {
-        match self {
-            SourceClient::Wecom { .. } => None,
-            SourceClient::Dingtalk { client, .. } => Some(client.metered_calls_per_employee()),
-        }
-    }
-
-    /// The most metered calls a run over `employees` × `months` costs (without
-    /// retries), for budget planning: `None` for a source without a call quota.
-    pub fn metered_calls_for(&self, employees: usize, months: usize) -> Option<u64> {
-        match self {
-            SourceClient::Wecom { .. } => None,
-            SourceClient::Dingtalk { client, .. } => {
-                Some(client.metered_calls_for(employees, months))
-            }
-        }
-    }
-
-    /// Counts every later metered attempt against `meter` (DingTalk); WeCom
-    /// has no metered calls.
-    pub fn set_meter(&self, meter: std::sync::Arc<crate::budget::Meter>) {
-        if let SourceClient::Dingtalk { client, .. } = self {
-            client.set_meter(meter);
-        }
-    }
-
-    /// Metered calls sent so far (retries included); 0 for WeCom.
-    pub fn metered_calls(&self) -> u64 {
-        match self {
-            SourceClient::Wecom { .. } => 0,
-            SourceClient::Dingtalk { client, .. } => client.metered_calls(),
-        }
-    }
+    /// is known to have no record this month (and so may be pruned): only where
+    /// the employees come from the directory of the same run (ARCHITECTURE.md,
+    /// "A record is gone from the source only on the source's word").
+    fn absence_proves_gone(&self) -> bool;
 
     /// Checks the source's configuration against the vendor (for `check
-    /// --remote`): for DingTalk, resolves `columns` to report column ids and
-    /// returns warnings about leave names the report does not list. WeCom: no
-    /// remote check, no warnings.
-    pub async fn check_remote(&self) -> Result<Vec<String>, SourceError> {
-        match self {
-            SourceClient::Wecom { .. } => Ok(Vec::new()),
-            SourceClient::Dingtalk { client, .. } => {
-                client.resolve_columns().await?;
-                Ok(client
-                    .unlisted_leave_names()
-                    .await?
-                    .into_iter()
-                    .map(|n| format!("leave name \"{n}\" in source.leave_names is not among the report's leave columns; check its spelling"))
-                    .collect())
-            }
-        }
+    /// --remote`); returns warnings. Calls it makes to a metered source are
+    /// metered like a run's.
+    fn check_remote(&self) -> BoxFuture<'_, Result<Vec<String>, SourceError>>;
+
+    /// The source's call quota, for a source whose calls are metered against a
+    /// monthly budget; `None` otherwise.
+    fn metering(&self) -> Option<&dyn Metered> {
+        None
     }
+
+    /// Logs what the job should know about the months a run syncs (e.g. values
+    /// the vendor no longer reports for old days), before anything is pulled.
+    fn warn_months(&self, _job: &str, _months: &[Month], _now: DateTime<Utc>, _tz: Tz) {}
+}
+
+/// What a metered source's calls cost, from its configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CallCosts {
+    /// Metered calls one employee-month costs.
+    pub per_employee: u32,
+    /// Metered calls a run costs whatever its head count (a lookup made once).
+    pub fixed: u64,
+    /// The job's monthly budget of metered calls.
+    pub monthly_budget: u64,
+}
+
+/// A source whose calls are metered against a monthly quota: the run plans
+/// its employees within the budget (`budget.rs`) and sets the hard cap.
+pub trait Metered: Send + Sync {
+    fn costs(&self) -> CallCosts;
+
+    /// Counts every later metered attempt against `meter`, refusing the ones
+    /// it refuses.
+    fn set_meter(&self, meter: Arc<Meter>);
 }

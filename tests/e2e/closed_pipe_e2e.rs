@@ -1,4 +1,4 @@
-//! Issue 17 item 7: every command survives a closed stdout (`status | head -2`):
+//! Every command survives a closed stdout (`status | head -2`):
 //! exit 0 or 141 (SIGPIPE), never a panic ("failed printing to stdout").
 
 use crate::common;

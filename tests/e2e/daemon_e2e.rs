@@ -1,4 +1,4 @@
-//! Issue 5 acceptance for daemon mode: schedules fire, SIGTERM stops cleanly,
+//! Daemon mode: schedules fire, SIGTERM stops cleanly,
 //! missed runs are caught up exactly once.
 
 use crate::common;

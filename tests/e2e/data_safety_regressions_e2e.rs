@@ -153,7 +153,7 @@ async fn a_paced_batch_killed_in_flight_is_not_resent_by_the_next_run() {
 /// (DingTalk no longer knows them). `rerun --month 2026-10 --prune` asks
 /// DingTalk for them, DingTalk does not know the user, and the run counts that
 /// as "answered with nothing": their October record, for a month they worked,
-/// is deleted. Issue 16 item 4 says an employee missing from today's
+/// is deleted. The README says an employee missing from today's
 /// directory is not evidence.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dingtalk_prune_keeps_a_past_month_of_a_userids_scoped_employee_who_left() {

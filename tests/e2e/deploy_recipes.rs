@@ -1,4 +1,4 @@
-//! The deployment recipes in deploy/ keep their security properties (issue 18):
+//! The deployment recipes in deploy/ keep their security properties:
 //! the cron line opens no file as root, the systemd units carry the sandboxing
 //! keys, and the Kubernetes CronJob runs without a service-account token. Plain file
 //! checks; `systemd-analyze` is asked for the units' score when it is installed.
@@ -93,7 +93,7 @@ fn crontab_opens_its_log_only_after_dropping_privileges() {
 
 #[test]
 fn the_crontab_check_catches_a_redirection_outside_runuser() {
-    // The recipe as it was before issue 18: root's shell opened the log.
+    // The recipe as it was before it was hardened: root's shell opened the log.
     let old = "set -a && . /etc/attendsync/attendsync.env && set +a && exec runuser -u attendsync -- /usr/local/bin/attendsync --config-dir /etc/attendsync run >>/var/log/attendsync/run.log 2>&1";
     assert!(root_touches_files(old).is_some());
     let after_quote = "set -a && exec runuser -u attendsync -- /bin/sh -c 'exec attendsync run' >>/var/log/x 2>&1";

@@ -680,7 +680,7 @@ async fn the_budget_is_a_hard_cap_under_throttling_and_token_expiry() {
         token_expires_after_calls: Some(7),
         ..DingtalkSimConfig::default().with_endpoint_rate(1000)
     };
-    // Before the hard cap: 175, 445 and 577 metered calls (issue 17).
+    // Before the hard cap: 175, 445 and 577 metered calls.
     let one_month: &[&str] = &["run", "--month", MONTH];
     let cases = [
         (

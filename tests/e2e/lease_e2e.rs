@@ -1,4 +1,4 @@
-//! Issue 18 item 3: a lease is taken over at once only from a dead process of
+//! A lease is taken over at once only from a dead process of
 //! this boot and PID namespace; a holder in another namespace is waited out.
 
 use crate::common;

@@ -1,4 +1,4 @@
-//! Issue 16, items 5 and 6, end to end: mappings checked against what the WeCom
+//! End to end: mappings checked against what the WeCom
 //! record can hold and against the form, and fields that come out empty in every
 //! record reported.
 

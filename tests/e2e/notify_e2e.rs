@@ -1,4 +1,4 @@
-//! Issue 17 item 5, end to end: the built binary alerts once per failure
+//! End to end: the built binary alerts once per failure
 //! streak across separate runs (cron), says "recovered", and sends nothing for
 //! a run stopped by SIGTERM.
 

@@ -1,4 +1,4 @@
-//! Issue 5 acceptance for operators: `check --remote`, `--json`, `status`.
+//! For operators: `check --remote`, `--json`, `status`.
 
 use crate::common;
 

@@ -1,4 +1,4 @@
-//! Breaking issue 16's mapping checks and operator fixes: each test is a finding.
+//! Breaking the mapping checks and operator fixes: each test is a finding.
 
 use crate::common;
 
@@ -23,7 +23,7 @@ fn json_stdout(run: &common::Run) -> serde_json::Value {
 }
 
 /// README: "Left side: the Jiandaoyun field alias (or its `_widget_…` id)".
-/// Jiandaoyun answers `data/list` with fields keyed by alias (jiandaoyun.md §4),
+/// Jiandaoyun answers `data/list` with fields keyed by alias (docs/vendors/jiandaoyun.md "Fields and values"),
 /// so a mapping that names an aliased key field by its widget id never finds
 /// its records again: a lost database or a `rerun` creates every record twice.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -97,7 +97,7 @@ async fn json_answers_a_bad_month_on_stdout() {
 
 /// An unreachable Jiandaoyun: the run fails (exit 1) and says so in JSON.
 /// `RUST_LOG=warn` and a wrong secret: the job fails at login, and the log
-/// must say so at ERROR (issue 16 item 7: log-based alerting).
+/// must say so at ERROR (log-based alerting watches ERROR lines).
 #[cfg(unix)]
 /// umask 000 (a container, a careless cron): the database and its -wal/-shm
 /// are still 0600, checked while the run holds them open.

@@ -1,4 +1,4 @@
-//! Issue 3 acceptance: reruns, kill -9 and resume, ambiguous commits and two
+//! Reruns, kill -9 and resume, ambiguous commits and two
 //! processes at once never duplicate a record and never lose one.
 
 use crate::common;

@@ -1,4 +1,4 @@
-//! Regressions found attacking issue 17 (schedules, months owed, the DingTalk
+//! Regressions found attacking the schedules (months owed, the DingTalk
 //! budget as a hard cap, alerts, closed pipes). Each test is bounded in time.
 
 use crate::common;
@@ -176,7 +176,7 @@ async fn check_remote_spends_metered_calls_past_an_exhausted_budget() {
     );
 }
 
-/// Issue 17 item 7: every command survives a closed stdout. Plain `check` prints
+/// Every command survives a closed stdout. Plain `check` prints
 /// its budget warning with `println!`, which panics on EPIPE (exit 101).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn check_with_a_budget_warning_survives_a_closed_stdout() {
@@ -211,7 +211,7 @@ async fn check_with_a_budget_warning_survives_a_closed_stdout() {
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
 
-/// `status` lists months owed (issue 17: "`status` lists owed months"), but
+/// `status` lists months owed (README "Months owed"), but
 /// decides which month is "current" in Beijing time whatever the job's
 /// timezone. For a job in Pacific/Auckland whose run on the 1st failed,
 /// November has closed (it is 1 December there) and is owed, yet it is still

@@ -1,4 +1,4 @@
-//! Issue 18 items 4 and 6: a vendor's `errmsg` with a line break, terminal
+//! A vendor's `errmsg` with a line break, terminal
 //! escapes and the secret echoed percent-encoded reaches stdout, the log and
 //! SQLite escaped, on one line, without the secret.
 

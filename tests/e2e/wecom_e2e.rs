@@ -1,4 +1,4 @@
-//! Issue 2 acceptance: the binary syncs WeCom month reports into the Jiandaoyun
+//! The binary syncs WeCom month reports into the Jiandaoyun
 //! simulator end to end.
 
 use crate::common;

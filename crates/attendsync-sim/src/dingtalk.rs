@@ -1,8 +1,8 @@
 //! DingTalk (钉钉) simulator: the old-style `oapi` endpoints attendsync uses —
 //! `gettoken`, `topapi/v2/department/listsub`, `topapi/v2/user/list`,
 //! `topapi/attendance/getattcolumns`, `topapi/attendance/getcolumnval` and
-//! `topapi/attendance/getleavetimebynames` — as described in
-//! `shared/api/dingtalk.md` §1–§12 and §14.
+//! `topapi/attendance/getleavetimebynames` — as `docs/vendors/dingtalk.md`
+//! describes them.
 //!
 //! Report values are one string per day, derived from the same per-day
 //! generator as the WeCom simulator ([`super::month_figures`] over a single
@@ -53,8 +53,8 @@ const ENDPOINTS: &[&str] = &[
     GETLEAVETIME,
 ];
 
-/// The endpoints the simulator counts against `monthly_quota` (dingtalk.md §9:
-/// every attendance call; token and contacts calls are free).
+/// The endpoints the simulator counts against `monthly_quota` (docs/vendors/dingtalk.md
+/// "Limits": every attendance call; token and contacts calls are free).
 pub const METERED: &[&str] = &[GETATTCOLUMNS, GETCOLUMNVAL, GETLEAVETIME];
 
 const MAX_IDS: usize = 20;
@@ -111,7 +111,7 @@ pub const DEFAULT_LEAVE_NAMES: &[&str] = &[
     "丧假",
 ];
 
-/// Which body encodings an endpoint accepts (dingtalk.md §14: JSON or form).
+/// Which body encodings an endpoint accepts (docs/vendors/dingtalk.md "Body encoding": JSON or form).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum BodyStyle {
     /// JSON and `application/x-www-form-urlencoded` both work.
@@ -492,7 +492,7 @@ impl DingtalkSim {
         }
     }
 
-    /// The spec §5 record for this user over the whole month: see
+    /// The monthly record (docs/vendors/dingtalk.md "monthly record") for this user over the whole month: see
     /// [`DingtalkSim::expected_period_record`].
     pub fn expected_record(
         &self,
@@ -511,7 +511,7 @@ impl DingtalkSim {
         )
     }
 
-    /// The spec §5 record (`userid`, `name`, `departments`, `job_number`,
+    /// The monthly record (`userid`, `name`, `departments`, `job_number`,
     /// `title`, `columns`, `leave`) built from this simulator's answers for
     /// the days `first..=last`: sums of the daily values (empty = 0) or the
     /// fixed value; integers as JSON integers, others as the nearest float.
@@ -1339,7 +1339,7 @@ fn getattcolumns(shared: &Shared, state: &mut SimState) -> Answer {
                    "sub_type": i32::from(text), "status": 0, "expression_id": id - 5000})
         })
         .collect();
-    // Leave columns come without an id (dingtalk.md §5).
+    // Leave columns come without an id (docs/vendors/dingtalk.md "The calls").
     columns.extend(shared.config.leave_names.iter().map(
         |name| json!({"name": name, "alias": "leave_", "type": 2, "sub_type": 0, "status": 0}),
     ));

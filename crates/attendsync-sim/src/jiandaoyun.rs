@@ -1,5 +1,5 @@
 //! Jiandaoyun (简道云) simulator: one app with one form, the v5 routes
-//! `widget/list` and `data/*`, as described in `shared/api/jiandaoyun.md`.
+//! `widget/list` and `data/*`, as `docs/vendors/jiandaoyun.md` describes them.
 
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};

@@ -9,7 +9,7 @@
 //!
 //! Architecture invariants:
 //! - The simulators only imitate the vendor facts written down in
-//!   `shared/api/*.md`; they do not know anything about attendsync's client.
+//!   `docs/vendors/*.md`; they do not know anything about attendsync's client.
 //! - State lives behind one `std::sync::Mutex` per simulator that is never held
 //!   across an `.await`; handlers never panic on request data.
 //! - Every request is logged (endpoint, arrival `Instant`, outcome) so tests can

@@ -1,5 +1,5 @@
 //! WeCom (企业微信) simulator: `gettoken`, the contacts simple lists and
-//! `checkin/getcheckin_monthdata`, as described in `shared/api/wecom.md`.
+//! `checkin/getcheckin_monthdata`, as `docs/vendors/wecom.md` describes them.
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;

@@ -20,7 +20,7 @@
 //! same loop.
 //!
 //! The ids of records created in an acknowledged batch are not read back (the
-//! order of `success_ids` is not documented; jiandaoyun.md §11): their checkpoints
+//! order of `success_ids` is not documented; docs/vendors/jiandaoyun.md "Calls"): their checkpoints
 //! hold an empty id, and an update or delete reads it by key when it needs it.
 
 mod create;

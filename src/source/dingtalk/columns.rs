@@ -1,12 +1,16 @@
 //! The report's columns: listed once per client, the job's column names
-//! resolved to ids, its leave names checked against the listing.
+//! resolved to ids, its leave names checked against the listing, and the
+//! warning about a column DingTalk zeroes for old days.
 
 use std::sync::Arc;
 
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
 use serde_json::json;
 
 use super::wire::{number, text};
 use super::{DingtalkClient, GETATTCOLUMNS};
+use crate::month::Month;
 use crate::source::SourceError;
 
 /// One column of the attendance report as `getattcolumns` lists it. Leave
@@ -133,6 +137,38 @@ fn resolve(wanted: &[String], all: &[ReportColumn]) -> Result<Vec<ResolvedColumn
         problems.join("; "),
         available.join(", ")
     )))
+}
+
+/// DingTalk fills 应出勤天数 only for days within 15 days of the call; older days
+/// come back as 0 (docs/vendors/dingtalk.md §6). Says so when a synced month has such days.
+pub(super) fn warn_zeroed_columns(
+    columns: &[String],
+    job: &str,
+    months: &[Month],
+    now: DateTime<Utc>,
+    tz: Tz,
+) {
+    const COLUMN: &str = "应出勤天数";
+    if !columns.iter().any(|c| c == COLUMN) {
+        return;
+    }
+    let fresh_from = (now - chrono::Duration::days(15))
+        .with_timezone(&tz)
+        .date_naive();
+    for month in months {
+        let stale_days = (0..month.days())
+            .filter_map(|d| {
+                month
+                    .first_day()
+                    .checked_add_days(chrono::Days::new(d.into()))
+            })
+            .filter(|day| *day < fresh_from)
+            .count();
+        if stale_days > 0 {
+            tracing::warn!(job = %job, %month, stale_days,
+                "{COLUMN} is zeroed by DingTalk for days more than 15 days old: {stale_days} day(s) of {month} will read 0; pull nightly to keep it, or leave it out of `columns`");
+        }
+    }
 }
 
 #[cfg(test)]

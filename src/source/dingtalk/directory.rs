@@ -390,7 +390,7 @@ mod tests {
         let source = source_client(&cfg, stats.clone());
         assert_eq!(source.kind(), "dingtalk");
         assert_eq!(source.chunk_size(), EMPLOYEES_PER_CHUNK);
-        assert_eq!(source.metered_calls_per_employee(), Some(2));
+        assert_eq!(source.metering().map(|m| m.costs().per_employee), Some(2));
         let (employees, pulled) = pull_all(&source, october(), after_october()).await.unwrap();
 
         let mut expected: Vec<String> = sim.org().users.iter().map(|u| u.userid.clone()).collect();
@@ -412,7 +412,7 @@ mod tests {
         assert_eq!(sim.calls(GETLEAVETIME), 120);
         assert_eq!(sim.calls(SIM_COLUMNS), 1);
         assert_eq!(sim.calls(GETTOKEN), 1);
-        assert_eq!(source.metered_calls(), 241);
+        assert_eq!(source.client.metered_calls(), 241);
         assert_eq!(sim.metered_calls(), 241);
         let snapshot = stats.snapshot();
         assert_eq!(snapshot[METERED_STATS_KEY].calls, 241);

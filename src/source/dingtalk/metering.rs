@@ -1,16 +1,16 @@
 //! Metered calls: what a job costs per employee and month, what a client has
-//! sent, and the hard cap: a [`Meter`] set by the run takes one call
+//! sent, the job's budget ([`Metered`], what the run plans with), and the hard
+//! cap: a [`Meter`] set by the run takes one call
 //! for every metered attempt (retries and retries after a token refresh
 //! included) before it is sent. Without a meter (`check --remote`, tests of
 //! the client alone) calls are only counted in memory.
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use super::{lock, DingtalkClient, MAX_PER_REPORT_CALL};
+use super::{lock, Dingtalk, DingtalkClient, MAX_PER_REPORT_CALL};
 use crate::budget::Meter;
 use crate::config::job::DingtalkSource;
-use crate::source::SourceError;
+use crate::source::{CallCosts, Metered, SourceError};
 
 impl DingtalkClient {
     /// Counts every later metered attempt against `meter`, refusing the ones
@@ -28,34 +28,38 @@ impl DingtalkClient {
         }
     }
 
-    /// Metered calls per employee and month: ⌈columns/20⌉ + ⌈leave names/20⌉.
-    pub fn metered_calls_per_employee(&self) -> u32 {
-        per_employee(self.columns.len(), self.leave_names.len())
-    }
-
-    /// Metered calls a run over `employees` × `months` costs at most (without retries):
-    /// the per-employee calls plus one `getattcolumns` (docs/vendors/dingtalk.md "The
-    /// calls").
-    pub fn metered_calls_for(&self, employees: usize, months: usize) -> u64 {
-        let columns_lookup = u64::from(!self.columns.is_empty());
-        employees as u64 * months as u64 * u64::from(self.metered_calls_per_employee())
-            + columns_lookup
-    }
-
     /// Metered calls sent so far by this client (retries included).
-    pub fn metered_calls(&self) -> u64 {
-        self.metered.load(Ordering::Relaxed)
+    #[cfg(test)]
+    pub(super) fn metered_calls(&self) -> u64 {
+        self.metered.load(std::sync::atomic::Ordering::Relaxed)
     }
 }
 
+/// Metered calls per employee and month: ⌈columns/20⌉ + ⌈leave names/20⌉.
 fn per_employee(columns: usize, leave_names: usize) -> u32 {
     let calls = |n: usize| n.div_ceil(MAX_PER_REPORT_CALL) as u32;
     calls(columns) + calls(leave_names)
 }
 
-/// Metered calls per employee and month of a job's DingTalk source, without a client.
-pub fn calls_per_employee(cfg: &DingtalkSource) -> u32 {
-    per_employee(cfg.columns.len(), cfg.leave_names.len())
+/// What a job's DingTalk calls cost, without a client: per employee and
+/// month, and one `getattcolumns` when it names columns (docs/vendors/dingtalk.md
+/// "The calls").
+pub fn call_costs(cfg: &DingtalkSource) -> CallCosts {
+    CallCosts {
+        per_employee: per_employee(cfg.columns.len(), cfg.leave_names.len()),
+        fixed: u64::from(!cfg.columns.is_empty()),
+        monthly_budget: u64::from(cfg.monthly_call_budget),
+    }
+}
+
+impl Metered for Dingtalk {
+    fn costs(&self) -> CallCosts {
+        self.costs
+    }
+
+    fn set_meter(&self, meter: Arc<Meter>) {
+        self.client.set_meter(meter);
+    }
 }
 
 #[cfg(test)]
@@ -86,15 +90,11 @@ mod tests {
         };
         assert_eq!(job.mapping, "dingtalk_monthly.toml");
         assert_eq!(src.app_secret.expose(), "value-of-DINGTALK_APP_SECRET");
-        let client = client_for(src);
-        assert_eq!(client.metered_calls_per_employee(), 2);
+        assert_eq!(super::call_costs(src).per_employee, 2);
         // 4 runs a month; the one on the 3rd pulls two months.
         let runs = [2usize, 1, 1, 1];
-        let per_month = |employees: usize| -> u64 {
-            runs.iter()
-                .map(|m| client.metered_calls_for(employees, *m))
-                .sum()
-        };
+        let per_month =
+            |employees: usize| -> u64 { runs.iter().map(|m| calls_for(src, employees, *m)).sum() };
         assert_eq!(per_month(499), 4994);
         assert!(per_month(499) <= u64::from(src.monthly_call_budget));
         assert!(per_month(500) > u64::from(src.monthly_call_budget));

@@ -14,8 +14,8 @@
 //! among them, so a user of the root department has no name for it.
 //!
 //! Every attendance call is metered against the org's monthly quota (standard
-//! edition: 5,000); the client counts them (see [`DingtalkClient::metered_calls`])
-//! and adds them to the run's [`CallStats`] under [`METERED_STATS_KEY`].
+//! edition: 5,000); the client counts them and adds them to the run's
+//! [`CallStats`] under [`METERED_STATS_KEY`].
 //!
 //! This file holds the client and its settings; the rest is split by concern:
 //! `transport.rs` (the request path: token, pacing, IP ban, body encoding,
@@ -23,17 +23,26 @@
 //! `people.rs` (the department and user walk), `columns.rs` (report columns and
 //! leave names), `report.rs` (the per-employee pull) with `sums.rs` (summing a
 //! month of daily values), `rate.rs` (default rates, calls under way at once) and
-//! `metering.rs` (metered calls: their count per employee and the hard cap).
+//! `metering.rs` (metered calls: their count per employee, the hard cap and the
+//! job's budget), `schema.rs` (what the record can hold). [`Dingtalk`], the
+//! [`Source`] the sync engine sees, is below.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use tokio::sync::mpsc;
+
+use super::{BoxFuture, CallCosts, Metered, Pulled, Source, SourceError};
 use crate::config::job::{DingtalkSource, RetryConfig, Scope};
 use crate::http::pace::Pacer;
 use crate::http::token::TokenCache;
 use crate::http::{CallStats, Url};
+use crate::month::Month;
+use crate::roster::UserIds;
 use crate::secret::Secret;
 
 mod columns;
@@ -42,6 +51,7 @@ mod metering;
 mod people;
 mod rate;
 mod report;
+mod schema;
 mod sums;
 #[cfg(test)]
 mod testkit;
@@ -49,7 +59,8 @@ mod transport;
 mod wire;
 
 pub use columns::ResolvedColumn;
-pub use metering::calls_per_employee;
+pub use metering::call_costs;
+pub use schema::dingtalk_month;
 
 use columns::ReportColumn;
 use people::Directory;
@@ -71,7 +82,7 @@ const METERED_ENDPOINTS: &[&str] = &[GETATTCOLUMNS, GETCOLUMNVAL, GETLEAVETIME];
 const METERED_STATS_KEY: &str = "(metered)";
 /// Column ids per `getcolumnval` call, leave names per `getleavetimebynames` call.
 const MAX_PER_REPORT_CALL: usize = 20;
-/// Employees per [`super::SourceClient::pull`]: each is pulled on its own, so
+/// Employees per [`Source::pull`]: each is pulled on its own, so
 /// this only sets how often records are handed to the writer. A full batch of
 /// `data/batch_create` (100 records), so that a chunk costs one create call.
 pub const EMPLOYEES_PER_CHUNK: usize = 100;
@@ -149,6 +160,85 @@ impl DingtalkClient {
             departments_in_flight: in_flight(&cfg.limits, &[LISTSUB], DIRECTORY_IN_FLIGHT),
             user_pages_in_flight: in_flight(&cfg.limits, &[USER_LIST], DIRECTORY_IN_FLIGHT),
         }
+    }
+}
+
+/// A job's DingTalk source: the client and the job's call budget.
+pub struct Dingtalk {
+    client: DingtalkClient,
+    costs: CallCosts,
+}
+
+impl Dingtalk {
+    pub fn new(http: reqwest::Client, cfg: &DingtalkSource, stats: Arc<CallStats>) -> Self {
+        Dingtalk {
+            client: DingtalkClient::new(http, cfg, stats),
+            costs: call_costs(cfg),
+        }
+    }
+}
+
+impl Source for Dingtalk {
+    fn kind(&self) -> &'static str {
+        "dingtalk"
+    }
+
+    fn chunk_size(&self) -> usize {
+        EMPLOYEES_PER_CHUNK
+    }
+
+    fn login(&self) -> BoxFuture<'_, Result<(), SourceError>> {
+        Box::pin(self.client.login())
+    }
+
+    fn employees(&self) -> BoxFuture<'_, Result<Vec<String>, SourceError>> {
+        Box::pin(self.client.employees(&self.client.scope))
+    }
+
+    fn discover<'a>(
+        &'a self,
+        tx: &'a mpsc::Sender<Vec<String>>,
+    ) -> BoxFuture<'a, Result<UserIds, SourceError>> {
+        Box::pin(self.client.discover(&self.client.scope, tx))
+    }
+
+    fn pull<'a>(
+        &'a self,
+        month: Month,
+        employees: &'a [String],
+        now: DateTime<Utc>,
+        tz: Tz,
+    ) -> BoxFuture<'a, Result<Pulled, SourceError>> {
+        Box::pin(self.client.month_data(employees, month, now, tz))
+    }
+
+    /// "Absent" means DingTalk no longer knows the user: someone who left,
+    /// whose past months stay.
+    fn absence_proves_gone(&self) -> bool {
+        false
+    }
+
+    /// Resolves `columns` to report column ids (a metered call) and warns
+    /// about leave names the report does not list.
+    fn check_remote(&self) -> BoxFuture<'_, Result<Vec<String>, SourceError>> {
+        Box::pin(async move {
+            self.client.resolve_columns().await?;
+            Ok(self
+                .client
+                .unlisted_leave_names()
+                .await?
+                .into_iter()
+                .map(|n| format!("leave name \"{n}\" in source.leave_names is not among the report's leave columns; check its spelling"))
+                .collect())
+        })
+    }
+
+    fn metering(&self) -> Option<&dyn Metered> {
+        Some(self)
+    }
+
+    fn warn_months(&self, job: &str, months: &[Month], now: DateTime<Utc>, tz: Tz) {
+        columns::warn_zeroed_columns(&self.client.columns, job, months, now, tz);
     }
 }
 

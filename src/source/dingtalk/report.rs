@@ -293,7 +293,7 @@ mod tests {
         let sim = start(5, fast_sim()).await;
         let cfg = job(&sim, &DEFAULT_COLUMNS[..25], &[]);
         let source = source_client(&cfg, Arc::new(CallStats::default()));
-        assert_eq!(source.metered_calls_per_employee(), Some(2));
+        assert_eq!(source.metering().map(|m| m.costs().per_employee), Some(2));
         let (_, pulled) = pull_all(&source, october(), after_october()).await.unwrap();
         assert_eq!(pulled.records.len(), 5);
         check_records(&sim, &cfg, &pulled, october());
@@ -306,10 +306,10 @@ mod tests {
         );
         assert_eq!(pulled.records[0].record["leave"], json!({}));
 
-        let client = client_for(&job(&sim, &DEFAULT_COLUMNS[..21], &["年假"; 41]));
-        assert_eq!(client.metered_calls_per_employee(), 2 + 3);
-        assert_eq!(client.metered_calls_for(100, 2), 1001);
-        assert_eq!(client_for(&job(&sim, &[], &[])).metered_calls_for(10, 1), 0);
+        let cfg = job(&sim, &DEFAULT_COLUMNS[..21], &["年假"; 41]);
+        assert_eq!(super::super::call_costs(&cfg).per_employee, 2 + 3);
+        assert_eq!(calls_for(&cfg, 100, 2), 1001);
+        assert_eq!(calls_for(&job(&sim, &[], &[]), 10, 1), 0);
     }
 
     #[tokio::test]

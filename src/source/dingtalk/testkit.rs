@@ -8,8 +8,8 @@ pub(super) use chrono_tz::Tz;
 pub(super) use serde_json::json;
 
 pub(super) use super::{
-    DingtalkClient, DIRECTORY_IN_FLIGHT, EMPLOYEES_IN_FLIGHT, EMPLOYEES_PER_CHUNK, GETATTCOLUMNS,
-    GETCOLUMNVAL, GETLEAVETIME, GETTOKEN, LISTSUB, METERED_STATS_KEY, USER_LIST,
+    Dingtalk, DingtalkClient, DIRECTORY_IN_FLIGHT, EMPLOYEES_IN_FLIGHT, EMPLOYEES_PER_CHUNK,
+    GETATTCOLUMNS, GETCOLUMNVAL, GETLEAVETIME, GETTOKEN, LISTSUB, METERED_STATS_KEY, USER_LIST,
 };
 pub(super) use crate::config::job::{DingtalkSource, Rate, RetryConfig, Scope, Source};
 pub(super) use crate::http::CallStats;
@@ -19,7 +19,7 @@ pub(super) use crate::sim::dingtalk::{
     BodyStyle, DingtalkSim, DingtalkSimConfig, DEFAULT_COLUMNS, GETATTCOLUMNS as SIM_COLUMNS,
 };
 pub(super) use crate::sim::{CallRecord, Org};
-pub(super) use crate::source::{Pulled, SourceClient, SourceError};
+pub(super) use crate::source::{Pulled, Source as SourceTrait, SourceError};
 
 pub(super) const SH: Tz = chrono_tz::Asia::Shanghai;
 
@@ -108,7 +108,7 @@ pub(super) fn stopped(pulled: Result<Pulled, SourceError>) -> String {
 
 /// Pulls `month` for everyone in chunks, as the sync engine does.
 pub(super) async fn pull_all(
-    source: &SourceClient,
+    source: &dyn SourceTrait,
     month: Month,
     now: DateTime<Utc>,
 ) -> Result<(Vec<String>, Pulled), SourceError> {
@@ -127,13 +127,16 @@ pub(super) async fn pull_all(
     Ok((employees, all))
 }
 
-pub(super) fn source_client(cfg: &DingtalkSource, stats: Arc<CallStats>) -> SourceClient {
-    SourceClient::new(
-        &Source::Dingtalk(cfg.clone()),
-        crate::sim::test_util::client(),
-        stats,
-    )
-    .unwrap()
+pub(super) fn source_client(cfg: &DingtalkSource, stats: Arc<CallStats>) -> Dingtalk {
+    Dingtalk::new(crate::sim::test_util::client(), cfg, stats)
+}
+
+/// Metered calls a run over `employees` × `months` costs at most (without
+/// retries): the per-employee calls plus one `getattcolumns`
+/// (docs/vendors/dingtalk.md "The calls").
+pub(super) fn calls_for(cfg: &DingtalkSource, employees: usize, months: usize) -> u64 {
+    let costs = super::call_costs(cfg);
+    employees as u64 * months as u64 * u64::from(costs.per_employee) + costs.fixed
 }
 
 pub(super) fn check_records(

@@ -16,7 +16,7 @@ fn accepts(value_type: ValueType, widget_type: &str) -> bool {
     }
 }
 
-/// Field types the API cannot write (jiandaoyun.md §3).
+/// Field types the API cannot write (docs/vendors/jiandaoyun.md "Fields and values").
 fn read_only(widget_type: &str) -> bool {
     matches!(
         widget_type,

@@ -1,17 +1,13 @@
-//! What each source's record can hold, for checking mapping paths
+//! What a WeCom record can hold, for checking mapping paths
 //! ([`crate::mapping::Mapping::check_paths`]).
 
-use crate::config::job::Source;
+use crate::config::job::WecomSource;
 use crate::mapping::Schema;
 
-/// The record a job's source produces, and its name for messages.
-pub fn record_schema(source: &Source) -> (Schema, &'static str) {
-    match source {
-        Source::Wecom(_) => (wecom_monthdata(), "WeCom getcheckin_monthdata"),
-        Source::Dingtalk(cfg) => (
-            dingtalk_month(&cfg.columns, &cfg.leave_names),
-            "DingTalk monthly",
-        ),
+impl WecomSource {
+    /// The record this source produces, and its name for messages.
+    pub fn record_schema(&self) -> (Schema, &'static str) {
+        (wecom_monthdata(), "WeCom getcheckin_monthdata")
     }
 }
 
@@ -73,27 +69,6 @@ pub fn wecom_monthdata() -> Schema {
     ])
 }
 
-/// The record `source::dingtalk` builds: `columns` and `leave` hold only the
-/// names the job lists.
-// docs/vendors/dingtalk.md "monthly record"
-pub fn dingtalk_month(columns: &[String], leave_names: &[String]) -> Schema {
-    Schema::object([
-        ("userid", Schema::Value),
-        ("name", Schema::Value),
-        ("departments", Schema::list(Schema::Value)),
-        ("job_number", Schema::Value),
-        ("title", Schema::Value),
-        (
-            "columns",
-            Schema::named(columns, "the job's source.columns"),
-        ),
-        (
-            "leave",
-            Schema::named(leave_names, "the job's source.leave_names"),
-        ),
-    ])
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -110,40 +85,6 @@ mod tests {
     fn the_shipped_wecom_mapping_reads_only_documented_fields() {
         let errors = shipped("wecom_monthly.toml").check_paths(&wecom_monthdata(), "WeCom");
         assert!(errors.is_empty(), "{errors:?}");
-    }
-
-    #[test]
-    fn the_shipped_dingtalk_mapping_fits_the_shipped_job_only() {
-        let mapping = shipped("dingtalk_monthly.toml");
-        let names = |xs: &[&str]| xs.iter().map(|x| x.to_string()).collect::<Vec<_>>();
-        let mut columns = names(&[
-            "出勤天数",
-            "休息天数",
-            "工作时长",
-            "迟到次数",
-            "迟到时长",
-            "早退次数",
-            "缺卡次数",
-            "旷工天数",
-        ]);
-        let leave = names(&["年假", "事假", "病假", "调休"]);
-        assert!(mapping
-            .check_paths(&dingtalk_month(&columns, &leave), "DingTalk")
-            .is_empty());
-        columns.retain(|c| c != "休息天数");
-        let errors = mapping.check_paths(&dingtalk_month(&columns, &leave), "DingTalk");
-        assert_eq!(errors.len(), 1, "{errors:?}");
-        let e = &errors[0];
-        assert_eq!(e.key, "fields.rest_days.from");
-        assert!(e.line > 0 && e.column > 0);
-        assert!(
-            e.message
-                .contains("path `columns.休息天数` is not in the DingTalk record")
-                && e.message
-                    .contains("`休息天数` is not in the job's source.columns"),
-            "{}",
-            e.message
-        );
     }
 
     #[test]
