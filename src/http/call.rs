@@ -78,6 +78,12 @@ pub enum Decoded<T> {
     /// The vendor blocks this client for a while (DingTalk's IP ban): see
     /// [`Vendor::blocked`]; counted as throttled and retried.
     Blocked(String),
+    /// The vendor refused the request's form, not its content (DingTalk's body
+    /// encoding), and the reader has changed what the call's request function
+    /// builds next: sent again at once, within the same attempt (paced, hooked
+    /// and counted like any send), so the refusal costs no attempt. Once per
+    /// attempt: a second one is taken as [`Decoded::Code`].
+    Resend { code: i64, message: String },
 }
 
 /// How a call failed, for the vendor to turn into its own error. Every text in
@@ -246,7 +252,8 @@ fn scrub<V: Vendor>(vendor: &V, text: &str, token: Option<&Secret>) -> String {
     redact(text, &secrets)
 }
 
-/// One try: pace, hook, send, read, decode, classify.
+/// One try: pace, hook, send, read, decode, classify; a [`Decoded::Resend`]
+/// sends once more within the try.
 async fn attempt<V, T, Q, D, H, HF>(
     vendor: &V,
     call: &Call<'_>,
@@ -262,33 +269,100 @@ where
 {
     let endpoint = call.endpoint;
     let token = credential.map(|(t, _)| t);
+    let mut resent = false;
+    loop {
+        let decoded = match exchange(vendor, call, token, steps).await {
+            Ok(d) => d,
+            Err(over) => return over,
+        };
+        return match decoded {
+            Decoded::Done(answer) => Attempt::Done(answer),
+            Decoded::Resend { .. } if !resent => {
+                resent = true;
+                continue;
+            }
+            Decoded::Code { code, message } | Decoded::Resend { code, message } => {
+                let failure = ApiFailure {
+                    code,
+                    message: scrub(vendor, &message, token),
+                    class: (call.table)(code),
+                };
+                refused(vendor, endpoint, failure, credential).await
+            }
+            Decoded::Transient(reason) => unclear(vendor, call, reason, true, token),
+            Decoded::Protocol(message) => protocol(vendor, message, token),
+            Decoded::Blocked(what) => {
+                let reason = vendor.blocked(endpoint, what);
+                if let Some(stats) = vendor.stats() {
+                    stats.throttled(endpoint);
+                }
+                Attempt::Throttled {
+                    reason: scrub(vendor, &reason, token),
+                    retry_after: None,
+                }
+            }
+        };
+    }
+}
+
+/// A failure that may have left the request carried out: retried when the
+/// call may be resent, else ambiguous.
+fn unclear<V: Vendor, T>(
+    vendor: &V,
+    call: &Call<'_>,
+    reason: String,
+    answered: bool,
+    token: Option<&Secret>,
+) -> Attempt<T, Failure<V::Error>> {
+    let reason = scrub(vendor, &reason, token);
+    match call.resend {
+        Resend::Safe => Attempt::Transient(reason),
+        Resend::Never => Attempt::Fail(Failure::Ambiguous { reason, answered }),
+    }
+}
+
+fn protocol<V: Vendor, T>(
+    vendor: &V,
+    message: String,
+    token: Option<&Secret>,
+) -> Attempt<T, Failure<V::Error>> {
+    Attempt::Fail(Failure::Protocol(scrub(vendor, &message, token)))
+}
+
+/// One send: pace, hook, send, status line, body, the call's reader. What
+/// ends the try before the reader has judged an answer comes back as `Err`.
+async fn exchange<V, T, Q, D, H, HF>(
+    vendor: &V,
+    call: &Call<'_>,
+    token: Option<&Secret>,
+    steps: &Steps<Q, D, H>,
+) -> Result<Decoded<T>, Attempt<T, Failure<V::Error>>>
+where
+    V: Vendor,
+    Q: Fn(Option<&Secret>) -> reqwest::RequestBuilder,
+    D: Fn(StatusCode, &mut Vec<u8>) -> Decoded<T>,
+    H: Fn() -> HF,
+    HF: Future<Output = Result<(), V::Error>>,
+{
+    let endpoint = call.endpoint;
     vendor.pace(endpoint).await;
     // After the pacer's wait, right before the request leaves: what the hook
     // records (a create that may be in flight) holds from the real send on.
     if let Err(e) = (steps.before_send)().await {
-        return Attempt::Fail(Failure::Vendor(e));
+        return Err(Attempt::Fail(Failure::Vendor(e)));
     }
     if let Some(stats) = vendor.stats() {
         stats.call(endpoint);
     }
-    let unclear = |reason: String, answered: bool| {
-        let reason = scrub(vendor, &reason, token);
-        match call.resend {
-            Resend::Safe => Attempt::Transient(reason),
-            Resend::Never => Attempt::Fail(Failure::Ambiguous { reason, answered }),
-        }
-    };
-    let protocol =
-        |message: String| Attempt::Fail(Failure::Protocol(scrub(vendor, &message, token)));
     let resp = match (steps.request)(token).send().await {
         Ok(r) => r,
-        Err(e) => return unclear(describe(e), false),
+        Err(e) => return Err(unclear(vendor, call, describe(e), false, token)),
     };
     let status = resp.status();
     match vendor.status(status, resp.headers()) {
         OnStatus::Read => {}
         // Often a gateway's answer: the request may still run behind it.
-        OnStatus::Transient(reason) => return unclear(reason, false),
+        OnStatus::Transient(reason) => return Err(unclear(vendor, call, reason, false, token)),
         OnStatus::Throttled {
             reason,
             retry_after,
@@ -296,51 +370,37 @@ where
             if let Some(stats) = vendor.stats() {
                 stats.throttled(endpoint);
             }
-            return match call.resend {
+            return Err(match call.resend {
                 Resend::Safe => Attempt::Throttled {
                     reason,
                     retry_after,
                 },
-                Resend::Never => unclear(reason, true),
-            };
+                Resend::Never => unclear(vendor, call, reason, true, token),
+            });
         }
-        OnStatus::Protocol(message) => return protocol(message),
+        OnStatus::Protocol(message) => return Err(protocol(vendor, message, token)),
     }
     let mut bytes = match read_capped(resp, call.cap, endpoint).await {
         Ok(b) => b,
-        Err(ReadError::Transport(e)) => return unclear(vendor.body_lost(status, e), false),
+        Err(ReadError::Transport(e)) => {
+            return Err(unclear(
+                vendor,
+                call,
+                vendor.body_lost(status, e),
+                false,
+                token,
+            ))
+        }
         // Not retried: the same request gets the same answer. The server did
         // answer, so a create may have been stored.
         Err(e @ ReadError::TooLarge { .. }) => {
-            return match call.resend {
-                Resend::Safe => protocol(e.to_string()),
-                Resend::Never => unclear(e.to_string(), true),
-            }
+            return Err(match call.resend {
+                Resend::Safe => protocol(vendor, e.to_string(), token),
+                Resend::Never => unclear(vendor, call, e.to_string(), true, token),
+            })
         }
     };
-    match (steps.read)(status, &mut bytes) {
-        Decoded::Done(answer) => Attempt::Done(answer),
-        Decoded::Code { code, message } => {
-            let failure = ApiFailure {
-                code,
-                message: scrub(vendor, &message, token),
-                class: (call.table)(code),
-            };
-            refused(vendor, endpoint, failure, credential).await
-        }
-        Decoded::Transient(reason) => unclear(reason, true),
-        Decoded::Protocol(message) => protocol(message),
-        Decoded::Blocked(what) => {
-            let reason = vendor.blocked(endpoint, what);
-            if let Some(stats) = vendor.stats() {
-                stats.throttled(endpoint);
-            }
-            Attempt::Throttled {
-                reason: scrub(vendor, &reason, token),
-                retry_after: None,
-            }
-        }
-    }
+    Ok((steps.read)(status, &mut bytes))
 }
 
 /// What a non-zero code means for the call: retry after a backoff, wait out a

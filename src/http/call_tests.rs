@@ -315,3 +315,49 @@ async fn vendor_text_is_redacted_and_escaped() {
         other => panic!("{other:?}"),
     }
 }
+
+/// A refusal of the request's form is sent again at once in the same attempt,
+/// paced, hooked and counted like any send; a second one in the same attempt
+/// is a refusal like any other.
+#[tokio::test]
+async fn a_resend_goes_out_again_within_the_attempt_once() {
+    let (url, script) = serve(&[(200, r#"{"errcode":7,"errmsg":"form"}"#), (200, "{}")]).await;
+    let fake = Fake::new(1);
+    let hooked = AtomicUsize::new(0);
+    let hook = || {
+        hooked.fetch_add(1, Ordering::SeqCst);
+        std::future::ready(Ok::<(), String>(()))
+    };
+    let resend = |_: Code, bytes: &mut Vec<u8>| match decode(bytes) {
+        Decoded::Code { code: 7, message } => Decoded::Resend { code: 7, message },
+        other => other,
+    };
+    let r = call(
+        &fake,
+        &at("e", Resend::Safe),
+        |_| fake.http.get(&url),
+        resend,
+        hook,
+    )
+    .await;
+    assert!(r.is_ok(), "{r:?}");
+    assert_eq!(script.queries().len(), 2);
+    assert_eq!(hooked.load(Ordering::SeqCst), 2);
+    assert_eq!(fake.paced.load(Ordering::SeqCst), 2);
+    assert_eq!(fake.stats.snapshot()["e"].calls, 2);
+
+    let (url, script) = serve(&[(200, r#"{"errcode":7,"errmsg":"form"}"#)]).await;
+    let r = call(
+        &fake,
+        &at("e", Resend::Safe),
+        |_| fake.http.get(&url),
+        resend,
+        no_hook,
+    )
+    .await;
+    match r {
+        Err(Failure::Api(f)) => assert_eq!((f.code, f.class), (7, Class::Fatal("fix it"))),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(script.queries().len(), 2);
+}

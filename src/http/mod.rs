@@ -13,10 +13,6 @@ pub mod token;
 use std::time::Duration;
 
 use codes::Class;
-use retry::Attempt;
-use token::TokenCache;
-
-use crate::secret::Secret;
 
 pub use reqwest::Url;
 
@@ -294,35 +290,6 @@ pub struct ApiFailure {
     pub code: i64,
     pub message: String,
     pub class: Class,
-}
-
-/// What a non-zero `errcode` means for a call of DingTalk's transport: retry after
-/// a backoff, wait out a throttle, refresh the token, or give the failure to the
-/// caller. The same decision as [`call`]'s, kept until DingTalk calls through it.
-pub async fn errcode_attempt<T>(
-    endpoint: &str,
-    failure: ApiFailure,
-    retry_after: Option<Duration>,
-    stats: &CallStats,
-    token: Option<(&TokenCache, &Secret)>,
-) -> Attempt<T, ApiFailure> {
-    let reason = format!("errcode {} ({})", failure.code, failure.message);
-    match failure.class {
-        Class::Transient => Attempt::Transient(reason),
-        Class::Throttled => {
-            stats.throttled(endpoint);
-            Attempt::Throttled {
-                reason,
-                retry_after,
-            }
-        }
-        Class::Token => match token {
-            // Someone else already replaced the rejected token: just use the new one.
-            Some((cache, t)) if !cache.invalidate(t).await => Attempt::StaleToken,
-            _ => Attempt::TokenRejected(failure),
-        },
-        _ => Attempt::Fail(failure),
-    }
 }
 
 #[cfg(test)]

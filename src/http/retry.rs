@@ -62,26 +62,6 @@ pub enum Attempt<T, E> {
     Fail(E),
 }
 
-impl<T, E> Attempt<T, E> {
-    /// The same attempt with its error converted.
-    pub fn map_err<F>(self, f: impl FnOnce(E) -> F) -> Attempt<T, F> {
-        match self {
-            Attempt::Done(v) => Attempt::Done(v),
-            Attempt::Transient(r) => Attempt::Transient(r),
-            Attempt::Throttled {
-                reason,
-                retry_after,
-            } => Attempt::Throttled {
-                reason,
-                retry_after,
-            },
-            Attempt::TokenRejected(e) => Attempt::TokenRejected(f(e)),
-            Attempt::StaleToken => Attempt::StaleToken,
-            Attempt::Fail(e) => Attempt::Fail(f(e)),
-        }
-    }
-}
-
 #[derive(Debug)]
 pub enum RetryError<E> {
     Failed(E),

@@ -15,8 +15,8 @@ use super::people::{Gatherer, Listed, Person};
 use super::transport::CallError;
 use super::wire::{number, text, truthy};
 use super::{lock, DingtalkClient, LISTSUB, ROOT_DEPARTMENT, USER_LIST};
+use crate::http::call::Failure;
 use crate::http::codes::{dingtalk_code, Class};
-use crate::http::retry::RetryError;
 use crate::roster::UserIds;
 use crate::source::config::Scope;
 use crate::source::SourceError;
@@ -48,7 +48,7 @@ enum Found {
 
 enum CrawlError {
     /// Kept unconverted, so that the root being out of scope can be told apart.
-    Walk(RetryError<CallError>),
+    Walk(Failure<CallError>),
     Users(SourceError),
 }
 
@@ -96,13 +96,13 @@ impl DingtalkClient {
         &self,
         id: u64,
         start: bool,
-    ) -> Result<Option<Vec<(u64, String)>>, RetryError<CallError>> {
+    ) -> Result<Option<Vec<(u64, String)>>, Failure<CallError>> {
         let body = match self
             .call(LISTSUB, &json!({"dept_id": id, "language": "zh_CN"}))
             .await
         {
             Ok(b) => b,
-            Err(RetryError::Failed(CallError::Api(f)))
+            Err(Failure::Api(f))
                 if !start
                     && (f.class == Class::NotFound || f.code == dingtalk_code::OUT_OF_SCOPE) =>
             {
@@ -145,7 +145,7 @@ impl DingtalkClient {
                 json!({"dept_id": dept, "cursor": cursor, "size": asked, "language": "zh_CN"});
             let answer = match self.call(USER_LIST, &body).await {
                 Ok(a) => a,
-                Err(RetryError::Failed(CallError::Api(f)))
+                Err(Failure::Api(f))
                     if f.code == dingtalk_code::INVALID_PARAMETER && asked > MIN_PAGE_SIZE =>
                 {
                     let smaller = (asked / 2).max(MIN_PAGE_SIZE);
@@ -160,7 +160,7 @@ impl DingtalkClient {
                     }
                     continue;
                 }
-                Err(RetryError::Failed(CallError::Api(f)))
+                Err(Failure::Api(f))
                     if !scope.departments.contains(&dept)
                         && (f.class == Class::NotFound
                             || f.code == dingtalk_code::OUT_OF_SCOPE) =>
@@ -320,7 +320,7 @@ impl DingtalkClient {
         let (size, settled) = (&size, &settled);
         let root = [ROOT_DEPARTMENT];
         let crawled = match self.crawl(&root, scope, size, settled, &mut gather).await {
-            Err(CrawlError::Walk(RetryError::Failed(CallError::Api(f))))
+            Err(CrawlError::Walk(Failure::Api(f)))
                 if f.code == dingtalk_code::OUT_OF_SCOPE && !scope.departments.is_empty() =>
             {
                 tracing::info!(

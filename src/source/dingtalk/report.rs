@@ -17,8 +17,8 @@ use super::transport::CallError;
 use super::wire::{number, text};
 use super::{lock, DingtalkClient, GETCOLUMNVAL, GETLEAVETIME, MAX_PER_REPORT_CALL, VENDOR};
 use crate::decimal::decimal_to_json;
+use crate::http::call::Failure;
 use crate::http::codes::Class;
-use crate::http::retry::RetryError;
 use crate::month::{report_window, Month};
 use crate::source::{Pulled, SourceError, SourceRecord};
 
@@ -131,16 +131,11 @@ impl DingtalkClient {
     ) -> Result<Value, EmployeeError> {
         match self.call_unless(endpoint, body, Some(halt)).await {
             Ok(v) => Ok(v),
-            Err(RetryError::Failed(CallError::Api(f))) if f.class == Class::Record => {
-                Err(EmployeeError::Failed(format!(
-                    "{VENDOR} {endpoint}: errcode {} ({})",
-                    f.code, f.message
-                )))
-            }
-            Err(RetryError::Failed(CallError::Api(f))) if f.class == Class::NotFound => {
-                Err(EmployeeError::Absent)
-            }
-            Err(RetryError::Failed(CallError::Halted)) => Err(EmployeeError::Halted),
+            Err(Failure::Api(f)) if f.class == Class::Record => Err(EmployeeError::Failed(
+                format!("{VENDOR} {endpoint}: errcode {} ({})", f.code, f.message),
+            )),
+            Err(Failure::Api(f)) if f.class == Class::NotFound => Err(EmployeeError::Absent),
+            Err(Failure::Vendor(CallError::Halted)) => Err(EmployeeError::Halted),
             Err(e) => {
                 halt.store(true, Ordering::SeqCst);
                 Err(EmployeeError::Stop(self.error(endpoint, e)))

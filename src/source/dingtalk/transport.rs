@@ -1,22 +1,25 @@
 //! The request path: token, pacing, the IP ban, body encoding, retries, and
-//! vendor answers turned into attempts and errors.
+//! vendor answers turned into errors. The call itself is the shared wrapper
+//! ([`crate::http::call`]); this file says what DingTalk does differently.
 
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use reqwest::header::CONTENT_TYPE;
+use reqwest::StatusCode;
 use serde_json::Value;
 
 use super::wire::{api_message, errcode, form_encode, number, read_answer, Encoding, Read};
 use super::{
     lock, DingtalkClient, GETCOLUMNVAL, GETLEAVETIME, GETTOKEN, METERED_ENDPOINTS, VENDOR,
 };
+use crate::http::call::{self, no_hook, Call, Decoded, Failure, OnStatus, Resend, Tokens, Vendor};
 use crate::http::codes::{self, Class};
-use crate::http::retry::{retry, Attempt, RetryError};
-use crate::http::{
-    describe, endpoint_url, errcode_attempt, read_capped, redact, ApiFailure, ReadError, Url,
-    BODY_CAP, REPORT_BODY_CAP,
-};
+use crate::http::retry::RetryConfig;
+use crate::http::token::TokenCache;
+use crate::http::{endpoint_url, ApiFailure, CallStats, Url, BODY_CAP, REPORT_BODY_CAP};
 use crate::secret::Secret;
 use crate::source::SourceError;
 
@@ -44,11 +47,38 @@ fn ip_ban_wait(throttle_wait: Duration, floor: Duration) -> Duration {
     throttle_wait.max(floor).min(IP_BAN_MAX_WAIT)
 }
 
-pub(super) enum CallError {
-    Api(ApiFailure),
+/// What DingTalk's token fetch and before-send hook fail with.
+#[derive(Debug)]
+pub enum CallError {
     Source(SourceError),
     /// Not sent: the pull it belonged to had stopped meanwhile.
     Halted,
+}
+
+/// One call's body encoding, between its request function and its reader: the
+/// encoding of the request last built, whether it was forced, and the one the
+/// next request must use (set when DingTalk refused the last one's).
+#[derive(Default)]
+struct Sent {
+    last: Option<(Encoding, bool)>,
+    force: Option<Encoding>,
+}
+
+/// Reads one answer: the ban, transient and protocol answers by status and
+/// body ([`read_answer`]), then the `errcode`.
+fn read(status: StatusCode, bytes: &[u8]) -> Decoded<Value> {
+    match read_answer(status, bytes) {
+        Read::Body(body) => match errcode(&body) {
+            0 => Decoded::Done(body),
+            code => Decoded::Code {
+                code,
+                message: api_message(&body),
+            },
+        },
+        Read::Banned(what) => Decoded::Blocked(what),
+        Read::Transient(reason) => Decoded::Transient(reason),
+        Read::Protocol(message) => Decoded::Protocol(message),
+    }
 }
 
 impl DingtalkClient {
@@ -82,14 +112,6 @@ impl DingtalkClient {
         endpoint_url(&self.base_url, &[endpoint])
     }
 
-    fn clean(&self, message: &str, token: Option<&Secret>) -> String {
-        let mut secrets = vec![self.app_secret.expose()];
-        if let Some(t) = token {
-            secrets.push(t.expose());
-        }
-        redact(message, &secrets)
-    }
-
     fn api_error(&self, endpoint: &str, f: ApiFailure) -> SourceError {
         let hint = match f.class {
             Class::Fatal(hint) => hint,
@@ -117,23 +139,20 @@ impl DingtalkClient {
         }
     }
 
-    fn finish(
-        &self,
-        endpoint: &str,
-        r: Result<Value, RetryError<CallError>>,
-    ) -> Result<Value, SourceError> {
-        r.map_err(|e| self.error(endpoint, e))
-    }
-
-    pub(super) fn error(&self, endpoint: &str, e: RetryError<CallError>) -> SourceError {
+    pub(super) fn error(&self, endpoint: &str, e: Failure<CallError>) -> SourceError {
         match e {
-            RetryError::Failed(CallError::Api(f)) => self.api_error(endpoint, f),
-            RetryError::Failed(CallError::Source(e)) => e,
+            Failure::Api(f) => self.api_error(endpoint, f),
+            Failure::Vendor(CallError::Source(e)) => e,
             // Only report calls are halted, and `report_call` never gets here.
-            RetryError::Failed(CallError::Halted) => {
+            Failure::Vendor(CallError::Halted) => {
                 self.protocol(endpoint, "not sent: the pull had already stopped")
             }
-            RetryError::Exhausted { attempts, last } => SourceError::Exhausted {
+            // DingTalk calls are all resent safely, so nothing is ambiguous.
+            Failure::Protocol(message)
+            | Failure::Ambiguous {
+                reason: message, ..
+            } => self.protocol(endpoint, message),
+            Failure::Exhausted { attempts, last } => SourceError::Exhausted {
                 vendor: VENDOR,
                 endpoint: endpoint.to_string(),
                 attempts,
@@ -157,8 +176,9 @@ impl DingtalkClient {
         }
     }
 
-    /// Records an IP ban: every call pauses until it is over.
-    fn banned(&self, endpoint: &str, what: String) -> Attempt<Value, CallError> {
+    /// Records an IP ban: every call pauses until it is over. The wrapper
+    /// counts the answer as throttled.
+    fn banned(&self, endpoint: &str, what: String) -> String {
         let wait = ip_ban_wait(self.retry.throttle_wait, self.ip_ban_floor);
         {
             let mut until = lock(&self.banned_until);
@@ -167,7 +187,6 @@ impl DingtalkClient {
                 *until = Some(end);
             }
         }
-        self.stats.throttled(endpoint);
         tracing::warn!(
             endpoint,
             wait_s = wait.as_secs_f64(),
@@ -175,95 +194,61 @@ impl DingtalkClient {
              limit of 10,000 calls per 20 s; pausing all DingTalk calls for {} s",
             wait.as_secs()
         );
-        Attempt::Throttled {
-            reason: format!("this server's IP is banned by DingTalk ({what})"),
-            retry_after: None,
+        format!("this server's IP is banned by DingTalk ({what})")
+    }
+
+    /// Waits out a ban, then for the endpoint's time slot. Bans are looked at
+    /// again after the pacer's wait: under concurrency a call can wait there a
+    /// while, and meanwhile another call may have met a ban.
+    async fn wait_turn(&self, endpoint: &str) {
+        loop {
+            self.wait_out_ban().await;
+            self.pacer.ready(endpoint).await;
+            if !self.ban_in_force() {
+                return;
+            }
         }
     }
 
-    /// Decodes one answer: transport problems, bans and vendor codes become attempts.
-    async fn decode(
+    /// Before each send, after the pacer's wait: a stopped pull (quota,
+    /// credentials) sends nothing more, and a metered call is counted before it
+    /// is sent, refused at the budget's cap.
+    async fn before_send(
         &self,
         endpoint: &str,
-        sent: Result<reqwest::Response, reqwest::Error>,
-        token: Option<&Secret>,
-        table: fn(i64) -> Class,
-    ) -> Attempt<Value, CallError> {
-        let resp = match sent {
-            Ok(r) => r,
-            Err(e) => return Attempt::Transient(describe(e)),
-        };
-        let status = resp.status();
-        let bytes = match read_capped(resp, body_cap(endpoint), endpoint).await {
-            Ok(b) => b,
-            Err(ReadError::Transport(e)) => {
-                return Attempt::Transient(format!("HTTP {status}, {e}"))
-            }
-            // Not retried: the same request gets the same answer.
-            Err(e @ ReadError::TooLarge { .. }) => {
-                return Attempt::Fail(CallError::Source(SourceError::Protocol {
-                    vendor: VENDOR,
-                    endpoint: endpoint.to_string(),
-                    message: e.to_string(),
-                }))
-            }
-        };
-        let body = match read_answer(status, &bytes) {
-            Read::Body(body) => body,
-            Read::Banned(what) => return self.banned(endpoint, what),
-            Read::Transient(reason) => return Attempt::Transient(reason),
-            Read::Protocol(message) => {
-                let message = self.clean(&message, token);
-                return Attempt::Fail(CallError::Source(self.protocol(endpoint, message)));
-            }
-        };
-        let code = errcode(&body);
-        if code == 0 {
-            return Attempt::Done(body);
+        halt: Option<&AtomicBool>,
+    ) -> Result<(), CallError> {
+        if halt.is_some_and(|h| h.load(Ordering::SeqCst)) {
+            return Err(CallError::Halted);
         }
-        let message = self.clean(&api_message(&body), token);
-        let failure = ApiFailure {
-            code,
-            message,
-            class: table(code),
-        };
-        let token = token.map(|t| (&self.tokens, t));
-        errcode_attempt(
-            endpoint,
-            failure,
-            codes::dingtalk_retry_after(code),
-            &self.stats,
-            token,
-        )
-        .await
-        .map_err(CallError::Api)
+        if METERED_ENDPOINTS.contains(&endpoint) {
+            // Counted before it is sent; refused at the budget's cap.
+            if let Err(e) = self.take_metered().await {
+                return Err(CallError::Source(e));
+            }
+            self.metered.fetch_add(1, Ordering::Relaxed);
+            self.stats.metered(endpoint);
+        }
+        Ok(())
     }
 
-    async fn fetch_token(&self) -> Result<(Secret, Duration), SourceError> {
-        let result = retry(&self.retry, GETTOKEN, || async {
-            self.wait_out_ban().await;
-            self.pacer.ready(GETTOKEN).await;
-            self.stats.call(GETTOKEN);
-            let sent = self
-                .http
-                .get(self.url(GETTOKEN))
-                .query(&[
-                    ("appkey", self.app_key.as_str()),
-                    ("appsecret", self.app_secret.expose()),
-                ])
-                .send()
-                .await;
-            match self
-                .decode(GETTOKEN, sent, None, codes::dingtalk_gettoken)
-                .await
-            {
-                // A token error from gettoken itself means the credentials: never retry it.
-                Attempt::TokenRejected(e) => Attempt::Fail(e),
-                other => other,
-            }
-        })
-        .await;
-        let body = self.finish(GETTOKEN, result)?;
+    /// A fresh access token from `gettoken`, the credentials in its query: a
+    /// token error there means the credentials, so it is never retried.
+    async fn new_token(&self) -> Result<(Secret, Duration), SourceError> {
+        let at = Call {
+            endpoint: GETTOKEN,
+            cap: body_cap(GETTOKEN),
+            table: codes::dingtalk_gettoken,
+            resend: Resend::Safe,
+        };
+        let request = |_: Option<&Secret>| {
+            self.http.get(self.url(GETTOKEN)).query(&[
+                ("appkey", self.app_key.as_str()),
+                ("appsecret", self.app_secret.expose()),
+            ])
+        };
+        let result = call::call(self, &at, request, |s, b: &mut Vec<u8>| read(s, b), no_hook).await;
+        let body = result.map_err(|e| self.error(GETTOKEN, e))?;
         let token = body["access_token"].as_str().unwrap_or_default();
         if token.is_empty() {
             return Err(self.protocol(GETTOKEN, "no access_token in the answer"));
@@ -275,113 +260,136 @@ impl DingtalkClient {
         Ok((Secret::new(token), Duration::from_secs(expires_in)))
     }
 
-    /// One request: waits out a ban, paces, counts, sends in `forced` or else
-    /// the endpoint's current encoding, which it returns with the attempt. Bans,
-    /// encoding and `halt` are looked at after the pacer's wait: under concurrency
-    /// a call can wait there a while, and meanwhile another call may have met a
-    /// ban, switched the encoding or stopped the pull (quota, credentials).
-    async fn send(
-        &self,
-        endpoint: &str,
-        body: &Value,
-        token: &Secret,
-        forced: Option<Encoding>,
-        halt: Option<&AtomicBool>,
-    ) -> (Encoding, Attempt<Value, CallError>) {
-        loop {
-            self.wait_out_ban().await;
-            self.pacer.ready(endpoint).await;
-            if !self.ban_in_force() {
-                break;
-            }
-        }
-        let encoding = forced.unwrap_or_else(|| self.encoding(endpoint));
-        if halt.is_some_and(|h| h.load(Ordering::SeqCst)) {
-            return (encoding, Attempt::Fail(CallError::Halted));
-        }
-        if METERED_ENDPOINTS.contains(&endpoint) {
-            // Counted before it is sent; refused at the budget's cap.
-            if let Err(e) = self.take_metered().await {
-                return (encoding, Attempt::Fail(CallError::Source(e)));
-            }
-            self.metered.fetch_add(1, Ordering::Relaxed);
-            self.stats.metered(endpoint);
-        }
-        self.stats.call(endpoint);
-        let request = self
-            .http
-            .post(self.url(endpoint))
-            .query(&[("access_token", token.expose())]);
-        let request = match encoding {
-            Encoding::Json => request
-                .header(CONTENT_TYPE, "application/json;charset=UTF-8")
-                .body(body.to_string()),
-            Encoding::Form => request
-                .header(
-                    CONTENT_TYPE,
-                    "application/x-www-form-urlencoded;charset=UTF-8",
-                )
-                .body(form_encode(body)),
-        };
-        let sent = request.send().await;
-        let attempt = self
-            .decode(endpoint, sent, Some(token), codes::dingtalk)
-            .await;
-        (encoding, attempt)
-    }
-
     /// One API call with token, pacing, retries, and a switch of the body's
     /// encoding when DingTalk refuses it. Vendor errors that are not retryable
-    /// come back as `CallError::Api` so callers can act on the class.
+    /// come back as `Failure::Api` so callers can act on the class.
     pub(super) async fn call(
         &self,
         endpoint: &str,
         body: &Value,
-    ) -> Result<Value, RetryError<CallError>> {
+    ) -> Result<Value, Failure<CallError>> {
         self.call_unless(endpoint, body, None).await
     }
 
-    /// [`Self::call`], given up (`CallError::Halted`) once `halt` is set.
+    /// [`Self::call`], given up (`CallError::Halted`) once `halt` is set. The
+    /// encoding is read when the request is built, after the pacer's wait:
+    /// meanwhile another call may have switched it. A refused encoding is
+    /// switched and the body resent at once in the other, within the same
+    /// attempt ([`Decoded::Resend`]).
     pub(super) async fn call_unless(
         &self,
         endpoint: &str,
         body: &Value,
         halt: Option<&AtomicBool>,
-    ) -> Result<Value, RetryError<CallError>> {
-        retry(&self.retry, endpoint, || async {
-            // Taken before the pacer's wait, not after: calls held up by a token
-            // refresh would otherwise all leave at once when it ends, closer
-            // together than the endpoint's rate allows.
-            let token = match self.tokens.get(|| self.fetch_token()).await {
-                Ok(t) => t,
-                Err(e) => return Attempt::Fail(CallError::Source(e)),
+    ) -> Result<Value, Failure<CallError>> {
+        let at = Call {
+            endpoint,
+            cap: body_cap(endpoint),
+            table: codes::dingtalk,
+            resend: Resend::Safe,
+        };
+        let sent = Mutex::new(Sent::default());
+        let request = |token: Option<&Secret>| {
+            let encoding = {
+                let mut sent = lock(&sent);
+                let forced = sent.force.take();
+                let encoding = forced.unwrap_or_else(|| self.encoding(endpoint));
+                sent.last = Some((encoding, forced.is_some()));
+                encoding
             };
-            match self.send(endpoint, body, &token, None, halt).await {
-                (encoding, Attempt::Fail(CallError::Api(f)))
-                    if codes::dingtalk_wrong_encoding(f.code) =>
-                {
-                    // Switch to the other of what was sent (not of the current
-                    // setting), so concurrent refusals agree on the outcome.
-                    let other = encoding.other();
-                    tracing::info!(endpoint, code = f.code, from = ?encoding, to = ?other,
-                        "DingTalk refused the request body's encoding; switching");
-                    self.set_form_encoding(endpoint, other == Encoding::Form);
-                    self.send(endpoint, body, &token, Some(other), halt).await.1
-                }
-                (_, other) => other,
+            let request = self
+                .http
+                .post(self.url(endpoint))
+                .query(&[("access_token", token.map_or("", Secret::expose))]);
+            match encoding {
+                Encoding::Json => request
+                    .header(CONTENT_TYPE, "application/json;charset=UTF-8")
+                    .body(body.to_string()),
+                Encoding::Form => request
+                    .header(
+                        CONTENT_TYPE,
+                        "application/x-www-form-urlencoded;charset=UTF-8",
+                    )
+                    .body(form_encode(body)),
             }
-        })
-        .await
+        };
+        let reader = |status: StatusCode, bytes: &mut Vec<u8>| match read(status, bytes) {
+            Decoded::Code { code, message } if codes::dingtalk_wrong_encoding(code) => {
+                let mut sent = lock(&sent);
+                match sent.last {
+                    // A refusal of a forced encoding (the resend) is final.
+                    Some((encoding, false)) => {
+                        // Switch to the other of what was sent (not of the current
+                        // setting), so concurrent refusals agree on the outcome.
+                        let other = encoding.other();
+                        tracing::info!(endpoint, code, from = ?encoding, to = ?other,
+                            "DingTalk refused the request body's encoding; switching");
+                        self.set_form_encoding(endpoint, other == Encoding::Form);
+                        sent.force = Some(other);
+                        Decoded::Resend { code, message }
+                    }
+                    _ => Decoded::Code { code, message },
+                }
+            }
+            other => other,
+        };
+        let hook = || self.before_send(endpoint, halt);
+        call::call_with_token(self, &at, request, reader, hook).await
     }
 
     pub(super) async fn call_ok(&self, endpoint: &str, body: &Value) -> Result<Value, SourceError> {
         let r = self.call(endpoint, body).await;
-        self.finish(endpoint, r)
+        r.map_err(|e| self.error(endpoint, e))
     }
 
     /// Fetches a token now, so bad credentials stop the job before any other work.
     pub async fn login(&self) -> Result<(), SourceError> {
-        self.tokens.get(|| self.fetch_token()).await.map(|_| ())
+        self.tokens.get(|| self.new_token()).await.map(|_| ())
+    }
+}
+
+impl Vendor for DingtalkClient {
+    type Error = CallError;
+    const CODE: &'static str = "errcode";
+
+    fn secrets(&self) -> Vec<&str> {
+        vec![self.app_secret.expose()]
+    }
+
+    fn retry_config(&self) -> &RetryConfig {
+        &self.retry
+    }
+
+    fn stats(&self) -> Option<&CallStats> {
+        Some(&self.stats)
+    }
+
+    fn pace(&self, endpoint: &str) -> impl Future<Output = ()> + Send {
+        self.wait_turn(endpoint)
+    }
+
+    /// DingTalk's answers are judged with their body: a status line alone
+    /// says nothing the body does not ([`read_answer`]).
+    fn status(&self, _status: StatusCode, _headers: &reqwest::header::HeaderMap) -> OnStatus {
+        OnStatus::Read
+    }
+
+    fn retry_after(&self, code: i64) -> Option<Duration> {
+        codes::dingtalk_retry_after(code)
+    }
+
+    fn blocked(&self, endpoint: &str, what: String) -> String {
+        self.banned(endpoint, what)
+    }
+}
+
+impl Tokens for DingtalkClient {
+    fn tokens(&self) -> &TokenCache {
+        &self.tokens
+    }
+
+    async fn fetch_token(&self) -> Result<(Secret, Duration), CallError> {
+        self.new_token().await.map_err(CallError::Source)
     }
 }
 

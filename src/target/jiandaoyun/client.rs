@@ -11,14 +11,15 @@ use serde::Serialize;
 use serde_json::{json, Map, Value};
 
 use super::config::Target;
-use crate::http::codes::{self, Class};
-use crate::http::pace::Pacer;
 use crate::http::rate::Rate;
 use crate::http::retry::RetryConfig;
-use crate::http::retry::{retry, Attempt, RetryError};
-use crate::http::{
-    describe, endpoint_url, read_capped, redact, redirected, CallStats, ReadError, Url, BODY_CAP,
-};
+use reqwest::header::{HeaderMap, RETRY_AFTER};
+use reqwest::StatusCode;
+
+use crate::http::call::{self, no_hook, Call, Decoded, Failure, OnStatus, Resend, Vendor};
+use crate::http::codes::{self, Class};
+use crate::http::pace::Pacer;
+use crate::http::{endpoint_url, redirected, CallStats, Url, BODY_CAP};
 use crate::secret::Secret;
 use crate::target::{Created, FieldKind, FormError, Widget, WriteData};
 
@@ -61,28 +62,65 @@ pub struct Jiandaoyun {
     stats: Arc<CallStats>,
 }
 
-/// Whether a request may be resent after an unclear failure.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Resend {
-    Safe,
-    /// Creates: an unclear failure is reported as ambiguous, not retried.
-    Never,
-}
-
 /// The vendor and endpoint, as every error message names a call.
 fn at(endpoint: &str) -> String {
     format!("Jiandaoyun {endpoint}")
 }
 
-fn finish<T>(endpoint: &str, r: Result<T, RetryError<FormError>>) -> Result<T, FormError> {
-    match r {
-        Ok(v) => Ok(v),
-        Err(RetryError::Failed(e)) => Err(e),
-        Err(RetryError::Exhausted { attempts, last }) => Err(FormError::Exhausted {
+/// What a failed call comes to for the writer. Which outcomes are ambiguous
+/// (the request may have been carried out) is the wrapper's: no answer, a 5xx,
+/// a 429, an unreadable 2xx, an answer over its cap.
+fn finish<T>(endpoint: &str, r: Result<T, Failure<FormError>>) -> Result<T, FormError> {
+    r.map_err(|f| match f {
+        Failure::Api(f) => match f.class {
+            Class::Fatal(hint) => FormError::Fatal {
+                endpoint: at(endpoint),
+                code: f.code,
+                message: f.message,
+                hint,
+            },
+            class => FormError::Rejected {
+                endpoint: at(endpoint),
+                code: f.code,
+                message: f.message,
+                class,
+            },
+        },
+        Failure::Protocol(message) => FormError::Protocol {
+            endpoint: at(endpoint),
+            message,
+        },
+        Failure::Ambiguous { reason, answered } => FormError::Ambiguous {
+            endpoint: at(endpoint),
+            reason,
+            answered,
+        },
+        Failure::Exhausted { attempts, last } => FormError::Exhausted {
             endpoint: at(endpoint),
             attempts,
             last,
-        }),
+        },
+        Failure::Vendor(e) => e,
+    })
+}
+
+/// Reads one answer: JSON on a 2xx is the result (a 2xx that is not JSON may
+/// still have been carried out); JSON on any other status is a refusal with
+/// its `code` and `msg`.
+fn read_answer(status: StatusCode, bytes: &[u8]) -> Decoded<Value> {
+    let parsed: Result<Value, _> = serde_json::from_slice(bytes);
+    if status.is_success() {
+        return match parsed {
+            Ok(v) => Decoded::Done(v),
+            Err(_) => Decoded::Transient(format!("HTTP {status} with a body that is not JSON")),
+        };
+    }
+    match parsed {
+        Ok(err) => Decoded::Code {
+            code: err["code"].as_i64().unwrap_or(-1),
+            message: err["msg"].as_str().unwrap_or("").to_string(),
+        },
+        Err(_) => Decoded::Protocol(format!("HTTP {status} with a body that is not JSON")),
     }
 }
 
@@ -120,34 +158,18 @@ impl Jiandaoyun {
         body
     }
 
-    async fn attempt<B: Serialize + ?Sized>(
-        &self,
-        endpoint: &str,
-        body: &B,
-        resend: Resend,
-    ) -> Attempt<Value, FormError> {
-        self.pacer.ready(endpoint).await;
-        self.send_once(endpoint, body, resend).await
+    fn call_for(endpoint: &str, resend: Resend) -> Call<'_> {
+        Call {
+            endpoint,
+            cap: BODY_CAP,
+            table: codes::jiandaoyun,
+            resend,
+        }
     }
 
-    /// One request, sent at once (the caller has waited for its pace).
-    async fn send_once<B: Serialize + ?Sized>(
-        &self,
-        endpoint: &str,
-        body: &B,
-        resend: Resend,
-    ) -> Attempt<Value, FormError> {
-        self.stats.call(endpoint);
-        let unclear = |reason: String, answered: bool| match resend {
-            Resend::Safe => Attempt::Transient(reason),
-            Resend::Never => Attempt::Fail(FormError::Ambiguous {
-                endpoint: at(endpoint),
-                reason,
-                answered,
-            }),
-        };
-        let sent = self
-            .http
+    /// The request of one attempt: the body encoded anew each time.
+    fn request<B: Serialize + ?Sized>(&self, endpoint: &str, body: &B) -> reqwest::RequestBuilder {
+        self.http
             .post(endpoint_url(
                 &self.base_url,
                 &["api/v5/app/entry", endpoint],
@@ -155,104 +177,6 @@ impl Jiandaoyun {
             .bearer_auth(self.api_key.expose())
             .timeout(self.request_timeout)
             .json(body)
-            .send()
-            .await;
-        let resp = match sent {
-            Ok(r) => r,
-            Err(e) => return unclear(describe(e), false),
-        };
-        let status = resp.status();
-        if status.as_u16() == 429 {
-            self.stats.throttled(endpoint);
-            let retry_after = resp
-                .headers()
-                .get(reqwest::header::RETRY_AFTER)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.trim().parse::<u64>().ok())
-                .map(|s| Duration::from_secs(s).min(RETRY_AFTER_CAP));
-            return match resend {
-                Resend::Safe => Attempt::Throttled {
-                    reason: "HTTP 429".into(),
-                    retry_after,
-                },
-                Resend::Never => unclear("HTTP 429".into(), true),
-            };
-        }
-        if status.is_server_error() {
-            // Often a gateway's answer: the request may still run behind it.
-            return unclear(format!("HTTP {status}"), false);
-        }
-        if let Some(message) = redirected(status) {
-            return Attempt::Fail(FormError::Protocol {
-                endpoint: at(endpoint),
-                message,
-            });
-        }
-        let text = match read_capped(resp, BODY_CAP, endpoint).await {
-            Ok(t) => t,
-            Err(ReadError::Transport(e)) => return unclear(e, false),
-            // Not retried: the same request gets the same answer. For a create the
-            // server did answer, so the records may be stored: ambiguous, and the
-            // writer reconciles by key.
-            Err(e @ ReadError::TooLarge { .. }) => {
-                return match resend {
-                    Resend::Safe => Attempt::Fail(FormError::Protocol {
-                        endpoint: at(endpoint),
-                        message: e.to_string(),
-                    }),
-                    Resend::Never => Attempt::Fail(FormError::Ambiguous {
-                        endpoint: at(endpoint),
-                        reason: e.to_string(),
-                        answered: true,
-                    }),
-                }
-            }
-        };
-        let parsed: Result<Value, _> = serde_json::from_slice(&text);
-        if status.is_success() {
-            return match parsed {
-                Ok(v) => Attempt::Done(v),
-                Err(_) => unclear(format!("HTTP {status} with a body that is not JSON"), true),
-            };
-        }
-        let Ok(err) = parsed else {
-            return Attempt::Fail(FormError::Protocol {
-                endpoint: at(endpoint),
-                message: format!("HTTP {status} with a body that is not JSON"),
-            });
-        };
-        let code = err["code"].as_i64().unwrap_or(-1);
-        let message = redact(err["msg"].as_str().unwrap_or(""), &[self.api_key.expose()]);
-        if endpoint == BATCH_CREATE && code == TRANSACTION_EXISTS {
-            return Attempt::Fail(FormError::IdSpent {
-                endpoint: at(endpoint),
-                code,
-                message,
-            });
-        }
-        match codes::jiandaoyun(code) {
-            // Refused before anything was stored: safe to resend even for creates.
-            Class::Throttled => {
-                self.stats.throttled(endpoint);
-                Attempt::Throttled {
-                    reason: format!("code {code} ({message})"),
-                    retry_after: None,
-                }
-            }
-            Class::Transient => Attempt::Transient(format!("code {code} ({message})")),
-            Class::Fatal(hint) => Attempt::Fail(FormError::Fatal {
-                endpoint: at(endpoint),
-                code,
-                message,
-                hint,
-            }),
-            class => Attempt::Fail(FormError::Rejected {
-                endpoint: at(endpoint),
-                code,
-                message,
-                class,
-            }),
-        }
     }
 
     async fn post<B: Serialize + Sync + ?Sized>(
@@ -261,9 +185,13 @@ impl Jiandaoyun {
         body: &B,
         resend: Resend,
     ) -> Result<Value, FormError> {
-        let r = retry(&self.retry, endpoint, || {
-            self.attempt(endpoint, body, resend)
-        })
+        let r = call::call(
+            self,
+            &Self::call_for(endpoint, resend),
+            |_| self.request(endpoint, body),
+            |s, b: &mut Vec<u8>| read_answer(s, b),
+            no_hook,
+        )
         .await;
         finish(endpoint, r)
     }
@@ -373,20 +301,33 @@ impl Jiandaoyun {
             is_start_workflow: self.is_start_workflow,
             data_list: records,
         };
-        let r = retry(&self.retry, BATCH_CREATE, || async {
-            // Marked after the pacer's wait, right before the request leaves:
-            // the mark says until when this send may still commit.
-            self.pacer.ready(BATCH_CREATE).await;
-            match before_send().await {
-                Ok(()) => self.send_once(BATCH_CREATE, &body, Resend::Never).await,
-                Err(reason) => Attempt::Fail(FormError::NotMarked {
-                    endpoint: at(BATCH_CREATE),
-                    reason,
-                }),
-            }
-        })
+        // Marked after the pacer's wait, right before the request leaves (the
+        // wrapper's hook): the mark says until when this send may still commit.
+        let mark = || async {
+            before_send().await.map_err(|reason| FormError::NotMarked {
+                endpoint: at(BATCH_CREATE),
+                reason,
+            })
+        };
+        let r = call::call(
+            self,
+            &Self::call_for(BATCH_CREATE, Resend::Never),
+            |_| self.request(BATCH_CREATE, &body),
+            |s, b: &mut Vec<u8>| read_answer(s, b),
+            mark,
+        )
         .await;
-        let v = finish(BATCH_CREATE, r)?;
+        let v = match r {
+            // The id was used before, so the batch may be stored.
+            Err(Failure::Api(f)) if f.code == TRANSACTION_EXISTS => {
+                return Err(FormError::IdSpent {
+                    endpoint: at(BATCH_CREATE),
+                    code: f.code,
+                    message: f.message,
+                })
+            }
+            r => finish(BATCH_CREATE, r)?,
+        };
         Ok(Created {
             success_count: v["success_count"].as_u64().unwrap_or(0),
             success_ids: v["success_ids"]
@@ -413,6 +354,54 @@ impl Jiandaoyun {
         let body = self.body(json!({ "data_ids": data_ids }));
         let v = self.post(BATCH_DELETE, &body, Resend::Safe).await?;
         Ok(v["success_count"].as_u64().unwrap_or(0))
+    }
+}
+
+impl Vendor for Jiandaoyun {
+    type Error = FormError;
+    const CODE: &'static str = "code";
+
+    fn secrets(&self) -> Vec<&str> {
+        vec![self.api_key.expose()]
+    }
+
+    fn retry_config(&self) -> &RetryConfig {
+        &self.retry
+    }
+
+    fn stats(&self) -> Option<&CallStats> {
+        Some(&self.stats)
+    }
+
+    fn pace(&self, endpoint: &str) -> impl std::future::Future<Output = ()> + Send {
+        self.pacer.ready(endpoint)
+    }
+
+    /// A 429 is throttling, with the server's wait when it names one (capped);
+    /// a 5xx is often a gateway's answer: the request may still run behind it.
+    fn status(&self, status: StatusCode, headers: &HeaderMap) -> OnStatus {
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            let retry_after = headers
+                .get(RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .map(|s| Duration::from_secs(s).min(RETRY_AFTER_CAP));
+            return OnStatus::Throttled {
+                reason: "HTTP 429".into(),
+                retry_after,
+            };
+        }
+        if status.is_server_error() {
+            return OnStatus::Transient(format!("HTTP {status}"));
+        }
+        match redirected(status) {
+            Some(message) => OnStatus::Protocol(message),
+            None => OnStatus::Read,
+        }
+    }
+
+    fn body_lost(&self, _status: StatusCode, error: String) -> String {
+        error
     }
 }
 
