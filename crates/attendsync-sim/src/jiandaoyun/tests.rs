@@ -98,9 +98,9 @@ async fn widget_list_shape() {
     assert!(v["dataModifyTime"].as_str().unwrap().ends_with('Z'));
 }
 
-#[tokio::test]
-async fn batch_create_then_list_with_filters_and_paging() {
-    let sim = sim(JdySimConfig::default()).await;
+/// Stores 25 rows (U00..U24; even ones in 2026-10, odd ones in 2026-09) with
+/// one batch_create and returns their ids.
+async fn twenty_five_rows(sim: &JdySim) -> Vec<String> {
     let rows: Vec<Value> = (0..25)
         .map(|i| {
             row(
@@ -110,7 +110,7 @@ async fn batch_create_then_list_with_filters_and_paging() {
             )
         })
         .collect();
-    let (status, v) = call(&sim, "data/batch_create", json!({"data_list": rows})).await;
+    let (status, v) = call(sim, "data/batch_create", json!({"data_list": rows})).await;
     assert_eq!(status, 200, "{v}");
     assert_eq!(v["status"], "success");
     assert_eq!(v["success_count"], 25);
@@ -129,6 +129,13 @@ async fn batch_create_then_list_with_filters_and_paging() {
     assert_eq!(records[3]["userid"], "U03");
     assert_eq!(records[3]["work_hours"], 3.5);
     assert_eq!(records[3]["_id"], json!(ids[3]));
+    ids
+}
+
+#[tokio::test]
+async fn batch_create_then_list_with_filters_and_paging() {
+    let sim = sim(JdySimConfig::default()).await;
+    let ids = twenty_five_rows(&sim).await;
 
     let filter = json!({"rel": "and", "cond": [
         {"field": "month", "type": "text", "method": "eq", "value": ["2026-10"]},
@@ -167,7 +174,12 @@ async fn batch_create_then_list_with_filters_and_paging() {
         cursor = page.last().map(|r| r["_id"].as_str().unwrap().to_owned());
     }
     assert_eq!(seen, ids);
+}
 
+#[tokio::test]
+async fn list_filter_methods_and_their_limits() {
+    let sim = sim(JdySimConfig::default()).await;
+    twenty_five_rows(&sim).await;
     let cases = [
         (
             json!({"field": "work_hours", "method": "gt", "value": [20]}),
