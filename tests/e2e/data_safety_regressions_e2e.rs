@@ -5,13 +5,11 @@
 
 use crate::common;
 
-use std::path::Path;
 use std::time::Duration;
 
 use attendsync_sim::{DingtalkSim, DingtalkSimConfig, JdySim, JdySimConfig, Org, Outcome, TxMode};
-use common::{
-    fast_wecom, spawn_and_kill, Env, API_KEY, APP_ID, CORP_ID, FAST_SOURCE, FAST_TARGET, SECRET,
-};
+use common::dingtalk::{all as text, fast_retry, start_dingtalk, DingEnv, FAST_LIMITS};
+use common::{fast_wecom, spawn_and_kill, Env, API_KEY, CORP_ID, FAST_SOURCE, FAST_TARGET, SECRET};
 
 const MONTH: &str = "2026-10";
 
@@ -264,68 +262,33 @@ async fn a_clock_stepped_back_after_a_crash_does_not_stall_the_next_run_for_hour
 }
 
 // ---------------------------------------------------------------------------
-// DingTalk harness (as tests/dingtalk_e2e.rs), with a `userids` scope and a
+// DingTalk harness (`common::dingtalk`) with a `userids` scope and a
 // DingTalk simulator that can be replaced (an employee leaves).
 // ---------------------------------------------------------------------------
 
-/// The shipped DingTalk job's form.
-const DT_ENTRY_ID: &str = "64093d8613931a00085bb2f5";
-const DT_APP_KEY: &str = "ding-breaker-appkey";
-const DT_APP_SECRET: &str = "DingSecret-breaker-0123456789abcdef";
-const DT_JOB: &str = include_str!("../../jobs/dingtalk_monthly.toml");
-const DT_MAPPING: &str = include_str!("../../mappings/dingtalk_monthly.toml");
-
+/// The shipped DingTalk job, scoped to `userids`.
 struct DtEnv {
-    dir: tempfile::TempDir,
-    dingtalk: DingtalkSim,
-    jdy: JdySim,
+    env: DingEnv,
     userids: Vec<String>,
 }
 
-fn text(o: &std::process::Output) -> String {
-    format!(
-        "status {:?}\n--- stdout\n{}\n--- stderr\n{}",
-        o.status,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
+impl std::ops::Deref for DtEnv {
+    type Target = DingEnv;
+    fn deref(&self) -> &DingEnv {
+        &self.env
+    }
 }
 
-async fn start_dingtalk(org: Org) -> DingtalkSim {
-    DingtalkSim::start(
-        org,
-        DingtalkSimConfig {
-            app_key: DT_APP_KEY.into(),
-            app_secret: DT_APP_SECRET.into(),
-            ..DingtalkSimConfig::default().with_endpoint_rate(1000)
-        },
-    )
-    .await
-    .unwrap_or_else(|e| panic!("start the DingTalk simulator: {e}"))
+async fn dingtalk_of(org: Org) -> DingtalkSim {
+    start_dingtalk(org, DingtalkSimConfig::default().with_endpoint_rate(1000)).await
 }
 
 impl DtEnv {
     async fn start(org: Org, userids: &[String]) -> DtEnv {
-        let file = attendsync::config::SourceFile::new("dingtalk_monthly.toml", DT_MAPPING);
-        let Ok(mapping) = attendsync::mapping::Mapping::parse(&file) else {
-            panic!("the shipped DingTalk mapping must parse");
-        };
-        let jdy = JdySim::start(JdySimConfig {
-            api_key: API_KEY.into(),
-            app_id: APP_ID.into(),
-            entry_id: DT_ENTRY_ID.into(),
-            widgets: attendsync::demo::widgets_of_mapping(&mapping),
-            ..JdySimConfig::default()
-        })
-        .await
-        .unwrap_or_else(|e| panic!("start the Jiandaoyun simulator: {e}"));
         let env = DtEnv {
-            dir: tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}")),
-            dingtalk: start_dingtalk(org).await,
-            jdy,
+            env: DingEnv::start(dingtalk_of(org).await).await,
             userids: userids.to_vec(),
         };
-        env.write("mappings/dingtalk_monthly.toml", DT_MAPPING);
         env.write_job();
         env
     }
@@ -333,86 +296,30 @@ impl DtEnv {
     /// The same form and database, a new DingTalk (e.g. with someone gone).
     async fn with_dingtalk(self, org: Org) -> DtEnv {
         let env = DtEnv {
-            dingtalk: start_dingtalk(org).await,
-            ..self
+            env: DingEnv {
+                dingtalk: dingtalk_of(org).await,
+                ..self.env
+            },
+            userids: self.userids,
         };
         env.write_job();
         env
     }
 
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    fn write(&self, rel: &str, body: &str) {
-        let path = self.path().join(rel);
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).unwrap_or_else(|e| panic!("mkdir {parent:?}: {e}"));
-        }
-        std::fs::write(&path, body).unwrap_or_else(|e| panic!("write {path:?}: {e}"));
-    }
-
     fn write_job(&self) {
-        let source_url = "# base_url = \"https://oapi.dingtalk.com\"";
-        let target_url = "# base_url = \"https://api.jiandaoyun.com\"";
         let scope = "# userids = [\"manager4220\"]";
-        assert!(
-            DT_JOB.contains(source_url) && DT_JOB.contains(target_url) && DT_JOB.contains(scope)
-        );
+        let job = self.pointed_job();
+        assert!(job.contains(scope));
         let ids: Vec<String> = self.userids.iter().map(|u| format!("\"{u}\"")).collect();
-        let job = DT_JOB
-            .replacen(
-                source_url,
-                &format!("base_url = \"{}\" #", self.dingtalk.base_url()),
-                1,
-            )
-            .replacen(
-                target_url,
-                &format!("base_url = \"{}\" #", self.jdy.base_url()),
-                1,
-            )
-            .replacen(scope, &format!("userids = [{}]", ids.join(", ")), 1);
+        let job = job.replacen(scope, &format!("userids = [{}]", ids.join(", ")), 1);
         self.write(
             "jobs/dingtalk_monthly.toml",
-            &format!(
-                r#"{job}
-[source.limits]
-"topapi/v2/department/listsub" = "200/s"
-"topapi/v2/user/list" = "200/s"
-"topapi/attendance/getcolumnval" = "200/s"
-"topapi/attendance/getleavetimebynames" = "200/s"
-
-[source.retry]
-max_attempts = 10
-initial_wait = "20ms"
-max_wait = "200ms"
-throttle_wait = "50ms"
-
-[target.retry]
-max_attempts = 10
-initial_wait = "20ms"
-max_wait = "200ms"
-throttle_wait = "50ms"
-"#
-            ),
+            &format!("{job}\n{FAST_LIMITS}\n{}", fast_retry(10)),
         );
     }
 
     async fn run(&self, args: &[&str]) -> std::process::Output {
-        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_attendsync"));
-        cmd.args(args)
-            .arg("--config-dir")
-            .arg(self.path())
-            .env_remove("ATTENDSYNC_DB")
-            .env("DINGTALK_APP_KEY", DT_APP_KEY)
-            .env("DINGTALK_APP_SECRET", DT_APP_SECRET)
-            .env("JDY_API_KEY", API_KEY)
-            .env("RUST_LOG", "info")
-            .kill_on_drop(true);
-        tokio::time::timeout(common::RUN_TIMEOUT, cmd.output())
-            .await
-            .unwrap_or_else(|_| panic!("attendsync {args:?} did not finish in time"))
-            .unwrap_or_else(|e| panic!("cannot run attendsync: {e}"))
+        self.run_with(args, &[], common::RUN_TIMEOUT).await
     }
 }
 

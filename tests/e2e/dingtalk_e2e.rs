@@ -1,151 +1,48 @@
 //! End-to-end: the built binary runs the shipped DingTalk job and mapping
 //! against the DingTalk and Jiandaoyun simulators.
 
-use std::path::Path;
 use std::process::Output;
 use std::time::Duration;
 
-use attendsync::config::SourceFile;
-use attendsync::mapping::{Mapping, Vars};
+use attendsync::mapping::Vars;
 use attendsync::month::Month;
 use attendsync::source::dingtalk::EMPLOYEES_IN_FLIGHT;
-use attendsync_sim::{DingtalkSim, DingtalkSimConfig, JdySim, JdySimConfig, Org};
+use attendsync_sim::{DingtalkSimConfig, Org};
 
-const APP_KEY: &str = "ding-e2e-appkey";
-const APP_SECRET: &str = "DingSecret-e2e-0123456789abcdef";
-const API_KEY: &str = "jdy-key-e2e-SuperSecret-9876543210";
-const APP_ID: &str = "6399c24287cae90008d24e0b";
-const ENTRY_ID: &str = "64093d8613931a00085bb2f5";
+use crate::common::dingtalk::{
+    all, fast_retry, mapping, start_dingtalk, DingEnv, API_KEY, APP_KEY, APP_SECRET, FAST_LIMITS,
+    SHIPPED_MAPPING,
+};
+use crate::common::RUN_TIMEOUT;
+
 const MONTH: &str = "2026-10";
-const RUN_TIMEOUT: Duration = Duration::from_secs(240);
 
-const SHIPPED_JOB: &str = include_str!("../../jobs/dingtalk_monthly.toml");
-const SHIPPED_MAPPING: &str = include_str!("../../mappings/dingtalk_monthly.toml");
+/// The shipped job against the simulators, with fast limits and retries.
+struct Env(DingEnv);
 
-fn mapping() -> Mapping {
-    match Mapping::parse(&SourceFile::new("dingtalk_monthly.toml", SHIPPED_MAPPING)) {
-        Ok(m) => m,
-        Err(e) => panic!("the shipped mapping must parse: {e:?}"),
+impl std::ops::Deref for Env {
+    type Target = DingEnv;
+    fn deref(&self) -> &DingEnv {
+        &self.0
     }
-}
-
-fn widgets() -> Vec<(String, String)> {
-    attendsync::demo::widgets_of_mapping(&mapping())
-}
-
-struct Env {
-    dir: tempfile::TempDir,
-    dingtalk: DingtalkSim,
-    jdy: JdySim,
 }
 
 impl Env {
     async fn start(employees: usize, config: DingtalkSimConfig) -> Env {
-        let dingtalk = DingtalkSim::start(
-            Org::generate(employees, 5),
-            DingtalkSimConfig {
-                app_key: APP_KEY.into(),
-                app_secret: APP_SECRET.into(),
-                ..config
-            },
-        )
-        .await
-        .unwrap_or_else(|e| panic!("start the DingTalk simulator: {e}"));
-        let jdy = JdySim::start(JdySimConfig {
-            api_key: API_KEY.into(),
-            app_id: APP_ID.into(),
-            entry_id: ENTRY_ID.into(),
-            widgets: widgets(),
-            ..JdySimConfig::default()
-        })
-        .await
-        .unwrap_or_else(|e| panic!("start the Jiandaoyun simulator: {e}"));
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
-        let env = Env { dir, dingtalk, jdy };
-        env.write("mappings/dingtalk_monthly.toml", SHIPPED_MAPPING);
+        let dingtalk = start_dingtalk(Org::generate(employees, 5), config).await;
+        let env = Env(DingEnv::start(dingtalk).await);
         env.write("jobs/dingtalk_monthly.toml", &env.job());
         env
     }
 
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    fn write(&self, rel: &str, text: &str) {
-        let path = self.path().join(rel);
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).unwrap_or_else(|e| panic!("mkdir {parent:?}: {e}"));
-        }
-        std::fs::write(&path, text).unwrap_or_else(|e| panic!("write {path:?}: {e}"));
-    }
-
     /// The shipped job pointed at the simulators, with fast limits and retries.
     fn job(&self) -> String {
-        let source_url = "# base_url = \"https://oapi.dingtalk.com\"";
-        let target_url = "# base_url = \"https://api.jiandaoyun.com\"";
-        assert!(SHIPPED_JOB.contains(source_url) && SHIPPED_JOB.contains(target_url));
-        let job = SHIPPED_JOB
-            .replacen(
-                source_url,
-                &format!("base_url = \"{}\" #", self.dingtalk.base_url()),
-                1,
-            )
-            .replacen(
-                target_url,
-                &format!("base_url = \"{}\" #", self.jdy.base_url()),
-                1,
-            );
-        format!(
-            r#"{job}
-[source.limits]
-"topapi/v2/department/listsub" = "200/s"
-"topapi/v2/user/list" = "200/s"
-"topapi/attendance/getcolumnval" = "200/s"
-"topapi/attendance/getleavetimebynames" = "200/s"
-
-[source.retry]
-max_attempts = 10
-initial_wait = "20ms"
-max_wait = "200ms"
-throttle_wait = "50ms"
-
-[target.retry]
-max_attempts = 10
-initial_wait = "20ms"
-max_wait = "200ms"
-throttle_wait = "50ms"
-"#
-        )
+        format!("{}\n{FAST_LIMITS}\n{}", self.pointed_job(), fast_retry(10))
     }
 
     async fn run(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
-        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_attendsync"));
-        cmd.args(args)
-            .arg("--config-dir")
-            .arg(self.path())
-            .env_remove("ATTENDSYNC_DB")
-            .env("DINGTALK_APP_KEY", APP_KEY)
-            .env("DINGTALK_APP_SECRET", APP_SECRET)
-            .env("JDY_API_KEY", API_KEY)
-            .env("RUST_LOG", "info")
-            .kill_on_drop(true);
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        tokio::time::timeout(RUN_TIMEOUT, cmd.output())
-            .await
-            .unwrap_or_else(|_| panic!("attendsync {args:?} did not finish in time"))
-            .unwrap_or_else(|e| panic!("cannot run attendsync: {e}"))
+        self.run_with(args, env, RUN_TIMEOUT).await
     }
-}
-
-fn all(o: &Output) -> String {
-    format!(
-        "status {:?}\n--- stdout\n{}\n--- stderr\n{}",
-        o.status,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -373,36 +373,46 @@ async fn a_failed_run_sends_one_message_to_each_target_without_secrets() {
 
     // Every message names the job, the months, the counts and the first errors.
     for r in [&wecom, &robot, &notice] {
-        let v = r.json();
-        let text = content(r);
-        assert!(text.contains("dt_monthly"), "{text}");
-        assert!(text.contains("FAILED (exit 1)"), "{text}");
-        assert!(
-            text.contains("2026-10: pulled 120, created 4, updated 2, unchanged 111, failed 3"),
-            "{text}"
-        );
-        assert!(text.contains("2026-09: pulled 120"), "{text}");
-        assert!(
-            text.contains("employee u42: field work_hours: cannot convert"),
-            "{text}"
-        );
-        assert!(text.contains("first errors (3 of 3)"), "{text}");
-        assert!(
-            text.contains("vendor echoed appsecret=*** key=***"),
-            "{text}"
-        );
-        assert!(text.len() <= 2048, "{}", text.len());
-        if r.path == NOTICE_PATH {
-            assert_eq!(v["agent_id"], 123456789);
-            assert_eq!(v["userid_list"], "manager4220,hr01");
-            assert_eq!(v["msg"]["msgtype"], "text");
-            assert!(serde_json::to_vec(&v["msg"]).map(|b| b.len()).unwrap_or(0) <= 2048);
-        } else {
-            assert_eq!(v["msgtype"], "text", "{}", r.body);
-        }
+        assert_failure_message(r);
     }
 
     // The webhook gets the JSON report.
+    assert_failure_report(&hook);
+}
+
+/// A text message about the failed run of `failing_report`.
+fn assert_failure_message(r: &Request) {
+    let v = r.json();
+    let text = content(r);
+    assert!(text.contains("dt_monthly"), "{text}");
+    assert!(text.contains("FAILED (exit 1)"), "{text}");
+    assert!(
+        text.contains("2026-10: pulled 120, created 4, updated 2, unchanged 111, failed 3"),
+        "{text}"
+    );
+    assert!(text.contains("2026-09: pulled 120"), "{text}");
+    assert!(
+        text.contains("employee u42: field work_hours: cannot convert"),
+        "{text}"
+    );
+    assert!(text.contains("first errors (3 of 3)"), "{text}");
+    assert!(
+        text.contains("vendor echoed appsecret=*** key=***"),
+        "{text}"
+    );
+    assert!(text.len() <= 2048, "{}", text.len());
+    if r.path == NOTICE_PATH {
+        assert_eq!(v["agent_id"], 123456789);
+        assert_eq!(v["userid_list"], "manager4220,hr01");
+        assert_eq!(v["msg"]["msgtype"], "text");
+        assert!(serde_json::to_vec(&v["msg"]).map(|b| b.len()).unwrap_or(0) <= 2048);
+    } else {
+        assert_eq!(v["msgtype"], "text", "{}", r.body);
+    }
+}
+
+/// The webhook's JSON report of the failed run of `failing_report`.
+fn assert_failure_report(hook: &Request) {
     let v = hook.json();
     assert_eq!(v["job"], "dt_monthly");
     assert_eq!(v["ok"], false);

@@ -3,146 +3,52 @@
 
 use crate::common;
 
-use std::path::Path;
 use std::process::{Output, Stdio};
 use std::time::Duration;
 
-use attendsync::config::SourceFile;
-use attendsync::mapping::Mapping;
 use attendsync::store::Store;
-use attendsync_sim::{DingtalkSim, DingtalkSimConfig, JdySim, JdySimConfig, Org};
+use attendsync_sim::{DingtalkSimConfig, Org};
 
-const APP_KEY: &str = "ding-e2e-appkey";
-const APP_SECRET: &str = "DingSecret-e2e-0123456789abcdef";
-const API_KEY: &str = "jdy-key-e2e-SuperSecret-9876543210";
-const APP_ID: &str = "6399c24287cae90008d24e0b";
-const ENTRY_ID: &str = "64093d8613931a00085bb2f5";
+use crate::common::dingtalk::{all, fast_retry, start_dingtalk, DingEnv};
+
 const RUN_TIMEOUT: Duration = Duration::from_secs(120);
 
-const SHIPPED_JOB: &str = include_str!("../../jobs/dingtalk_monthly.toml");
-const SHIPPED_MAPPING: &str = include_str!("../../mappings/dingtalk_monthly.toml");
+/// The shipped DingTalk job against the simulators, with a call budget.
+struct Ding(DingEnv);
 
-fn widgets() -> Vec<(String, String)> {
-    let mapping = Mapping::parse(&SourceFile::new("dingtalk_monthly.toml", SHIPPED_MAPPING))
-        .unwrap_or_else(|e| panic!("the shipped mapping must parse: {e:?}"));
-    attendsync::demo::widgets_of_mapping(&mapping)
-}
-
-struct Ding {
-    dir: tempfile::TempDir,
-    dingtalk: DingtalkSim,
-    #[allow(dead_code)]
-    jdy: JdySim,
+impl std::ops::Deref for Ding {
+    type Target = DingEnv;
+    fn deref(&self) -> &DingEnv {
+        &self.0
+    }
 }
 
 impl Ding {
     /// The shipped DingTalk job against the simulators, with `budget`.
     async fn start(employees: usize, budget: u32) -> Ding {
-        let dingtalk = DingtalkSim::start(
+        let dingtalk = start_dingtalk(
             Org::generate(employees, 3),
-            DingtalkSimConfig {
-                app_key: APP_KEY.into(),
-                app_secret: APP_SECRET.into(),
-                ..DingtalkSimConfig::default().with_endpoint_rate(1000)
-            },
+            DingtalkSimConfig::default().with_endpoint_rate(1000),
         )
-        .await
-        .unwrap_or_else(|e| panic!("start the DingTalk simulator: {e}"));
-        let jdy = JdySim::start(JdySimConfig {
-            api_key: API_KEY.into(),
-            app_id: APP_ID.into(),
-            entry_id: ENTRY_ID.into(),
-            widgets: widgets(),
-            ..JdySimConfig::default()
-        })
-        .await
-        .unwrap_or_else(|e| panic!("start the Jiandaoyun simulator: {e}"));
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
-        let env = Ding { dir, dingtalk, jdy };
-        env.write("mappings/dingtalk_monthly.toml", SHIPPED_MAPPING);
+        .await;
+        let env = Ding(DingEnv::start(dingtalk).await);
         env.write("jobs/dingtalk_monthly.toml", &env.job(budget));
         env
     }
 
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    fn write(&self, rel: &str, text: &str) {
-        let path = self.path().join(rel);
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).unwrap_or_else(|e| panic!("mkdir {parent:?}: {e}"));
-        }
-        std::fs::write(&path, text).unwrap_or_else(|e| panic!("write {path:?}: {e}"));
-    }
-
     fn job(&self, budget: u32) -> String {
-        let source_url = "# base_url = \"https://oapi.dingtalk.com\"";
-        let target_url = "# base_url = \"https://api.jiandaoyun.com\"";
-        assert!(SHIPPED_JOB.contains(source_url) && SHIPPED_JOB.contains(target_url));
-        assert!(SHIPPED_JOB.contains("\nmonthly_call_budget = 5000"));
-        let job = SHIPPED_JOB
-            .replacen(
-                source_url,
-                &format!("base_url = \"{}\" #", self.dingtalk.base_url()),
-                1,
-            )
-            .replacen(
-                target_url,
-                &format!("base_url = \"{}\" #", self.jdy.base_url()),
-                1,
-            )
-            .replace(
-                "\nmonthly_call_budget = 5000",
-                &format!("\nmonthly_call_budget = {budget}"),
-            );
-        format!(
-            r#"{job}
-[source.retry]
-max_attempts = 5
-initial_wait = "20ms"
-max_wait = "200ms"
-throttle_wait = "50ms"
-
-[target.retry]
-max_attempts = 5
-initial_wait = "20ms"
-max_wait = "200ms"
-throttle_wait = "50ms"
-"#
-        )
-    }
-
-    fn command(&self, args: &[&str]) -> tokio::process::Command {
-        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_attendsync"));
-        cmd.args(args)
-            .arg("--config-dir")
-            .arg(self.path())
-            .env_remove("ATTENDSYNC_DB")
-            .env("DINGTALK_APP_KEY", APP_KEY)
-            .env("DINGTALK_APP_SECRET", APP_SECRET)
-            .env("JDY_API_KEY", API_KEY)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .kill_on_drop(true);
-        cmd
+        let job = self.pointed_job();
+        assert!(job.contains("\nmonthly_call_budget = 5000"));
+        let job = job.replace(
+            "\nmonthly_call_budget = 5000",
+            &format!("\nmonthly_call_budget = {budget}"),
+        );
+        format!("{job}\n{}", fast_retry(5))
     }
 
     async fn run(&self, args: &[&str]) -> Output {
-        tokio::time::timeout(RUN_TIMEOUT, self.command(args).output())
-            .await
-            .unwrap_or_else(|_| panic!("attendsync {args:?} did not finish in time"))
-            .unwrap_or_else(|e| panic!("cannot run attendsync: {e}"))
+        self.run_with(args, &[], RUN_TIMEOUT).await
     }
-}
-
-fn all(o: &Output) -> String {
-    format!(
-        "status {:?}\n--- stdout\n{}\n--- stderr\n{}",
-        o.status,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 /// The budget is a hard cap on *every* metered call (README: "no attempt is sent

@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 use attendsync_sim::{JdySim, JdySimConfig, Org, Outcome, WecomSim, WecomSimConfig};
 
+pub mod dingtalk;
+
 pub const CORP_ID: &str = "ww-test-corp";
 pub const SECRET: &str = "TopSecret-checkin-0123456789abcdef";
 pub const API_KEY: &str = "jdy-key-SuperSecret-9876543210";

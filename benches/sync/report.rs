@@ -1,0 +1,195 @@
+//! The figures of a case and the Markdown tables they become.
+
+use std::time::Duration;
+
+use crate::calls::rate_text;
+use crate::run::RunResult;
+use crate::{Args, Kind, MONTH};
+
+/// The figures of one source and size, for the tables.
+pub(crate) struct Case {
+    pub(crate) kind: Kind,
+    pub(crate) employees: usize,
+    /// [`reference_cpu`], just before the first run.
+    pub(crate) reference: Duration,
+    pub(crate) first: RunResult,
+    pub(crate) second: RunResult,
+    /// Report calls expected by the issue's formula.
+    pub(crate) expected_report_calls: usize,
+    pub(crate) report_endpoint: &'static str,
+}
+
+/// CPU time of a fixed workload like attendsync's own (JSON read into trees and
+/// written out again, with allocations), taken on one thread of this process just
+/// before a case runs. On a shared host the same binary's CPU time drifts with the
+/// host's state (by a third within an hour here); this figure drifts with it, so
+/// CPU figures taken apart are compared through it.
+pub(crate) fn reference_cpu() -> Duration {
+    let reports: Vec<serde_json::Value> = (0..500)
+        .map(|i| {
+            serde_json::json!({
+                "base_info": {"acctid": format!("user{i:05}"), "name": format!("张三{i}"), "departs_name": "研发部/平台组"},
+                "summary_info": {"work_days": 21, "regular_days": 20, "except_days": 1, "standard_work_sec": 604_800, "work_sec": 600_000 + i},
+                "sp_items": (0..5).map(|k| serde_json::json!({"type": 1, "vacation_id": k, "count": k, "duration": 28_800 * k, "time_type": 0, "name": "年假"})).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    let text = serde_json::to_string(&reports).unwrap_or_default();
+    let start = thread_cpu_time();
+    for _ in 0..40 {
+        let tree: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+        std::hint::black_box(serde_json::to_string(&tree).unwrap_or_default());
+    }
+    thread_cpu_time().saturating_sub(start)
+}
+
+pub(crate) fn thread_cpu_time() -> Duration {
+    // SAFETY: an all-zero timespec is valid; clock_gettime fills it in.
+    let mut t: libc::timespec = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid clock id and a valid pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) };
+    Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
+}
+
+/// `user + sys` seconds.
+pub(crate) fn cpu_split(r: &RunResult) -> String {
+    format!(
+        "{:.2} + {:.2}",
+        r.user.as_secs_f64(),
+        r.system.as_secs_f64()
+    )
+}
+
+pub(crate) fn secs(d: Duration) -> String {
+    format!("{:.1}", d.as_secs_f64())
+}
+
+pub(crate) fn mib(kib: i64) -> String {
+    format!("{:.1}", kib as f64 / 1024.0)
+}
+
+pub(crate) fn ok(b: bool) -> &'static str {
+    if b {
+        "✓"
+    } else {
+        "✗"
+    }
+}
+/// The per-endpoint table of one case.
+pub(crate) fn case_detail(c: &Case) -> String {
+    let mut out = format!(
+        "\n#### {} × {} employees: calls per endpoint\n\n\
+         | run | vendor | endpoint | calls | per employee-month | quota | calls ÷ rate (s) | first call (s) | last call (s) | smallest gap (ms) | tightest quota+1 calls (s) |\n\
+         |---|---|---|---:|---:|---|---:|---:|---:|---:|---:|\n",
+        c.kind.name(),
+        c.employees
+    );
+    for (label, run) in [("first", &c.first), ("second", &c.second)] {
+        for r in &run.rows {
+            out.push_str(&format!(
+                "| {label} | {} | {} | {} | {:.3} | {} | {} | {:.2} | {:.2} | {} | {} |\n",
+                r.vendor,
+                r.endpoint,
+                r.calls,
+                r.calls as f64 / c.employees as f64,
+                r.quota.map_or("—".into(), |(n, p)| rate_text(n, p)),
+                r.bound.map_or("—".into(), |b| format!("{b:.2}")),
+                r.first,
+                r.last,
+                r.min_gap_ms.map_or("—".into(), |g| format!("{g:.1}")),
+                r.tightest.map_or("—".into(), |t| format!("{t:.3}")),
+            ));
+        }
+        for (endpoint, n) in &run.throttled_by {
+            out.push_str(&format!(
+                "\n{label} run: {n} throttling answer(s) on {endpoint}\n"
+            ));
+        }
+    }
+    out
+}
+
+pub(crate) fn tables(cases: &[Case], args: &Args) -> String {
+    let mut out = format!(
+        "Latency {} ms per request; WeCom monthdata quota {}/min; DingTalk per-API quota {}/s; \
+         month {MONTH}.\n",
+        args.latency.as_millis(),
+        args.wecom_monthdata_rate,
+        args.dingtalk_rate
+    );
+    for kind in [Kind::Wecom, Kind::Dingtalk] {
+        let of_kind: Vec<&Case> = cases.iter().filter(|c| c.kind == kind).collect();
+        if of_kind.is_empty() {
+            continue;
+        }
+        out.push_str(&format!(
+            "\n### {} → Jiandaoyun, first run (empty form)\n\n\
+             | employees | wall (s) | quota-bound min (s) | bounding endpoint | wall ÷ min | report calls (expected) | batch_create (expected) | calls / employee-month | throttled answers / injected | quota violations | peak RSS (MiB) | CPU user + sys (s) | CPU ÷ wall | reference (ms) | exit |\n\
+             |---:|---:|---:|---|---:|---|---|---:|---|---:|---:|---:|---:|---:|---:|\n",
+            kind.name()
+        ));
+        for c in &of_kind {
+            let r = &c.first;
+            let (min, by) = r.bound(&[kind.name(), "jiandaoyun"]);
+            let created = r.counts["created"].as_u64().unwrap_or(0) as usize;
+            let batches = r.calls("data/batch_create");
+            let report = r.calls(c.report_endpoint);
+            out.push_str(&format!(
+                "| {} | {} | {:.1} | {} | {:.3} | {} ({}) {} | {} ({}) {} | {:.3} | {} / {} {} | {} {} | {} | {} | {:.1} % | {} | {} |\n",
+                c.employees,
+                secs(r.wall),
+                min,
+                by,
+                r.wall.as_secs_f64() / min,
+                report,
+                c.expected_report_calls,
+                ok(report == c.expected_report_calls),
+                batches,
+                created.div_ceil(100),
+                ok(batches == created.div_ceil(100)),
+                (r.source_calls + r.jdy_calls) as f64 / c.employees as f64,
+                r.throttled,
+                r.injected,
+                ok(r.throttled as usize <= r.injected),
+                r.violations,
+                ok(r.violations == 0),
+                mib(r.max_rss_kib),
+                cpu_split(r),
+                100.0 * r.cpu().as_secs_f64() / r.wall.as_secs_f64(),
+                c.reference.as_millis(),
+                r.exit,
+            ));
+        }
+        out.push_str(&format!(
+            "\n### {} → Jiandaoyun, second run (nothing changed)\n\n\
+             | employees | wall (s) | pull-alone min (s) | wall ÷ min | Jiandaoyun writes | Jiandaoyun calls (reads) | unchanged | throttled / violations | peak RSS (MiB) | CPU user + sys (s) | CPU ÷ wall | exit |\n\
+             |---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|\n",
+            kind.name()
+        ));
+        for c in &of_kind {
+            let r = &c.second;
+            let (min, _) = r.bound(&[kind.name()]);
+            out.push_str(&format!(
+                "| {} | {} | {:.1} | {:.3} | {} {} | {} | {} | {} / {} | {} | {} | {:.1} % | {} |\n",
+                c.employees,
+                secs(r.wall),
+                min,
+                r.wall.as_secs_f64() / min,
+                r.jdy_writes,
+                ok(r.jdy_writes == 0),
+                r.jdy_calls,
+                r.counts["unchanged"].as_u64().unwrap_or(0),
+                r.throttled,
+                r.violations,
+                mib(r.max_rss_kib),
+                cpu_split(r),
+                100.0 * r.cpu().as_secs_f64() / r.wall.as_secs_f64(),
+                r.exit,
+            ));
+        }
+    }
+    for c in cases {
+        out.push_str(&case_detail(c));
+    }
+    out
+}
