@@ -219,7 +219,7 @@ fn main() {
     let args = match parse_args() {
         Ok(Some(a)) => a,
         Ok(None) => {
-            println!("benches/sync.rs: not run without --bench (use `cargo bench --bench sync`)");
+            println!("benches/sync: not run without --bench (use `cargo bench --bench sync`)");
             return;
         }
         Err(e) => {

@@ -237,36 +237,7 @@ impl Writer {
         out: &mut Outcome,
     ) -> Result<Sent, WriteError> {
         let replay = intent.may_replay();
-        let window = chrono::Duration::from_std(self.form.in_flight_window())
-            .unwrap_or(chrono::Duration::MAX);
-        let tx = intent.tx.clone();
-        let mark = || {
-            let (store, tx) = (self.store.clone(), tx.clone());
-            async move {
-                let until = Utc::now() + window;
-                store
-                    .call(move |s| s.mark_in_flight(&tx, until))
-                    .await
-                    .map(|()| until)
-                    .map_err(|e| e.to_string())
-            }
-        };
-        let last_mark = std::sync::Mutex::new(None);
-        let before_send: &BeforeSend<'_> = &|| {
-            let (mark, last_mark) = (mark(), &last_mark);
-            Box::pin(async move {
-                let until = mark.await?;
-                if let Ok(mut m) = last_mark.lock() {
-                    *m = Some(until);
-                }
-                Ok(())
-            })
-        };
-        let data: Vec<&crate::target::WriteData> = records.iter().map(|r| &r.data).collect();
-        let answer = self.form.create_batch(&tx, &data, before_send).await;
-        if let Some(until) = last_mark.lock().ok().and_then(|m| *m) {
-            intent.in_flight_until = Some(until);
-        }
+        let answer = self.create_marked(intent, records).await;
         let (job, tx) = (&self.job, &intent.tx);
         match answer {
             Ok(created) if created.success_count as usize == records.len() && !replay => {
@@ -332,6 +303,47 @@ impl Writer {
             }
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// One create call for `records` under `intent`'s transaction id. Before
+    /// every attempt the batch is marked in flight until the form's in-flight
+    /// window has passed; the last mark made is kept in `intent`.
+    async fn create_marked(
+        &self,
+        intent: &mut Intent,
+        records: &[PendingRecord],
+    ) -> Result<crate::target::Created, FormError> {
+        let window = chrono::Duration::from_std(self.form.in_flight_window())
+            .unwrap_or(chrono::Duration::MAX);
+        let tx = intent.tx.clone();
+        let mark = || {
+            let (store, tx) = (self.store.clone(), tx.clone());
+            async move {
+                let until = Utc::now() + window;
+                store
+                    .call(move |s| s.mark_in_flight(&tx, until))
+                    .await
+                    .map(|()| until)
+                    .map_err(|e| e.to_string())
+            }
+        };
+        let last_mark = std::sync::Mutex::new(None);
+        let before_send: &BeforeSend<'_> = &|| {
+            let (mark, last_mark) = (mark(), &last_mark);
+            Box::pin(async move {
+                let until = mark.await?;
+                if let Ok(mut m) = last_mark.lock() {
+                    *m = Some(until);
+                }
+                Ok(())
+            })
+        };
+        let data: Vec<&crate::target::WriteData> = records.iter().map(|r| &r.data).collect();
+        let answer = self.form.create_batch(&tx, &data, before_send).await;
+        if let Some(until) = last_mark.lock().ok().and_then(|m| *m) {
+            intent.in_flight_until = Some(until);
+        }
+        answer
     }
 
     /// Saves `records` as the pending batch of `intent` (replacing `old`) before
