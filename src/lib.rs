@@ -23,8 +23,6 @@ pub mod schedule;
 pub mod secret;
 pub mod settings;
 pub mod shutdown;
-#[cfg(test)]
-mod sim;
 pub mod source;
 pub mod stdout;
 pub mod store;

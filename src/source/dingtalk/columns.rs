@@ -140,7 +140,7 @@ fn resolve(wanted: &[String], all: &[ReportColumn]) -> Result<Vec<ResolvedColumn
 }
 
 /// DingTalk fills 应出勤天数 only for days within 15 days of the call; older days
-/// come back as 0 (docs/vendors/dingtalk.md §6). Says so when a synced month has such days.
+/// come back as 0 (docs/vendors/dingtalk.md "Report values"). Says so when a synced month has such days.
 pub(super) fn warn_zeroed_columns(
     columns: &[String],
     job: &str,

@@ -533,7 +533,7 @@ mod tests {
         for endpoint in [LISTSUB, USER_LIST] {
             // With the simulator holding each call for `latency`, the most
             // arrivals within it bound how many were under way at once.
-            let most = crate::sim::most_calls_within(&log, endpoint, latency);
+            let most = attendsync_sim::most_calls_within(&log, endpoint, latency);
             assert!(
                 (2..=DIRECTORY_IN_FLIGHT).contains(&most),
                 "{endpoint}: {most}"
@@ -556,7 +556,7 @@ mod tests {
         for endpoint in [GETCOLUMNVAL, GETLEAVETIME] {
             // With the simulator holding each call for `latency`, the most
             // arrivals within it bound how many were under way at once.
-            let most = crate::sim::most_calls_within(&log, endpoint, latency);
+            let most = attendsync_sim::most_calls_within(&log, endpoint, latency);
             assert!(
                 (2..=EMPLOYEES_IN_FLIGHT).contains(&most),
                 "{endpoint}: {most}"

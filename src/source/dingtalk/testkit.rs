@@ -17,12 +17,12 @@ pub(super) use crate::http::retry::RetryConfig;
 pub(super) use crate::http::CallStats;
 pub(super) use crate::month::Month;
 pub(super) use crate::secret::Secret;
-pub(super) use crate::sim::dingtalk::{
-    BodyStyle, DingtalkSim, DingtalkSimConfig, DEFAULT_COLUMNS, GETATTCOLUMNS as SIM_COLUMNS,
-};
-pub(super) use crate::sim::{CallRecord, Org};
 pub(super) use crate::source::config::{Scope, SourceConfig as Source};
 pub(super) use crate::source::{Pulled, Source as SourceTrait, SourceError};
+pub(super) use attendsync_sim::dingtalk::{
+    BodyStyle, DingtalkSim, DingtalkSimConfig, DEFAULT_COLUMNS, GETATTCOLUMNS as SIM_COLUMNS,
+};
+pub(super) use attendsync_sim::{CallRecord, Org};
 
 pub(super) const SH: Tz = chrono_tz::Asia::Shanghai;
 
@@ -94,11 +94,7 @@ pub(super) fn job(sim: &DingtalkSim, columns: &[&str], leave: &[&str]) -> Dingta
 }
 
 pub(super) fn client_for(cfg: &DingtalkSource) -> DingtalkClient {
-    DingtalkClient::new(
-        crate::sim::test_util::client(),
-        cfg,
-        Arc::new(CallStats::default()),
-    )
+    DingtalkClient::new(sim_client(), cfg, Arc::new(CallStats::default()))
 }
 
 /// The error that stopped a pull partway.
@@ -131,7 +127,7 @@ pub(super) async fn pull_all(
 }
 
 pub(super) fn source_client(cfg: &DingtalkSource, stats: Arc<CallStats>) -> Dingtalk {
-    Dingtalk::new(crate::sim::test_util::client(), cfg, stats)
+    Dingtalk::new(sim_client(), cfg, stats)
 }
 
 /// Metered calls a run over `employees` × `months` costs at most (without
@@ -154,4 +150,15 @@ pub(super) fn check_records(
             .unwrap();
         assert_eq!(r.record, expected, "{}", r.employee);
     }
+}
+
+/// A reqwest client for talking to the simulators (plain HTTP on loopback).
+pub(super) fn sim_client() -> reqwest::Client {
+    // reqwest is built with `rustls-no-provider`: a provider must be installed
+    // before a client is built, even though the simulators speak plain HTTP.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(5))
+        .build()
+        .expect("a client for the simulators")
 }

@@ -31,11 +31,11 @@ pub const UPDATE: &str = "data/update";
 pub const LIST: &str = "data/list";
 pub const WIDGETS: &str = "widget/list";
 pub const BATCH_DELETE: &str = "data/batch_delete";
-/// Records per batch call, and values per `in` filter (jiandaoyun.md §5, §6).
+/// Records per batch call, and values per `in` filter (docs/vendors/jiandaoyun.md "Calls").
 pub const MAX_BATCH: usize = 100;
 pub const MAX_IN_VALUES: usize = 200;
 
-/// attendsync's defaults (jiandaoyun.md §9): below the documented limits, since
+/// attendsync's defaults (docs/vendors/jiandaoyun.md "Limits"): below the documented limits, since
 /// other integrations of the same company share them.
 const DEFAULT_LIMITS: &[(&str, Rate)] = &[
     (BATCH_CREATE, Rate::per_second(5)),
