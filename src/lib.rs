@@ -9,7 +9,6 @@ pub mod clock;
 pub mod config;
 pub mod daemon;
 pub(crate) mod decimal;
-pub mod demo;
 pub mod http;
 pub mod lease;
 pub mod mapping;

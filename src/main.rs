@@ -149,7 +149,7 @@ fn main() -> ExitCode {
             Command::Daemon => app::daemon(&global).await,
             Command::Check { remote } => app::check(&global, remote).await,
             Command::Status { job } => app::status(&global, job.as_deref()),
-            Command::Demo { employees } => attendsync::demo::run(employees).await,
+            Command::Demo { employees } => attendsync::app::demo::run(employees).await,
         }
     });
     match result {

@@ -81,7 +81,7 @@ impl RunResult {
 pub(crate) fn form_widgets(mapping_text: &str, file: &str) -> Vec<(String, String)> {
     let mapping = Mapping::parse(&SourceFile::new(file, mapping_text))
         .unwrap_or_else(|e| panic!("the shipped mapping {file} must parse: {e:?}"));
-    attendsync::demo::widgets_of_mapping(&mapping)
+    attendsync::app::demo::widgets_of_mapping(&mapping)
 }
 
 pub(crate) const FAST_RETRY: &str = r#"max_attempts = 10

@@ -2,6 +2,7 @@
 //! only `main` turns errors into messages and exit codes.
 
 mod check;
+pub mod demo;
 mod run;
 mod status;
 

@@ -22,5 +22,6 @@ mod operator_regressions_e2e;
 mod recovery_e2e;
 mod schedule_regressions_e2e;
 mod security_regressions_e2e;
+mod tree_rules;
 mod vendor_text_e2e;
 mod wecom_e2e;

@@ -58,7 +58,7 @@ pub fn mapping() -> Mapping {
 
 /// The form's fields as the shipped DingTalk mapping fills them.
 pub fn widgets() -> Vec<(String, String)> {
-    attendsync::demo::widgets_of_mapping(&mapping())
+    attendsync::app::demo::widgets_of_mapping(&mapping())
 }
 
 /// Status, stdout and stderr of a run, for assertion messages.

@@ -31,7 +31,7 @@ pub fn shipped_widgets() -> Vec<(String, String)> {
     let Ok(mapping) = attendsync::mapping::Mapping::parse(&file) else {
         panic!("the shipped mapping must parse");
     };
-    attendsync::demo::widgets_of_mapping(&mapping)
+    attendsync::app::demo::widgets_of_mapping(&mapping)
 }
 
 pub struct Env {

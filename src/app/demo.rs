@@ -19,19 +19,19 @@ use attendsync_sim::{
 pub const EXAMPLES: &[(&str, &str)] = &[
     (
         "jobs/wecom_monthly.toml",
-        include_str!("../jobs/wecom_monthly.toml"),
+        include_str!("../../jobs/wecom_monthly.toml"),
     ),
     (
         "mappings/wecom_monthly.toml",
-        include_str!("../mappings/wecom_monthly.toml"),
+        include_str!("../../mappings/wecom_monthly.toml"),
     ),
     (
         "jobs/dingtalk_monthly.toml",
-        include_str!("../jobs/dingtalk_monthly.toml"),
+        include_str!("../../jobs/dingtalk_monthly.toml"),
     ),
     (
         "mappings/dingtalk_monthly.toml",
-        include_str!("../mappings/dingtalk_monthly.toml"),
+        include_str!("../../mappings/dingtalk_monthly.toml"),
     ),
 ];
 
