@@ -19,7 +19,7 @@ use rusqlite::types::ToSqlOutput;
 use rusqlite::{params, Connection, OptionalExtension, ToSql, TransactionBehavior};
 use serde::{Deserialize, Serialize};
 
-use crate::month::{Month, MonthParseError};
+use crate::month::Month;
 
 pub use alerts::FailureStreak;
 pub use schema::CURRENT_VERSION;
@@ -48,9 +48,22 @@ pub enum StoreError {
     TooNew { found: i64, supported: i64 },
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
-    /// A month column that does not hold `YYYY-MM`.
-    #[error("stored data is corrupt: {0}")]
-    BadMonth(MonthParseError),
+    /// A month column that does not hold `YYYY-MM`. Every run of the job (or
+    /// `status`) meets the row again, so the message names it and how to
+    /// remove it.
+    #[error(
+        "stored data is corrupt: {table} holds {text:?} for job {job}, not a month (YYYY-MM); \
+         fix or delete that row, e.g. with sqlite3 on the database: \
+         DELETE FROM {table} WHERE job = '{}' AND {column} = '{}'",
+        sql_quoted(job),
+        sql_quoted(text)
+    )]
+    BadMonth {
+        table: &'static str,
+        column: &'static str,
+        job: String,
+        text: String,
+    },
     #[error("database task failed: {0}")]
     Task(String),
 }
@@ -64,9 +77,19 @@ impl ToSql for Month {
     }
 }
 
-/// A month read back from its `YYYY-MM` text.
-fn month_of(text: &str) -> Result<Month> {
-    text.parse().map_err(StoreError::BadMonth)
+/// A month read back from its `YYYY-MM` text in `table.column`, a row of `job`.
+fn month_of(text: &str, table: &'static str, column: &'static str, job: &str) -> Result<Month> {
+    text.parse().map_err(|_| StoreError::BadMonth {
+        table,
+        column,
+        job: job.to_string(),
+        text: text.to_string(),
+    })
+}
+
+/// `text` inside an SQL string literal.
+fn sql_quoted(text: &str) -> String {
+    text.replace('\'', "''")
 }
 
 /// A form id as the database holds it: the empty text when not known.
@@ -424,9 +447,11 @@ impl Store {
         let mut out = Vec::new();
         while let Some(r) = rows.next()? {
             let n = |i: usize| r.get::<_, i64>(i).map(|v| v.max(0) as u64);
+            let job: String = r.get(0)?;
+            let month = month_of(&r.get::<_, String>(1)?, "run_months", "month", &job)?;
             out.push(MonthRow {
-                job: r.get(0)?,
-                month: month_of(&r.get::<_, String>(1)?)?,
+                job,
+                month,
                 run_id: r.get(2)?,
                 at: r.get(3)?,
                 counts: MonthCounts {
@@ -499,7 +524,7 @@ impl Store {
         let mut out = Vec::new();
         for row in rows {
             let (transaction_id, month, sent, records, until) = row?;
-            let month = month_of(&month)?;
+            let month = month_of(&month, "pending_batches", "month", job)?;
             let time = |text: &str| {
                 DateTime::parse_from_rfc3339(text)
                     .map(|t| t.with_timezone(&Utc))
@@ -577,7 +602,8 @@ impl Store {
         })?;
         rows.map(|row| {
             let (job, period, calls) = row?;
-            Ok((job, month_of(&period)?, calls))
+            let period = month_of(&period, "metered_calls", "period", &job)?;
+            Ok((job, period, calls))
         })
         .collect()
     }

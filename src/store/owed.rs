@@ -37,7 +37,8 @@ impl Store {
         let mut stmt =
             conn.prepare("SELECT month FROM months_owed WHERE job = ?1 ORDER BY month")?;
         let rows = stmt.query_map(params![job], |r| r.get::<_, String>(0))?;
-        rows.map(|text| month_of(&text?)).collect()
+        rows.map(|text| month_of(&text?, "months_owed", "month", job))
+            .collect()
     }
 
     /// Months owed as of `now` (of `job`, or every job), for `status`: (job,
@@ -62,11 +63,12 @@ impl Store {
              WHERE (?1 IS NULL OR job = ?1) AND closes_at <= ?2 ORDER BY job, month",
         )?;
         let rows = stmt.query_map(params![job, ts(now)], |r| {
-            Ok((r.get(0)?, r.get::<_, String>(1)?, r.get(2)?))
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get(2)?))
         })?;
         rows.map(|row| {
             let (job, month, since) = row?;
-            Ok((job, month_of(&month)?, since))
+            let month = month_of(&month, "months_owed", "month", &job)?;
+            Ok((job, month, since))
         })
         .collect()
     }
@@ -124,9 +126,15 @@ mod tests {
             )
             .expect("insert");
         let e = s.owed_months("j").expect_err("bad month");
-        assert!(matches!(e, super::super::StoreError::BadMonth(_)), "{e}");
+        assert!(
+            matches!(e, super::super::StoreError::BadMonth { .. }),
+            "{e}"
+        );
         assert!(e.to_string().contains("2026-13"), "{e}");
         let e = s.all_owed(None, Utc::now()).expect_err("bad month");
-        assert!(matches!(e, super::super::StoreError::BadMonth(_)), "{e}");
+        assert!(
+            matches!(e, super::super::StoreError::BadMonth { .. }),
+            "{e}"
+        );
     }
 }
