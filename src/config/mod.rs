@@ -153,13 +153,17 @@ pub fn load(
     }
 }
 
-/// The job as it reads with every unset `${VAR}` given a stand-in value, or
+/// The job as it reads with every unset or empty `${VAR}` given a stand-in value, or
 /// `None` when it has problems of its own. Used only to find its mapping and
 /// source kind; the stand-ins never leave this function.
 fn job_with_stand_ins(name: &str, file: &SourceFile, env: EnvLookup<'_>) -> Option<Job> {
     // A loopback https URL passes every check a variable's value can meet
     // (URLs, ids, secrets); it is never contacted.
-    let stand_in = |var: &str| env(var).or_else(|| Some("https://127.0.0.1/unset".to_string()));
+    let stand_in = |var: &str| {
+        env(var)
+            .filter(|value| !value.is_empty())
+            .or_else(|| Some("https://127.0.0.1/unset".to_string()))
+    };
     job::parse_job_with_warnings(name, file, &stand_in)
         .ok()
         .map(|(job, _)| job)
@@ -285,6 +289,23 @@ mod tests {
         let unset = |_: &str| None;
         let without = messages(load(dir.path(), &[], &unset));
         assert!(without.contains(&with[0]), "{without:#?}");
+    }
+
+    #[test]
+    fn mapping_problems_are_reported_when_the_variables_are_empty() {
+        let dir = shipped_dir(typo);
+        let empty = |_: &str| Some(String::new());
+        let errors = messages(load(dir.path(), &[], &empty));
+        assert!(
+            errors.iter().any(|e| e.contains("set but empty")),
+            "{errors:#?}"
+        );
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.contains("wecom_monthly.toml:38:") && e.contains("seconds_to_hour")),
+            "{errors:#?}"
+        );
     }
 
     #[test]
