@@ -498,4 +498,43 @@ mod tests {
         assert!(!text.contains("other.example"), "{text}");
         assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1);
     }
+
+    /// The organisation is listed at the contacts quota, many departments at
+    /// once, and never over it: with 20 ms of latency, ~100 departments and the
+    /// documented 10,000/min, a run at the old 5/s took 20 s to list them.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_directory_is_listed_concurrently_within_the_documented_quota() {
+        let org = attendsync_sim::Org::generate(1500, 7);
+        let config = attendsync_sim::wecom::WecomSimConfig {
+            latency: Duration::from_millis(20),
+            ..Default::default()
+        };
+        let sim = attendsync_sim::wecom::WecomSim::start(org, config.clone())
+            .await
+            .expect("simulator");
+        let cfg = WecomSource {
+            corp_id: config.corp_id.clone(),
+            secret: Secret::new(&config.secret),
+            base_url: sim.base_url().parse().expect("url"),
+            scope: Scope::default(),
+            limits: Vec::new(),
+            retry: RetryConfig::WECOM,
+        };
+        let http = crate::http::client(Duration::from_secs(5)).expect("client");
+        let client = WecomClient::new(http, &cfg, Arc::new(CallStats::default()));
+        let listed = tokio::time::timeout(Duration::from_secs(60), client.employees(&cfg.scope))
+            .await
+            .expect("listed within a minute")
+            .expect("listed");
+        assert_eq!(listed.len(), 1500);
+        assert_eq!(sim.quota_violations(), 0);
+        let log = sim.call_log();
+        let departments = sim.calls(USERS);
+        assert!(departments >= 90, "{departments} member lists");
+        let most = attendsync_sim::most_calls_within(&log, USERS, Duration::from_secs(1));
+        assert!(
+            most >= 30,
+            "at most {most} member lists in any second: listed at the old 5/s"
+        );
+    }
 }

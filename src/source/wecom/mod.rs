@@ -37,19 +37,24 @@ pub const DEPARTMENTS: &str = "department/simplelist";
 pub const USERS: &str = "user/simplelist";
 /// The most userids one monthdata call accepts.
 pub const MAX_USERS_PER_CALL: usize = 100;
-/// Department member lists requested at once while listing the organisation.
-const CONTACTS_IN_FLIGHT: usize = 4;
+/// Department member lists requested at once while listing the organisation:
+/// enough to keep the contacts quota busy at a few hundred milliseconds of
+/// latency (150/s × 0.1 s = 15), so listing 2,000 departments takes ~15 s rather
+/// than minutes. Answers are still taken in department order.
+const CONTACTS_IN_FLIGHT: usize = 16;
 
-/// Documented limits (docs/vendors/wecom.md "Limits"); a job's `[source.limits]` overrides them.
-/// Report calls run one at a time per corp; department member lists a few at a
-/// time (see [`CONTACTS_IN_FLIGHT`]). The global pace guards bursts.
+/// Defaults below the documented limits (docs/vendors/wecom.md "Limits"); a job's
+/// `[source.limits]` overrides them. Report calls at their 60/min; each contacts
+/// API at 9,000/min, a tenth under its documented 10,000/min per corp (other
+/// integrations of the company share it); all calls together under the
+/// documented 20,000/min per IP.
 const DEFAULT_LIMITS: &[(&str, Rate)] = &[
     (MONTHDATA, Rate::per_minute(60)),
     (GETTOKEN, Rate::per_second(2)),
-    (DEPARTMENTS, Rate::per_second(5)),
-    (USERS, Rate::per_second(5)),
+    (DEPARTMENTS, Rate::per_minute(9_000)),
+    (USERS, Rate::per_minute(9_000)),
 ];
-const GLOBAL_LIMIT: Rate = Rate::per_second(20);
+const GLOBAL_LIMIT: Rate = Rate::per_minute(18_000);
 
 /// A job's WeCom source: the client and which employees the job covers.
 pub struct Wecom {
