@@ -65,6 +65,19 @@ impl Kind {
         }
     }
 
+    /// The endpoints `--source-limits default` leaves to attendsync's defaults:
+    /// the directory listing and the token.
+    fn contacts_endpoints(self) -> &'static [&'static str] {
+        match self {
+            Kind::Wecom => &["gettoken", "department/simplelist", "user/simplelist"],
+            Kind::Dingtalk => &[
+                "gettoken",
+                "topapi/v2/department/listsub",
+                "topapi/v2/user/list",
+            ],
+        }
+    }
+
     /// The endpoint the monthly reports come from.
     fn report_endpoint(self) -> &'static str {
         match self {
@@ -100,8 +113,8 @@ struct Args {
 enum SourceLimits {
     /// Every endpoint at the simulator's quota (the report endpoint at the scaled one).
     Scaled,
-    /// Only the report endpoint (and DingTalk's scaled IP-wide `total`); the rest
-    /// are attendsync's defaults.
+    /// Only the report endpoints (and DingTalk's scaled IP-wide `total`); the
+    /// contacts endpoints and the token are attendsync's defaults.
     Default,
 }
 

@@ -34,8 +34,6 @@ pub(crate) struct Bench {
     pub(crate) dir: tempfile::TempDir,
     /// Which contacts limits the job file sets.
     pub(crate) source_limits: SourceLimits,
-    /// The endpoint the monthly reports come from.
-    pub(crate) report_endpoint: &'static str,
 }
 
 /// What one run of the binary cost and did.
@@ -204,7 +202,6 @@ impl Bench {
             jdy_quotas,
             dir,
             source_limits: args.source_limits,
-            report_endpoint: kind.report_endpoint(),
         };
         bench.write(&format!("mappings/{mapping_file}"), mapping_text);
         bench.write(&format!("jobs/{}", mapping_file), &bench.job());
@@ -277,14 +274,14 @@ impl Bench {
             );
         let source_limits = match self.source_limits {
             SourceLimits::Scaled => limits_toml(&self.source_quotas, &extra_source),
-            // attendsync's defaults for the contacts endpoints and WeCom's total;
-            // the report endpoint keeps the simulator's quota so that the
-            // quota-bound minimum is the same as in a scaled run.
+            // attendsync's defaults for the contacts endpoints, the token and
+            // WeCom's total; the report endpoints keep the simulator's quotas so
+            // that the quota-bound minimum is the same as in a scaled run.
             SourceLimits::Default => {
                 let report: Vec<Quota> = self
                     .source_quotas
                     .iter()
-                    .filter(|q| q.0 == self.report_endpoint)
+                    .filter(|q| !self.kind.contacts_endpoints().contains(&q.0.as_str()))
                     .cloned()
                     .collect();
                 let total: Vec<(&str, String)> = match self.kind {
