@@ -4,7 +4,7 @@
 //! ```text
 //! cargo bench --bench sync -- [--sizes 2000,20000,200000] [--sources wecom,dingtalk]
 //!     [--latency-ms 20] [--dingtalk-rate 200] [--wecom-monthdata-rate 600]
-//!     [--out target/bench-sync.md]
+//!     [--departments N] [--source-limits scaled|default] [--out target/bench-sync.md]
 //! ```
 //!
 //! For every source and size: a first run of one past month into an empty form,
@@ -64,6 +64,27 @@ impl Kind {
             Kind::Dingtalk => "dingtalk",
         }
     }
+
+    /// The endpoints `--source-limits default` leaves to attendsync's defaults:
+    /// the directory listing and the token.
+    fn contacts_endpoints(self) -> &'static [&'static str] {
+        match self {
+            Kind::Wecom => &["gettoken", "department/simplelist", "user/simplelist"],
+            Kind::Dingtalk => &[
+                "gettoken",
+                "topapi/v2/department/listsub",
+                "topapi/v2/user/list",
+            ],
+        }
+    }
+
+    /// The endpoint the monthly reports come from.
+    fn report_endpoint(self) -> &'static str {
+        match self {
+            Kind::Wecom => "checkin/getcheckin_monthdata",
+            Kind::Dingtalk => "topapi/attendance/getcolumnval",
+        }
+    }
 }
 
 struct Args {
@@ -79,6 +100,31 @@ struct Args {
     /// A command the binary is run under, e.g. `perf record -g --` (diagnosis only:
     /// the figures are then those of the wrapper).
     wrap: Vec<String>,
+    /// Departments in the organisation, root included; `None`: `Org::generate`'s ~n/15.
+    departments: Option<usize>,
+    /// Which contacts limits the job file sets.
+    source_limits: SourceLimits,
+}
+
+/// `--source-limits`: whether the job's `[source.limits]` name the contacts
+/// endpoints (and WeCom's `total`) at the simulators' quotas, or leave them to
+/// attendsync's own defaults, which a new user's job runs with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum SourceLimits {
+    /// Every endpoint at the simulator's quota (the report endpoint at the scaled one).
+    Scaled,
+    /// Only the report endpoints (and DingTalk's scaled IP-wide `total`); the
+    /// contacts endpoints and the token are attendsync's defaults.
+    Default,
+}
+
+impl SourceLimits {
+    fn name(self) -> &'static str {
+        match self {
+            SourceLimits::Scaled => "scaled",
+            SourceLimits::Default => "default",
+        }
+    }
 }
 
 fn parse_args() -> Result<Option<Args>, String> {
@@ -95,6 +141,8 @@ fn parse_args() -> Result<Option<Args>, String> {
         out: Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-sync.md"),
         keep: false,
         wrap: Vec::new(),
+        departments: None,
+        source_limits: SourceLimits::Scaled,
     };
     let mut it = raw.into_iter().filter(|a| a != "--bench");
     while let Some(flag) = it.next() {
@@ -130,6 +178,27 @@ fn parse_args() -> Result<Option<Args>, String> {
                 args.wecom_monthdata_rate = value()?
                     .parse()
                     .map_err(|e| format!("--wecom-monthdata-rate: {e}"))?
+            }
+            "--departments" => {
+                let n: usize = value()?
+                    .replace('_', "")
+                    .parse()
+                    .map_err(|e| format!("--departments: {e}"))?;
+                if n < 2 {
+                    return Err("--departments must be at least 2 (the root and one more)".into());
+                }
+                args.departments = Some(n);
+            }
+            "--source-limits" => {
+                args.source_limits = match value()?.as_str() {
+                    "scaled" => SourceLimits::Scaled,
+                    "default" => SourceLimits::Default,
+                    other => {
+                        return Err(format!(
+                            "--source-limits: {other:?} is not scaled or default"
+                        ))
+                    }
+                }
             }
             "--out" => args.out = PathBuf::from(value()?),
             "--keep" => args.keep = true,
@@ -264,10 +333,11 @@ async fn bench(args: Args) {
                 second.wall.as_secs_f64(),
                 second.exit
             );
-            let (report_endpoint, expected_report_calls) = match kind {
-                Kind::Wecom => ("checkin/getcheckin_monthdata", n.div_ceil(100)),
+            let report_endpoint = kind.report_endpoint();
+            let expected_report_calls = match kind {
+                Kind::Wecom => n.div_ceil(100),
                 // The shipped job: 8 columns → ⌈8/20⌉ = 1 getcolumnval per employee.
-                Kind::Dingtalk => ("topapi/attendance/getcolumnval", n * 8usize.div_ceil(20)),
+                Kind::Dingtalk => n * 8usize.div_ceil(20),
             };
             let case = Case {
                 kind,

@@ -112,10 +112,13 @@ pub(crate) fn case_detail(c: &Case) -> String {
 pub(crate) fn tables(cases: &[Case], args: &Args) -> String {
     let mut out = format!(
         "Latency {} ms per request; WeCom monthdata quota {}/min; DingTalk per-API quota {}/s; \
-         month {MONTH}.\n",
+         month {MONTH}; departments {}; job's source limits {}.\n",
         args.latency.as_millis(),
         args.wecom_monthdata_rate,
-        args.dingtalk_rate
+        args.dingtalk_rate,
+        args.departments
+            .map_or_else(|| "~employees/15".to_string(), |d| d.to_string()),
+        args.source_limits.name(),
     );
     for kind in [Kind::Wecom, Kind::Dingtalk] {
         let of_kind: Vec<&Case> = cases.iter().filter(|c| c.kind == kind).collect();

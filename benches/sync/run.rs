@@ -14,7 +14,7 @@ use attendsync_sim::{
 
 use crate::calls::{rate_text, EndpointRow, Quota, VendorCalls};
 use crate::{
-    run_measured, Args, Kind, API_KEY, APP_ID, APP_KEY, APP_SECRET, CORP_ID,
+    run_measured, Args, Kind, SourceLimits, API_KEY, APP_ID, APP_KEY, APP_SECRET, CORP_ID,
     DINGTALK_DOCUMENTED_RATE, DINGTALK_ENTRY_ID, DINGTALK_JOB, DINGTALK_MAPPING, MONTH, SECRET,
     SEED, WECOM_API_CAP_PER_MIN, WECOM_ENTRY_ID, WECOM_JOB, WECOM_MAPPING,
 };
@@ -32,6 +32,8 @@ pub(crate) struct Bench {
     pub(crate) jdy: JdySim,
     pub(crate) jdy_quotas: Vec<Quota>,
     pub(crate) dir: tempfile::TempDir,
+    /// Which contacts limits the job file sets.
+    pub(crate) source_limits: SourceLimits,
 }
 
 /// What one run of the binary cost and did.
@@ -108,7 +110,10 @@ pub(crate) fn limits_toml(quotas: &[Quota], extra: &[(&str, String)]) -> String 
 
 impl Bench {
     pub(crate) async fn start(kind: Kind, employees: usize, args: &Args) -> Bench {
-        let org = Org::generate(employees, SEED);
+        let org = match args.departments {
+            Some(d) => Org::generate_in(employees, d, SEED),
+            None => Org::generate(employees, SEED),
+        };
         let minute = Duration::from_secs(60);
         let (source, source_quotas, mapping_text, mapping_file) = match kind {
             Kind::Wecom => {
@@ -196,6 +201,7 @@ impl Bench {
             jdy,
             jdy_quotas,
             dir,
+            source_limits: args.source_limits,
         };
         bench.write(&format!("mappings/{mapping_file}"), mapping_text);
         bench.write(&format!("jobs/{}", mapping_file), &bench.job());
@@ -266,6 +272,25 @@ impl Bench {
                 "monthly_call_budget = 100000000",
                 1,
             );
+        let source_limits = match self.source_limits {
+            SourceLimits::Scaled => limits_toml(&self.source_quotas, &extra_source),
+            // attendsync's defaults for the contacts endpoints, the token and
+            // WeCom's total; the report endpoints keep the simulator's quotas so
+            // that the quota-bound minimum is the same as in a scaled run.
+            SourceLimits::Default => {
+                let report: Vec<Quota> = self
+                    .source_quotas
+                    .iter()
+                    .filter(|q| !self.kind.contacts_endpoints().contains(&q.0.as_str()))
+                    .cloned()
+                    .collect();
+                let total: Vec<(&str, String)> = match self.kind {
+                    Kind::Wecom => Vec::new(),
+                    Kind::Dingtalk => extra_source,
+                };
+                limits_toml(&report, &total)
+            }
+        };
         let jdy_total = self
             .jdy_quotas
             .iter()
@@ -274,7 +299,7 @@ impl Bench {
             .unwrap_or_default();
         format!(
             "{job}\n[source.limits]\n{}\n[source.retry]\n{FAST_RETRY}\n[target.limits]\n{}\n[target.retry]\n{FAST_RETRY}",
-            limits_toml(&self.source_quotas, &extra_source),
+            source_limits,
             limits_toml(&self.jdy_quotas, &jdy_total),
         )
     }

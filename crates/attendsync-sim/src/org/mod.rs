@@ -61,9 +61,17 @@ impl Org {
     /// About one department per 15 people (at least 5), nested 3–4 levels deep under a root
     /// named after the company. Linear in `employees`.
     pub fn generate(employees: usize, seed: u64) -> Org {
+        Org::generate_in(employees, employees.div_ceil(15).max(5), seed)
+    }
+
+    /// Like [`Org::generate`], with `departments` departments in all, root included
+    /// (at least 2), so benchmarks can shape the organisation like a real one (many
+    /// small departments or a few large ones). `generate(n, seed)` is
+    /// `generate_in(n, ⌈n/15⌉ max 5, seed)`.
+    pub fn generate_in(employees: usize, departments: usize, seed: u64) -> Org {
         let mut rng = StdRng::seed_from_u64(mix(seed, &[b"org"]));
         let corp_name = CORP_NAMES[(seed % CORP_NAMES.len() as u64) as usize].to_owned();
-        let departments = generate_departments(&corp_name, employees, &mut rng);
+        let departments = generate_departments(&corp_name, departments.max(2), &mut rng);
 
         // Departments people are placed in: mostly the leaves, some in inner ones.
         let mut has_children = vec![false; departments.len() + 1];
@@ -200,10 +208,10 @@ fn numbered(names: &[&str], k: usize) -> String {
     }
 }
 
-fn generate_departments(corp_name: &str, employees: usize, rng: &mut StdRng) -> Vec<Department> {
+/// `total` departments, root included; at least 2.
+fn generate_departments(corp_name: &str, total: usize, rng: &mut StdRng) -> Vec<Department> {
     const ORDER_TOP: u64 = 100_000_000;
     let order = |sibling: usize| ORDER_TOP.saturating_sub(sibling as u64 * 1000);
-    let total = employees.div_ceil(15).max(5);
     let mut departments = vec![Department {
         id: ROOT_DEPARTMENT,
         parent_id: 0,

@@ -131,3 +131,18 @@ fn revision_changes_record_and_prefix_is_consistent() {
     let bad = wecom_month_record(&org, user, 2026, 13, 0);
     assert_eq!(bad["summary_info"]["work_days"], json!(0));
 }
+
+#[test]
+fn generate_in_sets_the_number_of_departments() {
+    assert_eq!(Org::generate_in(300, 20, 5), Org::generate(300, 5));
+    for (employees, departments) in [(2000, 40), (20_000, 2000), (50, 2)] {
+        let org = Org::generate_in(employees, departments, 7);
+        assert_eq!(org.departments.len(), departments);
+        assert_eq!(org.users.len(), employees);
+        let known: HashSet<u64> = org.departments.iter().map(|d| d.id).collect();
+        assert!(org
+            .users
+            .iter()
+            .all(|u| u.departments.iter().all(|d| known.contains(d))));
+    }
+}
