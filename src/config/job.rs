@@ -4,13 +4,13 @@ use std::path::Path;
 
 use chrono_tz::Tz;
 
-use super::diag::{ConfigError, SourceFile};
 use super::notify::read_notify;
 pub use super::notify::{Language, Notify, NotifyOn, WorkNotice, DEFAULT_REPEAT_AFTER};
-use super::reader::{self, EnvLookup, Table};
 use crate::settings::in_range;
 use crate::source::config::{read_source, SourceConfig};
 use crate::target::jiandaoyun::config::{read_target, Target};
+use crate::toml_reader::{self as reader, EnvLookup, Table};
+use crate::toml_reader::{ConfigError, SourceFile};
 
 pub const DEFAULT_TIMEZONE: Tz = chrono_tz::Asia::Shanghai;
 /// Through which day of a month the previous month is still synced by default (README "Which months").

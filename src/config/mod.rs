@@ -3,11 +3,9 @@
 pub mod job;
 pub mod notify;
 
-// The located TOML reader lives below both `config` and `mapping` (both read
-// files with it); re-exported under its old paths.
-pub use crate::toml_reader as reader;
-pub use crate::toml_reader::diag;
-pub use diag::{ConfigError, ConfigErrors, SourceFile};
+// The located TOML reader lives below both `config` and `mapping`; its error
+// types are part of loading's answer.
+pub use crate::toml_reader::{ConfigError, ConfigErrors, SourceFile};
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -15,7 +13,7 @@ use std::sync::Arc;
 
 use crate::mapping::Mapping;
 use job::Job;
-use reader::EnvLookup;
+use crate::toml_reader::EnvLookup;
 
 /// A validated job and its compiled mapping.
 #[derive(Clone)]

@@ -4,8 +4,6 @@
 
 use std::time::Duration;
 
-use super::diag::{one_of, ConfigError};
-use super::reader::Table;
 use crate::http::Url;
 use crate::secret::Secret;
 use crate::settings::{
@@ -14,6 +12,8 @@ use crate::settings::{
 };
 use crate::source::config::SourceConfig as Source;
 use crate::source::dingtalk::config::DINGTALK_BASE_URL;
+use crate::toml_reader::Table;
+use crate::toml_reader::{one_of, ConfigError};
 
 /// When alerts are sent (`[notify] on`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
