@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::mapping::Mapping;
-use job::Job;
 use crate::toml_reader::EnvLookup;
+use job::Job;
 
 /// A validated job and its compiled mapping.
 #[derive(Clone)]
