@@ -15,6 +15,7 @@ use super::report::MonthReport;
 use super::send::Writing;
 use super::JobError;
 use crate::pipeline::rerun::FormMonth;
+use crate::pipeline::write::InForm;
 use crate::roster::UserIds;
 use crate::source::{Pulled, SourceError};
 
@@ -157,7 +158,10 @@ impl MonthCtx<'_> {
             return Err(e);
         }
         let records = self.map(pulled).await?;
-        let writes = self.diff(records).await?;
+        let mut writes = self.diff(records).await?;
+        if !writes.creates.is_empty() && writes.in_form == InForm::Unknown {
+            writes.in_form = self.creates_in_form().await?;
+        }
         if let (Some(writer), false) = (&run.writer, writes.is_empty() || run.opts.dry_run) {
             writing.spawn(writes.send(writer.clone(), self.month));
         }

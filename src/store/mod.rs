@@ -505,6 +505,19 @@ impl Store {
         Ok(())
     }
 
+    /// Whether a create batch of this job-month is still unsettled.
+    pub fn has_pending(&self, job: &str, month: Month) -> Result<bool> {
+        let found: Option<i64> = self
+            .conn()
+            .query_row(
+                "SELECT 1 FROM pending_batches WHERE job = ?1 AND month = ?2 LIMIT 1",
+                params![job, month],
+                |r| r.get(0),
+            )
+            .optional()?;
+        Ok(found.is_some())
+    }
+
     /// A job's unsettled create batches, oldest first.
     pub fn pending(&self, job: &str) -> Result<Vec<PendingBatch>> {
         let conn = self.conn();
