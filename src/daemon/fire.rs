@@ -22,6 +22,7 @@ pub(super) fn start_run(
         let opts = Options {
             mode: Mode::Run,
             months: Vec::new(),
+            employees: Vec::new(),
             dry_run: false,
             now,
         };

@@ -74,6 +74,8 @@ pub(super) struct MonthState {
     pub(super) answered_empty: HashSet<String>,
     /// Employees asked for and left out of the answers.
     pub(super) absent: usize,
+    /// `--employee`: those of them the source had no report for.
+    pub(super) asked_absent: Vec<String>,
     /// `rerun`: the month as the form holds it.
     pub(super) form: Option<FormMonth>,
     /// Whether the month's new keys may be in the form (asked once, when a

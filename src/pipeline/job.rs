@@ -230,7 +230,8 @@ impl Syncer {
             self.store
                 .call(move |s| s.save_month(run_id, &j, ms, &c, err.as_deref()))
                 .await?;
-            if m.ok() && month < Month::current(opts.now, job.timezone) {
+            let in_full = m.ok() && !opts.some_employees();
+            if in_full && month < Month::current(opts.now, job.timezone) {
                 // Synced in full after it closed: owed no more.
                 let j = job.name.clone();
                 self.store.call(move |s| s.settle_month(&j, month)).await?;

@@ -68,10 +68,15 @@ impl MonthReport {
 
     /// Warns (in the report and the log) of fields empty in every record.
     pub(super) fn warn_empty_fields(&mut self, job: &str, mapping: &Mapping) {
-        self.warnings = self.fill.warnings(mapping);
-        for w in &self.warnings {
-            tracing::warn!(%job, month = %self.month, "{w}");
+        for w in self.fill.warnings(mapping) {
+            self.warn(job, w);
         }
+    }
+
+    /// A warning, in the report and the log.
+    pub(super) fn warn(&mut self, job: &str, warning: String) {
+        tracing::warn!(%job, month = %self.month, "{warning}");
+        self.warnings.push(warning);
     }
 
     /// A record that failed: counted, kept for the summary and logged at WARN.
