@@ -55,6 +55,7 @@ impl Syncer {
             return report;
         };
         let lost = lease.as_ref().map(Lease::lost).unwrap_or_default();
+        report.run_id = run_id;
         let started = Started {
             job,
             mapping: &mapping,

@@ -111,6 +111,9 @@ pub struct JobReport {
     /// (before any metered call in a dry run).
     pub plan: Option<String>,
     pub calls: BTreeMap<String, EndpointStats>,
+    /// The run's row in SQLite (none in a dry run, or when it did not start).
+    #[serde(skip)]
+    pub run_id: Option<i64>,
 }
 
 impl JobReport {
@@ -131,6 +134,7 @@ impl JobReport {
             stopped_by_shutdown: false,
             plan: None,
             calls: BTreeMap::new(),
+            run_id: None,
         }
     }
 }
