@@ -10,6 +10,7 @@ use tokio::task::JoinHandle;
 use super::tick::Scheduled;
 use crate::outcome::{ended_at, exit_status, summary_text};
 use crate::pipeline::{Mode, Options, Prune, Syncer};
+use crate::server::Metrics;
 use crate::store::{RequestRow, RequestState};
 
 /// How long a requested run waits before trying again when another process
@@ -52,15 +53,28 @@ impl Reason {
     }
 }
 
-/// Starts one run of `jobs[i]`; `ended` hears the job's name when it is over.
+/// What a run is started with.
+pub(super) struct Started {
+    pub(super) syncer: Arc<Syncer>,
+    pub(super) now: chrono::DateTime<chrono::Utc>,
+    /// Hears the job's name when the run is over.
+    pub(super) ended: mpsc::UnboundedSender<String>,
+    pub(super) metrics: Arc<Metrics>,
+}
+
+/// Starts one run of `jobs[i]`.
 pub(super) fn start_run(
     jobs: Arc<Vec<Scheduled>>,
     i: usize,
-    syncer: Arc<Syncer>,
-    now: chrono::DateTime<chrono::Utc>,
     reason: Reason,
-    ended: mpsc::UnboundedSender<String>,
+    with: Started,
 ) -> JoinHandle<()> {
+    let Started {
+        syncer,
+        now,
+        ended,
+        metrics,
+    } = with;
     tokio::spawn(async move {
         let s = &jobs[i];
         let opts = reason.options(now);
@@ -68,6 +82,7 @@ pub(super) fn start_run(
         let report = syncer
             .run_job(&s.job.job, s.job.mapping.clone(), &opts)
             .await;
+        metrics.record_run(&report);
         if let Reason::Request(r) = &reason {
             settle_request(&syncer, r, report.busy.is_some(), report.run_id).await;
         }

@@ -24,7 +24,7 @@ use crate::clock::Clock;
 use crate::config::{ConfigErrors, LoadedJob};
 use crate::outcome::{AppError, EXIT_OK};
 use crate::pipeline::Syncer;
-use crate::server::{Auth, JobInfo, ServerConfig, Shared};
+use crate::server::{Auth, JobInfo, Metrics, ServerConfig, Shared};
 use crate::shutdown::Hangups;
 use runs::Runs;
 use tick::{catch_up, scheduled_jobs, start_tickers, Fire, Scheduled};
@@ -68,6 +68,7 @@ fn job_infos(jobs: &[Scheduled]) -> Arc<Vec<JobInfo>> {
                 name: s.job.job.name.clone(),
                 source: s.job.job.source.kind().to_string(),
                 schedule: s.schedule.clone(),
+                budget: s.job.job.source.call_costs().map(|c| c.monthly_budget),
             })
             .collect(),
     )
@@ -79,6 +80,7 @@ async fn listen(
     jobs: &[Scheduled],
     syncer: &Arc<Syncer>,
     clock: &Clock,
+    metrics: &Arc<Metrics>,
 ) -> Result<Listener, AppError> {
     let socket = crate::server::bind(config.listen).await.map_err(|e| {
         AppError::Io(format!(
@@ -94,6 +96,7 @@ async fn listen(
         jobs: shared_jobs.clone(),
         requested: tx,
         clock: clock.clone(),
+        metrics: metrics.clone(),
     });
     let stop = syncer.shutdown.clone();
     // The bound address: with port 0 the system picks one.
@@ -129,14 +132,15 @@ pub async fn run(
     server: Option<ServerConfig>,
 ) -> Result<u8, AppError> {
     let mut jobs = Arc::new(scheduled_jobs(jobs)?);
+    let metrics = Arc::new(Metrics::new());
     let mut listener = match &server {
-        Some(config) => Some(listen(config, &jobs, &syncer, &clock).await?),
+        Some(config) => Some(listen(config, &jobs, &syncer, &clock, &metrics).await?),
         None => None,
     };
     let mut hangups = Hangups::listen();
     let (tx, mut rx) = mpsc::unbounded_channel::<Fire>();
     let (ended_tx, mut ended) = mpsc::unbounded_channel::<String>();
-    let mut runs = Runs::new(syncer.clone(), clock.clone(), ended_tx);
+    let mut runs = Runs::new(syncer.clone(), clock.clone(), ended_tx, metrics);
     let mut generation = 0;
     catch_up(&jobs, &syncer, clock.now(), &tx).await?;
     let mut tickers = start_tickers(&jobs, generation, &clock, &tx);

@@ -7,10 +7,11 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use super::fire::{start_run, Reason};
+use super::fire::{start_run, Reason, Started};
 use super::tick::Scheduled;
 use crate::clock::Clock;
 use crate::pipeline::Syncer;
+use crate::server::Metrics;
 
 pub(super) struct Runs {
     running: HashMap<String, JoinHandle<()>>,
@@ -20,6 +21,7 @@ pub(super) struct Runs {
     ended: mpsc::UnboundedSender<String>,
     syncer: Arc<Syncer>,
     clock: Clock,
+    metrics: Arc<Metrics>,
 }
 
 impl Runs {
@@ -27,6 +29,7 @@ impl Runs {
         syncer: Arc<Syncer>,
         clock: Clock,
         ended: mpsc::UnboundedSender<String>,
+        metrics: Arc<Metrics>,
     ) -> Runs {
         Runs {
             running: HashMap::new(),
@@ -34,6 +37,7 @@ impl Runs {
             ended,
             syncer,
             clock,
+            metrics,
         }
     }
 
@@ -88,14 +92,13 @@ impl Runs {
 
     fn start(&mut self, jobs: &Arc<Vec<Scheduled>>, i: usize, reason: Reason) {
         let name = jobs[i].job.job.name.clone();
-        let handle = start_run(
-            jobs.clone(),
-            i,
-            self.syncer.clone(),
-            self.clock.now(),
-            reason,
-            self.ended.clone(),
-        );
+        let started = Started {
+            syncer: self.syncer.clone(),
+            now: self.clock.now(),
+            ended: self.ended.clone(),
+            metrics: self.metrics.clone(),
+        };
+        let handle = start_run(jobs.clone(), i, reason, started);
         self.running.insert(name, handle);
     }
 

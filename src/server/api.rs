@@ -27,6 +27,21 @@ pub(super) async fn healthz(State(shared): State<Arc<Shared>>) -> Result<Json<Va
     }
 }
 
+/// `/metrics` in the Prometheus text format.
+pub(super) async fn metrics(
+    State(shared): State<Arc<Shared>>,
+) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse;
+    let jobs = shared.jobs();
+    let now = shared.clock.now();
+    let text = shared.metrics.render(&shared.store, &jobs, now).await?;
+    let content_type = [(
+        axum::http::header::CONTENT_TYPE,
+        super::metrics::CONTENT_TYPE,
+    )];
+    Ok((content_type, text).into_response())
+}
+
 pub(super) async fn not_found() -> ApiError {
     ApiError(StatusCode::NOT_FOUND, "no such endpoint".into())
 }

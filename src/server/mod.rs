@@ -6,6 +6,7 @@
 mod api;
 mod auth;
 pub mod config;
+mod metrics;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
@@ -21,6 +22,7 @@ use tokio::sync::mpsc;
 
 pub use auth::Auth;
 pub use config::ServerConfig;
+pub use metrics::Metrics;
 
 use crate::clock::Clock;
 use crate::schedule::Schedule;
@@ -37,6 +39,8 @@ pub struct JobInfo {
     pub name: String,
     pub source: String,
     pub schedule: Schedule,
+    /// A metered source's monthly budget of calls.
+    pub budget: Option<u64>,
 }
 
 /// The jobs as the daemon runs them; replaced on a reload.
@@ -50,6 +54,7 @@ pub struct Shared {
     /// The name of a job with a newly queued request, for the daemon.
     pub requested: mpsc::UnboundedSender<String>,
     pub clock: Clock,
+    pub metrics: Arc<Metrics>,
 }
 
 impl Shared {
@@ -89,8 +94,16 @@ pub fn router(shared: Arc<Shared>) -> Router {
             shared.clone(),
             require_token,
         ));
+    let metrics =
+        Router::new()
+            .route("/metrics", get(api::metrics))
+            .layer(middleware::from_fn_with_state(
+                shared.clone(),
+                require_token,
+            ));
     Router::new()
         .route("/healthz", get(api::healthz))
+        .merge(metrics)
         .nest("/api/v1", api)
         .fallback(api::not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY))

@@ -278,3 +278,80 @@ async fn check_validates_attendsync_toml_with_its_lines() {
         .expect_contains("serves the API")
         .expect_contains("reverse proxy");
 }
+
+/// One sample's value from a parsed scrape: `metric{labels…}`.
+fn sample(scrape: &prometheus_parse::Scrape, metric: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    scrape
+        .samples
+        .iter()
+        .find(|s| s.metric == metric && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+        .map(|s| match s.value {
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => v,
+            _ => f64::NAN,
+        })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_are_prometheus_text_that_matches_the_runs() {
+    let env = Env::start(120, fast_wecom(), JdySimConfig::default()).await;
+    env.write_job(FAST_SOURCE, FAST_TARGET);
+    env.run(&["run"]).await.expect_code(0);
+    env.run(&["run", "--month", MONTH]).await.expect_code(0);
+    let x = env.wecom.org().users[7].userid.clone();
+    env.wecom.bump_revision(&x);
+    let api = Api::start(&env).await;
+    let (status, _) = api.send(reqwest::Method::GET, "/metrics", None, None).await;
+    assert_eq!(status, 401, "the 401 is JSON like every error");
+    let (_, answer) = api
+        .post(
+            "/api/v1/jobs/wecom_monthly/runs",
+            json!({"month": MONTH, "employees": [x]}),
+        )
+        .await;
+    api.until_done(answer["run"].as_i64().unwrap_or(0), Duration::from_secs(60))
+        .await;
+
+    let answer = api
+        .http
+        .get(format!("{}/metrics", api.base))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(answer.status().as_u16(), 200);
+    let content_type = answer.headers()["content-type"]
+        .to_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        content_type.starts_with("text/plain; version=0.0.4"),
+        "{content_type}"
+    );
+    let text = answer.text().await.unwrap_or_default();
+    let lines = text.lines().map(|l| Ok(l.to_string()));
+    let scrape = prometheus_parse::Scrape::parse(lines).unwrap_or_else(|e| panic!("{e}: {text}"));
+    let job = ("job", "wecom_monthly");
+    let get = |m: &str, labels: &[(&str, &str)]| {
+        let mut all = vec![job];
+        all.extend_from_slice(labels);
+        sample(&scrape, m, &all).unwrap_or_else(|| panic!("no {m} {labels:?} in:\n{text}"))
+    };
+    assert_eq!(get("attendsync_runs_total", &[("outcome", "ok")]), 1.0);
+    assert_eq!(get("attendsync_records_total", &[("kind", "updated")]), 1.0);
+    assert_eq!(get("attendsync_records_total", &[("kind", "created")]), 0.0);
+    let monthdata = [("endpoint", "checkin/getcheckin_monthdata")];
+    assert_eq!(get("attendsync_vendor_calls_total", &monthdata), 1.0);
+    assert_eq!(get("attendsync_vendor_throttled_total", &monthdata), 0.0);
+    assert_eq!(get("attendsync_queued_runs", &[]), 0.0);
+    let last = get("attendsync_last_success_timestamp_seconds", &[]);
+    let age = chrono::Utc::now().timestamp() as f64 - last;
+    assert!(
+        (0.0..600.0).contains(&age),
+        "the `run` a moment ago: {age} s"
+    );
+    assert!(!text.contains(TOKEN));
+    let (code, log) = api.daemon.terminate().await;
+    assert_eq!(code, 0, "{log}");
+}
