@@ -97,6 +97,7 @@ async fn listen(
         requested: tx,
         clock: clock.clone(),
         metrics: metrics.clone(),
+        sessions: Default::default(),
     });
     let stop = syncer.shutdown.clone();
     // The bound address: with port 0 the system picks one.

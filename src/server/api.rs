@@ -127,7 +127,7 @@ pub(super) async fn months(State(shared): State<Arc<Shared>>, Path(job): Path<St
 /// The body of `POST …/runs`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(super) struct RunBody {
+pub(crate) struct RunBody {
     month: String,
     #[serde(default)]
     employees: Vec<String>,
@@ -137,13 +137,44 @@ pub(super) struct RunBody {
     prune: bool,
 }
 
+impl RunBody {
+    /// A rerun of `month`, of `employees` (everyone when empty).
+    pub(super) fn new(month: String, employees: Vec<String>) -> RunBody {
+        RunBody {
+            month,
+            employees,
+            force: false,
+            prune: false,
+        }
+    }
+}
+
+/// Checks and queues a run of `job`; its id. The daemon hears of it.
+pub(super) async fn queue_checked(
+    shared: &Shared,
+    job: &str,
+    body: RunBody,
+) -> Result<i64, ApiError> {
+    let job = job_of(shared, job)?;
+    let request = checked(body)?;
+    let (name, now) = (job.name.clone(), shared.clock.now());
+    let id = shared
+        .store
+        .call(move |s| s.queue_request(&name, &request, now))
+        .await?;
+    tracing::info!(job = %job.name, run_request = id, "a run was requested; queued");
+    // The daemon gone (shutting down): the request stays queued for its next start.
+    let _ = shared.requested.send(job.name.clone());
+    Ok(id)
+}
+
 /// Queues a rerun of one month (of some employees, when named): 202 with its id.
 pub(super) async fn request_run(
     State(shared): State<Arc<Shared>>,
     Path(job): Path<String>,
     body: Result<Json<RunBody>, JsonRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let job = job_of(&shared, &job)?;
+    job_of(&shared, &job)?;
     let Json(body) = body.map_err(|e| {
         // Too large stays 413; every other unreadable body is a bad request.
         let status = match e.status() {
@@ -152,15 +183,7 @@ pub(super) async fn request_run(
         };
         ApiError(status, format!("bad request body: {}", e.body_text()))
     })?;
-    let request = checked(body)?;
-    let (name, now) = (job.name.clone(), shared.clock.now());
-    let id = shared
-        .store
-        .call(move |s| s.queue_request(&name, &request, now))
-        .await?;
-    tracing::info!(job = %job.name, run_request = id, "a run was requested through the API; queued");
-    // The daemon gone (shutting down): the request stays queued for its next start.
-    let _ = shared.requested.send(job.name.clone());
+    let id = queue_checked(&shared, &job, body).await?;
     Ok((StatusCode::ACCEPTED, Json(json!({ "run": id }))))
 }
 
@@ -197,31 +220,33 @@ fn checked(body: RunBody) -> Result<RunRequest, ApiError> {
 pub(super) async fn run(State(shared): State<Arc<Shared>>, Path(id): Path<String>) -> Answer {
     let unknown = || ApiError(StatusCode::NOT_FOUND, "no such run".into());
     let id: i64 = id.parse().map_err(|_| unknown())?;
-    let found = shared
-        .store
-        .call(move |s| {
-            let Some(request) = s.request(id)? else {
-                return Ok(None);
-            };
-            let run = match request.run_id {
-                Some(run_id) => s.run_row(run_id)?.map(|r| (r, s.run_months(run_id))),
-                None => None,
-            };
-            let run = match run {
-                Some((r, months)) => Some((r, months?)),
-                None => None,
-            };
-            Ok(Some((request, run)))
-        })
-        .await?;
+    let found = shared.store.call(move |s| request_with_run(s, id)).await?;
     let (request, run) = found.ok_or_else(unknown)?;
     Ok(Json(describe(request, run)))
 }
 
-fn describe(
-    request: RequestRow,
-    run: Option<(crate::store::RunRow, Vec<crate::store::RunMonth>)>,
-) -> Value {
+type RunWithMonths = (crate::store::RunRow, Vec<crate::store::RunMonth>);
+
+/// A requested run and, once it started, its run with its months.
+pub(super) fn request_with_run(
+    s: &crate::store::Store,
+    id: i64,
+) -> Result<Option<(RequestRow, Option<RunWithMonths>)>, crate::store::StoreError> {
+    let Some(request) = s.request(id)? else {
+        return Ok(None);
+    };
+    let run = match request.run_id.map(|run_id| s.run_row(run_id)) {
+        Some(Ok(Some(r))) => {
+            let months = s.run_months(r.id)?;
+            Some((r, months))
+        }
+        Some(Err(e)) => return Err(e),
+        _ => None,
+    };
+    Ok(Some((request, run)))
+}
+
+fn describe(request: RequestRow, run: Option<RunWithMonths>) -> Value {
     let run = run.map(|(r, months)| {
         let months: Vec<Value> = months
             .into_iter()

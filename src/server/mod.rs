@@ -7,6 +7,9 @@ mod api;
 mod auth;
 pub mod config;
 mod metrics;
+mod page;
+mod session;
+mod web;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
@@ -55,9 +58,14 @@ pub struct Shared {
     pub requested: mpsc::UnboundedSender<String>,
     pub clock: Clock,
     pub metrics: Arc<Metrics>,
+    pub sessions: session::Sessions,
 }
 
 impl Shared {
+    fn auth_equal(&self, a: &str, b: &str) -> bool {
+        self.auth.same(a, b)
+    }
+
     fn jobs(&self) -> Arc<Vec<JobInfo>> {
         // A panicked writer left a whole Vec behind: still readable.
         self.jobs
@@ -102,6 +110,11 @@ pub fn router(shared: Arc<Shared>) -> Router {
                 require_token,
             ));
     Router::new()
+        .route("/", get(web::index))
+        .route("/login", post(web::login))
+        .route("/logout", post(web::logout))
+        .route("/jobs/{job}/rerun", post(web::rerun))
+        .route("/runs/{id}", get(web::run))
         .route("/healthz", get(api::healthz))
         .merge(metrics)
         .nest("/api/v1", api)

@@ -224,3 +224,17 @@ impl Store {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 }
+
+impl Store {
+    /// Requested runs not done yet (queued or running), oldest first.
+    pub fn open_requests(&self, limit: usize) -> Result<Vec<RequestRow>> {
+        let conn = self.conn();
+        let sql = format!(
+            "SELECT {COLUMNS} FROM run_requests WHERE state IN ('queued', 'running') ORDER BY id LIMIT ?1"
+        );
+        let mut stmt = conn.prepare(&sql)?;
+        let rows = stmt.query_map(params![limit as i64], row)?;
+        let raw: Vec<Raw> = rows.collect::<rusqlite::Result<_>>()?;
+        raw.into_iter().map(decode).collect()
+    }
+}

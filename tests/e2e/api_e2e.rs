@@ -11,17 +11,17 @@ use common::{fast_wecom, Env, FAST_SOURCE, FAST_TARGET};
 use serde_json::{json, Value};
 
 const MONTH: &str = "2026-10";
-const TOKEN: &str = "api-token-for-the-tests-0123456789";
+pub(crate) const TOKEN: &str = "api-token-for-the-tests-0123456789";
 
 /// A daemon serving the API, its job scheduled once a year (never during a test).
-struct Api {
-    daemon: Daemon,
-    base: String,
-    http: reqwest::Client,
+pub(crate) struct Api {
+    pub(crate) daemon: Daemon,
+    pub(crate) base: String,
+    pub(crate) http: reqwest::Client,
 }
 
 impl Api {
-    async fn start(env: &Env) -> Api {
+    pub(crate) async fn start(env: &Env) -> Api {
         let job = env.job_text(FAST_SOURCE, FAST_TARGET).replacen(
             "description = \"test job\"",
             "description = \"test job\"\nschedule = \"0 0 3 1 1 *\"",
@@ -78,12 +78,12 @@ impl Api {
         (status, value)
     }
 
-    async fn get(&self, path: &str) -> (u16, Value) {
+    pub(crate) async fn get(&self, path: &str) -> (u16, Value) {
         self.send(reqwest::Method::GET, path, Some(TOKEN), None)
             .await
     }
 
-    async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+    pub(crate) async fn post(&self, path: &str, body: Value) -> (u16, Value) {
         self.send(
             reqwest::Method::POST,
             path,
@@ -94,7 +94,7 @@ impl Api {
     }
 
     /// Polls a requested run until it is done (bounded).
-    async fn until_done(&self, id: i64, limit: Duration) -> Value {
+    pub(crate) async fn until_done(&self, id: i64, limit: Duration) -> Value {
         let deadline = Instant::now() + limit;
         loop {
             let (status, run) = self.get(&format!("/api/v1/runs/{id}")).await;
