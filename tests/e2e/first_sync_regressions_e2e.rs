@@ -1,0 +1,271 @@
+//! Attacks on the first-sync write path: a month that the form holds no
+//! record of is created without per-batch look-ups (docs/ARCHITECTURE.md,
+//! "Before creating, know the keys are not in the form").
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use attendsync_sim::{JdySimConfig, TxMode};
+use serde_json::{Map, Value};
+
+use crate::common;
+use common::{counts, fast_wecom, spawn_and_kill, Env, FAST_SOURCE, FAST_TARGET};
+
+const MONTH: &str = "2026-10";
+
+fn widgets(list: &[(&str, &str)]) -> Vec<(String, String)> {
+    list.iter()
+        .map(|(n, t)| (n.to_string(), t.to_string()))
+        .collect()
+}
+
+fn form() -> Vec<(String, String)> {
+    widgets(&[
+        ("userid", "text"),
+        ("month", "text"),
+        ("period", "datetime"),
+        ("period_end", "datetime"),
+        ("job_name", "text"),
+        ("ym", "number"),
+        ("work_hours", "number"),
+    ])
+}
+
+const BY_MONTH: &str = "key = [\"userid\", \"month\"]\n[fields]\nuserid = { from = \"base_info.acctid\", type = \"text\" }\nmonth = { from = \"$month\", type = \"text\" }\n";
+
+const WORK: &str = "work_hours = { from = \"summary_info.regular_work_sec\", default = 0, convert = \"seconds_to_hours\", round = 2, type = \"number\" }\n";
+
+async fn env_with(employees: usize, mapping: &str, jdy: JdySimConfig) -> Env {
+    let env = Env::start(
+        employees,
+        fast_wecom(),
+        JdySimConfig {
+            widgets: form(),
+            ..jdy
+        },
+    )
+    .await;
+    env.write("mappings/wecom_monthly.toml", &format!("{mapping}{WORK}"));
+    env.write_job(FAST_SOURCE, FAST_TARGET);
+    env
+}
+
+/// Form records grouped by the given fields; each group's size.
+fn copies(env: &Env, fields: &[&str]) -> BTreeMap<String, usize> {
+    let mut out = BTreeMap::new();
+    for r in env.jdy.records() {
+        let key: Vec<String> = fields
+            .iter()
+            .map(|f| r.get(*f).map_or("null".into(), Value::to_string))
+            .collect();
+        *out.entry(key.join("|")).or_default() += 1;
+    }
+    out
+}
+
+fn assert_once_each(env: &Env, fields: &[&str], n: usize, ctx: &str) {
+    let groups = copies(env, fields);
+    let twice: Vec<_> = groups.iter().filter(|(_, c)| **c > 1).collect();
+    assert!(twice.is_empty(), "keys held twice: {twice:?}{ctx}");
+    assert_eq!(groups.len(), n, "records per key{ctx}");
+}
+
+fn ids(env: &Env) -> Vec<String> {
+    env.jdy
+        .records()
+        .iter()
+        .filter_map(|r| r["_id"].as_str().map(String::from))
+        .collect()
+}
+
+/// First sync, database lost, a third of the records deleted, run again:
+/// one record per key, and the first sync cost one read.
+async fn lost_database_round(mapping: &str, key: &[&str]) {
+    let env = env_with(250, mapping, JdySimConfig::default()).await;
+    let first = env.run(&["run", "--month", MONTH]).await;
+    first.expect_code(0);
+    assert_eq!(env.jdy.calls("data/list"), 1, "{}", first.all());
+    assert_eq!(env.jdy.calls("data/batch_create"), 3);
+    assert_once_each(&env, key, 250, &first.all());
+    std::fs::remove_file(env.db()).unwrap_or_else(|e| panic!("{e}"));
+    for id in ids(&env).iter().step_by(3) {
+        assert!(env.jdy.delete_record(id));
+    }
+    let again = env.run(&["run", "--month", MONTH]).await;
+    again.expect_code(0);
+    assert_once_each(&env, key, 250, &again.all());
+    assert_eq!(env.jdy.records().len(), 250, "{}", again.all());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_month_key_in_a_datetime_field_finds_the_month() {
+    lost_database_round(
+        "key = [\"userid\", \"period\"]\n[fields]\nuserid = { from = \"base_info.acctid\", type = \"text\" }\nperiod = { from = \"$month_start\", type = \"datetime\" }\n",
+        &["userid", "period"],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_of_three_fields_two_constant_finds_the_month() {
+    lost_database_round(
+        "key = [\"userid\", \"period_end\", \"job_name\"]\n[fields]\nuserid = { from = \"base_info.acctid\", type = \"text\" }\nperiod_end = { from = \"$month_end\", type = \"datetime\" }\njob_name = { from = \"$job\", type = \"text\" }\n",
+        &["userid", "period_end", "job_name"],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_month_key_named_by_widget_id_finds_the_month() {
+    let env = Env::start(1, fast_wecom(), JdySimConfig { widgets: form(), ..JdySimConfig::default() }).await;
+    let id = env
+        .jdy
+        .widget_names()
+        .into_iter()
+        .find(|(alias, _)| alias == "month")
+        .map(|(_, id)| id)
+        .unwrap_or_else(|| panic!("no month widget"));
+    drop(env);
+    lost_database_round(
+        &format!("key = [\"userid\", \"{id}\"]\n[fields]\nuserid = {{ from = \"base_info.acctid\", type = \"text\" }}\n{id} = {{ from = \"$month\", type = \"text\" }}\n"),
+        &["userid", "month"],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_month_key_mapped_to_a_number_finds_the_month() {
+    lost_database_round(
+        "key = [\"userid\", \"ym\"]\n[fields]\nuserid = { from = \"base_info.acctid\", type = \"text\" }\nym = { from = \"$month\", map = { \"2026-10\" = 202610, \"2026-09\" = 202609 }, type = \"number\" }\n",
+        &["userid", "ym"],
+    )
+    .await;
+}
+
+/// The check itself refused for good (HTTP 429 on every `data/list`): the
+/// month fails naming the endpoint, creates nothing, and its summary still
+/// adds up: the records pulled that could not be written are counted failed,
+/// as when a batch's own look-up fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_check_refused_for_good_fails_the_month_and_counts_its_records() {
+    let mut jdy = JdySimConfig::default();
+    jdy.limits.retain(|(e, _, _)| e != "data/list");
+    jdy.limits
+        .push(("data/list".into(), 0, Duration::from_secs(600)));
+    let env = env_with(150, BY_MONTH, jdy).await;
+    let run = env.run(&["run", "--month", MONTH]).await;
+    assert_eq!(run.code(), 1, "{}", run.all());
+    run.expect_contains("Jiandaoyun data/list: gave up");
+    assert_eq!(env.jdy.records().len(), 0);
+    let (pulled, created, updated, unchanged, failed) = counts(&run.stdout(), MONTH);
+    assert!(pulled > 0, "{}", run.all());
+    assert_eq!(
+        created + updated + unchanged + failed,
+        pulled,
+        "records pulled but counted nowhere{}",
+        run.all()
+    );
+}
+
+/// Throttling on every other call, the check included: nothing twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_throttled_first_sync_creates_each_key_once() {
+    let jdy = JdySimConfig { throttle_ratio: 0.3, ..JdySimConfig::default() };
+    let env = env_with(450, BY_MONTH, jdy).await;
+    let run = env.run(&["run", "--month", MONTH]).await;
+    run.expect_code(0);
+    eprintln!("{}", run.all());
+    assert_once_each(&env, &["userid", "month"], 450, &run.all());
+    eprintln!("list={} create={}", env.jdy.calls("data/list"), env.jdy.calls("data/batch_create"));
+}
+
+/// Killed at every stage of a first sync on a form that ignores
+/// transaction ids and commits late; the next run finishes without a copy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_first_sync_killed_at_every_stage_is_finished_without_copies() {
+    type Ready = fn(&Env) -> bool;
+    let stages: [(&str, Ready); 4] = [
+        ("after the check", |e| e.jdy.calls("data/list") >= 1),
+        ("first batch sent", |e| e.jdy.calls("data/batch_create") >= 1),
+        ("first batch landed", |e| !e.jdy.records().is_empty()),
+        ("third batch sent", |e| e.jdy.calls("data/batch_create") >= 3),
+    ];
+    for (stage, ready) in stages {
+        let jdy = JdySimConfig {
+            tx_mode: TxMode::Ignore,
+            commit_delay: Duration::from_millis(300),
+            ..JdySimConfig::default()
+        };
+        let env = env_with(500, BY_MONTH, jdy).await;
+        spawn_and_kill(&env, &["run", "--month", MONTH], ready).await;
+        let next = env.run(&["run", "--month", MONTH]).await;
+        next.expect_code(0);
+        // Late commits of the killed run have landed by now.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_once_each(&env, &["userid", "month"], 500, &format!("{stage}{}", next.all()));
+    }
+}
+
+/// A rerun of a month the form holds in part: a dry run writes nothing, the
+/// rerun creates what is missing once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rerun_of_a_month_held_in_part() {
+    let env = env_with(250, BY_MONTH, JdySimConfig::default()).await;
+    env.run(&["run", "--month", MONTH]).await.expect_code(0);
+    for id in ids(&env).iter().step_by(4) {
+        assert!(env.jdy.delete_record(id));
+    }
+    let kept = env.jdy.records().len();
+    let writes = env.jdy.write_calls();
+    let dry = env.run(&["rerun", "wecom_monthly", "--month", MONTH, "--dry-run"]).await;
+    dry.expect_code(0);
+    eprintln!("{}", dry.all());
+    assert_eq!(env.jdy.write_calls(), writes);
+    let lists = env.jdy.calls("data/list");
+    let rerun = env.run(&["rerun", "wecom_monthly", "--month", MONTH]).await;
+    rerun.expect_code(0);
+    eprintln!("{} list={}", rerun.all(), env.jdy.calls("data/list") - lists);
+    assert_once_each(&env, &["userid", "month"], 250, &rerun.all());
+    let (_, created, ..) = counts(&rerun.stdout(), MONTH);
+    assert_eq!(created as usize, 250 - kept);
+    let again = env.run(&["rerun", "wecom_monthly", "--month", MONTH, "--force", "--prune"]).await;
+    eprintln!("{}", again.all());
+    assert_once_each(&env, &["userid", "month"], 250, &again.all());
+}
+
+/// A record made by hand while the first sync is under way (the one case the
+/// check does not cover): `rerun` reports the copy and `--force` removes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_made_by_hand_during_a_first_sync_is_repaired_by_rerun_force() {
+    let jdy = JdySimConfig { latency: Duration::from_millis(30), ..JdySimConfig::default() };
+    let env = env_with(400, BY_MONTH, jdy).await;
+    env.run(&["run", "--month", "2026-09"]).await.expect_code(0);
+    let users: Vec<Value> = env.jdy.records().iter().map(|r| r["userid"].clone()).collect();
+    let run = {
+        let handle = env.run(&["run", "--month", MONTH]);
+        let add = async {
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while env.jdy.records().len() < 500 {
+                assert!(Instant::now() < deadline, "no batch of the month landed");
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            for u in users.iter().rev().take(50) {
+                let mut m = Map::new();
+                m.insert("userid".into(), u.clone());
+                m.insert("month".into(), Value::String(MONTH.into()));
+                m.insert("work_hours".into(), serde_json::json!(1));
+                env.jdy.add_record(m);
+            }
+        };
+        let (run, ()) = tokio::join!(handle, add);
+        run
+    };
+    eprintln!("{}", run.all());
+    let twice = copies(&env, &["userid", "month"]).values().filter(|c| **c > 1).count();
+    eprintln!("keys twice after the run: {twice}");
+    let rerun = env.run(&["rerun", "wecom_monthly", "--month", MONTH]).await;
+    eprintln!("{}", rerun.all());
+    let force = env.run(&["rerun", "wecom_monthly", "--month", MONTH, "--force"]).await;
+    eprintln!("{}", force.all());
+    assert_once_each(&env, &["userid", "month"], 800, &force.all());
+}
