@@ -39,7 +39,7 @@ impl ChunkWrites {
     }
 
     /// Records whose outcome this chunk decides.
-    fn records(&self) -> u64 {
+    pub(super) fn records(&self) -> u64 {
         (self.creates.len() + self.updates.len()) as u64
     }
 
