@@ -117,7 +117,15 @@ async fn a_key_of_three_fields_two_constant_finds_the_month() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_month_key_named_by_widget_id_finds_the_month() {
-    let env = Env::start(1, fast_wecom(), JdySimConfig { widgets: form(), ..JdySimConfig::default() }).await;
+    let env = Env::start(
+        1,
+        fast_wecom(),
+        JdySimConfig {
+            widgets: form(),
+            ..JdySimConfig::default()
+        },
+    )
+    .await;
     let id = env
         .jdy
         .widget_names()
@@ -170,13 +178,20 @@ async fn a_check_refused_for_good_fails_the_month_and_counts_its_records() {
 /// Throttling on every other call, the check included: nothing twice.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_throttled_first_sync_creates_each_key_once() {
-    let jdy = JdySimConfig { throttle_ratio: 0.3, ..JdySimConfig::default() };
+    let jdy = JdySimConfig {
+        throttle_ratio: 0.3,
+        ..JdySimConfig::default()
+    };
     let env = env_with(450, BY_MONTH, jdy).await;
     let run = env.run(&["run", "--month", MONTH]).await;
     run.expect_code(0);
     eprintln!("{}", run.all());
     assert_once_each(&env, &["userid", "month"], 450, &run.all());
-    eprintln!("list={} create={}", env.jdy.calls("data/list"), env.jdy.calls("data/batch_create"));
+    eprintln!(
+        "list={} create={}",
+        env.jdy.calls("data/list"),
+        env.jdy.calls("data/batch_create")
+    );
 }
 
 /// Killed at every stage of a first sync on a form that ignores
@@ -186,9 +201,13 @@ async fn a_first_sync_killed_at_every_stage_is_finished_without_copies() {
     type Ready = fn(&Env) -> bool;
     let stages: [(&str, Ready); 4] = [
         ("after the check", |e| e.jdy.calls("data/list") >= 1),
-        ("first batch sent", |e| e.jdy.calls("data/batch_create") >= 1),
+        ("first batch sent", |e| {
+            e.jdy.calls("data/batch_create") >= 1
+        }),
         ("first batch landed", |e| !e.jdy.records().is_empty()),
-        ("third batch sent", |e| e.jdy.calls("data/batch_create") >= 3),
+        ("third batch sent", |e| {
+            e.jdy.calls("data/batch_create") >= 3
+        }),
     ];
     for (stage, ready) in stages {
         let jdy = JdySimConfig {
@@ -202,7 +221,12 @@ async fn a_first_sync_killed_at_every_stage_is_finished_without_copies() {
         next.expect_code(0);
         // Late commits of the killed run have landed by now.
         tokio::time::sleep(Duration::from_millis(500)).await;
-        assert_once_each(&env, &["userid", "month"], 500, &format!("{stage}{}", next.all()));
+        assert_once_each(
+            &env,
+            &["userid", "month"],
+            500,
+            &format!("{stage}{}", next.all()),
+        );
     }
 }
 
@@ -217,18 +241,33 @@ async fn rerun_of_a_month_held_in_part() {
     }
     let kept = env.jdy.records().len();
     let writes = env.jdy.write_calls();
-    let dry = env.run(&["rerun", "wecom_monthly", "--month", MONTH, "--dry-run"]).await;
+    let dry = env
+        .run(&["rerun", "wecom_monthly", "--month", MONTH, "--dry-run"])
+        .await;
     dry.expect_code(0);
     eprintln!("{}", dry.all());
     assert_eq!(env.jdy.write_calls(), writes);
     let lists = env.jdy.calls("data/list");
     let rerun = env.run(&["rerun", "wecom_monthly", "--month", MONTH]).await;
     rerun.expect_code(0);
-    eprintln!("{} list={}", rerun.all(), env.jdy.calls("data/list") - lists);
+    eprintln!(
+        "{} list={}",
+        rerun.all(),
+        env.jdy.calls("data/list") - lists
+    );
     assert_once_each(&env, &["userid", "month"], 250, &rerun.all());
     let (_, created, ..) = counts(&rerun.stdout(), MONTH);
     assert_eq!(created as usize, 250 - kept);
-    let again = env.run(&["rerun", "wecom_monthly", "--month", MONTH, "--force", "--prune"]).await;
+    let again = env
+        .run(&[
+            "rerun",
+            "wecom_monthly",
+            "--month",
+            MONTH,
+            "--force",
+            "--prune",
+        ])
+        .await;
     eprintln!("{}", again.all());
     assert_once_each(&env, &["userid", "month"], 250, &again.all());
 }
@@ -237,10 +276,18 @@ async fn rerun_of_a_month_held_in_part() {
 /// check does not cover): `rerun` reports the copy and `--force` removes it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_record_made_by_hand_during_a_first_sync_is_repaired_by_rerun_force() {
-    let jdy = JdySimConfig { latency: Duration::from_millis(30), ..JdySimConfig::default() };
+    let jdy = JdySimConfig {
+        latency: Duration::from_millis(30),
+        ..JdySimConfig::default()
+    };
     let env = env_with(400, BY_MONTH, jdy).await;
     env.run(&["run", "--month", "2026-09"]).await.expect_code(0);
-    let users: Vec<Value> = env.jdy.records().iter().map(|r| r["userid"].clone()).collect();
+    let users: Vec<Value> = env
+        .jdy
+        .records()
+        .iter()
+        .map(|r| r["userid"].clone())
+        .collect();
     let run = {
         let handle = env.run(&["run", "--month", MONTH]);
         let add = async {
@@ -261,11 +308,88 @@ async fn a_record_made_by_hand_during_a_first_sync_is_repaired_by_rerun_force() 
         run
     };
     eprintln!("{}", run.all());
-    let twice = copies(&env, &["userid", "month"]).values().filter(|c| **c > 1).count();
+    let twice = copies(&env, &["userid", "month"])
+        .values()
+        .filter(|c| **c > 1)
+        .count();
     eprintln!("keys twice after the run: {twice}");
     let rerun = env.run(&["rerun", "wecom_monthly", "--month", MONTH]).await;
     eprintln!("{}", rerun.all());
-    let force = env.run(&["rerun", "wecom_monthly", "--month", MONTH, "--force"]).await;
+    let force = env
+        .run(&["rerun", "wecom_monthly", "--month", MONTH, "--force"])
+        .await;
     eprintln!("{}", force.all());
     assert_once_each(&env, &["userid", "month"], 800, &force.all());
+}
+
+/// A stand-in between attendsync and the Jiandaoyun simulator that answers
+/// the first `data/list` with HTTP 200 and a body holding no `data` (a
+/// gateway's or a changed API's answer) and passes everything else on.
+async fn proxy_with_one_bad_list(to: String) -> String {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let lists = Arc::new(AtomicUsize::new(0));
+    let http = attendsync::http::client(Duration::from_secs(10)).unwrap_or_else(|e| panic!("{e}"));
+    let app = axum::Router::new().fallback(
+        move |uri: axum::http::Uri, headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+            let (lists, http, to) = (lists.clone(), http.clone(), to.clone());
+            async move {
+                let path = uri.path().to_string();
+                if path.ends_with("/data/list") && lists.fetch_add(1, Ordering::SeqCst) == 0 {
+                    return (
+                        axum::http::StatusCode::OK,
+                        r#"{"msg":"ok"}"#.as_bytes().to_vec(),
+                    );
+                }
+                let mut req = http.post(format!("{to}{path}")).body(body);
+                for name in ["authorization", "content-type"] {
+                    if let Some(v) = headers.get(name) {
+                        req = req.header(name, v.as_bytes());
+                    }
+                }
+                match req.send().await {
+                    Ok(r) => {
+                        let status = axum::http::StatusCode::from_u16(r.status().as_u16())
+                            .unwrap_or(axum::http::StatusCode::BAD_GATEWAY);
+                        (
+                            status,
+                            r.bytes().await.map(|b| b.to_vec()).unwrap_or_default(),
+                        )
+                    }
+                    Err(_) => (axum::http::StatusCode::BAD_GATEWAY, Vec::new()),
+                }
+            }
+        },
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap_or_else(|e| panic!("bind: {e}"));
+    let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("http://{addr}")
+}
+
+/// The database is lost and the form holds most of the month; the check is
+/// answered with a body that holds no records list. That answer is not "the
+/// month is empty": nothing is created twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_check_answered_without_a_records_list_creates_nothing_twice() {
+    let env = env_with(250, BY_MONTH, JdySimConfig::default()).await;
+    env.run(&["run", "--month", MONTH]).await.expect_code(0);
+    std::fs::remove_file(env.db()).unwrap_or_else(|e| panic!("{e}"));
+    for id in ids(&env).iter().step_by(3) {
+        assert!(env.jdy.delete_record(id));
+    }
+    let proxy = proxy_with_one_bad_list(env.jdy.base_url()).await;
+    let job = env.job_text(
+        &format!("{FAST_SOURCE}\n{}", common::FAST_RETRY),
+        &format!("{FAST_TARGET}\n{}", common::FAST_TARGET_RETRY),
+    );
+    env.write(
+        "jobs/wecom_monthly.toml",
+        &job.replace(&env.jdy.base_url(), &proxy),
+    );
+    let run = env.run(&["run", "--month", MONTH]).await;
+    assert_once_each(&env, &["userid", "month"], 250, &run.all());
+    run.expect_contains("data/list");
 }
