@@ -390,6 +390,15 @@ async fn a_check_answered_without_a_records_list_creates_nothing_twice() {
         &job.replace(&env.jdy.base_url(), &proxy),
     );
     let run = env.run(&["run", "--month", MONTH]).await;
-    assert_once_each(&env, &["userid", "month"], 250, &run.all());
-    run.expect_contains("data/list");
+    let twice = copies(&env, &["userid", "month"])
+        .into_values()
+        .filter(|c| *c > 1)
+        .count();
+    assert_eq!(twice, 0, "keys created twice{}", run.all());
+    assert_eq!(run.code(), 1, "{}", run.all());
+    run.expect_contains("Jiandaoyun data/list");
+    // The next answer is sound: the month is finished, each key once.
+    let next = env.run(&["run", "--month", MONTH]).await;
+    next.expect_code(0);
+    assert_once_each(&env, &["userid", "month"], 250, &next.all());
 }
