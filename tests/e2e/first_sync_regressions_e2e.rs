@@ -402,3 +402,82 @@ async fn a_check_answered_without_a_records_list_creates_nothing_twice() {
     next.expect_code(0);
     assert_once_each(&env, &["userid", "month"], 250, &next.all());
 }
+
+/// Two months first synced in one run (the closed month and the current one):
+/// one check each, ⌈N/100⌉ creates each; run again, nothing is read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_months_in_one_run_cost_one_check_each() {
+    let env = env_with(150, BY_MONTH, JdySimConfig::default()).await;
+    let jan3 = ("ATTENDSYNC_NOW", "2027-01-03T02:10:00+08:00");
+    let run = env.run_with_env(&["run"], &[jan3]).await;
+    run.expect_code(0);
+    for month in ["2026-12", "2027-01"] {
+        assert_eq!(counts(&run.stdout(), month).1, 150, "{}", run.all());
+    }
+    assert_eq!(env.jdy.calls("data/list"), 2, "{}", run.all());
+    assert_eq!(env.jdy.calls("data/batch_create"), 4);
+    assert_once_each(&env, &["userid", "month"], 300, &run.all());
+    let reads = env.jdy.calls("data/list");
+    let next = env.run_with_env(&["run"], &[jan3]).await;
+    next.expect_code(0);
+    assert_eq!(env.jdy.calls("data/list"), reads, "{}", next.all());
+    assert_eq!(env.jdy.calls("data/batch_create"), 4);
+}
+
+mod dingtalk {
+    use std::time::Duration;
+
+    use attendsync_sim::{DingtalkSimConfig, Org};
+
+    use super::MONTH;
+    use crate::common::dingtalk::{all, fast_retry, start_dingtalk, DingEnv, FAST_LIMITS};
+
+    async fn env(employees: usize) -> DingEnv {
+        let config = DingtalkSimConfig::default().with_endpoint_rate(1000);
+        let env = DingEnv::start(start_dingtalk(Org::generate(employees, 5), config).await).await;
+        let job = format!("{}\n{FAST_LIMITS}\n{}", env.pointed_job(), fast_retry(10));
+        env.write("jobs/dingtalk_monthly.toml", &job);
+        env
+    }
+
+    fn users(env: &DingEnv) -> std::collections::BTreeMap<String, usize> {
+        let mut out = std::collections::BTreeMap::new();
+        for r in env.jdy.records() {
+            *out.entry(format!("{}|{}", r["userid"], r["month"]))
+                .or_default() += 1;
+        }
+        out
+    }
+
+    /// The shipped DingTalk job: a first sync reads the form once, a lost
+    /// database with a form holding most of the month creates nothing twice.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_dingtalk_first_sync_then_a_lost_database_creates_each_key_once() {
+        let env = env(250).await;
+        let timeout = Duration::from_secs(200);
+        let first = env.run_with(&["run", "--month", MONTH], &[], timeout).await;
+        assert_eq!(first.status.code(), Some(0), "{}", all(&first));
+        assert_eq!(env.jdy.calls("data/list"), 1, "{}", all(&first));
+        assert_eq!(env.jdy.calls("data/batch_create"), 3);
+        std::fs::remove_file(env.path().join("attendsync.db")).unwrap_or_else(|e| panic!("{e}"));
+        let ids: Vec<String> = env
+            .jdy
+            .records()
+            .iter()
+            .filter_map(|r| r["_id"].as_str().map(String::from))
+            .collect();
+        for id in ids.iter().step_by(3) {
+            assert!(env.jdy.delete_record(id));
+        }
+        let again = env.run_with(&["run", "--month", MONTH], &[], timeout).await;
+        assert_eq!(again.status.code(), Some(0), "{}", all(&again));
+        let keys = users(&env);
+        assert_eq!(keys.len(), 250, "{}", all(&again));
+        assert!(keys.values().all(|c| *c == 1), "a key twice{}", all(&again));
+        let (reads, writes) = (env.jdy.calls("data/list"), env.jdy.write_calls());
+        let third = env.run_with(&["run", "--month", MONTH], &[], timeout).await;
+        assert_eq!(third.status.code(), Some(0), "{}", all(&third));
+        assert_eq!(env.jdy.calls("data/list"), reads, "{}", all(&third));
+        assert_eq!(env.jdy.write_calls(), writes);
+    }
+}
