@@ -481,3 +481,45 @@ mod dingtalk {
         assert_eq!(env.jdy.write_calls(), writes);
     }
 }
+
+/// A month already synced gains one record to create (here: one the form
+/// and the store both lost, as for a new employee): the run creates it and
+/// reads the form once, to look that batch up. Asking first whether the form
+/// holds any record of the month, when the store shows this job wrote some,
+/// cannot spare that look-up and costs a read more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_new_record_in_a_month_already_synced_costs_one_read() {
+    let env = env_with(150, BY_MONTH, JdySimConfig::default()).await;
+    env.run(&["run", "--month", MONTH]).await.expect_code(0);
+    let db = rusqlite::Connection::open(env.db()).unwrap_or_else(|e| panic!("{e}"));
+    let key: String = db
+        .query_row(
+            "DELETE FROM checkpoints WHERE record_key = (SELECT MIN(record_key) FROM checkpoints) RETURNING record_key",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    drop(db);
+    let lost = env
+        .jdy
+        .records()
+        .into_iter()
+        .find(|r| key.contains(&format!("\"{}\"", r["userid"].as_str().unwrap_or("?"))))
+        .unwrap_or_else(|| panic!("no record of {key}"));
+    assert!(env.jdy.delete_record(lost["_id"].as_str().unwrap_or("")));
+    let (reads, creates) = (
+        env.jdy.calls("data/list"),
+        env.jdy.calls("data/batch_create"),
+    );
+    let run = env.run(&["run", "--month", MONTH]).await;
+    run.expect_code(0);
+    assert_eq!(counts(&run.stdout(), MONTH).1, 1, "{}", run.all());
+    assert_eq!(env.jdy.calls("data/batch_create") - creates, 1);
+    assert_eq!(
+        env.jdy.calls("data/list") - reads,
+        1,
+        "one look-up, no check{}",
+        run.all()
+    );
+    assert_once_each(&env, &["userid", "month"], 150, &run.all());
+}
