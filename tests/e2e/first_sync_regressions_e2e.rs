@@ -523,3 +523,65 @@ async fn one_new_record_in_a_month_already_synced_costs_one_read() {
     );
     assert_once_each(&env, &["userid", "month"], 150, &run.all());
 }
+
+/// Commits answered by a 502 or a dropped connection on a form that ignores
+/// `transaction_id`, during a first sync: read back, never sent twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unclear_create_answers_during_a_first_sync_create_each_key_once() {
+    let jdy = JdySimConfig {
+        tx_mode: TxMode::Ignore,
+        store_then_502_ratio: 0.25,
+        store_then_drop_ratio: 0.25,
+        ..JdySimConfig::default()
+    };
+    let env = env_with(600, BY_MONTH, jdy).await;
+    let run = env.run(&["run", "--month", MONTH]).await;
+    run.expect_code(0);
+    assert_once_each(&env, &["userid", "month"], 600, &run.all());
+    assert_eq!(counts(&run.stdout(), MONTH).1, 600, "{}", run.all());
+}
+
+/// Another job writing the same form (a copy of the job under another name)
+/// synced the month first: the copy's first sync finds the month, looks each
+/// batch up and takes the records over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_job_on_the_same_form_takes_the_month_over() {
+    let env = env_with(250, BY_MONTH, JdySimConfig::default()).await;
+    let job = std::fs::read_to_string(env.path().join("jobs/wecom_monthly.toml"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    env.write("jobs/wecom_copy.toml", &job);
+    env.run(&["run", "wecom_monthly", "--month", MONTH])
+        .await
+        .expect_code(0);
+    let copy = env.run(&["run", "wecom_copy", "--month", MONTH]).await;
+    copy.expect_code(0);
+    assert_once_each(&env, &["userid", "month"], 250, &copy.all());
+}
+
+/// A rerun killed with a batch in flight on a form that ignores
+/// `transaction_id` and commits late; the next run and rerun finish the month
+/// without a copy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_rerun_is_finished_without_copies() {
+    let jdy = JdySimConfig {
+        tx_mode: TxMode::Ignore,
+        commit_delay: Duration::from_millis(300),
+        ..JdySimConfig::default()
+    };
+    let env = env_with(400, BY_MONTH, jdy).await;
+    env.run(&["run", "--month", MONTH]).await.expect_code(0);
+    for id in ids(&env).iter().step_by(2) {
+        assert!(env.jdy.delete_record(id));
+    }
+    let creates = env.jdy.calls("data/batch_create");
+    spawn_and_kill(&env, &["rerun", "wecom_monthly", "--month", MONTH], |e| {
+        e.jdy.calls("data/batch_create") > creates
+    })
+    .await;
+    let next = env.run(&["run", "--month", MONTH]).await;
+    next.expect_code(0);
+    let rerun = env.run(&["rerun", "wecom_monthly", "--month", MONTH]).await;
+    rerun.expect_code(0);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_once_each(&env, &["userid", "month"], 400, &rerun.all());
+}
