@@ -81,6 +81,9 @@ pub(super) struct MonthState {
     /// Whether the month's new keys may be in the form (asked once, when a
     /// chunk first has records to create).
     pub(super) in_form: Option<InForm>,
+    /// The store holds records of the month this job wrote: the form holds
+    /// them too, so asking whether it holds any would only cost a read.
+    pub(super) stored_any: bool,
 }
 
 pub(super) fn lease_lost(lost: &AtomicBool) -> Option<JobError> {

@@ -47,6 +47,7 @@ impl MonthCtx<'_> {
             .store
             .call(move |s| s.checkpoints_for(&j, ms, &keys))
             .await?;
+        self.state.stored_any |= !known.is_empty();
         let m = &mut self.report;
         let mut writes = ChunkWrites::default();
         for record in records {

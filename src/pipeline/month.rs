@@ -175,7 +175,11 @@ impl MonthCtx<'_> {
         let records = self.map(pulled).await?;
         let mut writes = self.diff(records).await?;
         if !writes.creates.is_empty() && writes.in_form == InForm::Unknown {
-            writes.in_form = self.creates_in_form().await?;
+            // The chunk's records are written by no one when the check fails:
+            // counted failed, as a batch whose own look-up failed would be.
+            writes.in_form = self.creates_in_form().await.inspect_err(|_| {
+                self.report.counts.failed += writes.records();
+            })?;
         }
         if let (Some(writer), false) = (&run.writer, writes.is_empty() || run.opts.dry_run) {
             writing.spawn(writes.send(writer.clone(), self.month));

@@ -39,7 +39,7 @@ impl ChunkWrites {
     }
 
     /// Records whose outcome this chunk decides.
-    fn records(&self) -> u64 {
+    pub(super) fn records(&self) -> u64 {
         (self.creates.len() + self.updates.len()) as u64
     }
 
@@ -84,6 +84,10 @@ impl MonthCtx<'_> {
         let Some(writer) = &run.writer else {
             return Ok(InForm::Unknown);
         };
+        if self.state.stored_any {
+            // Not a first sync: each batch is looked up, no need to ask.
+            return Ok(InForm::Unknown);
+        }
         let month_keys = run.mapping.bind(&self.vars).constant_key_values();
         if month_keys.is_empty() {
             // No key field names the month: the month cannot be asked about.

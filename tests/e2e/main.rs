@@ -13,6 +13,7 @@ mod data_safety_regressions_e2e;
 mod deploy_recipes;
 mod dingtalk_e2e;
 mod first_sync_e2e;
+mod first_sync_regressions_e2e;
 mod lease_e2e;
 mod mapping_e2e;
 mod mapping_fixtures;

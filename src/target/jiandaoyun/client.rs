@@ -63,6 +63,18 @@ pub struct Jiandaoyun {
 }
 
 /// The vendor and endpoint, as every error message names a call.
+/// What a JSON value is, for a message (never its content: it may be personal).
+fn json_kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "missing",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
 fn at(endpoint: &str) -> String {
     format!("Jiandaoyun {endpoint}")
 }
@@ -247,16 +259,24 @@ impl Jiandaoyun {
             body["data_id"] = json!(c);
         }
         let mut v = self.post(LIST, &body, Resend::Safe).await?;
-        Ok(match v["data"].take() {
-            Value::Array(rows) => rows
+        match v["data"].take() {
+            Value::Array(rows) => Ok(rows
                 .into_iter()
                 .filter_map(|r| match r {
                     Value::Object(row) => Some(row),
                     _ => None,
                 })
-                .collect(),
-            _ => Vec::new(),
-        })
+                .collect()),
+            // Not "no records": read as such, one answer to the month check
+            // would let every new key of the month be created unlooked-up.
+            other => Err(FormError::Protocol {
+                endpoint: at(LIST),
+                message: format!(
+                    "the answer holds no records list (`data` is {})",
+                    json_kind(&other)
+                ),
+            }),
+        }
     }
 
     /// Whether any record's fields equal the given values: one `data/list`
@@ -524,5 +544,19 @@ mod tests {
             "{err:?}"
         );
         assert_eq!(jdy.stats.snapshot()[BATCH_CREATE].calls, 1);
+    }
+
+    /// An answer without a records list is not "no records": the month check
+    /// and the look-ups fail naming the endpoint instead of finding nothing.
+    #[tokio::test]
+    async fn a_list_answer_without_records_is_a_protocol_error() {
+        let no_data = || async { r#"{"msg":"ok"}"# };
+        let jdy = target_answering(axum::Router::new().fallback(no_data)).await;
+        let equal = [("month".to_string(), FieldKind::Text, json!("2026-10"))];
+        let err = jdy.holds_any(&equal, &[]).await.unwrap_err();
+        assert!(matches!(err, FormError::Protocol { .. }), "{err:?}");
+        assert!(err.to_string().contains(LIST), "{err}");
+        let err = jdy.rows_where(&equal, &[]).await.unwrap_err();
+        assert!(err.to_string().contains("no records list"), "{err}");
     }
 }
