@@ -68,7 +68,7 @@ button{padding:.35rem .8rem;border:1px solid #1f6feb;background:#1f6feb;color:#f
 .note{background:#ddf4ff;padding:.5rem .75rem;border-radius:.3rem}\
 @media (max-width:40rem){table,tbody,tr,td{display:block;width:auto}tr.head{display:none}\
 tr{border-bottom:1px solid #d0d7de;padding:.4rem 0}td{border:none;padding:.1rem .25rem;white-space:normal}\
-td[data-label]::before{content:attr(data-label) ': ';font-weight:600}}";
+td[data-label]::before{content:attr(data-label) ': ';font-weight:600}td:empty{display:none}}";
 
 fn head(title: &str, refresh: Option<u32>) -> String {
     let refresh = refresh
