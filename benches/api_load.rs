@@ -222,7 +222,7 @@ async fn burst(
             (
                 i < good,
                 started.elapsed(),
-                status.map_or(false, |s| s == expected),
+                status.is_ok_and(|s| s == expected),
             )
         });
     }
