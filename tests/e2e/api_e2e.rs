@@ -159,8 +159,7 @@ async fn the_api_needs_the_token_and_answers_errors_in_json() {
         );
     }
     let huge = json!({"month": MONTH, "employees": vec!["x".repeat(60); 2000]}).to_string();
-    let (status, answer) = api.send(post, runs, Some(TOKEN), Some(huge)).await;
-    assert_eq!(status, 413, "{answer}");
+    assert_eq!(post_oversized(&api, runs, huge).await.ok(), Some(413));
     let (status, _) = api.get("/api/v1/runs/999").await;
     assert_eq!(status, 404);
     let (status, _) = api.get("/api/v1/nothing-here").await;
@@ -354,4 +353,82 @@ async fn metrics_are_prometheus_text_that_matches_the_runs() {
     assert!(!text.contains(TOKEN));
     let (code, log) = api.daemon.terminate().await;
     assert_eq!(code, 0, "{log}");
+}
+
+/// Clients that send garbage, too much, or too slowly get 4xx (or nothing)
+/// while a requested run goes on undisturbed, and SIGTERM still ends the
+/// daemon within 10 s with such a client still connected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_and_slow_clients_disturb_neither_a_run_nor_the_shutdown() {
+    use tokio::io::AsyncWriteExt;
+    let env = Env::start(150, fast_wecom(), JdySimConfig::default()).await;
+    env.wecom.set_latency(Duration::from_millis(100));
+    let api = Api::start(&env).await;
+    let address = api.base.trim_start_matches("http://").to_string();
+    // A body promised and never sent, and headers never finished.
+    let mut stalled_body = tokio::net::TcpStream::connect(&address)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let head = format!(
+        "POST /api/v1/jobs/wecom_monthly/runs HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {TOKEN}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{{"
+    );
+    stalled_body
+        .write_all(head.as_bytes())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut stalled_head = tokio::net::TcpStream::connect(&address)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    stalled_head
+        .write_all(b"GET /api/v1/jobs HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+
+    let (status, answer) = api
+        .post("/api/v1/jobs/wecom_monthly/runs", json!({"month": MONTH}))
+        .await;
+    assert_eq!(status, 202, "{answer}");
+    let id = answer["run"].as_i64().unwrap_or(0);
+    let runs = "/api/v1/jobs/wecom_monthly/runs";
+    for body in [
+        "",
+        "[]",
+        "{\"month\": 202610}",
+        "\u{0}\u{1}garbage",
+        "{\"month\":\"2026-10\",\"employees\":\"x\"}",
+    ] {
+        let (status, answer) = api
+            .send(reqwest::Method::POST, runs, Some(TOKEN), Some(body.into()))
+            .await;
+        assert!((400..500).contains(&status), "{body:?}: {status} {answer}");
+    }
+    let status = post_oversized(&api, runs, "x".repeat(200 * 1024)).await;
+    assert!(matches!(status, Ok(413) | Err(_)), "{status:?}");
+    let run = api.until_done(id, Duration::from_secs(60)).await;
+    assert_eq!(run["run"]["status"], "ok", "{run}");
+    assert_eq!(env.rows_by_key().len(), 150);
+    let (_, jobs) = api.get("/api/v1/jobs").await;
+    assert_eq!(
+        jobs["jobs"][0]["queued"], 0,
+        "no garbage was queued: {jobs}"
+    );
+    // `terminate` fails the test unless the daemon exits within 10 s.
+    let (code, log) = api.daemon.terminate().await;
+    assert_eq!(code, 0, "{log}");
+    drop((stalled_body, stalled_head));
+}
+
+/// Posts an oversized body on a connection of its own: the server answers
+/// 413 without reading the body and closes the connection, which a pooled
+/// client could otherwise reuse for the next request.
+async fn post_oversized(api: &Api, path: &str, body: String) -> Result<u16, reqwest::Error> {
+    attendsync::http::client(Duration::from_secs(10))
+        .unwrap_or_else(|e| panic!("{e}"))
+        .post(format!("{}{path}", api.base))
+        .bearer_auth(TOKEN)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .map(|a| a.status().as_u16())
 }
