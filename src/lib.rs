@@ -9,6 +9,7 @@ pub mod clock;
 pub mod config;
 pub mod daemon;
 pub(crate) mod decimal;
+pub mod events;
 pub mod http;
 pub mod lease;
 pub mod mapping;
