@@ -6,6 +6,7 @@
 
 mod alerts;
 mod checkpoints;
+mod dirty;
 mod file;
 mod owed;
 mod requests;
@@ -23,6 +24,7 @@ use serde::{Deserialize, Serialize};
 use crate::month::Month;
 
 pub use alerts::FailureStreak;
+pub use dirty::Mark;
 pub use requests::{RequestRow, RequestState, RunMonth, RunRequest};
 pub use schema::CURRENT_VERSION;
 

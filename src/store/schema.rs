@@ -141,6 +141,25 @@ CREATE TABLE health (
     at TEXT NOT NULL
 );
 "#,
+    // Employee-months a vendor event says changed, waiting for a re-pull
+    // (store/dirty.rs), and the event ids seen, so a redelivery marks nothing twice.
+    r#"
+CREATE TABLE dirty (
+    job      TEXT NOT NULL,
+    month    TEXT NOT NULL,
+    employee TEXT NOT NULL,
+    first_at TEXT NOT NULL,
+    last_at  TEXT NOT NULL,
+    events   INTEGER NOT NULL,
+    PRIMARY KEY (job, month, employee)
+) WITHOUT ROWID;
+CREATE TABLE events_seen (
+    job      TEXT NOT NULL,
+    event_id TEXT NOT NULL,
+    seen_at  TEXT NOT NULL,
+    PRIMARY KEY (job, event_id)
+) WITHOUT ROWID;
+"#,
 ];
 
 pub const CURRENT_VERSION: i64 = MIGRATIONS.len() as i64;
