@@ -90,7 +90,7 @@ pub struct Plan {
     pub months: Vec<&'static str>,
     /// The form ignores `transaction_id` (the whole trial: it is the form's nature).
     pub tx_ignored: bool,
-    /// Source tokens turn invalid after this many calls (the whole trial).
+    /// Source tokens turn invalid after this many calls (the faulted runs).
     pub token_expiry: Option<u32>,
     /// How long a batch takes to commit while faults are on.
     pub commit_delay: Duration,
@@ -112,7 +112,9 @@ impl Plan {
             vec![MONTHS[rng.random_range(0..MONTHS.len())]]
         };
         let tx_ignored = rng.random_bool(0.5);
-        let token_expiry = rng.random_bool(0.3).then(|| rng.random_range(3..=20));
+        // Fewer calls than a DingTalk pull has under way (32) would fail every
+        // call; a faulted run may fail, but should also get somewhere.
+        let token_expiry = rng.random_bool(0.3).then(|| rng.random_range(10..=300));
         let commit_delay = if rng.random_bool(0.25) {
             Duration::from_millis(rng.random_range(100..=1500))
         } else {

@@ -289,6 +289,7 @@ impl Trial<'_> {
             return;
         }
         self.set_ratios(Ratios::default(), Duration::ZERO);
+        self.world.set_token_expiry(None);
         let job = self.world.kind.job();
         for month in self.plan.months.clone() {
             self.clean_run(&["run", "--month", month]).await;

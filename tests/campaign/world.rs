@@ -165,6 +165,13 @@ impl World {
         }
     }
 
+    pub fn set_token_expiry(&self, calls: Option<u32>) {
+        match &self.side {
+            Side::Wecom(env) => env.wecom.set_token_expires_after_calls(calls),
+            Side::Dingtalk(env) => env.dingtalk.set_token_expires_after_calls(calls),
+        }
+    }
+
     /// Throttling answers injected by the source so far.
     pub fn source_throttles(&self) -> usize {
         match &self.side {
