@@ -58,6 +58,10 @@ pub enum Command {
         job: String,
         #[arg(long = "month", value_name = "YYYY-MM")]
         month: Month,
+        /// Only this employee (the source's userid); repeat for more. Pulls and
+        /// writes only their records, at their calls alone.
+        #[arg(long = "employee", value_name = "ID", value_parser = employee_id)]
+        employees: Vec<String>,
         /// Rewrite every record, changed or not.
         #[arg(long)]
         force: bool,
@@ -92,4 +96,42 @@ pub enum Command {
         #[arg(long, default_value_t = 250)]
         employees: usize,
     },
+}
+
+/// The most employees one `rerun --employee` takes: a correction of a few
+/// people, not a second way to rerun the organisation.
+pub const MAX_EMPLOYEES: usize = 1000;
+
+/// An employee id as given on the command line: trimmed, not empty, no
+/// control characters, at most 64 bytes (a WeCom userid's limit:
+/// docs/vendors/wecom.md "Pulling a month").
+pub fn employee_id(text: &str) -> Result<String, String> {
+    let id = text.trim();
+    if id.is_empty() {
+        return Err("an employee id must not be empty".into());
+    }
+    if id.chars().any(char::is_control) {
+        return Err("an employee id must not hold control characters".into());
+    }
+    if id.len() > 64 {
+        return Err(format!(
+            "an employee id is at most 64 bytes; this one is {}",
+            id.len()
+        ));
+    }
+    Ok(id.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn employee_ids_are_trimmed_and_checked() {
+        assert_eq!(employee_id(" zhangsan ").as_deref(), Ok("zhangsan"));
+        assert!(employee_id("  ").is_err());
+        assert!(employee_id("a\nb").is_err());
+        assert!(employee_id(&"x".repeat(65)).is_err());
+        assert_eq!(employee_id("张三").as_deref(), Ok("张三"));
+    }
 }

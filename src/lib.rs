@@ -20,6 +20,7 @@ pub mod progress;
 pub mod roster;
 pub mod schedule;
 pub mod secret;
+pub mod server;
 pub mod settings;
 pub mod shutdown;
 pub mod source;

@@ -126,11 +126,13 @@ fn main() -> ExitCode {
                 json,
             } => {
                 let mode = Mode::Run;
-                app::sync(&global, &jobs, months, mode, Output { json, dry_run }).await
+                let output = Output { json, dry_run };
+                app::sync(&global, &jobs, months, Vec::new(), mode, output).await
             }
             Command::Rerun {
                 job,
                 month,
+                employees,
                 force,
                 prune,
                 prune_all,
@@ -144,7 +146,7 @@ fn main() -> ExitCode {
                     (false, false) => Prune::Keep,
                 };
                 let mode = Mode::Rerun { force, prune };
-                app::sync(&global, &[job], vec![month], mode, output).await
+                app::sync(&global, &[job], vec![month], employees, mode, output).await
             }
             Command::Daemon => app::daemon(&global).await,
             Command::Check { remote } => app::check(&global, remote).await,

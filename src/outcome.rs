@@ -27,6 +27,8 @@ pub enum AppError {
     Io(String),
     #[error("unknown job \"{job}\"; {}", known_jobs(.known))]
     UnknownJob { job: String, known: Vec<String> },
+    #[error("{given} employees given with --employee; at most {max} are taken at once (rerun the month without --employee to bring everyone in line)")]
+    TooManyEmployees { given: usize, max: usize },
 }
 
 fn known_jobs(known: &[String]) -> String {
@@ -40,7 +42,9 @@ fn known_jobs(known: &[String]) -> String {
 impl AppError {
     pub fn exit_code(&self) -> u8 {
         match self {
-            AppError::Config(_) | AppError::UnknownJob { .. } => EXIT_CONFIG,
+            AppError::Config(_)
+            | AppError::UnknownJob { .. }
+            | AppError::TooManyEmployees { .. } => EXIT_CONFIG,
             AppError::Store(StoreError::Missing { .. } | StoreError::NotAttendsync { .. }) => {
                 EXIT_CONFIG
             }

@@ -18,7 +18,18 @@ use crate::store::Store;
 /// `remote`, also logs in to each source and compares the mapping with the
 /// Jiandaoyun form's fields.
 pub async fn check(global: &Global, remote: bool) -> Result<u8, AppError> {
-    let loaded = config::load(&global.config_dir, &[], &env_lookup)?;
+    let server = crate::server::config::load(&global.config_dir, &env_lookup);
+    let loaded = match (config::load(&global.config_dir, &[], &env_lookup), server) {
+        (Ok(loaded), Ok(server)) => {
+            print_server(server.as_ref());
+            loaded
+        }
+        (Err(mut jobs), Err(server)) => {
+            jobs.0.extend(server.0);
+            return Err(jobs.into());
+        }
+        (Err(e), Ok(_)) | (Ok(_), Err(e)) => return Err(e.into()),
+    };
     let mut status = EXIT_OK;
     let http = if remote {
         Some(crate::http::client(crate::http::REQUEST_TIMEOUT)?)
@@ -57,6 +68,29 @@ pub async fn check(global: &Global, remote: bool) -> Result<u8, AppError> {
         }
     }
     Ok(status)
+}
+
+/// What `attendsync.toml` sets up, when it exists.
+fn print_server(server: Option<&crate::server::ServerConfig>) {
+    let Some(server) = server else { return };
+    crate::outln!(
+        "ok: {}: the daemon serves the API, /metrics and /healthz on {}",
+        crate::server::config::SERVER_FILE,
+        server.listen
+    );
+    if let Some(url) = &server.public_url {
+        crate::outln!(
+            "ok: {}: vendors call back at {url}",
+            crate::server::config::SERVER_FILE
+        );
+    }
+    if !server.listen.ip().is_loopback() {
+        crate::outln!(
+            "warning: {}: {} is reachable from other machines; put a TLS reverse proxy in front (the token travels in clear over plain HTTP)",
+            crate::server::config::SERVER_FILE,
+            server.listen
+        );
+    }
 }
 
 /// For plain `check` of a metered source: a budget that cannot pay for one

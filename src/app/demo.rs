@@ -190,6 +190,7 @@ pub async fn run(employees: usize) -> Result<u8, AppError> {
     let opts = Options {
         mode: Mode::Run,
         months: Vec::new(),
+        employees: Vec::new(),
         dry_run: false,
         now: Utc::now(),
     };

@@ -8,11 +8,12 @@ use crate::month::Month;
 use crate::outcome::{ended_at, exit_status, summary_text, AppError};
 use crate::pipeline::{JobReport, Mode, Options, Syncer};
 
-/// `run` and `rerun`.
+/// `run` and `rerun` (of `employees` alone when there are any).
 pub async fn sync(
     global: &Global,
     jobs: &[String],
     months: Vec<Month>,
+    employees: Vec<String>,
     mode: Mode,
     output: Output,
 ) -> Result<u8, AppError> {
@@ -20,6 +21,13 @@ pub async fn sync(
     // second run of it.
     let jobs = first_of_each(jobs.to_vec());
     let months = first_of_each(months);
+    let employees = first_of_each(employees);
+    if employees.len() > crate::cli::MAX_EMPLOYEES {
+        return Err(AppError::TooManyEmployees {
+            given: employees.len(),
+            max: crate::cli::MAX_EMPLOYEES,
+        });
+    }
     let loaded = config::load(&global.config_dir, &jobs, &env_lookup)?;
     let syncer = syncer_for(global, output.dry_run)?;
     syncer.shutdown.on_signals();
@@ -27,6 +35,7 @@ pub async fn sync(
     let opts = Options {
         mode,
         months,
+        employees,
         dry_run: output.dry_run,
         now: now()?,
     };

@@ -11,9 +11,9 @@
 //! load keeps the old configuration.
 
 mod fire;
+mod runs;
 mod tick;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,8 +24,9 @@ use crate::clock::Clock;
 use crate::config::{ConfigErrors, LoadedJob};
 use crate::outcome::{AppError, EXIT_OK};
 use crate::pipeline::Syncer;
+use crate::server::{Auth, JobInfo, Metrics, ServerConfig, Shared};
 use crate::shutdown::Hangups;
-use fire::start_run;
+use runs::Runs;
 use tick::{catch_up, scheduled_jobs, start_tickers, Fire, Scheduled};
 
 /// How long a shutdown waits for runs in flight before leaving them to the next run.
@@ -52,15 +53,94 @@ fn reloaded(reload: &Reload) -> Option<Vec<Scheduled>> {
     }
 }
 
+/// The daemon's listener, when `attendsync.toml` has `[server]`.
+struct Listener {
+    jobs: crate::server::Jobs,
+    requested: mpsc::UnboundedReceiver<String>,
+    task: JoinHandle<()>,
+}
+
+/// What the API shows of the jobs.
+fn job_infos(jobs: &[Scheduled]) -> Arc<Vec<JobInfo>> {
+    Arc::new(
+        jobs.iter()
+            .map(|s| JobInfo {
+                name: s.job.job.name.clone(),
+                source: s.job.job.source.kind().to_string(),
+                schedule: s.schedule.clone(),
+                budget: s.job.job.source.call_costs().map(|c| c.monthly_budget),
+            })
+            .collect(),
+    )
+}
+
+/// Binds `[server] listen` and serves until the shutdown.
+async fn listen(
+    config: &ServerConfig,
+    jobs: &[Scheduled],
+    syncer: &Arc<Syncer>,
+    clock: &Clock,
+    metrics: &Arc<Metrics>,
+) -> Result<Listener, AppError> {
+    let socket = crate::server::bind(config.listen).await.map_err(|e| {
+        AppError::Io(format!(
+            "cannot listen on {} ([server] listen in attendsync.toml): {e}",
+            config.listen
+        ))
+    })?;
+    let (tx, requested) = mpsc::unbounded_channel();
+    let shared_jobs: crate::server::Jobs = Arc::new(std::sync::RwLock::new(job_infos(jobs)));
+    let shared = Arc::new(Shared {
+        store: syncer.store.clone(),
+        auth: Auth::new(&config.token),
+        jobs: shared_jobs.clone(),
+        requested: tx,
+        clock: clock.clone(),
+        metrics: metrics.clone(),
+    });
+    let stop = syncer.shutdown.clone();
+    // The bound address: with port 0 the system picks one.
+    let address = socket.local_addr().unwrap_or(config.listen);
+    let task = tokio::spawn(async move {
+        let stopped = async move { stop.wait().await };
+        if let Err(e) = crate::server::serve(socket, shared, stopped).await {
+            tracing::error!(error = %e, "the HTTP listener stopped");
+        }
+    });
+    tracing::info!(%address, "serving the API, /metrics and /healthz");
+    Ok(Listener {
+        jobs: shared_jobs,
+        requested,
+        task,
+    })
+}
+
+/// The next thing for the loop to do.
+enum Event {
+    Fire(Fire),
+    Requested(String),
+    Ended(String),
+    Reload,
+    Stop,
+}
+
 pub async fn run(
     jobs: Vec<LoadedJob>,
     reload: Reload,
     syncer: Arc<Syncer>,
     clock: Clock,
+    server: Option<ServerConfig>,
 ) -> Result<u8, AppError> {
     let mut jobs = Arc::new(scheduled_jobs(jobs)?);
+    let metrics = Arc::new(Metrics::new());
+    let mut listener = match &server {
+        Some(config) => Some(listen(config, &jobs, &syncer, &clock, &metrics).await?),
+        None => None,
+    };
     let mut hangups = Hangups::listen();
     let (tx, mut rx) = mpsc::unbounded_channel::<Fire>();
+    let (ended_tx, mut ended) = mpsc::unbounded_channel::<String>();
+    let mut runs = Runs::new(syncer.clone(), clock.clone(), ended_tx, metrics);
     let mut generation = 0;
     catch_up(&jobs, &syncer, clock.now(), &tx).await?;
     let mut tickers = start_tickers(&jobs, generation, &clock, &tx);
@@ -70,54 +150,67 @@ pub async fn run(
         clock = if clock.is_overridden() { "ATTENDSYNC_NOW" } else { "system" },
         "daemon started; SIGTERM or Ctrl-C stops it, SIGHUP reloads the job files"
     );
+    for job in syncer.store.call(|s| s.recover_requests()).await? {
+        runs.requested(&jobs, &job).await;
+    }
 
-    let mut running: HashMap<String, JoinHandle<()>> = HashMap::new();
     loop {
         // Biased: fires already queued (the catch-ups) are served before a reload.
-        let fire = tokio::select! {
+        let event = tokio::select! {
             biased;
-            _ = syncer.shutdown.wait() => break,
-            fire = rx.recv() => match fire {
-                Some(f) => f,
-                None => break,
-            },
-            _ = hangups.recv() => {
+            _ = syncer.shutdown.wait() => Event::Stop,
+            fire = rx.recv() => fire.map_or(Event::Stop, Event::Fire),
+            Some(job) = ended.recv() => Event::Ended(job),
+            Some(job) = next_request(&mut listener) => Event::Requested(job),
+            _ = hangups.recv() => Event::Reload,
+        };
+        match event {
+            Event::Stop => break,
+            Event::Reload => {
                 if let Some(new) = reloaded(&reload) {
                     tickers.iter().for_each(JoinHandle::abort);
                     generation += 1;
                     jobs = Arc::new(new);
                     tickers = start_tickers(&jobs, generation, &clock, &tx);
+                    if let Some(l) = &listener {
+                        if let Ok(mut shown) = l.jobs.write() {
+                            *shown = job_infos(&jobs);
+                        }
+                    }
                 }
-                continue;
             }
-        };
-        if fire.generation != generation {
-            continue; // a ticker of the configuration before a reload
+            // A ticker of the configuration before a reload is ignored.
+            Event::Fire(fire) if fire.generation != generation => {}
+            Event::Fire(fire) => runs.fire(&jobs, fire.job),
+            Event::Requested(job) => runs.requested(&jobs, &job).await,
+            Event::Ended(job) => runs.ended(&jobs, &job).await,
         }
-        let Some(s) = jobs.get(fire.job) else {
-            continue;
-        };
-        let name = s.job.job.name.clone();
-        if running.get(&name).is_some_and(|h| !h.is_finished()) {
-            tracing::warn!(job = %name, "the previous run is still going; skipping this fire");
-            continue;
-        }
-        running.insert(
-            name,
-            start_run(jobs.clone(), fire.job, syncer.clone(), &clock),
-        );
     }
 
     tracing::info!("stopping: no new runs; waiting for runs in flight");
     tickers.iter().for_each(JoinHandle::abort);
     let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
-    for (_, handle) in running {
+    for handle in runs.into_handles() {
         if tokio::time::timeout_at(deadline, handle).await.is_err() {
             tracing::warn!(
                 "a run did not finish in time; its pending batch is settled by the next run"
             );
         }
     }
+    if let Some(l) = listener {
+        // Connections still open are not waited for past the grace period.
+        if tokio::time::timeout_at(deadline, l.task).await.is_err() {
+            tracing::warn!("the HTTP listener did not close in time; leaving it");
+        }
+    }
     tracing::info!("daemon stopped");
     Ok(EXIT_OK)
+}
+
+/// The next requested job, or never when nothing listens.
+async fn next_request(listener: &mut Option<Listener>) -> Option<String> {
+    match listener {
+        Some(l) => l.requested.recv().await,
+        None => std::future::pending().await,
+    }
 }

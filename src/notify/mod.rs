@@ -730,6 +730,7 @@ entry_id = "e"
             stopped_by_shutdown: false,
             plan: None,
             calls: Default::default(),
+            run_id: None,
         }
     }
 

@@ -12,7 +12,7 @@ use crate::config::job::Job;
 use crate::mapping::{Mapping, Vars};
 use crate::month::Month;
 use crate::pipeline::rerun::FormMonth;
-use crate::pipeline::write::Writer;
+use crate::pipeline::write::{InForm, Writer};
 use crate::source::Source;
 
 /// What every month of one job run shares.
@@ -74,8 +74,13 @@ pub(super) struct MonthState {
     pub(super) answered_empty: HashSet<String>,
     /// Employees asked for and left out of the answers.
     pub(super) absent: usize,
+    /// `--employee`: those of them the source had no report for.
+    pub(super) asked_absent: Vec<String>,
     /// `rerun`: the month as the form holds it.
     pub(super) form: Option<FormMonth>,
+    /// Whether the month's new keys may be in the form (asked once, when a
+    /// chunk first has records to create).
+    pub(super) in_form: Option<InForm>,
 }
 
 pub(super) fn lease_lost(lost: &AtomicBool) -> Option<JobError> {

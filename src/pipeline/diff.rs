@@ -7,7 +7,7 @@ use super::report::MonthReport;
 use super::send::ChunkWrites;
 use super::JobError;
 use crate::pipeline::rerun::FormMonth;
-use crate::pipeline::write::Writer;
+use crate::pipeline::write::{InForm, Writer};
 use crate::store::PendingRecord;
 
 impl MonthCtx<'_> {
@@ -79,6 +79,8 @@ async fn repair_chunk(
         m.duplicates.push(key);
     }
     Ok(ChunkWrites {
+        // Just compared with what the form holds: the new keys are not there.
+        in_form: InForm::Absent,
         creates: repairs.creates,
         updates: repairs.updates,
         adopt: repairs.unchanged,

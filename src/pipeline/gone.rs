@@ -8,7 +8,7 @@ use super::ctx::MonthCtx;
 use super::map::small_hash;
 use super::{JobError, Prune};
 use crate::mapping::Mapping;
-use crate::pipeline::rerun::{confirmed_gone, prune_refusal, FormMonth};
+use crate::pipeline::rerun::{confirmed_gone, names_one_of, prune_refusal, FormMonth};
 use crate::pipeline::write::canonical_key;
 use crate::store::StoreError;
 
@@ -20,7 +20,13 @@ impl MonthCtx<'_> {
         let (job, opts) = (run.job, run.opts);
         let state = std::mem::take(&mut self.state);
         let produced = state.seen.len();
-        let stored = self.find_missing(state.seen).await?;
+        let positions = employee_positions(run.mapping);
+        let mut stored = self.find_missing(state.seen).await?;
+        if opts.some_employees() {
+            // Only the employees asked for can be missing.
+            let asked: HashSet<String> = opts.employees.iter().cloned().collect();
+            stored.retain(|(key, _)| names_one_of(key, &positions, &asked));
+        }
         let mut month_keys = produced + stored.len();
         // Key → the ids of the records holding it (`None`: look it up).
         let missing: Vec<(String, Vec<Option<String>>)> =
@@ -35,7 +41,6 @@ impl MonthCtx<'_> {
                 }
                 None => stored.into_iter().map(|(k, id)| (k, vec![id])).collect(),
             };
-        let positions = employee_positions(run.mapping);
         let gone: Vec<&(String, Vec<Option<String>>)> = missing
             .iter()
             .filter(|(key, _)| confirmed_gone(key, &positions, &state.answered_empty))

@@ -55,6 +55,7 @@ impl Syncer {
             return report;
         };
         let lost = lease.as_ref().map(Lease::lost).unwrap_or_default();
+        report.run_id = run_id;
         let started = Started {
             job,
             mapping: &mapping,
@@ -230,7 +231,8 @@ impl Syncer {
             self.store
                 .call(move |s| s.save_month(run_id, &j, ms, &c, err.as_deref()))
                 .await?;
-            if m.ok() && month < Month::current(opts.now, job.timezone) {
+            let in_full = m.ok() && !opts.some_employees();
+            if in_full && month < Month::current(opts.now, job.timezone) {
                 // Synced in full after it closed: owed no more.
                 let j = job.name.clone();
                 self.store.call(move |s| s.settle_month(&j, month)).await?;

@@ -144,7 +144,10 @@ impl MonthCtx<'_> {
         let mapped = mapped?;
         m.counts.pulled += mapped.pulled;
         state.absent += mapped.absent.len();
-        if run.source.absence_proves_gone() {
+        if run.opts.some_employees() {
+            // Asked for by name: the user wants to hear of each one missing.
+            state.asked_absent.extend(mapped.absent.iter().cloned());
+        } else if run.source.absence_proves_gone() {
             state.answered_empty.extend(mapped.absent);
         }
         m.fill.absorb(mapped.fill);

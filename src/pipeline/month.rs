@@ -15,6 +15,7 @@ use super::report::MonthReport;
 use super::send::Writing;
 use super::JobError;
 use crate::pipeline::rerun::FormMonth;
+use crate::pipeline::write::InForm;
 use crate::roster::UserIds;
 use crate::source::{Pulled, SourceError};
 
@@ -117,6 +118,16 @@ impl MonthCtx<'_> {
             .progress
             .month_done(&job.name, &self.report.month);
         let discovered = progress.pull_ended(producer.await, &mut self.report);
+        if !self.state.asked_absent.is_empty() {
+            let names: Vec<String> = (self.state.asked_absent.iter())
+                .map(|id| crate::text::clean(id).into_owned())
+                .collect();
+            let warning = format!(
+                "no report this month for employee(s) asked for: {} (not in the organisation, outside the app's visible range, or no check-in rule)",
+                names.join(", ")
+            );
+            self.report.warn(&job.name, warning);
+        }
         if self.state.absent > 0 {
             tracing::info!(job = %job.name, month = %self.month, employees = self.state.absent,
                 "employees without a report this month (left, outside the app's visible range, or no check-in rule)");
@@ -132,7 +143,12 @@ impl MonthCtx<'_> {
     async fn read_form(&mut self) -> Result<(), JobError> {
         let run = self.run;
         if let (true, Some(writer)) = (run.opts.is_rerun(), &run.writer) {
-            let month_keys = run.mapping.bind(&self.vars).constant_key_values();
+            // Some employees: their keys are looked up chunk by chunk rather
+            // than the whole month read.
+            let month_keys = match run.opts.some_employees() {
+                true => Vec::new(),
+                false => run.mapping.bind(&self.vars).constant_key_values(),
+            };
             self.state.form = Some(FormMonth::read(writer, &month_keys).await?);
         }
         Ok(())
@@ -157,7 +173,10 @@ impl MonthCtx<'_> {
             return Err(e);
         }
         let records = self.map(pulled).await?;
-        let writes = self.diff(records).await?;
+        let mut writes = self.diff(records).await?;
+        if !writes.creates.is_empty() && writes.in_form == InForm::Unknown {
+            writes.in_form = self.creates_in_form().await?;
+        }
         if let (Some(writer), false) = (&run.writer, writes.is_empty() || run.opts.dry_run) {
             writing.spawn(writes.send(writer.clone(), self.month));
         }

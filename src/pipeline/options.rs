@@ -33,6 +33,9 @@ pub struct Options {
     pub mode: Mode,
     /// Explicit months; empty means the job's default months (README "Which months").
     pub months: Vec<Month>,
+    /// Only these employees (source userids); empty means everyone. A month
+    /// pulled for some employees is never settled as synced in full.
+    pub employees: Vec<String>,
     pub dry_run: bool,
     pub now: DateTime<Utc>,
 }
@@ -42,7 +45,8 @@ impl Options {
         match self.mode {
             // Only a run of the default months stands for a scheduled one
             // (the daemon's catch-up looks for the last of those).
-            Mode::Run if self.months.is_empty() => "run",
+            Mode::Run if self.months.is_empty() && self.employees.is_empty() => "run",
+            _ if !self.employees.is_empty() => "rerun --employee",
             Mode::Run => "run --month",
             Mode::Rerun { force: true, .. } => "rerun --force",
             Mode::Rerun {
@@ -54,6 +58,11 @@ impl Options {
             } => "rerun --prune-all",
             Mode::Rerun { .. } => "rerun",
         }
+    }
+
+    /// Whether only some employees are pulled (`--employee`).
+    pub(super) fn some_employees(&self) -> bool {
+        !self.employees.is_empty()
     }
 
     pub(super) fn is_rerun(&self) -> bool {

@@ -85,7 +85,10 @@ impl Syncer {
         mut months: Vec<Month>,
         report: &mut JobReport,
     ) -> Result<(Vec<Month>, Option<Arc<Budget>>, Planner), JobError> {
-        let mut known: Option<Arc<UserIds>> = None;
+        // `--employee`: those employees are the roster; nobody is listed.
+        let mut known: Option<Arc<UserIds>> = opts
+            .some_employees()
+            .then(|| Arc::new(opts.employees.iter().collect()));
         let mut budget = None;
         let mut metering = None;
         if let Some(metered) = source.metering() {
@@ -116,7 +119,7 @@ impl Syncer {
             metering = Some(meter);
         }
         source.warn_months(&job.name, &months, opts.now, job.timezone);
-        if let (Some(meter), true) = (&mut metering, opts.dry_run) {
+        if let (Some(meter), true, None) = (&mut metering, opts.dry_run, &known) {
             known = Some(meter.list_first(source, &job.name, report).await?);
         }
         let planner = Planner {

@@ -68,10 +68,15 @@ impl MonthReport {
 
     /// Warns (in the report and the log) of fields empty in every record.
     pub(super) fn warn_empty_fields(&mut self, job: &str, mapping: &Mapping) {
-        self.warnings = self.fill.warnings(mapping);
-        for w in &self.warnings {
-            tracing::warn!(%job, month = %self.month, "{w}");
+        for w in self.fill.warnings(mapping) {
+            self.warn(job, w);
         }
+    }
+
+    /// A warning, in the report and the log.
+    pub(super) fn warn(&mut self, job: &str, warning: String) {
+        tracing::warn!(%job, month = %self.month, "{warning}");
+        self.warnings.push(warning);
     }
 
     /// A record that failed: counted, kept for the summary and logged at WARN.
@@ -106,6 +111,9 @@ pub struct JobReport {
     /// (before any metered call in a dry run).
     pub plan: Option<String>,
     pub calls: BTreeMap<String, EndpointStats>,
+    /// The run's row in SQLite (none in a dry run, or when it did not start).
+    #[serde(skip)]
+    pub run_id: Option<i64>,
 }
 
 impl JobReport {
@@ -126,6 +134,7 @@ impl JobReport {
             stopped_by_shutdown: false,
             plan: None,
             calls: BTreeMap::new(),
+            run_id: None,
         }
     }
 }

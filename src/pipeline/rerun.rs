@@ -152,12 +152,18 @@ pub fn confirmed_gone(
     employee_positions: &[usize],
     answered_empty: &HashSet<String>,
 ) -> bool {
+    names_one_of(key, employee_positions, answered_empty)
+}
+
+/// Whether a record's key names one of `employees` (at the key's positions
+/// read from the source record).
+pub fn names_one_of(key: &str, employee_positions: &[usize], employees: &HashSet<String>) -> bool {
     let Ok(values) = serde_json::from_str::<Vec<Value>>(key) else {
         return false;
     };
     employee_positions.iter().any(|&i| match values.get(i) {
-        Some(Value::String(s)) => answered_empty.contains(s),
-        Some(v @ Value::Number(_)) => answered_empty.contains(&v.to_string()),
+        Some(Value::String(s)) => employees.contains(s),
+        Some(v @ Value::Number(_)) => employees.contains(&v.to_string()),
         _ => false,
     })
 }

@@ -10,7 +10,7 @@ use super::ctx::MonthCtx;
 use super::report::record_outcome;
 use super::JobError;
 use crate::month::Month;
-use crate::pipeline::write::{Outcome, WriteError, Writer};
+use crate::pipeline::write::{InForm, Outcome, WriteError, Writer};
 use crate::store::{PendingRecord, Written};
 
 /// The chunks being written: each comes back with how many records it was to
@@ -26,6 +26,8 @@ pub(super) struct ChunkWrites {
     pub(super) adopt: Vec<Written>,
     /// Ids of extra copies of a key, deleted by `rerun --force`.
     pub(super) extra_copies: Vec<String>,
+    /// Whether `creates` must be looked up in the form before they are sent.
+    pub(super) in_form: InForm,
 }
 
 impl ChunkWrites {
@@ -52,7 +54,7 @@ impl ChunkWrites {
         let written = async {
             writer.adopt(month, self.adopt).await?;
             let copies_deleted = writer.delete_copies(&self.extra_copies).await?;
-            let mut out = writer.create(month, self.creates).await?;
+            let mut out = writer.create(month, self.creates, self.in_form).await?;
             out.absorb(writer.update(month, self.updates).await?);
             out.copies_deleted += copies_deleted;
             Ok(out)
@@ -62,6 +64,45 @@ impl ChunkWrites {
 }
 
 impl MonthCtx<'_> {
+    /// What is known of the month's new keys in the form, asked when a chunk
+    /// first has records to create: once a month, so a second run, which
+    /// creates nothing, reads nothing.
+    pub(super) async fn creates_in_form(&mut self) -> Result<InForm, JobError> {
+        if let Some(known) = self.state.in_form {
+            return Ok(known);
+        }
+        let known = self.month_in_form().await?;
+        self.state.in_form = Some(known);
+        Ok(known)
+    }
+
+    /// `Absent` when the form holds no record of the month (one read of one
+    /// record, by the key fields that name the month) and the store no
+    /// unsettled batch of it; otherwise each batch is looked up by key.
+    async fn month_in_form(&self) -> Result<InForm, JobError> {
+        let run = self.run;
+        let Some(writer) = &run.writer else {
+            return Ok(InForm::Unknown);
+        };
+        let month_keys = run.mapping.bind(&self.vars).constant_key_values();
+        if month_keys.is_empty() {
+            // No key field names the month: the month cannot be asked about.
+            return Ok(InForm::Unknown);
+        }
+        let (job, month) = (run.job.name.clone(), self.month);
+        let pending = run
+            .syncer
+            .store
+            .call(move |s| s.has_pending(&job, month))
+            .await?;
+        if pending || writer.holds_any(&month_keys).await? {
+            return Ok(InForm::Unknown);
+        }
+        tracing::debug!(job = %run.job.name, month = %self.month,
+            "the form holds no record of this month: new records are created without a look-up");
+        Ok(InForm::Absent)
+    }
+
     /// Waits for one chunk's writes and adds them to the report. A chunk whose
     /// writes failed counts its records as failed, so the month's counts add up.
     pub(super) async fn join_write(&mut self, writing: &mut Writing) -> Result<(), JobError> {

@@ -8,6 +8,7 @@ mod alerts;
 mod checkpoints;
 mod file;
 mod owed;
+mod requests;
 mod schema;
 
 use std::path::{Path, PathBuf};
@@ -22,6 +23,7 @@ use serde::{Deserialize, Serialize};
 use crate::month::Month;
 
 pub use alerts::FailureStreak;
+pub use requests::{RequestRow, RequestState, RunMonth, RunRequest};
 pub use schema::CURRENT_VERSION;
 
 #[derive(Debug, thiserror::Error)]
@@ -427,8 +429,9 @@ impl Store {
             .transpose()
     }
 
-    /// Per job and month: the counts of the latest run that synced it, and how many
-    /// records the store holds.
+    /// Per job and month: the counts of the latest run that synced it (a rerun
+    /// of some employees does not stand for the month), and how many records
+    /// the store holds.
     pub fn month_rows(&self, job: Option<&str>) -> Result<Vec<MonthRow>> {
         let conn = self.conn();
         let mut stmt = conn.prepare(
@@ -440,7 +443,9 @@ impl Store {
                         SELECT record_key FROM written_log w WHERE w.job = m.job AND w.month = m.month))
              FROM run_months m JOIN runs r ON r.id = m.run_id
              WHERE (?1 IS NULL OR m.job = ?1)
-               AND m.run_id = (SELECT MAX(run_id) FROM run_months x WHERE x.job = m.job AND x.month = m.month)
+               AND m.run_id = (SELECT MAX(x.run_id) FROM run_months x JOIN runs y ON y.id = x.run_id
+                               WHERE x.job = m.job AND x.month = m.month
+                                 AND y.command <> 'rerun --employee')
              ORDER BY m.job, m.month DESC",
         )?;
         let mut rows = stmt.query(params![job])?;
@@ -503,6 +508,19 @@ impl Store {
             params![transaction_id, job, month, ts(first_sent_at), records],
         )?;
         Ok(())
+    }
+
+    /// Whether a create batch of this job-month is still unsettled.
+    pub fn has_pending(&self, job: &str, month: Month) -> Result<bool> {
+        let found: Option<i64> = self
+            .conn()
+            .query_row(
+                "SELECT 1 FROM pending_batches WHERE job = ?1 AND month = ?2 LIMIT 1",
+                params![job, month],
+                |r| r.get(0),
+            )
+            .optional()?;
+        Ok(found.is_some())
     }
 
     /// A job's unsettled create batches, oldest first.

@@ -123,6 +123,24 @@ CREATE TABLE alert_streaks (
     alerted_at TEXT
 );
 "#,
+    // Runs asked for through the daemon's API (store/requests.rs), queued
+    // behind the job's run in progress; `run_id` once one started. And the
+    // row `/healthz` writes to prove the database writable.
+    r#"
+CREATE TABLE run_requests (
+    id           INTEGER PRIMARY KEY,
+    job          TEXT NOT NULL,
+    request      TEXT NOT NULL,
+    requested_at TEXT NOT NULL,
+    state        TEXT NOT NULL,
+    run_id       INTEGER REFERENCES runs (id)
+);
+CREATE INDEX run_requests_by_state ON run_requests (job, state, id);
+CREATE TABLE health (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    at TEXT NOT NULL
+);
+"#,
 ];
 
 pub const CURRENT_VERSION: i64 = MIGRATIONS.len() as i64;

@@ -59,6 +59,8 @@ struct State {
     creates: Vec<String>,
     updates: usize,
     deletes: usize,
+    /// Read calls: look-ups by key, month reads, month checks.
+    reads: usize,
 }
 
 pub struct MemoryForm {
@@ -144,6 +146,15 @@ impl MemoryForm {
 
     pub fn deletes(&self) -> usize {
         self.state().deletes
+    }
+
+    /// How many reads (look-ups by key, month reads and checks) were made.
+    pub fn reads(&self) -> usize {
+        self.state().reads
+    }
+
+    fn count_read(&self) {
+        self.state().reads += 1;
     }
 
     /// Hangs for good when the form is to be killed at `at`.
@@ -244,6 +255,7 @@ impl Form for MemoryForm {
     ) -> BoxFuture<'a, Result<Vec<FormRow>, FormError>> {
         Box::pin(async move {
             self.stop_if(Kill::Lookup).await;
+            self.count_read();
             Ok(self.select(|row| {
                 key_fields
                     .iter()
@@ -258,9 +270,25 @@ impl Form for MemoryForm {
         equal: &'a [(String, FieldKind, Value)],
         _fields: &'a [String],
     ) -> BoxFuture<'a, Result<Vec<FormRow>, FormError>> {
-        Box::pin(
-            async move { Ok(self.select(|row| equal.iter().all(|(f, _, v)| get(row, f) == v))) },
-        )
+        Box::pin(async move {
+            self.count_read();
+            Ok(self.select(|row| equal.iter().all(|(f, _, v)| get(row, f) == v)))
+        })
+    }
+
+    fn holds_any<'a>(
+        &'a self,
+        equal: &'a [(String, FieldKind, Value)],
+        _fields: &'a [String],
+    ) -> BoxFuture<'a, Result<bool, FormError>> {
+        Box::pin(async move {
+            self.count_read();
+            Ok(self
+                .state()
+                .rows
+                .iter()
+                .any(|row| equal.iter().all(|(f, _, v)| get(row, f) == v)))
+        })
     }
 
     fn create_batch<'a>(

@@ -209,6 +209,15 @@ pub trait Form: Send + Sync {
         fields: &'a [String],
     ) -> BoxFuture<'a, Result<Vec<FormRow>, FormError>>;
 
+    /// Whether any record's fields equal the given values (e.g. whether the
+    /// form holds anything of a month), at the cost of one read of one record.
+    /// `fields` are those the answer carries (all when empty).
+    fn holds_any<'a>(
+        &'a self,
+        equal: &'a [(String, FieldKind, Value)],
+        fields: &'a [String],
+    ) -> BoxFuture<'a, Result<bool, FormError>>;
+
     /// Creates up to [`MAX_BATCH`] records under `transaction_id`. An unclear
     /// outcome is [`FormError::Ambiguous`] (never retried here); `before_send`
     /// runs before every attempt.

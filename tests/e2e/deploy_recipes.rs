@@ -253,3 +253,43 @@ fn kubernetes_cronjob_runs_without_token_or_privileges() {
         "no capabilities are added back"
     );
 }
+
+/// The Prometheus rules alert on the metrics the daemon really serves, and the
+/// Grafana dashboard is JSON that queries them.
+#[test]
+fn the_prometheus_rules_and_the_dashboard_use_served_metrics() {
+    let rules = read("prometheus/attendsync-alerts.yml");
+    assert!(rules.contains("time() - attendsync_last_success_timestamp_seconds > 26 * 3600"));
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&read("grafana/attendsync-dashboard.json"))
+            .unwrap_or_else(|e| panic!("the dashboard is not JSON: {e}"));
+    let served = [
+        "attendsync_runs_total",
+        "attendsync_records_total",
+        "attendsync_vendor_calls_total",
+        "attendsync_vendor_throttled_total",
+        "attendsync_metered_calls_spent",
+        "attendsync_metered_calls_budget",
+        "attendsync_last_success_timestamp_seconds",
+        "attendsync_queued_runs",
+    ];
+    let panels = dashboard["panels"].as_array().cloned().unwrap_or_default();
+    assert!(!panels.is_empty());
+    for text in panels
+        .iter()
+        .filter_map(|p| p["targets"][0]["expr"].as_str())
+        .chain(
+            rules
+                .lines()
+                .filter(|l| l.trim_start().starts_with("expr:")),
+        )
+    {
+        let names: Vec<&str> = text
+            .split(|c: char| !(c.is_alphanumeric() || c == '_'))
+            .filter(|w| w.starts_with("attendsync_"))
+            .collect();
+        for name in names {
+            assert!(served.contains(&name), "{name} (in `{text}`) is not served");
+        }
+    }
+}

@@ -747,3 +747,37 @@ async fn a_month_cut_short_by_the_budget_stays_owed_until_a_later_run_completes_
     let status = env.run(&["status"], &dec).await;
     assert!(!all(&status).contains("Months owed"), "{}", all(&status));
 }
+
+/// `rerun --employee` on a metered source: the asked employees' report calls
+/// and the column look-up, nothing for anyone else. (The directory is still
+/// walked, with unmetered calls: it gives the names and departments the records
+/// carry, and DingTalk documents no call for one user.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rerun_of_two_employees_spends_two_employees_calls() {
+    let env = Env::start(60, DingtalkSimConfig::default().with_endpoint_rate(1000)).await;
+    let first = env.run(&["run", "--month", MONTH], &[]).await;
+    assert_eq!(first.status.code(), Some(0), "{}", all(&first));
+    let users = &env.dingtalk.org().users;
+    let (x, y) = (users[4].userid.clone(), users[50].userid.clone());
+    let before = env.dingtalk.metered_calls();
+    let args = [
+        "rerun",
+        "dingtalk_monthly",
+        "--month",
+        MONTH,
+        "--employee",
+        &x,
+        "--employee",
+        &y,
+    ];
+    let rerun = env.run(&args, &[]).await;
+    let text = all(&rerun);
+    assert_eq!(rerun.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains("metered calls: 5"),
+        "2 × 2 report calls + the columns: {text}"
+    );
+    assert_eq!(env.dingtalk.metered_calls() - before, 5);
+    assert!(text.contains(&format!("{MONTH}: pulled 2")), "{text}");
+    assert_eq!(env.jdy.records().len(), 60);
+}

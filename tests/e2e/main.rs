@@ -5,6 +5,7 @@
 
 mod common;
 
+mod api_e2e;
 mod campaign_regressions_e2e;
 mod closed_pipe_e2e;
 mod daemon_e2e;
@@ -12,6 +13,7 @@ mod data_safety_e2e;
 mod data_safety_regressions_e2e;
 mod deploy_recipes;
 mod dingtalk_e2e;
+mod first_sync_e2e;
 mod lease_e2e;
 mod mapping_e2e;
 mod mapping_fixtures;
@@ -21,6 +23,7 @@ mod notify_e2e;
 mod operator_e2e;
 mod operator_regressions_e2e;
 mod recovery_e2e;
+mod rerun_employee_e2e;
 mod reshape_regressions_e2e;
 mod schedule_regressions_e2e;
 mod security_regressions_e2e;

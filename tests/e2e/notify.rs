@@ -261,6 +261,7 @@ fn failing_report() -> JobReport {
         stopped_by_shutdown: false,
         plan: None,
         calls: BTreeMap::new(),
+        run_id: None,
     }
 }
 
@@ -274,6 +275,7 @@ fn ok_report() -> JobReport {
         stopped_by_shutdown: false,
         plan: None,
         calls: BTreeMap::new(),
+        run_id: None,
     }
 }
 

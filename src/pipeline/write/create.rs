@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use super::{Outcome, WriteError, Writer};
+use super::{InForm, Outcome, Reconciled, WriteError, Writer};
 use crate::month::Month;
 use crate::store::{PendingBatch, PendingRecord, StoreError, Written};
 use crate::target::{BeforeSend, FormError, MAX_BATCH};
@@ -106,11 +106,14 @@ enum Sent {
 pub(super) type Queued = (Vec<PendingRecord>, Option<Intent>);
 
 impl Writer {
-    /// Creates records (any number; sent in batches of at most 100).
+    /// Creates records (any number; sent in batches of at most 100). `in_form`
+    /// says whether their keys must be looked up in the form before a batch is
+    /// first sent ([`InForm`]).
     pub async fn create(
         &self,
         month: Month,
         records: Vec<PendingRecord>,
+        in_form: InForm,
     ) -> Result<Outcome, WriteError> {
         let mut out = Outcome::default();
         let mut queue: VecDeque<Queued> = VecDeque::new();
@@ -119,7 +122,7 @@ impl Writer {
             queue.push_back((records.by_ref().take(MAX_BATCH).collect(), None));
         }
         while let Some((batch, intent)) = queue.pop_front() {
-            self.settle_batch(month, batch, intent, &mut queue, &mut out)
+            self.settle_batch(month, batch, intent, &mut queue, &mut out, in_form)
                 .await?;
         }
         Ok(out)
@@ -137,8 +140,15 @@ impl Writer {
             let mut queue = VecDeque::from([(batch.records, Some(intent))]);
             while let Some((records, intent)) = queue.pop_front() {
                 let mut adopted = Outcome::default();
-                self.settle_batch(batch.month, records, intent, &mut queue, &mut adopted)
-                    .await?;
+                self.settle_batch(
+                    batch.month,
+                    records,
+                    intent,
+                    &mut queue,
+                    &mut adopted,
+                    InForm::Unknown,
+                )
+                .await?;
                 // Records of our own earlier batch that landed count as created.
                 adopted.created += adopted.adopted;
                 adopted.adopted = 0;
@@ -160,7 +170,9 @@ impl Writer {
         tokio::time::sleep(wait).await;
     }
 
-    /// The reconcile → write-ahead → send loop for one batch.
+    /// The reconcile → write-ahead → send loop for one batch. The first
+    /// reconcile of a batch never sent is skipped when its keys are known to be
+    /// absent from the form: that look-up could find nothing.
     async fn settle_batch(
         &self,
         month: Month,
@@ -168,13 +180,19 @@ impl Writer {
         mut intent: Option<Intent>,
         queue: &mut VecDeque<Queued>,
         out: &mut Outcome,
+        in_form: InForm,
     ) -> Result<(), WriteError> {
         let mut sent = false;
         for round in 0..=MAX_ROUNDS {
             if let Some(intent) = &intent {
                 self.wait_out(month, intent).await;
             }
-            let r = self.reconcile(records).await?;
+            let never_sent = round == 0 && intent.is_none();
+            let r = if never_sent && in_form == InForm::Absent {
+                Reconciled::none_found(records)
+            } else {
+                self.reconcile(records).await?
+            };
             out.duplicates.extend(r.duplicates);
             // Stale records are counted by the update that follows.
             let landed = r.found.len() as u64;

@@ -4,7 +4,8 @@
 //! uncertain, so every create batch follows one protocol:
 //!
 //! 1. **Reconcile** the batch's keys with `data/list`: records already there are
-//!    adopted (committed, and updated when their content differs).
+//!    adopted (committed, and updated when their content differs). Skipped before
+//!    a batch's first send when its keys are known to be absent ([`InForm`]).
 //! 2. **Write ahead**: the still-missing records are saved as a pending batch under
 //!    a new random `transaction_id` (one per write intent) before the call is sent.
 //! 3. **Send** `data/batch_create`. When Jiandaoyun answers that it created every
@@ -156,6 +157,32 @@ struct Reconciled {
     duplicates: Vec<String>,
 }
 
+impl Reconciled {
+    /// A batch whose keys are known to be absent from the form: all missing.
+    fn none_found(records: Vec<PendingRecord>) -> Reconciled {
+        Reconciled {
+            found: Vec::new(),
+            stale: Vec::new(),
+            missing: records,
+            duplicates: Vec::new(),
+        }
+    }
+}
+
+/// What is known, before a create batch is first sent, of its keys in the form.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum InForm {
+    /// Nothing: they are looked up first, since a killed run, a lost
+    /// database or a hand may have made some of them.
+    #[default]
+    Unknown,
+    /// None of them is there: the form was seen to hold none of them (the
+    /// month held no record at all, or was read whole) and, under the job's
+    /// lease, only this run has written since, other keys (docs/ARCHITECTURE.md,
+    /// "Invariants").
+    Absent,
+}
+
 impl Writer {
     pub fn new(target: Arc<dyn Form>, store: Store, job: &str, form: FormFields) -> Self {
         Writer {
@@ -262,7 +289,13 @@ impl Writer {
         &self,
         fields: &[(String, Value)],
     ) -> Result<Vec<FormRow>, FormError> {
-        let equal: Vec<(String, FieldKind, Value)> = fields
+        let equal = self.equal_filter(fields);
+        self.form.rows_where(&equal, &self.fields).await
+    }
+
+    /// Key fields and values with how each field compares.
+    fn equal_filter(&self, fields: &[(String, Value)]) -> Vec<(String, FieldKind, Value)> {
+        fields
             .iter()
             .map(|(name, value)| {
                 let kind = self
@@ -272,8 +305,14 @@ impl Writer {
                     .map_or(FieldKind::Text, |(_, kind)| *kind);
                 (name.clone(), kind, value.clone())
             })
-            .collect();
-        self.form.rows_where(&equal, &self.fields).await
+            .collect()
+    }
+
+    /// Whether the form holds any record whose key fields take these values
+    /// (e.g. any record of a month): one read of one record.
+    pub(crate) async fn holds_any(&self, fields: &[(String, Value)]) -> Result<bool, FormError> {
+        let equal = self.equal_filter(fields);
+        self.form.holds_any(&equal, &self.key_names).await
     }
 
     /// The form's records with these keys, every mapped field.
@@ -415,7 +454,7 @@ impl Writer {
             self.store
                 .call(move |s| s.delete_checkpoints(&job, month, &keys))
                 .await?;
-            out.absorb(Box::pin(self.create(month, recreate)).await?);
+            out.absorb(Box::pin(self.create(month, recreate, InForm::Unknown)).await?);
         }
         Ok(out)
     }

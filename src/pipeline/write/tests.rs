@@ -78,7 +78,7 @@ fn once_each(form: &MemoryForm, n: usize) {
 async fn an_acknowledged_batch_is_committed_without_a_read_back() {
     let (form, store) = setup();
     let out = writer(&form, &store)
-        .create(month(), records(3))
+        .create(month(), records(3), InForm::Unknown)
         .await
         .expect("create");
     assert_eq!((out.created, out.adopted), (3, 0));
@@ -96,7 +96,7 @@ async fn a_short_count_is_read_back_and_the_rest_sent_under_a_new_id() {
     let (form, store) = setup();
     form.script(&[Answer::Short(2)]);
     let out = writer(&form, &store)
-        .create(month(), records(3))
+        .create(month(), records(3), InForm::Unknown)
         .await
         .expect("create");
     assert_eq!(out.created, 3);
@@ -115,7 +115,7 @@ async fn a_commit_answered_by_a_502_is_waited_out_and_read_back() {
     let (form, store) = setup();
     form.script(&[Answer::StoredThen502]);
     let out = writer(&form, &store)
-        .create(month(), records(3))
+        .create(month(), records(3), InForm::Unknown)
         .await
         .expect("create");
     assert_eq!(out.created, 3);
@@ -135,7 +135,7 @@ async fn a_dropped_connection_is_read_back_then_resent_under_the_same_id() {
     let (form, store) = setup();
     form.script(&[Answer::Dropped]);
     let out = writer(&form, &store)
-        .create(month(), records(3))
+        .create(month(), records(3), InForm::Unknown)
         .await
         .expect("create");
     assert_eq!(out.created, 3);
@@ -154,7 +154,7 @@ async fn a_spent_transaction_id_is_read_back_and_resent_under_a_new_one() {
     let (form, store) = setup();
     form.script(&[Answer::IdSpent]);
     let out = writer(&form, &store)
-        .create(month(), records(3))
+        .create(month(), records(3), InForm::Unknown)
         .await
         .expect("create");
     assert_eq!(out.created, 3);
@@ -170,7 +170,7 @@ async fn a_rejected_batch_is_bisected_down_to_the_bad_record() {
     let (form, store) = setup();
     form.refuse("u2");
     let out = writer(&form, &store)
-        .create(month(), records(4))
+        .create(month(), records(4), InForm::Unknown)
         .await
         .expect("create");
     assert_eq!(out.created, 3);
@@ -191,17 +191,22 @@ async fn a_rejected_batch_is_bisected_down_to_the_bad_record() {
 
 #[tokio::test]
 async fn a_pending_batch_is_settled_after_a_kill_at_every_step() {
-    for kill in [
-        Kill::Lookup,
-        Kill::BeforeMark,
-        Kill::AfterMark,
-        Kill::AfterStore,
-    ] {
+    let steps = [
+        (Kill::Lookup, InForm::Unknown),
+        (Kill::BeforeMark, InForm::Unknown),
+        (Kill::AfterMark, InForm::Unknown),
+        (Kill::AfterStore, InForm::Unknown),
+        // Known absent: no look-up to be killed at, the rest the same.
+        (Kill::BeforeMark, InForm::Absent),
+        (Kill::AfterMark, InForm::Absent),
+        (Kill::AfterStore, InForm::Absent),
+    ];
+    for (kill, in_form) in steps {
         let (form, store) = setup();
         form.kill_at(Some(kill));
         let first = writer(&form, &store);
         tokio::select! {
-            r = first.create(month(), records(3)) => panic!("{kill:?}: the write ended: {r:?}"),
+            r = first.create(month(), records(3), in_form) => panic!("{kill:?}: the write ended: {r:?}"),
             () = form.killed() => {}
         }
         drop(first);
@@ -216,15 +221,68 @@ async fn a_pending_batch_is_settled_after_a_kill_at_every_step() {
             .into_iter()
             .filter(|r| !known.contains_key(&r.key))
             .collect();
-        let out = next.create(month(), rest).await.expect("create");
-        assert_eq!(settled.created + out.created, 3, "{kill:?}");
+        let out = next
+            .create(month(), rest, InForm::Unknown)
+            .await
+            .expect("create");
+        assert_eq!(settled.created + out.created, 3, "{kill:?} {in_form:?}");
         if kill == Kill::AfterStore {
             assert_eq!(settled.created, 3, "found by the read-back, not sent again");
         }
         once_each(&form, 3);
-        assert_eq!(pending(&store).await, 0, "{kill:?}");
-        assert_eq!(stored(&store).await.len(), 3, "{kill:?}");
+        assert_eq!(pending(&store).await, 0, "{kill:?} {in_form:?}");
+        assert_eq!(stored(&store).await.len(), 3, "{kill:?} {in_form:?}");
     }
+}
+
+#[tokio::test]
+async fn keys_known_absent_are_created_without_a_look_up() {
+    let (form, store) = setup();
+    let out = writer(&form, &store)
+        .create(month(), records(250), InForm::Absent)
+        .await
+        .expect("create");
+    assert_eq!(out.created, 250);
+    assert_eq!((form.creates().len(), form.reads()), (3, 0));
+    once_each(&form, 250);
+
+    let (form, store) = setup();
+    writer(&form, &store)
+        .create(month(), records(250), InForm::Unknown)
+        .await
+        .expect("create");
+    assert_eq!(form.reads(), 3, "unknown: each batch looked up first");
+}
+
+#[tokio::test]
+async fn an_unclear_answer_to_a_batch_known_absent_is_still_read_back() {
+    for answer in [Answer::StoredThen502, Answer::Dropped, Answer::Short(1)] {
+        let (form, store) = setup();
+        form.script(&[answer]);
+        let out = writer(&form, &store)
+            .create(month(), records(3), InForm::Absent)
+            .await
+            .expect("create");
+        assert_eq!(out.created, 3, "{answer:?}");
+        assert!(form.reads() >= 1, "{answer:?}: read back before a resend");
+        once_each(&form, 3);
+        assert_eq!(pending(&store).await, 0);
+    }
+}
+
+/// A batch refused for one record is split; the halves were never stored, so
+/// they are still created without a look-up, and only the bad record fails.
+#[tokio::test]
+async fn a_refused_batch_known_absent_is_split_without_look_ups() {
+    let (form, store) = setup();
+    form.refuse("u2");
+    let out = writer(&form, &store)
+        .create(month(), records(4), InForm::Absent)
+        .await
+        .expect("create");
+    assert_eq!((out.created, out.failed.len()), (3, 1));
+    assert_eq!(form.reads(), 0);
+    assert_eq!(form.rows().len(), 3);
 }
 
 #[tokio::test]
@@ -233,7 +291,7 @@ async fn a_key_already_twice_in_the_form_is_reported_and_nothing_created() {
     let low = form.insert(json!({"userid": "u0", "hours": 8}));
     form.insert(json!({"userid": "u0", "hours": 8}));
     let out = writer(&form, &store)
-        .create(month(), records(1))
+        .create(month(), records(1), InForm::Unknown)
         .await
         .expect("create");
     assert_eq!(out.duplicates, vec![r#"["u0"]"#.to_string()]);
@@ -253,7 +311,7 @@ async fn a_key_once_in_the_form_with_the_same_content_is_adopted() {
     let (form, store) = setup();
     let id = form.insert(json!({"userid": "u0", "hours": 8.0}));
     let out = writer(&form, &store)
-        .create(month(), records(1))
+        .create(month(), records(1), InForm::Unknown)
         .await
         .expect("create");
     assert_eq!((out.created, out.adopted, out.updated), (0, 1, 0));
@@ -269,7 +327,7 @@ async fn a_key_once_in_the_form_with_other_content_is_updated() {
     let (form, store) = setup();
     let id = form.insert(json!({"userid": "u0", "hours": 5}));
     let out = writer(&form, &store)
-        .create(month(), records(1))
+        .create(month(), records(1), InForm::Unknown)
         .await
         .expect("create");
     assert_eq!((out.created, out.adopted, out.updated), (0, 0, 1));

@@ -216,24 +216,9 @@ impl Jiandaoyun {
         let mut out = Vec::new();
         let mut cursor: Option<String> = None;
         loop {
-            let mut body = self.body(json!({ "limit": MAX_BATCH, "filter": filter }));
-            if !fields.is_empty() {
-                body["fields"] = json!(fields);
-            }
-            if let Some(c) = &cursor {
-                body["data_id"] = json!(c);
-            }
-            let mut v = self.post(LIST, &body, Resend::Safe).await?;
-            let page: Vec<Map<String, Value>> = match v["data"].take() {
-                Value::Array(rows) => rows
-                    .into_iter()
-                    .filter_map(|r| match r {
-                        Value::Object(row) => Some(row),
-                        _ => None,
-                    })
-                    .collect(),
-                _ => Vec::new(),
-            };
+            let page = self
+                .list_page(filter, fields, MAX_BATCH, cursor.as_deref())
+                .await?;
             let full = page.len() >= MAX_BATCH;
             cursor = page
                 .last()
@@ -244,6 +229,47 @@ impl Jiandaoyun {
                 return Ok(out);
             }
         }
+    }
+
+    /// One `data/list` call: up to `limit` records matching `filter` after `cursor`.
+    async fn list_page(
+        &self,
+        filter: &Value,
+        fields: &[String],
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<Vec<Map<String, Value>>, FormError> {
+        let mut body = self.body(json!({ "limit": limit, "filter": filter }));
+        if !fields.is_empty() {
+            body["fields"] = json!(fields);
+        }
+        if let Some(c) = cursor {
+            body["data_id"] = json!(c);
+        }
+        let mut v = self.post(LIST, &body, Resend::Safe).await?;
+        Ok(match v["data"].take() {
+            Value::Array(rows) => rows
+                .into_iter()
+                .filter_map(|r| match r {
+                    Value::Object(row) => Some(row),
+                    _ => None,
+                })
+                .collect(),
+            _ => Vec::new(),
+        })
+    }
+
+    /// Whether any record's fields equal the given values: one `data/list`
+    /// call of one record, however many there are.
+    pub async fn holds_any(
+        &self,
+        equal: &[(String, FieldKind, Value)],
+        fields: &[String],
+    ) -> Result<bool, FormError> {
+        let page = self
+            .list_page(&wire::fields_equal(equal), fields, 1, None)
+            .await?;
+        Ok(!page.is_empty())
     }
 
     /// Records whose key fields take the given values (`in` filters, one per key

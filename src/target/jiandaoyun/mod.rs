@@ -48,6 +48,14 @@ impl Form for Jiandaoyun {
         Box::pin(Jiandaoyun::rows_where(self, equal, fields))
     }
 
+    fn holds_any<'a>(
+        &'a self,
+        equal: &'a [(String, FieldKind, Value)],
+        fields: &'a [String],
+    ) -> BoxFuture<'a, Result<bool, FormError>> {
+        Box::pin(Jiandaoyun::holds_any(self, equal, fields))
+    }
+
     fn create_batch<'a>(
         &'a self,
         transaction_id: &'a str,

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use attendsync_sim::{JdySim, JdySimConfig, Org, Outcome, WecomSim, WecomSimConfig};
 
+pub mod daemon;
 pub mod dingtalk;
 
 pub const CORP_ID: &str = "ww-test-corp";

@@ -1,0 +1,357 @@
+//! The daemon's HTTP API with the real listener: the token, JSON errors, and
+//! requested runs queued behind the job's run in progress.
+
+use crate::common;
+
+use std::time::{Duration, Instant};
+
+use attendsync_sim::JdySimConfig;
+use common::daemon::Daemon;
+use common::{fast_wecom, Env, FAST_SOURCE, FAST_TARGET};
+use serde_json::{json, Value};
+
+const MONTH: &str = "2026-10";
+const TOKEN: &str = "api-token-for-the-tests-0123456789";
+
+/// A daemon serving the API, its job scheduled once a year (never during a test).
+struct Api {
+    daemon: Daemon,
+    base: String,
+    http: reqwest::Client,
+}
+
+impl Api {
+    async fn start(env: &Env) -> Api {
+        let job = env.job_text(FAST_SOURCE, FAST_TARGET).replacen(
+            "description = \"test job\"",
+            "description = \"test job\"\nschedule = \"0 0 3 1 1 *\"",
+            1,
+        );
+        env.write("jobs/wecom_monthly.toml", &job);
+        env.write(
+            "attendsync.toml",
+            "[server]\nlisten = \"127.0.0.1:0\"\ntoken = \"${ATTENDSYNC_API_TOKEN}\"\n",
+        );
+        let daemon = Daemon::start_with(env, None, &[("ATTENDSYNC_API_TOKEN", TOKEN)]);
+        let line = daemon
+            .wait_for_line(&["serving the API", "address="], Duration::from_secs(20))
+            .await;
+        let address = line
+            .split("address=")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .unwrap_or_else(|| panic!("no address in {line}"));
+        // attendsync's own client: it installs the TLS provider reqwest needs.
+        let http =
+            attendsync::http::client(Duration::from_secs(10)).unwrap_or_else(|e| panic!("{e}"));
+        Api {
+            daemon,
+            base: format!("http://{address}"),
+            http,
+        }
+    }
+
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<String>,
+    ) -> (u16, Value) {
+        let mut request = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request
+                .header("content-type", "application/json")
+                .body(body);
+        }
+        let answer = request
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{path}: {e}"));
+        let status = answer.status().as_u16();
+        let text = answer.text().await.unwrap_or_default();
+        let value = serde_json::from_str(&text)
+            .unwrap_or_else(|_| panic!("{path}: not JSON ({status}): {text}"));
+        (status, value)
+    }
+
+    async fn get(&self, path: &str) -> (u16, Value) {
+        self.send(reqwest::Method::GET, path, Some(TOKEN), None)
+            .await
+    }
+
+    async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        self.send(
+            reqwest::Method::POST,
+            path,
+            Some(TOKEN),
+            Some(body.to_string()),
+        )
+        .await
+    }
+
+    /// Polls a requested run until it is done (bounded).
+    async fn until_done(&self, id: i64, limit: Duration) -> Value {
+        let deadline = Instant::now() + limit;
+        loop {
+            let (status, run) = self.get(&format!("/api/v1/runs/{id}")).await;
+            assert_eq!(status, 200, "{run}");
+            if run["state"] == "done" {
+                return run;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "run {id} not done within {limit:?}: {run}\n{}",
+                self.daemon.log()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_needs_the_token_and_answers_errors_in_json() {
+    let env = Env::start(5, fast_wecom(), JdySimConfig::default()).await;
+    let api = Api::start(&env).await;
+    let get = reqwest::Method::GET;
+    let (status, health) = api.send(get.clone(), "/healthz", None, None).await;
+    assert_eq!((status, health["status"].as_str()), (200, Some("ok")));
+    for token in [None, Some("wrong-token"), Some("")] {
+        let (status, answer) = api.send(get.clone(), "/api/v1/jobs", token, None).await;
+        assert_eq!(status, 401, "{token:?}: {answer}");
+        assert!(answer["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("token")));
+    }
+    let (status, jobs) = api.get("/api/v1/jobs").await;
+    assert_eq!(status, 200);
+    assert_eq!(jobs["jobs"][0]["name"], "wecom_monthly", "{jobs}");
+    assert_eq!(jobs["jobs"][0]["source"], "wecom", "{jobs}");
+    let (status, answer) = api
+        .post("/api/v1/jobs/nope/runs", json!({"month": MONTH}))
+        .await;
+    assert_eq!(status, 404, "{answer}");
+    assert!(
+        answer["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("wecom_monthly")),
+        "{answer}"
+    );
+    let post = reqwest::Method::POST;
+    let runs = "/api/v1/jobs/wecom_monthly/runs";
+    let (status, answer) = api
+        .send(post.clone(), runs, Some(TOKEN), Some("{\"month\": ".into()))
+        .await;
+    assert_eq!(status, 400, "{answer}");
+    for (body, needle) in [
+        (json!({"month": "2026-13"}), "month"),
+        (json!({"month": MONTH, "employees": [" "]}), "employees"),
+        (json!({"month": MONTH, "colour": 1}), "colour"),
+    ] {
+        let (status, answer) = api.post(runs, body.clone()).await;
+        assert_eq!(status, 400, "{body}: {answer}");
+        assert!(
+            answer["error"].as_str().is_some_and(|e| e.contains(needle)),
+            "{body}: {answer}"
+        );
+    }
+    let huge = json!({"month": MONTH, "employees": vec!["x".repeat(60); 2000]}).to_string();
+    let (status, answer) = api.send(post, runs, Some(TOKEN), Some(huge)).await;
+    assert_eq!(status, 413, "{answer}");
+    let (status, _) = api.get("/api/v1/runs/999").await;
+    assert_eq!(status, 404);
+    let (status, _) = api.get("/api/v1/nothing-here").await;
+    assert_eq!(status, 404);
+    let (code, log) = api.daemon.terminate().await;
+    assert_eq!(code, 0, "{log}");
+    assert!(!log.contains(TOKEN), "the token is never logged");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_requested_rerun_of_two_employees_completes_with_their_calls_alone() {
+    let env = Env::start(150, fast_wecom(), JdySimConfig::default()).await;
+    env.write_job(FAST_SOURCE, FAST_TARGET);
+    env.run(&["run", "--month", MONTH]).await.expect_code(0);
+    let users = &env.wecom.org().users;
+    let (x, y) = (users[10].userid.clone(), users[120].userid.clone());
+    env.wecom.bump_revision(&x);
+    env.wecom.bump_revision(&y);
+    let monthdata = env.wecom.calls("checkin/getcheckin_monthdata");
+    let api = Api::start(&env).await;
+    let (status, answer) = api
+        .post(
+            "/api/v1/jobs/wecom_monthly/runs",
+            json!({"month": MONTH, "employees": [x, y]}),
+        )
+        .await;
+    assert_eq!(status, 202, "{answer}");
+    let id = answer["run"].as_i64().unwrap_or_else(|| panic!("{answer}"));
+    let run = api.until_done(id, Duration::from_secs(60)).await;
+    assert_eq!(run["run"]["status"], "ok", "{run}");
+    let counts = &run["run"]["months"][0]["counts"];
+    assert_eq!(
+        (counts["pulled"].as_u64(), counts["updated"].as_u64()),
+        (Some(2), Some(2)),
+        "{run}"
+    );
+    assert_eq!(
+        env.wecom.calls("checkin/getcheckin_monthdata") - monthdata,
+        1
+    );
+    assert_eq!(env.rows_by_key().len(), 150);
+    let (status, months) = api.get("/api/v1/jobs/wecom_monthly/months").await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        months["months"][0]["counts"]["pulled"], 150,
+        "the month's full run stands: {months}"
+    );
+    let (code, log) = api.daemon.terminate().await;
+    assert_eq!(code, 0, "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_request_while_one_runs_is_queued_never_parallel() {
+    let env = Env::start(200, fast_wecom(), JdySimConfig::default()).await;
+    env.wecom.set_latency(Duration::from_millis(300));
+    let api = Api::start(&env).await;
+    let runs = "/api/v1/jobs/wecom_monthly/runs";
+    let (_, first) = api.post(runs, json!({"month": MONTH})).await;
+    let (_, second) = api.post(runs, json!({"month": MONTH, "force": true})).await;
+    let (first, second) = (
+        first["run"].as_i64().unwrap_or(0),
+        second["run"].as_i64().unwrap_or(0),
+    );
+    let (_, queued) = api.get(&format!("/api/v1/runs/{second}")).await;
+    assert_eq!(queued["state"], "queued", "{queued}");
+    let (_, jobs) = api.get("/api/v1/jobs").await;
+    assert!(jobs["jobs"][0]["queued"].as_u64() >= Some(1), "{jobs}");
+    let a = api.until_done(first, Duration::from_secs(60)).await;
+    let b = api.until_done(second, Duration::from_secs(60)).await;
+    let ended = a["run"]["finished_at"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let began = b["run"]["started_at"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        !ended.is_empty() && began >= ended,
+        "one after the other: {a}\n{b}"
+    );
+    assert_eq!(b["run"]["command"], "rerun --force");
+    assert_eq!(env.rows_by_key().len(), 200);
+    let (code, log) = api.daemon.terminate().await;
+    assert_eq!(code, 0, "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_validates_attendsync_toml_with_its_lines() {
+    let env = Env::start(3, fast_wecom(), JdySimConfig::default()).await;
+    env.write_job(FAST_SOURCE, FAST_TARGET);
+    env.write(
+        "attendsync.toml",
+        "[server]\nlisten = \"everywhere\"\ntoken = \"written-in-the-file-0123456789\"\n",
+    );
+    let check = env.run(&["check"]).await;
+    check
+        .expect_code(2)
+        .expect_contains("attendsync.toml:2")
+        .expect_contains("is not an address and port")
+        .expect_contains("attendsync.toml:3")
+        .expect_contains("must come from the environment")
+        .expect_lacks("written-in-the-file");
+    let daemon = env.run(&["daemon"]).await;
+    daemon.expect_code(2).expect_contains("attendsync.toml:2");
+
+    env.write(
+        "attendsync.toml",
+        "[server]\nlisten = \"0.0.0.0:8787\"\ntoken = \"${ATTENDSYNC_API_TOKEN}\"\n",
+    );
+    let ok = env
+        .run_with_env(&["check"], &[("ATTENDSYNC_API_TOKEN", TOKEN)])
+        .await;
+    ok.expect_code(0)
+        .expect_contains("serves the API")
+        .expect_contains("reverse proxy");
+}
+
+/// One sample's value from a parsed scrape: `metric{labels…}`.
+fn sample(scrape: &prometheus_parse::Scrape, metric: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    scrape
+        .samples
+        .iter()
+        .find(|s| s.metric == metric && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+        .map(|s| match s.value {
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => v,
+            _ => f64::NAN,
+        })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_are_prometheus_text_that_matches_the_runs() {
+    let env = Env::start(120, fast_wecom(), JdySimConfig::default()).await;
+    env.write_job(FAST_SOURCE, FAST_TARGET);
+    env.run(&["run"]).await.expect_code(0);
+    env.run(&["run", "--month", MONTH]).await.expect_code(0);
+    let x = env.wecom.org().users[7].userid.clone();
+    env.wecom.bump_revision(&x);
+    let api = Api::start(&env).await;
+    let (status, _) = api.send(reqwest::Method::GET, "/metrics", None, None).await;
+    assert_eq!(status, 401, "the 401 is JSON like every error");
+    let (_, answer) = api
+        .post(
+            "/api/v1/jobs/wecom_monthly/runs",
+            json!({"month": MONTH, "employees": [x]}),
+        )
+        .await;
+    api.until_done(answer["run"].as_i64().unwrap_or(0), Duration::from_secs(60))
+        .await;
+
+    let answer = api
+        .http
+        .get(format!("{}/metrics", api.base))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(answer.status().as_u16(), 200);
+    let content_type = answer.headers()["content-type"]
+        .to_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        content_type.starts_with("text/plain; version=0.0.4"),
+        "{content_type}"
+    );
+    let text = answer.text().await.unwrap_or_default();
+    let lines = text.lines().map(|l| Ok(l.to_string()));
+    let scrape = prometheus_parse::Scrape::parse(lines).unwrap_or_else(|e| panic!("{e}: {text}"));
+    let job = ("job", "wecom_monthly");
+    let get = |m: &str, labels: &[(&str, &str)]| {
+        let mut all = vec![job];
+        all.extend_from_slice(labels);
+        sample(&scrape, m, &all).unwrap_or_else(|| panic!("no {m} {labels:?} in:\n{text}"))
+    };
+    assert_eq!(get("attendsync_runs_total", &[("outcome", "ok")]), 1.0);
+    assert_eq!(get("attendsync_records_total", &[("kind", "updated")]), 1.0);
+    assert_eq!(get("attendsync_records_total", &[("kind", "created")]), 0.0);
+    let monthdata = [("endpoint", "checkin/getcheckin_monthdata")];
+    assert_eq!(get("attendsync_vendor_calls_total", &monthdata), 1.0);
+    assert_eq!(get("attendsync_vendor_throttled_total", &monthdata), 0.0);
+    assert_eq!(get("attendsync_queued_runs", &[]), 0.0);
+    let last = get("attendsync_last_success_timestamp_seconds", &[]);
+    let age = chrono::Utc::now().timestamp() as f64 - last;
+    assert!(
+        (0.0..600.0).contains(&age),
+        "the `run` a moment ago: {age} s"
+    );
+    assert!(!text.contains(TOKEN));
+    let (code, log) = api.daemon.terminate().await;
+    assert_eq!(code, 0, "{log}");
+}
