@@ -12,10 +12,9 @@ use common::{batch_in_flight, counts, fast_wecom, run_and_kill, Env, FAST_SOURCE
 const MONTH: &str = "2026-10";
 
 /// Campaign seeds 0x20c1 (DingTalk, 91 employees), 0x20261411 (WeCom, 264) and
-/// 0x202612e3 (DingTalk, 62, the next process a `rerun`; docs/reliability.md): a
-/// run is killed while its
-/// batch is in flight to a form that takes a moment to commit, the database is
-/// deleted, and the next run starts at once. The pending batch that would have
+/// 0x202612e3 (DingTalk, 62, the next process a `rerun`; docs/reliability.md):
+/// a run is killed while its batch is in flight to a form that takes a moment
+/// to commit, the database is deleted, and the next run starts at once. The pending batch that would have
 /// made it wait the send out went with the database; its look-up finds nothing
 /// yet, it creates the batch again, and the killed run's batch then commits:
 /// every record twice. The same happens whether or not the form honours
