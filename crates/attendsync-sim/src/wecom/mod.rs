@@ -153,8 +153,7 @@ struct Token {
 
 struct WecomState {
     gate: Gate,
-    /// See [`WecomSimConfig::token_expires_after_calls`].
-    token_expires_after_calls: Option<u32>,
+    calls_per_token: Option<u32>, // `token_expires_after_calls`, changed by its setter
     ip_forbidden: bool,
     api_forbidden: bool,
     tokens: HashMap<String, Token>,
@@ -193,7 +192,7 @@ impl WecomSim {
     pub async fn start(org: Org, config: WecomSimConfig) -> std::io::Result<WecomSim> {
         let index = OrgIndex::build(&org);
         let state = WecomState {
-            token_expires_after_calls: config.token_expires_after_calls,
+            calls_per_token: config.token_expires_after_calls,
             gate: Gate::new(
                 &config.limits,
                 config.throttle_ratio,
@@ -285,9 +284,8 @@ impl WecomSim {
         self.state().gate.set_latency(latency);
     }
 
-    /// From now on a token turns invalid after this many calls (`None`: only its TTL).
     pub fn set_token_expires_after_calls(&self, calls: Option<u32>) {
-        self.state().token_expires_after_calls = calls;
+        self.state().calls_per_token = calls;
     }
 
     /// Every call answers 60020 (`… from ip: 127.0.0.1 …`).
@@ -463,9 +461,7 @@ impl WecomState {
     fn token_valid(&self, shared: &Shared, token: &str) -> bool {
         self.tokens.get(token).is_some_and(|t| {
             t.issued.elapsed() < shared.token_ttl
-                && self
-                    .token_expires_after_calls
-                    .is_none_or(|limit| t.calls < limit)
+                && self.calls_per_token.is_none_or(|limit| t.calls < limit)
         })
     }
 }
