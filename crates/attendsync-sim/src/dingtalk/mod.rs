@@ -291,6 +291,8 @@ struct Token {
 
 struct SimState {
     gate: Gate,
+    /// See [`DingtalkSimConfig::token_expires_after_calls`].
+    token_expires_after_calls: Option<u32>,
     tokens: HashMap<String, Token>,
     current_token: Option<String>,
     tokens_issued: usize,
@@ -325,6 +327,7 @@ impl DingtalkSim {
     pub async fn start(org: Org, config: DingtalkSimConfig) -> std::io::Result<DingtalkSim> {
         let index = OrgIndex::build(&org);
         let state = SimState {
+            token_expires_after_calls: config.token_expires_after_calls,
             gate: Gate::new(
                 &config.limits,
                 config.throttle_ratio,
@@ -386,6 +389,11 @@ impl DingtalkSim {
 
     pub fn set_latency(&self, latency: Duration) {
         self.state().gate.set_latency(latency);
+    }
+
+    /// From now on a token turns invalid after this many calls (`None`: only its TTL).
+    pub fn set_token_expires_after_calls(&self, calls: Option<u32>) {
+        self.state().token_expires_after_calls = calls;
     }
 
     /// While on, every request gets the IP-ban answer. Turning it off also

@@ -193,8 +193,7 @@ impl SimState {
     pub(super) fn token_valid(&self, shared: &Shared, token: &str) -> bool {
         self.tokens.get(token).is_some_and(|t| {
             t.issued.elapsed() < shared.config.token_ttl
-                && shared
-                    .config
+                && self
                     .token_expires_after_calls
                     .is_none_or(|limit| t.calls < limit)
         })

@@ -387,6 +387,12 @@ impl JdySim {
     pub fn set_store_then_drop_ratio(&self, ratio: f64) {
         self.state().store_then_drop_ratio = ratio;
     }
+
+    /// How long a `data/batch_create` takes to commit from now on (see
+    /// [`JdySimConfig::commit_delay`]).
+    pub fn set_commit_delay(&self, delay: Duration) {
+        self.state().commit_delay = delay;
+    }
 }
 
 impl Shared {

@@ -84,7 +84,6 @@ struct Shared {
     corp_id: String,
     secret: String,
     token_ttl: Duration,
-    token_expires_after_calls: Option<u32>,
     timezone: chrono_tz::Tz,
     seed: u64,
     state: Mutex<WecomState>,
@@ -154,6 +153,7 @@ struct Token {
 
 struct WecomState {
     gate: Gate,
+    calls_per_token: Option<u32>, // `token_expires_after_calls`, changed by its setter
     ip_forbidden: bool,
     api_forbidden: bool,
     tokens: HashMap<String, Token>,
@@ -192,6 +192,7 @@ impl WecomSim {
     pub async fn start(org: Org, config: WecomSimConfig) -> std::io::Result<WecomSim> {
         let index = OrgIndex::build(&org);
         let state = WecomState {
+            calls_per_token: config.token_expires_after_calls,
             gate: Gate::new(
                 &config.limits,
                 config.throttle_ratio,
@@ -215,7 +216,6 @@ impl WecomSim {
             corp_id: config.corp_id,
             secret: config.secret,
             token_ttl: config.token_ttl,
-            token_expires_after_calls: config.token_expires_after_calls,
             timezone: config.timezone,
             seed: config.seed,
             state: Mutex::new(state),
@@ -282,6 +282,10 @@ impl WecomSim {
 
     pub fn set_latency(&self, latency: Duration) {
         self.state().gate.set_latency(latency);
+    }
+
+    pub fn set_token_expires_after_calls(&self, calls: Option<u32>) {
+        self.state().calls_per_token = calls;
     }
 
     /// Every call answers 60020 (`… from ip: 127.0.0.1 …`).
@@ -457,9 +461,7 @@ impl WecomState {
     fn token_valid(&self, shared: &Shared, token: &str) -> bool {
         self.tokens.get(token).is_some_and(|t| {
             t.issued.elapsed() < shared.token_ttl
-                && shared
-                    .token_expires_after_calls
-                    .is_none_or(|limit| t.calls < limit)
+                && self.calls_per_token.is_none_or(|limit| t.calls < limit)
         })
     }
 }
