@@ -49,6 +49,8 @@ struct Trial<'a> {
     rng: StdRng,
     revisions: HashMap<String, u32>,
     result: TrialResult,
+    /// When a process was last killed.
+    last_kill: Option<Instant>,
 }
 
 pub async fn run_trial(index: usize, plan: &Plan, keep: bool) -> TrialResult {
@@ -73,6 +75,7 @@ pub async fn run_trial(index: usize, plan: &Plan, keep: bool) -> TrialResult {
         rng: StdRng::seed_from_u64(plan.seed ^ 0x5eed_f00d),
         revisions: HashMap::new(),
         result,
+        last_kill: None,
     };
     trial.faulted_steps().await;
     trial.clean_phase().await;
@@ -110,6 +113,9 @@ impl Trial<'_> {
     async fn faulted_steps(&mut self) {
         for step in &self.plan.steps {
             for between in &step.before {
+                if *between == Between::DeleteDb {
+                    self.wait_out_the_last_kill().await;
+                }
                 self.between(*between);
             }
             self.set_ratios(step.ratios, self.plan.commit_delay);
@@ -117,6 +123,19 @@ impl Trial<'_> {
             if self.result.hangs > 0 {
                 return;
             }
+        }
+    }
+
+    /// A database is deleted only once a killed run's sends can no longer
+    /// commit: the record of a batch in flight lives in the database, and
+    /// README "Guarantees" tells users to wait `request_timeout` + 5 s after a
+    /// kill before deleting it (`campaign_regressions_e2e` shows why).
+    async fn wait_out_the_last_kill(&mut self) {
+        let Some(killed) = self.last_kill else { return };
+        let left = crate::world::IN_FLIGHT_WINDOW.saturating_sub(killed.elapsed());
+        if !left.is_zero() {
+            tokio::time::sleep(left).await;
+            self.meet("db-delete-waited-after-kill", 1);
         }
     }
 
@@ -209,6 +228,7 @@ impl Trial<'_> {
         if let (Some(kill), Some(first)) = (step.kill, procs.first_mut()) {
             if self.reach(kill, first, records_at_start).await && first.kill() {
                 self.meet("kill9", 1);
+                self.last_kill = Some(Instant::now());
             }
         }
         let deadline = Instant::now() + PROCESS_DEADLINE;

@@ -16,6 +16,8 @@ use crate::plan::{Plan, SourceKind};
 /// came is waited out for this + 5 s (docs/ARCHITECTURE.md, "A send whose answer
 /// never came is waited out"), so it sets how long a trial waits after a fault.
 const REQUEST_TIMEOUT: &str = "1s";
+/// How long after a send it may still commit: [`REQUEST_TIMEOUT`] + 5 s.
+pub const IN_FLIGHT_WINDOW: std::time::Duration = std::time::Duration::from_secs(1 + 5);
 
 pub enum Side {
     Wecom(Env),
