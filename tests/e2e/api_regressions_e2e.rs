@@ -1,0 +1,256 @@
+//! The daemon's API, metrics and status page as a new user (or an attacker)
+//! meets them: what broke, kept as tests.
+
+use crate::api_e2e::{Api, TOKEN};
+use crate::common;
+
+use std::time::{Duration, Instant};
+
+use attendsync_sim::JdySimConfig;
+use common::daemon::Daemon;
+use common::{fast_wecom, Env, FAST_SOURCE, FAST_TARGET};
+use serde_json::{json, Value};
+
+const MONTH: &str = "2026-10";
+const RUNS: &str = "/api/v1/jobs/wecom_monthly/runs";
+
+/// Polls a requested run until its state is one of `states` (bounded).
+async fn until_state(api: &Api, id: i64, states: &[&str], limit: Duration) -> Value {
+    let deadline = Instant::now() + limit;
+    loop {
+        let (status, run) = api.get(&format!("/api/v1/runs/{id}")).await;
+        assert_eq!(status, 200, "{run}");
+        if states.iter().any(|s| run["state"] == *s) {
+            return run;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "run {id} not in {states:?} within {limit:?}: {run}\n{}",
+            api.daemon.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// README's own example, `curl -d '{"month": …}'`, sends the JSON as
+/// `application/x-www-form-urlencoded` (curl's default for `-d`): the body is
+/// JSON all the same, and the run is queued.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_readme_curl_example_without_a_json_content_type_queues_the_run() {
+    let env = Env::start(3, fast_wecom(), JdySimConfig::default()).await;
+    let api = Api::start(&env).await;
+    for content_type in [Some("application/x-www-form-urlencoded"), None] {
+        let mut request = api
+            .http
+            .post(format!("{}{RUNS}", api.base))
+            .bearer_auth(TOKEN)
+            .body(json!({"month": MONTH, "employees": ["u0001"]}).to_string());
+        if let Some(content_type) = content_type {
+            request = request.header("content-type", content_type);
+        }
+        let answer = request.send().await.unwrap_or_else(|e| panic!("{e}"));
+        let status = answer.status().as_u16();
+        let body: Value = answer.json().await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(status, 202, "{content_type:?}: {body}");
+        let id = body["run"].as_i64().unwrap_or(0);
+        let run = api.until_done(id, Duration::from_secs(60)).await;
+        assert_eq!(run["employees"], json!(["u0001"]), "{run}");
+    }
+    let (code, log) = api.daemon.terminate().await;
+    assert_eq!(code, 0, "{log}");
+}
+
+/// RFC 7235: the authentication scheme is case-insensitive; `bearer` works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bearer_scheme_is_case_insensitive() {
+    let env = Env::start(1, fast_wecom(), JdySimConfig::default()).await;
+    let api = Api::start(&env).await;
+    for scheme in ["bearer", "BEARER", "Bearer"] {
+        let answer = api
+            .http
+            .get(format!("{}/api/v1/jobs", api.base))
+            .header("authorization", format!("{scheme} {TOKEN}"))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(answer.status().as_u16(), 200, "{scheme}");
+    }
+    let answer = api
+        .http
+        .get(format!("{}/api/v1/jobs", api.base))
+        .header("authorization", format!("Bearerx {TOKEN}"))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(answer.status().as_u16(), 401);
+    let (code, log) = api.daemon.terminate().await;
+    assert_eq!(code, 0, "{log}");
+}
+
+/// A token the API can never accept (non-ASCII cannot be read from an HTTP
+/// header; spaces at its ends are trimmed from the header) is refused by
+/// `check` and the daemon at its line, not accepted and then 401 forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_no_http_client_can_send_is_refused_at_its_line() {
+    let env = Env::start(1, fast_wecom(), JdySimConfig::default()).await;
+    let job = env.job_text(FAST_SOURCE, FAST_TARGET).replacen(
+        "description = \"test job\"",
+        "description = \"test job\"\nschedule = \"0 0 3 1 1 *\"",
+        1,
+    );
+    env.write("jobs/wecom_monthly.toml", &job);
+    env.write(
+        "attendsync.toml",
+        "[server]\nlisten = \"127.0.0.1:0\"\ntoken = \"${ATTENDSYNC_API_TOKEN}\"\n",
+    );
+    for token in [
+        "pässwörter-für-die-api-0123",
+        "令牌令牌令牌令牌令牌令牌令牌令牌",
+        " api-token-for-the-tests-0123 ",
+    ] {
+        let check = env
+            .run_with_env(&["check"], &[("ATTENDSYNC_API_TOKEN", token)])
+            .await;
+        check
+            .expect_code(2)
+            .expect_contains("attendsync.toml:3")
+            .expect_contains("server.token")
+            .expect_lacks(token.trim());
+        let daemon = Daemon::start_with(&env, None, &[("ATTENDSYNC_API_TOKEN", token)]);
+        let line = daemon
+            .wait_for_line(&["server.token"], Duration::from_secs(20))
+            .await;
+        assert!(!line.contains(token.trim()), "{line}");
+        // It exits on its own at once; a SIGTERM after a second finds it gone.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let (code, log) = daemon.terminate().await;
+        assert_eq!(code, 2, "{log}");
+    }
+    // Exactly 16 visible characters, spaces inside: still a token.
+    let check = env
+        .run_with_env(&["check"], &[("ATTENDSYNC_API_TOKEN", "sixteen ch token")])
+        .await;
+    check.expect_code(0);
+}
+
+/// A job whose file name holds `#`, `?` or `%`: its "Rerun this month"
+/// button posts to that job, not to a path cut at the `#`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rerun_button_of_a_job_with_url_characters_in_its_name_posts_to_that_job() {
+    let env = Env::start(3, fast_wecom(), JdySimConfig::default()).await;
+    let name = "hr#2?x%";
+    let encoded = "hr%232%3Fx%25";
+    let job = env.job_text(FAST_SOURCE, FAST_TARGET).replacen(
+        "description = \"test job\"",
+        "description = \"test job\"\nschedule = \"0 0 3 1 1 *\"",
+        1,
+    );
+    env.write(&format!("jobs/{name}.toml"), &job);
+    let api = Api::start(&env).await;
+    let (status, answer) = api
+        .post(
+            &format!("/api/v1/jobs/{encoded}/runs"),
+            json!({"month": MONTH}),
+        )
+        .await;
+    assert_eq!(status, 202, "{answer}");
+    let first = api
+        .until_done(answer["run"].as_i64().unwrap_or(0), Duration::from_secs(60))
+        .await;
+    assert_eq!(first["job"], name, "{first}");
+
+    let cookie = sign_in(&api).await;
+    let html = get_page(&api, "/", &cookie).await;
+    let csrf = html
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap_or_else(|| panic!("no csrf in {html}"))
+        .to_string();
+    let action = html
+        .split("action=\"")
+        .skip(1)
+        .filter_map(|rest| rest.split('"').next())
+        .find(|a| a.ends_with("/rerun") && !a.contains("wecom_monthly"))
+        .unwrap_or_else(|| panic!("no rerun form of {name}: {html}"))
+        .replace("&amp;", "&");
+    // Where a browser posts the form: the action resolved against the page.
+    let base = reqwest::Url::parse(&api.base).unwrap_or_else(|e| panic!("{e}"));
+    let url = base.join(&action).unwrap_or_else(|e| panic!("{e}"));
+    let answer = api
+        .http
+        .post(url.clone())
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("cookie", &cookie)
+        .body(format!("csrf={csrf}&month={MONTH}&employees=u0001"))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(answer.status().as_u16(), 303, "{url} ({action})");
+    let location = answer.headers()["location"]
+        .to_str()
+        .unwrap_or_default()
+        .to_string();
+    let id: i64 = location
+        .trim_start_matches("/runs/")
+        .parse()
+        .unwrap_or_else(|_| panic!("{location}"));
+    let run = api.until_done(id, Duration::from_secs(60)).await;
+    assert_eq!(run["job"], name, "{run}");
+    let (code, log) = api.daemon.terminate().await;
+    assert_eq!(code, 0, "{log}");
+}
+
+/// A requested run that SIGTERM stops part-way is `interrupted` (README: "done
+/// (or interrupted by a daemon stop)"), not `done` as if it had finished.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_requested_run_stopped_by_sigterm_is_interrupted_not_done() {
+    let env = Env::start(300, fast_wecom(), JdySimConfig::default()).await;
+    env.wecom.set_latency(Duration::from_millis(300));
+    let api = Api::start(&env).await;
+    let (status, answer) = api.post(RUNS, json!({"month": MONTH})).await;
+    assert_eq!(status, 202, "{answer}");
+    let id = answer["run"].as_i64().unwrap_or(0);
+    until_state(&api, id, &["running"], Duration::from_secs(20)).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (code, log) = api.daemon.terminate().await;
+    assert_eq!(code, 0, "{log}");
+    assert!(
+        env.rows_by_key().len() < 300,
+        "the run was to be stopped part-way"
+    );
+    let api = Api::start(&env).await;
+    let (_, run) = api.get(&format!("/api/v1/runs/{id}")).await;
+    assert_eq!(run["state"], "interrupted", "{run}");
+    let (code, log) = api.daemon.terminate().await;
+    assert_eq!(code, 0, "{log}");
+}
+
+async fn sign_in(api: &Api) -> String {
+    let answer = api
+        .http
+        .post(format!("{}/login", api.base))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("token={TOKEN}"))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(answer.status().as_u16(), 303);
+    let set = answer.headers()["set-cookie"]
+        .to_str()
+        .unwrap_or_default()
+        .to_string();
+    set.split(';').next().unwrap_or_default().to_string()
+}
+
+async fn get_page(api: &Api, path: &str, cookie: &str) -> String {
+    let answer = api
+        .http
+        .get(format!("{}{path}", api.base))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(answer.status().as_u16(), 200);
+    answer.text().await.unwrap_or_default()
+}
