@@ -2,7 +2,8 @@
 
 use std::sync::Arc;
 
-use axum::extract::rejection::JsonRejection;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
@@ -169,19 +170,27 @@ pub(super) async fn queue_checked(
 }
 
 /// Queues a rerun of one month (of some employees, when named): 202 with its id.
+/// The body is read as JSON whatever its `Content-Type`: `curl -d` (README's
+/// example) labels it a form.
 pub(super) async fn request_run(
     State(shared): State<Arc<Shared>>,
     Path(job): Path<String>,
-    body: Result<Json<RunBody>, JsonRejection>,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     job_of(&shared, &job)?;
-    let Json(body) = body.map_err(|e| {
+    let body = body.map_err(|e| {
         // Too large stays 413; every other unreadable body is a bad request.
         let status = match e.status() {
             StatusCode::PAYLOAD_TOO_LARGE => StatusCode::PAYLOAD_TOO_LARGE,
             _ => StatusCode::BAD_REQUEST,
         };
         ApiError(status, format!("bad request body: {}", e.body_text()))
+    })?;
+    let body: RunBody = serde_json::from_slice(&body).map_err(|e| {
+        ApiError(
+            StatusCode::BAD_REQUEST,
+            format!("bad request body: not a run request in JSON: {e}"),
+        )
     })?;
     let id = queue_checked(&shared, &job, body).await?;
     Ok((StatusCode::ACCEPTED, Json(json!({ "run": id }))))
