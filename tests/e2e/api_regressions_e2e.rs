@@ -226,6 +226,39 @@ async fn a_requested_run_stopped_by_sigterm_is_interrupted_not_done() {
     assert_eq!(code, 0, "{log}");
 }
 
+/// Product contract §9: the API answers JSON, errors as `{"error": "..."}`,
+/// also for a wrong method (405) and a path that is not UTF-8 once decoded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_method_or_an_undecodable_path_is_answered_in_json() {
+    let env = Env::start(1, fast_wecom(), JdySimConfig::default()).await;
+    let api = Api::start(&env).await;
+    use reqwest::Method as M;
+    for (method, path, expected) in [
+        (M::GET, RUNS, 405),
+        (M::PUT, "/api/v1/jobs", 405),
+        (M::DELETE, "/api/v1/runs/1", 405),
+        (M::POST, "/api/v1/jobs/wecom_monthly/months", 405),
+        (M::GET, "/api/v1/jobs/%E0%A4%A/months", 400),
+        (M::POST, "/api/v1/jobs/%FF/runs", 400),
+    ] {
+        let answer = api
+            .http
+            .request(method.clone(), format!("{}{path}", api.base))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let status = answer.status().as_u16();
+        let text = answer.text().await.unwrap_or_default();
+        let body: Value = serde_json::from_str(&text)
+            .unwrap_or_else(|_| panic!("{method} {path}: not JSON ({status}): {text:?}"));
+        assert_eq!(status, expected, "{method} {path}: {body}");
+        assert!(body["error"].is_string(), "{method} {path}: {body}");
+    }
+    let (code, log) = api.daemon.terminate().await;
+    assert_eq!(code, 0, "{log}");
+}
+
 async fn sign_in(api: &Api) -> String {
     let answer = api
         .http
