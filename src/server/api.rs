@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
+use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
@@ -45,6 +45,26 @@ pub(super) async fn metrics(
 
 pub(super) async fn not_found() -> ApiError {
     ApiError(StatusCode::NOT_FOUND, "no such endpoint".into())
+}
+
+pub(super) async fn method_not_allowed() -> ApiError {
+    ApiError(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "this endpoint does not take that method".into(),
+    )
+}
+
+/// A path parameter, or a JSON 400 (a `%`-escape that is not UTF-8, say):
+/// the API's errors are all JSON.
+type PathText = Result<Path<String>, PathRejection>;
+
+fn path_text(path: PathText) -> Result<String, ApiError> {
+    path.map(|Path(text)| text).map_err(|e| {
+        ApiError(
+            StatusCode::BAD_REQUEST,
+            format!("bad path: {}", e.body_text()),
+        )
+    })
 }
 
 fn job_of(shared: &Shared, name: &str) -> Result<JobInfo, ApiError> {
@@ -106,8 +126,8 @@ pub(super) async fn jobs(State(shared): State<Arc<Shared>>) -> Answer {
 }
 
 /// Per month: the counts of the run that last synced it, records stored, failures.
-pub(super) async fn months(State(shared): State<Arc<Shared>>, Path(job): Path<String>) -> Answer {
-    let job = job_of(&shared, &job)?;
+pub(super) async fn months(State(shared): State<Arc<Shared>>, job: PathText) -> Answer {
+    let job = job_of(&shared, &path_text(job)?)?;
     let name = job.name.clone();
     let rows = shared
         .store
@@ -174,9 +194,10 @@ pub(super) async fn queue_checked(
 /// example) labels it a form.
 pub(super) async fn request_run(
     State(shared): State<Arc<Shared>>,
-    Path(job): Path<String>,
+    job: PathText,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let job = path_text(job)?;
     job_of(&shared, &job)?;
     let body = body.map_err(|e| {
         // Too large stays 413; every other unreadable body is a bad request.
@@ -226,9 +247,9 @@ fn checked(body: RunBody) -> Result<RunRequest, ApiError> {
 }
 
 /// A requested run: queued, running or done, with its run's counts and errors.
-pub(super) async fn run(State(shared): State<Arc<Shared>>, Path(id): Path<String>) -> Answer {
+pub(super) async fn run(State(shared): State<Arc<Shared>>, id: PathText) -> Answer {
     let unknown = || ApiError(StatusCode::NOT_FOUND, "no such run".into());
-    let id: i64 = id.parse().map_err(|_| unknown())?;
+    let id: i64 = path_text(id)?.parse().map_err(|_| unknown())?;
     let found = shared.store.call(move |s| request_with_run(s, id)).await?;
     let (request, run) = found.ok_or_else(unknown)?;
     Ok(Json(describe(request, run)))

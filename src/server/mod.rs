@@ -97,6 +97,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/jobs/{job}/months", get(api::months))
         .route("/jobs/{job}/runs", post(api::request_run))
         .route("/runs/{id}", get(api::run))
+        .method_not_allowed_fallback(api::method_not_allowed)
         .fallback(api::not_found)
         .layer(middleware::from_fn_with_state(
             shared.clone(),
