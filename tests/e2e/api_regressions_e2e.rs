@@ -316,10 +316,8 @@ async fn after_kill_9_queued_requests_run_once_and_the_running_one_is_interrupte
 }
 
 /// A requested run killed part-way keeps its link to its run (README: "its
-/// run shows how far it got"); today `run_id` is written only when the run
-/// ends, so a killed one shows `"run": null`.
+/// run shows how far it got"), not `"run": null`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "run_id is recorded only at the run's end (daemon/fire.rs settle_request); linking it at the start needs the pipeline's start_run (pipeline/job.rs) to record the request's run, outside the --employee fixes this branch may make"]
 async fn a_requested_run_killed_part_way_still_shows_its_run() {
     let env = Env::start(200, fast_wecom(), JdySimConfig::default()).await;
     let (api, first, _) = kill_during_a_requested_run(&env).await;
