@@ -259,6 +259,41 @@ async fn a_wrong_method_or_an_undecodable_path_is_answered_in_json() {
     assert_eq!(code, 0, "{log}");
 }
 
+/// `rerun --employee` counts employees after repeats are dropped (at most
+/// 1,000 different ones); the API agrees: 1,001 mentions of three employees
+/// queue a rerun of those three, and 1,001 different ones are refused by both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeated_employees_count_once_in_the_api_as_in_the_cli() {
+    let env = Env::start(3, fast_wecom(), JdySimConfig::default()).await;
+    let api = Api::start(&env).await;
+    let repeated: Vec<String> = (0..1001).map(|i| format!("e{}", i % 3)).collect();
+    let (status, answer) = api
+        .post(RUNS, json!({"month": MONTH, "employees": repeated}))
+        .await;
+    assert_eq!(status, 202, "{answer}");
+    let run = api
+        .until_done(answer["run"].as_i64().unwrap_or(0), Duration::from_secs(60))
+        .await;
+    assert_eq!(run["employees"], json!(["e0", "e1", "e2"]), "{run}");
+    let mut args = vec!["rerun", "wecom_monthly", "--month", MONTH, "--dry-run"];
+    for id in &repeated {
+        args.extend(["--employee", id.as_str()]);
+    }
+    env.run(&args).await.expect_lacks("at most");
+    let different: Vec<String> = (0..1001).map(|i| format!("e{i}")).collect();
+    let (status, answer) = api
+        .post(RUNS, json!({"month": MONTH, "employees": different}))
+        .await;
+    assert_eq!(status, 400, "{answer}");
+    let mut args = vec!["rerun", "wecom_monthly", "--month", MONTH, "--dry-run"];
+    for id in &different {
+        args.extend(["--employee", id.as_str()]);
+    }
+    env.run(&args).await.expect_code(2);
+    let (code, log) = api.daemon.terminate().await;
+    assert_eq!(code, 0, "{log}");
+}
+
 /// Starts a requested rerun of the month and three more behind it, and kills
 /// the daemon with SIGKILL part-way through the first; restarts it. The id of
 /// the first and those of the queued ones.
@@ -315,8 +350,8 @@ async fn after_kill_9_queued_requests_run_once_and_the_running_one_is_interrupte
     assert_eq!(code, 0, "{log}");
 }
 
-/// A requested run killed part-way keeps its link to its run (README: "its
-/// run shows how far it got"), not `"run": null`.
+/// A requested run killed part-way keeps its link to its run, which shows how
+/// far it got, not `"run": null`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_requested_run_killed_part_way_still_shows_its_run() {
     let env = Env::start(200, fast_wecom(), JdySimConfig::default()).await;
