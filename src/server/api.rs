@@ -224,18 +224,20 @@ fn checked(body: RunBody) -> Result<RunRequest, ApiError> {
         .month
         .parse()
         .map_err(|e: crate::month::MonthParseError| bad(format!("month: {e}")))?;
-    if body.employees.len() > crate::cli::MAX_EMPLOYEES {
-        return Err(bad(format!(
-            "employees: {} given; at most {} at once",
-            body.employees.len(),
-            crate::cli::MAX_EMPLOYEES
-        )));
-    }
-    let mut employees = Vec::with_capacity(body.employees.len());
+    // Counted once repeats are dropped, as `rerun --employee` counts them.
+    let mut employees = Vec::new();
+    let mut seen = std::collections::HashSet::new();
     for id in &body.employees {
         let id = crate::cli::employee_id(id).map_err(|e| bad(format!("employees: {e}")))?;
-        if !employees.contains(&id) {
+        if seen.insert(id.clone()) {
             employees.push(id);
+        }
+        if employees.len() > crate::cli::MAX_EMPLOYEES {
+            return Err(bad(format!(
+                "employees: more than {} different ones; at most {} at once",
+                crate::cli::MAX_EMPLOYEES,
+                crate::cli::MAX_EMPLOYEES
+            )));
         }
     }
     Ok(RunRequest {
