@@ -294,6 +294,128 @@ async fn repeated_employees_count_once_in_the_api_as_in_the_cli() {
     assert_eq!(code, 0, "{log}");
 }
 
+/// DingTalk: a rerun of one employee from the CLI and the same requested
+/// through the API cost the same metered calls, those of one employee, and
+/// pull that employee alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dingtalk_rerun_of_one_employee_costs_the_same_from_the_cli_and_the_api() {
+    use attendsync_sim::{DingtalkSimConfig, Org};
+    use common::dingtalk::{fast_retry, start_dingtalk, DingEnv, FAST_LIMITS};
+    let sim = start_dingtalk(
+        Org::generate(30, 5),
+        DingtalkSimConfig::default().with_endpoint_rate(1000),
+    )
+    .await;
+    let env = DingEnv::start(sim).await;
+    let job = format!("{}\n{FAST_LIMITS}\n{}", env.pointed_job(), fast_retry(10));
+    env.write("jobs/dingtalk_monthly.toml", &job);
+    let timeout = Duration::from_secs(60);
+    let first = env.run_with(&["run", "--month", MONTH], &[], timeout).await;
+    assert_eq!(
+        first.status.code(),
+        Some(0),
+        "{}",
+        common::dingtalk::all(&first)
+    );
+    assert_eq!(env.jdy.records().len(), 30);
+    let user = env.dingtalk.org().users[7].userid.clone();
+    let before = env.dingtalk.metered_calls();
+    let args = [
+        "rerun",
+        "dingtalk_monthly",
+        "--month",
+        MONTH,
+        "--employee",
+        &user,
+    ];
+    let cli = env.run_with(&args, &[], timeout).await;
+    assert_eq!(
+        cli.status.code(),
+        Some(0),
+        "{}",
+        common::dingtalk::all(&cli)
+    );
+    let cli_calls = env.dingtalk.metered_calls() - before;
+
+    env.write(
+        "attendsync.toml",
+        "[server]\nlisten = \"127.0.0.1:0\"\ntoken = \"${ATTENDSYNC_API_TOKEN}\"\n",
+    );
+    let mut daemon = env
+        .command(&["daemon"])
+        .env("ATTENDSYNC_API_TOKEN", TOKEN)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let base = {
+        use tokio::io::AsyncBufReadExt;
+        let stderr = daemon.stderr.take().unwrap_or_else(|| panic!("no stderr"));
+        let mut lines = tokio::io::BufReader::new(stderr).lines();
+        let find = async {
+            while let Ok(Some(line)) = lines.next_line().await {
+                if let Some(rest) = line.split("address=").nth(1) {
+                    return rest.split_whitespace().next().map(str::to_string);
+                }
+            }
+            None
+        };
+        let address = tokio::time::timeout(Duration::from_secs(20), find)
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| panic!("the daemon did not serve"));
+        // Keep draining stderr so that the daemon never blocks on it.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        format!("http://{address}")
+    };
+    let http = attendsync::http::client(Duration::from_secs(10)).unwrap_or_else(|e| panic!("{e}"));
+    let before = env.dingtalk.metered_calls();
+    let answer: Value = http
+        .post(format!("{base}/api/v1/jobs/dingtalk_monthly/runs"))
+        .bearer_auth(TOKEN)
+        .json(&json!({"month": MONTH, "employees": [user]}))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .json()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let id = answer["run"].as_i64().unwrap_or_else(|| panic!("{answer}"));
+    let deadline = Instant::now() + timeout;
+    let run = loop {
+        let run: Value = http
+            .get(format!("{base}/api/v1/runs/{id}"))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .json()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        if run["state"] == "done" {
+            break run;
+        }
+        assert!(Instant::now() < deadline, "not done: {run}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(run["run"]["status"], "ok", "{run}");
+    assert_eq!(run["run"]["command"], "rerun --employee", "{run}");
+    assert_eq!(run["run"]["months"][0]["counts"]["pulled"], 1, "{run}");
+    let api_calls = env.dingtalk.metered_calls() - before;
+    assert_eq!(api_calls, cli_calls, "API and CLI spend alike");
+    assert!(api_calls <= 3, "one employee's calls: {api_calls}");
+    assert_eq!(env.jdy.records().len(), 30);
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &daemon.id().unwrap_or(0).to_string()])
+        .status();
+    let status = tokio::time::timeout(Duration::from_secs(10), daemon.wait())
+        .await
+        .unwrap_or_else(|_| panic!("no exit within 10 s of SIGTERM"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(status.code(), Some(0));
+}
+
 /// Starts a requested rerun of the month and three more behind it, and kills
 /// the daemon with SIGKILL part-way through the first; restarts it. The id of
 /// the first and those of the queued ones.
