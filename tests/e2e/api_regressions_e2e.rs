@@ -416,6 +416,66 @@ async fn a_dingtalk_rerun_of_one_employee_costs_the_same_from_the_cli_and_the_ap
     assert_eq!(status.code(), Some(0));
 }
 
+/// Markup in a job name, an employee id and an error reaches the page as
+/// text; a CSRF token of another session is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn markup_stays_text_on_the_page_and_csrf_tokens_belong_to_their_session() {
+    let env = Env::start(2, fast_wecom(), JdySimConfig::default()).await;
+    let name = "<img src=x onerror=alert(1)>";
+    let job = env.job_text(FAST_SOURCE, FAST_TARGET).replacen(
+        "description = \"test job\"",
+        "description = \"test job\"\nschedule = \"0 0 3 1 1 *\"",
+        1,
+    );
+    env.write(&format!("jobs/{name}.toml"), &job);
+    let api = Api::start(&env).await;
+    let evil = "<script>alert(1)</script>";
+    let path = "/api/v1/jobs/%3Cimg%20src=x%20onerror=alert(1)%3E/runs";
+    let (status, answer) = api
+        .post(path, json!({"month": MONTH, "employees": [evil]}))
+        .await;
+    assert_eq!(status, 202, "{answer}");
+    let id = answer["run"].as_i64().unwrap_or(0);
+    api.until_done(id, Duration::from_secs(60)).await;
+    // A month that fails, so that an error is shown too.
+    let (_, failed) = api.post(path, json!({"month": "1900-01"})).await;
+    api.until_done(failed["run"].as_i64().unwrap_or(0), Duration::from_secs(60))
+        .await;
+    let cookie = sign_in(&api).await;
+    for page in ["/".to_string(), format!("/runs/{id}")] {
+        let html = get_page(&api, &page, &cookie).await;
+        assert!(html.contains("&lt;img src=x"), "{page}: {html}");
+        assert!(
+            !html.contains(name) && !html.contains(evil),
+            "{page}: {html}"
+        );
+    }
+    let other = sign_in(&api).await;
+    let other_html = get_page(&api, "/", &other).await;
+    let other_csrf = other_html
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap_or_default()
+        .to_string();
+    let answer = api
+        .http
+        .post(
+            format!("{}{RUNS}", api.base)
+                .replace("/api/v1", "")
+                .replace("/runs", "/rerun"),
+        )
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("cookie", &cookie)
+        .body(format!("csrf={other_csrf}&month={MONTH}"))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(answer.status().as_u16(), 403);
+    let (code, log) = api.daemon.terminate().await;
+    assert_eq!(code, 0, "{log}");
+}
+
 /// Starts a requested rerun of the month and three more behind it, and kills
 /// the daemon with SIGKILL part-way through the first; restarts it. The id of
 /// the first and those of the queued ones.
