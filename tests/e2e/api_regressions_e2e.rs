@@ -476,6 +476,59 @@ async fn markup_stays_text_on_the_page_and_csrf_tokens_belong_to_their_session()
     assert_eq!(code, 0, "{log}");
 }
 
+/// Behind a reverse proxy that sends the upstream address as `Host` (nginx's
+/// default), the browser's `Origin` is the public address: with `public_url`
+/// set to it, the page's forms work; another origin is still refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_a_proxy_the_forms_work_from_the_public_url() {
+    let env = Env::start(2, fast_wecom(), JdySimConfig::default()).await;
+    let api = Api::start(&env).await;
+    drop(api);
+    env.write(
+        "attendsync.toml",
+        "[server]\nlisten = \"127.0.0.1:0\"\ntoken = \"${ATTENDSYNC_API_TOKEN}\"\npublic_url = \"https://sync.example.com/\"\n",
+    );
+    let daemon = Daemon::start_with(&env, None, &[("ATTENDSYNC_API_TOKEN", TOKEN)]);
+    let line = daemon
+        .wait_for_line(&["serving the API", "address="], Duration::from_secs(20))
+        .await;
+    let address = line
+        .split("address=")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no address in {line}"))
+        .to_string();
+    let http = attendsync::http::client(Duration::from_secs(10)).unwrap_or_else(|e| panic!("{e}"));
+    let api = Api {
+        daemon,
+        base: format!("http://{address}"),
+        http,
+    };
+    let cookie = sign_in(&api).await;
+    let html = get_page(&api, "/", &cookie).await;
+    let csrf = html
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap_or_default()
+        .to_string();
+    let post = |origin: &'static str| {
+        api.http
+            .post(format!("{}/jobs/wecom_monthly/rerun", api.base))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("cookie", &cookie)
+            .header("origin", origin)
+            .body(format!("csrf={csrf}&month={MONTH}"))
+            .send()
+    };
+    let foreign = post("https://evil.example.com").await;
+    assert_eq!(foreign.map(|a| a.status().as_u16()).ok(), Some(403));
+    let public = post("https://sync.example.com").await;
+    assert_eq!(public.map(|a| a.status().as_u16()).ok(), Some(303));
+    let (code, log) = api.daemon.terminate().await;
+    assert_eq!(code, 0, "{log}");
+}
+
 /// Starts a requested rerun of the month and three more behind it, and kills
 /// the daemon with SIGKILL part-way through the first; restarts it. The id of
 /// the first and those of the queued ones.
