@@ -59,6 +59,10 @@ pub struct Shared {
     pub clock: Clock,
     pub metrics: Arc<Metrics>,
     pub sessions: session::Sessions,
+    /// `public_url`'s origin (`https://host[:port]`): behind a reverse proxy
+    /// that sends its upstream address as `Host`, the page's forms come from
+    /// there.
+    pub public_origin: Option<String>,
 }
 
 impl Shared {
