@@ -529,6 +529,59 @@ async fn behind_a_proxy_the_forms_work_from_the_public_url() {
     assert_eq!(code, 0, "{log}");
 }
 
+/// A job removed from the config (SIGHUP) leaves `/metrics`' gauges: its
+/// last success would otherwise stay frozen and, 26 hours on, page someone
+/// about a job that no longer exists.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_removed_by_a_reload_leaves_the_gauges() {
+    let env = Env::start(2, fast_wecom(), JdySimConfig::default()).await;
+    let job = env.job_text(FAST_SOURCE, FAST_TARGET).replacen(
+        "description = \"test job\"",
+        "description = \"test job\"\nschedule = \"0 0 3 1 1 *\"",
+        1,
+    );
+    env.write("jobs/retired.toml", &job);
+    let api = Api::start(&env).await;
+    let (status, answer) = api
+        .post("/api/v1/jobs/retired/runs", json!({"month": MONTH}))
+        .await;
+    assert_eq!(status, 202, "{answer}");
+    api.until_done(answer["run"].as_i64().unwrap_or(0), Duration::from_secs(60))
+        .await;
+    // A run of the default months, so that a last success is recorded.
+    let run = env.run(&["run", "retired"]).await;
+    run.expect_code(0);
+    let metrics = || async {
+        api.http
+            .get(format!("{}/metrics", api.base))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .text()
+            .await
+            .unwrap_or_default()
+    };
+    let gauges = |text: &str| -> Vec<String> {
+        text.lines()
+            .filter(|l| l.contains("job=\"retired\""))
+            .filter(|l| l.contains("last_success") || l.contains("queued_runs"))
+            .map(str::to_string)
+            .collect()
+    };
+    let before = metrics().await;
+    assert_eq!(gauges(&before).len(), 2, "{before}");
+    std::fs::remove_file(env.path().join("jobs/retired.toml")).unwrap_or_else(|e| panic!("{e}"));
+    api.daemon.signal("HUP");
+    api.daemon
+        .wait_for_line(&["job files reloaded", "jobs=1"], Duration::from_secs(10))
+        .await;
+    let after = metrics().await;
+    assert_eq!(gauges(&after), Vec::<String>::new(), "{after}");
+    let (code, log) = api.daemon.terminate().await;
+    assert_eq!(code, 0, "{log}");
+}
+
 /// Starts a requested rerun of the month and three more behind it, and kills
 /// the daemon with SIGKILL part-way through the first; restarts it. The id of
 /// the first and those of the queued ones.
