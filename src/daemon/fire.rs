@@ -84,7 +84,14 @@ pub(super) fn start_run(
             .await;
         metrics.record_run(&report);
         if let Reason::Request(r) = &reason {
-            settle_request(&syncer, r, report.busy.is_some(), report.run_id).await;
+            let end = if report.busy.is_some() {
+                RequestEnd::Busy
+            } else if report.stopped_by_shutdown {
+                RequestEnd::Interrupted
+            } else {
+                RequestEnd::Done
+            };
+            settle_request(&syncer, r, end, report.run_id).await;
         }
         // The daemon's clock when the run ended: the alert's time and its
         // failure-streak arithmetic follow it.
@@ -107,15 +114,26 @@ pub(super) fn start_run(
     })
 }
 
+/// How a requested run came to an end.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum RequestEnd {
+    Done,
+    /// Another process held the job's lease: back to the queue.
+    Busy,
+    /// A shutdown stopped it part-way (README: "interrupted by a daemon stop").
+    Interrupted,
+}
+
 /// A requested run's end in `run_requests`. One that found the lease held
 /// by another process goes back to the queue and waits a little, so that the
 /// loop does not try again at once.
-async fn settle_request(syncer: &Syncer, r: &RequestRow, busy: bool, run_id: Option<i64>) {
+async fn settle_request(syncer: &Syncer, r: &RequestRow, end: RequestEnd, run_id: Option<i64>) {
     let id = r.id;
-    let state = if busy {
-        RequestState::Queued
-    } else {
-        RequestState::Done
+    let busy = end == RequestEnd::Busy;
+    let state = match end {
+        RequestEnd::Done => RequestState::Done,
+        RequestEnd::Busy => RequestState::Queued,
+        RequestEnd::Interrupted => RequestState::Interrupted,
     };
     if let Err(e) = syncer
         .store

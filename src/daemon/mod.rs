@@ -98,6 +98,10 @@ async fn listen(
         clock: clock.clone(),
         metrics: metrics.clone(),
         sessions: Default::default(),
+        public_origin: config
+            .public_url
+            .as_ref()
+            .map(|url| url.origin().ascii_serialization()),
     });
     let stop = syncer.shutdown.clone();
     // The bound address: with port 0 the system picks one.

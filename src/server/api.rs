@@ -2,7 +2,8 @@
 
 use std::sync::Arc;
 
-use axum::extract::rejection::JsonRejection;
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
@@ -44,6 +45,26 @@ pub(super) async fn metrics(
 
 pub(super) async fn not_found() -> ApiError {
     ApiError(StatusCode::NOT_FOUND, "no such endpoint".into())
+}
+
+pub(super) async fn method_not_allowed() -> ApiError {
+    ApiError(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "this endpoint does not take that method".into(),
+    )
+}
+
+/// A path parameter, or a JSON 400 (a `%`-escape that is not UTF-8, say):
+/// the API's errors are all JSON.
+type PathText = Result<Path<String>, PathRejection>;
+
+fn path_text(path: PathText) -> Result<String, ApiError> {
+    path.map(|Path(text)| text).map_err(|e| {
+        ApiError(
+            StatusCode::BAD_REQUEST,
+            format!("bad path: {}", e.body_text()),
+        )
+    })
 }
 
 fn job_of(shared: &Shared, name: &str) -> Result<JobInfo, ApiError> {
@@ -105,8 +126,8 @@ pub(super) async fn jobs(State(shared): State<Arc<Shared>>) -> Answer {
 }
 
 /// Per month: the counts of the run that last synced it, records stored, failures.
-pub(super) async fn months(State(shared): State<Arc<Shared>>, Path(job): Path<String>) -> Answer {
-    let job = job_of(&shared, &job)?;
+pub(super) async fn months(State(shared): State<Arc<Shared>>, job: PathText) -> Answer {
+    let job = job_of(&shared, &path_text(job)?)?;
     let name = job.name.clone();
     let rows = shared
         .store
@@ -169,19 +190,28 @@ pub(super) async fn queue_checked(
 }
 
 /// Queues a rerun of one month (of some employees, when named): 202 with its id.
+/// The body is read as JSON whatever its `Content-Type`: `curl -d` (README's
+/// example) labels it a form.
 pub(super) async fn request_run(
     State(shared): State<Arc<Shared>>,
-    Path(job): Path<String>,
-    body: Result<Json<RunBody>, JsonRejection>,
+    job: PathText,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let job = path_text(job)?;
     job_of(&shared, &job)?;
-    let Json(body) = body.map_err(|e| {
+    let body = body.map_err(|e| {
         // Too large stays 413; every other unreadable body is a bad request.
         let status = match e.status() {
             StatusCode::PAYLOAD_TOO_LARGE => StatusCode::PAYLOAD_TOO_LARGE,
             _ => StatusCode::BAD_REQUEST,
         };
         ApiError(status, format!("bad request body: {}", e.body_text()))
+    })?;
+    let body: RunBody = serde_json::from_slice(&body).map_err(|e| {
+        ApiError(
+            StatusCode::BAD_REQUEST,
+            format!("bad request body: not a run request in JSON: {e}"),
+        )
     })?;
     let id = queue_checked(&shared, &job, body).await?;
     Ok((StatusCode::ACCEPTED, Json(json!({ "run": id }))))
@@ -194,18 +224,20 @@ fn checked(body: RunBody) -> Result<RunRequest, ApiError> {
         .month
         .parse()
         .map_err(|e: crate::month::MonthParseError| bad(format!("month: {e}")))?;
-    if body.employees.len() > crate::cli::MAX_EMPLOYEES {
-        return Err(bad(format!(
-            "employees: {} given; at most {} at once",
-            body.employees.len(),
-            crate::cli::MAX_EMPLOYEES
-        )));
-    }
-    let mut employees = Vec::with_capacity(body.employees.len());
+    // Counted once repeats are dropped, as `rerun --employee` counts them.
+    let mut employees = Vec::new();
+    let mut seen = std::collections::HashSet::new();
     for id in &body.employees {
         let id = crate::cli::employee_id(id).map_err(|e| bad(format!("employees: {e}")))?;
-        if !employees.contains(&id) {
+        if seen.insert(id.clone()) {
             employees.push(id);
+        }
+        if employees.len() > crate::cli::MAX_EMPLOYEES {
+            return Err(bad(format!(
+                "employees: more than {} different ones; at most {} at once",
+                crate::cli::MAX_EMPLOYEES,
+                crate::cli::MAX_EMPLOYEES
+            )));
         }
     }
     Ok(RunRequest {
@@ -217,9 +249,9 @@ fn checked(body: RunBody) -> Result<RunRequest, ApiError> {
 }
 
 /// A requested run: queued, running or done, with its run's counts and errors.
-pub(super) async fn run(State(shared): State<Arc<Shared>>, Path(id): Path<String>) -> Answer {
+pub(super) async fn run(State(shared): State<Arc<Shared>>, id: PathText) -> Answer {
     let unknown = || ApiError(StatusCode::NOT_FOUND, "no such run".into());
-    let id: i64 = id.parse().map_err(|_| unknown())?;
+    let id: i64 = path_text(id)?.parse().map_err(|_| unknown())?;
     let found = shared.store.call(move |s| request_with_run(s, id)).await?;
     let (request, run) = found.ok_or_else(unknown)?;
     Ok(Json(describe(request, run)))

@@ -42,9 +42,11 @@ impl Auth {
 
     /// Whether an `Authorization` header value carries the token.
     pub fn accepts_header(&self, header: Option<&str>) -> bool {
+        // The scheme is case-insensitive (RFC 7235 §2.1): `bearer` is `Bearer`.
         header
-            .and_then(|h| h.strip_prefix("Bearer "))
-            .is_some_and(|token| self.accepts(token.trim()))
+            .and_then(|h| h.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("Bearer"))
+            .is_some_and(|(_, token)| self.accepts(token.trim()))
     }
 }
 
@@ -68,6 +70,8 @@ mod tests {
         assert!(auth.accepts_header(Some("Bearer a-long-enough-token-0123")));
         assert!(!auth.accepts_header(Some("a-long-enough-token-0123")));
         assert!(!auth.accepts_header(Some("Basic a-long-enough-token-0123")));
+        assert!(auth.accepts_header(Some("bearer a-long-enough-token-0123")));
+        assert!(!auth.accepts_header(Some("Bearerx a-long-enough-token-0123")));
         assert!(!auth.accepts_header(None));
     }
 }

@@ -111,6 +111,15 @@ fn read_token(t: &Table<'_, '_>, errors: &mut Vec<ConfigError>) -> Option<Secret
         ));
         return None;
     }
+    // It travels in an HTTP header: only visible ASCII can be read back from
+    // one, and spaces at its ends are trimmed away. The value is not shown.
+    let token = value.value.as_str();
+    if !token.chars().all(|c| c == ' ' || c.is_ascii_graphic()) || token.trim() != token {
+        let message = "must be visible ASCII characters (inner spaces allowed): \
+                       an HTTP client cannot send anything else in a header";
+        errors.push(t.error(value.span, "token", message));
+        return None;
+    }
     if value.value.chars().count() < MIN_TOKEN_CHARS {
         let message = format!("is too short: at least {MIN_TOKEN_CHARS} characters");
         errors.push(t.error(value.span, "token", message));
@@ -153,6 +162,10 @@ mod tests {
             .collect();
         let lookup = move |name: &str| env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
         load(dir.path(), &lookup).map_err(|e| e.to_string())
+    }
+
+    fn text_of_env() -> &'static str {
+        "[server]\ntoken = \"${T}\"\n"
     }
 
     const TOKEN: (&str, &str) = ("ATTENDSYNC_API_TOKEN", "a-long-enough-token-0123");
@@ -203,6 +216,17 @@ mod tests {
             .contains("required key is missing"));
         let unset = load_text("[server]\ntoken = \"${NOPE}\"\n", &[]);
         assert!(unset.expect_err("refused").contains("`NOPE` is not set"));
+        for bad in [
+            "pässwörter-für-die-api-0123",
+            " a-long-enough-token-0123",
+            "a-long-enough-token-0123\t",
+        ] {
+            let refused = load_text(text_of_env(), &[("T", bad)]).expect_err("refused");
+            assert!(refused.contains("visible ASCII"), "{refused}");
+            assert!(!refused.contains(bad.trim()), "{refused}");
+        }
+        let sixteen = load_text(text_of_env(), &[("T", "sixteen ch token")]);
+        assert!(sixteen.is_ok());
         let no_table = load_text("listen = \"127.0.0.1:9000\"\n", &[]);
         assert!(no_table.expect_err("refused").contains("server"));
     }

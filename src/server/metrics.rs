@@ -30,6 +30,8 @@ pub struct Metrics {
     metered_budget: Family<Labels, Gauge>,
     last_success: Family<Labels, Gauge<f64, AtomicU64>>,
     queued: Family<Labels, Gauge>,
+    /// One scrape at a time sets the gauges and encodes them.
+    scrape: std::sync::Mutex<()>,
 }
 
 /// What a run came to, as the `outcome` label says it.
@@ -70,6 +72,7 @@ impl Metrics {
             metered_budget: Family::default(),
             last_success: Family::default(),
             queued: Family::default(),
+            scrape: std::sync::Mutex::new(()),
         };
         registry.register(
             "runs",
@@ -170,6 +173,13 @@ impl Metrics {
                 Ok(out)
             })
             .await?;
+        let _scrape = self.scrape.lock().unwrap_or_else(|e| e.into_inner());
+        // The gauges are of the jobs the daemon runs now: a job a reload
+        // removed leaves them (its frozen last success would page someone).
+        self.queued.clear();
+        self.last_success.clear();
+        self.metered_budget.clear();
+        self.metered_spent.clear();
         for (j, (last, queued, spent)) in jobs.iter().zip(facts) {
             let labels = job(&j.name);
             self.queued.get_or_create(&labels).set(queued as i64);

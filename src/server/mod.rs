@@ -59,6 +59,10 @@ pub struct Shared {
     pub clock: Clock,
     pub metrics: Arc<Metrics>,
     pub sessions: session::Sessions,
+    /// `public_url`'s origin (`https://host[:port]`): behind a reverse proxy
+    /// that sends its upstream address as `Host`, the page's forms come from
+    /// there.
+    pub public_origin: Option<String>,
 }
 
 impl Shared {
@@ -97,6 +101,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/jobs/{job}/months", get(api::months))
         .route("/jobs/{job}/runs", post(api::request_run))
         .route("/runs/{id}", get(api::run))
+        .method_not_allowed_fallback(api::method_not_allowed)
         .fallback(api::not_found)
         .layer(middleware::from_fn_with_state(
             shared.clone(),

@@ -46,6 +46,20 @@ pub fn esc(text: &str) -> String {
     out
 }
 
+/// `text` as one URL path segment: a job name (a file stem) may hold `#`,
+/// `?` or `%`, which would otherwise cut or break the form's action.
+pub fn segment(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+    out
+}
+
 /// A stored RFC 3339 time in `tz` (`2026-12-06 10:30 CST`); as stored when it does not parse.
 pub fn local(text: &str, tz: Tz) -> String {
     DateTime::parse_from_rfc3339(text)
@@ -240,7 +254,7 @@ fn months_table(html: &mut String, job: &JobView, csrf: &str) {
              <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><input type=\"hidden\" name=\"month\" value=\"{month}\">\
              <textarea name=\"employees\" placeholder=\"employee ids (optional)\" aria-label=\"employees\"></textarea>\
              <button type=\"submit\" class=\"rerun-button\" data-month=\"{month}\">Rerun this month</button></form>",
-            job = esc(&job.name),
+            job = segment(&job.name),
             csrf = esc(csrf),
         );
         let failed_class = if c.failed > 0 { "bad" } else { "" };
@@ -360,6 +374,13 @@ mod tests {
             "2026-12-06 02:30 CST"
         );
         assert_eq!(local("not a time", shanghai), "not a time");
+    }
+
+    #[test]
+    fn a_job_name_is_one_path_segment() {
+        assert_eq!(segment("wecom_monthly-2.x~"), "wecom_monthly-2.x~");
+        assert_eq!(segment("hr#2?x%/\"<"), "hr%232%3Fx%25%2F%22%3C");
+        assert_eq!(segment("考勤"), "%E8%80%83%E5%8B%A4");
     }
 
     #[test]

@@ -38,7 +38,8 @@ fn forbidden(why: &str) -> Response {
 }
 
 /// The session id, unless the form did not come from this page: it needs a
-/// live session, its CSRF token, and no foreign `Origin`.
+/// live session, its CSRF token, and no foreign `Origin` (one of this `Host`
+/// or of `public_url` is not foreign).
 fn same_site_form(
     shared: &Shared,
     headers: &HeaderMap,
@@ -53,9 +54,11 @@ fn same_site_form(
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
     let foreign = origin.is_some_and(|o| {
-        o.strip_prefix("http://")
+        let this_host = o
+            .strip_prefix("http://")
             .or_else(|| o.strip_prefix("https://"))
-            != Some(host)
+            == Some(host);
+        !this_host && shared.public_origin.as_deref() != Some(o)
     });
     if foreign || !shared.auth_equal(csrf, &expected) {
         return Err("This form did not come from the status page.");

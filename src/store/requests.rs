@@ -137,8 +137,22 @@ impl Store {
 
     /// At the daemon's start: requests it was running when it stopped are
     /// interrupted; the jobs with requests still queued.
+    ///
+    /// A request's run is linked only when it ends; one killed part-way is
+    /// linked here to the run it left behind, so that it shows how far it got:
+    /// the job's latest run started since the request and still marked
+    /// running (under the job's lease nothing else started in between).
     pub fn recover_requests(&self) -> Result<Vec<String>> {
         let conn = self.conn();
+        conn.execute(
+            "UPDATE run_requests SET run_id = (
+                 SELECT r.id FROM runs r
+                 WHERE r.job = run_requests.job AND r.status = 'running'
+                   AND r.started_at >= run_requests.requested_at
+                 ORDER BY r.id DESC LIMIT 1)
+             WHERE state = 'running' AND run_id IS NULL",
+            [],
+        )?;
         conn.execute(
             "UPDATE run_requests SET state = 'interrupted' WHERE state = 'running'",
             [],
@@ -236,5 +250,51 @@ impl Store {
         let rows = stmt.query_map(params![limit as i64], row)?;
         let raw: Vec<Raw> = rows.collect::<rusqlite::Result<_>>()?;
         raw.into_iter().map(decode).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(month: &str) -> RunRequest {
+        RunRequest {
+            month: month.into(),
+            employees: Vec::new(),
+            force: false,
+            prune: false,
+        }
+    }
+
+    #[test]
+    fn a_request_killed_part_way_is_interrupted_with_the_run_it_left() {
+        let (_dir, s) = crate::store::tests::store();
+        let t0 = chrono::DateTime::parse_from_rfc3339("2026-12-06T10:00:00Z")
+            .expect("time")
+            .with_timezone(&Utc);
+        let before = s.start_run("j", "run", t0).expect("run");
+        s.finish_run(before, crate::store::RunStatus::Ok, None, t0)
+            .expect("finish");
+        let killed = s
+            .queue_request("j", &request("2026-10"), t0)
+            .expect("queue");
+        let waiting = s
+            .queue_request("j", &request("2026-11"), t0)
+            .expect("queue");
+        assert_eq!(
+            s.take_request("j").expect("take").map(|r| r.id),
+            Some(killed)
+        );
+        let run = s
+            .start_run("j", "rerun", t0 + chrono::Duration::seconds(1))
+            .expect("run");
+        assert_eq!(
+            s.recover_requests().expect("recover"),
+            vec!["j".to_string()]
+        );
+        let row = s.request(killed).expect("read").expect("row");
+        assert_eq!((row.state.as_str(), row.run_id), ("interrupted", Some(run)));
+        let row = s.request(waiting).expect("read").expect("row");
+        assert_eq!((row.state.as_str(), row.run_id), ("queued", None));
     }
 }

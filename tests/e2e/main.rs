@@ -6,6 +6,7 @@
 mod common;
 
 mod api_e2e;
+mod api_regressions_e2e;
 mod campaign_regressions_e2e;
 mod closed_pipe_e2e;
 mod daemon_e2e;
