@@ -98,6 +98,7 @@ async fn listen(
         clock: clock.clone(),
         metrics: metrics.clone(),
         sessions: Default::default(),
+        healthy_at: Default::default(),
         public_origin: config
             .public_url
             .as_ref()

@@ -15,7 +15,8 @@ use super::JobInfo;
 use crate::pipeline::JobReport;
 use crate::store::{Store, StoreError};
 
-/// Label sets: `[("job", …), …]`.
+/// Label sets: `[("sync_job", …), …]`. Not `job`: Prometheus gives each
+/// scrape target a `job` label of its own, and would rename ours.
 type Labels = Vec<(&'static str, String)>;
 
 pub use prometheus_text::CONTENT_TYPE;
@@ -50,7 +51,7 @@ fn outcome(report: &JobReport) -> &'static str {
 }
 
 fn job(name: &str) -> Labels {
-    vec![("job", name.to_string())]
+    vec![("sync_job", name.to_string())]
 }
 
 impl Default for Metrics {

@@ -31,8 +31,9 @@ use crate::clock::Clock;
 use crate::schedule::Schedule;
 use crate::store::Store;
 
-/// The largest request body taken: a run request is a few hundred bytes.
-pub const MAX_BODY: usize = 64 * 1024;
+/// The largest request body taken: room for a run request of the most
+/// employees allowed (1,000 ids of up to 64 bytes), little more.
+pub const MAX_BODY: usize = 128 * 1024;
 /// How long one request may take, its body included, before a 408.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -63,6 +64,9 @@ pub struct Shared {
     /// that sends its upstream address as `Host`, the page's forms come from
     /// there.
     pub public_origin: Option<String>,
+    /// When `/healthz` last proved the database writable: anyone may ask, so
+    /// it writes at most once a second.
+    pub healthy_at: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
 impl Shared {

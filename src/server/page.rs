@@ -336,6 +336,7 @@ pub fn run(request: &RequestRow, run: Option<&(RunRow, Vec<RunMonth>)>, tz: Tz) 
                 "Updated",
                 "Unchanged",
                 "Failed",
+                "Error",
             ],
         );
         for m in months {
@@ -349,6 +350,7 @@ pub fn run(request: &RequestRow, run: Option<&(RunRow, Vec<RunMonth>)>, tz: Tz) 
                     ("Updated", c.updated.to_string(), ""),
                     ("Unchanged", c.unchanged.to_string(), ""),
                     ("Failed", c.failed.to_string(), ""),
+                    ("Error", esc(m.error.as_deref().unwrap_or("")), "err"),
                 ],
             );
         }

@@ -564,7 +564,7 @@ async fn a_job_removed_by_a_reload_leaves_the_gauges() {
     };
     let gauges = |text: &str| -> Vec<String> {
         text.lines()
-            .filter(|l| l.contains("job=\"retired\""))
+            .filter(|l| l.contains("sync_job=\"retired\""))
             .filter(|l| l.contains("last_success") || l.contains("queued_runs"))
             .map(str::to_string)
             .collect()
