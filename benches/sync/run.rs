@@ -109,8 +109,13 @@ pub(crate) fn limits_toml(quotas: &[Quota], extra: &[(&str, String)]) -> String 
 }
 
 impl Bench {
-    pub(crate) async fn start(kind: Kind, employees: usize, args: &Args) -> Bench {
-        let org = match args.departments {
+    pub(crate) async fn start(
+        kind: Kind,
+        employees: usize,
+        departments: Option<usize>,
+        args: &Args,
+    ) -> Bench {
+        let org = match departments {
             Some(d) => Org::generate_in(employees, d, SEED),
             None => Org::generate(employees, SEED),
         };
