@@ -202,8 +202,18 @@ impl Pacer {
         hold
     }
 
-    /// Waits until this call's slot comes, and until its quota's windows allow it.
+    /// Waits until this call's slot comes, and until its quota's windows allow
+    /// it: [`Pacer::slot`] then [`Pacer::depart`], for a call sent right after.
     pub async fn ready(&self, endpoint: &str) {
+        self.slot(endpoint).await;
+        self.depart(endpoint).await;
+    }
+
+    /// Waits until this call's slot comes. What runs between this and the send
+    /// (a before-send hook writing to SQLite) may take a few milliseconds, so
+    /// the call is counted as leaving only by [`Pacer::depart`], right before it
+    /// is sent.
+    pub async fn slot(&self, endpoint: &str) {
         loop {
             let slot = self.reserve(endpoint);
             if slot > Instant::now() {
@@ -212,11 +222,16 @@ impl Pacer {
             // Woken much too late (a stalled process): going now would put this
             // call right next to the ones of the following slots.
             if Instant::now() <= slot + LATE_TOLERANCE {
-                break;
+                return;
             }
         }
-        // Held only when a call a quota earlier left late (by at most the
-        // tolerance): a wait of milliseconds, after which nothing can fill it.
+    }
+
+    /// Waits until the quota's windows, on the times calls really left, allow
+    /// this call, and counts it as leaving now. Held only when a call a quota
+    /// earlier left late (by the tolerance, or a slow hook): a wait of
+    /// milliseconds, after which nothing can fill the window.
+    pub async fn depart(&self, endpoint: &str) {
         while let Some(until) = self.leave(endpoint) {
             tokio::time::sleep_until(until.into()).await;
         }

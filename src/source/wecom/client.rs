@@ -364,7 +364,11 @@ impl Vendor for WecomClient {
     }
 
     fn pace(&self, endpoint: &str) -> impl std::future::Future<Output = ()> + Send {
-        self.pacer.ready(endpoint)
+        self.pacer.slot(endpoint)
+    }
+
+    fn depart(&self, endpoint: &str) -> impl std::future::Future<Output = ()> + Send {
+        self.pacer.depart(endpoint)
     }
 }
 
