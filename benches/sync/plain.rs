@@ -364,6 +364,7 @@ impl Bench {
         let source_log = self.source_log().split_off(source_before);
         let jdy_log = self.jdy.call_log().split_off(jdy_before);
         let (violations, injected) = self.faults();
+        self.write_log("plain", start, &source_log, &jdy_log);
         let mut rows = VendorCalls {
             vendor: self.kind.name(),
             log: source_log.clone(),

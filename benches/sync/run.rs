@@ -309,6 +309,30 @@ impl Bench {
         )
     }
 
+    /// `{label}.calls.tsv` in the case's dir (kept with `--keep`): every call's
+    /// arrival in seconds after the start, vendor, endpoint and outcome, for
+    /// profiling where a run's time goes.
+    pub(crate) fn write_log(
+        &self,
+        label: &str,
+        start: Instant,
+        source: &[CallRecord],
+        jdy: &[CallRecord],
+    ) {
+        let mut rows: Vec<(f64, &str, &CallRecord)> = source
+            .iter()
+            .map(|r| (self.kind.name(), r))
+            .chain(jdy.iter().map(|r| ("jiandaoyun", r)))
+            .map(|(v, r)| (r.at.saturating_duration_since(start).as_secs_f64(), v, r))
+            .collect();
+        rows.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let text: String = rows
+            .iter()
+            .map(|(t, v, r)| format!("{t:.6}\t{v}\t{}\t{:?}\n", r.endpoint, r.outcome))
+            .collect();
+        self.write(&format!("{label}.calls.tsv"), &text);
+    }
+
     pub(crate) fn source_log(&self) -> Vec<CallRecord> {
         match &self.source {
             SourceSim::Wecom(s) => s.call_log(),
@@ -406,6 +430,7 @@ impl Bench {
         let source_log = self.source_log().split_off(source_before);
         let jdy_log = self.jdy.call_log().split_off(jdy_before);
         let (violations, injected) = self.faults();
+        self.write_log(label, start, &source_log, &jdy_log);
         let source_vendor = self.kind.name();
         let mut rows = VendorCalls {
             vendor: source_vendor,
