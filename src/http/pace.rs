@@ -220,11 +220,39 @@ impl Pacer {
                 tokio::time::sleep_until(slot.into()).await;
             }
             // Woken much too late (a stalled process): going now would put this
-            // call right next to the ones of the following slots.
-            if Instant::now() <= slot + LATE_TOLERANCE {
+            // call right next to the ones of the following slots, if any.
+            if Instant::now() <= slot + LATE_TOLERANCE || self.resume(endpoint, slot) {
                 return;
             }
         }
+    }
+
+    /// A call woken late whose slot is still its lane's last one (a lane
+    /// called one call at a time, like a month's report calls in turn) goes
+    /// now and moves the lane on from now, when no other call of the vendor is
+    /// reserved within the vendor interval: nobody else's slot is taken, and
+    /// a new slot at the lane's end would cost a whole interval for a few
+    /// milliseconds late (on a loaded machine, a few per cent of a run).
+    fn resume(&self, endpoint: &str, slot: Instant) -> bool {
+        let mut lane = self.endpoints.get(endpoint).map(lock);
+        let mut shared = lock(&self.global);
+        if lane
+            .as_ref()
+            .is_some_and(|l| l.next != Some(slot + l.interval))
+        {
+            return false;
+        }
+        let now = Instant::now();
+        shared.reserved.remove(&slot);
+        if shared.first_free(now, now) != now {
+            shared.reserved.insert(slot);
+            return false;
+        }
+        shared.reserved.insert(now);
+        if let Some(lane) = lane.as_mut() {
+            lane.next = Some(now + lane.interval);
+        }
+        true
     }
 
     /// Waits until the quota's windows, on the times calls really left, allow
@@ -390,6 +418,30 @@ mod tests {
                 "{after:?}"
             );
         }
+    }
+
+    #[tokio::test]
+    async fn a_late_call_alone_on_its_lane_goes_and_the_lane_moves_on() {
+        let pacer = Pacer::new(Rate::per_second(1000), &[("x", Rate::per_second(10))], &[]);
+        pacer.ready("x").await;
+        let slot = pacer.reserve("x");
+        // The runtime's only thread stalls past the slot and the tolerance.
+        std::thread::sleep(
+            slot.saturating_duration_since(Instant::now()) + Duration::from_millis(30),
+        );
+        assert!(pacer.resume("x", slot), "nobody else reserved after it");
+        let went = Instant::now();
+        // The next call is a full interval after the late one, not after its slot.
+        pacer.ready("x").await;
+        assert!(went.elapsed() >= spacing(Rate::per_second(10)) - Duration::from_millis(1));
+
+        // With a later slot already handed out, the late call takes a new one.
+        let mine = pacer.reserve("x");
+        let _theirs = pacer.reserve("x");
+        std::thread::sleep(
+            mine.saturating_duration_since(Instant::now()) + Duration::from_millis(30),
+        );
+        assert!(!pacer.resume("x", mine));
     }
 
     #[tokio::test]
