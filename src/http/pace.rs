@@ -23,8 +23,8 @@
 //! that is milliseconds whatever the window's length. So the slots are spaced
 //! at (window + [`WINDOW_SLACK`]) ÷ quota, and every call also checks, on the
 //! times calls really left, that the call one quota before it left at least
-//! a window plus [`WINDOW_SLACK`] ago ([`Sent`]); a late wake-up then costs
-//! that call a few milliseconds instead of a margin paid in every window.
+//! a window plus [`WINDOW_SLACK`] ago ([`Sent`]); a late wake-up then delays
+//! that call a few milliseconds rather than filling a window.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::{Mutex, MutexGuard};
@@ -37,12 +37,12 @@ pub const TOTAL: &str = "total";
 
 /// Every span of quota + 1 calls is at least the window plus this, on the
 /// times calls left: what a call may take longer than the one a quota before it
-/// to reach the vendor. Loopback and a loaded two-core machine (the benchmark)
-/// vary by a few milliseconds; a slot missed by more than [`LATE_TOLERANCE`] is
-/// not sent late but taken again, and a late one is held by [`Sent`], so this
-/// covers the way to the vendor only. A proportional margin (+2 %, 1.2 s in a
-/// minute window) cost up to 2 % of every run's wall time for nothing.
-const WINDOW_SLACK: Duration = Duration::from_millis(10);
+/// to be counted by the vendor. Measured with the simulators on a loaded
+/// two-core machine (DingTalk at 20/s, 2,000 employees, both versions run side
+/// by side): 10 ms gave 7 throttling answers in 8,000 calls, where this gave 1;
+/// unloaded, 10 ms gave none. A share of the rate (+2 %, 1.2 s in a minute
+/// window) added nothing to it but cost 2 % of every minute-quota run.
+const WINDOW_SLACK: Duration = Duration::from_millis(30);
 /// A call woken at most this long after its slot still goes (the timer has
 /// millisecond steps and a busy machine adds some); later, it takes a new slot,
 /// so that it does not leave right next to the call of the following slot.
@@ -273,21 +273,21 @@ mod tests {
 
     #[test]
     fn spacing_leaves_a_margin_in_every_window() {
-        // 10/s: 10 ms per one-second window.
-        assert_eq!(spacing(Rate::per_second(10)), Duration::from_millis(101));
-        // 60/min: the same 10 ms per minute, not a share of it.
+        // 10/s: 30 ms per one-second window.
+        assert_eq!(spacing(Rate::per_second(10)), Duration::from_millis(103));
+        // 60/min: the same 30 ms per minute, not a share of it (+2 % was 1.02 s).
         assert_eq!(
             spacing(Rate::per_minute(60)),
-            Duration::from_nanos(1_000_166_666)
+            Duration::from_micros(1_000_500)
         );
-        // Eleven calls at 10/s never fit in one second, even 10 ms late.
-        assert!(spacing(Rate::per_second(10)) * 10 >= Duration::from_millis(1010));
+        // Eleven calls at 10/s never fit in one second, even 30 ms late.
+        assert!(spacing(Rate::per_second(10)) * 10 >= Duration::from_millis(1030));
     }
 
     #[tokio::test]
     async fn a_late_call_holds_the_one_a_quota_after_it() {
-        // 5/s: slots 202 ms apart. The first call leaves 9 ms late (within the
-        // tolerance); the sixth, on its slot, would then leave 1,001 ms after it.
+        // 5/s: slots 206 ms apart. The first call leaves 9 ms late (within the
+        // tolerance); the sixth, on its slot, would then leave 1,021 ms after it.
         let pacer = Pacer::new(Rate::per_second(1000), &[("x", Rate::per_second(5))], &[]);
         pacer.ready("x").await;
         let first = Instant::now();
@@ -302,8 +302,8 @@ mod tests {
         }
         let sixth = Instant::now();
         let span = sixth - (first + Duration::from_millis(9));
-        assert!(span >= Duration::from_millis(1010), "{span:?}");
-        assert!(span < Duration::from_millis(1100), "{span:?}");
+        assert!(span >= Duration::from_millis(1030), "{span:?}");
+        assert!(span < Duration::from_millis(1120), "{span:?}");
     }
 
     #[tokio::test]
