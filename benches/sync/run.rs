@@ -108,17 +108,23 @@ pub(crate) fn limits_toml(quotas: &[Quota], extra: &[(&str, String)]) -> String 
     out
 }
 
+/// The generated organisation of a case.
+fn organisation(employees: usize, departments: Option<usize>) -> Org {
+    match departments {
+        Some(d) => Org::generate_in(employees, d, SEED),
+        None => Org::generate(employees, SEED),
+    }
+}
+
 impl Bench {
+    /// `departments`: `None` for `Org::generate`'s ~n/15.
     pub(crate) async fn start(
         kind: Kind,
         employees: usize,
         departments: Option<usize>,
         args: &Args,
     ) -> Bench {
-        let org = match departments {
-            Some(d) => Org::generate_in(employees, d, SEED),
-            None => Org::generate(employees, SEED),
-        };
+        let org = organisation(employees, departments);
         let minute = Duration::from_secs(60);
         let (source, source_quotas, mapping_text, mapping_file) = match kind {
             Kind::Wecom => {
