@@ -4,11 +4,13 @@
 //! ```text
 //! cargo bench --bench sync -- [--sizes 2000,20000,200000] [--sources wecom,dingtalk]
 //!     [--latency-ms 20] [--dingtalk-rate 200] [--wecom-monthdata-rate 600]
-//!     [--departments N] [--source-limits scaled|default] [--out target/bench-sync.md]
+//!     [--departments N] [--source-limits scaled|default] [--shapes 2000/40,20000/2000]
+//!     [--no-plain] [--out target/bench-sync.md]
 //! ```
 //!
 //! For every source and size: a first run of one past month into an empty form,
-//! then a second run over the unchanged month. The binary runs as a child
+//! then a second run over the unchanged month, then the plain sequential client
+//! (`plain.rs`) once, for comparison. The binary runs as a child
 //! process, started through a small launcher (this binary with `--launch`); its
 //! wall time, peak RSS and CPU time are measured with `wait4`, so the
 //! simulators (in this process) are not counted. Calls, quota violations and
@@ -21,6 +23,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 mod calls;
+mod plain;
 mod report;
 mod run;
 
@@ -102,8 +105,12 @@ struct Args {
     wrap: Vec<String>,
     /// Departments in the organisation, root included; `None`: `Org::generate`'s ~n/15.
     departments: Option<usize>,
+    /// `--shapes`: (employees, departments) pairs, run instead of `--sizes`.
+    shapes: Vec<(usize, usize)>,
     /// Which contacts limits the job file sets.
     source_limits: SourceLimits,
+    /// Run the plain sequential client after attendsync's runs (`--no-plain`: not).
+    plain: bool,
 }
 
 /// `--source-limits`: whether the job's `[source.limits]` name the contacts
@@ -142,7 +149,9 @@ fn parse_args() -> Result<Option<Args>, String> {
         keep: false,
         wrap: Vec::new(),
         departments: None,
+        shapes: Vec::new(),
         source_limits: SourceLimits::Scaled,
+        plain: true,
     };
     let mut it = raw.into_iter().filter(|a| a != "--bench");
     while let Some(flag) = it.next() {
@@ -189,6 +198,12 @@ fn parse_args() -> Result<Option<Args>, String> {
                 }
                 args.departments = Some(n);
             }
+            "--shapes" => {
+                args.shapes = value()?
+                    .split(',')
+                    .map(parse_shape)
+                    .collect::<Result<_, _>>()?
+            }
             "--source-limits" => {
                 args.source_limits = match value()?.as_str() {
                     "scaled" => SourceLimits::Scaled,
@@ -202,6 +217,7 @@ fn parse_args() -> Result<Option<Args>, String> {
             }
             "--out" => args.out = PathBuf::from(value()?),
             "--keep" => args.keep = true,
+            "--no-plain" => args.plain = false,
             "--wrap" => args.wrap = value()?.split_whitespace().map(str::to_owned).collect(),
             other => return Err(format!("unknown argument {other:?}")),
         }
@@ -210,6 +226,29 @@ fn parse_args() -> Result<Option<Args>, String> {
         return Err("--dingtalk-rate and --wecom-monthdata-rate must be at least 1".into());
     }
     Ok(Some(args))
+}
+
+/// `2000/40`: 2,000 employees in 40 departments (root included).
+fn parse_shape(text: &str) -> Result<(usize, usize), String> {
+    let number = |t: &str| t.trim().replace('_', "").parse::<usize>();
+    match text.split_once('/').map(|(n, d)| (number(n), number(d))) {
+        Some((Ok(n), Ok(d))) if d >= 2 => Ok((n, d)),
+        _ => Err(format!(
+            "--shapes: {text:?} is not EMPLOYEES/DEPARTMENTS (at least 2 departments)"
+        )),
+    }
+}
+
+impl Args {
+    /// The (employees, departments) of each case: `--shapes`, or each of
+    /// `--sizes` with `--departments`.
+    fn cases(&self) -> Vec<(usize, Option<usize>)> {
+        if self.shapes.is_empty() {
+            self.sizes.iter().map(|&n| (n, self.departments)).collect()
+        } else {
+            self.shapes.iter().map(|&(n, d)| (n, Some(d))).collect()
+        }
+    }
 }
 
 /// What `wait4` tells about one finished child.
@@ -307,13 +346,13 @@ async fn bench(args: Args) {
     let mut cases = Vec::new();
     let total = Instant::now();
     for &kind in &args.sources {
-        for &n in &args.sizes {
+        for (n, departments) in args.cases() {
             eprintln!(
                 "[{:>6.1}s] {} × {n}: starting the simulators",
                 total.elapsed().as_secs_f64(),
                 kind.name()
             );
-            let bench = Bench::start(kind, n, &args).await;
+            let bench = Bench::start(kind, n, departments, &args).await;
             let reference = tokio::task::spawn_blocking(reference_cpu)
                 .await
                 .unwrap_or_else(|e| panic!("reference workload: {e}"));
@@ -333,6 +372,23 @@ async fn bench(args: Args) {
                 second.wall.as_secs_f64(),
                 second.exit
             );
+            let plain = if args.plain {
+                let entry_id = match kind {
+                    Kind::Wecom => WECOM_ENTRY_ID,
+                    Kind::Dingtalk => DINGTALK_ENTRY_ID,
+                };
+                let p = bench.run_plain(entry_id).await;
+                eprintln!(
+                    "[{:>6.1}s] {} × {n}: plain client {:.1} s (exit {})",
+                    total.elapsed().as_secs_f64(),
+                    kind.name(),
+                    p.wall.as_secs_f64(),
+                    p.exit
+                );
+                Some(p)
+            } else {
+                None
+            };
             let report_endpoint = kind.report_endpoint();
             let expected_report_calls = match kind {
                 Kind::Wecom => n.div_ceil(100),
@@ -345,6 +401,8 @@ async fn bench(args: Args) {
                 reference,
                 first,
                 second,
+                plain,
+                departments,
                 expected_report_calls,
                 report_endpoint,
             };

@@ -14,6 +14,10 @@ pub(crate) struct Case {
     pub(crate) reference: Duration,
     pub(crate) first: RunResult,
     pub(crate) second: RunResult,
+    /// The plain sequential client's one run (`plain.rs`), unless `--no-plain`.
+    pub(crate) plain: Option<RunResult>,
+    /// Departments of the organisation, when given (`--departments`, `--shapes`).
+    pub(crate) departments: Option<usize>,
     /// Report calls expected by the issue's formula.
     pub(crate) expected_report_calls: usize,
     pub(crate) report_endpoint: &'static str,
@@ -75,6 +79,61 @@ pub(crate) fn ok(b: bool) -> &'static str {
         "✗"
     }
 }
+/// `2000 / 40`, or `2000` when the departments were left to the generator.
+pub(crate) fn shape(c: &Case) -> String {
+    match c.departments {
+        Some(d) => format!("{} / {d}", c.employees),
+        None => c.employees.to_string(),
+    }
+}
+
+/// attendsync's two runs and the plain client side by side, against the first
+/// run's quota-bound minimum (the plain client makes the same report and
+/// `batch_create` calls, so its own minimum is the same).
+pub(crate) fn comparison(kind: Kind, cases: &[&Case]) -> String {
+    let mut out = format!(
+        "\n### {} → Jiandaoyun: attendsync and the plain client\n\n\
+         | employees / departments | quota-bound min (s) | attendsync first (s) | ÷ min | attendsync second (s) | ÷ min (pull alone) | plain client (s) | ÷ min | plain throttled / violations | attendsync throttled / violations | first run vs plain |\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|---|---|---:|\n",
+        kind.name()
+    );
+    for c in cases {
+        let (min, _) = c.first.bound(&[kind.name(), "jiandaoyun"]);
+        let (pull_min, _) = c.second.bound(&[kind.name()]);
+        let (plain_wall, plain_ratio, plain_faults, speedup) = match &c.plain {
+            Some(p) if p.exit == 0 => (
+                secs(p.wall),
+                format!("{:.3}", p.wall.as_secs_f64() / min),
+                format!("{} / {}", p.throttled, p.violations),
+                format!("{:.2}×", p.wall.as_secs_f64() / c.first.wall.as_secs_f64()),
+            ),
+            Some(p) => (
+                format!("failed ({})", secs(p.wall)),
+                "—".into(),
+                "—".into(),
+                "—".into(),
+            ),
+            None => ("—".into(), "—".into(), "—".into(), "—".into()),
+        };
+        out.push_str(&format!(
+            "| {} | {:.1} | {:.2} | {:.3} | {:.2} | {:.3} | {} | {} | {} | {} / {} | {} |\n",
+            shape(c),
+            min,
+            c.first.wall.as_secs_f64(),
+            c.first.wall.as_secs_f64() / min,
+            c.second.wall.as_secs_f64(),
+            c.second.wall.as_secs_f64() / pull_min,
+            plain_wall,
+            plain_ratio,
+            plain_faults,
+            c.first.throttled + c.second.throttled,
+            c.first.violations + c.second.violations,
+            speedup,
+        ));
+    }
+    out
+}
+
 /// The per-endpoint table of one case.
 pub(crate) fn case_detail(c: &Case) -> String {
     let mut out = format!(
@@ -82,9 +141,13 @@ pub(crate) fn case_detail(c: &Case) -> String {
          | run | vendor | endpoint | calls | per employee-month | quota | calls ÷ rate (s) | first call (s) | last call (s) | smallest gap (ms) | tightest quota+1 calls (s) |\n\
          |---|---|---|---:|---:|---|---:|---:|---:|---:|---:|\n",
         c.kind.name(),
-        c.employees
+        shape(c)
     );
-    for (label, run) in [("first", &c.first), ("second", &c.second)] {
+    let plain = c.plain.iter().map(|p| ("plain", p));
+    for (label, run) in [("first", &c.first), ("second", &c.second)]
+        .into_iter()
+        .chain(plain)
+    {
         for r in &run.rows {
             out.push_str(&format!(
                 "| {label} | {} | {} | {} | {:.3} | {} | {} | {:.2} | {:.2} | {} | {} |\n",
@@ -125,6 +188,7 @@ pub(crate) fn tables(cases: &[Case], args: &Args) -> String {
         if of_kind.is_empty() {
             continue;
         }
+        out.push_str(&comparison(kind, &of_kind));
         out.push_str(&format!(
             "\n### {} → Jiandaoyun, first run (empty form)\n\n\
              | employees | wall (s) | quota-bound min (s) | bounding endpoint | wall ÷ min | report calls (expected) | batch_create (expected) | calls / employee-month | throttled answers / injected | quota violations | peak RSS (MiB) | CPU user + sys (s) | CPU ÷ wall | reference (ms) | exit |\n\

@@ -108,12 +108,23 @@ pub(crate) fn limits_toml(quotas: &[Quota], extra: &[(&str, String)]) -> String 
     out
 }
 
+/// The generated organisation of a case.
+fn organisation(employees: usize, departments: Option<usize>) -> Org {
+    match departments {
+        Some(d) => Org::generate_in(employees, d, SEED),
+        None => Org::generate(employees, SEED),
+    }
+}
+
 impl Bench {
-    pub(crate) async fn start(kind: Kind, employees: usize, args: &Args) -> Bench {
-        let org = match args.departments {
-            Some(d) => Org::generate_in(employees, d, SEED),
-            None => Org::generate(employees, SEED),
-        };
+    /// `departments`: `None` for `Org::generate`'s ~n/15.
+    pub(crate) async fn start(
+        kind: Kind,
+        employees: usize,
+        departments: Option<usize>,
+        args: &Args,
+    ) -> Bench {
+        let org = organisation(employees, departments);
         let minute = Duration::from_secs(60);
         let (source, source_quotas, mapping_text, mapping_file) = match kind {
             Kind::Wecom => {
@@ -304,6 +315,30 @@ impl Bench {
         )
     }
 
+    /// `{label}.calls.tsv` in the case's dir (kept with `--keep`): every call's
+    /// arrival in seconds after the start, vendor, endpoint and outcome, for
+    /// profiling where a run's time goes.
+    pub(crate) fn write_log(
+        &self,
+        label: &str,
+        start: Instant,
+        source: &[CallRecord],
+        jdy: &[CallRecord],
+    ) {
+        let mut rows: Vec<(f64, &str, &CallRecord)> = source
+            .iter()
+            .map(|r| (self.kind.name(), r))
+            .chain(jdy.iter().map(|r| ("jiandaoyun", r)))
+            .map(|(v, r)| (r.at.saturating_duration_since(start).as_secs_f64(), v, r))
+            .collect();
+        rows.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let text: String = rows
+            .iter()
+            .map(|(t, v, r)| format!("{t:.6}\t{v}\t{}\t{:?}\n", r.endpoint, r.outcome))
+            .collect();
+        self.write(&format!("{label}.calls.tsv"), &text);
+    }
+
     pub(crate) fn source_log(&self) -> Vec<CallRecord> {
         match &self.source {
             SourceSim::Wecom(s) => s.call_log(),
@@ -401,6 +436,7 @@ impl Bench {
         let source_log = self.source_log().split_off(source_before);
         let jdy_log = self.jdy.call_log().split_off(jdy_before);
         let (violations, injected) = self.faults();
+        self.write_log(label, start, &source_log, &jdy_log);
         let source_vendor = self.kind.name();
         let mut rows = VendorCalls {
             vendor: source_vendor,

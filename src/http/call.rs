@@ -123,6 +123,14 @@ pub trait Vendor: Sync {
     /// Waits for the endpoint's time slot.
     fn pace(&self, endpoint: &str) -> impl Future<Output = ()> + Send;
 
+    /// The last wait, after the before-send hook and right before the send:
+    /// a pacer's check of its windows on the times calls really left
+    /// ([`super::pace::Pacer::depart`]), which a slow hook would otherwise
+    /// move. None by default (a vendor whose `pace` is the whole wait).
+    fn depart(&self, _endpoint: &str) -> impl Future<Output = ()> + Send {
+        std::future::ready(())
+    }
+
     /// What the status line alone says. By default a 5xx or 429 is transient
     /// and a redirect is refused ([`redirected`]).
     fn status(&self, status: StatusCode, _headers: &HeaderMap) -> OnStatus {
@@ -351,6 +359,9 @@ where
     if let Err(e) = (steps.before_send)().await {
         return Err(Attempt::Fail(Failure::Vendor(e)));
     }
+    // Milliseconds at most (see `Vendor::depart`): what the hook recorded still
+    // holds from a moment before the send.
+    vendor.depart(endpoint).await;
     if let Some(stats) = vendor.stats() {
         stats.call(endpoint);
     }

@@ -361,3 +361,68 @@ async fn a_resend_goes_out_again_within_the_attempt_once() {
     }
     assert_eq!(script.queries().len(), 2);
 }
+
+/// A vendor that notes the order of the pacer's wait, the hook and the departure.
+struct Ordered {
+    http: reqwest::Client,
+    retry: RetryConfig,
+    steps: Arc<Mutex<Vec<&'static str>>>,
+}
+
+impl Vendor for Ordered {
+    type Error = String;
+    const CODE: &'static str = "errcode";
+
+    fn secrets(&self) -> Vec<&str> {
+        Vec::new()
+    }
+
+    fn retry_config(&self) -> &RetryConfig {
+        &self.retry
+    }
+
+    fn stats(&self) -> Option<&CallStats> {
+        None
+    }
+
+    fn pace(&self, _endpoint: &str) -> impl Future<Output = ()> + Send {
+        self.steps.lock().unwrap().push("slot");
+        std::future::ready(())
+    }
+
+    fn depart(&self, _endpoint: &str) -> impl Future<Output = ()> + Send {
+        self.steps.lock().unwrap().push("depart");
+        std::future::ready(())
+    }
+}
+
+#[tokio::test]
+async fn a_call_departs_after_its_hook_right_before_the_send() {
+    // A slow hook between the slot and the send must not move the time the
+    // pacer counts the call as leaving (`Pacer::depart`).
+    let (url, script) = serve(&[(200, r#"{"errcode":0}"#)]).await;
+    let steps = Arc::new(Mutex::new(Vec::new()));
+    let vendor = Ordered {
+        http: crate::http::client(Duration::from_secs(5)).unwrap(),
+        retry: Fake::new(3).retry,
+        steps: steps.clone(),
+    };
+    let hook = || {
+        let steps = steps.clone();
+        async move {
+            steps.lock().unwrap().push("hook");
+            Ok::<(), String>(())
+        }
+    };
+    let r = call(
+        &vendor,
+        &at("e", Resend::Never),
+        |_| vendor.http.get(&url),
+        |_, b: &mut Vec<u8>| decode(b),
+        hook,
+    )
+    .await;
+    assert!(r.is_ok(), "{r:?}");
+    assert_eq!(script.queries().len(), 1);
+    assert_eq!(*steps.lock().unwrap(), ["slot", "hook", "depart"]);
+}

@@ -56,7 +56,9 @@ pub enum Attempt<T, E> {
     /// once with a fresh token (bounded, see `MAX_TOKEN_REFRESHES`).
     TokenRejected(E),
     /// The token was rejected but another caller had already replaced it: retried
-    /// at once with the new token (counts as an attempt).
+    /// at once with the new token. Not the call's fault (it carried the token
+    /// that was current when it started), so not an attempt, up to
+    /// `MAX_STALE_TOKENS` times; after that each one counts.
     StaleToken,
     /// Not retryable.
     Fail(E),
@@ -76,6 +78,12 @@ pub enum RetryError<E> {
 /// token that is rejected again (the vendor revoked it early while other calls
 /// used it) gets the same one retry, up to this many in all.
 const MAX_TOKEN_REFRESHES: u32 = 3;
+
+/// A call that met a token already replaced by another call retries with the
+/// new one without spending an attempt, this many times. When a vendor revokes
+/// tokens early, every call under way meets the revoked one at once; counted as
+/// attempts, those retries used up the attempts meant for throttling.
+const MAX_STALE_TOKENS: u32 = 16;
 
 fn exponential(initial: Duration, max: Duration) -> ExponentialBackoff {
     ExponentialBackoff {
@@ -104,6 +112,7 @@ where
     let mut transient = exponential(cfg.initial_wait, cfg.max_wait);
     let mut throttled = exponential(cfg.throttle_wait, throttle_cap);
     let mut token_refreshes = 0u32;
+    let mut stale_tokens = 0u32;
     let mut attempt = 0u32;
     loop {
         attempt += 1;
@@ -123,6 +132,11 @@ where
                 continue;
             }
             Attempt::StaleToken => {
+                if stale_tokens < MAX_STALE_TOKENS {
+                    stale_tokens += 1;
+                    attempt -= 1;
+                    continue;
+                }
                 if attempt >= cfg.max_attempts {
                     return Err(RetryError::Exhausted {
                         attempts: attempt,
@@ -226,6 +240,38 @@ mod tests {
         assert!(r.is_ok());
         // 40 ms with up to 25 % jitter either way.
         assert!(start.elapsed() >= Duration::from_millis(30));
+    }
+
+    #[tokio::test]
+    async fn a_token_replaced_meanwhile_costs_no_attempt_within_its_bound() {
+        // Two attempts allowed; five stale tokens, a throttle, then success.
+        let n = Cell::new(0);
+        let r: Result<u32, RetryError<()>> = retry(&fast(2), "e", || {
+            n.set(n.get() + 1);
+            let v = n.get();
+            async move {
+                match v {
+                    1..=5 => Attempt::StaleToken,
+                    6 => Attempt::Throttled {
+                        reason: "45009".into(),
+                        retry_after: None,
+                    },
+                    _ => Attempt::Done(v),
+                }
+            }
+        })
+        .await;
+        assert_eq!(r.ok(), Some(7));
+
+        // A token that never stops being replaced still ends.
+        let n = Cell::new(0);
+        let r: Result<(), RetryError<()>> = retry(&fast(3), "e", || {
+            n.set(n.get() + 1);
+            async { Attempt::StaleToken }
+        })
+        .await;
+        assert!(matches!(r, Err(RetryError::Exhausted { attempts: 3, .. })));
+        assert_eq!(n.get(), MAX_STALE_TOKENS + 3);
     }
 
     #[tokio::test]

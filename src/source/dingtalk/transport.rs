@@ -203,7 +203,7 @@ impl DingtalkClient {
     async fn wait_turn(&self, endpoint: &str) {
         loop {
             self.wait_out_ban().await;
-            self.pacer.ready(endpoint).await;
+            self.pacer.slot(endpoint).await;
             if !self.ban_in_force() {
                 return;
             }
@@ -366,6 +366,10 @@ impl Vendor for DingtalkClient {
 
     fn pace(&self, endpoint: &str) -> impl Future<Output = ()> + Send {
         self.wait_turn(endpoint)
+    }
+
+    fn depart(&self, endpoint: &str) -> impl Future<Output = ()> + Send {
+        self.pacer.depart(endpoint)
     }
 
     /// DingTalk's answers are judged with their body: a status line alone

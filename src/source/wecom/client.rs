@@ -227,25 +227,39 @@ impl WecomClient {
                     .await
             })
             .buffered(CONTACTS_IN_FLIGHT);
+        // Handed on a chunk's worth at a time: the receiver's channel holds a
+        // few sends, and a send per department (one or two people in an inner
+        // one) would stop the listing a few people ahead of the pulls.
+        let mut found = Vec::new();
         while let Some(list) = answers.next().await {
-            let fresh: Vec<String> = list?
-                .userlist
-                .into_iter()
-                .flatten()
-                .filter_map(|u| u.userid)
-                .filter(|u| !u.is_empty() && seen.insert(u))
-                .collect();
-            if !fresh.is_empty() && tx.send(fresh).await.is_err() {
+            found.extend(
+                list?
+                    .userlist
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|u| u.userid)
+                    .filter(|u| !u.is_empty() && seen.insert(u)),
+            );
+            if found.len() >= MAX_USERS_PER_CALL
+                && tx.send(std::mem::take(&mut found)).await.is_err()
+            {
                 return Ok(seen);
             }
+        }
+        if !found.is_empty() {
+            let _ = tx.send(found).await;
         }
         Ok(seen)
     }
 
     /// Every department id under the starting ones (the whole visible scope when
-    /// none are given). If an answer holds only direct children, walks down.
-    async fn departments(&self, starts: &[u64]) -> Result<BTreeSet<u64>, SourceError> {
+    /// none are given), the leaves first. If an answer holds only direct children,
+    /// walks down. Most people sit in the leaves of an organisation tree and few
+    /// in the departments above them, so the first chunks fill after a few
+    /// member lists rather than after every inner department's.
+    async fn departments(&self, starts: &[u64]) -> Result<Vec<u64>, SourceError> {
         let mut seen = BTreeSet::new();
+        let mut parents = BTreeSet::new();
         let mut queue: Vec<Option<u64>> = if starts.is_empty() {
             vec![None]
         } else {
@@ -266,13 +280,19 @@ impl WecomClient {
             }
             let one_level =
                 start.is_some_and(|s| list.iter().all(|(id, parent)| *parent == s || *id == s));
-            for (id, _) in list {
+            for (id, parent) in list {
+                if id != parent {
+                    parents.insert(parent);
+                }
                 if seen.insert(id) && one_level {
                     queue.push(Some(id));
                 }
             }
         }
-        Ok(seen)
+        let (mut order, inner): (Vec<u64>, Vec<u64>) =
+            seen.into_iter().partition(|id| !parents.contains(id));
+        order.extend(inner);
+        Ok(order)
     }
 
     /// The month reports of up to 100 employees for the window `[start, end]`
@@ -344,7 +364,11 @@ impl Vendor for WecomClient {
     }
 
     fn pace(&self, endpoint: &str) -> impl std::future::Future<Output = ()> + Send {
-        self.pacer.ready(endpoint)
+        self.pacer.slot(endpoint)
+    }
+
+    fn depart(&self, endpoint: &str) -> impl std::future::Future<Output = ()> + Send {
+        self.pacer.depart(endpoint)
     }
 }
 

@@ -420,7 +420,11 @@ impl Vendor for Jiandaoyun {
     }
 
     fn pace(&self, endpoint: &str) -> impl std::future::Future<Output = ()> + Send {
-        self.pacer.ready(endpoint)
+        self.pacer.slot(endpoint)
+    }
+
+    fn depart(&self, endpoint: &str) -> impl std::future::Future<Output = ()> + Send {
+        self.pacer.depart(endpoint)
     }
 
     /// A 429 is throttling, with the server's wait when it names one (capped);
