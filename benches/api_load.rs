@@ -335,6 +335,11 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 }
 
 fn main() {
+    // `cargo test --all-targets` runs bench targets too, without `--bench`.
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("benches/api_load: not run without --bench (use `cargo bench --bench api_load`)");
+        return;
+    }
     let args = args();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
