@@ -36,8 +36,8 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(8);
 pub type Reload = Box<dyn Fn() -> Result<Vec<LoadedJob>, ConfigErrors> + Send>;
 
 /// The job files read again; `None` (logged at ERROR) keeps the old configuration.
-fn reloaded(reload: &Reload) -> Option<Vec<Scheduled>> {
-    match reload().and_then(scheduled_jobs) {
+fn reloaded(reload: &Reload, serving: bool) -> Option<Vec<Scheduled>> {
+    match reload().and_then(|jobs| scheduled_jobs(jobs, serving)) {
         Ok(jobs) => {
             tracing::info!(jobs = jobs.len(), "SIGHUP: job files reloaded");
             Some(jobs)
@@ -68,6 +68,7 @@ fn job_infos(jobs: &[Scheduled]) -> Arc<Vec<JobInfo>> {
                 name: s.job.job.name.clone(),
                 source: s.job.job.source.kind().to_string(),
                 schedule: s.schedule.clone(),
+                timezone: s.job.job.timezone,
                 budget: s.job.job.source.call_costs().map(|c| c.monthly_budget),
             })
             .collect(),
@@ -137,7 +138,7 @@ pub async fn run(
     clock: Clock,
     server: Option<ServerConfig>,
 ) -> Result<u8, AppError> {
-    let mut jobs = Arc::new(scheduled_jobs(jobs)?);
+    let mut jobs = Arc::new(scheduled_jobs(jobs, server.is_some())?);
     let metrics = Arc::new(Metrics::new());
     let mut listener = match &server {
         Some(config) => Some(listen(config, &jobs, &syncer, &clock, &metrics).await?),
@@ -173,7 +174,7 @@ pub async fn run(
         match event {
             Event::Stop => break,
             Event::Reload => {
-                if let Some(new) = reloaded(&reload) {
+                if let Some(new) = reloaded(&reload, server.is_some()) {
                     tickers.iter().for_each(JoinHandle::abort);
                     generation += 1;
                     jobs = Arc::new(new);

@@ -16,7 +16,8 @@ use crate::schedule::Schedule;
 
 pub(super) struct Scheduled {
     pub(super) job: LoadedJob,
-    pub(super) schedule: Schedule,
+    /// `None`: a job without `schedule`, run only when requested through the API.
+    pub(super) schedule: Option<Schedule>,
 }
 
 /// A job is due (a scheduled time or a catch-up), in configuration `generation`.
@@ -25,11 +26,24 @@ pub(super) struct Fire {
     pub(super) job: usize,
 }
 
-pub(super) fn scheduled_jobs(jobs: Vec<LoadedJob>) -> Result<Vec<Scheduled>, ConfigErrors> {
+/// The jobs the daemon runs: those with a `schedule`, and while it serves the
+/// API (`serving`) the others too, run only on request.
+pub(super) fn scheduled_jobs(
+    jobs: Vec<LoadedJob>,
+    serving: bool,
+) -> Result<Vec<Scheduled>, ConfigErrors> {
     let mut out = Vec::new();
     for job in jobs {
         let Some(text) = job.job.schedule.clone() else {
-            tracing::warn!(job = %job.job.name, "no `schedule` in the job file; the daemon does not run it");
+            if serving {
+                tracing::info!(job = %job.job.name, "no `schedule` in the job file; it runs only when requested through the API");
+                out.push(Scheduled {
+                    job,
+                    schedule: None,
+                });
+            } else {
+                tracing::warn!(job = %job.job.name, "no `schedule` in the job file; the daemon does not run it");
+            }
             continue;
         };
         let schedule = Schedule::parse(&text, job.job.timezone).map_err(|message| {
@@ -41,7 +55,10 @@ pub(super) fn scheduled_jobs(jobs: Vec<LoadedJob>) -> Result<Vec<Scheduled>, Con
                 message,
             }])
         })?;
-        out.push(Scheduled { job, schedule });
+        out.push(Scheduled {
+            job,
+            schedule: Some(schedule),
+        });
     }
     if out.is_empty() {
         return Err(ConfigErrors(vec![ConfigError {
@@ -49,7 +66,7 @@ pub(super) fn scheduled_jobs(jobs: Vec<LoadedJob>) -> Result<Vec<Scheduled>, Con
             line: 0,
             column: 0,
             key: "schedule".into(),
-            message: "no job has a `schedule`; nothing for the daemon to do".into(),
+            message: "no job has a `schedule` (and attendsync.toml has no [server] to request runs through); nothing for the daemon to do".into(),
         }]));
     }
     Ok(out)
@@ -69,10 +86,11 @@ async fn ticker(
     tx: mpsc::UnboundedSender<Fire>,
 ) {
     let s = &jobs[job];
+    let Some(schedule) = &s.schedule else { return };
     let mut after = clock.now();
     loop {
-        let Some(due) = s.schedule.next_after(after) else {
-            tracing::error!(job = %s.job.job.name, schedule = %s.schedule.text(), "the schedule has no fire after {after}; the daemon no longer runs this job");
+        let Some(due) = schedule.next_after(after) else {
+            tracing::error!(job = %s.job.job.name, schedule = %schedule.text(), "the schedule has no fire after {after}; the daemon no longer runs this job");
             return;
         };
         clock.sleep_until(due).await;
@@ -80,8 +98,8 @@ async fn ticker(
         after = due.max(clock.now());
         tracing::info!(
             job = %s.job.job.name,
-            scheduled = %local(&s.schedule, Some(due)),
-            next_fire = %local(&s.schedule, s.schedule.next_after(after)),
+            scheduled = %local(schedule, Some(due)),
+            next_fire = %local(schedule, schedule.next_after(after)),
             "scheduled time reached"
         );
         if tx.send(Fire { generation, job }).is_err() {
@@ -100,11 +118,14 @@ pub(super) fn start_tickers(
     let now = clock.now();
     let mut out = Vec::new();
     for (i, s) in jobs.iter().enumerate() {
+        let Some(schedule) = &s.schedule else {
+            continue;
+        };
         tracing::info!(
             job = %s.job.job.name,
-            schedule = %s.schedule.text(),
-            timezone = %s.schedule.timezone(),
-            next_fire = %local(&s.schedule, s.schedule.next_after(now)),
+            schedule = %schedule.text(),
+            timezone = %schedule.timezone(),
+            next_fire = %local(schedule, schedule.next_after(now)),
             "scheduled"
         );
         let (jobs, clock, tx) = (jobs.clone(), clock.clone(), tx.clone());
@@ -125,7 +146,7 @@ pub(super) async fn catch_up(
         let name = s.job.job.name.clone();
         let last = syncer.store.call(move |st| st.last_success(&name)).await?;
         if let Some(last) = last {
-            if s.schedule.missed(last, now) {
+            if s.schedule.as_ref().is_some_and(|sc| sc.missed(last, now)) {
                 tracing::info!(job = %s.job.job.name, last_success = %last, "a scheduled run was missed while the daemon was down; catching up once");
                 let _ = tx.send(Fire {
                     generation: 0,

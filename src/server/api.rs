@@ -119,13 +119,13 @@ pub(super) async fn jobs(State(shared): State<Arc<Shared>>) -> Answer {
         .iter()
         .zip(facts)
         .map(|(j, (last, running, queued))| {
-            let tz = j.schedule.timezone();
+            let tz = j.timezone;
             json!({
                 "name": j.name,
                 "source": j.source,
-                "schedule": j.schedule.text(),
+                "schedule": j.schedule.as_ref().map(|s| s.text()),
                 "timezone": tz.name(),
-                "next_fire": j.schedule.next_after(now).map(|t| t.with_timezone(&tz).to_rfc3339()),
+                "next_fire": j.schedule.as_ref().and_then(|s| s.next_after(now)).map(|t| t.with_timezone(&tz).to_rfc3339()),
                 "running": running,
                 "queued": queued,
                 "last_run": last.map(|r| json!({

@@ -42,7 +42,9 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct JobInfo {
     pub name: String,
     pub source: String,
-    pub schedule: Schedule,
+    /// `None`: run only when requested.
+    pub schedule: Option<Schedule>,
+    pub timezone: chrono_tz::Tz,
     /// A metered source's monthly budget of calls.
     pub budget: Option<u64>,
 }

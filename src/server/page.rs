@@ -12,7 +12,8 @@ use crate::store::{MonthRow, RequestRow, RunMonth, RunRow};
 pub struct JobView {
     pub name: String,
     pub source: String,
-    pub schedule: String,
+    /// `None`: runs only on request.
+    pub schedule: Option<String>,
     pub timezone: Tz,
     pub next_fire: Option<DateTime<Utc>>,
     pub running: bool,
@@ -175,11 +176,10 @@ fn jobs_table(html: &mut String, jobs: &[JobView]) {
             (false, 0) => "idle".to_string(),
             (false, q) => format!("{q} queued"),
         };
-        let schedule = format!(
-            "<code>{}</code> ({})",
-            esc(&j.schedule),
-            esc(j.timezone.name())
-        );
+        let schedule = match &j.schedule {
+            Some(text) => format!("<code>{}</code> ({})", esc(text), esc(j.timezone.name())),
+            None => format!("on request only ({})", esc(j.timezone.name())),
+        };
         row(
             html,
             &[

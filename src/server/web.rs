@@ -99,7 +99,7 @@ async fn status_view(shared: &Shared, csrf: String) -> Result<StatusView, ApiErr
     let tz_of = |job: &str| {
         jobs.iter()
             .find(|j| j.name == job)
-            .map_or(chrono_tz::Asia::Shanghai, |j| j.schedule.timezone())
+            .map_or(chrono_tz::Asia::Shanghai, |j| j.timezone)
     };
     let views = jobs
         .iter()
@@ -107,9 +107,9 @@ async fn status_view(shared: &Shared, csrf: String) -> Result<StatusView, ApiErr
         .map(|(j, (months, running, queued))| JobView {
             name: j.name.clone(),
             source: j.source.clone(),
-            schedule: j.schedule.text().to_string(),
-            timezone: j.schedule.timezone(),
-            next_fire: j.schedule.next_after(now),
+            schedule: j.schedule.as_ref().map(|s| s.text().to_string()),
+            timezone: j.timezone,
+            next_fire: j.schedule.as_ref().and_then(|s| s.next_after(now)),
             running,
             queued,
             months,
@@ -238,7 +238,7 @@ pub(super) async fn run(
                 .jobs()
                 .iter()
                 .find(|j| j.name == request.job)
-                .map_or(chrono_tz::Asia::Shanghai, |j| j.schedule.timezone());
+                .map_or(chrono_tz::Asia::Shanghai, |j| j.timezone);
             Html(page::run(&request, run.as_ref(), tz)).into_response()
         }
         Ok(None) => (

@@ -438,3 +438,42 @@ async fn post_oversized(api: &Api, path: &str, body: String) -> Result<u16, reqw
         .await
         .map(|a| a.status().as_u16())
 }
+
+/// A job without `schedule` is not run by the daemon's clock, but with the
+/// API on it is listed and can be requested.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_without_a_schedule_runs_on_request() {
+    let env = Env::start(30, fast_wecom(), JdySimConfig::default()).await;
+    let api = Api::start(&env).await;
+    let job = env.job_text(FAST_SOURCE, FAST_TARGET);
+    assert!(!job.contains("schedule"), "the plain job has no schedule");
+    env.write("jobs/on_request.toml", &job);
+    env.write("mappings/on_request.toml", common::shipped_mapping());
+    let job = job.replace(
+        "mapping = \"wecom_monthly.toml\"",
+        "mapping = \"on_request.toml\"",
+    );
+    env.write("jobs/on_request.toml", &job);
+    api.daemon.signal("HUP");
+    api.daemon
+        .wait_for_line(&["job files reloaded", "jobs=2"], Duration::from_secs(10))
+        .await;
+    let (_, jobs) = api.get("/api/v1/jobs").await;
+    let listed = jobs["jobs"].as_array().cloned().unwrap_or_default();
+    let on_request = listed.iter().find(|j| j["name"] == "on_request");
+    let on_request = on_request.unwrap_or_else(|| panic!("not listed: {jobs}"));
+    assert!(
+        on_request["schedule"].is_null() && on_request["next_fire"].is_null(),
+        "{jobs}"
+    );
+    let (status, answer) = api
+        .post("/api/v1/jobs/on_request/runs", json!({"month": MONTH}))
+        .await;
+    assert_eq!(status, 202, "{answer}");
+    let run = api
+        .until_done(answer["run"].as_i64().unwrap_or(0), Duration::from_secs(60))
+        .await;
+    assert_eq!(run["run"]["status"], "ok", "{run}");
+    let (code, log) = api.daemon.terminate().await;
+    assert_eq!(code, 0, "{log}");
+}
