@@ -72,8 +72,12 @@ pub struct Shared {
 }
 
 impl Shared {
-    fn auth_equal(&self, a: &str, b: &str) -> bool {
-        self.auth.same(a, b)
+    /// A job's timezone; Beijing time for a job no longer configured.
+    fn timezone_of(&self, job: &str) -> chrono_tz::Tz {
+        self.jobs()
+            .iter()
+            .find(|j| j.name == job)
+            .map_or(chrono_tz::Asia::Shanghai, |j| j.timezone)
     }
 
     fn jobs(&self) -> Arc<Vec<JobInfo>> {

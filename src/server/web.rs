@@ -60,7 +60,7 @@ fn same_site_form(
             == Some(host);
         !this_host && shared.public_origin.as_deref() != Some(o)
     });
-    if foreign || !shared.auth_equal(csrf, &expected) {
+    if foreign || !shared.auth.same(csrf, &expected) {
         return Err("This form did not come from the status page.");
     }
     Ok(id)
@@ -96,11 +96,6 @@ async fn status_view(shared: &Shared, csrf: String) -> Result<StatusView, ApiErr
             Ok((facts, s.recent_runs(None, 15)?, s.open_requests(50)?))
         })
         .await?;
-    let tz_of = |job: &str| {
-        jobs.iter()
-            .find(|j| j.name == job)
-            .map_or(chrono_tz::Asia::Shanghai, |j| j.timezone)
-    };
     let views = jobs
         .iter()
         .zip(facts)
@@ -120,7 +115,7 @@ async fn status_view(shared: &Shared, csrf: String) -> Result<StatusView, ApiErr
         runs: runs
             .into_iter()
             .map(|r| {
-                let tz = tz_of(&r.job);
+                let tz = shared.timezone_of(&r.job);
                 (r, tz)
             })
             .collect(),
@@ -234,11 +229,7 @@ pub(super) async fn run(
         .await;
     match found {
         Ok(Some((request, run))) => {
-            let tz = shared
-                .jobs()
-                .iter()
-                .find(|j| j.name == request.job)
-                .map_or(chrono_tz::Asia::Shanghai, |j| j.timezone);
+            let tz = shared.timezone_of(&request.job);
             Html(page::run(&request, run.as_ref(), tz)).into_response()
         }
         Ok(None) => (

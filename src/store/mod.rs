@@ -199,6 +199,24 @@ pub struct RunRow {
     pub message: Option<String>,
 }
 
+impl RunRow {
+    /// The columns `RUN_COLUMNS` name, in that order.
+    pub(crate) fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRow> {
+        Ok(RunRow {
+            id: r.get(0)?,
+            job: r.get(1)?,
+            command: r.get(2)?,
+            started_at: r.get(3)?,
+            finished_at: r.get(4)?,
+            status: r.get(5)?,
+            message: r.get(6)?,
+        })
+    }
+}
+
+/// The columns of a [`RunRow`], for [`RunRow::from_row`].
+pub(crate) const RUN_COLUMNS: &str = "id, job, command, started_at, finished_at, status, message";
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MonthRow {
     pub job: String,
@@ -391,21 +409,10 @@ impl Store {
     /// The newest runs first, optionally of one job.
     pub fn recent_runs(&self, job: Option<&str>, limit: usize) -> Result<Vec<RunRow>> {
         let conn = self.conn();
-        let mut stmt = conn.prepare(
-            "SELECT id, job, command, started_at, finished_at, status, message FROM runs
-             WHERE ?1 IS NULL OR job = ?1 ORDER BY id DESC LIMIT ?2",
-        )?;
-        let rows = stmt.query_map(params![job, limit as i64], |r| {
-            Ok(RunRow {
-                id: r.get(0)?,
-                job: r.get(1)?,
-                command: r.get(2)?,
-                started_at: r.get(3)?,
-                finished_at: r.get(4)?,
-                status: r.get(5)?,
-                message: r.get(6)?,
-            })
-        })?;
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {RUN_COLUMNS} FROM runs WHERE ?1 IS NULL OR job = ?1 ORDER BY id DESC LIMIT ?2"
+        ))?;
+        let rows = stmt.query_map(params![job, limit as i64], RunRow::from_row)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 

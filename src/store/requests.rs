@@ -193,23 +193,10 @@ pub struct RunMonth {
 
 impl Store {
     pub fn run_row(&self, id: i64) -> Result<Option<super::RunRow>> {
-        let conn = self.conn();
-        let found = conn
-            .query_row(
-                "SELECT id, job, command, started_at, finished_at, status, message FROM runs WHERE id = ?1",
-                params![id],
-                |r| {
-                    Ok(super::RunRow {
-                        id: r.get(0)?,
-                        job: r.get(1)?,
-                        command: r.get(2)?,
-                        started_at: r.get(3)?,
-                        finished_at: r.get(4)?,
-                        status: r.get(5)?,
-                        message: r.get(6)?,
-                    })
-                },
-            )
+        let sql = format!("SELECT {} FROM runs WHERE id = ?1", super::RUN_COLUMNS);
+        let found = self
+            .conn()
+            .query_row(&sql, params![id], super::RunRow::from_row)
             .optional()?;
         Ok(found)
     }

@@ -22,16 +22,7 @@ pub(crate) struct Api {
 
 impl Api {
     pub(crate) async fn start(env: &Env) -> Api {
-        let job = env.job_text(FAST_SOURCE, FAST_TARGET).replacen(
-            "description = \"test job\"",
-            "description = \"test job\"\nschedule = \"0 0 3 1 1 *\"",
-            1,
-        );
-        env.write("jobs/wecom_monthly.toml", &job);
-        env.write(
-            "attendsync.toml",
-            "[server]\nlisten = \"127.0.0.1:0\"\ntoken = \"${ATTENDSYNC_API_TOKEN}\"\n",
-        );
+        write_daemon_config(env);
         let daemon = Daemon::start_with(env, None, &[("ATTENDSYNC_API_TOKEN", TOKEN)]);
         let line = daemon
             .wait_for_line(&["serving the API", "address="], Duration::from_secs(20))
@@ -95,21 +86,80 @@ impl Api {
 
     /// Polls a requested run until it is done (bounded).
     pub(crate) async fn until_done(&self, id: i64, limit: Duration) -> Value {
+        self.until_state(id, &["done"], limit).await
+    }
+
+    /// Polls a requested run until its state is one of `states` (bounded).
+    pub(crate) async fn until_state(&self, id: i64, states: &[&str], limit: Duration) -> Value {
         let deadline = Instant::now() + limit;
         loop {
             let (status, run) = self.get(&format!("/api/v1/runs/{id}")).await;
             assert_eq!(status, 200, "{run}");
-            if run["state"] == "done" {
+            if states.iter().any(|s| run["state"] == *s) {
                 return run;
             }
             assert!(
                 Instant::now() < deadline,
-                "run {id} not done within {limit:?}: {run}\n{}",
+                "run {id} not in {states:?} within {limit:?}: {run}\n{}",
                 self.daemon.log()
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
+
+    /// Signs in to the status page with a form post; the session cookie
+    /// (`name=value`), checked to be `HttpOnly` and `SameSite=Strict`.
+    pub(crate) async fn sign_in(&self) -> String {
+        let answer = self
+            .http
+            .post(format!("{}/login", self.base))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(format!("token={TOKEN}"))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(answer.status().as_u16(), 303);
+        let set = answer.headers()["set-cookie"]
+            .to_str()
+            .unwrap_or_default()
+            .to_string();
+        assert!(
+            set.contains("HttpOnly") && set.contains("SameSite=Strict"),
+            "{set}"
+        );
+        set.split(';').next().unwrap_or_default().to_string()
+    }
+
+    /// A page of the status site with the session cookie: (status, HTML).
+    pub(crate) async fn page(&self, path: &str, cookie: &str) -> (u16, String) {
+        let answer = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .header("cookie", cookie)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        (
+            answer.status().as_u16(),
+            answer.text().await.unwrap_or_default(),
+        )
+    }
+}
+
+/// The WeCom job scheduled once a year (never during a test) and
+/// `attendsync.toml` serving on an ephemeral port with the token from
+/// `ATTENDSYNC_API_TOKEN`.
+pub(crate) fn write_daemon_config(env: &Env) {
+    let job = env.job_text(FAST_SOURCE, FAST_TARGET).replacen(
+        "description = \"test job\"",
+        "description = \"test job\"\nschedule = \"0 0 3 1 1 *\"",
+        1,
+    );
+    env.write("jobs/wecom_monthly.toml", &job);
+    env.write(
+        "attendsync.toml",
+        "[server]\nlisten = \"127.0.0.1:0\"\ntoken = \"${ATTENDSYNC_API_TOKEN}\"\n",
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -14,24 +14,6 @@ use serde_json::{json, Value};
 const MONTH: &str = "2026-10";
 const RUNS: &str = "/api/v1/jobs/wecom_monthly/runs";
 
-/// Polls a requested run until its state is one of `states` (bounded).
-async fn until_state(api: &Api, id: i64, states: &[&str], limit: Duration) -> Value {
-    let deadline = Instant::now() + limit;
-    loop {
-        let (status, run) = api.get(&format!("/api/v1/runs/{id}")).await;
-        assert_eq!(status, 200, "{run}");
-        if states.iter().any(|s| run["state"] == *s) {
-            return run;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "run {id} not in {states:?} within {limit:?}: {run}\n{}",
-            api.daemon.log()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 /// README's own example, `curl -d '{"month": …}'`, sends the JSON as
 /// `application/x-www-form-urlencoded` (curl's default for `-d`): the body is
 /// JSON all the same, and the run is queued.
@@ -93,16 +75,7 @@ async fn the_bearer_scheme_is_case_insensitive() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_token_no_http_client_can_send_is_refused_at_its_line() {
     let env = Env::start(1, fast_wecom(), JdySimConfig::default()).await;
-    let job = env.job_text(FAST_SOURCE, FAST_TARGET).replacen(
-        "description = \"test job\"",
-        "description = \"test job\"\nschedule = \"0 0 3 1 1 *\"",
-        1,
-    );
-    env.write("jobs/wecom_monthly.toml", &job);
-    env.write(
-        "attendsync.toml",
-        "[server]\nlisten = \"127.0.0.1:0\"\ntoken = \"${ATTENDSYNC_API_TOKEN}\"\n",
-    );
+    crate::api_e2e::write_daemon_config(&env);
     for token in [
         "pässwörter-für-die-api-0123",
         "令牌令牌令牌令牌令牌令牌令牌令牌",
@@ -159,7 +132,7 @@ async fn the_rerun_button_of_a_job_with_url_characters_in_its_name_posts_to_that
         .await;
     assert_eq!(first["job"], name, "{first}");
 
-    let cookie = sign_in(&api).await;
+    let cookie = api.sign_in().await;
     let html = get_page(&api, "/", &cookie).await;
     let csrf = html
         .split("name=\"csrf\" value=\"")
@@ -211,7 +184,8 @@ async fn a_requested_run_stopped_by_sigterm_is_interrupted_not_done() {
     let (status, answer) = api.post(RUNS, json!({"month": MONTH})).await;
     assert_eq!(status, 202, "{answer}");
     let id = answer["run"].as_i64().unwrap_or(0);
-    until_state(&api, id, &["running"], Duration::from_secs(20)).await;
+    api.until_state(id, &["running"], Duration::from_secs(20))
+        .await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let (code, log) = api.daemon.terminate().await;
     assert_eq!(code, 0, "{log}");
@@ -441,7 +415,7 @@ async fn markup_stays_text_on_the_page_and_csrf_tokens_belong_to_their_session()
     let (_, failed) = api.post(path, json!({"month": "1900-01"})).await;
     api.until_done(failed["run"].as_i64().unwrap_or(0), Duration::from_secs(60))
         .await;
-    let cookie = sign_in(&api).await;
+    let cookie = api.sign_in().await;
     for page in ["/".to_string(), format!("/runs/{id}")] {
         let html = get_page(&api, &page, &cookie).await;
         assert!(html.contains("&lt;img src=x"), "{page}: {html}");
@@ -450,7 +424,7 @@ async fn markup_stays_text_on_the_page_and_csrf_tokens_belong_to_their_session()
             "{page}: {html}"
         );
     }
-    let other = sign_in(&api).await;
+    let other = api.sign_in().await;
     let other_html = get_page(&api, "/", &other).await;
     let other_csrf = other_html
         .split("name=\"csrf\" value=\"")
@@ -504,7 +478,7 @@ async fn behind_a_proxy_the_forms_work_from_the_public_url() {
         base: format!("http://{address}"),
         http,
     };
-    let cookie = sign_in(&api).await;
+    let cookie = api.sign_in().await;
     let html = get_page(&api, "/", &cookie).await;
     let csrf = html
         .split("name=\"csrf\" value=\"")
@@ -600,7 +574,8 @@ async fn kill_during_a_requested_run(env: &Env) -> (Api, i64, Vec<i64>) {
         assert_eq!(status, 202, "{answer}");
         queued.push(answer["run"].as_i64().unwrap_or(0));
     }
-    until_state(&api, first, &["running"], Duration::from_secs(20)).await;
+    api.until_state(first, &["running"], Duration::from_secs(20))
+        .await;
     let deadline = Instant::now() + Duration::from_secs(30);
     while env.jdy.records().len() < 40 {
         assert!(Instant::now() < deadline, "no records written");
@@ -651,31 +626,9 @@ async fn a_requested_run_killed_part_way_still_shows_its_run() {
     assert_eq!(code, 0, "{log}");
 }
 
-async fn sign_in(api: &Api) -> String {
-    let answer = api
-        .http
-        .post(format!("{}/login", api.base))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(format!("token={TOKEN}"))
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(answer.status().as_u16(), 303);
-    let set = answer.headers()["set-cookie"]
-        .to_str()
-        .unwrap_or_default()
-        .to_string();
-    set.split(';').next().unwrap_or_default().to_string()
-}
-
+/// A page that must answer 200; its HTML.
 async fn get_page(api: &Api, path: &str, cookie: &str) -> String {
-    let answer = api
-        .http
-        .get(format!("{}{path}", api.base))
-        .header("cookie", cookie)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(answer.status().as_u16(), 200);
-    answer.text().await.unwrap_or_default()
+    let (status, html) = api.page(path, cookie).await;
+    assert_eq!(status, 200, "{path}: {html}");
+    html
 }

@@ -13,42 +13,6 @@ use serde_json::{json, Value};
 
 const MONTH: &str = "2026-10";
 
-/// Signs in with a form post; the session cookie (`name=value`).
-async fn sign_in(api: &Api) -> String {
-    let answer = api
-        .http
-        .post(format!("{}/login", api.base))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(format!("token={TOKEN}"))
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(answer.status().as_u16(), 303);
-    let set = answer.headers()["set-cookie"]
-        .to_str()
-        .unwrap_or_default()
-        .to_string();
-    assert!(
-        set.contains("HttpOnly") && set.contains("SameSite=Strict"),
-        "{set}"
-    );
-    set.split(';').next().unwrap_or_default().to_string()
-}
-
-async fn page(api: &Api, path: &str, cookie: &str) -> (u16, String) {
-    let answer = api
-        .http
-        .get(format!("{}{path}", api.base))
-        .header("cookie", cookie)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    (
-        answer.status().as_u16(),
-        answer.text().await.unwrap_or_default(),
-    )
-}
-
 async fn post_form(api: &Api, path: &str, cookie: &str, origin: Option<&str>, body: &str) -> u16 {
     let mut request = api
         .http
@@ -73,7 +37,7 @@ async fn the_page_needs_a_session_and_its_forms_need_their_csrf_token() {
     env.write_job(FAST_SOURCE, FAST_TARGET);
     env.run(&["run", "--month", MONTH]).await.expect_code(0);
     let api = Api::start(&env).await;
-    let (status, html) = page(&api, "/", "").await;
+    let (status, html) = api.page("/", "").await;
     assert_eq!(status, 200);
     assert!(
         html.contains("action=\"/login\"") && !html.contains("wecom_monthly"),
@@ -90,8 +54,8 @@ async fn the_page_needs_a_session_and_its_forms_need_their_csrf_token() {
     assert_eq!(wrong.status().as_u16(), 401);
     assert!(wrong.headers().get("set-cookie").is_none());
 
-    let cookie = sign_in(&api).await;
-    let (_, html) = page(&api, "/", &cookie).await;
+    let cookie = api.sign_in().await;
+    let (_, html) = api.page("/", &cookie).await;
     assert!(
         html.contains("wecom_monthly") && html.contains(MONTH),
         "{html}"
