@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use attendsync_sim::GLOBAL_LIMIT;
 use serde_json::{json, Value};
 
-use crate::calls::{Quota, VendorCalls};
+use crate::calls::Quota;
 use crate::run::{Bench, RunResult};
 use crate::{Kind, API_KEY, APP_ID, APP_KEY, APP_SECRET, CORP_ID, MONTH, SECRET};
 
@@ -365,20 +365,7 @@ impl Bench {
         let jdy_log = self.jdy.call_log().split_off(jdy_before);
         let (violations, injected) = self.faults();
         self.write_log("plain", start, &source_log, &jdy_log);
-        let mut rows = VendorCalls {
-            vendor: self.kind.name(),
-            log: source_log.clone(),
-            quotas: self.source_quotas.clone(),
-        }
-        .rows(start);
-        rows.extend(
-            VendorCalls {
-                vendor: "jiandaoyun",
-                log: jdy_log.clone(),
-                quotas: self.jdy_quotas.clone(),
-            }
-            .rows(start),
-        );
+        let rows = self.call_rows(start, &source_log, &jdy_log);
         RunResult {
             wall,
             exit,

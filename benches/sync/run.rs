@@ -227,6 +227,30 @@ impl Bench {
         std::fs::write(&path, text).unwrap_or_else(|e| panic!("write {path:?}: {e}"));
     }
 
+    /// Calls per endpoint of one run, the source's then Jiandaoyun's.
+    pub(crate) fn call_rows(
+        &self,
+        start: Instant,
+        source_log: &[CallRecord],
+        jdy_log: &[CallRecord],
+    ) -> Vec<EndpointRow> {
+        let mut rows = VendorCalls {
+            vendor: self.kind.name(),
+            log: source_log.to_vec(),
+            quotas: self.source_quotas.clone(),
+        }
+        .rows(start);
+        rows.extend(
+            VendorCalls {
+                vendor: "jiandaoyun",
+                log: jdy_log.to_vec(),
+                quotas: self.jdy_quotas.clone(),
+            }
+            .rows(start),
+        );
+        rows
+    }
+
     pub(crate) fn source_url(&self) -> String {
         match &self.source {
             SourceSim::Wecom(s) => s.base_url(),
@@ -437,21 +461,7 @@ impl Bench {
         let jdy_log = self.jdy.call_log().split_off(jdy_before);
         let (violations, injected) = self.faults();
         self.write_log(label, start, &source_log, &jdy_log);
-        let source_vendor = self.kind.name();
-        let mut rows = VendorCalls {
-            vendor: source_vendor,
-            log: source_log.clone(),
-            quotas: self.source_quotas.clone(),
-        }
-        .rows(start);
-        rows.extend(
-            VendorCalls {
-                vendor: "jiandaoyun",
-                log: jdy_log.clone(),
-                quotas: self.jdy_quotas.clone(),
-            }
-            .rows(start),
-        );
+        let rows = self.call_rows(start, &source_log, &jdy_log);
         RunResult {
             wall,
             exit,
