@@ -18,7 +18,7 @@ use reqwest::StatusCode;
 
 use super::codes::Class;
 use super::retry::{retry, Attempt, RetryConfig, RetryError};
-use super::token::TokenCache;
+use super::token::{Rejection, TokenCache};
 use super::{describe, read_capped, redact, redirected, ApiFailure, CallStats, ReadError};
 use crate::secret::Secret;
 
@@ -284,7 +284,12 @@ where
             Err(over) => return over,
         };
         return match decoded {
-            Decoded::Done(answer) => Attempt::Done(answer),
+            Decoded::Done(answer) => {
+                if let Some((token, cache)) = credential {
+                    cache.accepted(token);
+                }
+                Attempt::Done(answer)
+            }
             Decoded::Resend { .. } if !resent => {
                 resent = true;
                 continue;
@@ -437,9 +442,12 @@ async fn refused<V: Vendor, T>(
             }
         }
         Class::Token => match credential {
-            // Someone else already replaced the rejected token: just use the new one.
-            Some((token, cache)) if !cache.invalidate(token).await => Attempt::StaleToken,
-            Some(_) => Attempt::TokenRejected(Failure::Api(failure)),
+            // Replaced by another call, or expired after it worked: just use a
+            // new one. Only a token that never worked counts against the call.
+            Some((token, cache)) => match cache.invalidate(token).await {
+                Rejection::Replaced | Rejection::Expired => Attempt::StaleToken,
+                Rejection::Refused => Attempt::TokenRejected(Failure::Api(failure)),
+            },
             // A token error without a token (the token fetch itself) means the
             // credentials: never retried.
             None => Attempt::Fail(Failure::Api(failure)),

@@ -16,6 +16,23 @@ struct Cached {
 #[derive(Default)]
 pub struct TokenCache {
     slot: Mutex<Option<Cached>>,
+    /// The token fetched last, and whether a call carrying it was answered
+    /// since: one rejected after that expired or was revoked, which says
+    /// nothing about the credentials. Per fetch, not per string: vendors hand
+    /// out the same string again while it is valid.
+    fetched: std::sync::Mutex<(Option<Secret>, bool)>,
+}
+
+/// What the rejection of a token comes to ([`TokenCache::invalidate`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rejection {
+    /// Another caller had already replaced it: use the new one.
+    Replaced,
+    /// It had worked for some call before: it expired early; dropped.
+    Expired,
+    /// No call ever succeeded with it: dropped, and a fresh one that meets the
+    /// same fate points at the credentials or the app's permissions.
+    Refused,
 }
 
 /// How long before the announced expiry a token is considered stale: vendors
@@ -43,6 +60,9 @@ impl TokenCache {
             }
         }
         let (token, expires_in) = fetch().await?;
+        if let Ok(mut fetched) = self.fetched.lock() {
+            *fetched = (Some(token.clone()), false);
+        }
         *slot = Some(Cached {
             token: token.clone(),
             fresh_until: Instant::now() + expires_in.saturating_sub(margin(expires_in)),
@@ -50,15 +70,34 @@ impl TokenCache {
         Ok(token)
     }
 
-    /// Drops `stale` if it is still the cached token. False when another caller
-    /// already replaced it (so the rejection says nothing about the new one).
-    pub async fn invalidate(&self, stale: &Secret) -> bool {
+    /// Notes that a call carrying `token` was answered.
+    pub fn accepted(&self, token: &Secret) {
+        if let Ok(mut fetched) = self.fetched.lock() {
+            if !fetched.1 && fetched.0.as_ref() == Some(token) {
+                fetched.1 = true;
+            }
+        }
+    }
+
+    /// Drops `stale` if it is still the cached token, and says what its
+    /// rejection means: under load a fresh token can expire before a call that
+    /// fetched it is sent, which must not read as a bad secret.
+    pub async fn invalidate(&self, stale: &Secret) -> Rejection {
         let mut slot = self.slot.lock().await;
-        if slot.as_ref().is_some_and(|c| &c.token == stale) {
-            *slot = None;
-            true
+        let current = slot.as_ref().is_some_and(|c| &c.token == stale);
+        if !current && slot.is_some() {
+            return Rejection::Replaced;
+        }
+        *slot = None;
+        let worked = self
+            .fetched
+            .lock()
+            .map(|f| f.1 && f.0.as_ref() == Some(stale))
+            .unwrap_or(false);
+        if worked {
+            Rejection::Expired
         } else {
-            slot.is_none()
+            Rejection::Refused
         }
     }
 }
@@ -90,16 +129,53 @@ mod tests {
             assert_eq!(t.await.ok().and_then(|r| r.ok()), Some(Secret::new("t0")));
         }
         assert_eq!(fetches.load(Ordering::SeqCst), 1);
-        cache.invalidate(&Secret::new("other")).await;
+        assert_eq!(
+            cache.invalidate(&Secret::new("other")).await,
+            Rejection::Replaced
+        );
         let same = cache
             .get(|| async { Err::<(Secret, Duration), ()>(()) })
             .await;
         assert_eq!(same, Ok(Secret::new("t0")));
-        cache.invalidate(&Secret::new("t0")).await;
+        assert_eq!(
+            cache.invalidate(&Secret::new("t0")).await,
+            Rejection::Refused
+        );
         let fresh = cache
             .get(|| async { Ok::<_, ()>((Secret::new("t1"), Duration::from_secs(7200))) })
             .await;
         assert_eq!(fresh, Ok(Secret::new("t1")));
+    }
+
+    #[tokio::test]
+    async fn a_token_rejected_after_it_worked_has_expired() {
+        let cache = TokenCache::new();
+        let t = cache
+            .get(|| async { Ok::<_, ()>((Secret::new("a"), Duration::from_secs(10))) })
+            .await;
+        assert_eq!(t, Ok(Secret::new("a")));
+        cache.accepted(&Secret::new("a"));
+        assert_eq!(
+            cache.invalidate(&Secret::new("a")).await,
+            Rejection::Expired
+        );
+        let fresh = cache
+            .get(|| async { Ok::<_, ()>((Secret::new("b"), Duration::from_secs(10))) })
+            .await;
+        assert_eq!(fresh, Ok(Secret::new("b")));
+        assert_eq!(
+            cache.invalidate(&Secret::new("b")).await,
+            Rejection::Refused
+        );
+        // The same string fetched again has not worked yet.
+        let again = cache
+            .get(|| async { Ok::<_, ()>((Secret::new("b"), Duration::from_secs(10))) })
+            .await;
+        assert_eq!(again, Ok(Secret::new("b")));
+        assert_eq!(
+            cache.invalidate(&Secret::new("b")).await,
+            Rejection::Refused
+        );
     }
 
     #[tokio::test]

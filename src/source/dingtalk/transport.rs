@@ -548,13 +548,14 @@ mod tests {
             .unwrap();
         assert_eq!(pulled.records.len(), 3);
         assert_eq!(sim.calls(GETTOKEN), 2);
-        // A call whose fresh tokens are rejected again and again stops the pull.
-        // One employee: with several, the rejections would be shared out among
-        // calls pulled at once, each of which is refreshed only a few times.
+        // A call whose fresh tokens are rejected again and again stops the pull:
+        // the first rejection is of a token that had worked (it expired, free),
+        // then three fresh ones that never worked. One employee: with several,
+        // the rejections would be shared out among calls pulled at once.
         sim.inject_answer(
             GETCOLUMNVAL,
             json!({"errcode": 42001, "errmsg": "expired"}),
-            4,
+            5,
         );
         let e = stopped(
             client
@@ -562,7 +563,7 @@ mod tests {
                 .await,
         );
         assert!(e.contains("rejected repeatedly"), "{e}");
-        assert_eq!(sim.calls(GETTOKEN), 2 + 3);
+        assert_eq!(sim.calls(GETTOKEN), 2 + 4);
 
         // As many rejections as one call survives, over a chunk pulled at once:
         // however they are shared out, the pull goes on, every record is right,
@@ -581,7 +582,7 @@ mod tests {
         check_records(&sim, &cfg, &pulled, october());
         // A fresh token after the last stop, then one refresh for the first
         // rejection and at most one for each of the two others.
-        let fetched = sim.calls(GETTOKEN) - 5;
+        let fetched = sim.calls(GETTOKEN) - 6;
         assert!((2..=4).contains(&fetched), "{fetched}");
     }
 
