@@ -1,4 +1,89 @@
 //! Vendor events that tell which employee-months changed (README "Re-pulls on
-//! change"): the callback crypto WeCom and DingTalk share.
+//! change"; docs/vendors/events.md).
+//!
+//! A source turns what its vendor pushes into [`Change`]s (DingTalk Stream and
+//! HTTP push, WeCom callbacks, under `source/<vendor>/`) and hands each to a
+//! [`Sink`] before it acknowledges the event: the sink commits the marks to
+//! SQLite first, so a crash never loses one. The daemon re-pulls the marked
+//! employee-months after the job's `delay`.
 
-pub mod crypto;
+use std::future::Future;
+use std::pin::Pin;
+
+use chrono::{DateTime, NaiveDate, Utc};
+
+pub use attendsync_crypto as crypto;
+
+/// Which day an event is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Day {
+    /// A calendar date as the vendor wrote it (`workDate`, a leave's days).
+    Date(NaiveDate),
+    /// An instant (a punch's `checkTime`), placed in the job's timezone.
+    At(DateTime<Utc>),
+}
+
+/// One day of one employee an event says changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Touched {
+    /// The source's userid.
+    pub employee: String,
+    pub day: Day,
+}
+
+/// What one verified vendor event says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    /// The vendor's id of the event: a redelivery or duplicate carries the
+    /// same one and marks nothing twice.
+    pub event_id: String,
+    /// The event's type as the vendor names it (`attendance_check_record`,
+    /// `sys_approval_change`, …), counted on the status surfaces.
+    pub kind: String,
+    /// The days it names.
+    pub touched: Vec<Touched>,
+    /// Approvals whose employee and days must be looked up first (a DingTalk
+    /// process instance id, a WeCom `sp_no`): stored with the event, looked up
+    /// after it is acknowledged.
+    pub lookups: Vec<String>,
+}
+
+/// What recording a change came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recorded {
+    /// Its marks (or lookups) are committed.
+    New,
+    /// Its event id was seen before: nothing changed.
+    Duplicate,
+    /// It touches nothing the job re-pulls (the month in progress with
+    /// `current_month = "scheduled"`, a month past `max_age_months`, an event
+    /// type that says nothing about attendance); committed as seen.
+    Ignored,
+}
+
+/// Why a change could not be recorded: the event must not be acknowledged.
+#[derive(Debug, thiserror::Error)]
+#[error("could not record the event: {0}")]
+pub struct SinkError(pub String);
+
+pub type SinkFuture<'a> = Pin<Box<dyn Future<Output = Result<Recorded, SinkError>> + Send + 'a>>;
+
+/// Where verified events go. `record` returns once the change is durable.
+pub trait Sink: Send + Sync {
+    fn record(&self, change: Change) -> SinkFuture<'_>;
+}
+
+/// How a job's event connection stands, for `status`, the page and `/metrics`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Link {
+    /// Not started yet, or opening a connection.
+    Connecting,
+    /// A Stream connection is open (since when).
+    Connected { since: DateTime<Utc> },
+    /// The connection failed; the next try is after a backoff.
+    Retrying { attempt: u32, error: String },
+    /// HTTP push or WeCom callbacks: events come to the daemon's listener.
+    Listening,
+    /// The daemon is stopping.
+    Stopped,
+}
