@@ -6,6 +6,7 @@ use chrono_tz::Tz;
 
 use super::notify::read_notify;
 pub use super::notify::{Language, Notify, NotifyOn, WorkNotice, DEFAULT_REPEAT_AFTER};
+use crate::events::config::{read_events, EventsConfig};
 use crate::settings::in_range;
 use crate::source::config::{read_source, SourceConfig};
 use crate::target::jiandaoyun::config::{read_target, Target};
@@ -34,6 +35,8 @@ pub struct Job {
     pub target: Target,
     /// Alerts (`[notify]`); `None` when the job has no `[notify]` table.
     pub notify: Option<Notify>,
+    /// Re-pulls on change (`[events]`); `None` without the table.
+    pub events: Option<EventsConfig>,
 }
 
 const JOB_KEYS: &[&str] = &[
@@ -46,6 +49,7 @@ const JOB_KEYS: &[&str] = &[
     "source",
     "target",
     "notify",
+    "events",
 ];
 
 /// Parses and validates one job file. `name` is the file stem.
@@ -182,6 +186,10 @@ fn read_job(
         Some(t) => read_notify(&t, source.as_ref(), errors).map(Some),
         None => (!root.contains("notify")).then_some(None),
     };
+    let events = match root.table("events", errors) {
+        Some(t) => read_events(&t, source.as_ref(), errors).map(Some),
+        None => (!root.contains("events")).then_some(None),
+    };
     Some(Job {
         name: name.to_string(),
         description: description.unwrap_or_default(),
@@ -193,6 +201,7 @@ fn read_job(
         source: source?,
         target: target?,
         notify: notify?,
+        events: events?,
     })
 }
 

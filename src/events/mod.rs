@@ -14,6 +14,9 @@ use chrono::{DateTime, NaiveDate, Utc};
 
 pub use attendsync_crypto as crypto;
 
+pub mod config;
+pub use config::{CurrentMonth, Delivery, EventsConfig};
+
 /// Which day an event is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Day {

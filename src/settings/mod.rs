@@ -52,22 +52,33 @@ pub fn read_base_url(
     default: &str,
     errors: &mut Vec<ConfigError>,
 ) -> Option<Url> {
+    read_vendor_url(t, "base_url", default, errors)
+}
+
+/// A vendor address under `key` (`default` when absent): `https://`, or plain
+/// `http://` to loopback or with `allow_insecure_http`.
+pub fn read_vendor_url(
+    t: &Table<'_, '_>,
+    key: &str,
+    default: &str,
+    errors: &mut Vec<ConfigError>,
+) -> Option<Url> {
     let insecure_ok = allow_insecure_http(t, errors);
-    let Some(text) = t.string("base_url", errors) else {
-        return (!t.contains("base_url")).then(|| default_url(default));
+    let Some(text) = t.string(key, errors) else {
+        return (!t.contains(key)).then(|| default_url(default));
     };
     if !(text.value.starts_with("https://") || text.value.starts_with("http://")) {
-        errors.push(t.error(text.span, "base_url", "expected an http:// or https:// URL"));
+        errors.push(t.error(text.span, key, "expected an http:// or https:// URL"));
         return None;
     }
     match Url::parse(text.value.trim_end_matches('/')) {
         Ok(url) if url.scheme() == "http" && !insecure_ok && !is_loopback(&url) => {
-            errors.push(t.error(text.span, "base_url", INSECURE_HTTP));
+            errors.push(t.error(text.span, key, INSECURE_HTTP));
             None
         }
         Ok(url) => Some(url),
         Err(e) => {
-            errors.push(t.error(text.span, "base_url", format!("not a valid URL: {e}")));
+            errors.push(t.error(text.span, key, format!("not a valid URL: {e}")));
             None
         }
     }

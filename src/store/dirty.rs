@@ -11,49 +11,58 @@ use rusqlite::{params, OptionalExtension};
 use super::{month_of, ts, Result, Store};
 use crate::month::Month;
 
-/// One employee-month an event touched.
+/// What one event comes to in the store: the employee-months it marks and
+/// the approvals still to look up.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Mark<'a> {
+pub struct EventRecord<'a> {
     pub job: &'a str,
-    pub month: Month,
-    pub employee: &'a str,
+    pub event_id: &'a str,
+    /// The vendor's event type, counted by `status`.
+    pub kind: &'a str,
+    pub marks: &'a [(Month, String)],
+    pub lookups: &'a [String],
 }
 
+/// The kind under which duplicates and redeliveries are counted.
+pub const DUPLICATE_KIND: &str = "(duplicate)";
+
 impl Store {
-    /// Records what one event touched, in one transaction, unless its id was
-    /// seen before; whether it was new. Called before the event is acknowledged.
-    pub fn mark_dirty(
-        &self,
-        event_id: &str,
-        marks: &[Mark<'_>],
-        at: DateTime<Utc>,
-    ) -> Result<bool> {
-        let Some(first) = marks.first() else {
-            return Ok(false);
-        };
+    /// Records one event, in one transaction, unless its id was seen before:
+    /// its marks, its lookups and its count. Whether it was new. Called before
+    /// the event is acknowledged.
+    pub fn record_event(&self, e: &EventRecord<'_>, at: DateTime<Utc>) -> Result<bool> {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let seen: Option<i64> = tx
             .query_row(
                 "SELECT 1 FROM events_seen WHERE job = ?1 AND event_id = ?2",
-                params![first.job, event_id],
+                params![e.job, e.event_id],
                 |r| r.get(0),
             )
             .optional()?;
+        let count = |kind: &str| {
+            tx.execute(
+                "INSERT INTO event_counts (job, kind, received, last_at) VALUES (?1, ?2, 1, ?3)
+                 ON CONFLICT (job, kind) DO UPDATE SET received = received + 1, last_at = excluded.last_at",
+                params![e.job, kind, ts(at)],
+            )
+        };
         if seen.is_some() {
+            count(DUPLICATE_KIND)?;
+            tx.commit()?;
             return Ok(false);
         }
+        count(e.kind)?;
         tx.execute(
             "INSERT INTO events_seen (job, event_id, seen_at) VALUES (?1, ?2, ?3)",
-            params![first.job, event_id, ts(at)],
+            params![e.job, e.event_id, ts(at)],
         )?;
-        for m in marks {
+        insert_marks(&tx, e.job, e.marks, at)?;
+        for reference in e.lookups {
             tx.execute(
-                "INSERT INTO dirty (job, month, employee, first_at, last_at, events)
-                 VALUES (?1, ?2, ?3, ?4, ?4, 1)
-                 ON CONFLICT (job, month, employee) DO UPDATE SET
-                   last_at = MAX(last_at, excluded.last_at), events = events + 1",
-                params![m.job, m.month, m.employee, ts(at)],
+                "INSERT OR IGNORE INTO event_lookups (job, reference, event_id, added_at, next_at)
+                 VALUES (?1, ?2, ?3, ?4, ?4)",
+                params![e.job, reference, e.event_id, ts(at)],
             )?;
         }
         tx.commit()?;
@@ -69,8 +78,10 @@ impl Store {
         quiet: chrono::Duration,
     ) -> Result<BTreeMap<Month, Vec<String>>> {
         let conn = self.conn();
+        // A mark whose re-pull was tried (and failed) waits `quiet` again.
         let mut stmt = conn.prepare(
-            "SELECT month, employee FROM dirty WHERE job = ?1 AND last_at <= ?2 ORDER BY month, employee",
+            "SELECT month, employee FROM dirty WHERE job = ?1 AND last_at <= ?2
+               AND (tried_at IS NULL OR tried_at <= ?2) ORDER BY month, employee",
         )?;
         let rows = stmt.query_map(params![job, ts(now - quiet)], |r| {
             Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
@@ -107,6 +118,27 @@ impl Store {
         Ok(())
     }
 
+    /// A re-pull of these employees' `month` starts at `at`: if it does not
+    /// clear them, they wait a whole `delay` before the next try.
+    pub fn tried_dirty(
+        &self,
+        job: &str,
+        month: Month,
+        employees: &[String],
+        at: DateTime<Utc>,
+    ) -> Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        for e in employees {
+            tx.execute(
+                "UPDATE dirty SET tried_at = ?4 WHERE job = ?1 AND month = ?2 AND employee = ?3",
+                params![job, month, e, ts(at)],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
     /// How many employee-months of the job wait for a re-pull.
     pub fn dirty_count(&self, job: &str) -> Result<u64> {
         let n: i64 = self.conn().query_row(
@@ -128,6 +160,25 @@ impl Store {
     }
 }
 
+/// Marks employee-months dirty (or moves their last event on).
+pub(super) fn insert_marks(
+    tx: &rusqlite::Transaction<'_>,
+    job: &str,
+    marks: &[(Month, String)],
+    at: DateTime<Utc>,
+) -> Result<()> {
+    for (month, employee) in marks {
+        tx.execute(
+            "INSERT INTO dirty (job, month, employee, first_at, last_at, events)
+             VALUES (?1, ?2, ?3, ?4, ?4, 1)
+             ON CONFLICT (job, month, employee) DO UPDATE SET
+               last_at = MAX(last_at, excluded.last_at), events = events + 1",
+            params![job, month, employee, ts(at)],
+        )?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -142,11 +193,34 @@ mod tests {
             .expect("time")
     }
 
-    fn mark<'a>(employee: &'a str, m: u32) -> Mark<'a> {
-        Mark {
-            job: "j",
-            month: month(m),
-            employee,
+    fn mark(employee: &str, m: u32) -> (Month, String) {
+        (month(m), employee.to_string())
+    }
+
+    trait MarkDirty {
+        fn mark_dirty(
+            &self,
+            event_id: &str,
+            marks: &[(Month, String)],
+            at: DateTime<Utc>,
+        ) -> Result<bool>;
+    }
+
+    impl MarkDirty for Store {
+        fn mark_dirty(
+            &self,
+            event_id: &str,
+            marks: &[(Month, String)],
+            at: DateTime<Utc>,
+        ) -> Result<bool> {
+            let e = EventRecord {
+                job: "j",
+                event_id,
+                kind: "k",
+                marks,
+                lookups: &[],
+            };
+            self.record_event(&e, at)
         }
     }
 

@@ -7,6 +7,7 @@
 mod alerts;
 mod checkpoints;
 mod dirty;
+mod events;
 mod file;
 mod owed;
 mod requests;
@@ -24,7 +25,8 @@ use serde::{Deserialize, Serialize};
 use crate::month::Month;
 
 pub use alerts::FailureStreak;
-pub use dirty::Mark;
+pub use dirty::{EventRecord, DUPLICATE_KIND};
+pub use events::{EventCount, EventLink, Lookup};
 pub use requests::{RequestRow, RequestState, RunMonth, RunRequest};
 pub use schema::CURRENT_VERSION;
 

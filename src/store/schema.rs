@@ -160,6 +160,35 @@ CREATE TABLE events_seen (
     PRIMARY KEY (job, event_id)
 ) WITHOUT ROWID;
 "#,
+    // Re-pulls (store/dirty.rs): when one was last tried for a mark, so a
+    // failing employee-month is tried at most once per `delay`; approvals
+    // whose employee and days are still to be looked up; events received by
+    // type; and how each job's event connection stands, for `status`.
+    r#"
+ALTER TABLE dirty ADD COLUMN tried_at TEXT;
+CREATE TABLE event_lookups (
+    job       TEXT NOT NULL,
+    reference TEXT NOT NULL,
+    event_id  TEXT NOT NULL,
+    added_at  TEXT NOT NULL,
+    tries     INTEGER NOT NULL DEFAULT 0,
+    next_at   TEXT NOT NULL,
+    PRIMARY KEY (job, reference)
+) WITHOUT ROWID;
+CREATE TABLE event_counts (
+    job      TEXT NOT NULL,
+    kind     TEXT NOT NULL,
+    received INTEGER NOT NULL,
+    last_at  TEXT NOT NULL,
+    PRIMARY KEY (job, kind)
+) WITHOUT ROWID;
+CREATE TABLE event_links (
+    job    TEXT PRIMARY KEY,
+    state  TEXT NOT NULL,
+    detail TEXT NOT NULL,
+    at     TEXT NOT NULL
+) WITHOUT ROWID;
+"#,
 ];
 
 pub const CURRENT_VERSION: i64 = MIGRATIONS.len() as i64;

@@ -1,0 +1,212 @@
+//! `[events]` of a job file (README "Re-pulls on change"): how the source's
+//! events arrive, and which employee-months they re-pull when.
+
+use std::time::Duration;
+
+use crate::events::crypto::MsgCrypt;
+use crate::http::Url;
+use crate::secret::Secret;
+use crate::settings::{in_range, parse_duration, read_vendor_url};
+use crate::source::config::SourceConfig;
+use crate::toml_reader::{variables, ConfigError, Located, Table};
+
+/// Where DingTalk's Stream gateway is (`connections/open`).
+pub const STREAM_GATEWAY_URL: &str = "https://api.dingtalk.com";
+/// Wait this long after an employee's last event before the re-pull.
+pub const DEFAULT_DELAY: Duration = Duration::from_secs(600);
+const DELAY_RANGE: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(86_400));
+pub const DEFAULT_MAX_AGE_MONTHS: u32 = 3;
+
+/// How events reach the daemon.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Delivery {
+    /// DingTalk Stream mode: an outbound WebSocket opened through the gateway.
+    Stream { gateway_url: Url },
+    /// DingTalk HTTP push to `/callbacks/dingtalk/<job>` (owner: the app key).
+    DingtalkPush { token: Secret, aes_key: Secret },
+    /// WeCom callbacks to `/callbacks/wecom/<job>` (owner: the corp id).
+    WecomCallback { token: Secret, aes_key: Secret },
+}
+
+/// Events about the month in progress.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum CurrentMonth {
+    /// Left to the scheduled pull (every punch would cost a metered re-pull).
+    #[default]
+    Scheduled,
+    /// Re-pulled too.
+    Live,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventsConfig {
+    pub delivery: Delivery,
+    pub delay: Duration,
+    pub current_month: CurrentMonth,
+    /// Events about months older than this many closed months are ignored.
+    pub max_age_months: u32,
+}
+
+impl EventsConfig {
+    /// The callback crypto of an HTTP delivery, with the owner id the
+    /// vendor puts in each message; `None` for Stream mode.
+    pub fn crypt(&self, source: &SourceConfig) -> Option<MsgCrypt> {
+        let (token, aes_key) = match &self.delivery {
+            Delivery::Stream { .. } => return None,
+            Delivery::DingtalkPush { token, aes_key }
+            | Delivery::WecomCallback { token, aes_key } => (token, aes_key),
+        };
+        let owner = match source {
+            SourceConfig::Wecom(w) => w.corp_id.as_str(),
+            SourceConfig::Dingtalk(d) => d.app_key.as_str(),
+        };
+        // The key was checked when the job was read.
+        MsgCrypt::new(token.expose(), aes_key.expose(), owner).ok()
+    }
+
+    /// The listener path an HTTP delivery comes to, for `check` and the logs.
+    pub fn callback_path(&self, job: &str) -> Option<String> {
+        match self.delivery {
+            Delivery::Stream { .. } => None,
+            Delivery::DingtalkPush { .. } => Some(format!("/callbacks/dingtalk/{job}")),
+            Delivery::WecomCallback { .. } => Some(format!("/callbacks/wecom/{job}")),
+        }
+    }
+}
+
+const DINGTALK_KEYS: &[&str] = &[
+    "mode",
+    "token",
+    "aes_key",
+    "gateway_url",
+    "allow_insecure_http",
+    "delay",
+    "current_month",
+    "max_age_months",
+];
+const WECOM_KEYS: &[&str] = &[
+    "token",
+    "aes_key",
+    "delay",
+    "current_month",
+    "max_age_months",
+];
+
+/// `[events]`, read against the job's source.
+pub fn read_events(
+    t: &Table<'_, '_>,
+    source: Option<&SourceConfig>,
+    errors: &mut Vec<ConfigError>,
+) -> Option<EventsConfig> {
+    let before = errors.len();
+    let delay = read_delay(t, errors);
+    let current_month = match t.choice("current_month", &["scheduled", "live"], errors) {
+        Some(c) if c.value == "live" => CurrentMonth::Live,
+        _ => CurrentMonth::Scheduled,
+    };
+    let max_age_months = match t.integer("max_age_months", errors) {
+        None => DEFAULT_MAX_AGE_MONTHS,
+        Some(n) => in_range(t, "max_age_months", &n, 1, 24, errors).map_or(0, |n| n as u32),
+    };
+    let delivery = match source? {
+        SourceConfig::Dingtalk(_) => {
+            let d = read_dingtalk_delivery(t, errors);
+            t.finish(DINGTALK_KEYS, errors);
+            d
+        }
+        SourceConfig::Wecom(_) => {
+            let d = read_secrets(t, errors)
+                .map(|(token, aes_key)| Delivery::WecomCallback { token, aes_key });
+            t.finish(WECOM_KEYS, errors);
+            d
+        }
+    };
+    (errors.len() == before).then_some(EventsConfig {
+        delivery: delivery?,
+        delay,
+        current_month,
+        max_age_months,
+    })
+}
+
+fn read_dingtalk_delivery(t: &Table<'_, '_>, errors: &mut Vec<ConfigError>) -> Option<Delivery> {
+    let mode = t.choice("mode", &["stream", "http"], errors);
+    if mode.as_ref().is_some_and(|m| m.value == "http") {
+        if let Some(url) = t.string("gateway_url", errors) {
+            errors.push(t.error(url.span, "gateway_url", "is for mode = \"stream\" only"));
+        }
+        let (token, aes_key) = read_secrets(t, errors)?;
+        return Some(Delivery::DingtalkPush { token, aes_key });
+    }
+    for key in ["token", "aes_key"] {
+        if let Some(v) = t.get(key) {
+            let message = "is for mode = \"http\"; Stream mode signs in with the app's credentials";
+            errors.push(t.error(v.span(), key, message));
+        }
+    }
+    let gateway_url = read_vendor_url(t, "gateway_url", STREAM_GATEWAY_URL, errors)?;
+    Some(Delivery::Stream { gateway_url })
+}
+
+/// `token` and `aes_key`, both required and from `${VAR}`.
+fn read_secrets(t: &Table<'_, '_>, errors: &mut Vec<ConfigError>) -> Option<(Secret, Secret)> {
+    let token = read_secret(t, "token", errors);
+    let aes_key = read_secret(t, "aes_key", errors);
+    if let Some(key) = &aes_key {
+        if MsgCrypt::new("t", &key.value, "o").is_err() {
+            let message = "must be the 43 letters and digits of the EncodingAESKey the vendor's console shows";
+            errors.push(t.error(key.span.clone(), "aes_key", message));
+            return None;
+        }
+    }
+    Some((Secret::new(token?.value), Secret::new(aes_key?.value)))
+}
+
+fn read_secret(
+    t: &Table<'_, '_>,
+    key: &str,
+    errors: &mut Vec<ConfigError>,
+) -> Option<Located<String>> {
+    let Some(value) = t.string(key, errors) else {
+        if !t.contains(key) {
+            errors.push(t.error(t.span(), key, "required key is missing"));
+        }
+        return None;
+    };
+    let raw = t
+        .get(key)
+        .and_then(|v| v.get_ref().as_str())
+        .unwrap_or_default();
+    if variables(raw).is_empty() {
+        let var = format!("{}_{}", "ATTENDSYNC_EVENTS", key.to_ascii_uppercase());
+        errors.push(t.error(
+            value.span,
+            key,
+            format!("must come from the environment, e.g. {key} = \"${{{var}}}\""),
+        ));
+        return None;
+    }
+    if value.value.trim().is_empty() {
+        errors.push(t.error(value.span, key, "is empty"));
+        return None;
+    }
+    Some(value)
+}
+
+fn read_delay(t: &Table<'_, '_>, errors: &mut Vec<ConfigError>) -> Duration {
+    let Some(text) = t.string("delay", errors) else {
+        return DEFAULT_DELAY;
+    };
+    let (min, max) = DELAY_RANGE;
+    match parse_duration(&text.value) {
+        Some(d) if (min..=max).contains(&d) => d,
+        _ => {
+            let message = format!(
+                "invalid delay \"{}\"; expected a duration from \"1s\" to \"24h\" (e.g. \"10m\")",
+                text.value.trim()
+            );
+            errors.push(t.error(text.span, "delay", message));
+            DEFAULT_DELAY
+        }
+    }
+}
