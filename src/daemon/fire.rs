@@ -7,6 +7,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use super::repull::{settle_repull, Repull};
 use super::tick::Scheduled;
 use crate::outcome::{ended_at, exit_status, summary_text};
 use crate::pipeline::{Mode, Options, Prune, Syncer};
@@ -22,6 +23,8 @@ pub(super) enum Reason {
     Schedule,
     /// A run requested through the API (its row in `run_requests`).
     Request(RequestRow),
+    /// Employee-months vendor events marked (daemon/repull.rs).
+    Repull(Repull),
 }
 
 impl Reason {
@@ -46,6 +49,16 @@ impl Reason {
                 // Checked when it was queued.
                 months: r.request.month.parse().into_iter().collect(),
                 employees: r.request.employees.clone(),
+                dry_run: false,
+                now,
+            },
+            Reason::Repull(r) => Options {
+                mode: Mode::Rerun {
+                    force: false,
+                    prune: Prune::Keep,
+                },
+                months: vec![r.month],
+                employees: r.employees.clone(),
                 dry_run: false,
                 now,
             },
@@ -92,6 +105,9 @@ pub(super) fn start_run(
                 RequestEnd::Done
             };
             settle_request(&syncer, r, end, report.run_id).await;
+        }
+        if let Reason::Repull(r) = &reason {
+            settle_repull(&syncer, &s.job.job.name, r, &report).await;
         }
         // The daemon's clock when the run ended: the alert's time and its
         // failure-streak arithmetic follow it.

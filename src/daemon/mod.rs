@@ -11,6 +11,7 @@
 //! load keeps the old configuration.
 
 mod fire;
+mod repull;
 mod runs;
 mod tick;
 
@@ -27,7 +28,8 @@ use crate::pipeline::Syncer;
 use crate::server::{Auth, JobInfo, Metrics, ServerConfig, Shared};
 use crate::shutdown::Hangups;
 use runs::Runs;
-use tick::{catch_up, scheduled_jobs, start_tickers, Fire, Scheduled};
+use repull::start_repull_tickers;
+use tick::{catch_up, scheduled_jobs, start_tickers, Fire, FireKind, Scheduled};
 
 /// How long a shutdown waits for runs in flight before leaving them to the next run.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(8);
@@ -151,6 +153,7 @@ pub async fn run(
     let mut generation = 0;
     catch_up(&jobs, &syncer, clock.now(), &tx).await?;
     let mut tickers = start_tickers(&jobs, generation, &clock, &tx);
+    tickers.extend(start_repull_tickers(&jobs, generation, &tx));
     tracing::info!(
         jobs = jobs.len(),
         now = %clock.now().to_rfc3339(),
@@ -179,6 +182,7 @@ pub async fn run(
                     generation += 1;
                     jobs = Arc::new(new);
                     tickers = start_tickers(&jobs, generation, &clock, &tx);
+                    tickers.extend(start_repull_tickers(&jobs, generation, &tx));
                     if let Some(l) = &listener {
                         if let Ok(mut shown) = l.jobs.write() {
                             *shown = job_infos(&jobs);
@@ -188,6 +192,9 @@ pub async fn run(
             }
             // A ticker of the configuration before a reload is ignored.
             Event::Fire(fire) if fire.generation != generation => {}
+            Event::Fire(fire) if fire.kind == FireKind::Repull => {
+                runs.repull(&jobs, fire.job).await
+            }
             Event::Fire(fire) => runs.fire(&jobs, fire.job),
             Event::Requested(job) => runs.requested(&jobs, &job).await,
             Event::Ended(job) => runs.ended(&jobs, &job).await,

@@ -8,6 +8,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::fire::{start_run, Reason, Started};
+use super::repull::next_repull;
 use super::tick::Scheduled;
 use crate::clock::Clock;
 use crate::pipeline::Syncer;
@@ -87,6 +88,21 @@ impl Runs {
             }
             Ok(None) => {}
             Err(e) => tracing::error!(%job, error = %e, "could not read the queued runs"),
+        }
+    }
+
+    /// A look for employee-months of `jobs[i]` that events marked: a re-pull
+    /// starts when some are due and the job is not running (else the next
+    /// look finds them).
+    pub(super) async fn repull(&mut self, jobs: &Arc<Vec<Scheduled>>, i: usize) {
+        let Some(s) = jobs.get(i) else { return };
+        let Some(events) = &s.job.job.events else { return };
+        if self.is_running(&s.job.job.name) {
+            return;
+        }
+        let now = self.clock.now();
+        if let Some(r) = next_repull(&self.syncer, &s.job.job.name, events.delay, now).await {
+            self.start(jobs, i, Reason::Repull(r));
         }
     }
 

@@ -20,10 +20,19 @@ pub(super) struct Scheduled {
     pub(super) schedule: Option<Schedule>,
 }
 
-/// A job is due (a scheduled time or a catch-up), in configuration `generation`.
+/// A job is due (a scheduled time or a catch-up, or a look for re-pulls), in
+/// configuration `generation`.
 pub(super) struct Fire {
     pub(super) generation: u64,
     pub(super) job: usize,
+    pub(super) kind: FireKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum FireKind {
+    Schedule,
+    /// Employee-months marked by events may be due (daemon/repull.rs).
+    Repull,
 }
 
 /// The jobs the daemon runs: those with a `schedule`, and while it serves the
@@ -35,7 +44,13 @@ pub(super) fn scheduled_jobs(
     let mut out = Vec::new();
     for job in jobs {
         let Some(text) = job.job.schedule.clone() else {
-            if serving {
+            if job.job.events.is_some() {
+                tracing::info!(job = %job.job.name, "no `schedule` in the job file; it re-pulls what its events mark");
+                out.push(Scheduled {
+                    job,
+                    schedule: None,
+                });
+            } else if serving {
                 tracing::info!(job = %job.job.name, "no `schedule` in the job file; it runs only when requested through the API");
                 out.push(Scheduled {
                     job,
@@ -102,7 +117,12 @@ async fn ticker(
             next_fire = %local(schedule, schedule.next_after(after)),
             "scheduled time reached"
         );
-        if tx.send(Fire { generation, job }).is_err() {
+        let fire = Fire {
+            generation,
+            job,
+            kind: FireKind::Schedule,
+        };
+        if tx.send(fire).is_err() {
             return;
         }
     }
@@ -151,6 +171,7 @@ pub(super) async fn catch_up(
                 let _ = tx.send(Fire {
                     generation: 0,
                     job: i,
+                    kind: FireKind::Schedule,
                 });
             }
         }

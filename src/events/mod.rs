@@ -15,6 +15,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 pub use attendsync_crypto as crypto;
 
 pub mod config;
+pub mod inbox;
 pub use config::{CurrentMonth, Delivery, EventsConfig};
 
 /// Which day an event is about.
