@@ -23,6 +23,7 @@ pub fn status(global: &Global, job: Option<&str>) -> Result<u8, AppError> {
     let pending = store.pending_count(job)?;
     crate::out!("{}", status_text(&runs, &months, pending));
     crate::out!("{}", owed_text(&store.all_owed(job, now()?)?));
+    crate::out!("{}", events_text(&store, job)?);
     let metered = store.metered_rows(job)?;
     if !metered.is_empty() {
         crate::outln!(
@@ -33,6 +34,52 @@ pub fn status(global: &Global, job: Option<&str>) -> Result<u8, AppError> {
         }
     }
     Ok(EXIT_OK)
+}
+
+/// Per job with `[events]`: its connection, the employee-months waiting for
+/// a re-pull, approvals still to look up, and events received by type.
+fn events_text(store: &Store, job: Option<&str>) -> Result<String, AppError> {
+    // A database from before events has none to show (and `status` never migrates).
+    if store.schema_version()? < crate::store::CURRENT_VERSION {
+        return Ok(String::new());
+    }
+    let jobs = store.event_jobs(job)?;
+    if jobs.is_empty() {
+        return Ok(String::new());
+    }
+    let mut s = String::from(
+        "
+Events (re-pulls on change):
+",
+    );
+    for job in jobs {
+        let link = match store.event_link(&job)? {
+            Some(l) if l.detail.is_empty() => format!("{} (at {})", l.state, l.at),
+            Some(l) => format!("{}: {} (at {})", l.state, l.detail, l.at),
+            None => "no daemon has reported".to_string(),
+        };
+        let counts: Vec<String> = store
+            .event_counts(&job)?
+            .iter()
+            .map(|c| format!("{} {}", c.kind, c.received))
+            .collect();
+        let received = if counts.is_empty() {
+            "none".to_string()
+        } else {
+            counts.join(", ")
+        };
+        s.push_str(&format!(
+            "  {job:<20} connection: {link}
+  {:<20} waiting for a re-pull: {} employee-month(s), {} approval(s) to look up
+  {:<20} received: {received}
+",
+            "",
+            store.dirty_count(&job)?,
+            store.lookup_count(&job)?,
+            "",
+        ));
+    }
+    Ok(s)
 }
 
 /// Months owed by each job: closed in the job's timezone, and not yet synced

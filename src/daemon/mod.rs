@@ -27,8 +27,8 @@ use crate::outcome::{AppError, EXIT_OK};
 use crate::pipeline::Syncer;
 use crate::server::{Auth, JobInfo, Metrics, ServerConfig, Shared};
 use crate::shutdown::Hangups;
-use runs::Runs;
 use repull::start_repull_tickers;
+use runs::Runs;
 use tick::{catch_up, scheduled_jobs, start_tickers, Fire, FireKind, Scheduled};
 
 /// How long a shutdown waits for runs in flight before leaving them to the next run.
@@ -72,6 +72,7 @@ fn job_infos(jobs: &[Scheduled]) -> Arc<Vec<JobInfo>> {
                 schedule: s.schedule.clone(),
                 timezone: s.job.job.timezone,
                 budget: s.job.job.source.call_costs().map(|c| c.monthly_budget),
+                events: s.job.job.events.is_some(),
             })
             .collect(),
     )

@@ -96,7 +96,9 @@ impl Runs {
     /// look finds them).
     pub(super) async fn repull(&mut self, jobs: &Arc<Vec<Scheduled>>, i: usize) {
         let Some(s) = jobs.get(i) else { return };
-        let Some(events) = &s.job.job.events else { return };
+        let Some(events) = &s.job.job.events else {
+            return;
+        };
         if self.is_running(&s.job.job.name) {
             return;
         }

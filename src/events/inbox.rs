@@ -153,8 +153,14 @@ mod tests {
     #[test]
     fn a_punch_at_utc_evening_belongs_to_the_next_local_day_and_month() {
         // 2026-10-31 17:30 UTC is 1 November 01:30 in Beijing.
-        let punch = Utc.with_ymd_and_hms(2026, 10, 31, 17, 30, 0).single().expect("t");
-        let now = Utc.with_ymd_and_hms(2026, 12, 3, 2, 0, 0).single().expect("t");
+        let punch = Utc
+            .with_ymd_and_hms(2026, 10, 31, 17, 30, 0)
+            .single()
+            .expect("t");
+        let now = Utc
+            .with_ymd_and_hms(2026, 12, 3, 2, 0, 0)
+            .single()
+            .expect("t");
         let window = Window {
             current_month: CurrentMonth::Scheduled,
             max_age_months: 3,
@@ -166,7 +172,10 @@ mod tests {
 
     #[test]
     fn the_month_in_progress_waits_for_the_schedule_unless_live() {
-        let now = Utc.with_ymd_and_hms(2026, 12, 3, 2, 0, 0).single().expect("t");
+        let now = Utc
+            .with_ymd_and_hms(2026, 12, 3, 2, 0, 0)
+            .single()
+            .expect("t");
         let today = Touched {
             employee: "u1".into(),
             day: Day::Date(NaiveDate::from_ymd_opt(2026, 12, 2).expect("d")),

@@ -31,8 +31,19 @@ pub struct Metrics {
     metered_budget: Family<Labels, Gauge>,
     last_success: Family<Labels, Gauge<f64, AtomicU64>>,
     queued: Family<Labels, Gauge>,
+    events_received: Family<Labels, Gauge>,
+    event_connection: Family<Labels, Gauge>,
+    waiting: Family<Labels, Gauge>,
     /// One scrape at a time sets the gauges and encodes them.
     scrape: std::sync::Mutex<()>,
+}
+
+/// What SQLite says of one job's events at a scrape.
+struct EventFacts {
+    name: String,
+    link: Option<String>,
+    counts: Vec<crate::store::EventCount>,
+    waiting: u64,
 }
 
 /// What a run came to, as the `outcome` label says it.
@@ -73,6 +84,9 @@ impl Metrics {
             metered_budget: Family::default(),
             last_success: Family::default(),
             queued: Family::default(),
+            events_received: Family::default(),
+            event_connection: Family::default(),
+            waiting: Family::default(),
             scrape: std::sync::Mutex::new(()),
         };
         registry.register(
@@ -114,6 +128,21 @@ impl Metrics {
             "queued_runs",
             "Runs requested through the API and not started yet",
             m.queued.clone(),
+        );
+        registry.register(
+            "events_received",
+            "Vendor events received by job and type; duplicates and redeliveries as \"(duplicate)\"",
+            m.events_received.clone(),
+        );
+        registry.register(
+            "event_connection",
+            "1 for the state of the job's event connection (connected, connecting, retrying, listening, stopped)",
+            m.event_connection.clone(),
+        );
+        registry.register(
+            "employee_months_waiting",
+            "Employee-months that events marked, waiting for a re-pull",
+            m.waiting.clone(),
         );
         Metrics { registry, ..m }
     }
@@ -161,7 +190,12 @@ impl Metrics {
     ) -> Result<String, StoreError> {
         let names: Vec<String> = jobs.iter().map(|j| j.name.clone()).collect();
         let period = crate::budget::quota_period(now);
-        let facts = store
+        let event_jobs: Vec<String> = jobs
+            .iter()
+            .filter(|j| j.events)
+            .map(|j| j.name.clone())
+            .collect();
+        let (facts, events) = store
             .call(move |s| {
                 let mut out = Vec::new();
                 for name in &names {
@@ -171,7 +205,18 @@ impl Metrics {
                         s.metered_spent(name, period)?,
                     ));
                 }
-                Ok(out)
+                let mut events = Vec::new();
+                for name in event_jobs {
+                    let link = s.event_link(&name)?.map(|l| l.state);
+                    let (counts, waiting) = (s.event_counts(&name)?, s.dirty_count(&name)?);
+                    events.push(EventFacts {
+                        name,
+                        link,
+                        counts,
+                        waiting,
+                    });
+                }
+                Ok((out, events))
             })
             .await?;
         let _scrape = self.scrape.lock().unwrap_or_else(|e| e.into_inner());
@@ -195,9 +240,32 @@ impl Metrics {
                 self.metered_spent.get_or_create(&labels).set(spent as i64);
             }
         }
+        self.set_event_gauges(events);
         let mut text = String::new();
         // Writing into a String cannot fail.
         let _ = prometheus_text::encode(&mut text, &self.registry);
         Ok(text)
+    }
+
+    fn set_event_gauges(&self, events: Vec<EventFacts>) {
+        self.events_received.clear();
+        self.event_connection.clear();
+        self.waiting.clear();
+        for e in events {
+            let labels = job(&e.name);
+            self.waiting.get_or_create(&labels).set(e.waiting as i64);
+            if let Some(state) = e.link {
+                let mut l = labels.clone();
+                l.push(("state", state));
+                self.event_connection.get_or_create(&l).set(1);
+            }
+            for c in e.counts {
+                let mut l = labels.clone();
+                l.push(("kind", c.kind));
+                self.events_received
+                    .get_or_create(&l)
+                    .set(c.received as i64);
+            }
+        }
     }
 }

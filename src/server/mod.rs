@@ -47,6 +47,8 @@ pub struct JobInfo {
     pub timezone: chrono_tz::Tz,
     /// A metered source's monthly budget of calls.
     pub budget: Option<u64>,
+    /// Whether the job has `[events]`.
+    pub events: bool,
 }
 
 /// The jobs as the daemon runs them; replaced on a reload.

@@ -125,6 +125,26 @@ impl Store {
         Ok(())
     }
 
+    /// Jobs with anything about events: a link, an event received, a mark.
+    pub fn event_jobs(&self, job: Option<&str>) -> Result<Vec<String>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT job FROM event_links UNION SELECT job FROM event_counts
+             UNION SELECT job FROM dirty UNION SELECT job FROM event_lookups ORDER BY job",
+        )?;
+        let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+        let all: Vec<String> = rows.collect::<rusqlite::Result<_>>()?;
+        Ok(all
+            .into_iter()
+            .filter(|j| job.is_none_or(|k| k == j))
+            .collect())
+    }
+
+    /// One job's event connection as last reported.
+    pub fn event_link(&self, job: &str) -> Result<Option<EventLink>> {
+        Ok(self.event_links()?.into_iter().find(|l| l.job == job))
+    }
+
     /// Every job's event connection as last reported.
     pub fn event_links(&self) -> Result<Vec<EventLink>> {
         let conn = self.conn();
