@@ -16,6 +16,7 @@ pub use attendsync_crypto as crypto;
 
 pub mod config;
 pub mod inbox;
+pub mod lookups;
 pub use config::{CurrentMonth, Delivery, EventsConfig};
 
 /// Which day an event is about.
