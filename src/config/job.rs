@@ -253,6 +253,8 @@ entry_id = "entry"
             "DT_SIGN" => Some("SECsign789".into()),
             "NOT_A_URL" => Some("qyapi.example/send?key=leaky-key-42".into()),
             "EMPTY" => Some(String::new()),
+            "EV_TOKEN" => Some("ev-token".into()),
+            "EV_AES" => Some("jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C".into()),
             _ => None,
         }
     }

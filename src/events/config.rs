@@ -210,3 +210,83 @@ fn read_delay(t: &Table<'_, '_>, errors: &mut Vec<ConfigError>) -> Duration {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::job::tests::{parse, DINGTALK, GOOD};
+
+    fn events_of(text: &str) -> EventsConfig {
+        match parse(text) {
+            Ok(job) => job.events.expect("an [events] table"),
+            Err(e) => panic!("invalid: {e:?}"),
+        }
+    }
+
+    fn errors_of(text: &str) -> String {
+        match parse(text) {
+            Ok(_) => panic!("accepted: {text}"),
+            Err(e) => e.join("\n"),
+        }
+    }
+
+    #[test]
+    fn dingtalk_defaults_to_stream_mode_and_ten_minutes() {
+        let e = events_of(&format!("{DINGTALK}\n[events]\n"));
+        assert_eq!(
+            e.delivery,
+            Delivery::Stream {
+                gateway_url: Url::parse(STREAM_GATEWAY_URL).expect("url")
+            }
+        );
+        assert_eq!(e.delay, DEFAULT_DELAY);
+        assert_eq!(e.current_month, CurrentMonth::Scheduled);
+        assert_eq!(e.max_age_months, 3);
+        assert_eq!(parse(DINGTALK).expect("valid").events, None);
+    }
+
+    #[test]
+    fn http_mode_and_wecom_take_secrets_from_the_environment() {
+        let text = format!(
+            "{DINGTALK}\n[events]\nmode = \"http\"\ntoken = \"${{EV_TOKEN}}\"\naes_key = \"${{EV_AES}}\"\ndelay = \"30s\"\ncurrent_month = \"live\"\nmax_age_months = 2\n"
+        );
+        let e = events_of(&text);
+        assert!(matches!(e.delivery, Delivery::DingtalkPush { .. }));
+        assert_eq!(e.delay, Duration::from_secs(30));
+        assert_eq!(e.current_month, CurrentMonth::Live);
+        assert_eq!(
+            e.callback_path("j").as_deref(),
+            Some("/callbacks/dingtalk/j")
+        );
+        let wecom =
+            format!("{GOOD}\n[events]\ntoken = \"${{EV_TOKEN}}\"\naes_key = \"${{EV_AES}}\"\n");
+        let e = events_of(&wecom);
+        assert!(matches!(e.delivery, Delivery::WecomCallback { .. }));
+        assert_eq!(e.callback_path("j").as_deref(), Some("/callbacks/wecom/j"));
+    }
+
+    #[test]
+    fn wrong_events_settings_name_their_line_and_never_the_secret() {
+        let literal = format!(
+            "{GOOD}\n[events]\ntoken = \"written-in-the-file\"\naes_key = \"${{EV_AES}}\"\n"
+        );
+        let e = errors_of(&literal);
+        assert!(e.contains("token") && e.contains("environment"), "{e}");
+        assert!(!e.contains("written-in-the-file"), "{e}");
+        let short_key =
+            format!("{GOOD}\n[events]\ntoken = \"${{EV_TOKEN}}\"\naes_key = \"${{KEY}}\"\n");
+        let e = errors_of(&short_key);
+        assert!(e.contains("aes_key") && e.contains("43"), "{e}");
+        let mode_for_wecom = format!(
+            "{GOOD}\n[events]\nmode = \"stream\"\ntoken = \"${{EV_TOKEN}}\"\naes_key = \"${{EV_AES}}\"\n"
+        );
+        assert!(errors_of(&mode_for_wecom).contains("mode"));
+        let stream_with_token = format!("{DINGTALK}\n[events]\ntoken = \"${{EV_TOKEN}}\"\n");
+        assert!(errors_of(&stream_with_token).contains("mode = \"http\""));
+        let bad_delay = format!("{DINGTALK}\n[events]\ndelay = \"soon\"\n");
+        let e = errors_of(&bad_delay);
+        assert!(e.contains("delay") && e.contains("jobs/j.toml:"), "{e}");
+        let bad_age = format!("{DINGTALK}\n[events]\nmax_age_months = 0\n");
+        assert!(errors_of(&bad_age).contains("max_age_months"));
+    }
+}
