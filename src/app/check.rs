@@ -19,10 +19,10 @@ use crate::store::Store;
 /// Jiandaoyun form's fields.
 pub async fn check(global: &Global, remote: bool) -> Result<u8, AppError> {
     let server = crate::server::config::load(&global.config_dir, &env_lookup);
-    let loaded = match (config::load(&global.config_dir, &[], &env_lookup), server) {
+    let (loaded, server) = match (config::load(&global.config_dir, &[], &env_lookup), server) {
         (Ok(loaded), Ok(server)) => {
             print_server(server.as_ref());
-            loaded
+            (loaded, server)
         }
         (Err(mut jobs), Err(server)) => {
             jobs.0.extend(server.0);
@@ -51,6 +51,10 @@ pub async fn check(global: &Global, remote: bool) -> Result<u8, AppError> {
         }
         if let (false, Some(w)) = (remote, fixed_budget_warning(j)) {
             crate::outln!("warning: job {}: {w}", job.name);
+        }
+        if let Err(problem) = print_events(j, server.as_ref()) {
+            status = EXIT_CONFIG;
+            crate::outln!("problem: job {}: {problem}", job.name);
         }
         if let Some(http) = &http {
             let problems = check_remote(http, j, &global.db_path()).await;
@@ -91,6 +95,50 @@ fn print_server(server: Option<&crate::server::ServerConfig>) {
             server.listen
         );
     }
+}
+
+/// How the job's `[events]` arrive, and for HTTP deliveries the callback URL
+/// to register in the vendor's console. An HTTP delivery without `[server]`
+/// has nothing to arrive at: a problem.
+fn print_events(j: &LoadedJob, server: Option<&crate::server::ServerConfig>) -> Result<(), String> {
+    use crate::events::Delivery;
+    let Some(events) = &j.job.events else {
+        return Ok(());
+    };
+    let name = &j.job.name;
+    let (vendor, path) = match &events.delivery {
+        Delivery::Stream { gateway_url } => {
+            crate::outln!(
+                "ok: job {name}: events by DingTalk Stream mode (an outbound WebSocket opened through {gateway_url}); no public URL needed"
+            );
+            return Ok(());
+        }
+        Delivery::DingtalkPush { .. } => (
+            "DingTalk (事件订阅 → HTTP 推送)",
+            events.callback_path(name),
+        ),
+        Delivery::WecomCallback { .. } => {
+            ("WeCom (接收事件服务器 → URL)", events.callback_path(name))
+        }
+    };
+    let path = path.unwrap_or_default();
+    let Some(server) = server else {
+        return Err(format!(
+            "[events] are pushed to the daemon's listener at {path}, but {} has no [server]; add one (and a public URL or reverse proxy in front)",
+            crate::server::config::SERVER_FILE
+        ));
+    };
+    match &server.public_url {
+        Some(url) => crate::outln!(
+            "ok: job {name}: register this callback URL in {vendor}: {}{path}",
+            url.as_str().trim_end_matches('/')
+        ),
+        None => crate::outln!(
+            "ok: job {name}: register https://<your public address>{path} in {vendor} (set public_url in [server] to see it whole); it reaches the listener on {}",
+            server.listen
+        ),
+    }
+    Ok(())
 }
 
 /// For plain `check` of a metered source: a budget that cannot pay for one
