@@ -10,6 +10,7 @@
 //! successful run in SQLite. SIGHUP reloads the job files; a file that does not
 //! load keeps the old configuration.
 
+mod events;
 mod fire;
 mod repull;
 mod runs;
@@ -85,6 +86,7 @@ async fn listen(
     syncer: &Arc<Syncer>,
     clock: &Clock,
     metrics: &Arc<Metrics>,
+    callbacks: crate::events::CallbackRoutes,
 ) -> Result<Listener, AppError> {
     let socket = crate::server::bind(config.listen).await.map_err(|e| {
         AppError::Io(format!(
@@ -103,6 +105,7 @@ async fn listen(
         metrics: metrics.clone(),
         sessions: Default::default(),
         healthy_at: Default::default(),
+        callbacks,
         public_origin: config
             .public_url
             .as_ref()
@@ -143,8 +146,12 @@ pub async fn run(
 ) -> Result<u8, AppError> {
     let mut jobs = Arc::new(scheduled_jobs(jobs, server.is_some())?);
     let metrics = Arc::new(Metrics::new());
+    let receivers = events::start_receivers(&jobs, &syncer, &clock, server.is_some())?;
     let mut listener = match &server {
-        Some(config) => Some(listen(config, &jobs, &syncer, &clock, &metrics).await?),
+        Some(config) => {
+            let routes = receivers.routes.clone();
+            Some(listen(config, &jobs, &syncer, &clock, &metrics, routes).await?)
+        }
         None => None,
     };
     let mut hangups = Hangups::listen();
@@ -218,6 +225,7 @@ pub async fn run(
             tracing::warn!("the HTTP listener did not close in time; leaving it");
         }
     }
+    receivers.stop(&jobs, &syncer, &clock, deadline).await;
     tracing::info!("daemon stopped");
     Ok(EXIT_OK)
 }

@@ -92,3 +92,33 @@ pub enum Link {
     /// The daemon is stopping.
     Stopped,
 }
+
+/// A vendor's call to the daemon's listener at `/callbacks/<vendor>/<job>`.
+pub struct CallbackRequest {
+    pub method: axum::http::Method,
+    /// The query carries the signature, timestamp and nonce.
+    pub uri: axum::http::Uri,
+    pub body: axum::body::Bytes,
+}
+
+/// The answer to a [`CallbackRequest`].
+pub struct CallbackReply {
+    pub status: axum::http::StatusCode,
+    pub content_type: &'static str,
+    pub body: Vec<u8>,
+}
+
+pub type CallbackFuture = Pin<Box<dyn Future<Output = CallbackReply> + Send>>;
+
+/// A job's callback endpoint, as its source answers it: the listener knows
+/// no vendor, only `(vendor, job)` and this.
+#[derive(Clone)]
+pub struct CallbackRoute {
+    /// The path segment after `/callbacks/`: `dingtalk`, `wecom`.
+    pub vendor: &'static str,
+    pub handler: std::sync::Arc<dyn Fn(CallbackRequest) -> CallbackFuture + Send + Sync>,
+}
+
+/// The callback routes the daemon serves, by `(vendor, job)`.
+pub type CallbackRoutes =
+    std::sync::Arc<std::sync::RwLock<std::collections::HashMap<(String, String), CallbackRoute>>>;

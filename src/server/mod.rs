@@ -5,6 +5,7 @@
 
 mod api;
 mod auth;
+mod callbacks;
 pub mod config;
 mod metrics;
 mod page;
@@ -71,6 +72,8 @@ pub struct Shared {
     /// When `/healthz` last proved the database writable: anyone may ask, so
     /// it writes at most once a second.
     pub healthy_at: std::sync::Mutex<Option<std::time::Instant>>,
+    /// The jobs' event callbacks (DingTalk HTTP push, WeCom callbacks).
+    pub callbacks: crate::events::CallbackRoutes,
 }
 
 impl Shared {
@@ -133,6 +136,10 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/jobs/{job}/rerun", post(web::rerun))
         .route("/runs/{id}", get(web::run))
         .route("/healthz", get(api::healthz))
+        .route(
+            "/callbacks/{vendor}/{job}",
+            get(callbacks::callback).post(callbacks::callback),
+        )
         .merge(metrics)
         .nest("/api/v1", api)
         .fallback(api::not_found)
