@@ -249,7 +249,9 @@ struct Shared {
     config: DingtalkSimConfig,
     state: Mutex<SimState>,
     /// Memoised daily figures (see [`Shared::day`]); locked after `state` when both are held.
-    days: Mutex<HashMap<(String, NaiveDate), Arc<MonthFigures>>>,
+    days: Mutex<HashMap<(String, NaiveDate, u32), Arc<MonthFigures>>>,
+    /// Corrections per user ([`DingtalkSim::bump_revision`]).
+    revisions: Mutex<HashMap<String, u32>>,
 }
 
 struct OrgIndex {
@@ -354,6 +356,7 @@ impl DingtalkSim {
             config,
             state: Mutex::new(state),
             days: Mutex::new(HashMap::new()),
+            revisions: Mutex::new(HashMap::new()),
         });
         let router = Router::new()
             .fallback(handle)
@@ -414,6 +417,18 @@ impl DingtalkSim {
     /// The next `times` admitted requests to `endpoint` get `body` (HTTP 200)
     /// instead of their answer, e.g. `json!({"errcode": 88, "errmsg": "…",
     /// "sub_code": "…"})`. Queued bodies are used in order.
+    /// A correction of `userid`'s attendance (an approved leave, an admin's
+    /// fix): every day of theirs gets 30 more minutes of work time, so every
+    /// month's report of theirs changes.
+    pub fn bump_revision(&self, userid: &str) {
+        let mut revisions = self
+            .shared
+            .revisions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        *revisions.entry(userid.to_owned()).or_insert(0) += 1;
+    }
+
     pub fn inject_answer(&self, endpoint: &str, body: Value, times: u32) {
         let mut state = self.state();
         let queue = state

@@ -456,3 +456,15 @@ fn form_decoding_and_value_helpers() {
     assert_eq!(decimal_json(Decimal::new(30, 1)), Some(json!(3)));
     assert_eq!(decimal_json(Decimal::new(15, 1)), Some(json!(1.5)));
 }
+
+#[tokio::test]
+async fn a_correction_changes_that_user_s_report_only() {
+    let sim = sim(3, DingtalkSimConfig::default()).await;
+    let users: Vec<String> = sim.org().users.iter().map(|u| u.userid.clone()).collect();
+    let columns = ["工作时长".to_owned()];
+    let record = |u: &str| sim.expected_record(u, october(), &columns, &[]);
+    let before: Vec<_> = users.iter().map(|u| record(u)).collect();
+    sim.bump_revision(&users[0]);
+    assert_ne!(record(&users[0]), before[0], "the corrected user's report");
+    assert_eq!(record(&users[1]), before[1], "another user's report");
+}

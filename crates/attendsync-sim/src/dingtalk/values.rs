@@ -13,7 +13,14 @@ impl Shared {
     /// One user's figures for one day. Computing a day simulates its whole
     /// month, so the days are memoised.
     pub(super) fn day(&self, user: &User, date: NaiveDate) -> Arc<MonthFigures> {
-        let key = (user.userid.clone(), date);
+        let revision = self
+            .revisions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&user.userid)
+            .copied()
+            .unwrap_or(0);
+        let key = (user.userid.clone(), date, revision);
         if let Some(d) = self
             .days
             .lock()
@@ -22,7 +29,7 @@ impl Shared {
         {
             return d.clone();
         }
-        let figures = Arc::new(month_figures(&self.org, user, date, date, 0));
+        let figures = Arc::new(month_figures(&self.org, user, date, date, revision));
         self.days
             .lock()
             .unwrap_or_else(|e| e.into_inner())
