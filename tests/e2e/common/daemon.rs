@@ -38,6 +38,14 @@ impl Daemon {
         for (k, v) in vars {
             cmd.env(k, v);
         }
+        Daemon::spawn(cmd)
+    }
+
+    /// Spawns `cmd` (an `attendsync daemon` command), collecting its stderr.
+    pub fn spawn(mut cmd: tokio::process::Command) -> Daemon {
+        cmd.stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true);
         let mut child = cmd
             .spawn()
             .unwrap_or_else(|e| panic!("spawn the daemon: {e}"));
