@@ -1,5 +1,6 @@
 //! WeCom (企业微信) simulator: `gettoken`, the contacts simple lists and
-//! `checkin/getcheckin_monthdata`, as `docs/vendors/wecom.md` describes them.
+//! `checkin/getcheckin_monthdata`, as `docs/vendors/wecom.md` describes them;
+//! approvals, `oa/getapprovaldetail` and the callback pusher in `approval.rs`.
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
@@ -19,6 +20,9 @@ use serde_json::{json, Map, Value};
 use super::limits::{Admission, CallRecord, Gate, Outcome};
 use super::org::{wecom_period_record, Org};
 use super::{mix, spawn_server, ServerGuard};
+
+mod approval;
+pub use approval::{ApprovalKind, ApprovalPusher, Delivery, SpStatus};
 
 const PREFIX: &str = "/cgi-bin/";
 const MONTHDATA: &str = "checkin/getcheckin_monthdata";
@@ -61,6 +65,7 @@ impl Default for WecomSimConfig {
                 ("gettoken".to_owned(), 1000, minute),
                 ("department/simplelist".to_owned(), 10_000, minute),
                 ("user/simplelist".to_owned(), 10_000, minute),
+                (approval::APPROVAL_DETAIL.to_owned(), 600, minute),
             ],
             latency: Duration::ZERO,
             seed: 0,
@@ -166,6 +171,7 @@ struct WecomState {
     /// Listed in the directory, but without a report (e.g. taken off every
     /// check-in rule).
     without_report: HashSet<String>,
+    approvals: approval::Approvals,
 }
 
 /// An answer: the body, and the errcode for the log.
@@ -209,6 +215,7 @@ impl WecomSim {
             revisions: HashMap::new(),
             without_report: HashSet::new(),
             patches: HashMap::new(),
+            approvals: approval::Approvals::default(),
         };
         let shared = Arc::new(Shared {
             org,
@@ -406,7 +413,7 @@ async fn handle(
 fn is_known(endpoint: &str) -> bool {
     matches!(
         endpoint,
-        "gettoken" | "department/simplelist" | "user/simplelist" | MONTHDATA
+        "gettoken" | "department/simplelist" | "user/simplelist" | MONTHDATA | approval::APPROVAL_DETAIL
     )
 }
 
@@ -420,7 +427,7 @@ fn route(
     ip: &str,
 ) -> Answer {
     let seed = shared.seed;
-    let wants_post = endpoint == MONTHDATA;
+    let wants_post = endpoint == MONTHDATA || endpoint == approval::APPROVAL_DETAIL;
     if wants_post && method != Method::POST {
         return state.error(seed, 43002, "require POST method", ip);
     }
@@ -436,6 +443,7 @@ fn route(
     match endpoint {
         "department/simplelist" => department_simplelist(shared, state, query, ip),
         "user/simplelist" => user_simplelist(shared, state, query, ip),
+        approval::APPROVAL_DETAIL => approval::detail(shared, state, body, ip),
         _ => monthdata(shared, state, body, ip),
     }
 }
