@@ -286,7 +286,10 @@ impl ApprovalPusher {
     /// The URL check: a GET with an encrypted `echostr`. Returns the last
     /// delivery and whether its body is the plaintext, exactly.
     pub async fn verify_url(&self) -> (Delivery, bool) {
-        let plain = format!("{}", 1_616_140_317_555_161_061u64 + u64::from(rand::random::<u16>()));
+        let plain = format!(
+            "{}",
+            1_616_140_317_555_161_061u64 + u64::from(rand::random::<u16>())
+        );
         let echostr = self.crypt.encrypt(&plain);
         let query = format!("{}&echostr={}", self.query(&echostr), percent(&echostr));
         let delivery = self.send("GET", &query, "").await;
@@ -367,7 +370,12 @@ impl ApprovalPusher {
 
     /// HTTP/1.1 over a fresh connection, closed after the answer: the status
     /// and the body (a `Content-Length` body; the receivers under test are axum).
-    async fn request(&self, method: &str, query: &str, body: &str) -> Result<(u16, String), String> {
+    async fn request(
+        &self,
+        method: &str,
+        query: &str,
+        body: &str,
+    ) -> Result<(u16, String), String> {
         let stream = tokio::net::TcpStream::connect(&self.host)
             .await
             .map_err(|e| format!("connect: {e}"))?;

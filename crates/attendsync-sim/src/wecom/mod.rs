@@ -413,7 +413,11 @@ async fn handle(
 fn is_known(endpoint: &str) -> bool {
     matches!(
         endpoint,
-        "gettoken" | "department/simplelist" | "user/simplelist" | MONTHDATA | approval::APPROVAL_DETAIL
+        "gettoken"
+            | "department/simplelist"
+            | "user/simplelist"
+            | MONTHDATA
+            | approval::APPROVAL_DETAIL
     )
 }
 

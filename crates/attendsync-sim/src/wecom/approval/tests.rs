@@ -75,7 +75,10 @@ async fn getapprovaldetail_answers_a_leave_in_the_documented_shape() {
     assert_eq!(range["new_end"], end.timestamp());
     assert_eq!(range["new_duration"], end.timestamp() - begin.timestamp());
     let items = attendance["slice_info"]["day_items"].as_array().unwrap();
-    let days: Vec<i64> = items.iter().map(|i| i["daytime"].as_i64().unwrap()).collect();
+    let days: Vec<i64> = items
+        .iter()
+        .map(|i| i["daytime"].as_i64().unwrap())
+        .collect();
     let midnights: Vec<i64> = [(10, 30), (10, 31), (11, 1), (11, 2)]
         .iter()
         .map(|&(m, d)| shanghai(2026, m, d, 0).timestamp())
@@ -104,7 +107,10 @@ async fn an_unknown_approval_and_a_forbidden_app_are_refused() {
     sim.set_approval_forbidden(true);
     let v = detail(&sim, "0").await;
     assert_eq!(v["errcode"], 301055, "{v}");
-    assert!(v["errmsg"].as_str().unwrap().starts_with("no approval auth"));
+    assert!(v["errmsg"]
+        .as_str()
+        .unwrap()
+        .starts_with("no approval auth"));
 }
 
 /// What the test receiver saw: decrypted messages.
@@ -172,13 +178,22 @@ async fn the_pusher_checks_the_url_and_posts_signed_encrypted_events() {
     assert!(echoed, "{delivery:?}");
 
     let delivery = pusher
-        .push_approval("202610300001", "zhangsan", SpStatus::Approved, 2, 1_793_000_000)
+        .push_approval(
+            "202610300001",
+            "zhangsan",
+            SpStatus::Approved,
+            2,
+            1_793_000_000,
+        )
         .await;
     assert_eq!(delivery.status, Some(200), "{delivery:?}");
     let messages = seen.messages.lock().unwrap().clone();
     assert_eq!(messages.len(), 1);
     let m = &messages[0];
-    assert!(m.contains("<Event><![CDATA[sys_approval_change]]></Event>"), "{m}");
+    assert!(
+        m.contains("<Event><![CDATA[sys_approval_change]]></Event>"),
+        "{m}"
+    );
     assert!(m.contains("<SpNo>202610300001</SpNo>"), "{m}");
     assert!(m.contains("<UserId><![CDATA[zhangsan]]></UserId>"), "{m}");
     assert!(m.contains("<StatuChangeEvent>2</StatuChangeEvent>"), "{m}");
