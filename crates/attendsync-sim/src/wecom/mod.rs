@@ -20,8 +20,10 @@ use serde_json::{json, Map, Value};
 use super::limits::{Admission, CallRecord, Gate, Outcome};
 use super::org::{wecom_period_record, Org};
 use super::{mix, spawn_server, ServerGuard};
+use pointer::{pointer_remove, pointer_set};
 
 mod approval;
+mod pointer;
 pub use approval::{ApprovalKind, ApprovalPusher, Delivery, SpStatus};
 
 const PREFIX: &str = "/cgi-bin/";
@@ -722,90 +724,6 @@ fn monthdata(shared: &Shared, state: &mut WecomState, body: &Bytes, ip: &str) ->
 fn local_midnight(secs: i64, tz: chrono_tz::Tz) -> Option<NaiveDate> {
     let local = DateTime::from_timestamp(secs, 0)?.with_timezone(&tz);
     (local.num_seconds_from_midnight() == 0).then(|| local.date_naive())
-}
-
-fn pointer_tokens(pointer: &str) -> Option<Vec<String>> {
-    let rest = pointer.strip_prefix('/')?;
-    Some(
-        rest.split('/')
-            .map(|t| t.replace("~1", "/").replace("~0", "~"))
-            .collect(),
-    )
-}
-
-/// Sets `value` at `pointer`, creating missing objects on the way. Does
-/// nothing when a scalar or a too-short array is in the way.
-fn pointer_set(target: &mut Value, pointer: &str, value: Value) {
-    if pointer.is_empty() {
-        *target = value;
-        return;
-    }
-    let Some(tokens) = pointer_tokens(pointer) else {
-        return;
-    };
-    let mut current = target;
-    let last = tokens.len() - 1;
-    for (i, token) in tokens.into_iter().enumerate() {
-        current = match current {
-            Value::Object(map) => {
-                if i == last {
-                    map.insert(token, value);
-                    return;
-                }
-                map.entry(token)
-                    .or_insert_with(|| Value::Object(Map::new()))
-            }
-            Value::Array(items) => {
-                let position = if token == "-" {
-                    items.len()
-                } else {
-                    match token.parse::<usize>() {
-                        Ok(p) => p,
-                        Err(_) => return,
-                    }
-                };
-                if i == last {
-                    if let Some(slot) = items.get_mut(position) {
-                        *slot = value;
-                    } else if position == items.len() {
-                        items.push(value);
-                    }
-                    return;
-                }
-                match items.get_mut(position) {
-                    Some(next) => next,
-                    None => return,
-                }
-            }
-            _ => return,
-        };
-    }
-}
-
-fn pointer_remove(target: &mut Value, pointer: &str) {
-    let Some(mut tokens) = pointer_tokens(pointer) else {
-        return;
-    };
-    let Some(last) = tokens.pop() else {
-        return;
-    };
-    let parent_pointer: String = tokens
-        .iter()
-        .map(|t| format!("/{}", t.replace('~', "~0").replace('/', "~1")))
-        .collect();
-    match target.pointer_mut(&parent_pointer) {
-        Some(Value::Object(map)) => {
-            map.shift_remove(&last);
-        }
-        Some(Value::Array(items)) => {
-            if let Ok(p) = last.parse::<usize>() {
-                if p < items.len() {
-                    items.remove(p);
-                }
-            }
-        }
-        _ => {}
-    }
 }
 
 #[cfg(test)]
