@@ -36,7 +36,7 @@ pub use org::{
     month_bounds, month_figures, wecom_month_record, wecom_period_record, Department, MonthFigures,
     Org, Tally, User,
 };
-pub use wecom::{WecomSim, WecomSimConfig};
+pub use wecom::{ApprovalKind, ApprovalPusher, SpStatus, WecomSim, WecomSimConfig};
 
 /// Convenience for [`JdySimConfig::widgets`]: `&[("userid", "text"), ("work_hours", "number")]`
 /// → owned pairs.

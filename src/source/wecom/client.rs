@@ -14,8 +14,8 @@ use super::config::WecomSource;
 use super::reports::Reports;
 use super::wire::{read_answer, Answer, MonthAnswer, UserList};
 use super::{
-    CONTACTS_IN_FLIGHT, DEFAULT_LIMITS, DEPARTMENTS, GETTOKEN, GLOBAL_LIMIT, MAX_USERS_PER_CALL,
-    MONTHDATA, USERS, VENDOR,
+    APPROVAL_DETAIL, CONTACTS_IN_FLIGHT, DEFAULT_LIMITS, DEPARTMENTS, GETTOKEN, GLOBAL_LIMIT,
+    MAX_USERS_PER_CALL, MONTHDATA, USERS, VENDOR,
 };
 use crate::http::call::{self, no_hook, Call, Failure, Resend, Tokens, Vendor};
 use crate::http::codes::{self, Class};
@@ -293,6 +293,12 @@ impl WecomClient {
             seen.into_iter().partition(|id| !parents.contains(id));
         order.extend(inner);
         Ok(order)
+    }
+
+    /// One approval's detail (`oa/getapprovaldetail`), read by `approval.rs`.
+    pub async fn approval_detail(&self, sp_no: &str) -> Result<Value, SourceError> {
+        let body = json!({ "sp_no": sp_no });
+        self.call_ok(APPROVAL_DETAIL, &[], Some(&body)).await
     }
 
     /// The month reports of up to 100 employees for the window `[start, end]`

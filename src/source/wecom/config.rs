@@ -1,7 +1,7 @@
 //! WeCom's `[source]` section (`type = "wecom"`, README "Job files"): credentials,
 //! address, scope, and the endpoints its `limits` may name.
 
-use super::{DEPARTMENTS, GETTOKEN, MONTHDATA, USERS};
+use super::{APPROVAL_DETAIL, DEPARTMENTS, GETTOKEN, MONTHDATA, USERS};
 use crate::http::pace::TOTAL;
 use crate::http::rate::Rate;
 use crate::http::retry::RetryConfig;
@@ -45,6 +45,7 @@ pub const WECOM_ENDPOINTS: Endpoints = Endpoints {
         (GETTOKEN, Some(Rate::per_minute(10_000))),
         (DEPARTMENTS, Some(Rate::per_minute(10_000))),
         (USERS, Some(Rate::per_minute(10_000))),
+        (APPROVAL_DETAIL, Some(Rate::per_minute(600))),
         (TOTAL, None),
     ],
 };

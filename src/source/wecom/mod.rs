@@ -6,6 +6,8 @@
 //! read where they are mapped, `schema.rs` what a report can hold. This file: the
 //! [`Source`] the sync engine sees, and the vendor's constants.
 
+pub mod approval;
+pub mod callback;
 mod client;
 pub mod config;
 mod reports;
@@ -35,6 +37,8 @@ pub const MONTHDATA: &str = "checkin/getcheckin_monthdata";
 pub const GETTOKEN: &str = "gettoken";
 pub const DEPARTMENTS: &str = "department/simplelist";
 pub const USERS: &str = "user/simplelist";
+/// One approval's detail, looked up after a callback names it.
+pub const APPROVAL_DETAIL: &str = "oa/getapprovaldetail";
 /// The most userids one monthdata call accepts.
 pub const MAX_USERS_PER_CALL: usize = 100;
 /// Department member lists requested at once while listing the organisation.
@@ -54,6 +58,8 @@ const DEFAULT_LIMITS: &[(&str, Rate)] = &[
     (GETTOKEN, Rate::per_second(2)),
     (DEPARTMENTS, Rate::per_minute(9_000)),
     (USERS, Rate::per_minute(9_000)),
+    // Approval look-ups at their documented 600/min.
+    (APPROVAL_DETAIL, Rate::per_minute(600)),
 ];
 const GLOBAL_LIMIT: Rate = Rate::per_minute(18_000);
 

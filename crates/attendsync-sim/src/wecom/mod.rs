@@ -1,5 +1,6 @@
 //! WeCom (企业微信) simulator: `gettoken`, the contacts simple lists and
-//! `checkin/getcheckin_monthdata`, as `docs/vendors/wecom.md` describes them.
+//! `checkin/getcheckin_monthdata`, as `docs/vendors/wecom.md` describes them;
+//! approvals, `oa/getapprovaldetail` and the callback pusher in `approval.rs`.
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
@@ -19,6 +20,11 @@ use serde_json::{json, Map, Value};
 use super::limits::{Admission, CallRecord, Gate, Outcome};
 use super::org::{wecom_period_record, Org};
 use super::{mix, spawn_server, ServerGuard};
+use pointer::{pointer_remove, pointer_set};
+
+mod approval;
+mod pointer;
+pub use approval::{ApprovalKind, ApprovalPusher, Delivery, SpStatus};
 
 const PREFIX: &str = "/cgi-bin/";
 const MONTHDATA: &str = "checkin/getcheckin_monthdata";
@@ -61,6 +67,7 @@ impl Default for WecomSimConfig {
                 ("gettoken".to_owned(), 1000, minute),
                 ("department/simplelist".to_owned(), 10_000, minute),
                 ("user/simplelist".to_owned(), 10_000, minute),
+                (approval::APPROVAL_DETAIL.to_owned(), 600, minute),
             ],
             latency: Duration::ZERO,
             seed: 0,
@@ -166,6 +173,7 @@ struct WecomState {
     /// Listed in the directory, but without a report (e.g. taken off every
     /// check-in rule).
     without_report: HashSet<String>,
+    approvals: approval::Approvals,
 }
 
 /// An answer: the body, and the errcode for the log.
@@ -209,6 +217,7 @@ impl WecomSim {
             revisions: HashMap::new(),
             without_report: HashSet::new(),
             patches: HashMap::new(),
+            approvals: approval::Approvals::default(),
         };
         let shared = Arc::new(Shared {
             org,
@@ -406,7 +415,11 @@ async fn handle(
 fn is_known(endpoint: &str) -> bool {
     matches!(
         endpoint,
-        "gettoken" | "department/simplelist" | "user/simplelist" | MONTHDATA
+        "gettoken"
+            | "department/simplelist"
+            | "user/simplelist"
+            | MONTHDATA
+            | approval::APPROVAL_DETAIL
     )
 }
 
@@ -420,7 +433,7 @@ fn route(
     ip: &str,
 ) -> Answer {
     let seed = shared.seed;
-    let wants_post = endpoint == MONTHDATA;
+    let wants_post = endpoint == MONTHDATA || endpoint == approval::APPROVAL_DETAIL;
     if wants_post && method != Method::POST {
         return state.error(seed, 43002, "require POST method", ip);
     }
@@ -436,6 +449,7 @@ fn route(
     match endpoint {
         "department/simplelist" => department_simplelist(shared, state, query, ip),
         "user/simplelist" => user_simplelist(shared, state, query, ip),
+        approval::APPROVAL_DETAIL => approval::detail(shared, state, body, ip),
         _ => monthdata(shared, state, body, ip),
     }
 }
@@ -710,90 +724,6 @@ fn monthdata(shared: &Shared, state: &mut WecomState, body: &Bytes, ip: &str) ->
 fn local_midnight(secs: i64, tz: chrono_tz::Tz) -> Option<NaiveDate> {
     let local = DateTime::from_timestamp(secs, 0)?.with_timezone(&tz);
     (local.num_seconds_from_midnight() == 0).then(|| local.date_naive())
-}
-
-fn pointer_tokens(pointer: &str) -> Option<Vec<String>> {
-    let rest = pointer.strip_prefix('/')?;
-    Some(
-        rest.split('/')
-            .map(|t| t.replace("~1", "/").replace("~0", "~"))
-            .collect(),
-    )
-}
-
-/// Sets `value` at `pointer`, creating missing objects on the way. Does
-/// nothing when a scalar or a too-short array is in the way.
-fn pointer_set(target: &mut Value, pointer: &str, value: Value) {
-    if pointer.is_empty() {
-        *target = value;
-        return;
-    }
-    let Some(tokens) = pointer_tokens(pointer) else {
-        return;
-    };
-    let mut current = target;
-    let last = tokens.len() - 1;
-    for (i, token) in tokens.into_iter().enumerate() {
-        current = match current {
-            Value::Object(map) => {
-                if i == last {
-                    map.insert(token, value);
-                    return;
-                }
-                map.entry(token)
-                    .or_insert_with(|| Value::Object(Map::new()))
-            }
-            Value::Array(items) => {
-                let position = if token == "-" {
-                    items.len()
-                } else {
-                    match token.parse::<usize>() {
-                        Ok(p) => p,
-                        Err(_) => return,
-                    }
-                };
-                if i == last {
-                    if let Some(slot) = items.get_mut(position) {
-                        *slot = value;
-                    } else if position == items.len() {
-                        items.push(value);
-                    }
-                    return;
-                }
-                match items.get_mut(position) {
-                    Some(next) => next,
-                    None => return,
-                }
-            }
-            _ => return,
-        };
-    }
-}
-
-fn pointer_remove(target: &mut Value, pointer: &str) {
-    let Some(mut tokens) = pointer_tokens(pointer) else {
-        return;
-    };
-    let Some(last) = tokens.pop() else {
-        return;
-    };
-    let parent_pointer: String = tokens
-        .iter()
-        .map(|t| format!("/{}", t.replace('~', "~0").replace('/', "~1")))
-        .collect();
-    match target.pointer_mut(&parent_pointer) {
-        Some(Value::Object(map)) => {
-            map.shift_remove(&last);
-        }
-        Some(Value::Array(items)) => {
-            if let Ok(p) = last.parse::<usize>() {
-                if p < items.len() {
-                    items.remove(p);
-                }
-            }
-        }
-        _ => {}
-    }
 }
 
 #[cfg(test)]
