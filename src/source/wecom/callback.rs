@@ -85,8 +85,8 @@ fn required<'a>(value: &'a str, name: &'static str) -> Result<&'a str, CallbackE
 /// nothing added.
 pub fn verify_url(crypt: &MsgCrypt, query: &CallbackQuery) -> Result<String, CallbackError> {
     let echostr = required(query.echostr.as_deref().unwrap_or(""), "echostr")?;
-    // Base64 holds no spaces: a `+` that reached us undecoded-as-plus (a
-    // proxy that reads the query as a form) is put back.
+    // Base64 holds no spaces: a `+` that a form decoder on the way turned
+    // into a space is put back.
     let echostr = echostr.replace(' ', "+");
     let text = crypt.open(
         required(&query.msg_signature, "msg_signature")?,
