@@ -56,6 +56,16 @@ pub fn event_parts(
     link: tokio::sync::watch::Sender<crate::events::Link>,
     stop: crate::shutdown::Shutdown,
 ) -> EventParts {
-    let _ = (job, events, http, sink, link, stop);
-    EventParts::default()
+    use crate::events::Delivery;
+    let crypt = events.crypt(&job.source);
+    match (&job.source, &events.delivery, crypt) {
+        (SourceConfig::Wecom(cfg), Delivery::WecomCallback { .. }, Some(crypt)) => {
+            wecom::receive::event_parts(cfg, crypt, job.timezone, http, sink, link)
+        }
+        // The job reader pairs each delivery with its source.
+        _ => {
+            let _ = (stop, link);
+            EventParts::default()
+        }
+    }
 }

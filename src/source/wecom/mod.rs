@@ -10,6 +10,7 @@ pub mod approval;
 pub mod callback;
 mod client;
 pub mod config;
+pub mod receive;
 mod reports;
 mod schema;
 mod wire;
