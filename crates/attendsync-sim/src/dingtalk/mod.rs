@@ -34,12 +34,14 @@ use super::{mix, spawn_server, ServerGuard};
 use crate::Month;
 
 mod directory;
+mod push;
 mod report;
 mod serve;
 #[cfg(test)]
 mod tests;
 mod values;
 
+pub use push::{is_success, PushConfig, Pusher, FAILED_LIST, FAILED_PAGE_SIZE};
 use serve::handle;
 use values::{column_metric, leave_metric};
 
@@ -57,6 +59,7 @@ const ENDPOINTS: &[&str] = &[
     GETATTCOLUMNS,
     GETCOLUMNVAL,
     GETLEAVETIME,
+    FAILED_LIST,
 ];
 
 /// The endpoints the simulator counts against `monthly_quota` (docs/vendors/dingtalk.md
@@ -306,6 +309,7 @@ struct SimState {
     banned_until: Option<Instant>,
     bans_answered: usize,
     injected: HashMap<String, VecDeque<Value>>,
+    failed: push::FailedList,
 }
 
 /// An answer before it is sent.
@@ -347,6 +351,7 @@ impl DingtalkSim {
             banned_until: None,
             bans_answered: 0,
             injected: HashMap::new(),
+            failed: push::FailedList::default(),
         };
         let shared = Arc::new(Shared {
             org,

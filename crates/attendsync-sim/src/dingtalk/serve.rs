@@ -14,10 +14,11 @@ use rand::Rng;
 use serde_json::{json, Map, Value};
 
 use super::directory::{listsub, user_list};
+use super::push::failed_page;
 use super::report::{getattcolumns, getcolumnval, getleavetime};
 use super::{
-    Answer, BodyStyle, Shared, SimState, Token, ENDPOINTS, GETATTCOLUMNS, GETCOLUMNVAL, GETTOKEN,
-    LISTSUB, METERED, USER_LIST,
+    Answer, BodyStyle, Shared, SimState, Token, ENDPOINTS, FAILED_LIST, GETATTCOLUMNS,
+    GETCOLUMNVAL, GETTOKEN, LISTSUB, METERED, USER_LIST,
 };
 use crate::limits::{Admission, Outcome};
 use crate::mix;
@@ -228,6 +229,15 @@ pub(super) fn route(shared: &Shared, state: &mut SimState, request: &Request<'_>
             return state.error(43001, "需要GET请求");
         }
         return gettoken(shared, state, query);
+    }
+    if endpoint == FAILED_LIST {
+        if method != Method::GET {
+            return state.error(43001, "需要GET请求");
+        }
+        if let Err(answer) = check_token(shared, state, query) {
+            return answer;
+        }
+        return failed_page(state);
     }
     if method != Method::POST {
         return state.error(43002, "需要POST请求");
