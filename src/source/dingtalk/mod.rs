@@ -51,6 +51,7 @@ mod columns;
 pub mod config;
 mod directory;
 pub mod events;
+pub mod failed;
 mod metering;
 mod people;
 pub mod push;
