@@ -116,15 +116,15 @@ fn an_event_opens_to_its_change() {
     assert_eq!(id(&c), first);
 }
 
-/// Every refused push: its status, and nothing recorded.
-#[tokio::test]
-async fn refused_pushes_record_nothing() {
-    let c = crypt();
-    let sink = MemorySink::new();
-    let now_ms = Utc::now().timestamp_millis();
-    let mut cases: Vec<(&str, PushQuery, Vec<u8>, StatusCode, &str)> = Vec::new();
+/// A refused push: what it is, query, body, status, a word of the error.
+type Refused = (&'static str, PushQuery, Vec<u8>, StatusCode, &'static str);
 
-    let (mut q, body) = push_of(&c, EVENT);
+/// Every way a push can be wrong.
+fn refused(c: &MsgCrypt) -> Vec<Refused> {
+    let now_ms = Utc::now().timestamp_millis();
+    let mut cases: Vec<Refused> = Vec::new();
+
+    let (mut q, body) = push_of(c, EVENT);
     q.msg_signature = Some("0".repeat(40));
     cases.push((
         "bad signature",
@@ -144,11 +144,11 @@ async fn refused_pushes_record_nothing() {
     let mut raw = b64.decode(c.encrypt(EVENT)).expect("base64");
     let at = raw.len() - 17;
     raw[at] ^= 0x40;
-    let (q, body) = signed(&c, &now_ms.to_string(), &b64.encode(&raw));
+    let (q, body) = signed(c, &now_ms.to_string(), &b64.encode(&raw));
     cases.push(("bad padding", q, body, StatusCode::BAD_REQUEST, "padding"));
 
     let encrypt = c.encrypt(EVENT);
-    let (q, body) = signed(&c, &now_ms.to_string(), &encrypt[..encrypt.len() - 4]);
+    let (q, body) = signed(c, &now_ms.to_string(), &encrypt[..encrypt.len() - 4]);
     cases.push((
         "truncated ciphertext",
         q,
@@ -157,7 +157,7 @@ async fn refused_pushes_record_nothing() {
         "whole AES blocks",
     ));
 
-    let (q, mut body) = push_of(&c, EVENT);
+    let (q, mut body) = push_of(c, EVENT);
     body.truncate(body.len() - 3);
     cases.push((
         "truncated body",
@@ -168,7 +168,7 @@ async fn refused_pushes_record_nothing() {
     ));
 
     let big = format!(r#"{{"EventType":"x","pad":"{}"}}"#, "a".repeat(MAX_BODY));
-    let (q, body) = push_of(&c, &big);
+    let (q, body) = push_of(c, &big);
     cases.push((
         "oversized body",
         q,
@@ -178,7 +178,7 @@ async fn refused_pushes_record_nothing() {
     ));
 
     let stale = (now_ms - 2 * 3600 * 1000).to_string();
-    let (q, body) = signed(&c, &stale, &c.encrypt(EVENT));
+    let (q, body) = signed(c, &stale, &c.encrypt(EVENT));
     cases.push((
         "stale timestamp",
         q,
@@ -187,11 +187,11 @@ async fn refused_pushes_record_nothing() {
         "within an hour",
     ));
 
-    let (mut q, body) = push_of(&c, EVENT);
+    let (mut q, body) = push_of(c, EVENT);
     q.nonce = None;
     cases.push(("no nonce", q, body, StatusCode::BAD_REQUEST, "missing"));
 
-    let (q, body) = push_of(&c, "success");
+    let (q, body) = push_of(c, "success");
     cases.push((
         "not a JSON message",
         q,
@@ -200,6 +200,15 @@ async fn refused_pushes_record_nothing() {
         "decrypted message",
     ));
 
+    cases
+}
+
+/// Every refused push: its status, and nothing recorded.
+#[tokio::test]
+async fn refused_pushes_record_nothing() {
+    let c = crypt();
+    let sink = MemorySink::new();
+    let cases = refused(&c);
     for (what, q, body, status, why) in cases {
         let (got, reply) = handle(&c, &sink, &q, &body).await;
         assert_eq!(got, status, "{what}: {reply}");
