@@ -47,6 +47,7 @@ use crate::secret::Secret;
 use crate::source::config::Scope;
 use config::DingtalkSource;
 
+pub mod approval;
 mod columns;
 pub mod config;
 mod directory;

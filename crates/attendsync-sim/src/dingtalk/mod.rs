@@ -33,6 +33,7 @@ use super::org::{MonthFigures, Org, User, ROOT_DEPARTMENT};
 use super::{mix, spawn_server, ServerGuard};
 use crate::Month;
 
+mod approval;
 mod directory;
 mod push;
 mod report;
@@ -41,6 +42,7 @@ mod serve;
 mod tests;
 mod values;
 
+pub use approval::PROCESS_INSTANCES;
 pub use push::{is_success, PushConfig, Pusher, FAILED_LIST, FAILED_PAGE_SIZE};
 use serve::handle;
 use values::{column_metric, leave_metric};
@@ -60,6 +62,7 @@ const ENDPOINTS: &[&str] = &[
     GETCOLUMNVAL,
     GETLEAVETIME,
     FAILED_LIST,
+    PROCESS_INSTANCES,
 ];
 
 /// The endpoints the simulator counts against `monthly_quota` (docs/vendors/dingtalk.md
@@ -310,6 +313,7 @@ struct SimState {
     bans_answered: usize,
     injected: HashMap<String, VecDeque<Value>>,
     failed: push::FailedList,
+    instances: HashMap<String, Value>,
 }
 
 /// An answer before it is sent.
@@ -317,6 +321,11 @@ enum Answer {
     /// A JSON body with an errcode (0 = success).
     Json {
         errcode: i64,
+        body: Value,
+    },
+    /// A new-style API's answer: an HTTP status and a JSON body.
+    Status {
+        http: u16,
         body: Value,
     },
     /// The IP ban: no errcode.
@@ -352,6 +361,7 @@ impl DingtalkSim {
             bans_answered: 0,
             injected: HashMap::new(),
             failed: push::FailedList::default(),
+            instances: HashMap::new(),
         };
         let shared = Arc::new(Shared {
             org,
