@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use attendsync_crypto::{CryptoError, MsgCrypt};
+use attendsync_crypto::MsgCrypt;
 use chrono::Utc;
 use rand::distr::{Alphanumeric, SampleString};
 use serde_json::{json, Map, Value};
@@ -135,15 +135,17 @@ pub struct Pusher {
 
 impl DingtalkSim {
     /// A pusher whose undelivered events go to this simulator's failed list.
-    pub fn pusher(&self, config: PushConfig) -> Result<Pusher, CryptoError> {
-        let crypt = MsgCrypt::new(&config.token, &config.aes_key, &config.owner)?;
+    /// An error for a malformed AES key, or an HTTP client that cannot be built.
+    pub fn pusher(&self, config: PushConfig) -> std::io::Result<Pusher> {
+        let crypt = MsgCrypt::new(&config.token, &config.aes_key, &config.owner)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
         // reqwest is built with `rustls-no-provider`: a provider must be
         // installed before a client is built, though the pushes are plain HTTP.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let http = reqwest::Client::builder()
             .timeout(config.timeout)
             .build()
-            .map_err(|_| CryptoError::BadKey)?;
+            .map_err(std::io::Error::other)?;
         Ok(Pusher {
             shared: Arc::clone(&self.shared),
             config: Arc::new(config),

@@ -65,7 +65,7 @@ async fn drains_every_page_in_order() {
         .pusher(PushConfig {
             retry_delays: vec![Duration::ZERO],
             ..PushConfig::new(
-                "http://127.0.0.1:9/none",
+                &closed_url(),
                 "t",
                 "4g5j64qlyl3zvetqxz5jiocdr586fn2zvjpa8zls3ij",
                 "dingapp",
@@ -201,4 +201,12 @@ async fn a_refused_list_call_is_an_error() {
     assert!(e.to_string().contains("60011"), "{e}");
     assert!(sink.changes().is_empty());
     assert_eq!(sim.failed_list_len(), 2);
+}
+
+/// A loopback URL nobody listens on (a port just bound and released).
+fn closed_url() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    drop(listener);
+    format!("http://{addr}/none")
 }

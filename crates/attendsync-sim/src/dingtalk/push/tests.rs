@@ -183,7 +183,7 @@ async fn a_reply_other_than_the_encrypted_success_is_a_failure() {
         assert_eq!(pusher.replies_accepted(), 0);
     }
     // Nobody listening: a failure too.
-    let pusher = sim.pusher(config("http://127.0.0.1:9/none", &[])).unwrap();
+    let pusher = sim.pusher(config(&closed_url(), &[])).unwrap();
     assert!(!pusher.push("x", "ev", json!({})).await);
     assert_eq!(pusher.pushes_sent(), 1);
     assert_eq!(sim.failed_list_len(), 3);
@@ -285,4 +285,12 @@ async fn the_failed_list_pages_and_each_call_clears_the_previous_page() {
     let page = list_page(&sim).await;
     assert_eq!(page["failed_list"][0]["t"]["n"], 8);
     assert_eq!(page["failed_list"][1]["t"]["callbackData"]["n"], 9);
+}
+
+/// A loopback URL nobody listens on (a port just bound and released).
+fn closed_url() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    drop(listener);
+    format!("http://{addr}/none")
 }
