@@ -53,13 +53,13 @@ fn read(status: StatusCode, bytes: &[u8]) -> Decoded<Value> {
     }
 }
 
-/// The employee and days of process instance `id`, looked up at `api_base`:
-/// nothing touched when the form names no dates.
+/// The employee and days of process instance `id`, looked up at `api_base`;
+/// `None` when it touches none (see [`touched`]).
 pub async fn lookup(
     client: &DingtalkClient,
     api_base: &Url,
     id: &str,
-) -> Result<Vec<Touched>, SourceError> {
+) -> Result<Option<Vec<Touched>>, SourceError> {
     let at = Call {
         endpoint: PROCESS_INSTANCES,
         cap: BODY_CAP,
@@ -82,11 +82,17 @@ pub async fn lookup(
 
 /// The originator's days in an instance's form: every field whose value is a
 /// list starting with two dates (a leave `DDHolidayField`, a trip's
-/// `DDDateRangeField`), each day of the range once.
-pub fn touched(instance: &Value) -> Vec<Touched> {
+/// `DDDateRangeField`), each day of the range once. `None` for an approval
+/// still under way or refused (attendance is unchanged until it is approved;
+/// its end raises another event), and for a form without dates. One ended
+/// otherwise (approved, withdrawn, terminated: it may undo an approved leave)
+/// touches its days.
+pub fn touched(instance: &Value) -> Option<Vec<Touched>> {
     let employee = text(&instance["originatorUserId"]);
-    if employee.is_empty() {
-        return Vec::new();
+    let status = text(&instance["status"]).to_ascii_uppercase();
+    let refused = text(&instance["result"]).eq_ignore_ascii_case("refuse");
+    if employee.is_empty() || status == "RUNNING" || status == "NEW" || refused {
+        return None;
     }
     let mut days: Vec<NaiveDate> = Vec::new();
     let fields = instance["formComponentValues"].as_array();
@@ -104,12 +110,14 @@ pub fn touched(instance: &Value) -> Vec<Touched> {
         }
     }
     days.sort_unstable();
-    days.into_iter()
+    let touched: Vec<Touched> = days
+        .into_iter()
         .map(|d| Touched {
             employee: employee.clone(),
             day: Day::Date(d),
         })
-        .collect()
+        .collect();
+    (!touched.is_empty()).then_some(touched)
 }
 
 /// `["2026-10-05 上午", "2026-10-06 下午", 1.5, "halfDay", …]` (JSON text or a
