@@ -47,11 +47,15 @@ use crate::secret::Secret;
 use crate::source::config::Scope;
 use config::DingtalkSource;
 
+pub mod approval;
 mod columns;
 pub mod config;
 mod directory;
+pub mod events;
+pub mod failed;
 mod metering;
 mod people;
+pub mod push;
 mod rate;
 mod report;
 mod schema;

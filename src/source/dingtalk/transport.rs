@@ -342,6 +342,26 @@ impl DingtalkClient {
         r.map_err(|e| self.error(endpoint, e))
     }
 
+    /// A `GET` whose only parameter is the token (the failed-push list), with
+    /// the same token, pacing and retries as [`Self::call`].
+    pub(super) async fn get_ok(&self, endpoint: &str) -> Result<Value, SourceError> {
+        let at = Call {
+            endpoint,
+            cap: body_cap(endpoint),
+            table: codes::dingtalk,
+            resend: Resend::Safe,
+        };
+        let request = |token: Option<&Secret>| {
+            self.http
+                .get(self.url(endpoint))
+                .query(&[("access_token", token.map_or("", Secret::expose))])
+        };
+        let reader = |s: StatusCode, b: &mut Vec<u8>| read(s, b);
+        let hook = || self.before_send(endpoint, None);
+        let r = call::call_with_token(self, &at, request, reader, hook).await;
+        r.map_err(|e| self.error(endpoint, e))
+    }
+
     /// Fetches a token now, so bad credentials stop the job before any other work.
     pub async fn login(&self) -> Result<(), SourceError> {
         self.tokens.get(|| self.new_token()).await.map(|_| ())

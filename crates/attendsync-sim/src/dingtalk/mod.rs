@@ -33,13 +33,17 @@ use super::org::{MonthFigures, Org, User, ROOT_DEPARTMENT};
 use super::{mix, spawn_server, ServerGuard};
 use crate::Month;
 
+mod approval;
 mod directory;
+mod push;
 mod report;
 mod serve;
 #[cfg(test)]
 mod tests;
 mod values;
 
+pub use approval::PROCESS_INSTANCES;
+pub use push::{is_success, PushConfig, Pusher, FAILED_LIST, FAILED_PAGE_SIZE};
 use serve::handle;
 use values::{column_metric, leave_metric};
 
@@ -57,6 +61,8 @@ const ENDPOINTS: &[&str] = &[
     GETATTCOLUMNS,
     GETCOLUMNVAL,
     GETLEAVETIME,
+    FAILED_LIST,
+    PROCESS_INSTANCES,
 ];
 
 /// The endpoints the simulator counts against `monthly_quota` (docs/vendors/dingtalk.md
@@ -308,6 +314,8 @@ struct SimState {
     banned_until: Option<Instant>,
     bans_answered: usize,
     injected: HashMap<String, VecDeque<Value>>,
+    failed: push::FailedList,
+    instances: HashMap<String, Value>,
 }
 
 /// An answer before it is sent.
@@ -315,6 +323,11 @@ enum Answer {
     /// A JSON body with an errcode (0 = success).
     Json {
         errcode: i64,
+        body: Value,
+    },
+    /// A new-style API's answer: an HTTP status and a JSON body.
+    Status {
+        http: u16,
         body: Value,
     },
     /// The IP ban: no errcode.
@@ -349,6 +362,8 @@ impl DingtalkSim {
             banned_until: None,
             bans_answered: 0,
             injected: HashMap::new(),
+            failed: push::FailedList::default(),
+            instances: HashMap::new(),
         };
         let shared = Arc::new(Shared {
             org,

@@ -13,11 +13,13 @@ use axum::Json;
 use rand::Rng;
 use serde_json::{json, Map, Value};
 
+use super::approval::{process_instance, PROCESS_INSTANCES};
 use super::directory::{listsub, user_list};
+use super::push::failed_page;
 use super::report::{getattcolumns, getcolumnval, getleavetime};
 use super::{
-    Answer, BodyStyle, Shared, SimState, Token, ENDPOINTS, GETATTCOLUMNS, GETCOLUMNVAL, GETTOKEN,
-    LISTSUB, METERED, USER_LIST,
+    Answer, BodyStyle, Shared, SimState, Token, ENDPOINTS, FAILED_LIST, GETATTCOLUMNS,
+    GETCOLUMNVAL, GETTOKEN, LISTSUB, METERED, USER_LIST,
 };
 use crate::limits::{Admission, Outcome};
 use crate::mix;
@@ -143,6 +145,10 @@ fn respond(shared: &Shared, state: &mut SimState, answer: Answer) -> (Outcome, R
                     .into_response(),
             )
         }
+        Answer::Status { http, body } => {
+            let status = StatusCode::from_u16(http).unwrap_or(StatusCode::BAD_REQUEST);
+            (Outcome::Http(http), (status, Json(body)).into_response())
+        }
         Answer::Json { errcode, body } => {
             let outcome = if errcode == 0 {
                 Outcome::Ok
@@ -228,6 +234,18 @@ pub(super) fn route(shared: &Shared, state: &mut SimState, request: &Request<'_>
             return state.error(43001, "需要GET请求");
         }
         return gettoken(shared, state, query);
+    }
+    if endpoint == PROCESS_INSTANCES && method == Method::GET {
+        return process_instance(shared, state, query, headers);
+    }
+    if endpoint == FAILED_LIST {
+        if method != Method::GET {
+            return state.error(43001, "需要GET请求");
+        }
+        if let Err(answer) = check_token(shared, state, query) {
+            return answer;
+        }
+        return failed_page(state);
     }
     if method != Method::POST {
         return state.error(43002, "需要POST请求");
