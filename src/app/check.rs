@@ -244,6 +244,7 @@ async fn check_remote(http: &reqwest::Client, j: &LoadedJob, db: &Path) -> Vec<S
             }
         },
     }
+    problems.extend(crate::source::check_events(&j.job, http.clone()).await);
     let jdy = crate::target::jiandaoyun::Jiandaoyun::new(http.clone(), &j.job.target, stats);
     match jdy.widgets().await {
         Ok(widgets) => {

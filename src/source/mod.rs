@@ -26,7 +26,7 @@ use crate::mapping::Node;
 use crate::month::Month;
 use crate::roster::UserIds;
 
-pub use registry::{event_parts, open, EventParts};
+pub use registry::{check_events, event_parts, open, EventParts};
 
 /// A source failure that stops the job (or the month, for `Exhausted`).
 #[derive(Debug, thiserror::Error)]

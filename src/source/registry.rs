@@ -62,10 +62,28 @@ pub fn event_parts(
         (SourceConfig::Wecom(cfg), Delivery::WecomCallback { .. }, Some(crypt)) => {
             wecom::receive::event_parts(cfg, crypt, job.timezone, http, sink, link)
         }
+        (SourceConfig::Dingtalk(cfg), Delivery::DingtalkPush { .. }, Some(crypt)) => {
+            dingtalk::receive::push_parts(cfg, crypt, http, sink, link, stop)
+        }
         // The job reader pairs each delivery with its source.
         _ => {
             let _ = (stop, link);
             EventParts::default()
         }
+    }
+}
+
+/// What `check --remote` finds wrong with a job's `[events]` at its source:
+/// a WeCom app that may not read approvals.
+pub async fn check_events(job: &crate::config::job::Job, http: reqwest::Client) -> Vec<String> {
+    match (&job.source, &job.events) {
+        (SourceConfig::Wecom(cfg), Some(_)) => {
+            let client = wecom::Wecom::new(http, cfg, Arc::new(CallStats::default()));
+            match client.check_approval_access().await {
+                Ok(()) => Vec::new(),
+                Err(e) => vec![format!("[events]: {e}")],
+            }
+        }
+        _ => Vec::new(),
     }
 }

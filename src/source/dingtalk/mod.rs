@@ -57,6 +57,7 @@ mod metering;
 mod people;
 pub mod push;
 mod rate;
+pub mod receive;
 mod report;
 mod schema;
 mod sums;

@@ -1,0 +1,124 @@
+//! A DingTalk job's events (README "Re-pulls on change"): over Stream mode
+//! (`stream/`, an outbound WebSocket) or HTTP push to the daemon's listener
+//! (`push.rs`, with the failed-push list drained at start and every few
+//! minutes, `failed.rs`); either way read by `events.rs`, and the approvals
+//! they name looked up (`approval.rs`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::Query;
+
+use super::config::{DingtalkSource, DINGTALK_BASE_URL};
+use super::failed::{drain, DrainError};
+use super::push::{handle, PushQuery};
+use super::DingtalkClient;
+use crate::events::config::STREAM_GATEWAY_URL;
+use crate::events::crypto::MsgCrypt;
+use crate::events::inbox::Inbox;
+use crate::events::lookups::{Resolve, ResolveFuture};
+use crate::events::{CallbackReply, CallbackRequest, CallbackRoute, Change, Link};
+use crate::http::{CallStats, Url};
+use crate::shutdown::Shutdown;
+use crate::source::EventParts;
+
+/// How often the failed-push list is drained (DingTalk lists a push 3–5
+/// minutes after its last retry).
+pub const DRAIN_EVERY: Duration = Duration::from_secs(300);
+
+/// Where the new-style API (`v1.0/...`) is: DingTalk's own host, or with a
+/// `base_url` of its own (a proxy, a simulator) that address.
+fn api_base(cfg: &DingtalkSource) -> Url {
+    if cfg.base_url.as_str().trim_end_matches('/') == DINGTALK_BASE_URL {
+        crate::settings::default_url(STREAM_GATEWAY_URL)
+    } else {
+        cfg.base_url.clone()
+    }
+}
+
+/// HTTP push: the callback route, the failed-list drain, the approvals.
+pub fn push_parts(
+    cfg: &DingtalkSource,
+    crypt: MsgCrypt,
+    http: reqwest::Client,
+    sink: Arc<Inbox>,
+    link: tokio::sync::watch::Sender<Link>,
+    stop: Shutdown,
+) -> EventParts {
+    let _ = link.send(Link::Listening);
+    let crypt = Arc::new(crypt);
+    let route_sink = sink.clone();
+    let handler = move |request: CallbackRequest| {
+        let (crypt, sink) = (crypt.clone(), route_sink.clone());
+        let reply = async move {
+            let query = Query::<PushQuery>::try_from_uri(&request.uri)
+                .map(|q| q.0)
+                .unwrap_or_default();
+            let (status, body) = handle(&crypt, sink.as_ref(), &query, &request.body).await;
+            CallbackReply {
+                status,
+                content_type: "application/json",
+                body: body.to_string().into_bytes(),
+            }
+        };
+        Box::pin(reply) as crate::events::CallbackFuture
+    };
+    let client = Arc::new(DingtalkClient::new(
+        http,
+        cfg,
+        Arc::new(CallStats::default()),
+    ));
+    let drainer = tokio::spawn(drain_loop(client.clone(), sink, stop));
+    EventParts {
+        tasks: vec![drainer],
+        route: Some(CallbackRoute {
+            vendor: "dingtalk",
+            handler: Arc::new(handler),
+        }),
+        resolver: Some(Arc::new(Approvals {
+            client,
+            api_base: api_base(cfg),
+        })),
+    }
+}
+
+/// Drains the failed-push list now and every [`DRAIN_EVERY`] until `stop`.
+/// What a failed sink left is carried to the next drain: the list will not
+/// give it again.
+async fn drain_loop(client: Arc<DingtalkClient>, sink: Arc<Inbox>, stop: Shutdown) {
+    let mut carried: Vec<Change> = Vec::new();
+    loop {
+        match drain(&client, sink.as_ref(), &mut carried).await {
+            Ok(d) if d.items > 0 => {
+                tracing::info!(job = %sink.job, events = d.items, pages = d.pages, "drained DingTalk's failed pushes")
+            }
+            Ok(_) => {}
+            Err(DrainError::Source { error, .. }) => {
+                tracing::warn!(job = %sink.job, %error, "could not read DingTalk's failed pushes; trying again later")
+            }
+            Err(DrainError::Sink { error, .. }) => {
+                tracing::error!(job = %sink.job, %error, held = carried.len(), "could not record DingTalk's failed pushes; holding them for the next drain")
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(DRAIN_EVERY) => {}
+            () = stop.wait() => return,
+        }
+    }
+}
+
+/// Looks approvals up with `v1.0/workflow/processInstances`.
+pub(super) struct Approvals {
+    pub(super) client: Arc<DingtalkClient>,
+    pub(super) api_base: Url,
+}
+
+impl Resolve for Approvals {
+    fn resolve<'a>(&'a self, reference: &'a str) -> ResolveFuture<'a> {
+        Box::pin(async move {
+            super::approval::lookup(&self.client, &self.api_base, reference)
+                .await
+                .map_err(|e| e.to_string())
+        })
+    }
+}
