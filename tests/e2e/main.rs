@@ -14,6 +14,7 @@ mod data_safety_e2e;
 mod data_safety_regressions_e2e;
 mod deploy_recipes;
 mod dingtalk_e2e;
+mod events_e2e;
 mod first_sync_e2e;
 mod first_sync_regressions_e2e;
 mod lease_e2e;

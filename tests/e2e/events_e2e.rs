@@ -1,0 +1,206 @@
+//! Re-pulls on change, end to end: the daemon receives vendor events from the
+//! simulators (WeCom approval callbacks, DingTalk HTTP push and its failed
+//! list, DingTalk Stream mode), marks employee-months in SQLite, and re-pulls
+//! exactly those.
+
+use crate::common;
+
+use std::time::{Duration, Instant};
+
+use attendsync_sim::{ApprovalKind, ApprovalPusher, JdySimConfig, SpStatus};
+use chrono::{TimeZone, Utc};
+use common::daemon::Daemon;
+use common::{fast_wecom, Env, FAST_RETRY, FAST_TARGET_RETRY};
+
+pub(crate) const TOKEN: &str = "api-token-for-the-tests-0123456789";
+pub(crate) const EVENT_TOKEN: &str = "event-token-42";
+pub(crate) const AES_KEY: &str = "jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C";
+/// 3 December, Beijing time: October and November are closed months.
+pub(crate) const NOW: &str = "2026-12-03T10:00:00+08:00";
+
+/// The listener's address, from the daemon's log.
+pub(crate) async fn listener_address(daemon: &Daemon) -> String {
+    let line = daemon
+        .wait_for_line(&["serving the API", "address="], Duration::from_secs(20))
+        .await;
+    line.split("address=")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no address in {line}"))
+        .to_string()
+}
+
+/// Rows of `table` in the job's database matching `filter` (an SQL condition).
+pub(crate) fn count(db: &std::path::Path, sql: &str) -> i64 {
+    let conn = rusqlite::Connection::open(db).unwrap_or_else(|e| panic!("{e}"));
+    conn.query_row(sql, [], |r| r.get(0))
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+}
+
+/// Waits (bounded) until `sql` counts `want`.
+pub(crate) async fn until_count(db: &std::path::Path, sql: &str, want: i64, daemon: &Daemon) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if db.exists() && count(db, sql) == want {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{sql} did not reach {want}\n{}",
+            daemon.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn wecom_events_job(env: &Env) -> String {
+    let job = env.job_text(FAST_RETRY, FAST_TARGET_RETRY).replacen(
+        "description = \"test job\"",
+        "description = \"test job\"\nschedule = \"0 0 3 1 1 *\"",
+        1,
+    );
+    format!(
+        "{job}\n[events]\ntoken = \"${{EVENT_TOKEN}}\"\naes_key = \"${{EVENT_AES_KEY}}\"\ndelay = \"1s\"\n"
+    )
+}
+
+fn write_server(env: &Env) {
+    env.write(
+        "attendsync.toml",
+        "[server]\nlisten = \"127.0.0.1:0\"\ntoken = \"${ATTENDSYNC_API_TOKEN}\"\n",
+    );
+}
+
+const VARS: &[(&str, &str)] = &[
+    ("ATTENDSYNC_API_TOKEN", TOKEN),
+    ("EVENT_TOKEN", EVENT_TOKEN),
+    ("EVENT_AES_KEY", AES_KEY),
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wecom_leave_across_a_month_boundary_re_pulls_both_months_of_that_employee() {
+    let env = Env::start(8, fast_wecom(), JdySimConfig::default()).await;
+    env.write("jobs/wecom_monthly.toml", &wecom_events_job(&env));
+    write_server(&env);
+    let mut now = vec![("ATTENDSYNC_NOW", NOW)];
+    now.extend_from_slice(VARS);
+    for month in ["2026-10", "2026-11"] {
+        env.run_with_env(&["run", "--month", month], &now)
+            .await
+            .expect_code(0);
+    }
+    let before = env.rows_by_key();
+    assert_eq!(before.len(), 16);
+    let applicant = env.wecom.org().users[3].userid.clone();
+    // The leave is approved: WeCom's reports of both months change.
+    env.wecom.bump_revision(&applicant);
+    let begin = Utc
+        .with_ymd_and_hms(2026, 10, 30, 1, 0, 0)
+        .single()
+        .expect("t");
+    let end = Utc
+        .with_ymd_and_hms(2026, 11, 2, 10, 0, 0)
+        .single()
+        .expect("t");
+    let sp_no = env.wecom.add_approval(
+        &applicant,
+        ApprovalKind::Leave,
+        begin,
+        end,
+        SpStatus::Approved,
+    );
+    let monthdata_before = env.wecom.calls("checkin/getcheckin_monthdata");
+
+    let daemon = Daemon::start_with(&env, Some(NOW), VARS);
+    let address = listener_address(&daemon).await;
+    let target = format!("http://{address}/callbacks/wecom/wecom_monthly");
+    let pusher =
+        ApprovalPusher::new(EVENT_TOKEN, AES_KEY, common::CORP_ID, &target).expect("pusher");
+    let (check, echoed) = pusher.verify_url().await;
+    assert!(echoed, "the URL check: {check:?}\n{}", daemon.log());
+    for _ in 0..3 {
+        // Delivered three times: one re-pull.
+        let d = pusher
+            .push_approval(&sp_no, &applicant, SpStatus::Approved, 2, 1_764_000_000)
+            .await;
+        assert_eq!(d.status, Some(200), "{d:?}\n{}", daemon.log());
+    }
+    let db = env.db();
+    let repulls = "SELECT COUNT(*) FROM runs WHERE command = 'rerun --employee' AND status = 'ok'";
+    until_count(&db, repulls, 2, &daemon).await;
+    until_count(&db, "SELECT COUNT(*) FROM dirty", 0, &daemon).await;
+
+    let after = env.rows_by_key();
+    assert_eq!(after.len(), 16, "nothing created or lost");
+    for (key, row) in &after {
+        let changed = before.get(key) != Some(row);
+        assert_eq!(changed, key.0 == applicant, "{key:?}");
+    }
+    // One monthdata call per month, for the applicant alone.
+    let spent = env.wecom.calls("checkin/getcheckin_monthdata") - monthdata_before;
+    assert_eq!(spent, 2, "{}", daemon.log());
+    assert_eq!(
+        count(
+            &db,
+            "SELECT received FROM event_counts WHERE kind = 'sys_approval_change'"
+        ),
+        1
+    );
+    assert_eq!(
+        count(
+            &db,
+            "SELECT received FROM event_counts WHERE kind = '(duplicate)'"
+        ),
+        2
+    );
+
+    let status = env.run_with_env(&["status"], VARS).await;
+    status
+        .expect_code(0)
+        .expect_contains("listening")
+        .expect_contains("sys_approval_change 1");
+    let (code, log) = daemon.terminate().await;
+    assert_eq!(code, 0, "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wecom_callbacks_with_a_bad_signature_are_refused_and_change_nothing() {
+    let env = Env::start(3, fast_wecom(), JdySimConfig::default()).await;
+    env.write("jobs/wecom_monthly.toml", &wecom_events_job(&env));
+    write_server(&env);
+    let daemon = Daemon::start_with(&env, Some(NOW), VARS);
+    let address = listener_address(&daemon).await;
+    let target = format!("http://{address}/callbacks/wecom/wecom_monthly");
+    let wrong =
+        ApprovalPusher::new("another-token", AES_KEY, common::CORP_ID, &target).expect("pusher");
+    let (check, echoed) = wrong.verify_url().await;
+    assert!(
+        !echoed && check.status.is_some_and(|s| (400..500).contains(&s)),
+        "{check:?}"
+    );
+    let d = wrong
+        .push_approval("202610300001", "u1", SpStatus::Approved, 2, 1_764_000_000)
+        .await;
+    assert!(d.status.is_some_and(|s| (400..500).contains(&s)), "{d:?}");
+    let other_corp =
+        ApprovalPusher::new(EVENT_TOKEN, AES_KEY, "ww-other-corp", &target).expect("pusher");
+    let d = other_corp
+        .push_approval("202610300001", "u1", SpStatus::Approved, 2, 1_764_000_000)
+        .await;
+    assert!(d.status.is_some_and(|s| (400..500).contains(&s)), "{d:?}");
+    let unknown = format!("http://{address}/callbacks/wecom/no_such_job");
+    let stray = ApprovalPusher::new(EVENT_TOKEN, AES_KEY, common::CORP_ID, &unknown).expect("p");
+    let d = stray
+        .push_approval("202610300001", "u1", SpStatus::Approved, 2, 1_764_000_000)
+        .await;
+    assert_eq!(d.status, Some(404), "{d:?}");
+    let db = env.db();
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM events_seen"), 0);
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM event_lookups"), 0);
+    let (code, log) = daemon.terminate().await;
+    assert_eq!(code, 0, "{log}");
+    assert!(
+        !log.contains(AES_KEY) && !log.contains(EVENT_TOKEN),
+        "{log}"
+    );
+}
