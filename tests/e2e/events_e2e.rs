@@ -204,3 +204,172 @@ async fn wecom_callbacks_with_a_bad_signature_are_refused_and_change_nothing() {
         "{log}"
     );
 }
+
+mod dingtalk_push {
+    use super::*;
+    use crate::common::dingtalk::{fast_retry, start_dingtalk, DingEnv, APP_KEY, FAST_LIMITS};
+    use attendsync_sim::{DingtalkSimConfig, Org, PushConfig};
+    use serde_json::json;
+
+    const DAILY_SUMMARY: &str = "attend_user_daily_summary_refresh";
+
+    fn job(env: &DingEnv, delay: &str) -> String {
+        let shipped = "schedule = \"0 10 2 3,10,17,24 * *\"";
+        let job = env.pointed_job();
+        assert!(job.contains(shipped));
+        format!(
+            "{}\n{FAST_LIMITS}\n{}\n[events]\nmode = \"http\"\ntoken = \"${{EVENT_TOKEN}}\"\naes_key = \"${{EVENT_AES_KEY}}\"\ndelay = \"{delay}\"\n",
+            job.replacen(shipped, "schedule = \"0 0 3 1 1 *\"", 1),
+            fast_retry(5)
+        )
+    }
+
+    fn summary(userid: &str, day: &str) -> serde_json::Value {
+        json!({"userId": userid, "workDate": day})
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn corrections_for_five_employees_re_pull_those_five_alone_failed_pushes_included() {
+        let dingtalk = start_dingtalk(Org::generate(20, 4), DingtalkSimConfig::default()).await;
+        let env = DingEnv::start(dingtalk).await;
+        env.write("jobs/dingtalk_monthly.toml", &job(&env, "3s"));
+        env.write(
+            "attendsync.toml",
+            "[server]\nlisten = \"127.0.0.1:0\"\ntoken = \"${ATTENDSYNC_API_TOKEN}\"\n",
+        );
+        let mut vars = vec![("ATTENDSYNC_NOW", NOW)];
+        vars.extend_from_slice(VARS);
+        let synced = env
+            .run_with(
+                &["run", "--month", "2026-10"],
+                &vars,
+                Duration::from_secs(120),
+            )
+            .await;
+        assert!(
+            synced.status.success(),
+            "{}",
+            common::dingtalk::all(&synced)
+        );
+        let before = env.jdy.records();
+        assert_eq!(before.len(), 20);
+        let users: Vec<String> = env
+            .dingtalk
+            .org()
+            .users
+            .iter()
+            .map(|u| u.userid.clone())
+            .collect();
+        let corrected = &users[..5];
+        for u in corrected {
+            env.dingtalk.bump_revision(u);
+        }
+        // Three pushes fail while the daemon is down: they go to the failed list,
+        // read one item a page.
+        let down = PushConfig {
+            retry_delays: vec![Duration::from_millis(10)],
+            timeout: Duration::from_millis(500),
+            ..PushConfig::new(
+                "http://127.0.0.1:9/callbacks/dingtalk/dingtalk_monthly",
+                EVENT_TOKEN,
+                AES_KEY,
+                APP_KEY,
+            )
+        };
+        let offline = env.dingtalk.pusher(down).expect("pusher");
+        for (i, u) in corrected[..3].iter().enumerate() {
+            assert!(
+                !offline
+                    .push(DAILY_SUMMARY, &format!("ev-{i}"), summary(u, "2026-10-20"))
+                    .await
+            );
+        }
+        assert_eq!(env.dingtalk.failed_list_len(), 3);
+        env.dingtalk.set_failed_page_size(1);
+        let metered_before = env.dingtalk.metered_calls();
+
+        let daemon = Daemon::spawn({
+            let mut cmd = env.command(&["daemon"]);
+            for (k, v) in &vars {
+                cmd.env(k, v);
+            }
+            cmd
+        });
+        let address = listener_address(&daemon).await;
+        let url = format!("http://{address}/callbacks/dingtalk/dingtalk_monthly");
+        let live = env
+            .dingtalk
+            .pusher(PushConfig::new(&url, EVENT_TOKEN, AES_KEY, APP_KEY))
+            .expect("pusher");
+        for (i, u) in corrected[3..].iter().enumerate() {
+            let pushed = live
+                .push(
+                    DAILY_SUMMARY,
+                    &format!("live-{i}"),
+                    summary(u, "2026-10-21"),
+                )
+                .await;
+            assert!(pushed, "{}", daemon.log());
+        }
+        // The same event again, and one about a month in progress: nothing more.
+        assert!(
+            live.push(
+                DAILY_SUMMARY,
+                "live-0",
+                summary(&corrected[3], "2026-10-21")
+            )
+            .await
+        );
+        assert!(
+            live.push(DAILY_SUMMARY, "live-dec", summary(&users[9], "2026-12-02"))
+                .await
+        );
+
+        let db = env.path().join("attendsync.db");
+        let repulled =
+            "SELECT COUNT(*) FROM runs WHERE command = 'rerun --employee' AND status = 'ok'";
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while count(&db, "SELECT COUNT(*) FROM dirty") > 0 || count(&db, repulled) == 0 {
+            assert!(Instant::now() < deadline, "{}", daemon.log());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        // Read one item a page (the last page leaves the list at the next drain).
+        assert!(
+            env.dingtalk.failed_list_calls() >= 3,
+            "drained one page at a time"
+        );
+        let after = env.jdy.records();
+        assert_eq!(after.len(), 20, "nothing created or lost");
+        let row_of = |rows: &[serde_json::Map<String, serde_json::Value>], u: &str| {
+            rows.iter()
+                .find(|r| r.values().any(|v| v.as_str() == Some(u)))
+                .cloned()
+                .unwrap_or_else(|| panic!("no row of {u}"))
+        };
+        for u in &users {
+            let changed = row_of(&before, u) != row_of(&after, u);
+            assert_eq!(changed, corrected.contains(u), "{u}");
+        }
+        // Two metered calls per employee (8 columns, 4 leave names), and one
+        // getattcolumns per re-pull run.
+        let runs = count(&db, repulled) as usize;
+        let spent = env.dingtalk.metered_calls() - metered_before;
+        assert_eq!(
+            spent,
+            5 * 2 + runs,
+            "{runs} re-pull run(s)\n{}",
+            daemon.log()
+        );
+        // The month in progress was left to the schedule (current_month = "scheduled").
+        assert_eq!(
+            count(
+                &db,
+                "SELECT COUNT(*) FROM run_months WHERE month = '2026-12'"
+            ),
+            0
+        );
+        assert_eq!(count(&db, "SELECT COUNT(*) FROM events_seen"), 6);
+        let (code, log) = daemon.terminate().await;
+        assert_eq!(code, 0, "{log}");
+    }
+}
