@@ -244,7 +244,9 @@ async fn check_remote(http: &reqwest::Client, j: &LoadedJob, db: &Path) -> Vec<S
             }
         },
     }
-    problems.extend(crate::source::check_events(&j.job, http.clone()).await);
+    problems.extend(
+        crate::source::check_events(&j.job.source, j.job.events.as_ref(), http.clone()).await,
+    );
     let jdy = crate::target::jiandaoyun::Jiandaoyun::new(http.clone(), &j.job.target, stats);
     match jdy.widgets().await {
         Ok(widgets) => {

@@ -6,7 +6,7 @@ use chrono_tz::Tz;
 
 use super::notify::read_notify;
 pub use super::notify::{Language, Notify, NotifyOn, WorkNotice, DEFAULT_REPEAT_AFTER};
-use crate::events::config::{read_events, EventsConfig};
+use crate::events::config::{read_events, EventsConfig, Vendor};
 use crate::settings::in_range;
 use crate::source::config::{read_source, SourceConfig};
 use crate::target::jiandaoyun::config::{read_target, Target};
@@ -187,7 +187,7 @@ fn read_job(
         None => (!root.contains("notify")).then_some(None),
     };
     let events = match root.table("events", errors) {
-        Some(t) => read_events(&t, source.as_ref(), errors).map(Some),
+        Some(t) => read_events(&t, source.as_ref().map(vendor_of), errors).map(Some),
         None => (!root.contains("events")).then_some(None),
     };
     Some(Job {
@@ -203,6 +203,14 @@ fn read_job(
         notify: notify?,
         events: events?,
     })
+}
+
+/// The vendor of a source, as `[events]` reads it.
+fn vendor_of(source: &SourceConfig) -> Vendor {
+    match source {
+        SourceConfig::Wecom(_) => Vendor::Wecom,
+        SourceConfig::Dingtalk(_) => Vendor::Dingtalk,
+    }
 }
 
 /// The job name of a job file: its stem.

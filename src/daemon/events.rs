@@ -69,8 +69,9 @@ pub(super) fn start_receivers(
         let (link, seen) = watch::channel(Link::Connecting);
         tasks.push(tokio::spawn(report_link(inbox.clone(), seen)));
         let parts = crate::source::event_parts(
-            job,
+            &job.source,
             events,
+            job.timezone,
             syncer.http.clone(),
             inbox.clone(),
             link,

@@ -7,7 +7,6 @@ use crate::events::crypto::MsgCrypt;
 use crate::http::Url;
 use crate::secret::Secret;
 use crate::settings::{in_range, parse_duration, read_vendor_url};
-use crate::source::config::SourceConfig;
 use crate::toml_reader::{variables, ConfigError, Located, Table};
 
 /// Where DingTalk's Stream gateway is (`connections/open`).
@@ -47,18 +46,21 @@ pub struct EventsConfig {
     pub max_age_months: u32,
 }
 
+/// The vendor of a job's source, as `[events]` depends on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Vendor {
+    Wecom,
+    Dingtalk,
+}
+
 impl EventsConfig {
-    /// The callback crypto of an HTTP delivery, with the owner id the
-    /// vendor puts in each message; `None` for Stream mode.
-    pub fn crypt(&self, source: &SourceConfig) -> Option<MsgCrypt> {
+    /// The callback crypto of an HTTP delivery, for messages to `owner` (the
+    /// WeCom corp id, the DingTalk app key); `None` for Stream mode.
+    pub fn crypt(&self, owner: &str) -> Option<MsgCrypt> {
         let (token, aes_key) = match &self.delivery {
             Delivery::Stream { .. } => return None,
             Delivery::DingtalkPush { token, aes_key }
             | Delivery::WecomCallback { token, aes_key } => (token, aes_key),
-        };
-        let owner = match source {
-            SourceConfig::Wecom(w) => w.corp_id.as_str(),
-            SourceConfig::Dingtalk(d) => d.app_key.as_str(),
         };
         // The key was checked when the job was read.
         MsgCrypt::new(token.expose(), aes_key.expose(), owner).ok()
@@ -92,10 +94,11 @@ const WECOM_KEYS: &[&str] = &[
     "max_age_months",
 ];
 
-/// `[events]`, read against the job's source.
+/// `[events]`, read against the vendor of the job's source (`None` when the
+/// source did not read).
 pub fn read_events(
     t: &Table<'_, '_>,
-    source: Option<&SourceConfig>,
+    vendor: Option<Vendor>,
     errors: &mut Vec<ConfigError>,
 ) -> Option<EventsConfig> {
     let before = errors.len();
@@ -108,13 +111,13 @@ pub fn read_events(
         None => DEFAULT_MAX_AGE_MONTHS,
         Some(n) => in_range(t, "max_age_months", &n, 1, 24, errors).map_or(0, |n| n as u32),
     };
-    let delivery = match source? {
-        SourceConfig::Dingtalk(_) => {
+    let delivery = match vendor? {
+        Vendor::Dingtalk => {
             let d = read_dingtalk_delivery(t, errors);
             t.finish(DINGTALK_KEYS, errors);
             d
         }
-        SourceConfig::Wecom(_) => {
+        Vendor::Wecom => {
             let d = read_secrets(t, errors)
                 .map(|(token, aes_key)| Delivery::WecomCallback { token, aes_key });
             t.finish(WECOM_KEYS, errors);

@@ -49,18 +49,22 @@ pub struct EventParts {
 
 /// Starts what the job's `[events]` need from its source.
 pub fn event_parts(
-    job: &crate::config::job::Job,
+    source: &SourceConfig,
     events: &crate::events::EventsConfig,
+    timezone: chrono_tz::Tz,
     http: reqwest::Client,
     sink: Arc<crate::events::inbox::Inbox>,
     link: tokio::sync::watch::Sender<crate::events::Link>,
     stop: crate::shutdown::Shutdown,
 ) -> EventParts {
     use crate::events::Delivery;
-    let crypt = events.crypt(&job.source);
-    match (&job.source, &events.delivery, crypt) {
+    let owner = match source {
+        SourceConfig::Wecom(cfg) => cfg.corp_id.as_str(),
+        SourceConfig::Dingtalk(cfg) => cfg.app_key.as_str(),
+    };
+    match (source, &events.delivery, events.crypt(owner)) {
         (SourceConfig::Wecom(cfg), Delivery::WecomCallback { .. }, Some(crypt)) => {
-            wecom::receive::event_parts(cfg, crypt, job.timezone, http, sink, link)
+            wecom::receive::event_parts(cfg, crypt, timezone, http, sink, link)
         }
         (SourceConfig::Dingtalk(cfg), Delivery::DingtalkPush { .. }, Some(crypt)) => {
             dingtalk::receive::push_parts(cfg, crypt, http, sink, link, stop)
@@ -75,8 +79,12 @@ pub fn event_parts(
 
 /// What `check --remote` finds wrong with a job's `[events]` at its source:
 /// a WeCom app that may not read approvals.
-pub async fn check_events(job: &crate::config::job::Job, http: reqwest::Client) -> Vec<String> {
-    match (&job.source, &job.events) {
+pub async fn check_events(
+    source: &SourceConfig,
+    events: Option<&crate::events::EventsConfig>,
+    http: reqwest::Client,
+) -> Vec<String> {
+    match (source, events) {
         (SourceConfig::Wecom(cfg), Some(_)) => {
             let client = wecom::Wecom::new(http, cfg, Arc::new(CallStats::default()));
             match client.check_approval_access().await {
