@@ -19,6 +19,15 @@ pub struct JobView {
     pub running: bool,
     pub queued: u64,
     pub months: Vec<MonthRow>,
+    /// For a job with `[events]`.
+    pub events: Option<EventsView>,
+}
+
+/// A job's events as SQLite holds them.
+pub struct EventsView {
+    pub link: Option<crate::store::EventLink>,
+    pub waiting: u64,
+    pub received: Vec<crate::store::EventCount>,
 }
 
 /// Everything on the status page.
@@ -153,6 +162,7 @@ pub fn status(view: &StatusView) -> String {
     );
     html.push_str("<button type=\"submit\">Sign out</button></form>");
     jobs_table(&mut html, &view.jobs);
+    events_table(&mut html, &view.jobs);
     requests_table(&mut html, &view.requests);
     for job in &view.jobs {
         months_table(&mut html, job, &view.csrf);
@@ -188,6 +198,45 @@ fn jobs_table(html: &mut String, jobs: &[JobView]) {
                 ("Schedule", schedule, ""),
                 ("Next run", esc(&next), ""),
                 ("Now", esc(&now), ""),
+            ],
+        );
+    }
+    html.push_str("</table></div>");
+}
+
+fn events_table(html: &mut String, jobs: &[JobView]) {
+    let with_events: Vec<(&JobView, &EventsView)> = jobs
+        .iter()
+        .filter_map(|j| j.events.as_ref().map(|e| (j, e)))
+        .collect();
+    if with_events.is_empty() {
+        return;
+    }
+    html.push_str("<h2>Re-pulls on change</h2><div class=\"scroll\"><table id=\"events\">");
+    header(html, &["Job", "Connection", "Waiting", "Received"]);
+    for (j, e) in with_events {
+        let link = match &e.link {
+            Some(l) if l.detail.is_empty() => format!("{} ({})", l.state, local(&l.at, j.timezone)),
+            Some(l) => format!("{}: {} ({})", l.state, l.detail, local(&l.at, j.timezone)),
+            None => "not started".to_string(),
+        };
+        let received: Vec<String> = e
+            .received
+            .iter()
+            .map(|c| format!("{} {}", c.kind, c.received))
+            .collect();
+        let class = match e.link.as_ref().map(|l| l.state.as_str()) {
+            Some("connected" | "listening") => "ok",
+            Some("retrying") => "failed",
+            _ => "",
+        };
+        row(
+            html,
+            &[
+                ("Job", esc(&j.name), ""),
+                ("Connection", esc(&link), class),
+                ("Waiting", format!("{} employee-month(s)", e.waiting), ""),
+                ("Received", esc(&received.join(", ")), ""),
             ],
         );
     }
@@ -391,5 +440,49 @@ mod tests {
         assert!(html.contains("action=\"/login\"") && html.contains("type=\"password\""));
         assert!(html.contains("width=device-width"));
         assert!(html.contains("not right"));
+    }
+
+    #[test]
+    fn a_job_with_events_shows_its_connection_waiting_marks_and_events() {
+        let shanghai: Tz = "Asia/Shanghai".parse().expect("zone");
+        let job = |name: &str, events: Option<EventsView>| JobView {
+            name: name.into(),
+            source: "dingtalk".into(),
+            schedule: None,
+            timezone: shanghai,
+            next_fire: None,
+            running: false,
+            queued: 0,
+            months: Vec::new(),
+            events,
+        };
+        let events = EventsView {
+            link: Some(crate::store::EventLink {
+                job: "dt".into(),
+                state: "retrying".into(),
+                detail: "try 2: <refused>".into(),
+                at: "2026-12-05T18:30:00.000Z".into(),
+            }),
+            waiting: 3,
+            received: vec![crate::store::EventCount {
+                kind: "attendance_check_record".into(),
+                received: 12,
+                last_at: "2026-12-05T18:30:00.000Z".into(),
+            }],
+        };
+        let mut html = String::new();
+        events_table(&mut html, &[job("plain", None), job("dt", Some(events))]);
+        assert!(html.contains("Re-pulls on change"), "{html}");
+        assert!(
+            html.contains("retrying: try 2: &lt;refused&gt; (2026-12-06 02:30 CST)"),
+            "{html}"
+        );
+        assert!(
+            html.contains("3 employee-month(s)") && html.contains("attendance_check_record 12")
+        );
+        assert!(!html.contains("plain"), "a job without events has no row");
+        let mut none = String::new();
+        events_table(&mut none, &[job("plain", None)]);
+        assert!(none.is_empty());
     }
 }

@@ -79,18 +79,27 @@ pub(super) async fn index(State(shared): State<Arc<Shared>>, headers: HeaderMap)
 async fn status_view(shared: &Shared, csrf: String) -> Result<StatusView, ApiError> {
     let jobs = shared.jobs();
     let now = shared.clock.now();
-    let names: Vec<String> = jobs.iter().map(|j| j.name.clone()).collect();
+    let names: Vec<(String, bool)> = jobs.iter().map(|j| (j.name.clone(), j.events)).collect();
     let (facts, runs, requests) = shared
         .store
         .call(move |s| {
             let mut facts = Vec::new();
-            for name in &names {
+            for (name, events) in &names {
                 let mut months = s.month_rows(Some(name))?;
                 months.truncate(12);
+                let events = match events {
+                    true => Some(page::EventsView {
+                        link: s.event_link(name)?,
+                        waiting: s.dirty_count(name)?,
+                        received: s.event_counts(name)?,
+                    }),
+                    false => None,
+                };
                 facts.push((
                     months,
                     s.lease_holder(name, now)?.is_some(),
                     s.queued_requests(name)?,
+                    events,
                 ));
             }
             Ok((facts, s.recent_runs(None, 15)?, s.open_requests(50)?))
@@ -99,7 +108,7 @@ async fn status_view(shared: &Shared, csrf: String) -> Result<StatusView, ApiErr
     let views = jobs
         .iter()
         .zip(facts)
-        .map(|(j, (months, running, queued))| JobView {
+        .map(|(j, (months, running, queued, events))| JobView {
             name: j.name.clone(),
             source: j.source.clone(),
             schedule: j.schedule.as_ref().map(|s| s.text().to_string()),
@@ -108,6 +117,7 @@ async fn status_view(shared: &Shared, csrf: String) -> Result<StatusView, ApiErr
             running,
             queued,
             months,
+            events,
         })
         .collect();
     Ok(StatusView {
