@@ -36,6 +36,7 @@ use crate::Month;
 mod directory;
 mod report;
 mod serve;
+pub mod stream;
 #[cfg(test)]
 mod tests;
 mod values;
