@@ -55,6 +55,7 @@ mod people;
 mod rate;
 mod report;
 mod schema;
+pub mod stream;
 mod sums;
 #[cfg(test)]
 mod testkit;

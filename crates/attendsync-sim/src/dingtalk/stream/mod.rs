@@ -78,6 +78,8 @@ enum Command {
     Close,
     /// The socket is dropped without a close frame.
     Drop,
+    /// The connection goes silent: nothing read (so no pong either), nothing sent.
+    Freeze,
 }
 
 struct Conn {
@@ -198,6 +200,11 @@ impl StreamGateway {
     /// Queues an event and delivers it to one open connection (or to the next
     /// one that opens); returns its `eventId`.
     pub fn push_event(&self, event_type: &str, data: Value) -> String {
+        self.push_raw_event(event_type, &data.to_string())
+    }
+
+    /// [`StreamGateway::push_event`] with `data` as given, JSON or not.
+    pub fn push_raw_event(&self, event_type: &str, data: &str) -> String {
         let mut state = self.shared.state();
         let n = state.events.len();
         let id = format!("{:016x}{n:06x}", state.rng.random::<u64>());
@@ -268,6 +275,20 @@ impl StreamGateway {
         for id in ids {
             send(&mut state, id, Command::Drop);
             state.conns.remove(&id);
+        }
+    }
+
+    /// Every open connection goes silent (a half-open TCP connection): no
+    /// frame and no pong comes out of it, and no event goes to it any more.
+    pub fn freeze_connections(&self) {
+        let mut state = self.shared.state();
+        let ids: Vec<u64> = state.conns.keys().copied().collect();
+        for id in ids {
+            if send(&mut state, id, Command::Freeze) {
+                if let Some(conn) = state.conns.get_mut(&id) {
+                    conn.closing = true;
+                }
+            }
         }
     }
 

@@ -126,9 +126,17 @@ async fn connection(shared: Arc<Shared>, mut socket: WebSocket) {
         dispatch(&shared, &mut state, Instant::now());
         id
     };
+    let mut frozen = false;
     loop {
+        if frozen {
+            match rx.recv().await {
+                Some(Command::Close | Command::Drop) | None => break,
+                Some(_) => continue,
+            }
+        }
         tokio::select! {
             command = rx.recv() => match command {
+                Some(Command::Freeze) => frozen = true,
                 Some(Command::Text(text)) => {
                     if socket.send(Message::Text(text.into())).await.is_err() {
                         break;
