@@ -29,6 +29,7 @@ mod limits;
 pub mod org;
 pub mod wecom;
 
+pub use dingtalk::stream::{StreamGateway, StreamGatewayConfig};
 pub use dingtalk::{BodyStyle, ColumnValues, DingtalkSim, DingtalkSimConfig, PushConfig, Pusher};
 pub use jiandaoyun::{JdySim, JdySimConfig, TxMode};
 pub use limits::{most_calls_within, CallRecord, Outcome, GLOBAL_LIMIT};

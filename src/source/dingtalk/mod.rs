@@ -60,6 +60,7 @@ mod rate;
 pub mod receive;
 mod report;
 mod schema;
+pub mod stream;
 mod sums;
 #[cfg(test)]
 mod testkit;

@@ -38,6 +38,7 @@ mod directory;
 mod push;
 mod report;
 mod serve;
+pub mod stream;
 #[cfg(test)]
 mod tests;
 mod values;
