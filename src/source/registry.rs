@@ -66,6 +66,9 @@ pub fn event_parts(
         (SourceConfig::Wecom(cfg), Delivery::WecomCallback { .. }, Some(crypt)) => {
             wecom::receive::event_parts(cfg, crypt, timezone, http, sink, link)
         }
+        (SourceConfig::Dingtalk(cfg), Delivery::Stream { gateway_url }, _) => {
+            dingtalk::receive::stream_parts(cfg, gateway_url, http, sink, link, stop)
+        }
         (SourceConfig::Dingtalk(cfg), Delivery::DingtalkPush { .. }, Some(crypt)) => {
             dingtalk::receive::push_parts(cfg, crypt, http, sink, link, stop)
         }

@@ -373,3 +373,223 @@ mod dingtalk_push {
         assert_eq!(code, 0, "{log}");
     }
 }
+
+mod dingtalk_stream {
+    use super::*;
+    use crate::common::dingtalk::{
+        fast_retry, start_dingtalk, DingEnv, APP_KEY, APP_SECRET, FAST_LIMITS,
+    };
+    use attendsync_sim::{DingtalkSimConfig, Org, StreamGateway, StreamGatewayConfig};
+    use serde_json::json;
+
+    const DAILY_SUMMARY: &str = "attend_user_daily_summary_refresh";
+    const REPULLED: &str =
+        "SELECT COUNT(*) FROM runs WHERE command = 'rerun --employee' AND status = 'ok'";
+
+    struct World {
+        env: DingEnv,
+        gateway: StreamGateway,
+        vars: Vec<(&'static str, &'static str)>,
+        before: Vec<serde_json::Map<String, serde_json::Value>>,
+    }
+
+    /// October synced in full; the job's events come over Stream mode.
+    async fn world(employees: usize) -> World {
+        let dingtalk =
+            start_dingtalk(Org::generate(employees, 6), DingtalkSimConfig::default()).await;
+        let env = DingEnv::start(dingtalk).await;
+        let gateway = StreamGateway::start(StreamGatewayConfig {
+            client_id: APP_KEY.into(),
+            client_secret: APP_SECRET.into(),
+            redeliver_after: Duration::from_millis(700),
+            disconnect_grace: Duration::from_millis(200),
+            ..StreamGatewayConfig::default()
+        })
+        .await
+        .expect("gateway");
+        let shipped = "schedule = \"0 10 2 3,10,17,24 * *\"";
+        let job = format!(
+            "{}\n{FAST_LIMITS}\n{}\n[events]\ngateway_url = \"{}\"\ndelay = \"1s\"\n",
+            env.pointed_job()
+                .replacen(shipped, "schedule = \"0 0 3 1 1 *\"", 1),
+            fast_retry(5),
+            gateway.base_url()
+        );
+        env.write("jobs/dingtalk_monthly.toml", &job);
+        let vars = vec![("ATTENDSYNC_NOW", NOW)];
+        let synced = env
+            .run_with(
+                &["run", "--month", "2026-10"],
+                &vars,
+                Duration::from_secs(120),
+            )
+            .await;
+        assert!(
+            synced.status.success(),
+            "{}",
+            common::dingtalk::all(&synced)
+        );
+        let before = env.jdy.records();
+        World {
+            env,
+            gateway,
+            vars,
+            before,
+        }
+    }
+
+    impl World {
+        fn daemon(&self) -> Daemon {
+            let mut cmd = self.env.command(&["daemon"]);
+            for (k, v) in &self.vars {
+                cmd.env(k, v);
+            }
+            Daemon::spawn(cmd)
+        }
+
+        fn db(&self) -> std::path::PathBuf {
+            self.env.path().join("attendsync.db")
+        }
+
+        fn user(&self, i: usize) -> String {
+            self.env.dingtalk.org().users[i].userid.clone()
+        }
+
+        /// A correction of user `i`'s October, and its event.
+        fn correct(&self, i: usize) -> String {
+            let u = self.user(i);
+            self.env.dingtalk.bump_revision(&u);
+            self.gateway.push_event(
+                DAILY_SUMMARY,
+                json!({"userId": u, "workDate": "2026-10-15"}),
+            )
+        }
+
+        /// Waits (bounded) until `sql` counts at least `want`.
+        async fn until_at_least(&self, sql: &str, want: i64, daemon: &Daemon) {
+            let deadline = Instant::now() + Duration::from_secs(60);
+            let db = self.db();
+            while !(db.exists() && count(&db, sql) >= want) {
+                assert!(
+                    Instant::now() < deadline,
+                    "{sql} < {want}\n{}",
+                    daemon.log()
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+
+        /// Waits until nothing waits for a re-pull and every event is
+        /// acknowledged.
+        async fn until_settled(&self, daemon: &Daemon) {
+            let deadline = Instant::now() + Duration::from_secs(60);
+            let db = self.db();
+            while count(&db, "SELECT COUNT(*) FROM dirty") > 0 || !self.gateway.pending().is_empty()
+            {
+                assert!(Instant::now() < deadline, "{}", daemon.log());
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+
+        /// The users whose form row changed since October was synced.
+        fn changed(&self) -> Vec<String> {
+            let after = self.env.jdy.records();
+            assert_eq!(after.len(), self.before.len(), "nothing created or lost");
+            let row = |rows: &[serde_json::Map<String, serde_json::Value>], u: &str| {
+                rows.iter()
+                    .find(|r| r.values().any(|v| v.as_str() == Some(u)))
+                    .cloned()
+            };
+            (0..self.before.len())
+                .map(|i| self.user(i))
+                .filter(|u| row(&self.before, u) != row(&after, u))
+                .collect()
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn disconnects_drops_and_duplicates_lose_no_event_and_re_pull_once() {
+        let w = world(12).await;
+        let daemon = w.daemon();
+        let connected = "SELECT COUNT(*) FROM event_links WHERE state = 'connected'";
+        w.until_at_least(connected, 1, &daemon).await;
+        // Delivered three times (twice more after the ACK): one re-pull.
+        w.gateway.duplicate_next(2);
+        let first = w.correct(0);
+        w.until_at_least(REPULLED, 1, &daemon).await;
+        // The gateway asks for a reconnect; an event meanwhile is not lost.
+        w.gateway.send_disconnect();
+        let second = w.correct(1);
+        // An abrupt drop; events pushed while no connection is open wait.
+        w.until_at_least("SELECT COUNT(*) FROM events_seen", 2, &daemon)
+            .await;
+        w.gateway.drop_connections();
+        let third = w.correct(2);
+        w.until_at_least("SELECT COUNT(*) FROM events_seen", 3, &daemon)
+            .await;
+        w.until_settled(&daemon).await;
+        w.until_at_least(REPULLED, 2, &daemon).await;
+
+        let mut changed = w.changed();
+        changed.sort();
+        let mut expected = vec![w.user(0), w.user(1), w.user(2)];
+        expected.sort();
+        assert_eq!(changed, expected);
+        let acked = w.gateway.acked();
+        for id in [&first, &second, &third] {
+            assert!(acked.contains(id), "{id} acknowledged: {acked:?}");
+        }
+        let tickets = w.gateway.tickets_issued();
+        assert!(
+            tickets.len() >= 3,
+            "a new ticket per connection: {tickets:?}"
+        );
+        let unique: std::collections::BTreeSet<&String> = tickets.iter().collect();
+        assert_eq!(unique.len(), tickets.len(), "no ticket used twice");
+        let db = w.db();
+        assert_eq!(count(&db, "SELECT COUNT(*) FROM events_seen"), 3);
+        assert!(
+            count(
+                &db,
+                "SELECT received FROM event_counts WHERE kind = '(duplicate)'"
+            ) >= 2
+        );
+        let status = w
+            .env
+            .run_with(&["status"], &w.vars, Duration::from_secs(30))
+            .await;
+        let text = common::dingtalk::all(&status);
+        assert!(
+            text.contains("connected") && text.contains(DAILY_SUMMARY),
+            "{text}"
+        );
+        let (code, log) = daemon.terminate().await;
+        assert_eq!(code, 0, "{log}");
+        assert!(!log.contains(APP_SECRET), "the secret in the log");
+        let stopped = "SELECT COUNT(*) FROM event_links WHERE state = 'stopped'";
+        assert_eq!(count(&db, stopped), 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_kill_after_the_mark_loses_nothing_and_re_pulls_once() {
+        let w = world(6).await;
+        let daemon = w.daemon();
+        let connected = "SELECT COUNT(*) FROM event_links WHERE state = 'connected'";
+        w.until_at_least(connected, 1, &daemon).await;
+        let id = w.correct(4);
+        // Killed as soon as the mark is in SQLite: before the re-pull, and
+        // maybe before the acknowledgement reached the gateway.
+        w.until_at_least("SELECT COUNT(*) FROM dirty", 1, &daemon)
+            .await;
+        daemon.signal("KILL");
+        let _ = daemon.wait_exit().await;
+        let restarted = w.daemon();
+        w.until_settled(&restarted).await;
+        w.until_at_least(REPULLED, 1, &restarted).await;
+        assert_eq!(w.changed(), vec![w.user(4)]);
+        assert!(w.gateway.acked().contains(&id));
+        assert_eq!(count(&w.db(), REPULLED), 1, "{}", restarted.log());
+        let (code, log) = restarted.terminate().await;
+        assert_eq!(code, 0, "{log}");
+    }
+}

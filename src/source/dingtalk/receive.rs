@@ -10,14 +10,16 @@ use std::time::Duration;
 use axum::extract::Query;
 
 use super::config::{DingtalkSource, DINGTALK_BASE_URL};
+use super::events::change;
 use super::failed::{drain, DrainError};
 use super::push::{handle, PushQuery};
+use super::stream::{StreamEvent, StreamSettings};
 use super::DingtalkClient;
 use crate::events::config::STREAM_GATEWAY_URL;
 use crate::events::crypto::MsgCrypt;
 use crate::events::inbox::Inbox;
 use crate::events::lookups::{Resolve, ResolveFuture};
-use crate::events::{CallbackReply, CallbackRequest, CallbackRoute, Change, Link};
+use crate::events::{CallbackReply, CallbackRequest, CallbackRoute, Change, Link, Sink};
 use crate::http::{CallStats, Url};
 use crate::shutdown::Shutdown;
 use crate::source::EventParts;
@@ -78,6 +80,50 @@ pub fn push_parts(
         resolver: Some(Arc::new(Approvals {
             client,
             api_base: api_base(cfg),
+        })),
+    }
+}
+
+/// Stream mode: the connection, the approvals. The approvals are looked up
+/// on the gateway's host (the new-style API).
+pub fn stream_parts(
+    cfg: &DingtalkSource,
+    gateway_url: &Url,
+    http: reqwest::Client,
+    sink: Arc<Inbox>,
+    link: tokio::sync::watch::Sender<Link>,
+    stop: Shutdown,
+) -> EventParts {
+    let settings = StreamSettings::new(
+        gateway_url.clone(),
+        cfg.app_key.clone(),
+        cfg.app_secret.clone(),
+    );
+    let deliver = move |event: StreamEvent| {
+        let sink = sink.clone();
+        async move {
+            let change = change(&event.event_type, &event.event_id, &event.data);
+            sink.record(change).await.map(|_| ())
+        }
+    };
+    let connection = tokio::spawn(super::stream::run(
+        settings,
+        http.clone(),
+        deliver,
+        link,
+        stop,
+    ));
+    let client = Arc::new(DingtalkClient::new(
+        http,
+        cfg,
+        Arc::new(CallStats::default()),
+    ));
+    EventParts {
+        tasks: vec![connection],
+        route: None,
+        resolver: Some(Arc::new(Approvals {
+            client,
+            api_base: gateway_url.clone(),
         })),
     }
 }

@@ -111,6 +111,16 @@ impl Daemon {
         );
     }
 
+    /// The exit status once the daemon has exited (after a signal sent with
+    /// [`Daemon::signal`]); panics if it takes over 10 s.
+    pub async fn wait_exit(mut self) -> (Option<i32>, String) {
+        let status = tokio::time::timeout(Duration::from_secs(10), self.child.wait())
+            .await
+            .unwrap_or_else(|_| panic!("the daemon did not exit within 10 s"))
+            .unwrap_or_else(|e| panic!("wait: {e}"));
+        (status.code(), self.log())
+    }
+
     /// SIGTERM, then the exit status; panics if it takes over 10 s.
     pub async fn terminate(mut self) -> (i32, String) {
         self.signal("TERM");
