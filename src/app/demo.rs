@@ -242,6 +242,12 @@ pub async fn run(employees: usize) -> Result<u8, AppError> {
         );
         print_rows(&jdy, fields);
         status = status.max(app::exit_status(&[first, second]));
+        if let SourceSim::Dingtalk(sim) = &source {
+            let corrected =
+                super::demo_events::correction(&syncer, &job, sim, DEMO_APP_KEY, DEMO_APP_SECRET)
+                    .await?;
+            status = status.max(corrected);
+        }
     }
     Ok(status)
 }

@@ -3,6 +3,7 @@
 
 mod check;
 pub mod demo;
+mod demo_events;
 mod run;
 mod status;
 

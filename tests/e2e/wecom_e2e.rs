@@ -326,4 +326,10 @@ async fn demo_runs_end_to_end() {
         stdout.contains("Jiandaoyun write calls in the second run: 0"),
         "{stdout}"
     );
+    // A correction over DingTalk Stream mode, re-pulled alone.
+    assert!(
+        stdout.contains("pulled 1, created 0, updated 1, unchanged 0, failed 0")
+            && stdout.contains("From the event to the record in the form"),
+        "{stdout}"
+    );
 }
