@@ -26,6 +26,11 @@ use crate::source::EventParts;
 
 /// How often the approvals still to look up are looked at.
 const LOOKUP_EVERY: Duration = Duration::from_secs(5);
+/// Event ids are kept this long for de-duplication: vendors redeliver within
+/// minutes (DingTalk's failed list within hours), never after a week.
+const REMEMBER_EVENTS: chrono::Duration = chrono::Duration::days(7);
+/// How often ids older than that are forgotten.
+const FORGET_EVERY: Duration = Duration::from_secs(3600);
 
 pub(super) struct Receivers {
     pub(super) routes: CallbackRoutes,
@@ -100,6 +105,9 @@ pub(super) fn start_receivers(
         }
         tracing::info!(job = %job.name, delay_s = events.delay.as_secs(), "listening for change events");
     }
+    if jobs.iter().any(|s| s.job.job.events.is_some()) {
+        tasks.push(tokio::spawn(forget_old_events(syncer.clone(), clock.clone())));
+    }
     if errors.is_empty() {
         Ok(Receivers { routes, tasks })
     } else {
@@ -140,6 +148,23 @@ impl Receivers {
             .await;
         if let Err(e) = stopped {
             tracing::warn!(error = %e, "could not record the event connections as stopped");
+        }
+    }
+}
+
+/// Forgets event ids past [`REMEMBER_EVENTS`], now and every hour, so the
+/// table of ids seen stays small.
+async fn forget_old_events(syncer: Arc<Syncer>, clock: Clock) {
+    loop {
+        let before = clock.now() - REMEMBER_EVENTS;
+        match syncer.store.call(move |s| s.forget_events(before)).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(forgotten = n, "forgot event ids older than a week"),
+            Err(e) => tracing::warn!(error = %e, "could not forget old event ids"),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(FORGET_EVERY) => {}
+            () = syncer.shutdown.wait() => return,
         }
     }
 }
