@@ -335,7 +335,10 @@ where
             // Pongs only prove the connection is alive; tungstenite answers pings.
             Some(Ok(_)) => continue,
         };
-        match frame(text.as_str(), deliver).await {
+        let handled = frame(text.as_str(), deliver).await;
+        // Time spent recording the event is not the connection's silence.
+        last_frame = Instant::now();
+        match handled {
             Ok(None) => {}
             Ok(Some(reply)) => {
                 if let Err(e) = ws.send(Message::Text(reply.into())).await {
