@@ -401,7 +401,8 @@ async fn metrics_are_prometheus_text_that_matches_the_runs() {
     assert_eq!(get("attendsync_vendor_throttled_total", &monthdata), 0.0);
     assert_eq!(get("attendsync_queued_runs", &[]), 0.0);
     let last = get("attendsync_last_success_timestamp_seconds", &[]);
-    let age = chrono::Utc::now().timestamp() as f64 - last;
+    // In milliseconds: whole seconds made a run 0.08 s ago look like the future.
+    let age = chrono::Utc::now().timestamp_millis() as f64 / 1000.0 - last;
     assert!(
         (0.0..600.0).contains(&age),
         "the `run` a moment ago: {age} s"
