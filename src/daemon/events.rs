@@ -106,7 +106,10 @@ pub(super) fn start_receivers(
         tracing::info!(job = %job.name, delay_s = events.delay.as_secs(), "listening for change events");
     }
     if jobs.iter().any(|s| s.job.job.events.is_some()) {
-        tasks.push(tokio::spawn(forget_old_events(syncer.clone(), clock.clone())));
+        tasks.push(tokio::spawn(forget_old_events(
+            syncer.clone(),
+            clock.clone(),
+        )));
     }
     if errors.is_empty() {
         Ok(Receivers { routes, tasks })

@@ -4,6 +4,7 @@
 //! the job's pacing, budget, lease, exactly-once writing and alerts. Their
 //! marks go only when that run wrote or found unchanged every record.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,6 +13,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::tick::{Fire, FireKind, Scheduled};
+use crate::config::job::Job;
 use crate::month::Month;
 use crate::pipeline::{JobReport, Syncer};
 
@@ -70,10 +72,11 @@ pub(super) fn start_repull_tickers(
 /// [`MAX_REPULL_EMPLOYEES`] of its employees, each marked as tried.
 pub(super) async fn next_repull(
     syncer: &Syncer,
-    job: &str,
+    job_config: &Job,
     delay: Duration,
     now: DateTime<Utc>,
 ) -> Option<Repull> {
+    let job = job_config.name.as_str();
     let quiet = chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::zero());
     let name = job.to_string();
     let due = syncer
@@ -89,6 +92,7 @@ pub(super) async fn next_repull(
     };
     let (month, mut employees) = due.into_iter().next()?;
     employees.truncate(MAX_REPULL_EMPLOYEES);
+    // Noted as tried first: a listing that fails waits a `delay` too.
     let (name, tried) = (job.to_string(), employees.clone());
     if let Err(e) = syncer
         .store
@@ -98,12 +102,58 @@ pub(super) async fn next_repull(
         tracing::error!(%job, error = %e, "could not note a re-pull; not starting it");
         return None;
     }
+    let employees = within_scope(syncer, job_config, month, employees, now).await?;
     tracing::info!(%job, %month, employees = employees.len(), "re-pulling employee-months that vendor events marked");
     Some(Repull {
         month,
         employees,
         started: now,
     })
+}
+
+/// The marked `employees` the job covers. A vendor pushes events about
+/// everyone its app sees; a job with `userids` or `departments` re-pulls only
+/// its own people (the others' marks are cleared, logged). `None` when the
+/// departments could not be listed: the marks wait for the next try.
+async fn within_scope(
+    syncer: &Syncer,
+    job: &Job,
+    month: Month,
+    employees: Vec<String>,
+    now: DateTime<Utc>,
+) -> Option<Vec<String>> {
+    let scope = job.source.scope();
+    let covered: HashSet<String> = if !scope.userids.is_empty() {
+        scope.userids.iter().cloned().collect()
+    } else if !scope.departments.is_empty() {
+        let stats = Arc::new(crate::http::CallStats::default());
+        let source = crate::source::open(&job.source, syncer.http.clone(), stats);
+        let listed = match source.login().await {
+            Ok(()) => source.employees().await,
+            Err(e) => Err(e),
+        };
+        match listed {
+            Ok(list) => list.into_iter().collect(),
+            Err(e) => {
+                tracing::warn!(job = %job.name, error = %e, "could not list the job's departments for a re-pull; trying again after `delay`");
+                return None;
+            }
+        }
+    } else {
+        return Some(employees);
+    };
+    let (inside, outside): (Vec<String>, Vec<String>) =
+        employees.into_iter().partition(|e| covered.contains(e));
+    if !outside.is_empty() {
+        tracing::info!(job = %job.name, %month, employees = outside.len(),
+            "events about employees outside the job's userids/departments; not re-pulled");
+        let (name, started) = (job.name.clone(), now + chrono::Duration::milliseconds(1));
+        let _ = syncer
+            .store
+            .call(move |s| s.clear_dirty(&name, month, &outside, started))
+            .await;
+    }
+    (!inside.is_empty()).then_some(inside)
 }
 
 /// After the re-pull: its marks go when every record was written or found

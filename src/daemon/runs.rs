@@ -103,7 +103,7 @@ impl Runs {
             return;
         }
         let now = self.clock.now();
-        if let Some(r) = next_repull(&self.syncer, &s.job.job.name, events.delay, now).await {
+        if let Some(r) = next_repull(&self.syncer, &s.job.job, events.delay, now).await {
             self.start(jobs, i, Reason::Repull(r));
         }
     }

@@ -21,8 +21,9 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
     match unit.trim() {
         "ms" => Some(Duration::from_millis(n)),
         "s" => Some(Duration::from_secs(n)),
-        "m" | "min" => Some(Duration::from_secs(n * 60)),
-        "h" => Some(Duration::from_secs(n * 3600)),
+        // A number too large for its unit is no duration (not a wrapped one).
+        "m" | "min" => n.checked_mul(60).map(Duration::from_secs),
+        "h" => n.checked_mul(3600).map(Duration::from_secs),
         _ => None,
     }
 }
@@ -115,4 +116,20 @@ pub fn default_url(text: &str) -> Url {
     // Only ever a vendor's built-in constant, which every test without a
     // `base_url` reads.
     Url::parse(text).expect("built-in base URLs are valid")
+}
+
+#[cfg(test)]
+mod duration_tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_and_a_number_too_large_for_its_unit_is_refused() {
+        assert_eq!(parse_duration("10m"), Some(Duration::from_secs(600)));
+        assert_eq!(parse_duration(" 2h "), Some(Duration::from_secs(7200)));
+        assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
+        assert_eq!(parse_duration("5124095576030432h"), None);
+        assert_eq!(parse_duration("307445734561825861m"), None);
+        assert_eq!(parse_duration("10"), None);
+        assert_eq!(parse_duration("ten minutes"), None);
+    }
 }

@@ -26,6 +26,14 @@ impl SourceConfig {
         }
     }
 
+    /// Which employees the job covers.
+    pub fn scope(&self) -> &super::config::Scope {
+        match self {
+            SourceConfig::Wecom(cfg) => &cfg.scope,
+            SourceConfig::Dingtalk(cfg) => &cfg.scope,
+        }
+    }
+
     /// A metered source's call costs, known without a call (for plain
     /// `check`); `None` for a source without a call quota.
     pub fn call_costs(&self) -> Option<CallCosts> {
