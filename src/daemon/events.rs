@@ -8,8 +8,7 @@
 //! Receivers start with the daemon: a SIGHUP that changes `[events]` takes
 //! effect at the next start (logged).
 
-use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -17,11 +16,12 @@ use tokio::task::JoinHandle;
 
 use super::tick::Scheduled;
 use crate::clock::Clock;
-use crate::config::{ConfigError, ConfigErrors};
+use crate::config::ConfigError;
 use crate::events::inbox::{Inbox, Window};
 use crate::events::lookups::resolve_loop;
 use crate::events::{CallbackRoutes, Link};
 use crate::pipeline::Syncer;
+use crate::shutdown::Shutdown;
 use crate::source::EventParts;
 
 /// How often the approvals still to look up are looked at.
@@ -34,20 +34,46 @@ const FORGET_EVERY: Duration = Duration::from_secs(3600);
 
 pub(super) struct Receivers {
     pub(super) routes: CallbackRoutes,
-    pub(super) tasks: Vec<JoinHandle<()>>,
+    tasks: Vec<JoinHandle<()>>,
+    /// Stops these receivers (a reload) or follows the daemon's shutdown.
+    stop: Shutdown,
+    /// The jobs they receive for, to mark `stopped` at the end.
+    jobs: Vec<String>,
 }
 
-/// Starts every job's receivers. A job whose events come over HTTP needs the
-/// listener (`[server]`): without one the daemon does not start.
+/// How long a reload waits for the old receivers to close their connections.
+const RELOAD_GRACE: Duration = Duration::from_secs(3);
+
+/// A stop for one set of receivers that also follows the daemon's shutdown.
+fn receivers_stop(daemon: &Shutdown) -> (Shutdown, JoinHandle<()>) {
+    let stop = Shutdown::new();
+    let (daemon, mine) = (daemon.clone(), stop.clone());
+    let follow = tokio::spawn(async move {
+        tokio::select! {
+            () = daemon.wait() => mine.trigger(),
+            () = mine.wait() => {}
+        }
+    });
+    (stop, follow)
+}
+
+/// Starts every job's receivers, their callbacks in `routes`. A job whose
+/// events come over HTTP needs the listener (`[server]`): such a job gets
+/// none, and is named in the errors (at start the daemon refuses them).
 pub(super) fn start_receivers(
     jobs: &[Scheduled],
     syncer: &Arc<Syncer>,
     clock: &Clock,
     serving: bool,
-) -> Result<Receivers, ConfigErrors> {
-    let routes: CallbackRoutes = Arc::new(RwLock::new(HashMap::new()));
-    let mut tasks = Vec::new();
+    routes: CallbackRoutes,
+) -> (Receivers, Vec<ConfigError>) {
+    if let Ok(mut r) = routes.write() {
+        r.clear();
+    }
+    let (stop, follow) = receivers_stop(&syncer.shutdown);
+    let mut tasks = vec![follow];
     let mut errors = Vec::new();
+    let mut names = Vec::new();
     for s in jobs {
         let job = &s.job.job;
         let Some(events) = &job.events else { continue };
@@ -64,82 +90,105 @@ pub(super) fn start_receivers(
             });
             continue;
         }
-        let inbox = Arc::new(Inbox {
-            store: syncer.store.clone(),
-            job: job.name.clone(),
-            timezone: job.timezone,
-            window: Window::of(events),
-            clock: clock.clone(),
-        });
-        let (link, seen) = watch::channel(Link::Connecting);
-        tasks.push(tokio::spawn(report_link(inbox.clone(), seen)));
-        let parts = crate::source::event_parts(
-            &job.source,
-            events,
-            job.timezone,
-            syncer.http.clone(),
-            inbox.clone(),
-            link,
-            syncer.shutdown.clone(),
-        );
-        let EventParts {
-            tasks: started,
-            route,
-            resolver,
-        } = parts;
-        tasks.extend(started);
-        if let Some(route) = route {
-            let key = (route.vendor.to_string(), job.name.clone());
-            if let Ok(mut r) = routes.write() {
-                r.insert(key, route);
-            }
-        }
-        if let Some(resolver) = resolver {
-            let stop = syncer.shutdown.clone();
-            tasks.push(tokio::spawn(resolve_loop(
-                inbox,
-                resolver,
-                LOOKUP_EVERY,
-                stop,
-            )));
-        }
-        tracing::info!(job = %job.name, delay_s = events.delay.as_secs(), "listening for change events");
+        names.push(job.name.clone());
+        tasks.extend(start_job(s, syncer, clock, &routes, &stop));
     }
-    if jobs.iter().any(|s| s.job.job.events.is_some()) {
+    if !names.is_empty() {
         tasks.push(tokio::spawn(forget_old_events(
             syncer.clone(),
             clock.clone(),
+            stop.clone(),
         )));
     }
-    if errors.is_empty() {
-        Ok(Receivers { routes, tasks })
-    } else {
-        Err(ConfigErrors(errors))
+    let receivers = Receivers {
+        routes,
+        tasks,
+        stop,
+        jobs: names,
+    };
+    (receivers, errors)
+}
+
+/// One job's receivers: its Inbox, the source's parts, the lookups.
+fn start_job(
+    s: &Scheduled,
+    syncer: &Arc<Syncer>,
+    clock: &Clock,
+    routes: &CallbackRoutes,
+    stop: &Shutdown,
+) -> Vec<JoinHandle<()>> {
+    let job = &s.job.job;
+    let Some(events) = &job.events else {
+        return Vec::new();
+    };
+    let inbox = Arc::new(Inbox {
+        store: syncer.store.clone(),
+        job: job.name.clone(),
+        timezone: job.timezone,
+        window: Window::of(events),
+        clock: clock.clone(),
+    });
+    let (link, seen) = watch::channel(Link::Connecting);
+    let mut tasks = vec![tokio::spawn(report_link(inbox.clone(), seen))];
+    let EventParts {
+        tasks: started,
+        route,
+        resolver,
+    } = crate::source::event_parts(
+        &job.source,
+        events,
+        job.timezone,
+        syncer.http.clone(),
+        inbox.clone(),
+        link,
+        stop.clone(),
+    );
+    tasks.extend(started);
+    if let Some(route) = route {
+        let key = (route.vendor.to_string(), job.name.clone());
+        if let Ok(mut r) = routes.write() {
+            r.insert(key, route);
+        }
     }
+    if let Some(resolver) = resolver {
+        let lookups = resolve_loop(inbox, resolver, LOOKUP_EVERY, stop.clone());
+        tasks.push(tokio::spawn(lookups));
+    }
+    tracing::info!(job = %job.name, delay_s = events.delay.as_secs(), "listening for change events");
+    tasks
 }
 
 impl Receivers {
-    /// After the shutdown: receivers get until `deadline` to close their
-    /// connections, then every job's connection reads `stopped`.
-    pub(super) async fn stop(
+    /// A SIGHUP: these receivers stop (their connections closed, within a
+    /// few seconds) and the reloaded jobs' start, on the same routes.
+    pub(super) async fn reload(
         self,
         jobs: &[Scheduled],
-        syncer: &Syncer,
+        syncer: &Arc<Syncer>,
         clock: &Clock,
-        deadline: tokio::time::Instant,
-    ) {
+        serving: bool,
+    ) -> Receivers {
+        let routes = self.routes.clone();
+        let deadline = tokio::time::Instant::now() + RELOAD_GRACE;
+        self.stop(syncer, clock, deadline).await;
+        let (receivers, errors) = start_receivers(jobs, syncer, clock, serving, routes);
+        for e in errors {
+            tracing::error!("SIGHUP: {e}; this job's events are not received");
+        }
+        receivers
+    }
+
+    /// Stops the receivers: they get until `deadline` to close their
+    /// connections, then each of their jobs' connection reads `stopped`.
+    pub(super) async fn stop(self, syncer: &Syncer, clock: &Clock, deadline: tokio::time::Instant) {
+        self.stop.trigger();
         for task in self.tasks {
             let abort = task.abort_handle();
             if tokio::time::timeout_at(deadline, task).await.is_err() {
                 abort.abort();
             }
         }
-        let names: Vec<String> = jobs
-            .iter()
-            .filter(|s| s.job.job.events.is_some())
-            .map(|s| s.job.job.name.clone())
-            .collect();
-        let now = clock.now();
+        let (names, now) = (self.jobs, clock.now());
         let stopped = syncer
             .store
             .call(move |s| {
@@ -157,7 +206,7 @@ impl Receivers {
 
 /// Forgets event ids past [`REMEMBER_EVENTS`], now and every hour, so the
 /// table of ids seen stays small.
-async fn forget_old_events(syncer: Arc<Syncer>, clock: Clock) {
+async fn forget_old_events(syncer: Arc<Syncer>, clock: Clock, stop: Shutdown) {
     loop {
         let before = clock.now() - REMEMBER_EVENTS;
         match syncer.store.call(move |s| s.forget_events(before)).await {
@@ -167,7 +216,7 @@ async fn forget_old_events(syncer: Arc<Syncer>, clock: Clock) {
         }
         tokio::select! {
             () = tokio::time::sleep(FORGET_EVERY) => {}
-            () = syncer.shutdown.wait() => return,
+            () = stop.wait() => return,
         }
     }
 }

@@ -146,7 +146,12 @@ pub async fn run(
 ) -> Result<u8, AppError> {
     let mut jobs = Arc::new(scheduled_jobs(jobs, server.is_some())?);
     let metrics = Arc::new(Metrics::new());
-    let receivers = events::start_receivers(&jobs, &syncer, &clock, server.is_some())?;
+    let routes: crate::events::CallbackRoutes = Default::default();
+    let (mut receivers, errors) =
+        events::start_receivers(&jobs, &syncer, &clock, server.is_some(), routes);
+    if !errors.is_empty() {
+        return Err(crate::config::ConfigErrors(errors).into());
+    }
     let mut listener = match &server {
         Some(config) => {
             let routes = receivers.routes.clone();
@@ -191,6 +196,9 @@ pub async fn run(
                     jobs = Arc::new(new);
                     tickers = start_tickers(&jobs, generation, &clock, &tx);
                     tickers.extend(start_repull_tickers(&jobs, generation, &tx));
+                    receivers = receivers
+                        .reload(&jobs, &syncer, &clock, server.is_some())
+                        .await;
                     if let Some(l) = &listener {
                         if let Ok(mut shown) = l.jobs.write() {
                             *shown = job_infos(&jobs);
@@ -225,7 +233,7 @@ pub async fn run(
             tracing::warn!("the HTTP listener did not close in time; leaving it");
         }
     }
-    receivers.stop(&jobs, &syncer, &clock, deadline).await;
+    receivers.stop(&syncer, &clock, deadline).await;
     tracing::info!("daemon stopped");
     Ok(EXIT_OK)
 }
