@@ -5,8 +5,7 @@
 //! DingTalk's failed-push list); the approvals' lookups; and the connection's
 //! state written to SQLite for `status`.
 //!
-//! Receivers start with the daemon: a SIGHUP that changes `[events]` takes
-//! effect at the next start (logged).
+//! A SIGHUP stops the receivers and starts those of the reloaded jobs.
 
 use std::sync::Arc;
 use std::time::Duration;
