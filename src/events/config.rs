@@ -66,13 +66,19 @@ impl EventsConfig {
         MsgCrypt::new(token.expose(), aes_key.expose(), owner).ok()
     }
 
-    /// The listener path an HTTP delivery comes to, for `check` and the logs.
+    /// The listener path an HTTP delivery comes to, for `check` and the logs,
+    /// the job's name percent-encoded as one path segment.
     pub fn callback_path(&self, job: &str) -> Option<String> {
-        match self.delivery {
-            Delivery::Stream { .. } => None,
-            Delivery::DingtalkPush { .. } => Some(format!("/callbacks/dingtalk/{job}")),
-            Delivery::WecomCallback { .. } => Some(format!("/callbacks/wecom/{job}")),
+        let vendor = match self.delivery {
+            Delivery::Stream { .. } => return None,
+            Delivery::DingtalkPush { .. } => "dingtalk",
+            Delivery::WecomCallback { .. } => "wecom",
+        };
+        let mut url = crate::settings::default_url("http://listener/");
+        if let Ok(mut path) = url.path_segments_mut() {
+            path.clear().extend(["callbacks", vendor, job]);
         }
+        Some(url.path().to_string())
     }
 }
 
@@ -266,6 +272,10 @@ mod tests {
         let e = events_of(&wecom);
         assert!(matches!(e.delivery, Delivery::WecomCallback { .. }));
         assert_eq!(e.callback_path("j").as_deref(), Some("/callbacks/wecom/j"));
+        assert_eq!(
+            e.callback_path("night shift/2").as_deref(),
+            Some("/callbacks/wecom/night%20shift%2F2")
+        );
     }
 
     #[test]
