@@ -15,10 +15,11 @@ use tokio::task::JoinHandle;
 
 use super::tick::Scheduled;
 use crate::clock::Clock;
+use crate::config::job::Job;
 use crate::config::ConfigError;
 use crate::events::inbox::{Inbox, Window};
 use crate::events::lookups::resolve_loop;
-use crate::events::{CallbackRoutes, Link};
+use crate::events::{CallbackRoutes, Delivery, EventsConfig, FanOut, Link, Sink};
 use crate::pipeline::Syncer;
 use crate::shutdown::Shutdown;
 use crate::source::EventParts;
@@ -73,6 +74,7 @@ pub(super) fn start_receivers(
     let mut tasks = vec![follow];
     let mut errors = Vec::new();
     let mut names = Vec::new();
+    let mut groups: Vec<(String, Vec<&Scheduled>)> = Vec::new();
     for s in jobs {
         let job = &s.job.job;
         let Some(events) = &job.events else { continue };
@@ -90,7 +92,14 @@ pub(super) fn start_receivers(
             continue;
         }
         names.push(job.name.clone());
-        tasks.extend(start_job(s, syncer, clock, &routes, &stop));
+        let key = receiver_key(job, events);
+        match groups.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, members)) => members.push(s),
+            None => groups.push((key, vec![s])),
+        }
+    }
+    for (_, members) in &groups {
+        tasks.extend(start_group(members, syncer, clock, &routes, &stop));
     }
     if !names.is_empty() {
         tasks.push(tokio::spawn(forget_old_events(
@@ -108,52 +117,87 @@ pub(super) fn start_receivers(
     (receivers, errors)
 }
 
-/// One job's receivers: its Inbox, the source's parts, the lookups.
-fn start_job(
-    s: &Scheduled,
+/// What one receiver serves: jobs on the same vendor app and delivery share
+/// it (the vendor pushes each event once, to one URL or one connection).
+fn receiver_key(job: &Job, events: &EventsConfig) -> String {
+    let delivery = match &events.delivery {
+        Delivery::Stream { gateway_url } => format!("stream {gateway_url}"),
+        Delivery::DingtalkPush { .. } => "push".to_string(),
+        Delivery::WecomCallback { .. } => "callback".to_string(),
+    };
+    format!("{} by {delivery}", job.source.app_identity())
+}
+
+/// The receivers of jobs that share an app: an Inbox each, one receiver of
+/// the source's fanned out to them (the first job's `[events]` secrets and
+/// timezone), a callback route under each job's name, lookups per job.
+fn start_group(
+    members: &[&Scheduled],
     syncer: &Arc<Syncer>,
     clock: &Clock,
     routes: &CallbackRoutes,
     stop: &Shutdown,
 ) -> Vec<JoinHandle<()>> {
-    let job = &s.job.job;
-    let Some(events) = &job.events else {
+    let Some(first) = members.first().map(|s| &s.job.job) else {
         return Vec::new();
     };
-    let inbox = Arc::new(Inbox {
-        store: syncer.store.clone(),
-        job: job.name.clone(),
-        timezone: job.timezone,
-        window: Window::of(events),
-        clock: clock.clone(),
-    });
+    let Some(events) = &first.events else {
+        return Vec::new();
+    };
+    let inboxes: Vec<Arc<Inbox>> = members
+        .iter()
+        .filter_map(|s| {
+            let job = &s.job.job;
+            job.events.as_ref().map(|e| {
+                Arc::new(Inbox {
+                    store: syncer.store.clone(),
+                    job: job.name.clone(),
+                    timezone: job.timezone,
+                    window: Window::of(e),
+                    clock: clock.clone(),
+                })
+            })
+        })
+        .collect();
+    let sink: Arc<dyn Sink> = match inboxes.as_slice() {
+        [one] => one.clone(),
+        _ => Arc::new(FanOut {
+            sinks: inboxes.iter().map(|i| i.clone() as Arc<dyn Sink>).collect(),
+            label: inboxes
+                .iter()
+                .map(|i| i.job.as_str())
+                .collect::<Vec<_>>()
+                .join(","),
+        }),
+    };
     let (link, seen) = watch::channel(Link::Connecting);
-    let mut tasks = vec![tokio::spawn(report_link(inbox.clone(), seen))];
+    let mut tasks = vec![tokio::spawn(report_link(inboxes.clone(), seen))];
     let EventParts {
         tasks: started,
         route,
         resolver,
     } = crate::source::event_parts(
-        &job.source,
+        &first.source,
         events,
-        job.timezone,
+        first.timezone,
         syncer.http.clone(),
-        inbox.clone(),
+        sink,
         link,
         stop.clone(),
     );
     tasks.extend(started);
-    if let Some(route) = route {
-        let key = (route.vendor.to_string(), job.name.clone());
-        if let Ok(mut r) = routes.write() {
-            r.insert(key, route);
+    if let (Some(route), Ok(mut r)) = (route, routes.write()) {
+        for inbox in &inboxes {
+            r.insert((route.vendor.to_string(), inbox.job.clone()), route.clone());
         }
     }
-    if let Some(resolver) = resolver {
-        let lookups = resolve_loop(inbox, resolver, LOOKUP_EVERY, stop.clone());
-        tasks.push(tokio::spawn(lookups));
+    for inbox in &inboxes {
+        if let Some(resolver) = &resolver {
+            let lookups = resolve_loop(inbox.clone(), resolver.clone(), LOOKUP_EVERY, stop.clone());
+            tasks.push(tokio::spawn(lookups));
+        }
+        tracing::info!(job = %inbox.job, shared_with = members.len() - 1, "listening for change events");
     }
-    tracing::info!(job = %job.name, delay_s = events.delay.as_secs(), "listening for change events");
     tasks
 }
 
@@ -220,8 +264,12 @@ async fn forget_old_events(syncer: Arc<Syncer>, clock: Clock, stop: Shutdown) {
     }
 }
 
-/// Writes each change of the job's connection state to SQLite.
-async fn report_link(inbox: Arc<Inbox>, mut seen: watch::Receiver<Link>) {
+/// Writes each change of the connection's state to SQLite, for each job
+/// it serves.
+async fn report_link(inboxes: Vec<Arc<Inbox>>, mut seen: watch::Receiver<Link>) {
+    let Some(first) = inboxes.first().cloned() else {
+        return;
+    };
     loop {
         let link = seen.borrow_and_update().clone();
         let (state, detail) = match &link {
@@ -231,20 +279,25 @@ async fn report_link(inbox: Arc<Inbox>, mut seen: watch::Receiver<Link>) {
             Link::Listening => ("listening", String::new()),
             Link::Stopped => ("stopped", String::new()),
         };
+        let jobs: Vec<String> = inboxes.iter().map(|i| i.job.clone()).collect();
         match &link {
             Link::Retrying { .. } => {
-                tracing::warn!(job = %inbox.job, %detail, "event connection failed")
+                tracing::warn!(jobs = %jobs.join(","), %detail, "event connection failed")
             }
-            _ => tracing::info!(job = %inbox.job, state, %detail, "event connection"),
+            _ => tracing::info!(jobs = %jobs.join(","), state, %detail, "event connection"),
         }
-        let (job, now) = (inbox.job.clone(), inbox.clock.now());
-        let detail_saved = detail.clone();
-        if let Err(e) = inbox
+        let now = first.clock.now();
+        let saved = first
             .store
-            .call(move |s| s.set_event_link(&job, state, &detail_saved, now))
-            .await
-        {
-            tracing::warn!(job = %inbox.job, error = %e, "could not record the event connection's state");
+            .call(move |s| {
+                for job in &jobs {
+                    s.set_event_link(job, state, &detail, now)?;
+                }
+                Ok(())
+            })
+            .await;
+        if let Err(e) = saved {
+            tracing::warn!(error = %e, "could not record the event connection's state");
         }
         if link == Link::Stopped || seen.changed().await.is_err() {
             return;

@@ -119,6 +119,10 @@ impl Sink for Inbox {
     fn record(&self, change: Change) -> SinkFuture<'_> {
         Box::pin(self.commit(change))
     }
+
+    fn label(&self) -> &str {
+        &self.job
+    }
 }
 
 #[cfg(test)]

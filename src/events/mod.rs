@@ -76,6 +76,40 @@ pub type SinkFuture<'a> = Pin<Box<dyn Future<Output = Result<Recorded, SinkError
 /// Where verified events go. `record` returns once the change is durable.
 pub trait Sink: Send + Sync {
     fn record(&self, change: Change) -> SinkFuture<'_>;
+    /// The job (or jobs) it records for, for log lines.
+    fn label(&self) -> &str {
+        "events"
+    }
+}
+
+/// The jobs that share one vendor app: the vendor pushes each event once (to
+/// one URL, over one of the Stream connections), so every job hears it and
+/// marks what its own window takes. New when any job took it as new.
+pub struct FanOut {
+    pub sinks: Vec<std::sync::Arc<dyn Sink>>,
+    pub label: String,
+}
+
+impl Sink for FanOut {
+    fn record(&self, change: Change) -> SinkFuture<'_> {
+        Box::pin(async move {
+            let mut outcome = Recorded::Duplicate;
+            for sink in &self.sinks {
+                match sink.record(change.clone()).await? {
+                    Recorded::New => outcome = Recorded::New,
+                    Recorded::Ignored if outcome == Recorded::Duplicate => {
+                        outcome = Recorded::Ignored
+                    }
+                    _ => {}
+                }
+            }
+            Ok(outcome)
+        })
+    }
+
+    fn label(&self) -> &str {
+        &self.label
+    }
 }
 
 /// How a job's event connection stands, for `status`, the page and `/metrics`.

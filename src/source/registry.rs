@@ -26,6 +26,15 @@ impl SourceConfig {
         }
     }
 
+    /// The vendor app the job signs in as: jobs that share one hear the same
+    /// events (the vendor pushes each once).
+    pub fn app_identity(&self) -> String {
+        match self {
+            SourceConfig::Wecom(cfg) => format!("wecom {} at {}", cfg.corp_id, cfg.base_url),
+            SourceConfig::Dingtalk(cfg) => format!("dingtalk {} at {}", cfg.app_key, cfg.base_url),
+        }
+    }
+
     /// Which employees the job covers.
     pub fn scope(&self) -> &super::config::Scope {
         match self {
@@ -61,7 +70,7 @@ pub fn event_parts(
     events: &crate::events::EventsConfig,
     timezone: chrono_tz::Tz,
     http: reqwest::Client,
-    sink: Arc<crate::events::inbox::Inbox>,
+    sink: Arc<dyn crate::events::Sink>,
     link: tokio::sync::watch::Sender<crate::events::Link>,
     stop: crate::shutdown::Shutdown,
 ) -> EventParts {

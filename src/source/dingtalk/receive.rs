@@ -17,7 +17,6 @@ use super::stream::{StreamEvent, StreamSettings};
 use super::DingtalkClient;
 use crate::events::config::STREAM_GATEWAY_URL;
 use crate::events::crypto::MsgCrypt;
-use crate::events::inbox::Inbox;
 use crate::events::lookups::{Resolve, ResolveFuture};
 use crate::events::{CallbackReply, CallbackRequest, CallbackRoute, Change, Link, Sink};
 use crate::http::{CallStats, Url};
@@ -43,7 +42,7 @@ pub fn push_parts(
     cfg: &DingtalkSource,
     crypt: MsgCrypt,
     http: reqwest::Client,
-    sink: Arc<Inbox>,
+    sink: Arc<dyn Sink>,
     link: tokio::sync::watch::Sender<Link>,
     stop: Shutdown,
 ) -> EventParts {
@@ -90,7 +89,7 @@ pub fn stream_parts(
     cfg: &DingtalkSource,
     gateway_url: &Url,
     http: reqwest::Client,
-    sink: Arc<Inbox>,
+    sink: Arc<dyn Sink>,
     link: tokio::sync::watch::Sender<Link>,
     stop: Shutdown,
 ) -> EventParts {
@@ -131,19 +130,19 @@ pub fn stream_parts(
 /// Drains the failed-push list now and every [`DRAIN_EVERY`] until `stop`.
 /// What a failed sink left is carried to the next drain: the list will not
 /// give it again.
-async fn drain_loop(client: Arc<DingtalkClient>, sink: Arc<Inbox>, stop: Shutdown) {
+async fn drain_loop(client: Arc<DingtalkClient>, sink: Arc<dyn Sink>, stop: Shutdown) {
     let mut carried: Vec<Change> = Vec::new();
     loop {
         match drain(&client, sink.as_ref(), &mut carried).await {
             Ok(d) if d.items > 0 => {
-                tracing::info!(job = %sink.job, events = d.items, pages = d.pages, "drained DingTalk's failed pushes")
+                tracing::info!(job = %sink.label(), events = d.items, pages = d.pages, "drained DingTalk's failed pushes")
             }
             Ok(_) => {}
             Err(DrainError::Source { error, .. }) => {
-                tracing::warn!(job = %sink.job, %error, "could not read DingTalk's failed pushes; trying again later")
+                tracing::warn!(job = %sink.label(), %error, "could not read DingTalk's failed pushes; trying again later")
             }
             Err(DrainError::Sink { error, .. }) => {
-                tracing::error!(job = %sink.job, %error, held = carried.len(), "could not record DingTalk's failed pushes; holding them for the next drain")
+                tracing::error!(job = %sink.label(), %error, held = carried.len(), "could not record DingTalk's failed pushes; holding them for the next drain")
             }
         }
         tokio::select! {

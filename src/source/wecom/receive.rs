@@ -14,9 +14,8 @@ use super::callback::{handle_get, handle_post, CallbackQuery};
 use super::client::WecomClient;
 use super::config::WecomSource;
 use crate::events::crypto::MsgCrypt;
-use crate::events::inbox::Inbox;
 use crate::events::lookups::{Resolve, ResolveFuture};
-use crate::events::{CallbackReply, CallbackRequest, CallbackRoute, Day, Link, Touched};
+use crate::events::{CallbackReply, CallbackRequest, CallbackRoute, Day, Link, Sink, Touched};
 use crate::http::CallStats;
 use crate::source::EventParts;
 
@@ -26,7 +25,7 @@ pub fn event_parts(
     crypt: MsgCrypt,
     timezone: Tz,
     http: reqwest::Client,
-    sink: Arc<Inbox>,
+    sink: Arc<dyn Sink>,
     link: tokio::sync::watch::Sender<Link>,
 ) -> EventParts {
     let _ = link.send(Link::Listening);
