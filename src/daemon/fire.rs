@@ -117,15 +117,20 @@ pub(super) fn start_run(
             tracing::info!(job = %s.job.job.name, exit = code, "{line}");
         }
         // Once per failure streak, as for cron runs: the streak is in SQLite.
-        crate::notify::after_run(
-            &syncer.http,
-            &syncer.store,
-            &s.job.job,
-            &report,
-            code,
-            ended_time,
-        )
-        .await;
+        // A re-pull of a few employees that went well says nothing of the
+        // job's own runs: it neither ends a streak nor sends "recovered".
+        let repulled_fine = matches!(reason, Reason::Repull(_)) && code == crate::outcome::EXIT_OK;
+        if !repulled_fine {
+            crate::notify::after_run(
+                &syncer.http,
+                &syncer.store,
+                &s.job.job,
+                &report,
+                code,
+                ended_time,
+            )
+            .await;
+        }
         let _ = ended.send(s.job.job.name.clone());
     })
 }

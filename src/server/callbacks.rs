@@ -26,6 +26,8 @@ pub(super) async fn callback(
         .ok()
         .and_then(|routes| routes.get(&(vendor.clone(), job.clone())).cloned());
     let Some(route) = route else {
+        // The path is anyone's: cleaned so it cannot forge a log line.
+        let (vendor, job) = (crate::text::clean(&vendor), crate::text::clean(&job));
         tracing::warn!(%vendor, %job, "a callback for a job without such [events]; refused");
         return (StatusCode::NOT_FOUND, "no such callback\n").into_response();
     };
