@@ -4,8 +4,8 @@
 //!
 //! `cargo bench --bench events_economy [-- --employees 500 --corrected 25 --rate 200]`
 //!
-//! `--rate` is each DingTalk report API's quota per second (the job's limits
-//! follow it; DingTalk's own is 20/s); `--budget N` keeps the job's
+//! `--rate` is the job's limit per DingTalk API per second (the simulator
+//! allows twice that; DingTalk's own quota is 20/s); `--budget N` keeps the job's
 //! `monthly_call_budget` at N (the shipped 5,000) instead of raising it, to see
 //! where the budget cuts the nightly pulls off.
 //!
