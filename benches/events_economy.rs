@@ -1,6 +1,6 @@
-//! Re-pulls on change, a month's economy (the events read as
-//! docs/vendors/events.md describes; figures in docs/benchmarks.md "Re-pulls on
-//! change: a month's economy").
+//! Re-pulls on change, a month's economy (README "Re-pulls on change"; the
+//! events read as docs/vendors/events.md describes; figures in
+//! docs/benchmarks.md "Re-pulls on change: a month's economy").
 //!
 //! `cargo bench --bench events_economy [-- --employees 500 --corrected 25 --rate 200]`
 //!
