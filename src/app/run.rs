@@ -28,7 +28,7 @@ pub async fn sync(
             max: crate::cli::MAX_EMPLOYEES,
         });
     }
-    let loaded = config::load(&global.config_dir, &jobs, &env_lookup)?;
+    let loaded = config::load_for_runs(&global.config_dir, &jobs, &env_lookup)?;
     let syncer = syncer_for(global, output.dry_run)?;
     syncer.shutdown.on_signals();
     crate::shutdown::ignore_hangups();

@@ -118,12 +118,25 @@ pub(super) fn start_receivers(
 }
 
 /// What one receiver serves: jobs on the same vendor app and delivery share
-/// it (the vendor pushes each event once, to one URL or one connection).
+/// it (the vendor pushes each event once, to one URL or one connection). A
+/// callback's own token and key tell its app apart (a corp's apps each have
+/// their own): they enter the key as a digest, never as text.
 fn receiver_key(job: &Job, events: &EventsConfig) -> String {
+    use sha2::{Digest, Sha256};
     let delivery = match &events.delivery {
         Delivery::Stream { gateway_url } => format!("stream {gateway_url}"),
-        Delivery::DingtalkPush { .. } => "push".to_string(),
-        Delivery::WecomCallback { .. } => "callback".to_string(),
+        Delivery::DingtalkPush { token, aes_key } | Delivery::WecomCallback { token, aes_key } => {
+            let mut digest = Sha256::new();
+            digest.update(token.expose().as_bytes());
+            digest.update([0]);
+            digest.update(aes_key.expose().as_bytes());
+            let sum: String = digest
+                .finalize()
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            format!("callback {sum}")
+        }
     };
     format!("{} by {delivery}", job.source.app_identity())
 }

@@ -15,6 +15,7 @@ mod data_safety_regressions_e2e;
 mod deploy_recipes;
 mod dingtalk_e2e;
 mod events_e2e;
+mod events_regressions_e2e;
 mod first_sync_e2e;
 mod first_sync_regressions_e2e;
 mod lease_e2e;
