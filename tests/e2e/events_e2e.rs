@@ -207,21 +207,14 @@ async fn wecom_callbacks_with_a_bad_signature_are_refused_and_change_nothing() {
 
 mod dingtalk_push {
     use super::*;
-    use crate::common::dingtalk::{fast_retry, start_dingtalk, DingEnv, APP_KEY, FAST_LIMITS};
+    use crate::common::dingtalk::{events_job, http_events, start_dingtalk, DingEnv, APP_KEY};
     use attendsync_sim::{DingtalkSimConfig, Org, PushConfig};
     use serde_json::json;
 
     const DAILY_SUMMARY: &str = "attend_user_daily_summary_refresh";
 
     fn job(env: &DingEnv, delay: &str) -> String {
-        let shipped = "schedule = \"0 10 2 3,10,17,24 * *\"";
-        let job = env.pointed_job();
-        assert!(job.contains(shipped));
-        format!(
-            "{}\n{FAST_LIMITS}\n{}\n[events]\nmode = \"http\"\ntoken = \"${{EVENT_TOKEN}}\"\naes_key = \"${{EVENT_AES_KEY}}\"\ndelay = \"{delay}\"\n",
-            job.replacen(shipped, "schedule = \"0 0 3 1 1 *\"", 1),
-            fast_retry(5)
-        )
+        events_job(env, &http_events(delay))
     }
 
     fn summary(userid: &str, day: &str) -> serde_json::Value {
@@ -376,9 +369,7 @@ mod dingtalk_push {
 
 mod dingtalk_stream {
     use super::*;
-    use crate::common::dingtalk::{
-        fast_retry, start_dingtalk, DingEnv, APP_KEY, APP_SECRET, FAST_LIMITS,
-    };
+    use crate::common::dingtalk::{events_job, start_dingtalk, DingEnv, APP_KEY, APP_SECRET};
     use attendsync_sim::{DingtalkSimConfig, Org, StreamGateway, StreamGatewayConfig};
     use serde_json::json;
 
@@ -407,14 +398,8 @@ mod dingtalk_stream {
         })
         .await
         .expect("gateway");
-        let shipped = "schedule = \"0 10 2 3,10,17,24 * *\"";
-        let job = format!(
-            "{}\n{FAST_LIMITS}\n{}\n[events]\ngateway_url = \"{}\"\ndelay = \"1s\"\n",
-            env.pointed_job()
-                .replacen(shipped, "schedule = \"0 0 3 1 1 *\"", 1),
-            fast_retry(5),
-            gateway.base_url()
-        );
+        let events = format!("gateway_url = \"{}\"\ndelay = \"1s\"", gateway.base_url());
+        let job = events_job(&env, &events);
         env.write("jobs/dingtalk_monthly.toml", &job);
         let vars = vec![("ATTENDSYNC_NOW", NOW)];
         let synced = env

@@ -294,7 +294,7 @@ async fn a_daemon_killed_right_after_answering_a_push_re_pulls_it_after_restart(
 
 mod dingtalk {
     use super::*;
-    use crate::common::dingtalk::{fast_retry, start_dingtalk, DingEnv, APP_KEY, FAST_LIMITS};
+    use crate::common::dingtalk::{events_job, http_events, start_dingtalk, DingEnv, APP_KEY};
     use attendsync_sim::{DingtalkSimConfig, Org, PushConfig};
     use serde_json::json;
 
@@ -304,16 +304,10 @@ mod dingtalk {
     /// The shipped DingTalk job over the simulators, HTTP push, `source_extra`
     /// put in its `[source]` table.
     fn job(env: &DingEnv, source_extra: &str, delay: &str) -> String {
-        let shipped = "schedule = \"0 10 2 3,10,17,24 * *\"";
         let budget = "monthly_call_budget = 5000";
-        let job = env.pointed_job();
-        assert!(job.contains(shipped) && job.contains(budget));
-        format!(
-            "{}\n{FAST_LIMITS}\n{}\n[events]\nmode = \"http\"\ntoken = \"${{EVENT_TOKEN}}\"\naes_key = \"${{EVENT_AES_KEY}}\"\ndelay = \"{delay}\"\n",
-            job.replacen(shipped, "schedule = \"0 0 3 1 1 *\"", 1)
-                .replacen(budget, source_extra, 1),
-            fast_retry(5)
-        )
+        let job = events_job(env, &http_events(delay));
+        assert!(job.contains(budget));
+        job.replacen(budget, source_extra, 1)
     }
 
     fn users(env: &DingEnv) -> Vec<String> {
@@ -1072,7 +1066,7 @@ async fn event_ids_months_old_are_forgotten() {
 /// event and the other never hears of them.
 mod failed_list {
     use super::*;
-    use crate::common::dingtalk::{fast_retry, start_dingtalk, DingEnv, APP_KEY, FAST_LIMITS};
+    use crate::common::dingtalk::{events_job, http_events, start_dingtalk, DingEnv, APP_KEY};
     use attendsync_sim::{DingtalkSimConfig, Org, PushConfig};
     use serde_json::json;
 
@@ -1080,13 +1074,7 @@ mod failed_list {
     async fn both_jobs_hear_the_events_drained_from_the_failed_list() {
         let dingtalk = start_dingtalk(Org::generate(4, 4), DingtalkSimConfig::default()).await;
         let env = DingEnv::start(dingtalk).await;
-        let shipped = "schedule = \"0 10 2 3,10,17,24 * *\"";
-        let job = format!(
-            "{}\n{FAST_LIMITS}\n{}\n[events]\nmode = \"http\"\ntoken = \"${{EVENT_TOKEN}}\"\naes_key = \"${{EVENT_AES_KEY}}\"\ndelay = \"24h\"\n",
-            env.pointed_job()
-                .replacen(shipped, "schedule = \"0 0 3 1 1 *\"", 1),
-            fast_retry(5)
-        );
+        let job = events_job(&env, &http_events("24h"));
         env.write("jobs/east.toml", &job);
         env.write("jobs/west.toml", &job);
         write_server_in(env.path());
@@ -1139,13 +1127,7 @@ mod failed_list {
     async fn failed_pushes_held_in_memory_survive_a_restart() {
         let dingtalk = start_dingtalk(Org::generate(4, 4), DingtalkSimConfig::default()).await;
         let env = DingEnv::start(dingtalk).await;
-        let shipped = "schedule = \"0 10 2 3,10,17,24 * *\"";
-        let job = format!(
-            "{}\n{FAST_LIMITS}\n{}\n[events]\nmode = \"http\"\ntoken = \"${{EVENT_TOKEN}}\"\naes_key = \"${{EVENT_AES_KEY}}\"\ndelay = \"24h\"\n",
-            env.pointed_job()
-                .replacen(shipped, "schedule = \"0 0 3 1 1 *\"", 1),
-            fast_retry(5)
-        );
+        let job = events_job(&env, &http_events("24h"));
         env.write("jobs/dingtalk_monthly.toml", &job);
         write_server_in(env.path());
         let start = || {

@@ -168,3 +168,21 @@ impl DingEnv {
             .unwrap_or_else(|e| panic!("cannot run attendsync: {e}"))
     }
 }
+
+/// The shipped job pointed at the simulators, scheduled once a year (never
+/// during a test), fast limits and retries, and `[events]` holding `events`.
+pub fn events_job(env: &DingEnv, events: &str) -> String {
+    let shipped = "schedule = \"0 10 2 3,10,17,24 * *\"";
+    let job = env.pointed_job();
+    assert!(job.contains(shipped), "the shipped job's schedule moved");
+    format!(
+        "{}\n{FAST_LIMITS}\n{}\n[events]\n{events}\n",
+        job.replacen(shipped, "schedule = \"0 0 3 1 1 *\"", 1),
+        fast_retry(5)
+    )
+}
+
+/// `[events]` for HTTP push with the tests' secrets and `delay`.
+pub fn http_events(delay: &str) -> String {
+    format!("mode = \"http\"\ntoken = \"${{EVENT_TOKEN}}\"\naes_key = \"${{EVENT_AES_KEY}}\"\ndelay = \"{delay}\"")
+}
