@@ -577,4 +577,35 @@ mod dingtalk_stream {
         let (code, log) = restarted.terminate().await;
         assert_eq!(code, 0, "{log}");
     }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_event_whose_ack_was_lost_is_redelivered_and_re_pulled_once() {
+        let w = world(5).await;
+        let daemon = w.daemon();
+        let connected = "SELECT COUNT(*) FROM event_links WHERE state = 'connected'";
+        w.until_at_least(connected, 1, &daemon).await;
+        w.gateway.lose_next_acks(1);
+        let id = w.correct(2);
+        w.until_settled(&daemon).await;
+        w.until_at_least(REPULLED, 1, &daemon).await;
+        assert_eq!(w.gateway.acks_lost(), 1);
+        assert!(
+            w.gateway.acked().contains(&id),
+            "acknowledged on redelivery"
+        );
+        assert!(w.gateway.deliveries() >= 2, "delivered again");
+        let db = w.db();
+        assert_eq!(count(&db, "SELECT COUNT(*) FROM events_seen"), 1);
+        assert_eq!(
+            count(
+                &db,
+                "SELECT received FROM event_counts WHERE kind = '(duplicate)'"
+            ),
+            1
+        );
+        assert_eq!(w.changed(), vec![w.user(2)]);
+        assert_eq!(count(&db, REPULLED), 1, "{}", daemon.log());
+        let (code, log) = daemon.terminate().await;
+        assert_eq!(code, 0, "{log}");
+    }
 }

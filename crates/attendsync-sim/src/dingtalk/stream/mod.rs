@@ -123,6 +123,9 @@ struct State {
     pings: HashMap<String, String>,
     pings_answered: usize,
     duplicate_next: u32,
+    /// `SUCCESS` acknowledgements still to lose in transit.
+    lose_acks: u32,
+    acks_lost: usize,
     duplicate_ratio: f64,
 }
 
@@ -166,6 +169,8 @@ impl StreamGateway {
             pings: HashMap::new(),
             pings_answered: 0,
             duplicate_next: 0,
+            lose_acks: 0,
+            acks_lost: 0,
             duplicate_ratio: config.duplicate_ratio,
         };
         let shared = Arc::new(Shared {
@@ -290,6 +295,18 @@ impl StreamGateway {
                 }
             }
         }
+    }
+
+    /// The next `n` `SUCCESS` acknowledgements are lost on the way: their
+    /// events stay unacknowledged and are delivered again after
+    /// `redeliver_after`.
+    pub fn lose_next_acks(&self, n: u32) {
+        self.shared.state().lose_acks += n;
+    }
+
+    /// How many acknowledgements were lost so far.
+    pub fn acks_lost(&self) -> usize {
+        self.shared.state().acks_lost
     }
 
     /// The next `n` events acknowledged with `SUCCESS` are delivered once more

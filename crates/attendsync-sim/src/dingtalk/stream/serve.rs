@@ -185,6 +185,11 @@ fn reply(shared: &Shared, text: &str) {
         .and_then(|d| d.get("status").and_then(Value::as_str).map(str::to_owned));
     let now = Instant::now();
     match status.as_deref() {
+        Some("SUCCESS") if state.lose_acks > 0 => {
+            state.lose_acks -= 1;
+            state.acks_lost += 1;
+            return;
+        }
         Some("SUCCESS") => acked(&mut state, i),
         Some("LATER") => {
             let id = state.events[i].id.clone();
