@@ -55,6 +55,20 @@ pub enum CallbackError {
     TooLarge,
     #[error("the callback's XML is refused: {0}")]
     Xml(String),
+    #[error("the callback's timestamp is not a time within an hour of now")]
+    Stale,
+}
+
+/// How far an event's timestamp may be from now: WeCom retries within
+/// seconds, so an older one is a replay (its id is a duplicate anyway).
+pub const MAX_SKEW_SECONDS: i64 = 3600;
+
+/// A timestamp (Unix seconds) within [`MAX_SKEW_SECONDS`] of `now`.
+fn fresh(timestamp: &str, now: chrono::DateTime<chrono::Utc>) -> bool {
+    timestamp
+        .trim()
+        .parse::<i64>()
+        .is_ok_and(|t| t.abs_diff(now.timestamp()) <= MAX_SKEW_SECONDS.unsigned_abs())
 }
 
 impl CallbackError {
@@ -105,8 +119,22 @@ pub fn open_event(
     query: &CallbackQuery,
     body: &[u8],
 ) -> Result<Option<Change>, CallbackError> {
+    open_event_at(crypt, query, body, chrono::Utc::now())
+}
+
+/// [`open_event`] at `now`: a timestamp more than an hour away is refused
+/// (the URL check is not: it changes nothing).
+pub fn open_event_at(
+    crypt: &MsgCrypt,
+    query: &CallbackQuery,
+    body: &[u8],
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<Option<Change>, CallbackError> {
     if body.len() > MAX_BODY {
         return Err(CallbackError::TooLarge);
+    }
+    if !query.timestamp.is_empty() && !fresh(&query.timestamp, now) {
+        return Err(CallbackError::Stale);
     }
     let outer = std::str::from_utf8(body)
         .map_err(|_| CallbackError::Xml("the body is not UTF-8".into()))?;

@@ -38,14 +38,35 @@ impl Memory {
     }
 }
 
-/// A query signed over `encrypt` with the callback's token.
+/// A query signed over `encrypt` with the callback's token, stamped now.
 fn signed(crypt: &MsgCrypt, encrypt: &str) -> CallbackQuery {
+    signed_at(crypt, encrypt, chrono::Utc::now().timestamp())
+}
+
+fn signed_at(crypt: &MsgCrypt, encrypt: &str, timestamp: i64) -> CallbackQuery {
+    let timestamp = timestamp.to_string();
     CallbackQuery {
-        msg_signature: crypt.sign("1409659589", "263014780", encrypt),
-        timestamp: "1409659589".into(),
+        msg_signature: crypt.sign(&timestamp, "263014780", encrypt),
+        timestamp,
         nonce: "263014780".into(),
         echostr: None,
     }
+}
+
+#[tokio::test]
+async fn an_event_stamped_more_than_an_hour_away_is_refused_and_records_nothing() {
+    let sink = Memory::default();
+    let encrypt = crypt().encrypt(APPROVAL);
+    let now = chrono::Utc::now().timestamp();
+    for stamp in [now - 3_700, now + 3_700, 1_409_659_589] {
+        let query = signed_at(&crypt(), &encrypt, stamp);
+        let (status, _) = handle_post(&crypt(), &query, envelope(&encrypt).as_bytes(), &sink).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{stamp}");
+    }
+    let query = signed_at(&crypt(), &encrypt, now - 600);
+    let (status, _) = handle_post(&crypt(), &query, envelope(&encrypt).as_bytes(), &sink).await;
+    assert_eq!(status, StatusCode::OK, "ten minutes old: a retry");
+    assert_eq!(sink.recorded().len(), 1);
 }
 
 /// The outer XML WeCom posts around an encrypted message.
