@@ -60,8 +60,12 @@ impl Store {
         insert_marks(&tx, e.job, e.marks, at)?;
         for reference in e.lookups {
             tx.execute(
-                "INSERT OR IGNORE INTO event_lookups (job, reference, event_id, added_at, next_at)
-                 VALUES (?1, ?2, ?3, ?4, ?4)",
+                // Again while a lookup of it may be under way: looked up anew
+                // (the approval's status may have changed since).
+                "INSERT INTO event_lookups (job, reference, event_id, added_at, next_at)
+                 VALUES (?1, ?2, ?3, ?4, ?4)
+                 ON CONFLICT (job, reference) DO UPDATE SET event_id = excluded.event_id,
+                   added_at = excluded.added_at, next_at = excluded.next_at, tries = 0",
                 params![e.job, reference, e.event_id, ts(at)],
             )?;
         }

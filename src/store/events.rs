@@ -54,8 +54,10 @@ impl Store {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
-    /// A lookup resolved: its marks written and the lookup gone, in one
-    /// transaction (a crash in between looks it up again).
+    /// A lookup that started at `at` resolved: its marks written and the
+    /// lookup gone, in one transaction (a crash in between looks it up
+    /// again) — unless an event named the approval again since `at`: then it
+    /// stays, to be looked up anew.
     pub fn resolve_lookup(
         &self,
         job: &str,
@@ -67,8 +69,8 @@ impl Store {
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         insert_marks(&tx, job, marks, at)?;
         tx.execute(
-            "DELETE FROM event_lookups WHERE job = ?1 AND reference = ?2",
-            params![job, reference],
+            "DELETE FROM event_lookups WHERE job = ?1 AND reference = ?2 AND added_at <= ?3",
+            params![job, reference, ts(at)],
         )?;
         tx.commit()?;
         Ok(())
@@ -196,12 +198,32 @@ mod tests {
             .expect("resolve");
         assert_eq!(store.lookup_count("j").expect("n"), 0);
         assert_eq!(store.dirty_count("j").expect("n"), 1);
+        // Named again while a lookup (started at minute 20) is under way:
+        // that lookup's end leaves it for another.
+        let again = EventRecord {
+            event_id: "e2",
+            ..e.clone()
+        };
+        assert!(store.record_event(&again, at(19)).expect("record"));
+        let third = EventRecord {
+            event_id: "e3",
+            ..e
+        };
+        assert!(store.record_event(&third, at(21)).expect("record"));
+        store
+            .resolve_lookup("j", "sp-1", &[], at(20))
+            .expect("resolve");
+        assert_eq!(store.lookup_count("j").expect("n"), 1);
+        store
+            .resolve_lookup("j", "sp-1", &[], at(22))
+            .expect("resolve");
+        assert_eq!(store.lookup_count("j").expect("n"), 0);
         let counts = store.event_counts("j").expect("counts");
         let kinds: Vec<(&str, u64)> = counts
             .iter()
             .map(|c| (c.kind.as_str(), c.received))
             .collect();
-        assert_eq!(kinds, [("(duplicate)", 1), ("sys_approval_change", 1)]);
+        assert_eq!(kinds, [("(duplicate)", 1), ("sys_approval_change", 3)]);
     }
 
     #[test]
