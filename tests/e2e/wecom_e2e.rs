@@ -121,7 +121,10 @@ async fn throttling_and_expiring_tokens_lose_nothing_and_pace_is_kept() {
     );
     assert_eq!(env.wecom.quota_violations(), 0);
     assert_eq!(env.jdy.quota_violations(), 0);
-    // The configured paces (600/min and 10/s) allow 10 calls in any second.
+    // The configured paces (600/min and 10/s) space calls 100 ms apart: 10 in
+    // a second, 11 when a window holds both ends, one more when a loaded
+    // machine wakes a slot late. A burst would show dozens; the quotas
+    // themselves are checked above (no violation).
     let second = Duration::from_secs(1);
     let monthdata = most_calls_within(
         &env.wecom.call_log(),
@@ -129,12 +132,12 @@ async fn throttling_and_expiring_tokens_lose_nothing_and_pace_is_kept() {
         second,
     );
     assert!(
-        (1..=10).contains(&monthdata),
+        (1..=12).contains(&monthdata),
         "monthdata calls in one second: {monthdata}"
     );
     let creates = most_calls_within(&env.jdy.call_log(), "data/batch_create", second);
     assert!(
-        (1..=10).contains(&creates),
+        (1..=12).contains(&creates),
         "batch_create calls in one second: {creates}"
     );
 }
