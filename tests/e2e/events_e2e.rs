@@ -596,12 +596,13 @@ mod dingtalk_stream {
         assert!(w.gateway.deliveries() >= 2, "delivered again");
         let db = w.db();
         assert_eq!(count(&db, "SELECT COUNT(*) FROM events_seen"), 1);
-        assert_eq!(
+        // Redelivered once (again if the second ACK were slower than the
+        // gateway's 0.7 s): each time a duplicate, nothing marked twice.
+        assert!(
             count(
                 &db,
                 "SELECT received FROM event_counts WHERE kind = '(duplicate)'"
-            ),
-            1
+            ) >= 1
         );
         assert_eq!(w.changed(), vec![w.user(2)]);
         assert_eq!(count(&db, REPULLED), 1, "{}", daemon.log());
