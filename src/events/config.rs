@@ -7,7 +7,7 @@ use crate::events::crypto::MsgCrypt;
 use crate::http::Url;
 use crate::secret::Secret;
 use crate::settings::{in_range, parse_duration, read_vendor_url};
-use crate::toml_reader::{variables, ConfigError, Located, Table};
+use crate::toml_reader::{ConfigError, Located, Table};
 
 /// Where DingTalk's Stream gateway is (`connections/open`).
 pub const STREAM_GATEWAY_URL: &str = "https://api.dingtalk.com";
@@ -176,30 +176,8 @@ fn read_secret(
     key: &str,
     errors: &mut Vec<ConfigError>,
 ) -> Option<Located<String>> {
-    let Some(value) = t.string(key, errors) else {
-        if !t.contains(key) {
-            errors.push(t.error(t.span(), key, "required key is missing"));
-        }
-        return None;
-    };
-    let raw = t
-        .get(key)
-        .and_then(|v| v.get_ref().as_str())
-        .unwrap_or_default();
-    if variables(raw).is_empty() {
-        let var = format!("{}_{}", "ATTENDSYNC_EVENTS", key.to_ascii_uppercase());
-        errors.push(t.error(
-            value.span,
-            key,
-            format!("must come from the environment, e.g. {key} = \"${{{var}}}\""),
-        ));
-        return None;
-    }
-    if value.value.trim().is_empty() {
-        errors.push(t.error(value.span, key, "is empty"));
-        return None;
-    }
-    Some(value)
+    let example = format!("ATTENDSYNC_EVENTS_{}", key.to_ascii_uppercase());
+    t.required_from_env(key, &example, errors)
 }
 
 fn read_delay(t: &Table<'_, '_>, errors: &mut Vec<ConfigError>) -> Duration {

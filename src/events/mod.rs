@@ -153,6 +153,42 @@ pub struct CallbackRoute {
     pub handler: std::sync::Arc<dyn Fn(CallbackRequest) -> CallbackFuture + Send + Sync>,
 }
 
+impl CallbackRoute {
+    /// A route whose `handle` gets the request's query read as `Q` (one that
+    /// does not read is `Q::default()`: it lacks the signature, and the
+    /// handler refuses it) and answers a status and a body of `content_type`.
+    pub fn new<Q, H, F>(
+        vendor: &'static str,
+        content_type: &'static str,
+        handle: H,
+    ) -> CallbackRoute
+    where
+        Q: serde::de::DeserializeOwned + Default + Send + 'static,
+        H: Fn(Q, CallbackRequest) -> F + Send + Sync + 'static,
+        F: Future<Output = (axum::http::StatusCode, Vec<u8>)> + Send + 'static,
+    {
+        let handler = move |request: CallbackRequest| {
+            let query = axum::extract::Query::<Q>::try_from_uri(&request.uri)
+                .map(|q| q.0)
+                .unwrap_or_default();
+            let answer = handle(query, request);
+            let reply = async move {
+                let (status, body) = answer.await;
+                CallbackReply {
+                    status,
+                    content_type,
+                    body,
+                }
+            };
+            Box::pin(reply) as CallbackFuture
+        };
+        CallbackRoute {
+            vendor,
+            handler: std::sync::Arc::new(handler),
+        }
+    }
+}
+
 /// The callback routes the daemon serves, by `(vendor, job)`.
 pub type CallbackRoutes =
     std::sync::Arc<std::sync::RwLock<std::collections::HashMap<(String, String), CallbackRoute>>>;

@@ -85,7 +85,9 @@ const MAX_TOKEN_REFRESHES: u32 = 3;
 /// attempts, those retries used up the attempts meant for throttling.
 const MAX_STALE_TOKENS: u32 = 16;
 
-fn exponential(initial: Duration, max: Duration) -> ExponentialBackoff {
+/// Waits from `initial`, doubling to `max`, with ±25 % jitter, for ever: the
+/// one backoff every retry and reconnect uses.
+pub fn exponential(initial: Duration, max: Duration) -> ExponentialBackoff {
     ExponentialBackoff {
         initial_interval: initial,
         current_interval: initial,

@@ -8,9 +8,7 @@ use std::path::Path;
 use crate::http::Url;
 use crate::secret::Secret;
 use crate::settings::is_loopback;
-use crate::toml_reader::{
-    parse, variables, ConfigError, ConfigErrors, EnvLookup, SourceFile, Table,
-};
+use crate::toml_reader::{parse, ConfigError, ConfigErrors, EnvLookup, SourceFile, Table};
 
 /// The file, in the config dir.
 pub const SERVER_FILE: &str = "attendsync.toml";
@@ -98,19 +96,7 @@ fn default_listen() -> SocketAddr {
 /// The token: required, from `${VAR}` (a token written into the file would be
 /// read by whoever reads the config), at least [`MIN_TOKEN_CHARS`] long.
 fn read_token(t: &Table<'_, '_>, errors: &mut Vec<ConfigError>) -> Option<Secret> {
-    let value = t.required_nonempty("token", errors)?;
-    let raw = t
-        .get("token")
-        .and_then(|v| v.get_ref().as_str())
-        .unwrap_or_default();
-    if variables(raw).is_empty() {
-        errors.push(t.error(
-            value.span,
-            "token",
-            "must come from the environment, e.g. token = \"${ATTENDSYNC_API_TOKEN}\"",
-        ));
-        return None;
-    }
+    let value = t.required_from_env("token", "ATTENDSYNC_API_TOKEN", errors)?;
     // It travels in an HTTP header: only visible ASCII can be read back from
     // one, and spaces at its ends are trimmed away. The value is not shown.
     let token = value.value.as_str();

@@ -197,6 +197,29 @@ impl<'a, 'i> Table<'a, 'i> {
         self.nonempty(key, s, errors)
     }
 
+    /// A required, non-empty secret that must come from `${VAR}`: one written
+    /// into the file would be read by whoever reads the config. `example`
+    /// names a variable for the error's hint.
+    pub fn required_from_env(
+        &self,
+        key: &str,
+        example: &str,
+        errors: &mut Vec<ConfigError>,
+    ) -> Option<Located<String>> {
+        let value = self.required_nonempty(key, errors)?;
+        let raw = self
+            .get(key)
+            .and_then(|v| v.get_ref().as_str())
+            .unwrap_or_default();
+        if variables(raw).is_empty() {
+            let message =
+                format!("must come from the environment, e.g. {key} = \"${{{example}}}\"");
+            errors.push(self.error(value.span, key, message));
+            return None;
+        }
+        Some(value)
+    }
+
     /// `value` (read from `key`) unless it is empty or blank, then an error
     /// naming the variables in the key's text.
     pub fn nonempty(

@@ -7,8 +7,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::Query;
-
 use super::config::{DingtalkSource, DINGTALK_BASE_URL};
 use super::events::change;
 use super::failed::{drain, DrainError};
@@ -18,7 +16,7 @@ use super::DingtalkClient;
 use crate::events::config::STREAM_GATEWAY_URL;
 use crate::events::crypto::MsgCrypt;
 use crate::events::lookups::{Resolve, ResolveFuture};
-use crate::events::{CallbackReply, CallbackRequest, CallbackRoute, Change, Link, Sink};
+use crate::events::{CallbackRequest, CallbackRoute, Change, Link, Sink};
 use crate::http::{CallStats, Url};
 use crate::shutdown::Shutdown;
 use crate::source::EventParts;
@@ -49,21 +47,17 @@ pub fn push_parts(
     let _ = link.send(Link::Listening);
     let crypt = Arc::new(crypt);
     let route_sink = sink.clone();
-    let handler = move |request: CallbackRequest| {
-        let (crypt, sink) = (crypt.clone(), route_sink.clone());
-        let reply = async move {
-            let query = Query::<PushQuery>::try_from_uri(&request.uri)
-                .map(|q| q.0)
-                .unwrap_or_default();
-            let (status, body) = handle(&crypt, sink.as_ref(), &query, &request.body).await;
-            CallbackReply {
-                status,
-                content_type: "application/json",
-                body: body.to_string().into_bytes(),
+    let route = CallbackRoute::new(
+        "dingtalk",
+        "application/json",
+        move |query: PushQuery, request: CallbackRequest| {
+            let (crypt, sink) = (crypt.clone(), route_sink.clone());
+            async move {
+                let (status, body) = handle(&crypt, sink.as_ref(), &query, &request.body).await;
+                (status, body.to_string().into_bytes())
             }
-        };
-        Box::pin(reply) as crate::events::CallbackFuture
-    };
+        },
+    );
     let client = Arc::new(DingtalkClient::new(
         http,
         cfg,
@@ -72,10 +66,7 @@ pub fn push_parts(
     let drainer = tokio::spawn(drain_loop(client.clone(), sink, stop));
     EventParts {
         tasks: vec![drainer],
-        route: Some(CallbackRoute {
-            vendor: "dingtalk",
-            handler: Arc::new(handler),
-        }),
+        route: Some(route),
         resolver: Some(Arc::new(Approvals {
             client,
             api_base: api_base(cfg),

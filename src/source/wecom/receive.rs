@@ -5,7 +5,6 @@
 
 use std::sync::Arc;
 
-use axum::extract::Query;
 use axum::http::Method;
 use chrono_tz::Tz;
 
@@ -15,7 +14,7 @@ use super::client::WecomClient;
 use super::config::WecomSource;
 use crate::events::crypto::MsgCrypt;
 use crate::events::lookups::{Resolve, ResolveFuture};
-use crate::events::{CallbackReply, CallbackRequest, CallbackRoute, Day, Link, Sink, Touched};
+use crate::events::{CallbackRequest, CallbackRoute, Day, Link, Sink, Touched};
 use crate::http::CallStats;
 use crate::source::EventParts;
 
@@ -30,33 +29,25 @@ pub fn event_parts(
 ) -> EventParts {
     let _ = link.send(Link::Listening);
     let crypt = Arc::new(crypt);
-    let handler = move |request: CallbackRequest| {
-        let (crypt, sink) = (crypt.clone(), sink.clone());
-        let reply = async move {
-            // A query that does not parse lacks the signature: refused below.
-            let query = Query::<CallbackQuery>::try_from_uri(&request.uri)
-                .map(|q| q.0)
-                .unwrap_or_default();
-            let (status, text) = if request.method == Method::GET {
-                handle_get(&crypt, &query).await
-            } else {
-                handle_post(&crypt, &query, &request.body, sink.as_ref()).await
-            };
-            CallbackReply {
-                status,
-                content_type: "text/plain; charset=utf-8",
-                body: text.into_bytes(),
+    let route = CallbackRoute::new(
+        "wecom",
+        "text/plain; charset=utf-8",
+        move |query: CallbackQuery, request: CallbackRequest| {
+            let (crypt, sink) = (crypt.clone(), sink.clone());
+            async move {
+                let (status, text) = if request.method == Method::GET {
+                    handle_get(&crypt, &query).await
+                } else {
+                    handle_post(&crypt, &query, &request.body, sink.as_ref()).await
+                };
+                (status, text.into_bytes())
             }
-        };
-        Box::pin(reply) as crate::events::CallbackFuture
-    };
+        },
+    );
     let client = WecomClient::new(http, cfg, Arc::new(CallStats::default()));
     EventParts {
         tasks: Vec::new(),
-        route: Some(CallbackRoute {
-            vendor: "wecom",
-            handler: Arc::new(handler),
-        }),
+        route: Some(route),
         resolver: Some(Arc::new(Approvals { client, timezone })),
     }
 }

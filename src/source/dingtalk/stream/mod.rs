@@ -16,7 +16,6 @@ use std::future::Future;
 use std::time::Duration;
 
 use backoff::backoff::Backoff;
-use backoff::ExponentialBackoff;
 use chrono::Utc;
 use futures::{SinkExt, StreamExt};
 use serde_json::{json, Value};
@@ -129,15 +128,7 @@ pub async fn run<D, F>(
 {
     // wss:// uses rustls' process-wide provider, the one `http::client` installs.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let mut backoff = ExponentialBackoff {
-        initial_interval: settings.backoff_base,
-        current_interval: settings.backoff_base,
-        randomization_factor: 0.25,
-        multiplier: 2.0,
-        max_interval: settings.backoff_cap,
-        max_elapsed_time: None,
-        ..ExponentialBackoff::default()
-    };
+    let mut backoff = crate::http::retry::exponential(settings.backoff_base, settings.backoff_cap);
     let mut attempt = 0u32;
     link.send_replace(Link::Connecting);
     while !stop.is_triggered() {
