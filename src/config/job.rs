@@ -590,6 +590,13 @@ entry_id = "entry"
                 "[target.limits]\n\"data/batch_create\" = \"5/s\"\n",
             ));
             assert!(errors.is_empty(), "{errors:?}");
+            // The endpoints the daemon's re-pulls on change call can be paced too.
+            let (errors, warnings) = check(&job(
+                "dingtalk",
+                "[source.limits]\n\"call_back/get_call_back_failed_result\" = \"5/s\"\n\"v1.0/workflow/processInstances\" = \"10/s\"\n",
+                "",
+            ));
+            assert!(errors.is_empty() && warnings.is_empty(), "{errors:?} {warnings:?}");
         }
 
         #[test]

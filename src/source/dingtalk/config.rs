@@ -4,6 +4,8 @@
 
 use std::time::Duration;
 
+use super::approval::PROCESS_INSTANCES;
+use super::failed::FAILED_LIST;
 use super::{GETATTCOLUMNS, GETCOLUMNVAL, GETLEAVETIME, GETTOKEN, LISTSUB, USER_LIST};
 use crate::http::pace::TOTAL;
 use crate::http::rate::Rate;
@@ -59,6 +61,9 @@ pub const DINGTALK_ENDPOINTS: Endpoints = Endpoints {
         (GETATTCOLUMNS, DINGTALK_API),
         (GETCOLUMNVAL, DINGTALK_API),
         (GETLEAVETIME, DINGTALK_API),
+        // Called by the daemon's re-pulls on change (docs/vendors/dingtalk.md "Events").
+        (PROCESS_INSTANCES, DINGTALK_API),
+        (FAILED_LIST, DINGTALK_API),
         (
             TOTAL,
             Some(Rate {

@@ -5,6 +5,8 @@ use std::time::Duration;
 use crate::http::pace::TOTAL;
 use crate::http::rate::Rate;
 
+use super::approval::PROCESS_INSTANCES;
+use super::failed::FAILED_LIST;
 use super::{GETATTCOLUMNS, GETCOLUMNVAL, GETLEAVETIME, GETTOKEN, LISTSUB, USER_LIST};
 
 /// Per app and API (standard edition, docs/vendors/dingtalk.md "Limits");
@@ -17,6 +19,8 @@ pub(super) const DEFAULT_LIMITS: &[(&str, Rate)] = &[
     (GETATTCOLUMNS, API_RATE),
     (GETCOLUMNVAL, API_RATE),
     (GETLEAVETIME, API_RATE),
+    (PROCESS_INSTANCES, API_RATE),
+    (FAILED_LIST, API_RATE),
 ];
 /// Per egress IP, all APIs together.
 pub(super) const IP_LIMIT: Rate = Rate {
