@@ -596,7 +596,10 @@ entry_id = "entry"
                 "[source.limits]\n\"call_back/get_call_back_failed_result\" = \"5/s\"\n\"v1.0/workflow/processInstances\" = \"10/s\"\n",
                 "",
             ));
-            assert!(errors.is_empty() && warnings.is_empty(), "{errors:?} {warnings:?}");
+            assert!(
+                errors.is_empty() && warnings.is_empty(),
+                "{errors:?} {warnings:?}"
+            );
         }
 
         #[test]

@@ -120,6 +120,11 @@ pub trait Vendor: Sync {
     /// Where calls and throttling answers are counted, if anywhere.
     fn stats(&self) -> Option<&CallStats>;
 
+    /// The pacer whose margins a throttling answer widens, if any.
+    fn pacer(&self) -> Option<&super::pace::Pacer> {
+        None
+    }
+
     /// Waits for the endpoint's time slot.
     fn pace(&self, endpoint: &str) -> impl Future<Output = ()> + Send;
 
@@ -306,15 +311,24 @@ where
             Decoded::Protocol(message) => protocol(vendor, message, token),
             Decoded::Blocked(what) => {
                 let reason = vendor.blocked(endpoint, what);
-                if let Some(stats) = vendor.stats() {
-                    stats.throttled(endpoint);
-                }
+                throttled(vendor, endpoint);
                 Attempt::Throttled {
                     reason: scrub(vendor, &reason, token),
                     retry_after: None,
                 }
             }
         };
+    }
+}
+
+/// A throttling answer: counted, and the pacer told, so that the margins of
+/// the windows the call counted in widen ([`super::pace::Pacer::widen`]).
+fn throttled<V: Vendor>(vendor: &V, endpoint: &str) {
+    if let Some(stats) = vendor.stats() {
+        stats.throttled(endpoint);
+    }
+    if let Some(pacer) = vendor.pacer() {
+        pacer.widen(endpoint);
     }
 }
 
@@ -383,9 +397,7 @@ where
             reason,
             retry_after,
         } => {
-            if let Some(stats) = vendor.stats() {
-                stats.throttled(endpoint);
-            }
+            throttled(vendor, endpoint);
             return Err(match call.resend {
                 Resend::Safe => Attempt::Throttled {
                     reason,
@@ -433,9 +445,7 @@ async fn refused<V: Vendor, T>(
     match failure.class {
         Class::Transient => Attempt::Transient(reason()),
         Class::Throttled => {
-            if let Some(stats) = vendor.stats() {
-                stats.throttled(endpoint);
-            }
+            throttled(vendor, endpoint);
             Attempt::Throttled {
                 reason: reason(),
                 retry_after: vendor.retry_after(failure.code),

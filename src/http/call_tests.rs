@@ -94,6 +94,10 @@ impl Vendor for Fake {
         Some(&self.stats)
     }
 
+    fn pacer(&self) -> Option<&Pacer> {
+        Some(&self.pacer)
+    }
+
     fn pace(&self, endpoint: &str) -> impl Future<Output = ()> + Send {
         self.paced.fetch_add(1, Ordering::SeqCst);
         self.pacer.ready(endpoint)
@@ -208,6 +212,8 @@ async fn a_throttling_code_waits_the_throttle_wait_even_for_creates() {
     // 80 ms, with up to 25 % jitter either way.
     assert!(started.elapsed() >= Duration::from_millis(60));
     assert_eq!(fake.stats.snapshot()["e"].throttled, 1);
+    // The vendor's pace leaves a wider margin from then on.
+    assert_eq!(fake.pacer.margin("e"), Duration::from_millis(20));
 }
 
 #[tokio::test]
@@ -216,6 +222,7 @@ async fn a_block_is_counted_as_throttled_and_retried() {
     let fake = Fake::new(3);
     assert!(with_token(&fake, &url, Resend::Safe).await.is_ok());
     assert_eq!(fake.stats.snapshot()["e"].throttled, 1);
+    assert_eq!(fake.pacer.margin("e"), Duration::from_millis(20));
 }
 
 #[tokio::test]

@@ -21,10 +21,15 @@
 //! what can push a window over its quota is only timing (a call leaving late
 //! after the one before it left on time, or reaching the vendor later), and
 //! that is milliseconds whatever the window's length. So the slots are spaced
-//! at (window + [`WINDOW_SLACK`]) ÷ quota, and every call also checks, on the
-//! times calls really left, that the call one quota before it left at least
-//! a window plus [`WINDOW_SLACK`] ago ([`Sent`]); a late wake-up then delays
-//! that call a few milliseconds rather than filling a window.
+//! at (window + margin) ÷ quota, and every call also checks, on the times
+//! calls really left, that the call one quota before it left at least a
+//! window plus the margin ago ([`Sent`]); a late wake-up then delays that call
+//! a few milliseconds rather than filling a window.
+//!
+//! The margin starts small ([`base_margin`]) and a throttling answer doubles
+//! it for the rest of the run ([`Pacer::widen`]), on the lane of the call and
+//! on the vendor's: a link that proves jittery costs a few retried answers,
+//! a quiet one no speed (docs/vendors/README.md "Pacing margins").
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::{Mutex, MutexGuard};
@@ -35,54 +40,100 @@ use super::rate::Rate;
 /// The `[source.limits]` / `[target.limits]` key for all of a vendor's endpoints together.
 pub const TOTAL: &str = "total";
 
-/// Every span of quota + 1 calls is at least the window plus this, on the
-/// times calls left: what a call may take longer than the one a quota before it
-/// to be counted by the vendor. Measured with the simulators on a loaded
-/// two-core machine (DingTalk at 20/s, 2,000 employees, both versions run side
-/// by side): 10 ms gave 7 throttling answers in 8,000 calls, where this gave 1;
-/// unloaded, 10 ms gave none. A share of the rate (+2 %, 1.2 s in a minute
-/// window) added nothing to it but cost 2 % of every minute-quota run.
-const WINDOW_SLACK: Duration = Duration::from_millis(30);
+/// Every span of quota + 1 calls is at least the window plus the margin, on
+/// the times calls left: what a call may take longer than the one a quota
+/// before it to be counted by the vendor. For a one-second window it is
+/// [`MIN_MARGIN`]; a longer window gets a longer one ([`base_margin`]).
+/// Measured with the simulators on a quiet two-core machine: 10 ms gave no
+/// throttling answer in any benchmark shape; on a machine loaded 4–9 (the
+/// simulators' own process stalling ~100 ms) no margin that keeps the speed
+/// holds, and [`Pacer::widen`] then limits the cost to a few answers.
+const MIN_MARGIN: Duration = Duration::from_millis(10);
+/// A throttling answer doubles the margin, up to this many times the base.
+const MAX_MARGIN_FACTOR: u32 = 8;
+
+/// The margin a window starts with: [`MIN_MARGIN`], or 1/2000 of a longer
+/// window (30 ms a minute). A per-minute quota tripped costs far more (WeCom
+/// blocks the API for 60 s) than a per-second one (one retried answer), and
+/// there the margin costs nothing measurable.
+fn base_margin(window: Duration) -> Duration {
+    MIN_MARGIN.max(window / 2000)
+}
+
 /// A call woken at most this long after its slot still goes (the timer has
 /// millisecond steps and a busy machine adds some); later, it takes a new slot,
 /// so that it does not leave right next to the call of the following slot.
 const LATE_TOLERANCE: Duration = Duration::from_millis(10);
 
-/// The spacing of slots at `rate`: the window plus the slack, shared out.
-fn spacing(rate: Rate) -> Duration {
-    (rate.per + WINDOW_SLACK) / rate.count.max(1)
+/// The spacing of slots at `rate` with `margin`: the window plus the margin,
+/// shared out.
+fn spacing(rate: Rate, margin: Duration) -> Duration {
+    (rate.per + margin) / rate.count.max(1)
 }
 
-/// When the last `count` calls of a lane left: a call goes only once the one
-/// `count` calls before it left at least `per` + [`WINDOW_SLACK`] ago, so no
-/// window holds more than the quota however late some calls left.
+/// One counting window's quota and its margin, as a lane keeps them.
+#[derive(Clone, Copy)]
+struct Quota {
+    rate: Rate,
+    margin: Duration,
+}
+
+impl Quota {
+    fn new(rate: Rate) -> Quota {
+        Quota {
+            rate,
+            margin: base_margin(rate.per),
+        }
+    }
+
+    fn interval(&self) -> Duration {
+        spacing(self.rate, self.margin)
+    }
+
+    /// Twice the margin, up to [`MAX_MARGIN_FACTOR`] times its base; false
+    /// when it is there already.
+    fn widen(&mut self) -> bool {
+        let most = base_margin(self.rate.per) * MAX_MARGIN_FACTOR;
+        let wider = (self.margin * 2).min(most);
+        let widened = wider > self.margin;
+        self.margin = wider;
+        widened
+    }
+}
+
+/// A lane's quota and when its last `count` calls left: a call goes only
+/// once the one `count` calls before it left at least the window plus the
+/// margin ago, so no window holds more than the quota however late some
+/// calls left.
 struct Sent {
-    count: usize,
-    window: Duration,
+    quota: Quota,
     times: VecDeque<Instant>,
 }
 
 impl Sent {
     fn new(rate: Rate) -> Sent {
         Sent {
-            count: rate.count.max(1) as usize,
-            window: rate.per + WINDOW_SLACK,
+            quota: Quota::new(rate),
             times: VecDeque::new(),
         }
     }
 
+    fn count(&self) -> usize {
+        self.quota.rate.count.max(1) as usize
+    }
+
     /// When a call may leave, if not now.
     fn hold(&self, now: Instant) -> Option<Instant> {
-        if self.times.len() < self.count {
+        if self.times.len() < self.count() {
             return None;
         }
-        let free = *self.times.front()? + self.window;
+        let free = *self.times.front()? + self.quota.rate.per + self.quota.margin;
         (free > now).then_some(free)
     }
 
     fn record(&mut self, now: Instant) {
         self.times.push_back(now);
-        while self.times.len() > self.count {
+        while self.times.len() > self.count() {
             self.times.pop_front();
         }
     }
@@ -90,15 +141,19 @@ impl Sent {
 
 /// One endpoint's calls, one slot after the other.
 struct Lane {
-    interval: Duration,
     /// The slot after the last one handed out.
     next: Option<Instant>,
     sent: Sent,
 }
 
+impl Lane {
+    fn interval(&self) -> Duration {
+        self.sent.quota.interval()
+    }
+}
+
 /// The vendor-wide pace: the slots handed out and not yet long past.
 struct Shared {
-    interval: Duration,
     reserved: BTreeSet<Instant>,
     sent: Sent,
 }
@@ -107,7 +162,7 @@ impl Shared {
     /// The earliest time from `from` on that is one interval away from every
     /// reserved slot.
     fn first_free(&mut self, from: Instant, now: Instant) -> Instant {
-        let gap = self.interval;
+        let gap = self.sent.quota.interval();
         // Slots more than one interval past can no longer conflict with a new one.
         if let Some(horizon) = now.checked_sub(gap) {
             while self.reserved.first().is_some_and(|r| *r < horizon) {
@@ -148,14 +203,12 @@ impl Pacer {
         let global = rates.remove(TOTAL).unwrap_or(global);
         let lane = |rate| {
             Mutex::new(Lane {
-                interval: spacing(rate),
                 next: None,
                 sent: Sent::new(rate),
             })
         };
         Pacer {
             global: Mutex::new(Shared {
-                interval: spacing(global),
                 reserved: BTreeSet::new(),
                 sent: Sent::new(global),
             }),
@@ -178,7 +231,7 @@ impl Pacer {
         let slot = shared.first_free(from, now);
         shared.reserved.insert(slot);
         if let Some(lane) = lane.as_mut() {
-            lane.next = Some(slot + lane.interval);
+            lane.next = Some(slot + lane.interval());
         }
         slot
     }
@@ -200,6 +253,33 @@ impl Pacer {
             shared.sent.record(now);
         }
         hold
+    }
+
+    /// A throttling answer came for `endpoint`: its lane's margin and the
+    /// vendor's are doubled (up to a bound) for the rest of the run. Which
+    /// window the vendor counted is not said, so both widen; the slots already
+    /// handed out keep their times.
+    pub fn widen(&self, endpoint: &str) {
+        let mut lane = self.endpoints.get(endpoint).map(lock);
+        let mut shared = lock(&self.global);
+        let lane_wider = lane.as_mut().is_some_and(|l| l.sent.quota.widen());
+        if shared.sent.quota.widen() || lane_wider {
+            let margin = lane
+                .as_ref()
+                .map_or(shared.sent.quota.margin, |l| l.sent.quota.margin);
+            tracing::info!(endpoint, margin_ms = margin.as_millis() as u64,
+                "a throttling answer: pacing this endpoint with a wider margin for the rest of the run");
+        }
+    }
+
+    /// The margin `endpoint`'s calls are paced with now: its lane's, or the
+    /// vendor's for an endpoint without a lane of its own.
+    #[cfg(test)]
+    pub fn margin(&self, endpoint: &str) -> Duration {
+        match self.endpoints.get(endpoint) {
+            Some(lane) => lock(lane).sent.quota.margin,
+            None => lock(&self.global).sent.quota.margin,
+        }
     }
 
     /// Waits until this call's slot comes, and until its quota's windows allow
@@ -238,7 +318,7 @@ impl Pacer {
         let mut shared = lock(&self.global);
         if lane
             .as_ref()
-            .is_some_and(|l| l.next != Some(slot + l.interval))
+            .is_some_and(|l| l.next != Some(slot + l.interval()))
         {
             return false;
         }
@@ -250,7 +330,7 @@ impl Pacer {
         }
         shared.reserved.insert(now);
         if let Some(lane) = lane.as_mut() {
-            lane.next = Some(now + lane.interval);
+            lane.next = Some(now + lane.interval());
         }
         true
     }
@@ -273,21 +353,60 @@ mod tests {
 
     #[test]
     fn spacing_leaves_a_margin_in_every_window() {
-        // 10/s: 30 ms per one-second window.
-        assert_eq!(spacing(Rate::per_second(10)), Duration::from_millis(103));
-        // 60/min: the same 30 ms per minute, not a share of it (+2 % was 1.02 s).
+        // 10/s: 10 ms per one-second window.
+        let ten = Quota::new(Rate::per_second(10));
+        assert_eq!(ten.interval(), Duration::from_millis(101));
+        // 60/min: 30 ms per minute, not a share of it (+2 % was 1.02 s).
         assert_eq!(
-            spacing(Rate::per_minute(60)),
+            Quota::new(Rate::per_minute(60)).interval(),
             Duration::from_micros(1_000_500)
         );
-        // Eleven calls at 10/s never fit in one second, even 30 ms late.
-        assert!(spacing(Rate::per_second(10)) * 10 >= Duration::from_millis(1030));
+        // Eleven calls at 10/s never fit in one second, even 10 ms late.
+        assert!(ten.interval() * 10 >= Duration::from_millis(1010));
+    }
+
+    #[test]
+    fn a_throttling_answer_doubles_the_margin_up_to_a_bound() {
+        let mut q = Quota::new(Rate::per_second(10));
+        let margins: Vec<u128> = (0..5)
+            .map(|_| {
+                q.widen();
+                q.margin.as_millis()
+            })
+            .collect();
+        assert_eq!(margins, [20, 40, 80, 80, 80]);
+        assert!(!q.widen());
+        assert_eq!(q.interval(), Duration::from_millis(108));
+    }
+
+    #[tokio::test]
+    async fn widening_slows_the_lane_and_the_vendor() {
+        let pacer = Pacer::new(Rate::per_second(50), &[("x", Rate::per_second(10))], &[]);
+        pacer.widen("x");
+        pacer.widen("x");
+        assert_eq!(
+            lock(&pacer.endpoints["x"]).interval(),
+            Duration::from_millis(104)
+        );
+        assert_eq!(
+            lock(&pacer.global).sent.quota.margin,
+            Duration::from_millis(40)
+        );
+        // An endpoint without a lane of its own widens the vendor's alone.
+        pacer.widen("other");
+        assert_eq!(
+            lock(&pacer.global).sent.quota.margin,
+            Duration::from_millis(80)
+        );
+        let first = pacer.reserve("x");
+        let second = pacer.reserve("x");
+        assert!(second - first >= Duration::from_millis(104));
     }
 
     #[tokio::test]
     async fn a_late_call_holds_the_one_a_quota_after_it() {
-        // 5/s: slots 206 ms apart. The first call leaves 9 ms late (within the
-        // tolerance); the sixth, on its slot, would then leave 1,021 ms after it.
+        // 5/s: slots 202 ms apart. The first call leaves 9 ms late (within the
+        // tolerance); the sixth, on its slot, would then leave 1,001 ms after it.
         let pacer = Pacer::new(Rate::per_second(1000), &[("x", Rate::per_second(5))], &[]);
         pacer.ready("x").await;
         let first = Instant::now();
@@ -302,7 +421,7 @@ mod tests {
         }
         let sixth = Instant::now();
         let span = sixth - (first + Duration::from_millis(9));
-        assert!(span >= Duration::from_millis(1030), "{span:?}");
+        assert!(span >= Duration::from_millis(1010), "{span:?}");
         assert!(span < Duration::from_millis(1120), "{span:?}");
     }
 
@@ -373,10 +492,10 @@ mod tests {
         let sent = send_all(&pacer, "x", 16, 15).await;
         let took = start.elapsed();
         assert_eq!(sent.len(), 240);
-        // 239 slots of 5.15 ms; late wake-ups are not added up. The upper bound
+        // 239 slots of 5.05 ms; late wake-ups are not added up. The upper bound
         // only catches a pacer that wastes slots wholesale (a loaded CI machine
         // wakes late); the fine figure is measured by `cargo bench --bench sync`.
-        let ideal = spacing(Rate::per_second(200)) * 239;
+        let ideal = Quota::new(Rate::per_second(200)).interval() * 239;
         assert!(took >= ideal, "{took:?}");
         assert!(took < ideal.mul_f64(1.5), "{took:?} vs {ideal:?}");
         assert!(most_in_one_second(&sent) <= 200);
@@ -386,7 +505,7 @@ mod tests {
         let before = Instant::now();
         pacer.ready("x").await;
         pacer.ready("x").await;
-        assert!(before.elapsed() >= spacing(Rate::per_second(200)));
+        assert!(before.elapsed() >= Quota::new(Rate::per_second(200)).interval());
     }
 
     #[tokio::test]
@@ -415,7 +534,8 @@ mod tests {
         after.sort();
         for pair in after.windows(2) {
             assert!(
-                pair[1] - pair[0] >= spacing(Rate::per_second(200)) - Duration::from_micros(100),
+                pair[1] - pair[0]
+                    >= Quota::new(Rate::per_second(200)).interval() - Duration::from_micros(100),
                 "{after:?}"
             );
         }
@@ -434,7 +554,10 @@ mod tests {
         let went = Instant::now();
         // The next call is a full interval after the late one, not after its slot.
         pacer.ready("x").await;
-        assert!(went.elapsed() >= spacing(Rate::per_second(10)) - Duration::from_millis(1));
+        assert!(
+            went.elapsed()
+                >= Quota::new(Rate::per_second(10)).interval() - Duration::from_millis(1)
+        );
 
         // With a later slot already handed out, the late call takes a new one.
         let mine = pacer.reserve("x");
@@ -463,7 +586,7 @@ mod tests {
         let closest = |sent: &[Instant]| sent.windows(2).map(|w| w[1] - w[0]).min();
         // Slots are a full interval apart; a send may be up to the tolerance late.
         let timer_step = LATE_TOLERANCE;
-        let create_gap = spacing(Rate::per_second(10));
+        let create_gap = Quota::new(Rate::per_second(10)).interval();
         assert!(
             closest(&creates).is_some_and(|g| g >= create_gap - timer_step),
             "{:?}",
@@ -471,7 +594,7 @@ mod tests {
         );
         let mut all: Vec<Instant> = creates.iter().chain(&lists).copied().collect();
         all.sort();
-        let vendor_gap = spacing(Rate::per_second(50));
+        let vendor_gap = Quota::new(Rate::per_second(50)).interval();
         assert!(
             closest(&all).is_some_and(|g| g >= vendor_gap - timer_step),
             "{:?}",

@@ -159,8 +159,11 @@ impl Syncer {
         self.store.call(|s| s.fold_written()).await?;
         let months = self.due_months(job, opts, months, report).await?;
         let source = crate::source::open(&job.source, self.http.clone(), stats.clone());
-        let writer = self.open_writer(job, mapping, opts, &stats).await?;
-        source.login().await?;
+        // The form's check and the source's token are independent: taken
+        // together, the first report call is one round trip sooner.
+        let (writer, ()) = tokio::try_join!(self.open_writer(job, mapping, opts, &stats), async {
+            source.login().await.map_err(JobError::from)
+        },)?;
         let (months, budget, mut planner) = self
             .plan(job, opts, source.as_ref(), months, report)
             .await?;

@@ -2,12 +2,12 @@
 //! bounded channel, listing the organisation while it pulls in the first month
 //! of a run.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use tokio::sync::mpsc;
-use tokio::task::JoinError;
+use tokio::task::{JoinError, JoinSet};
 
 use super::plan::Budget;
 use super::JobError;
@@ -95,37 +95,20 @@ impl Roster {
         tx: mpsc::Sender<Result<Pulled, SourceError>>,
         found: Arc<AtomicU64>,
     ) -> Listing {
-        let MonthPull {
-            source,
-            month,
-            now,
-            tz,
-            budget,
-        } = spec;
-        let size = source.chunk_size();
-        // Pulls one chunk and hands it on; false when the pull must stop.
-        let send = |chunk: Vec<String>| {
-            let (source, tx, budget) = (&source, &tx, &budget);
-            async move {
-                let pulled = match budget {
-                    Some(b) if !b.allows(chunk.len()) => Ok(Pulled {
-                        stopped: Some(b.stop_reason()),
-                        ..Pulled::default()
-                    }),
-                    _ => source.pull(month, &chunk, now, tz).await,
-                };
-                let stop = pulled.as_ref().map_or(true, |p| p.stopped.is_some());
-                tx.send(pulled).await.is_ok() && !stop
-            }
-        };
+        let size = spec.source.chunk_size().max(1);
+        let mut chunks = Chunks::new(spec, tx.clone());
         match self {
             Roster::Known { all, take } => {
                 found.store(take as u64, Ordering::SeqCst);
-                for start in (0..take).step_by(size.max(1)) {
-                    if !send(all.slice(start, (start + size).min(take))).await {
+                for start in (0..take).step_by(size) {
+                    if !chunks
+                        .start(all.slice(start, (start + size).min(take)))
+                        .await
+                    {
                         break;
                     }
                 }
+                chunks.finish().await;
                 Listing::default()
             }
             Roster::Discovering {
@@ -143,7 +126,8 @@ impl Roster {
                     buffer.extend(batch.into_iter().take(taken));
                     while buffer.len() >= size {
                         let chunk: Vec<String> = buffer.drain(..size).collect();
-                        if !send(chunk).await {
+                        if !chunks.start(chunk).await {
+                            chunks.finish().await;
                             return Listing::default();
                         }
                     }
@@ -159,11 +143,14 @@ impl Roster {
                 let all = match listed {
                     Ok(all) => all,
                     Err(e) => {
+                        chunks.finish().await;
                         let _ = tx.send(Err(e)).await;
                         return Listing::default();
                     }
                 };
-                if !buffer.is_empty() && !send(buffer).await {
+                let complete =
+                    (buffer.is_empty() || chunks.start(buffer).await) && chunks.finish().await;
+                if !complete {
                     return Listing::default();
                 }
                 Listing {
@@ -172,6 +159,91 @@ impl Roster {
                 }
             }
         }
+    }
+}
+
+/// Chunks pulled at once: the next one starts while the last calls of the one
+/// before are still out, so that no slot of a fast quota goes unused at a
+/// chunk's end (DingTalk pulls a chunk's employees a few at a time).
+const CHUNKS_IN_FLIGHT: usize = 2;
+
+/// The chunks being pulled, each handing its records on when done (in the
+/// order they finish: the month writes each chunk on its own).
+struct Chunks {
+    spec: Arc<MonthPull>,
+    tx: mpsc::Sender<Result<Pulled, SourceError>>,
+    running: JoinSet<bool>,
+    /// Employees of the chunks running: a metered source starts another
+    /// chunk beside them only when the budget holds them all.
+    promised: Arc<AtomicUsize>,
+    stopped: bool,
+}
+
+impl Chunks {
+    fn new(spec: MonthPull, tx: mpsc::Sender<Result<Pulled, SourceError>>) -> Chunks {
+        Chunks {
+            spec: Arc::new(spec),
+            tx,
+            running: JoinSet::new(),
+            promised: Arc::new(AtomicUsize::new(0)),
+            stopped: false,
+        }
+    }
+
+    /// Starts pulling `chunk` once there is room for it; false when the pull
+    /// must stop (a chunk stopped, or the month's reader went away).
+    async fn start(&mut self, chunk: Vec<String>) -> bool {
+        loop {
+            if self.stopped {
+                return false;
+            }
+            let promised = self.promised.load(Ordering::SeqCst) + chunk.len();
+            let fits = (self.spec.budget.as_ref()).is_none_or(|b| b.allows(promised));
+            if self.running.is_empty() || (self.running.len() < CHUNKS_IN_FLIGHT && fits) {
+                break;
+            }
+            self.join_one().await;
+        }
+        let (spec, tx, promised) = (self.spec.clone(), self.tx.clone(), self.promised.clone());
+        promised.fetch_add(chunk.len(), Ordering::SeqCst);
+        self.running.spawn(async move {
+            let pulled = match &spec.budget {
+                // Alone or not, a chunk starts only when the budget holds it whole.
+                Some(b) if !b.allows(chunk.len()) => Ok(Pulled {
+                    stopped: Some(b.stop_reason()),
+                    ..Pulled::default()
+                }),
+                _ => {
+                    (spec.source)
+                        .pull(spec.month, &chunk, spec.now, spec.tz)
+                        .await
+                }
+            };
+            promised.fetch_sub(chunk.len(), Ordering::SeqCst);
+            let stop = pulled.as_ref().map_or(true, |p| p.stopped.is_some());
+            tx.send(pulled).await.is_ok() && !stop
+        });
+        true
+    }
+
+    /// Waits for one running chunk to end.
+    async fn join_one(&mut self) {
+        match self.running.join_next().await {
+            Some(Ok(go_on)) => self.stopped |= !go_on,
+            // A chunk that panicked fails the pull task as it did when chunks
+            // ran in it (see `pull_ended`).
+            Some(Err(e)) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Some(Err(_)) => self.stopped = true,
+            None => {}
+        }
+    }
+
+    /// Waits for every running chunk; false when the pull stopped.
+    async fn finish(&mut self) -> bool {
+        while !self.running.is_empty() {
+            self.join_one().await;
+        }
+        !self.stopped
     }
 }
 
@@ -190,6 +262,117 @@ pub(super) fn pull_ended(joined: Result<Listing, JoinError>) -> Result<Listing, 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use futures::future::BoxFuture;
+    use std::time::Duration;
+
+    /// Two employees a chunk; each pull takes 50 ms, and the chunk holding
+    /// `stops_at` stops partway.
+    #[derive(Default)]
+    struct Slow {
+        running: AtomicUsize,
+        most: AtomicUsize,
+        pulls: AtomicUsize,
+        stops_at: Option<&'static str>,
+    }
+
+    impl Source for Slow {
+        fn kind(&self) -> &'static str {
+            "slow"
+        }
+        fn chunk_size(&self) -> usize {
+            2
+        }
+        fn login(&self) -> BoxFuture<'_, Result<(), SourceError>> {
+            Box::pin(async { Ok(()) })
+        }
+        fn employees(&self) -> BoxFuture<'_, Result<Vec<String>, SourceError>> {
+            Box::pin(async { Ok(Vec::new()) })
+        }
+        fn discover<'a>(
+            &'a self,
+            _tx: &'a mpsc::Sender<Vec<String>>,
+        ) -> BoxFuture<'a, Result<UserIds, SourceError>> {
+            Box::pin(async { Ok(UserIds::default()) })
+        }
+        fn pull<'a>(
+            &'a self,
+            _month: Month,
+            employees: &'a [String],
+            _now: DateTime<Utc>,
+            _tz: chrono_tz::Tz,
+        ) -> BoxFuture<'a, Result<Pulled, SourceError>> {
+            Box::pin(async move {
+                self.pulls.fetch_add(1, Ordering::SeqCst);
+                let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
+                self.most.fetch_max(now, Ordering::SeqCst);
+                let stops = self
+                    .stops_at
+                    .is_some_and(|e| employees.iter().any(|x| x == e));
+                if !stops {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                self.running.fetch_sub(1, Ordering::SeqCst);
+                Ok(Pulled {
+                    failed: employees.iter().map(|e| (e.clone(), "x".into())).collect(),
+                    stopped: stops.then(|| SourceError::Protocol {
+                        vendor: "slow",
+                        endpoint: "pull".into(),
+                        message: "quota spent".into(),
+                    }),
+                    ..Pulled::default()
+                })
+            })
+        }
+        fn absence_proves_gone(&self) -> bool {
+            false
+        }
+        fn check_remote(&self) -> BoxFuture<'_, Result<Vec<String>, SourceError>> {
+            Box::pin(async { Ok(Vec::new()) })
+        }
+    }
+
+    /// Pulls six employees (three chunks) from `source`; the employees handed
+    /// on, in the order their chunks came.
+    async fn pull_six(source: Arc<Slow>) -> Vec<String> {
+        let all: Arc<UserIds> = Arc::new(["a", "b", "c", "d", "e", "f"].into_iter().collect());
+        let spec = MonthPull {
+            source,
+            month: "2026-10".parse().expect("month"),
+            now: Utc::now(),
+            tz: chrono_tz::Asia::Shanghai,
+            budget: None,
+        };
+        let (tx, mut rx) = mpsc::channel(16);
+        let task = tokio::spawn(Roster::known(&all).pull(spec, tx, Arc::new(AtomicU64::new(0))));
+        let mut handed = Vec::new();
+        while let Some(Ok(pulled)) = rx.recv().await {
+            handed.extend(pulled.failed.into_iter().map(|(e, _)| e));
+        }
+        task.await.expect("pull task");
+        handed
+    }
+
+    #[tokio::test]
+    async fn the_next_chunk_is_pulled_while_the_one_before_finishes() {
+        let source = Arc::new(Slow::default());
+        let mut handed = pull_six(source.clone()).await;
+        handed.sort();
+        assert_eq!(handed, ["a", "b", "c", "d", "e", "f"]);
+        assert_eq!(source.most.load(Ordering::SeqCst), CHUNKS_IN_FLIGHT);
+    }
+
+    #[tokio::test]
+    async fn a_chunk_that_stops_starts_no_further_chunk() {
+        let source = Arc::new(Slow {
+            stops_at: Some("a"),
+            ..Slow::default()
+        });
+        let handed = pull_six(source.clone()).await;
+        // The second chunk was under way already and is handed on; the third
+        // never starts.
+        assert_eq!(source.pulls.load(Ordering::SeqCst), 2);
+        assert!(!handed.contains(&"e".to_string()), "{handed:?}");
+    }
 
     #[tokio::test]
     async fn a_pull_task_that_panicked_is_an_error_not_an_empty_listing() {

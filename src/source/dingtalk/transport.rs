@@ -388,6 +388,10 @@ impl Vendor for DingtalkClient {
         self.wait_turn(endpoint)
     }
 
+    fn pacer(&self) -> Option<&crate::http::pace::Pacer> {
+        Some(&self.pacer)
+    }
+
     fn depart(&self, endpoint: &str) -> impl Future<Output = ()> + Send {
         self.pacer.depart(endpoint)
     }

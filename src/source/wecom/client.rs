@@ -373,6 +373,10 @@ impl Vendor for WecomClient {
         self.pacer.slot(endpoint)
     }
 
+    fn pacer(&self) -> Option<&crate::http::pace::Pacer> {
+        Some(&self.pacer)
+    }
+
     fn depart(&self, endpoint: &str) -> impl std::future::Future<Output = ()> + Send {
         self.pacer.depart(endpoint)
     }

@@ -423,6 +423,10 @@ impl Vendor for Jiandaoyun {
         self.pacer.slot(endpoint)
     }
 
+    fn pacer(&self) -> Option<&crate::http::pace::Pacer> {
+        Some(&self.pacer)
+    }
+
     fn depart(&self, endpoint: &str) -> impl std::future::Future<Output = ()> + Send {
         self.pacer.depart(endpoint)
     }
