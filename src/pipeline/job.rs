@@ -160,10 +160,13 @@ impl Syncer {
         let months = self.due_months(job, opts, months, report).await?;
         let source = crate::source::open(&job.source, self.http.clone(), stats.clone());
         // The form's check and the source's token are independent: taken
-        // together, the first report call is one round trip sooner.
-        let (writer, ()) = tokio::try_join!(self.open_writer(job, mapping, opts, &stats), async {
-            source.login().await.map_err(JobError::from)
-        },)?;
+        // together, the first report call is one round trip sooner. Both end
+        // before either error is reported, so that when both fail the form's
+        // comes first, whatever answered sooner.
+        let (writer, login) =
+            tokio::join!(self.open_writer(job, mapping, opts, &stats), source.login());
+        let writer = writer?;
+        login?;
         let (months, budget, mut planner) = self
             .plan(job, opts, source.as_ref(), months, report)
             .await?;
