@@ -29,7 +29,7 @@
 //! The margin starts small ([`base_margin`]) and a throttling answer doubles
 //! it for the rest of the run ([`Pacer::widen`]), on the lane of the call and
 //! on the vendor's: a link that proves jittery costs a few retried answers,
-//! a quiet one no speed (docs/vendors/README.md "Pacing margins").
+//! a quiet one no speed (docs/ARCHITECTURE.md, "Pacing by reserved slots").
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::{Mutex, MutexGuard};

@@ -84,6 +84,8 @@ pub(super) struct MonthState {
     /// The store holds records of the month this job wrote: the form holds
     /// them too, so asking whether it holds any would only cost a read.
     pub(super) stored_any: bool,
+    /// The month check of a first sync, under way since before the pull.
+    pub(super) early_check: Option<super::send::EarlyCheck>,
 }
 
 pub(super) fn lease_lost(lost: &AtomicBool) -> Option<JobError> {

@@ -92,6 +92,9 @@ impl MonthCtx<'_> {
         if let Err(e) = self.read_form().await {
             return (Err(e), None);
         }
+        if let Err(e) = self.start_month_check().await {
+            return (Err(e), None);
+        }
         let (tx, mut rx) = mpsc::channel::<Result<Pulled, SourceError>>(PIPELINE_DEPTH);
         let spec = MonthPull {
             source: run.source.clone(),
@@ -114,6 +117,10 @@ impl MonthCtx<'_> {
             }
         }
         drop(rx);
+        // A month that created nothing never needed its answer.
+        if let Some(check) = self.state.early_check.take() {
+            check.abort();
+        }
         run.syncer
             .progress
             .month_done(&job.name, &self.report.month);

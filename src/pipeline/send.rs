@@ -11,7 +11,7 @@ use super::report::record_outcome;
 use super::JobError;
 use crate::month::Month;
 use crate::pipeline::write::{InForm, Outcome, WriteError, Writer};
-use crate::store::{PendingRecord, Written};
+use crate::store::{PendingRecord, Store, Written};
 
 /// The chunks being written: each comes back with how many records it was to
 /// write, and what its writes achieved.
@@ -63,6 +63,10 @@ impl ChunkWrites {
     }
 }
 
+/// The month check of a first sync, started before the pull
+/// ([`MonthCtx::start_month_check`]).
+pub(super) type EarlyCheck = tokio::task::JoinHandle<Result<InForm, JobError>>;
+
 impl MonthCtx<'_> {
     /// What is known of the month's new keys in the form, asked when a chunk
     /// first has records to create: once a month, so a second run, which
@@ -71,9 +75,42 @@ impl MonthCtx<'_> {
         if let Some(known) = self.state.in_form {
             return Ok(known);
         }
-        let known = self.month_in_form().await?;
+        let known = match self.state.early_check.take() {
+            Some(check) if !self.state.stored_any => check.await.map_err(|e| {
+                JobError::Setup(format!("the check of the form for this month failed: {e}"))
+            })??,
+            _ => self.month_in_form().await?,
+        };
         self.state.in_form = Some(known);
         Ok(known)
+    }
+
+    /// A first sync of the month (the store knows none of its records): asks
+    /// the form now, beside the pull, so that the first chunk's creates do not
+    /// wait a round trip for the answer. A month the store knows is not asked
+    /// at all: its batches are looked up ([`Self::month_in_form`]).
+    pub(super) async fn start_month_check(&mut self) -> Result<(), JobError> {
+        let run = self.run;
+        let Some(writer) = run.writer.clone() else {
+            return Ok(());
+        };
+        // A dry run creates nothing; a rerun's creates are known absent.
+        if run.opts.dry_run || run.opts.is_rerun() {
+            return Ok(());
+        }
+        let month_keys = run.mapping.bind(&self.vars).constant_key_values();
+        if month_keys.is_empty() {
+            return Ok(());
+        }
+        let (job, month, store) = (run.job.name.clone(), self.month, run.syncer.store.clone());
+        let j = job.clone();
+        if store.call(move |s| s.knows_month(&j, month)).await? {
+            self.state.stored_any = true;
+            return Ok(());
+        }
+        let check = ask_month_in_form(writer, store, job, month, month_keys);
+        self.state.early_check = Some(tokio::spawn(check));
+        Ok(())
     }
 
     /// `Absent` when the form holds no record of the month (one read of one
@@ -93,18 +130,15 @@ impl MonthCtx<'_> {
             // No key field names the month: the month cannot be asked about.
             return Ok(InForm::Unknown);
         }
-        let (job, month) = (run.job.name.clone(), self.month);
-        let pending = run
-            .syncer
-            .store
-            .call(move |s| s.has_pending(&job, month))
-            .await?;
-        if pending || writer.holds_any(&month_keys).await? {
-            return Ok(InForm::Unknown);
-        }
-        tracing::debug!(job = %run.job.name, month = %self.month,
-            "the form holds no record of this month: new records are created without a look-up");
-        Ok(InForm::Absent)
+        let store = run.syncer.store.clone();
+        ask_month_in_form(
+            writer.clone(),
+            store,
+            run.job.name.clone(),
+            self.month,
+            month_keys,
+        )
+        .await
     }
 
     /// Waits for one chunk's writes and adds them to the report. A chunk whose
@@ -124,4 +158,23 @@ impl MonthCtx<'_> {
             None => Ok(()),
         }
     }
+}
+
+/// Asks the store for an unsettled batch of the month and the form for any
+/// record of it (by `month_keys`): `Absent` when neither holds one.
+async fn ask_month_in_form(
+    writer: Arc<Writer>,
+    store: Store,
+    job: String,
+    month: Month,
+    month_keys: Vec<(String, serde_json::Value)>,
+) -> Result<InForm, JobError> {
+    let j = job.clone();
+    let pending = store.call(move |s| s.has_pending(&j, month)).await?;
+    if pending || writer.holds_any(&month_keys).await? {
+        return Ok(InForm::Unknown);
+    }
+    tracing::debug!(job = %job, month = %month,
+        "the form holds no record of this month: new records are created without a look-up");
+    Ok(InForm::Absent)
 }

@@ -141,6 +141,17 @@ impl Store {
         Ok(())
     }
 
+    /// Whether the store knows any record of the job-month (folded or not).
+    pub fn knows_month(&self, job: &str, month: Month) -> Result<bool> {
+        let known = self.conn().query_row(
+            "SELECT EXISTS (SELECT 1 FROM checkpoints WHERE job = ?1 AND month = ?2)
+                 OR EXISTS (SELECT 1 FROM written_log WHERE job = ?1 AND month = ?2)",
+            params![job, month],
+            |r| r.get(0),
+        )?;
+        Ok(known)
+    }
+
     /// Every record of a job-month the store knows, by record key.
     pub fn checkpoints(&self, job: &str, month: Month) -> Result<HashMap<String, Checkpoint>> {
         let mut db = self.conn();

@@ -6,6 +6,8 @@
 use crate::common;
 
 use attendsync_sim::{JdySimConfig, TxMode};
+use std::time::Duration;
+
 use common::{batch_in_flight, counts, fast_wecom, run_and_kill, Env, FAST_SOURCE, FAST_TARGET};
 
 const MONTH: &str = "2026-10";
@@ -128,8 +130,11 @@ async fn a_record_made_by_hand_before_the_first_sync_is_taken_over() {
 /// pending batch in the store, and creates nothing twice.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_first_sync_is_finished_without_duplicates() {
+    // A slow commit keeps a batch in flight long enough to be killed with it
+    // (a fast first sync is otherwise over between two looks), and lands after.
     let jdy = JdySimConfig {
         tx_mode: TxMode::Ignore,
+        commit_delay: Duration::from_millis(600),
         ..JdySimConfig::default()
     };
     let env = env(300, jdy).await;
