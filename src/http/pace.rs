@@ -27,9 +27,11 @@
 //! a few milliseconds rather than filling a window.
 //!
 //! The margin starts small ([`base_margin`]) and a throttling answer doubles
-//! it for the rest of the run ([`Pacer::widen`]), on the lane of the call and
-//! on the vendor's: a link that proves jittery costs a few retried answers,
-//! a quiet one no speed (docs/ARCHITECTURE.md, "Pacing by reserved slots").
+//! it, on the lane of the call and on the vendor's, for as long as the pacer
+//! lives ([`Pacer::widen`]; a client and its pacer last one run, the daemon's
+//! approval look-ups keep theirs until a reload): a link that proves jittery
+//! costs a few retried answers, a quiet one no speed (docs/ARCHITECTURE.md,
+//! "Pacing by reserved slots").
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::{Mutex, MutexGuard};
@@ -256,7 +258,7 @@ impl Pacer {
     }
 
     /// A throttling answer came for `endpoint`: its lane's margin and the
-    /// vendor's are doubled (up to a bound) for the rest of the run. Which
+    /// vendor's are doubled (up to a bound) for as long as the pacer lives. Which
     /// window the vendor counted is not said, so both widen; the slots already
     /// handed out keep their times.
     pub fn widen(&self, endpoint: &str) {
@@ -267,8 +269,11 @@ impl Pacer {
             let margin = lane
                 .as_ref()
                 .map_or(shared.sent.quota.margin, |l| l.sent.quota.margin);
-            tracing::info!(endpoint, margin_ms = margin.as_millis() as u64,
-                "a throttling answer: pacing this endpoint with a wider margin for the rest of the run");
+            tracing::info!(
+                endpoint,
+                margin_ms = margin.as_millis() as u64,
+                "a throttling answer: pacing this endpoint with a wider margin from now on"
+            );
         }
     }
 
