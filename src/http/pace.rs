@@ -26,12 +26,11 @@
 //! window plus the margin ago ([`Sent`]); a late wake-up then delays that call
 //! a few milliseconds rather than filling a window.
 //!
-//! The margin starts small ([`base_margin`]) and a throttling answer doubles
-//! it, on the lane of the call and on the vendor's, for as long as the pacer
-//! lives ([`Pacer::widen`]; a client and its pacer last one run, the daemon's
-//! approval look-ups keep theirs until a reload): a link that proves jittery
-//! costs a few retried answers, a quiet one no speed (docs/ARCHITECTURE.md,
-//! "Pacing by reserved slots").
+//! The margin starts small ([`base_margin`]); a throttling answer doubles it,
+//! on the lane of the call and on the vendor's ([`Pacer::widen`]), and ten
+//! windows' worth of calls without one halve it back ([`Quota::sent`]): a link
+//! that proves jittery costs a few retried answers, a quiet one no speed
+//! (docs/ARCHITECTURE.md, "Pacing by reserved slots").
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::{Mutex, MutexGuard};
@@ -73,11 +72,18 @@ fn spacing(rate: Rate, margin: Duration) -> Duration {
     (rate.per + margin) / rate.count.max(1)
 }
 
+/// Windows' worth of calls sent without a throttling answer after which a
+/// widened margin halves back towards its base: a stall or a jittery spell
+/// passes, and a long run should not pay for it to its end.
+const QUIET_WINDOWS: u32 = 10;
+
 /// One counting window's quota and its margin, as a lane keeps them.
 #[derive(Clone, Copy)]
 struct Quota {
     rate: Rate,
     margin: Duration,
+    /// Calls sent since the margin last changed.
+    quiet: u32,
 }
 
 impl Quota {
@@ -85,6 +91,21 @@ impl Quota {
         Quota {
             rate,
             margin: base_margin(rate.per),
+            quiet: 0,
+        }
+    }
+
+    /// A call left: a widened margin halves after [`QUIET_WINDOWS`] windows'
+    /// worth of calls without a throttling answer, down to its base.
+    fn sent(&mut self) {
+        let base = base_margin(self.rate.per);
+        if self.margin <= base {
+            return;
+        }
+        self.quiet += 1;
+        if self.quiet >= QUIET_WINDOWS.saturating_mul(self.rate.count.max(1)) {
+            self.margin = (self.margin / 2).max(base);
+            self.quiet = 0;
         }
     }
 
@@ -99,6 +120,7 @@ impl Quota {
         let wider = (self.margin * 2).min(most);
         let widened = wider > self.margin;
         self.margin = wider;
+        self.quiet = 0;
         widened
     }
 }
@@ -134,6 +156,7 @@ impl Sent {
     }
 
     fn record(&mut self, now: Instant) {
+        self.quota.sent();
         self.times.push_back(now);
         while self.times.len() > self.count() {
             self.times.pop_front();
@@ -258,7 +281,7 @@ impl Pacer {
     }
 
     /// A throttling answer came for `endpoint`: its lane's margin and the
-    /// vendor's are doubled (up to a bound) for as long as the pacer lives. Which
+    /// vendor's are doubled (up to a bound) until quiet windows halve them back. Which
     /// window the vendor counted is not said, so both widen; the slots already
     /// handed out keep their times.
     pub fn widen(&self, endpoint: &str) {
@@ -382,6 +405,26 @@ mod tests {
         assert_eq!(margins, [20, 40, 80, 80, 80]);
         assert!(!q.widen());
         assert_eq!(q.interval(), Duration::from_millis(108));
+    }
+
+    #[test]
+    fn a_widened_margin_halves_back_after_ten_quiet_windows() {
+        let mut q = Quota::new(Rate::per_second(10));
+        q.widen();
+        q.widen();
+        assert_eq!(q.margin, Duration::from_millis(40));
+        // 99 calls: not yet ten windows' worth.
+        (0..99).for_each(|_| q.sent());
+        assert_eq!(q.margin, Duration::from_millis(40));
+        q.sent();
+        assert_eq!(q.margin, Duration::from_millis(20));
+        // A throttling answer starts the count again.
+        (0..50).for_each(|_| q.sent());
+        q.widen();
+        (0..99).for_each(|_| q.sent());
+        assert_eq!(q.margin, Duration::from_millis(40));
+        (0..201).for_each(|_| q.sent());
+        assert_eq!(q.margin, Duration::from_millis(10), "never below the base");
     }
 
     #[tokio::test]
