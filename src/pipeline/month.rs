@@ -99,6 +99,7 @@ impl MonthCtx<'_> {
             now: opts.now,
             tz: job.timezone,
             budget: run.budget.clone(),
+            halt: Default::default(),
         };
         let producer = tokio::spawn(roster.pull(spec, tx, found.clone()));
         let mut writing: Writing = JoinSet::new();
