@@ -455,3 +455,50 @@ async fn kill_9_with_two_chunks_in_flight_then_a_clean_run_leaves_one_right_reco
         }
     }
 }
+
+/// A permission error (48002) meets a later chunk of `rerun --prune-all`
+/// while the chunks before it are written: the month is not complete, so
+/// nothing is pruned, not even the records really gone; once the
+/// permission is back, the same rerun prunes exactly those.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chunk_failing_beside_another_prunes_nothing() {
+    let env = Env::start(300, common::fast_wecom(), JdySimConfig::default()).await;
+    env.write_job(FAST_SOURCE, FAST_TARGET);
+    env.run(&["run", "--month", MONTH]).await.expect_code(0);
+    assert_eq!(env.rows_by_key().len(), 300);
+    let users: Vec<String> = (env.wecom.org().users.iter())
+        .map(|u| u.userid.clone())
+        .collect();
+    for u in users[..5].iter().chain(&users[250..255]) {
+        env.wecom.drop_report(u);
+    }
+    env.wecom.set_latency(Duration::from_millis(400));
+    let endpoint = "checkin/getcheckin_monthdata";
+    let before = env.wecom.calls(endpoint);
+    let args = ["rerun", "wecom_monthly", "--month", MONTH, "--prune-all"];
+    let (failed, ()) = tokio::join!(env.run(&args), async {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while env.wecom.calls(endpoint) < before + 2 {
+            assert!(Instant::now() < deadline, "the rerun never pulled");
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        env.wecom.set_api_forbidden(true);
+    });
+    assert_ne!(failed.code(), 0, "{}", failed.all());
+    assert!(failed.all().contains("48002"), "{}", failed.all());
+    assert_eq!(
+        env.rows_by_key().len(),
+        300,
+        "nothing pruned\n{}",
+        failed.all()
+    );
+    env.wecom.set_api_forbidden(false);
+    env.wecom.set_latency(Duration::ZERO);
+    let pruned = env.run(&args).await;
+    pruned.expect_code(0);
+    let left = env.rows_by_key();
+    assert_eq!(left.len(), 290, "{}", pruned.all());
+    for u in users[..5].iter().chain(&users[250..255]) {
+        assert!(!left.keys().any(|(id, _)| id == u), "{u} kept");
+    }
+}
