@@ -539,3 +539,53 @@ async fn a_budget_mostly_spent_earlier_this_month_is_still_a_hard_cap() {
     assert_eq!(month["skipped"], serde_json::json!(151), "{report}");
     assert_eq!(env.jdy.records().len(), 250 + 99);
 }
+
+/// A throttling storm that exhausts the retries of a report call while
+/// chunks are in flight: the pull stops, what was served is written (give
+/// or take the employees under way), the month fails, and a calm run then
+/// leaves exactly one record per employee.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_exhausted_in_a_storm_lose_nothing_and_duplicate_nothing() {
+    let config = DingtalkSimConfig {
+        seed: 11,
+        latency: Duration::from_millis(5),
+        ..DingtalkSimConfig::default().with_endpoint_rate(1000)
+    };
+    let env = dingtalk(250, config).await;
+    let job = format!("{}\n{FAST_LIMITS}\n{}", env.pointed_job(), fast_retry(2));
+    env.write("jobs/dingtalk_monthly.toml", &job);
+    // The storm starts once the reports are being pulled (a storm on the
+    // token alone fails the job before any month).
+    let (stormy, ()) = tokio::join!(run(&env, &["run", "--month", MONTH, "--json"]), async {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while env.dingtalk.metered_calls() < 20 {
+            assert!(Instant::now() < deadline, "no metered calls");
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        env.dingtalk.set_throttle_ratio(0.6);
+    });
+    let text = all(&stormy);
+    assert_ne!(stormy.status.code(), Some(0), "{text}");
+    let report: serde_json::Value = serde_json::from_slice(&stormy.stdout)
+        .unwrap_or_else(|e| panic!("JSON summary: {e}\n{text}"));
+    let month = &report["jobs"][0]["months"][0];
+    let n = |k: &str| month[k].as_u64().unwrap_or(0);
+    assert_eq!(env.jdy.records().len() as u64, n("created"), "{month}");
+    assert!(month["month_error"].is_string(), "{month}");
+    let served = employees_served(&env) as u64;
+    let in_flight = 2 * attendsync::source::dingtalk::EMPLOYEES_IN_FLIGHT as u64;
+    assert!(
+        n("pulled") + in_flight >= served,
+        "{served} served: {month}"
+    );
+    env.dingtalk.set_throttle_ratio(0.0);
+    let calm = run(&env, &["run", "--month", MONTH]).await;
+    assert_eq!(calm.status.code(), Some(0), "{}", all(&calm));
+    let rows = env.jdy.records();
+    let mut ids: Vec<&str> = (rows.iter())
+        .filter_map(|r| r.get("userid").and_then(|v| v.as_str()))
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!((rows.len(), ids.len()), (250, 250));
+}
