@@ -3,7 +3,7 @@
 //! overlap and memory holds a few chunks at most. A complete month then lists
 //! (and with `rerun --prune` deletes) what the source no longer returns.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use tokio::sync::mpsc;
@@ -96,19 +96,33 @@ impl MonthCtx<'_> {
             return (Err(e), None);
         }
         let (tx, mut rx) = mpsc::channel::<Result<Pulled, SourceError>>(PIPELINE_DEPTH);
+        let halt = Arc::new(AtomicBool::new(false));
         let spec = MonthPull {
             source: run.source.clone(),
             month: self.month,
             now: opts.now,
             tz: job.timezone,
             budget: run.budget.clone(),
+            halt: halt.clone(),
         };
         let producer = tokio::spawn(roster.pull(spec, tx, found.clone()));
         let mut writing: Writing = JoinSet::new();
         while let Some(pulled) = rx.recv().await {
-            if let Err(e) = self.chunk(pulled, &mut writing, &found).await {
-                progress.fail(e);
-                break;
+            match self.chunk(pulled, &mut writing, &found).await {
+                Ok(None) => {}
+                // The pull stops, but the chunks already under way beside
+                // the one that stopped still hand on what they pulled (a
+                // metered source paid for it): it is written, then the
+                // channel closes.
+                Ok(Some(stop)) => {
+                    halt.store(true, Ordering::SeqCst);
+                    progress.fail(stop);
+                }
+                Err(e) => {
+                    halt.store(true, Ordering::SeqCst);
+                    progress.fail(e);
+                    break;
+                }
             }
         }
         while !writing.is_empty() {
@@ -162,15 +176,19 @@ impl MonthCtx<'_> {
     }
 
     /// One pulled chunk: mapped, diffed, its writes started. An error stops
-    /// the month.
+    /// the month at once; `Some` is why the pull stops (the source's error or
+    /// stop, a shutdown request) once the chunks under way are written.
     async fn chunk(
         &mut self,
         pulled: Result<Pulled, SourceError>,
         writing: &mut Writing,
         found: &AtomicU64,
-    ) -> Result<(), JobError> {
+    ) -> Result<Option<JobError>, JobError> {
         let run = self.run;
-        let mut pulled = pulled?;
+        let mut pulled = match pulled {
+            Ok(pulled) => pulled,
+            Err(e) => return Ok(Some(e.into())),
+        };
         // A pull that stopped partway still hands over what it paid for;
         // those records are written, then the month stops.
         let stopped = pulled.stopped.take();
@@ -203,14 +221,13 @@ impl MonthCtx<'_> {
             &self.report.counts,
             found.load(Ordering::SeqCst),
         );
-        match run
+        if let Some(e) = lease_lost(&run.lost) {
+            return Err(e);
+        }
+        Ok(run
             .syncer
             .interruption(&run.lost)
-            .or(stopped.map(Into::into))
-        {
-            Some(e) => Err(e),
-            None => Ok(()),
-        }
+            .or(stopped.map(Into::into)))
     }
 }
 

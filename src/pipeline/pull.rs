@@ -2,7 +2,7 @@
 //! bounded channel, listing the organisation while it pulls in the first month
 //! of a run.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -25,6 +25,9 @@ pub(super) struct MonthPull {
     pub(super) now: DateTime<Utc>,
     pub(super) tz: chrono_tz::Tz,
     pub(super) budget: Option<Arc<Budget>>,
+    /// Set once the pull must start no further chunk: by a chunk that
+    /// stopped, as soon as it ends, or by the month when it stops.
+    pub(super) halt: Arc<AtomicBool>,
 }
 
 /// Where a month's employees come from.
@@ -148,8 +151,10 @@ impl Roster {
                         return Listing::default();
                     }
                 };
-                let complete =
-                    (buffer.is_empty() || chunks.start(buffer).await) && chunks.finish().await;
+                let started = buffer.is_empty() || chunks.start(buffer).await;
+                // Always waited for: dropping `chunks` would abort the chunks
+                // still running, and lose what they pulled.
+                let complete = chunks.finish().await && started;
                 if !complete {
                     return Listing::default();
                 }
@@ -194,7 +199,10 @@ impl Chunks {
     /// must stop (a chunk stopped, or the month's reader went away).
     async fn start(&mut self, chunk: Vec<String>) -> bool {
         loop {
-            if self.stopped {
+            // A chunk that stopped says so when it ends, not when it is
+            // joined: no chunk starts after a stop (a quota, the budget).
+            if self.stopped || self.spec.halt.load(Ordering::SeqCst) {
+                self.stopped = true;
                 return false;
             }
             let promised = self.promised.load(Ordering::SeqCst) + chunk.len();
@@ -221,6 +229,9 @@ impl Chunks {
             };
             promised.fetch_sub(chunk.len(), Ordering::SeqCst);
             let stop = pulled.as_ref().map_or(true, |p| p.stopped.is_some());
+            if stop {
+                spec.halt.store(true, Ordering::SeqCst);
+            }
             tx.send(pulled).await.is_ok() && !stop
         });
         true
@@ -273,6 +284,8 @@ mod tests {
         most: AtomicUsize,
         pulls: AtomicUsize,
         stops_at: Option<&'static str>,
+        /// What `discover` lists, in one batch.
+        listed: Vec<&'static str>,
     }
 
     impl Source for Slow {
@@ -290,9 +303,13 @@ mod tests {
         }
         fn discover<'a>(
             &'a self,
-            _tx: &'a mpsc::Sender<Vec<String>>,
+            tx: &'a mpsc::Sender<Vec<String>>,
         ) -> BoxFuture<'a, Result<UserIds, SourceError>> {
-            Box::pin(async { Ok(UserIds::default()) })
+            Box::pin(async move {
+                let batch: Vec<String> = self.listed.iter().map(|e| e.to_string()).collect();
+                let _ = tx.send(batch).await;
+                Ok(self.listed.iter().copied().collect())
+            })
         }
         fn pull<'a>(
             &'a self,
@@ -341,6 +358,7 @@ mod tests {
             now: Utc::now(),
             tz: chrono_tz::Asia::Shanghai,
             budget: None,
+            halt: Arc::default(),
         };
         let (tx, mut rx) = mpsc::channel(16);
         let task = tokio::spawn(Roster::known(&all).pull(spec, tx, Arc::new(AtomicU64::new(0))));
@@ -372,6 +390,42 @@ mod tests {
         // never starts.
         assert_eq!(source.pulls.load(Ordering::SeqCst), 2);
         assert!(!handed.contains(&"e".to_string()), "{handed:?}");
+    }
+
+    /// The listing ends after a chunk stopped, with a chunk still running and
+    /// a last, partial chunk that may no longer start: the running chunk is
+    /// waited for and handed on, not aborted with what it pulled.
+    #[tokio::test]
+    async fn a_chunk_running_when_a_listing_ends_after_a_stop_is_handed_on() {
+        let source = Arc::new(Slow {
+            stops_at: Some("a"),
+            listed: vec!["a", "b", "c", "d", "e"],
+            ..Slow::default()
+        });
+        let dyn_source: Arc<dyn Source> = source.clone();
+        let spec = MonthPull {
+            source: dyn_source.clone(),
+            month: "2026-10".parse().expect("month"),
+            now: Utc::now(),
+            tz: chrono_tz::Asia::Shanghai,
+            budget: None,
+            halt: Arc::default(),
+        };
+        let (tx, mut rx) = mpsc::channel(16);
+        let roster = Roster::discover(&dyn_source, usize::MAX, None);
+        let task = tokio::spawn(roster.pull(spec, tx, Arc::new(AtomicU64::new(0))));
+        let mut handed = Vec::new();
+        while let Some(Ok(pulled)) = rx.recv().await {
+            handed.extend(pulled.failed.into_iter().map(|(e, _)| e));
+        }
+        task.await.expect("pull task");
+        handed.sort();
+        assert_eq!(handed, ["a", "b", "c", "d"]);
+        assert_eq!(
+            source.pulls.load(Ordering::SeqCst),
+            2,
+            "no chunk after the stop"
+        );
     }
 
     #[tokio::test]

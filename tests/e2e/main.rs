@@ -32,6 +32,7 @@ mod rerun_employee_e2e;
 mod reshape_regressions_e2e;
 mod schedule_regressions_e2e;
 mod security_regressions_e2e;
+mod speed_regressions_e2e;
 mod tree_rules;
 mod vendor_text_e2e;
 mod wecom_e2e;
