@@ -24,7 +24,7 @@ pub struct Syncer {
     pub store: Store,
     pub http: reqwest::Client,
     pub dry_run_sink: RecordSink,
-    /// Set on SIGTERM/SIGINT: finish the chunk in flight, then stop. Everything
+    /// Set on SIGTERM/SIGINT: finish the chunks in flight, then stop. Everything
     /// written is committed and the next run resumes.
     pub shutdown: crate::shutdown::Shutdown,
     pub progress: Arc<dyn crate::progress::Progress>,
