@@ -173,15 +173,16 @@ impl Roster {
 const CHUNKS_IN_FLIGHT: usize = 2;
 
 /// The chunks being pulled, each handing its records on when done (in the
-/// order they finish: the month writes each chunk on its own).
+/// order they finish: the month writes each chunk on its own). The pull stops
+/// on the month's `halt`, which a chunk that stops (a quota, the budget), a
+/// reader gone away or the month itself sets.
 struct Chunks {
     spec: Arc<MonthPull>,
     tx: mpsc::Sender<Result<Pulled, SourceError>>,
-    running: JoinSet<bool>,
+    running: JoinSet<()>,
     /// Employees of the chunks running: a metered source starts another
     /// chunk beside them only when the budget holds them all.
     promised: Arc<AtomicUsize>,
-    stopped: bool,
 }
 
 impl Chunks {
@@ -191,18 +192,20 @@ impl Chunks {
             tx,
             running: JoinSet::new(),
             promised: Arc::new(AtomicUsize::new(0)),
-            stopped: false,
         }
     }
 
+    fn halted(&self) -> bool {
+        self.spec.halt.load(Ordering::SeqCst)
+    }
+
     /// Starts pulling `chunk` once there is room for it; false when the pull
-    /// must stop (a chunk stopped, or the month's reader went away).
+    /// must stop.
     async fn start(&mut self, chunk: Vec<String>) -> bool {
         loop {
             // A chunk that stopped says so when it ends, not when it is
             // joined: no chunk starts after a stop (a quota, the budget).
-            if self.stopped || self.spec.halt.load(Ordering::SeqCst) {
-                self.stopped = true;
+            if self.halted() {
                 return false;
             }
             let promised = self.promised.load(Ordering::SeqCst) + chunk.len();
@@ -228,11 +231,12 @@ impl Chunks {
                 }
             };
             promised.fetch_sub(chunk.len(), Ordering::SeqCst);
-            let stop = pulled.as_ref().map_or(true, |p| p.stopped.is_some());
-            if stop {
+            if pulled.as_ref().map_or(true, |p| p.stopped.is_some()) {
                 spec.halt.store(true, Ordering::SeqCst);
             }
-            tx.send(pulled).await.is_ok() && !stop
+            if tx.send(pulled).await.is_err() {
+                spec.halt.store(true, Ordering::SeqCst);
+            }
         });
         true
     }
@@ -240,12 +244,11 @@ impl Chunks {
     /// Waits for one running chunk to end.
     async fn join_one(&mut self) {
         match self.running.join_next().await {
-            Some(Ok(go_on)) => self.stopped |= !go_on,
+            Some(Ok(())) | None => {}
             // A chunk that panicked fails the pull task as it did when chunks
             // ran in it (see `pull_ended`).
             Some(Err(e)) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-            Some(Err(_)) => self.stopped = true,
-            None => {}
+            Some(Err(_)) => self.spec.halt.store(true, Ordering::SeqCst),
         }
     }
 
@@ -254,7 +257,7 @@ impl Chunks {
         while !self.running.is_empty() {
             self.join_one().await;
         }
-        !self.stopped
+        !self.halted()
     }
 }
 
@@ -348,10 +351,9 @@ mod tests {
         }
     }
 
-    /// Pulls six employees (three chunks) from `source`; the employees handed
-    /// on, in the order their chunks came.
-    async fn pull_six(source: Arc<Slow>) -> Vec<String> {
-        let all: Arc<UserIds> = Arc::new(["a", "b", "c", "d", "e", "f"].into_iter().collect());
+    /// Pulls what `roster` names from `source`; the employees handed on, in
+    /// the order their chunks came.
+    async fn pull_with(source: Arc<dyn Source>, roster: Roster) -> Vec<String> {
         let spec = MonthPull {
             source,
             month: "2026-10".parse().expect("month"),
@@ -361,13 +363,19 @@ mod tests {
             halt: Arc::default(),
         };
         let (tx, mut rx) = mpsc::channel(16);
-        let task = tokio::spawn(Roster::known(&all).pull(spec, tx, Arc::new(AtomicU64::new(0))));
+        let task = tokio::spawn(roster.pull(spec, tx, Arc::new(AtomicU64::new(0))));
         let mut handed = Vec::new();
         while let Some(Ok(pulled)) = rx.recv().await {
             handed.extend(pulled.failed.into_iter().map(|(e, _)| e));
         }
         task.await.expect("pull task");
         handed
+    }
+
+    /// Pulls six known employees (three chunks) from `source`.
+    async fn pull_six(source: Arc<Slow>) -> Vec<String> {
+        let all: Arc<UserIds> = Arc::new(["a", "b", "c", "d", "e", "f"].into_iter().collect());
+        pull_with(source, Roster::known(&all)).await
     }
 
     #[tokio::test]
@@ -403,22 +411,8 @@ mod tests {
             ..Slow::default()
         });
         let dyn_source: Arc<dyn Source> = source.clone();
-        let spec = MonthPull {
-            source: dyn_source.clone(),
-            month: "2026-10".parse().expect("month"),
-            now: Utc::now(),
-            tz: chrono_tz::Asia::Shanghai,
-            budget: None,
-            halt: Arc::default(),
-        };
-        let (tx, mut rx) = mpsc::channel(16);
         let roster = Roster::discover(&dyn_source, usize::MAX, None);
-        let task = tokio::spawn(roster.pull(spec, tx, Arc::new(AtomicU64::new(0))));
-        let mut handed = Vec::new();
-        while let Some(Ok(pulled)) = rx.recv().await {
-            handed.extend(pulled.failed.into_iter().map(|(e, _)| e));
-        }
-        task.await.expect("pull task");
+        let mut handed = pull_with(dyn_source, roster).await;
         handed.sort();
         assert_eq!(handed, ["a", "b", "c", "d"]);
         assert_eq!(

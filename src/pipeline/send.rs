@@ -70,7 +70,10 @@ pub(super) type EarlyCheck = tokio::task::JoinHandle<Result<InForm, JobError>>;
 impl MonthCtx<'_> {
     /// What is known of the month's new keys in the form, asked when a chunk
     /// first has records to create: once a month, so a second run, which
-    /// creates nothing, reads nothing.
+    /// creates nothing, reads nothing. Only a month that
+    /// [`Self::start_month_check`] asked about can be `Absent`: any other (the
+    /// store knows it, or no key field names the month) is looked up batch by
+    /// batch.
     pub(super) async fn creates_in_form(&mut self) -> Result<InForm, JobError> {
         if let Some(known) = self.state.in_form {
             return Ok(known);
@@ -79,7 +82,7 @@ impl MonthCtx<'_> {
             Some(check) if !self.state.stored_any => check.await.map_err(|e| {
                 JobError::Setup(format!("the check of the form for this month failed: {e}"))
             })??,
-            _ => self.month_in_form().await?,
+            _ => InForm::Unknown,
         };
         self.state.in_form = Some(known);
         Ok(known)
@@ -88,13 +91,14 @@ impl MonthCtx<'_> {
     /// A first sync of the month (the store knows none of its records): asks
     /// the form now, beside the pull, so that the first chunk's creates do not
     /// wait a round trip for the answer. A month the store knows is not asked
-    /// at all: its batches are looked up ([`Self::month_in_form`]).
+    /// at all: its batches are looked up. Neither is a dry run (it creates
+    /// nothing), a rerun (its creates are known absent), or a month no key
+    /// field names (it cannot be asked about).
     pub(super) async fn start_month_check(&mut self) -> Result<(), JobError> {
         let run = self.run;
         let Some(writer) = run.writer.clone() else {
             return Ok(());
         };
-        // A dry run creates nothing; a rerun's creates are known absent.
         if run.opts.dry_run || run.opts.is_rerun() {
             return Ok(());
         }
@@ -111,34 +115,6 @@ impl MonthCtx<'_> {
         let check = ask_month_in_form(writer, store, job, month, month_keys);
         self.state.early_check = Some(tokio::spawn(check));
         Ok(())
-    }
-
-    /// `Absent` when the form holds no record of the month (one read of one
-    /// record, by the key fields that name the month) and the store no
-    /// unsettled batch of it; otherwise each batch is looked up by key.
-    async fn month_in_form(&self) -> Result<InForm, JobError> {
-        let run = self.run;
-        let Some(writer) = &run.writer else {
-            return Ok(InForm::Unknown);
-        };
-        if self.state.stored_any {
-            // Not a first sync: each batch is looked up, no need to ask.
-            return Ok(InForm::Unknown);
-        }
-        let month_keys = run.mapping.bind(&self.vars).constant_key_values();
-        if month_keys.is_empty() {
-            // No key field names the month: the month cannot be asked about.
-            return Ok(InForm::Unknown);
-        }
-        let store = run.syncer.store.clone();
-        ask_month_in_form(
-            writer.clone(),
-            store,
-            run.job.name.clone(),
-            self.month,
-            month_keys,
-        )
-        .await
     }
 
     /// Waits for one chunk's writes and adds them to the report. A chunk whose

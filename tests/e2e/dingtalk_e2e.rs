@@ -4,14 +4,13 @@
 use std::process::Output;
 use std::time::Duration;
 
-use attendsync::mapping::Vars;
 use attendsync::month::Month;
 use attendsync::source::dingtalk::EMPLOYEES_IN_FLIGHT;
 use attendsync_sim::{DingtalkSimConfig, Org};
 
 use crate::common::dingtalk::{
-    all, fast_retry, mapping, start_dingtalk, DingEnv, API_KEY, APP_KEY, APP_SECRET, FAST_LIMITS,
-    SHIPPED_MAPPING,
+    all, assert_rows_are_the_sources, fast_retry, start_dingtalk, DingEnv, API_KEY, APP_KEY,
+    APP_SECRET, FAST_LIMITS, SHIPPED_MAPPING,
 };
 use crate::common::RUN_TIMEOUT;
 
@@ -56,51 +55,7 @@ async fn shipped_job_syncs_a_month_then_writes_nothing_the_second_time() {
     assert_eq!(env.jdy.records().len(), 60);
 
     // Every row is what the mapping makes of the simulator's sums.
-    let mapping = mapping();
-    let month: Month = MONTH.parse().unwrap_or_else(|e| panic!("{e}"));
-    let vars = Vars {
-        month,
-        timezone: chrono_tz::Asia::Shanghai,
-        job: "dingtalk_monthly".into(),
-        source: "dingtalk".into(),
-        synced_at: chrono::Utc::now(),
-    };
-    let columns: Vec<String> = [
-        "出勤天数",
-        "休息天数",
-        "工作时长",
-        "迟到次数",
-        "迟到时长",
-        "早退次数",
-        "缺卡次数",
-        "旷工天数",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    let leave: Vec<String> = ["年假", "事假", "病假", "调休"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-    let rows = env.jdy.records();
-    for user in env.dingtalk.org().users.iter().step_by(7) {
-        let record = env
-            .dingtalk
-            .expected_record(&user.userid, month, &columns, &leave)
-            .unwrap_or_else(|| panic!("no expected record for {}", user.userid));
-        let expected = mapping
-            .apply(&record, &vars)
-            .unwrap_or_else(|e| panic!("{e:?}"));
-        let row = rows
-            .iter()
-            .find(|r| r.get("userid").and_then(|v| v.as_str()) == Some(user.userid.as_str()))
-            .unwrap_or_else(|| panic!("no row for {}", user.userid));
-        for (field, value) in expected.fields() {
-            if field != "synced_at" {
-                assert_eq!(row.get(field), Some(value), "{} {field}", user.userid);
-            }
-        }
-    }
+    assert_rows_are_the_sources(&env, MONTH, 7);
 
     let writes = env.jdy.write_calls();
     let second = env.run(&["run", "--month", MONTH], &[]).await;

@@ -40,6 +40,18 @@ fn employees_served(env: &DingEnv) -> usize {
         .min(served(attendsync_sim::dingtalk::GETLEAVETIME))
 }
 
+/// Every employee the simulator served is written, but for the calls under
+/// way when the pull stopped (a few employees may have one report of two).
+fn assert_served_were_written(env: &DingEnv, what: &str, detail: &str) {
+    let served = employees_served(env);
+    let written = env.jdy.records().len();
+    eprintln!("{what}: both reports served for {served} employees, {written} written");
+    assert!(
+        written + 2 * attendsync::source::dingtalk::EMPLOYEES_IN_FLIGHT >= served,
+        "{served} employees served, only {written} written\n{detail}"
+    );
+}
+
 /// DingTalk's monthly quota (90020) runs out while two chunks are pulled at
 /// once. Every employee whose reports DingTalk served (and counted against
 /// the company's quota) must have their record written: the quota is gone
@@ -57,15 +69,7 @@ async fn a_quota_stop_writes_the_records_of_the_chunk_pulled_beside_it() {
     let text = all(&first);
     assert_eq!(first.status.code(), Some(1), "{text}");
     assert!(text.contains("90020"), "{text}");
-    let served = employees_served(&env);
-    let written = env.jdy.records().len();
-    eprintln!("served both reports for {served} employees, {written} records written");
-    // Calls under way when the refusal came may leave a few employees with
-    // one report of two; none of the fully served ones may be lost.
-    assert!(
-        written + 2 * attendsync::source::dingtalk::EMPLOYEES_IN_FLIGHT >= served,
-        "{served} employees served, only {written} written\n{text}"
-    );
+    assert_served_were_written(&env, "90020", &text);
 }
 
 /// SIGTERM while two DingTalk chunks are pulled: the meter stops every
@@ -105,13 +109,7 @@ async fn sigterm_with_two_chunks_in_flight_writes_what_both_pulled() {
         .unwrap_or_else(|_| panic!("no exit within 60 s of SIGTERM"))
         .unwrap_or_else(|e| panic!("wait: {e}"));
     assert_ne!(status.code(), Some(0));
-    let served = employees_served(&env);
-    let written = env.jdy.records().len();
-    eprintln!("SIGTERM: both reports served for {served} employees, {written} written");
-    assert!(
-        written + 2 * attendsync::source::dingtalk::EMPLOYEES_IN_FLIGHT >= served,
-        "{served} employees pulled, only {written} written"
-    );
+    assert_served_were_written(&env, "SIGTERM", "");
 }
 
 /// A wrong WeCom secret and a wrong form id at once: the form check and the
@@ -416,50 +414,7 @@ async fn kill_9_with_two_chunks_in_flight_then_a_clean_run_leaves_one_right_reco
         (250, 250),
         "one record per employee"
     );
-    let mapping = crate::common::dingtalk::mapping();
-    let month: attendsync::month::Month = MONTH.parse().unwrap_or_else(|e| panic!("{e}"));
-    let vars = attendsync::mapping::Vars {
-        month,
-        timezone: chrono_tz::Asia::Shanghai,
-        job: "dingtalk_monthly".into(),
-        source: "dingtalk".into(),
-        synced_at: chrono::Utc::now(),
-    };
-    let columns: Vec<String> = [
-        "出勤天数",
-        "休息天数",
-        "工作时长",
-        "迟到次数",
-        "迟到时长",
-        "早退次数",
-        "缺卡次数",
-        "旷工天数",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    let leave: Vec<String> = ["年假", "事假", "病假", "调休"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-    for user in env.dingtalk.org().users.iter().step_by(9) {
-        let record = env
-            .dingtalk
-            .expected_record(&user.userid, month, &columns, &leave)
-            .unwrap_or_else(|| panic!("no expected record for {}", user.userid));
-        let expected = mapping
-            .apply(&record, &vars)
-            .unwrap_or_else(|e| panic!("{e:?}"));
-        let row = rows
-            .iter()
-            .find(|r| r.get("userid").and_then(|v| v.as_str()) == Some(user.userid.as_str()))
-            .unwrap_or_else(|| panic!("no row for {}", user.userid));
-        for (field, value) in expected.fields() {
-            if field != "synced_at" {
-                assert_eq!(row.get(field), Some(value), "{} {field}", user.userid);
-            }
-        }
-    }
+    crate::common::dingtalk::assert_rows_are_the_sources(&env, MONTH, 9);
 }
 
 /// A permission error (48002) meets a later chunk of `rerun --prune-all`

@@ -186,3 +186,51 @@ pub fn events_job(env: &DingEnv, events: &str) -> String {
 pub fn http_events(delay: &str) -> String {
     format!("mode = \"http\"\ntoken = \"${{EVENT_TOKEN}}\"\naes_key = \"${{EVENT_AES_KEY}}\"\ndelay = \"{delay}\"")
 }
+
+/// The shipped job's report columns and leave names, as the simulator sums them.
+const SHIPPED_COLUMNS: [&str; 8] = [
+    "出勤天数",
+    "休息天数",
+    "工作时长",
+    "迟到次数",
+    "迟到时长",
+    "早退次数",
+    "缺卡次数",
+    "旷工天数",
+];
+const SHIPPED_LEAVE: [&str; 4] = ["年假", "事假", "病假", "调休"];
+
+/// Every `step`-th employee's row in the form is what the shipped mapping
+/// makes of the simulator's sums for `month` (all fields but `synced_at`).
+pub fn assert_rows_are_the_sources(env: &DingEnv, month: &str, step: usize) {
+    let mapping = mapping();
+    let month: attendsync::month::Month = month.parse().unwrap_or_else(|e| panic!("{e}"));
+    let vars = attendsync::mapping::Vars {
+        month,
+        timezone: chrono_tz::Asia::Shanghai,
+        job: "dingtalk_monthly".into(),
+        source: "dingtalk".into(),
+        synced_at: chrono::Utc::now(),
+    };
+    let columns: Vec<String> = SHIPPED_COLUMNS.iter().map(|s| s.to_string()).collect();
+    let leave: Vec<String> = SHIPPED_LEAVE.iter().map(|s| s.to_string()).collect();
+    let rows = env.jdy.records();
+    for user in env.dingtalk.org().users.iter().step_by(step) {
+        let record = env
+            .dingtalk
+            .expected_record(&user.userid, month, &columns, &leave)
+            .unwrap_or_else(|| panic!("no expected record for {}", user.userid));
+        let expected = mapping
+            .apply(&record, &vars)
+            .unwrap_or_else(|e| panic!("{e:?}"));
+        let row = rows
+            .iter()
+            .find(|r| r.get("userid").and_then(|v| v.as_str()) == Some(user.userid.as_str()))
+            .unwrap_or_else(|| panic!("no row for {}", user.userid));
+        for (field, value) in expected.fields() {
+            if field != "synced_at" {
+                assert_eq!(row.get(field), Some(value), "{} {field}", user.userid);
+            }
+        }
+    }
+}
