@@ -65,6 +65,7 @@ impl Syncer {
             run_id,
         };
         let result = self.run_months(started, &months, &mut report).await;
+        self.keep_paces(job).await;
         if let Err(e) = result {
             tracing::error!(job = %job.name, error = %e, "job failed");
             report.error = Some(format!("job {}: {e}", job.name));
@@ -159,6 +160,7 @@ impl Syncer {
         self.store.call(|s| s.fold_written()).await?;
         let months = self.due_months(job, opts, months, report).await?;
         let source = crate::source::open(&job.source, self.http.clone(), stats.clone());
+        self.recall_pace(job.source.app_identity()).await;
         // The form's check and the source's token are independent: taken
         // together, the first report call is one round trip sooner. Both end
         // before either error is reported, so that when both fail the form's
@@ -232,6 +234,7 @@ impl Syncer {
             }
         };
         log_month(&m);
+        self.keep_paces(job).await;
         if let Some(run_id) = run.run_id {
             let (j, ms, c, err) = (job.name.clone(), month, m.counts, m.month_error.clone());
             self.store

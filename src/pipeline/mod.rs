@@ -21,6 +21,7 @@ mod job;
 mod map;
 mod month;
 mod options;
+mod pace;
 mod plan;
 mod pull;
 mod report;

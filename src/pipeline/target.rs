@@ -29,6 +29,7 @@ impl Syncer {
             &job.target,
             stats.clone(),
         ));
+        self.recall_pace(job.target.pace_holder()).await;
         let widgets = jdy.widgets().await?;
         crate::target::jiandaoyun::form_check::require_fields(&mapping.fields(), &widgets)
             .map_err(JobError::Setup)?;

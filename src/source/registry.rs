@@ -30,8 +30,8 @@ impl SourceConfig {
     /// events (the vendor pushes each once).
     pub fn app_identity(&self) -> String {
         match self {
-            SourceConfig::Wecom(cfg) => format!("wecom {} at {}", cfg.corp_id, cfg.base_url),
-            SourceConfig::Dingtalk(cfg) => format!("dingtalk {} at {}", cfg.app_key, cfg.base_url),
+            SourceConfig::Wecom(cfg) => cfg.app_identity(),
+            SourceConfig::Dingtalk(cfg) => cfg.app_identity(),
         }
     }
 

@@ -10,6 +10,7 @@ mod dirty;
 mod events;
 mod file;
 mod owed;
+mod pace;
 mod requests;
 mod schema;
 

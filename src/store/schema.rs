@@ -189,6 +189,16 @@ CREATE TABLE event_links (
     at     TEXT NOT NULL
 ) WITHOUT ROWID;
 "#,
+    // When each vendor app's recent calls left (store/pace.rs): a run that
+    // starts right after another keeps to the quota windows they share.
+    r#"
+CREATE TABLE pace_departures (
+    holder  TEXT NOT NULL,
+    lane    TEXT NOT NULL,
+    left_at TEXT NOT NULL,
+    PRIMARY KEY (holder, lane)
+) WITHOUT ROWID;
+"#,
 ];
 
 pub const CURRENT_VERSION: i64 = MIGRATIONS.len() as i64;

@@ -34,6 +34,14 @@ pub struct DingtalkSource {
     pub retry: RetryConfig,
 }
 
+impl DingtalkSource {
+    /// The app the job signs in as; DingTalk counts its quotas per app
+    /// (docs/vendors/dingtalk.md "Limits"), so jobs of one app share a pace.
+    pub fn app_identity(&self) -> String {
+        format!("dingtalk {} at {}", self.app_key, self.base_url)
+    }
+}
+
 const DINGTALK_KEYS: &[&str] = &[
     "type",
     "app_key",

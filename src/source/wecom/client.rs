@@ -44,7 +44,7 @@ pub struct WecomClient {
     corp_id: String,
     secret: Secret,
     tokens: TokenCache,
-    pacer: Pacer,
+    pacer: std::sync::Arc<Pacer>,
     retry: RetryConfig,
     stats: Arc<CallStats>,
 }
@@ -57,7 +57,12 @@ impl WecomClient {
             corp_id: cfg.corp_id.clone(),
             secret: cfg.secret.clone(),
             tokens: TokenCache::new(),
-            pacer: Pacer::new(GLOBAL_LIMIT, DEFAULT_LIMITS, &cfg.limits),
+            pacer: Pacer::shared(
+                &cfg.app_identity(),
+                GLOBAL_LIMIT,
+                DEFAULT_LIMITS,
+                &cfg.limits,
+            ),
             retry: cfg.retry,
             stats,
         }

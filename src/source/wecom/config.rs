@@ -24,6 +24,14 @@ pub struct WecomSource {
     pub retry: RetryConfig,
 }
 
+impl WecomSource {
+    /// The app the job signs in as; WeCom counts its quotas per corp
+    /// (docs/vendors/wecom.md "Limits"), so jobs of one corp share a pace.
+    pub fn app_identity(&self) -> String {
+        format!("wecom {} at {}", self.corp_id, self.base_url)
+    }
+}
+
 const WECOM_KEYS: &[&str] = &[
     "type",
     "corp_id",

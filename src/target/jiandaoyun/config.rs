@@ -31,6 +31,15 @@ pub struct Target {
     pub request_timeout: Duration,
 }
 
+impl Target {
+    /// Whose quota the job's writes count against: the app, as the key is a
+    /// secret (docs/vendors/jiandaoyun.md "Limits" leaves open whether the
+    /// count is per key or per company).
+    pub fn pace_holder(&self) -> String {
+        format!("jiandaoyun {} at {}", self.app_id, self.base_url)
+    }
+}
+
 const TARGET_KEYS: &[&str] = &[
     "api_key",
     "app_id",
