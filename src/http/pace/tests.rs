@@ -250,8 +250,8 @@ async fn the_vendor_pace_never_squeezes_an_endpoints_own_pace() {
     );
     let closest = |sent: &[Instant]| sent.windows(2).map(|w| w[1] - w[0]).min();
     // Slots are a full interval apart; a send may be up to the tolerance late.
-    let timer_step = LATE_TOLERANCE;
     let create_gap = Quota::new(Rate::per_second(10)).interval();
+    let timer_step = late_tolerance(create_gap);
     assert!(
         closest(&creates).is_some_and(|g| g >= create_gap - timer_step),
         "{:?}",
@@ -300,4 +300,33 @@ async fn total_override_sets_the_vendor_wide_pace() {
     }
     let took = start.elapsed();
     assert!(took >= Duration::from_millis(190), "{took:?}");
+}
+
+#[tokio::test]
+async fn a_call_a_little_late_on_a_slow_lane_goes_rather_than_wait_a_whole_interval() {
+    // 1/s: slots 1.01 s apart, so a call may go up to 101 ms late.
+    let pacer = Arc::new(Pacer::new(
+        Rate::per_second(1000),
+        &[("x", Rate::per_second(1))],
+        &[],
+    ));
+    pacer.ready("x").await;
+    let start = Instant::now();
+    let waiter = |pacer: Arc<Pacer>| {
+        tokio::spawn(async move {
+            pacer.ready("x").await;
+            Instant::now()
+        })
+    };
+    // Two calls in flight (two chunks): slots at 1.01 s and 2.02 s.
+    let (first, second) = (waiter(pacer.clone()), waiter(pacer.clone()));
+    tokio::task::yield_now().await;
+    // The runtime's only thread stalls 40 ms past the first slot.
+    std::thread::sleep(Duration::from_millis(1050).saturating_sub(start.elapsed()));
+    let first = first.await.expect("task") - start;
+    let second = second.await.expect("task") - start;
+    // Not a new slot after the second call's (3.03 s).
+    assert!(first < Duration::from_millis(1200), "{first:?}");
+    assert!(second >= Duration::from_millis(2010), "{second:?}");
+    assert!(second < Duration::from_millis(2200), "{second:?}");
 }
