@@ -1,0 +1,203 @@
+//! Regressions found by trying to break the pace kept between runs
+//! (docs/ARCHITECTURE.md "A pace is the vendor app's, not the run's"): the
+//! target's and DingTalk's per-second quotas across back-to-back runs, kept
+//! times that are corrupt or ahead of the clock, jobs whose limits are the
+//! same but written differently, dry runs.
+
+use std::time::{Duration, Instant};
+
+use attendsync_sim::{most_calls_within, DingtalkSimConfig, JdySimConfig, Org, WecomSimConfig};
+
+use crate::common::daemon::Daemon;
+use crate::common::dingtalk::{all, fast_retry, start_dingtalk, DingEnv};
+use crate::common::{fast_wecom, Env, FAST_RETRY, FAST_TARGET, FAST_TARGET_RETRY, RUN_TIMEOUT};
+
+const MONTH: &str = "2026-10";
+const MONTHDATA: &str = "checkin/getcheckin_monthdata";
+const BATCH_CREATE: &str = "data/batch_create";
+
+/// 250 employees (three report calls a run), the report quota 1 a second.
+async fn one_report_a_second() -> Env {
+    let wecom = WecomSimConfig {
+        limits: vec![(MONTHDATA.to_owned(), 1, Duration::from_secs(1))],
+        ..WecomSimConfig::default()
+    };
+    Env::start(250, wecom, JdySimConfig::default()).await
+}
+
+/// No report call was over the 1/s quota, as the simulator counted them.
+fn assert_report_quota_kept(env: &Env, detail: &str) {
+    let log = env.wecom.call_log();
+    let throttled = log
+        .iter()
+        .filter(|c| c.endpoint == MONTHDATA && c.outcome.code() == Some(45009))
+        .count();
+    assert_eq!(
+        (env.wecom.quota_violations(), throttled),
+        (0, 0),
+        "report calls over the 1/s quota\n{detail}"
+    );
+    assert!(most_calls_within(&log, MONTHDATA, Duration::from_secs(1)) <= 1);
+}
+
+/// Users `range` of the simulated organisation, as a `userids` line.
+fn userids(env: &Env, range: std::ops::Range<usize>) -> String {
+    let ids: Vec<String> = env.wecom.org().users[range]
+        .iter()
+        .map(|u| format!("{:?}", u.userid))
+        .collect();
+    format!("userids = [{}]", ids.join(", "))
+}
+
+/// Two jobs of one corp, `first_half` and `second_half`, each with half the
+/// organisation and its own `[source.limits]`; `extra` in their top level.
+fn two_jobs(env: &Env, limits: [&str; 2], target: &str, extra: &str) {
+    let halves = [("first_half", 0..125), ("second_half", 125..250)];
+    for ((name, range), limits) in halves.into_iter().zip(limits) {
+        let source = format!("{}\n{limits}\n{FAST_RETRY}", userids(env, range));
+        let text = env
+            .job_text(&source, &format!("{target}\n{FAST_TARGET_RETRY}"))
+            .replace(
+                "description = \"test job\"",
+                &format!("description = \"test job\"\n{extra}"),
+            );
+        env.write(&format!("jobs/{name}.toml"), &text);
+    }
+}
+
+/// The WeCom corp's pace holder as the store keeps it, read from the
+/// database (`app_identity()`, docs/ARCHITECTURE.md).
+fn wecom_holder(env: &Env) -> String {
+    let conn = rusqlite::Connection::open(env.db()).unwrap_or_else(|e| panic!("open db: {e}"));
+    conn.query_row(
+        "SELECT DISTINCT holder FROM pace_departures WHERE holder LIKE 'wecom %'",
+        [],
+        |r| r.get(0),
+    )
+    .unwrap_or_else(|e| panic!("no kept WeCom pace: {e}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_with_the_same_limits_written_in_another_order_share_the_daemons_pace() {
+    // The same two limits, listed in the other order by the second job: the
+    // vendor counts one quota, so the daemon's runs must share one pace.
+    let env = one_report_a_second().await;
+    let a = "[source.limits]\n\"checkin/getcheckin_monthdata\" = \"1/s\"\n\"user/simplelist\" = \"100/s\"";
+    let b = "[source.limits]\n\"user/simplelist\" = \"100/s\"\n\"checkin/getcheckin_monthdata\" = \"1/s\"";
+    two_jobs(
+        &env,
+        [a, b],
+        FAST_TARGET,
+        "schedule = \"*/3 * * * * *\"\nprevious_month_until_day = 0",
+    );
+    let daemon = Daemon::start(&env, None);
+    let deadline = Instant::now() + Duration::from_secs(25);
+    while env.wecom.calls(MONTHDATA) < 4 {
+        assert!(
+            Instant::now() < deadline,
+            "the daemon made {} report calls in 25 s\n{}",
+            env.wecom.calls(MONTHDATA),
+            daemon.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (code, log) = daemon.terminate().await;
+    assert_eq!(code, 0, "{log}");
+    assert_report_quota_kept(&env, &log);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_writing_one_app_back_to_back_keep_its_batch_create_quota() {
+    // Jiandaoyun's batch_create scaled to 1 a second; two jobs of one app,
+    // run by two processes one right after the other.
+    let mut jdy = JdySimConfig::default();
+    for (endpoint, calls, _) in &mut jdy.limits {
+        if endpoint == BATCH_CREATE {
+            *calls = 1;
+        }
+    }
+    let env = Env::start(250, fast_wecom(), jdy).await;
+    let fast_source =
+        "[source.limits]\n\"checkin/getcheckin_monthdata\" = \"6000/min\"\n\"user/simplelist\" = \"100/s\"";
+    let target = "[target.limits]\n\"data/batch_create\" = \"1/s\"\n\"data/list\" = \"25/s\"";
+    two_jobs(&env, [fast_source, fast_source], target, "");
+    let first = env.run(&["run", "first_half", "--month", MONTH]).await;
+    first.expect_code(0);
+    let second = env.run(&["run", "second_half", "--month", MONTH]).await;
+    second.expect_code(0);
+    let log = env.jdy.call_log();
+    let throttled = log
+        .iter()
+        .filter(|c| c.endpoint == BATCH_CREATE && c.outcome.http_status() == Some(429))
+        .count();
+    assert_eq!(
+        (env.jdy.quota_violations(), throttled),
+        (0, 0),
+        "{}{}",
+        first.all(),
+        second.all()
+    );
+    assert!(env.jdy.calls(BATCH_CREATE) >= 4);
+    assert_eq!(env.rows_by_key().len(), 250);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dingtalk_run_then_rerun_keeps_a_per_second_quota() {
+    const COLUMNVAL: &str = "topapi/attendance/getcolumnval";
+    let mut config = DingtalkSimConfig::default().with_endpoint_rate(1000);
+    for (endpoint, calls, _) in &mut config.limits {
+        if endpoint == COLUMNVAL {
+            *calls = 2;
+        }
+    }
+    let env = DingEnv::start(start_dingtalk(Org::generate(3, 5), config).await).await;
+    let limits = "[source.limits]\n\"topapi/v2/department/listsub\" = \"200/s\"\n\"topapi/v2/user/list\" = \"200/s\"\n\"topapi/attendance/getcolumnval\" = \"2/s\"\n\"topapi/attendance/getleavetimebynames\" = \"200/s\"\n";
+    let job = format!("{}\n{limits}\n{}", env.pointed_job(), fast_retry(10));
+    env.write("jobs/dingtalk_monthly.toml", &job);
+    let first = env
+        .run_with(&["run", "--month", MONTH], &[], RUN_TIMEOUT)
+        .await;
+    assert_eq!(first.status.code(), Some(0), "{}", all(&first));
+    let rerun = env
+        .run_with(
+            &["rerun", "dingtalk_monthly", "--month", MONTH],
+            &[],
+            RUN_TIMEOUT,
+        )
+        .await;
+    assert_eq!(rerun.status.code(), Some(0), "{}", all(&rerun));
+    let log = env.dingtalk.call_log();
+    let throttled = log
+        .iter()
+        .filter(|c| c.endpoint == COLUMNVAL && c.outcome.code() == Some(90018))
+        .count();
+    assert_eq!(
+        (env.dingtalk.quota_violations(), throttled),
+        (0, 0),
+        "{}{}",
+        all(&first),
+        all(&rerun)
+    );
+    assert!(env.dingtalk.calls(COLUMNVAL) >= 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dry_run_keeps_no_pace_in_a_database_it_must_not_create() {
+    let env = Env::start(20, fast_wecom(), JdySimConfig::default()).await;
+    env.write_job(crate::common::FAST_SOURCE, FAST_TARGET);
+    env.run(&["run", "--dry-run", "--month", MONTH])
+        .await
+        .expect_code(0);
+    assert!(!env.db().exists(), "a dry run created the database");
+    env.run(&["rerun", "wecom_monthly", "--dry-run", "--month", MONTH])
+        .await
+        .expect_code(0);
+    assert!(!env.db().exists(), "a dry rerun created the database");
+    // With a database, a dry run's source calls are kept: they count too.
+    env.run(&["run", "--month", MONTH]).await.expect_code(0);
+    env.run(&["run", "--dry-run", "--month", MONTH])
+        .await
+        .expect_code(0);
+    assert!(wecom_holder(&env).starts_with("wecom "));
+}
+
