@@ -77,6 +77,15 @@ fn wecom_holder(env: &Env) -> String {
     .unwrap_or_else(|e| panic!("no kept WeCom pace: {e}"))
 }
 
+fn put_row(env: &Env, holder: &str, lane: &str, left_at: &str) {
+    let conn = rusqlite::Connection::open(env.db()).unwrap_or_else(|e| panic!("open db: {e}"));
+    conn.execute(
+        "INSERT OR REPLACE INTO pace_departures (holder, lane, left_at) VALUES (?1, ?2, ?3)",
+        rusqlite::params![holder, lane, left_at],
+    )
+    .unwrap_or_else(|e| panic!("write the row: {e}"));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jobs_with_the_same_limits_written_in_another_order_share_the_daemons_pace() {
     // The same two limits, listed in the other order by the second job: the
@@ -201,3 +210,19 @@ async fn a_dry_run_keeps_no_pace_in_a_database_it_must_not_create() {
     assert!(wecom_holder(&env).starts_with("wecom "));
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_lane_kept_does_not_cost_the_other_lanes() {
+    let env = one_report_a_second().await;
+    let limits =
+        "[source.limits]\n\"checkin/getcheckin_monthdata\" = \"1/s\"\n\"user/simplelist\" = \"100/s\"";
+    env.write_job(limits, FAST_TARGET);
+    let first = env.run(&["run", "--month", MONTH]).await;
+    first.expect_code(0);
+    // A lane whose kept list cannot be read (a hand edit, a bad disk): the
+    // report lane's kept times are still good and must hold the rerun.
+    put_row(&env, &wecom_holder(&env), "user/simplelist", "[1, 2, \"x\"");
+    let rerun = env.run(&["rerun", "wecom_monthly", "--month", MONTH]).await;
+    rerun.expect_code(0);
+    assert_report_quota_kept(&env, &format!("{}{}", first.all(), rerun.all()));
+    assert_eq!(env.rows_by_key().len(), 250);
+}
