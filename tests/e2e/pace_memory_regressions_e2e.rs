@@ -4,7 +4,7 @@
 //! times that are corrupt or ahead of the clock, jobs whose limits are the
 //! same but written differently, dry runs.
 
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use attendsync_sim::{most_calls_within, DingtalkSimConfig, JdySimConfig, Org, WecomSimConfig};
 
@@ -84,6 +84,12 @@ fn put_row(env: &Env, holder: &str, lane: &str, left_at: &str) {
         rusqlite::params![holder, lane, left_at],
     )
     .unwrap_or_else(|e| panic!("write the row: {e}"));
+}
+
+fn micros_since_epoch(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or(0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -224,5 +230,37 @@ async fn a_corrupt_lane_kept_does_not_cost_the_other_lanes() {
     let rerun = env.run(&["rerun", "wecom_monthly", "--month", MONTH]).await;
     rerun.expect_code(0);
     assert_report_quota_kept(&env, &format!("{}{}", first.all(), rerun.all()));
+    assert_eq!(env.rows_by_key().len(), 250);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kept_times_ahead_of_the_clock_hold_a_run_an_interval_not_a_window() {
+    // The wall clock was set back an hour since the last run: its kept times
+    // are all in the future. Their spacing is still what it was; only the
+    // last may be taken as now. Counting every one as now held the next
+    // report call a whole minute.
+    let env = Env::start(250, fast_wecom(), JdySimConfig::default()).await;
+    let limits =
+        "[source.limits]\n\"checkin/getcheckin_monthdata\" = \"600/min\"\n\"user/simplelist\" = \"100/s\"";
+    env.write_job(limits, FAST_TARGET);
+    env.run(&["run", "--month", MONTH]).await.expect_code(0);
+    let holder = wecom_holder(&env);
+    // A full minute's quota of report calls, 100 ms apart, the last an hour ahead.
+    let last = SystemTime::now() + Duration::from_secs(3600);
+    let times: Vec<i64> = (0..600)
+        .rev()
+        .map(|i| micros_since_epoch(last - Duration::from_millis(100) * i))
+        .collect();
+    let text = serde_json::to_string(&times).unwrap_or_default();
+    put_row(&env, &holder, MONTHDATA, &text);
+    let start = Instant::now();
+    let rerun = env.run(&["rerun", "wecom_monthly", "--month", MONTH]).await;
+    rerun.expect_code(0);
+    let took = start.elapsed();
+    assert!(
+        took < Duration::from_secs(20),
+        "the rerun took {took:?}\n{}",
+        rerun.all()
+    );
     assert_eq!(env.rows_by_key().len(), 250);
 }
