@@ -7,11 +7,14 @@
 //! still retried, so a store that refuses costs a warning.
 
 use std::collections::BTreeMap;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use crate::http::pace::{Departures, Pacer};
 
 use super::Syncer;
+
+/// How long a second shutdown signal waits for the paces to be kept.
+const KEEP_BEFORE_EXIT: Duration = Duration::from_secs(1);
 use crate::config::job::Job;
 
 impl Syncer {
@@ -39,19 +42,34 @@ impl Syncer {
         self.keep_pace(job.target.pace_holder()).await;
     }
 
+    /// Listens for SIGTERM and SIGINT; a second signal, which exits at once,
+    /// first keeps every pace of the process, so that a run started right
+    /// after (the user's next try) keeps to the windows the stopped one used.
+    /// It waits at most [`KEEP_BEFORE_EXIT`] for the store (busy folding a
+    /// large run's writes, say): the user asked to exit now.
+    pub fn on_signals(&self) {
+        let store = self.store.clone();
+        self.shutdown.on_signals_then(move || {
+            let (done, wait) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                for holder in Pacer::holders() {
+                    let Some(departures) = departures_of(&holder) else {
+                        continue;
+                    };
+                    if let Err(e) = store.keep_departures(&holder, &departures) {
+                        tracing::warn!(%holder, error = %e, "could not keep when this run's calls left");
+                    }
+                }
+                let _ = done.send(());
+            });
+            let _ = wait.recv_timeout(KEEP_BEFORE_EXIT);
+        });
+    }
+
     async fn keep_pace(&self, holder: String) {
-        let paces = Pacer::of_holder(&holder);
-        if paces.is_empty() {
+        let Some(departures) = departures_of(&holder) else {
             return; // this process never called it (a dry run writes no form)
-        }
-        // Jobs of one app with different limits have paces of their own.
-        let mut lanes: BTreeMap<String, Vec<SystemTime>> = BTreeMap::new();
-        for pacer in paces {
-            for (lane, times) in pacer.departures() {
-                lanes.entry(lane).or_default().extend(times);
-            }
-        }
-        let departures: Departures = lanes.into_iter().collect();
+        };
         let h = holder.clone();
         if let Err(e) = self
             .store
@@ -61,4 +79,21 @@ impl Syncer {
             tracing::warn!(%holder, error = %e, "could not keep when this run's calls left; a run started within a minute may meet a throttling answer");
         }
     }
+}
+
+/// When the recent calls of every pace of `holder` in this process left;
+/// `None` when it has none. Jobs of one app with different limits have paces
+/// of their own.
+fn departures_of(holder: &str) -> Option<Departures> {
+    let paces = Pacer::of_holder(holder);
+    if paces.is_empty() {
+        return None;
+    }
+    let mut lanes: BTreeMap<String, Vec<SystemTime>> = BTreeMap::new();
+    for pacer in paces {
+        for (lane, times) in pacer.departures() {
+            lanes.entry(lane).or_default().extend(times);
+        }
+    }
+    Some(lanes.into_iter().collect())
 }

@@ -264,3 +264,39 @@ async fn kept_times_ahead_of_the_clock_hold_a_run_an_interval_not_a_window() {
     );
     assert_eq!(env.rows_by_key().len(), 250);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_stopped_by_a_second_ctrl_c_keeps_its_pace_for_the_next_try() {
+    // A second Ctrl-C exits at once, mid-month, before the month's keep; the
+    // user's next try comes a moment later and must wait for its window.
+    let env = one_report_a_second().await;
+    let limits =
+        "[source.limits]\n\"checkin/getcheckin_monthdata\" = \"1/s\"\n\"user/simplelist\" = \"100/s\"";
+    env.write_job(limits, FAST_TARGET);
+    env.run(&["run", "--month", MONTH]).await.expect_code(0);
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_attendsync"));
+    cmd.args(["rerun", "wecom_monthly", "--month", MONTH, "--config-dir"])
+        .arg(env.path())
+        .env_remove("ATTENDSYNC_DB")
+        .env("WECOM_CORP_ID", crate::common::CORP_ID)
+        .env("WECOM_CHECKIN_SECRET", crate::common::SECRET)
+        .env("JDY_API_KEY", crate::common::API_KEY)
+        .env("RUST_LOG", "info");
+    let rerun = Daemon::spawn(cmd); // its stderr collected, signals by pid
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while env.wecom.calls(MONTHDATA) < 5 {
+        assert!(Instant::now() < deadline, "{}", rerun.log());
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    rerun.signal("INT");
+    rerun
+        .wait_for_line(&["shutdown requested"], Duration::from_secs(5))
+        .await;
+    rerun.signal("INT");
+    let (code, log) = rerun.wait_exit().await;
+    assert_eq!(code, Some(130), "{log}");
+    let again = env.run(&["rerun", "wecom_monthly", "--month", MONTH]).await;
+    again.expect_code(0);
+    assert_report_quota_kept(&env, &format!("{log}{}", again.all()));
+    assert_eq!(env.rows_by_key().len(), 250);
+}

@@ -34,6 +34,14 @@ impl Pacer {
             .clone()
     }
 
+    /// Every holder this process made a pace for.
+    pub fn holders() -> Vec<String> {
+        let mut out: Vec<String> = lock(registry()).keys().map(|(h, _)| h.clone()).collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+
     /// Every pace this process made for `holder`.
     pub fn of_holder(holder: &str) -> Vec<Arc<Pacer>> {
         lock(registry())
