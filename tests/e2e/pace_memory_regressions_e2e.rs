@@ -300,3 +300,89 @@ async fn a_run_stopped_by_a_second_ctrl_c_keeps_its_pace_for_the_next_try() {
     assert_report_quota_kept(&env, &format!("{log}{}", again.all()));
     assert_eq!(env.rows_by_key().len(), 250);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_on_a_moved_logical_clock_then_one_on_the_real_clock_keep_the_quota() {
+    // ATTENDSYNC_NOW moves the months and the budget's calendar, not the
+    // times calls leave: the kept pace is on the real clock either way.
+    let env = one_report_a_second().await;
+    let limits =
+        "[source.limits]\n\"checkin/getcheckin_monthdata\" = \"1/s\"\n\"user/simplelist\" = \"100/s\"";
+    env.write_job(limits, FAST_TARGET);
+    let first = env
+        .run_with_env(
+            &["run", "--month", MONTH],
+            &[("ATTENDSYNC_NOW", "2027-03-14T01:59:50-05:00")],
+        )
+        .await;
+    first.expect_code(0);
+    let rerun = env.run(&["rerun", "wecom_monthly", "--month", MONTH]).await;
+    rerun.expect_code(0);
+    assert_report_quota_kept(&env, &format!("{}{}", first.all(), rerun.all()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_daemon_stopped_mid_month_by_sigterm_keeps_its_pace_for_a_run_right_after() {
+    let env = one_report_a_second().await;
+    let limits =
+        "[source.limits]\n\"checkin/getcheckin_monthdata\" = \"1/s\"\n\"user/simplelist\" = \"100/s\"";
+    let job = format!("{limits}\n{FAST_RETRY}");
+    let text = env
+        .job_text(&job, &format!("{FAST_TARGET}\n{FAST_TARGET_RETRY}"))
+        .replace(
+            "description = \"test job\"",
+            "description = \"test job\"\nschedule = \"*/2 * * * * *\"\nprevious_month_until_day = 0",
+        );
+    env.write("jobs/wecom_monthly.toml", &text);
+    let daemon = Daemon::start(&env, None);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while env.wecom.calls(MONTHDATA) < 2 {
+        assert!(Instant::now() < deadline, "{}", daemon.log());
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let (code, log) = daemon.terminate().await;
+    assert_eq!(code, 0, "{log}");
+    let month = chrono::Utc::now()
+        .with_timezone(&chrono_tz::Asia::Shanghai)
+        .format("%Y-%m")
+        .to_string();
+    let rerun = env
+        .run(&["rerun", "wecom_monthly", "--month", &month])
+        .await;
+    rerun.expect_code(0);
+    assert_report_quota_kept(&env, &format!("{log}{}", rerun.all()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vendor_wide_total_is_kept_between_runs_too() {
+    // All of WeCom's calls together scaled to 20 a second, and the job's
+    // `total` at that: the rerun's first calls come within a second of the
+    // run's last ones.
+    let wecom = WecomSimConfig {
+        limits: vec![(
+            attendsync_sim::GLOBAL_LIMIT.to_owned(),
+            20,
+            Duration::from_secs(1),
+        )],
+        ..WecomSimConfig::default()
+    };
+    let env = Env::start(250, wecom, JdySimConfig::default()).await;
+    env.write_job("[source.limits]\ntotal = \"20/s\"", FAST_TARGET);
+    let first = env.run(&["run", "--month", MONTH]).await;
+    first.expect_code(0);
+    let rerun = env.run(&["rerun", "wecom_monthly", "--month", MONTH]).await;
+    rerun.expect_code(0);
+    let throttled = env
+        .wecom
+        .call_log()
+        .iter()
+        .filter(|c| c.outcome.code() == Some(45009))
+        .count();
+    assert_eq!(
+        (env.wecom.quota_violations(), throttled),
+        (0, 0),
+        "{}{}",
+        first.all(),
+        rerun.all()
+    );
+}
