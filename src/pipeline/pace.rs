@@ -1,7 +1,7 @@
 //! The run's paces and the store: at its start a run's paces take in the
 //! departures the runs before it kept (another process's, say a `rerun` by
 //! hand beside the daemon), and after each month and at its end the run keeps
-//! its own, so that the next run keeps to the quota windows both share
+//! its own with whatever another process kept meanwhile, so that the next run keeps to the quota windows both share
 //! (`http/pace/memory.rs`).
 //! Neither is worth failing a run over: the vendors' throttling answers are
 //! still retried, so a store that refuses costs a warning.
@@ -9,13 +9,14 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
+use crate::config::job::Job;
 use crate::http::pace::{Departures, Pacer};
+use crate::store::{Store, StoreError};
 
 use super::Syncer;
 
 /// How long a second shutdown signal waits for the paces to be kept.
 const KEEP_BEFORE_EXIT: Duration = Duration::from_secs(1);
-use crate::config::job::Job;
 
 impl Syncer {
     /// Before the first call of `holder`'s clients in a run: its paces learn
@@ -53,10 +54,7 @@ impl Syncer {
             let (done, wait) = std::sync::mpsc::channel();
             std::thread::spawn(move || {
                 for holder in Pacer::holders() {
-                    let Some(departures) = departures_of(&holder) else {
-                        continue;
-                    };
-                    if let Err(e) = store.keep_departures(&holder, &departures) {
+                    if let Err(e) = keep_holder(&store, &holder) {
                         tracing::warn!(%holder, error = %e, "could not keep when this run's calls left");
                     }
                 }
@@ -67,18 +65,31 @@ impl Syncer {
     }
 
     async fn keep_pace(&self, holder: String) {
-        let Some(departures) = departures_of(&holder) else {
+        if Pacer::of_holder(&holder).is_empty() {
             return; // this process never called it (a dry run writes no form)
-        };
+        }
         let h = holder.clone();
-        if let Err(e) = self
-            .store
-            .call(move |s| s.keep_departures(&h, &departures))
-            .await
-        {
+        if let Err(e) = self.store.call(move |s| keep_holder(s, &h)).await {
             tracing::warn!(%holder, error = %e, "could not keep when this run's calls left; a run started within a minute may meet a throttling answer");
         }
     }
+}
+
+/// Keeps the process's departures of `holder`, with what another process
+/// kept since this run read them taken in first: replacing them would lose
+/// that process's calls for the runs after, and taking them in paces the rest
+/// of this run around them (docs/ARCHITECTURE.md, "A pace is the vendor
+/// app's, not the run's").
+fn keep_holder(store: &Store, holder: &str) -> Result<(), StoreError> {
+    let paces = Pacer::of_holder(holder);
+    match store.recent_departures(holder) {
+        Ok(earlier) => paces.iter().for_each(|p| p.remember(&earlier)),
+        Err(e) => {
+            tracing::warn!(%holder, error = %e, "could not read when other runs' calls left")
+        }
+    }
+    let departures = departures_of(holder).unwrap_or_default();
+    store.keep_departures(holder, &departures)
 }
 
 /// When the recent calls of every pace of `holder` in this process left;

@@ -79,6 +79,9 @@ fn wecom_holder(env: &Env) -> String {
 
 fn put_row(env: &Env, holder: &str, lane: &str, left_at: &str) {
     let conn = rusqlite::Connection::open(env.db()).unwrap_or_else(|e| panic!("open db: {e}"));
+    // The run under way may be writing.
+    conn.busy_timeout(Duration::from_secs(5))
+        .unwrap_or_else(|e| panic!("busy timeout: {e}"));
     conn.execute(
         "INSERT OR REPLACE INTO pace_departures (holder, lane, left_at) VALUES (?1, ?2, ?3)",
         rusqlite::params![holder, lane, left_at],
@@ -385,4 +388,67 @@ async fn a_vendor_wide_total_is_kept_between_runs_too() {
         first.all(),
         rerun.all()
     );
+}
+
+/// The report lane's kept times, in Unix microseconds.
+fn kept_report_times(env: &Env, holder: &str) -> Vec<i64> {
+    let conn = rusqlite::Connection::open(env.db()).unwrap_or_else(|e| panic!("open db: {e}"));
+    let text: String = conn
+        .query_row(
+            "SELECT left_at FROM pace_departures WHERE holder = ?1 AND lane = ?2",
+            rusqlite::params![holder, MONTHDATA],
+            |r| r.get(0),
+        )
+        .unwrap_or_else(|e| panic!("no kept report lane: {e}"));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_another_process_kept_during_a_run_survives_its_keep() {
+    // A rerun by hand beside the daemon keeps its report calls while the
+    // daemon's run is under way; the daemon's keep at its month's end must
+    // not wipe them, or its next fire paces as if they never happened.
+    let env = Env::start(250, fast_wecom(), JdySimConfig::default()).await;
+    let limits =
+        "[source.limits]\n\"checkin/getcheckin_monthdata\" = \"120/min\"\n\"user/simplelist\" = \"100/s\"";
+    env.write_job(limits, FAST_TARGET);
+    env.run(&["run", "--month", MONTH]).await.expect_code(0);
+    let holder = wecom_holder(&env);
+    let calls_before = env.wecom.calls(MONTHDATA);
+    let mut run = tokio::process::Command::new(env!("CARGO_BIN_EXE_attendsync"));
+    run.args(["rerun", "wecom_monthly", "--month", MONTH, "--config-dir"])
+        .arg(env.path())
+        .env_remove("ATTENDSYNC_DB")
+        .env("WECOM_CORP_ID", crate::common::CORP_ID)
+        .env("WECOM_CHECKIN_SECRET", crate::common::SECRET)
+        .env("JDY_API_KEY", crate::common::API_KEY)
+        .env("RUST_LOG", "info");
+    let run = Daemon::spawn(run); // its stderr collected
+    let deadline = Instant::now() + Duration::from_secs(20);
+    // Its first report call left: it read the kept times already.
+    while env.wecom.calls(MONTHDATA) <= calls_before {
+        assert!(Instant::now() < deadline, "{}", run.log());
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // The other process's three report calls, just now.
+    let now = SystemTime::now();
+    let foreign: Vec<i64> = [300u64, 200, 100]
+        .iter()
+        .map(|ms| micros_since_epoch(now - Duration::from_millis(*ms)))
+        .collect();
+    put_row(
+        &env,
+        &holder,
+        MONTHDATA,
+        &serde_json::to_string(&foreign).unwrap_or_default(),
+    );
+    let (code, log) = run.wait_exit().await;
+    assert_eq!(code, Some(0), "{log}");
+    let kept = kept_report_times(&env, &holder);
+    for t in &foreign {
+        assert!(
+            kept.iter().any(|k| (k - t).abs() < 1_000),
+            "the other process's call at {t} was not kept: {kept:?}\n{log}"
+        );
+    }
 }
