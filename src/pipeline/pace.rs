@@ -1,8 +1,8 @@
 //! The run's paces and the store: at its start a run's paces take in the
 //! departures the runs before it kept (another process's, say a `rerun` by
 //! hand beside the daemon), and after each month and at its end the run keeps
-//! its own with whatever another process kept meanwhile, so that the next run keeps to the quota windows both share
-//! (`http/pace/memory.rs`).
+//! its own with whatever another process kept meanwhile, so that the next run
+//! keeps to the quota windows both share (`http/pace/memory.rs`).
 //! Neither is worth failing a run over: the vendors' throttling answers are
 //! still retried, so a store that refuses costs a warning.
 
