@@ -44,13 +44,24 @@ impl Shutdown {
 
     /// Listens for SIGTERM and SIGINT (Ctrl-C) in the background.
     pub fn on_signals(&self) {
+        self.on_signals_then(|| {});
+    }
+
+    /// [`Shutdown::on_signals`], running `before_exit` when a second signal
+    /// exits at once: what must outlive the process and is quick to save
+    /// (when the vendor calls left, for the next run's pace).
+    pub fn on_signals_then(&self, before_exit: impl FnOnce() + Send + 'static) {
         let this = self.clone();
+        let mut before_exit = Some(before_exit);
         tokio::spawn(async move {
             let mut first = true;
             loop {
                 wait_for_signal().await;
                 if !first {
                     tracing::warn!("second shutdown signal: exiting now; the next run settles what was in flight");
+                    if let Some(f) = before_exit.take() {
+                        f();
+                    }
                     std::process::exit(130);
                 }
                 first = false;

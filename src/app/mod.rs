@@ -102,7 +102,7 @@ pub async fn daemon(global: &Global) -> Result<u8, AppError> {
     let clock = clock()?;
     let loaded = config::load(&global.config_dir, &[], &env_lookup)?;
     let syncer = syncer(global)?;
-    syncer.shutdown.on_signals();
+    syncer.on_signals();
     let server = crate::server::config::load(&global.config_dir, &env_lookup)?;
     let dir = global.config_dir.clone();
     let reload: crate::daemon::Reload = Box::new(move || config::load(&dir, &[], &env_lookup));

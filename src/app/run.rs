@@ -30,7 +30,7 @@ pub async fn sync(
     }
     let loaded = config::load_for_runs(&global.config_dir, &jobs, &env_lookup)?;
     let syncer = syncer_for(global, output.dry_run)?;
-    syncer.shutdown.on_signals();
+    syncer.on_signals();
     crate::shutdown::ignore_hangups();
     let opts = Options {
         mode,

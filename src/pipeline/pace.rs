@@ -1,18 +1,22 @@
 //! The run's paces and the store: at its start a run's paces take in the
 //! departures the runs before it kept (another process's, say a `rerun` by
 //! hand beside the daemon), and after each month and at its end the run keeps
-//! its own, so that the next run keeps to the quota windows both share
-//! (`http/pace/memory.rs`).
+//! its own with whatever another process kept meanwhile, so that the next run
+//! keeps to the quota windows both share (`http/pace/memory.rs`).
 //! Neither is worth failing a run over: the vendors' throttling answers are
 //! still retried, so a store that refuses costs a warning.
 
 use std::collections::BTreeMap;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
+use crate::config::job::Job;
 use crate::http::pace::{Departures, Pacer};
+use crate::store::{Store, StoreError};
 
 use super::Syncer;
-use crate::config::job::Job;
+
+/// How long a second shutdown signal waits for the paces to be kept.
+const KEEP_BEFORE_EXIT: Duration = Duration::from_secs(1);
 
 impl Syncer {
     /// Before the first call of `holder`'s clients in a run: its paces learn
@@ -39,26 +43,68 @@ impl Syncer {
         self.keep_pace(job.target.pace_holder()).await;
     }
 
+    /// Listens for SIGTERM and SIGINT; a second signal, which exits at once,
+    /// first keeps every pace of the process, so that a run started right
+    /// after (the user's next try) keeps to the windows the stopped one used.
+    /// It waits at most [`KEEP_BEFORE_EXIT`] for the store (busy folding a
+    /// large run's writes, say): the user asked to exit now.
+    pub fn on_signals(&self) {
+        let store = self.store.clone();
+        self.shutdown.on_signals_then(move || {
+            let (done, wait) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                for holder in Pacer::holders() {
+                    if let Err(e) = keep_holder(&store, &holder) {
+                        tracing::warn!(%holder, error = %e, "could not keep when this run's calls left");
+                    }
+                }
+                let _ = done.send(());
+            });
+            let _ = wait.recv_timeout(KEEP_BEFORE_EXIT);
+        });
+    }
+
     async fn keep_pace(&self, holder: String) {
-        let paces = Pacer::of_holder(&holder);
-        if paces.is_empty() {
+        if Pacer::of_holder(&holder).is_empty() {
             return; // this process never called it (a dry run writes no form)
         }
-        // Jobs of one app with different limits have paces of their own.
-        let mut lanes: BTreeMap<String, Vec<SystemTime>> = BTreeMap::new();
-        for pacer in paces {
-            for (lane, times) in pacer.departures() {
-                lanes.entry(lane).or_default().extend(times);
-            }
-        }
-        let departures: Departures = lanes.into_iter().collect();
         let h = holder.clone();
-        if let Err(e) = self
-            .store
-            .call(move |s| s.keep_departures(&h, &departures))
-            .await
-        {
+        if let Err(e) = self.store.call(move |s| keep_holder(s, &h)).await {
             tracing::warn!(%holder, error = %e, "could not keep when this run's calls left; a run started within a minute may meet a throttling answer");
         }
     }
+}
+
+/// Keeps the process's departures of `holder`, with what another process
+/// kept since this run read them taken in first: replacing them would lose
+/// that process's calls for the runs after, and taking them in paces the rest
+/// of this run around them (docs/ARCHITECTURE.md, "A pace is the vendor
+/// app's, not the run's").
+fn keep_holder(store: &Store, holder: &str) -> Result<(), StoreError> {
+    let paces = Pacer::of_holder(holder);
+    match store.recent_departures(holder) {
+        Ok(earlier) => paces.iter().for_each(|p| p.remember(&earlier)),
+        Err(e) => {
+            tracing::warn!(%holder, error = %e, "could not read when other runs' calls left")
+        }
+    }
+    let departures = departures_of(holder).unwrap_or_default();
+    store.keep_departures(holder, &departures)
+}
+
+/// When the recent calls of every pace of `holder` in this process left;
+/// `None` when it has none. Jobs of one app with different limits have paces
+/// of their own.
+fn departures_of(holder: &str) -> Option<Departures> {
+    let paces = Pacer::of_holder(holder);
+    if paces.is_empty() {
+        return None;
+    }
+    let mut lanes: BTreeMap<String, Vec<SystemTime>> = BTreeMap::new();
+    for pacer in paces {
+        for (lane, times) in pacer.departures() {
+            lanes.entry(lane).or_default().extend(times);
+        }
+    }
+    Some(lanes.into_iter().collect())
 }

@@ -27,6 +27,7 @@ mod notify_e2e;
 mod operator_e2e;
 mod operator_regressions_e2e;
 mod pace_memory_e2e;
+mod pace_memory_regressions_e2e;
 mod page_e2e;
 mod recovery_e2e;
 mod rerun_employee_e2e;

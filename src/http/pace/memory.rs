@@ -40,8 +40,23 @@ impl Clocks {
         self.wall - self.mono.saturating_duration_since(t)
     }
 
-    /// A kept time on this process's clock. One in the future (the wall clock
-    /// was set back since) counts as now: later is the safe side.
+    /// How far the latest of a lane's kept `times` is ahead of the wall clock
+    /// (set back since they were kept): all of them are moved back by as
+    /// much. They were kept at once on one clock, so their spacing is real and
+    /// only where they lie is not known; with the latest taken as now each is
+    /// still no earlier than it really was. Counting each one as now instead
+    /// held a run a whole window (a minute for WeCom's report quota). Per
+    /// lane, so that one lane's bad time moves no other lane's.
+    fn ahead(&self, times: &[SystemTime]) -> Duration {
+        times
+            .iter()
+            .filter_map(|t| t.duration_since(self.wall).ok())
+            .max()
+            .unwrap_or_default()
+    }
+
+    /// A kept time on this process's clock. One still in the future counts as
+    /// now: later is the safe side.
     fn to_mono(&self, t: SystemTime) -> Instant {
         match self.wall.duration_since(t) {
             Ok(age) => self.mono.checked_sub(age).unwrap_or(self.mono),
@@ -122,7 +137,10 @@ impl Pacer {
     pub fn remember(&self, earlier: &Departures) {
         let clocks = Clocks::now();
         for (lane_name, times) in earlier {
-            let times = times.iter().map(|t| clocks.to_mono(*t));
+            let ahead = clocks.ahead(times);
+            let times = times
+                .iter()
+                .map(|t| clocks.to_mono(t.checked_sub(ahead).unwrap_or(*t)));
             if lane_name == TOTAL {
                 let mut shared = lock(&self.global);
                 shared.sent.merge(times, clocks.mono);
@@ -214,6 +232,25 @@ mod tests {
         let waited = start.elapsed();
         assert!(waited >= Duration::from_millis(240), "{waited:?}");
         assert!(waited < Duration::from_millis(600), "{waited:?}");
+    }
+
+    #[tokio::test]
+    async fn kept_times_ahead_of_the_clock_keep_their_spacing() {
+        // Four calls 250 ms apart, the last an hour ahead: moved back
+        // together, the first left 750 ms ago and the next call may go
+        // 250 ms after the last, not a second after all four.
+        let last = SystemTime::now() + Duration::from_secs(3600);
+        let times = (0..4u32)
+            .rev()
+            .map(|i| last - Duration::from_millis(250) * i)
+            .collect();
+        let skewed = pacer();
+        skewed.remember(&vec![("report".to_string(), times)]);
+        let start = Instant::now();
+        skewed.ready("report").await;
+        let waited = start.elapsed();
+        assert!(waited >= Duration::from_millis(200), "{waited:?}");
+        assert!(waited < Duration::from_millis(500), "{waited:?}");
     }
 
     #[test]

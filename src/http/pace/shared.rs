@@ -2,10 +2,10 @@
 //! daemon (two jobs of one WeCom corp) share the vendor's quota, so they share
 //! its pace, and a run after them takes up where they left off.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, OnceLock};
 
-use super::{lock, Pacer};
+use super::{lock, Pacer, TOTAL};
 use crate::http::rate::Rate;
 
 /// The paces made so far, by holder (the vendor app the quota belongs to)
@@ -27,11 +27,19 @@ impl Pacer {
         defaults: &[(&str, Rate)],
         overrides: &[(String, Rate)],
     ) -> Arc<Pacer> {
-        let limits = format!("{global:?} {defaults:?} {overrides:?}");
+        let limits = effective_limits(global, defaults, overrides);
         lock(registry())
             .entry((holder.to_string(), limits))
             .or_insert_with(|| Arc::new(Pacer::new(global, defaults, overrides)))
             .clone()
+    }
+
+    /// Every holder this process made a pace for.
+    pub fn holders() -> Vec<String> {
+        let mut out: Vec<String> = lock(registry()).keys().map(|(h, _)| h.clone()).collect();
+        out.sort();
+        out.dedup();
+        out
     }
 
     /// Every pace this process made for `holder`.
@@ -42,6 +50,21 @@ impl Pacer {
             .map(|(_, p)| p.clone())
             .collect()
     }
+}
+
+/// The rates a pace made with these limits keeps to, as [`Pacer::new`] merges
+/// them, in endpoint order: jobs whose files list the same limits in another
+/// order, or spell out a documented one, keep to the same rates and must
+/// share one pace (two paces in one daemon each fill the quota).
+fn effective_limits(
+    global: Rate,
+    defaults: &[(&str, Rate)],
+    overrides: &[(String, Rate)],
+) -> String {
+    let mut rates: BTreeMap<&str, Rate> = defaults.iter().map(|(e, r)| (*e, *r)).collect();
+    rates.extend(overrides.iter().map(|(e, r)| (e.as_str(), *r)));
+    let global = rates.remove(TOTAL).unwrap_or(global);
+    format!("{global:?} {rates:?}")
 }
 
 #[cfg(test)]
@@ -63,5 +86,21 @@ mod tests {
         let other_app = Pacer::shared("test-holder-b", Rate::per_second(5), &[], &[]);
         assert!(!Arc::ptr_eq(&a, &other_app));
         assert_eq!(Pacer::of_holder("test-holder-a").len(), 2);
+    }
+
+    #[test]
+    fn the_same_rates_listed_in_another_order_or_spelt_out_share_a_pace() {
+        let defaults = [("report", Rate::per_minute(60))];
+        let x = || ("x".to_string(), Rate::per_second(1));
+        let y = || ("y".to_string(), Rate::per_second(2));
+        let a = Pacer::shared("test-holder-c", Rate::per_second(5), &defaults, &[x(), y()]);
+        let reordered = Pacer::shared("test-holder-c", Rate::per_second(5), &defaults, &[y(), x()]);
+        assert!(Arc::ptr_eq(&a, &reordered));
+        let spelt_out = [x(), ("report".to_string(), Rate::per_minute(60)), y()];
+        let b = Pacer::shared("test-holder-c", Rate::per_second(5), &defaults, &spelt_out);
+        assert!(Arc::ptr_eq(&a, &b));
+        let total = [x(), y(), (TOTAL.to_string(), Rate::per_second(5))];
+        let c = Pacer::shared("test-holder-c", Rate::per_second(9), &defaults, &total);
+        assert!(Arc::ptr_eq(&a, &c));
     }
 }
