@@ -288,6 +288,35 @@ entry_id = "entry"
         );
     }
 
+    /// A base URL is logged and names the app in the database: a password or
+    /// token written into it is refused, and the error does not repeat it.
+    #[test]
+    fn a_base_url_with_credentials_or_a_query_is_refused_without_echoing_it() {
+        for (url, says) in [
+            (
+                "https://admin:hunter2@qyapi.example/",
+                "user name or password",
+            ),
+            ("https://token-9f8e@qyapi.example/", "user name or password"),
+            ("https://qyapi.example/?access_token=tok-7d6c", "`?query`"),
+            ("https://qyapi.example/#tok-7d6c", "`?query`"),
+        ] {
+            let text = GOOD.replace("http://127.0.0.1:9/", url);
+            let errors = parse(&text).expect_err(url);
+            assert_eq!(errors.len(), 1, "{errors:?}");
+            assert!(
+                errors[0].starts_with("jobs/j.toml:10:12: `source.base_url`: must not carry"),
+                "{errors:?}"
+            );
+            assert!(errors[0].contains(says), "{errors:?}");
+            for secret in ["hunter2", "token-9f8e", "tok-7d6c"] {
+                assert!(!errors[0].contains(secret), "{errors:?}");
+            }
+        }
+        let text = GOOD.replace("http://127.0.0.1:9/", "https://proxy.example/wecom/");
+        assert!(parse(&text).is_ok(), "a path prefix is fine");
+    }
+
     /// Credentials never go out in clear text by a typo: plain `http://` only to a
     /// loopback host (the simulators) or with `allow_insecure_http = true`.
     #[test]

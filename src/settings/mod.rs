@@ -53,7 +53,22 @@ pub fn read_base_url(
     default: &str,
     errors: &mut Vec<ConfigError>,
 ) -> Option<Url> {
-    read_vendor_url(t, "base_url", default, errors)
+    let url = read_vendor_url(t, "base_url", default, errors)?;
+    // A base URL names the vendor app in logs, `status` and the database
+    // (the app the quotas are kept for), so it must carry no secret; the
+    // error does not repeat it.
+    let refused = if !url.username().is_empty() || url.password().is_some() {
+        "must not carry a user name or password: a vendor's credentials come \
+         from the environment (`secret`, `api_key`), and the address is logged"
+    } else if url.query().is_some() || url.fragment().is_some() {
+        "must not carry a `?query` or `#fragment`: endpoints are added to its path, \
+         and the address is logged"
+    } else {
+        return Some(url);
+    };
+    let span = t.get("base_url").map(|v| v.span()).unwrap_or_default();
+    errors.push(t.error(span, "base_url", refused));
+    None
 }
 
 /// A vendor address under `key` (`default` when absent): `https://`, or plain
