@@ -10,15 +10,15 @@ use std::time::Duration;
 use attendsync_sim::{most_calls_within, JdySimConfig, WecomSimConfig};
 
 use crate::common::daemon::Daemon;
-use crate::common::{Env, FAST_TARGET};
+use crate::common::{Env, FAST_RETRY, FAST_TARGET, FAST_TARGET_RETRY};
 
 const MONTH: &str = "2026-10";
-const MONTHDATA: &str = "checkin/getcheckin_monthdata";
-const ONE_A_SECOND: &str =
+pub(super) const MONTHDATA: &str = "checkin/getcheckin_monthdata";
+pub(super) const ONE_A_SECOND: &str =
     "[source.limits]\n\"checkin/getcheckin_monthdata\" = \"1/s\"\n\"user/simplelist\" = \"100/s\"\n";
 
 /// 250 employees (three report calls a run), the report quota 1 a second.
-async fn one_report_a_second() -> Env {
+pub(super) async fn one_report_a_second() -> Env {
     let wecom = WecomSimConfig {
         limits: vec![(MONTHDATA.to_owned(), 1, Duration::from_secs(1))],
         ..WecomSimConfig::default()
@@ -28,7 +28,7 @@ async fn one_report_a_second() -> Env {
 
 /// No second of report calls held more than the quota, as the simulator
 /// counted them.
-fn assert_quota_kept(env: &Env, detail: &str) {
+pub(super) fn assert_quota_kept(env: &Env, detail: &str) {
     let log = env.wecom.call_log();
     let throttled = log
         .iter()
@@ -51,17 +51,25 @@ fn userids(env: &Env, range: std::ops::Range<usize>) -> String {
     format!("userids = [{}]", ids.join(", "))
 }
 
-/// Two jobs of one corp, each with half the organisation, `extra` in their
-/// job files' top level.
-fn two_jobs_of_one_corp(env: &Env, extra: &str) {
-    for (name, range) in [("first_half", 0..125), ("second_half", 125..250)] {
-        let source = format!("{}\n{ONE_A_SECOND}", userids(env, range));
-        let text = env.job_text(&source, FAST_TARGET).replace(
-            "description = \"test job\"",
-            &format!("description = \"test job\"\n{extra}"),
-        );
+/// Two jobs of one corp, `first_half` and `second_half`, each with half the
+/// organisation and its own `[source.limits]`; `extra` in their top level.
+pub(super) fn two_jobs(env: &Env, limits: [&str; 2], target: &str, extra: &str) {
+    let halves = [("first_half", 0..125), ("second_half", 125..250)];
+    for ((name, range), limits) in halves.into_iter().zip(limits) {
+        let source = format!("{}\n{limits}\n{FAST_RETRY}", userids(env, range));
+        let text = env
+            .job_text(&source, &format!("{target}\n{FAST_TARGET_RETRY}"))
+            .replace(
+                "description = \"test job\"",
+                &format!("description = \"test job\"\n{extra}"),
+            );
         env.write(&format!("jobs/{name}.toml"), &text);
     }
+}
+
+/// Two jobs of one corp at the scaled report quota.
+fn two_jobs_of_one_corp(env: &Env, extra: &str) {
+    two_jobs(env, [ONE_A_SECOND; 2], FAST_TARGET, extra);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -96,13 +104,20 @@ async fn the_daemons_overlapping_runs_of_one_corp_share_its_pace() {
         &env,
         "schedule = \"*/3 * * * * *\"\nprevious_month_until_day = 0",
     );
-    let daemon = Daemon::start(&env, None);
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
     // Two fires of each job: runs together, and runs after runs.
-    while env.wecom.calls(MONTHDATA) < 8 {
+    let log = daemon_until_report_calls(&env, 8, Duration::from_secs(60)).await;
+    assert_quota_kept(&env, &log);
+}
+
+/// Runs the daemon until the simulator has answered `calls` report calls
+/// (within `limit`), stops it and returns its log.
+pub(super) async fn daemon_until_report_calls(env: &Env, calls: usize, limit: Duration) -> String {
+    let daemon = Daemon::start(env, None);
+    let deadline = std::time::Instant::now() + limit;
+    while env.wecom.calls(MONTHDATA) < calls {
         assert!(
             std::time::Instant::now() < deadline,
-            "the daemon made {} report calls in 60 s\n{}",
+            "the daemon made {} report calls in {limit:?}\n{}",
             env.wecom.calls(MONTHDATA),
             daemon.log()
         );
@@ -110,5 +125,5 @@ async fn the_daemons_overlapping_runs_of_one_corp_share_its_pace() {
     }
     let (code, log) = daemon.terminate().await;
     assert_eq!(code, 0, "{log}");
-    assert_quota_kept(&env, &log);
+    log
 }

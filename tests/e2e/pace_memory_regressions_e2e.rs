@@ -6,63 +6,44 @@
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use attendsync_sim::{most_calls_within, DingtalkSimConfig, JdySimConfig, Org, WecomSimConfig};
+use attendsync_sim::{DingtalkSimConfig, JdySimConfig, Org, WecomSimConfig};
 
 use crate::common::daemon::Daemon;
 use crate::common::dingtalk::{all, fast_retry, start_dingtalk, DingEnv};
 use crate::common::{fast_wecom, Env, FAST_RETRY, FAST_TARGET, FAST_TARGET_RETRY, RUN_TIMEOUT};
+use crate::pace_memory_e2e::{
+    assert_quota_kept, daemon_until_report_calls, one_report_a_second, two_jobs, MONTHDATA,
+    ONE_A_SECOND,
+};
 
 const MONTH: &str = "2026-10";
-const MONTHDATA: &str = "checkin/getcheckin_monthdata";
 const BATCH_CREATE: &str = "data/batch_create";
 
-/// 250 employees (three report calls a run), the report quota 1 a second.
-async fn one_report_a_second() -> Env {
-    let wecom = WecomSimConfig {
-        limits: vec![(MONTHDATA.to_owned(), 1, Duration::from_secs(1))],
-        ..WecomSimConfig::default()
-    };
-    Env::start(250, wecom, JdySimConfig::default()).await
-}
-
-/// No report call was over the 1/s quota, as the simulator counted them.
-fn assert_report_quota_kept(env: &Env, detail: &str) {
-    let log = env.wecom.call_log();
-    let throttled = log
-        .iter()
-        .filter(|c| c.endpoint == MONTHDATA && c.outcome.code() == Some(45009))
-        .count();
-    assert_eq!(
-        (env.wecom.quota_violations(), throttled),
-        (0, 0),
-        "report calls over the 1/s quota\n{detail}"
+/// 250 employees synced once with the report calls paced at `rate` (the
+/// simulator has no quota); the corp's pace holder.
+async fn synced_with_report_quota(rate: &str) -> (Env, String) {
+    let env = Env::start(250, fast_wecom(), JdySimConfig::default()).await;
+    let limits = format!(
+        "[source.limits]\n\"checkin/getcheckin_monthdata\" = \"{rate}\"\n\"user/simplelist\" = \"100/s\""
     );
-    assert!(most_calls_within(&log, MONTHDATA, Duration::from_secs(1)) <= 1);
+    env.write_job(&limits, FAST_TARGET);
+    env.run(&["run", "--month", MONTH]).await.expect_code(0);
+    let holder = wecom_holder(&env);
+    (env, holder)
 }
 
-/// Users `range` of the simulated organisation, as a `userids` line.
-fn userids(env: &Env, range: std::ops::Range<usize>) -> String {
-    let ids: Vec<String> = env.wecom.org().users[range]
-        .iter()
-        .map(|u| format!("{:?}", u.userid))
-        .collect();
-    format!("userids = [{}]", ids.join(", "))
-}
-
-/// Two jobs of one corp, `first_half` and `second_half`, each with half the
-/// organisation and its own `[source.limits]`; `extra` in their top level.
-fn two_jobs(env: &Env, limits: [&str; 2], target: &str, extra: &str) {
-    let halves = [("first_half", 0..125), ("second_half", 125..250)];
-    for ((name, range), limits) in halves.into_iter().zip(limits) {
-        let source = format!("{}\n{limits}\n{FAST_RETRY}", userids(env, range));
-        let text = env
-            .job_text(&source, &format!("{target}\n{FAST_TARGET_RETRY}"))
-            .replace(
-                "description = \"test job\"",
-                &format!("description = \"test job\"\n{extra}"),
-            );
-        env.write(&format!("jobs/{name}.toml"), &text);
-    }
+/// `rerun` of the month started in the background, its stderr collected
+/// and signals sent by pid.
+fn spawn_rerun(env: &Env) -> Daemon {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_attendsync"));
+    cmd.args(["rerun", "wecom_monthly", "--month", MONTH, "--config-dir"])
+        .arg(env.path())
+        .env_remove("ATTENDSYNC_DB")
+        .env("WECOM_CORP_ID", crate::common::CORP_ID)
+        .env("WECOM_CHECKIN_SECRET", crate::common::SECRET)
+        .env("JDY_API_KEY", crate::common::API_KEY)
+        .env("RUST_LOG", "info");
+    Daemon::spawn(cmd)
 }
 
 /// The WeCom corp's pace holder as the store keeps it, read from the
@@ -108,20 +89,8 @@ async fn jobs_with_the_same_limits_written_in_another_order_share_the_daemons_pa
         FAST_TARGET,
         "schedule = \"*/3 * * * * *\"\nprevious_month_until_day = 0",
     );
-    let daemon = Daemon::start(&env, None);
-    let deadline = Instant::now() + Duration::from_secs(25);
-    while env.wecom.calls(MONTHDATA) < 4 {
-        assert!(
-            Instant::now() < deadline,
-            "the daemon made {} report calls in 25 s\n{}",
-            env.wecom.calls(MONTHDATA),
-            daemon.log()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let (code, log) = daemon.terminate().await;
-    assert_eq!(code, 0, "{log}");
-    assert_report_quota_kept(&env, &log);
+    let log = daemon_until_report_calls(&env, 4, Duration::from_secs(25)).await;
+    assert_quota_kept(&env, &log);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -222,9 +191,7 @@ async fn a_dry_run_keeps_no_pace_in_a_database_it_must_not_create() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_corrupt_lane_kept_does_not_cost_the_other_lanes() {
     let env = one_report_a_second().await;
-    let limits =
-        "[source.limits]\n\"checkin/getcheckin_monthdata\" = \"1/s\"\n\"user/simplelist\" = \"100/s\"";
-    env.write_job(limits, FAST_TARGET);
+    env.write_job(ONE_A_SECOND, FAST_TARGET);
     let first = env.run(&["run", "--month", MONTH]).await;
     first.expect_code(0);
     // A lane whose kept list cannot be read (a hand edit, a bad disk): the
@@ -232,7 +199,7 @@ async fn a_corrupt_lane_kept_does_not_cost_the_other_lanes() {
     put_row(&env, &wecom_holder(&env), "user/simplelist", "[1, 2, \"x\"");
     let rerun = env.run(&["rerun", "wecom_monthly", "--month", MONTH]).await;
     rerun.expect_code(0);
-    assert_report_quota_kept(&env, &format!("{}{}", first.all(), rerun.all()));
+    assert_quota_kept(&env, &format!("{}{}", first.all(), rerun.all()));
     assert_eq!(env.rows_by_key().len(), 250);
 }
 
@@ -242,12 +209,7 @@ async fn kept_times_ahead_of_the_clock_hold_a_run_an_interval_not_a_window() {
     // are all in the future. Their spacing is still what it was; only the
     // last may be taken as now. Counting every one as now held the next
     // report call a whole minute.
-    let env = Env::start(250, fast_wecom(), JdySimConfig::default()).await;
-    let limits =
-        "[source.limits]\n\"checkin/getcheckin_monthdata\" = \"600/min\"\n\"user/simplelist\" = \"100/s\"";
-    env.write_job(limits, FAST_TARGET);
-    env.run(&["run", "--month", MONTH]).await.expect_code(0);
-    let holder = wecom_holder(&env);
+    let (env, holder) = synced_with_report_quota("600/min").await;
     // A full minute's quota of report calls, 100 ms apart, the last an hour ahead.
     let last = SystemTime::now() + Duration::from_secs(3600);
     let times: Vec<i64> = (0..600)
@@ -273,19 +235,9 @@ async fn a_run_stopped_by_a_second_ctrl_c_keeps_its_pace_for_the_next_try() {
     // A second Ctrl-C exits at once, mid-month, before the month's keep; the
     // user's next try comes a moment later and must wait for its window.
     let env = one_report_a_second().await;
-    let limits =
-        "[source.limits]\n\"checkin/getcheckin_monthdata\" = \"1/s\"\n\"user/simplelist\" = \"100/s\"";
-    env.write_job(limits, FAST_TARGET);
+    env.write_job(ONE_A_SECOND, FAST_TARGET);
     env.run(&["run", "--month", MONTH]).await.expect_code(0);
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_attendsync"));
-    cmd.args(["rerun", "wecom_monthly", "--month", MONTH, "--config-dir"])
-        .arg(env.path())
-        .env_remove("ATTENDSYNC_DB")
-        .env("WECOM_CORP_ID", crate::common::CORP_ID)
-        .env("WECOM_CHECKIN_SECRET", crate::common::SECRET)
-        .env("JDY_API_KEY", crate::common::API_KEY)
-        .env("RUST_LOG", "info");
-    let rerun = Daemon::spawn(cmd); // its stderr collected, signals by pid
+    let rerun = spawn_rerun(&env);
     let deadline = Instant::now() + Duration::from_secs(20);
     while env.wecom.calls(MONTHDATA) < 5 {
         assert!(Instant::now() < deadline, "{}", rerun.log());
@@ -300,7 +252,7 @@ async fn a_run_stopped_by_a_second_ctrl_c_keeps_its_pace_for_the_next_try() {
     assert_eq!(code, Some(130), "{log}");
     let again = env.run(&["rerun", "wecom_monthly", "--month", MONTH]).await;
     again.expect_code(0);
-    assert_report_quota_kept(&env, &format!("{log}{}", again.all()));
+    assert_quota_kept(&env, &format!("{log}{}", again.all()));
     assert_eq!(env.rows_by_key().len(), 250);
 }
 
@@ -309,9 +261,7 @@ async fn a_run_on_a_moved_logical_clock_then_one_on_the_real_clock_keep_the_quot
     // ATTENDSYNC_NOW moves the months and the budget's calendar, not the
     // times calls leave: the kept pace is on the real clock either way.
     let env = one_report_a_second().await;
-    let limits =
-        "[source.limits]\n\"checkin/getcheckin_monthdata\" = \"1/s\"\n\"user/simplelist\" = \"100/s\"";
-    env.write_job(limits, FAST_TARGET);
+    env.write_job(ONE_A_SECOND, FAST_TARGET);
     let first = env
         .run_with_env(
             &["run", "--month", MONTH],
@@ -321,7 +271,7 @@ async fn a_run_on_a_moved_logical_clock_then_one_on_the_real_clock_keep_the_quot
     first.expect_code(0);
     let rerun = env.run(&["rerun", "wecom_monthly", "--month", MONTH]).await;
     rerun.expect_code(0);
-    assert_report_quota_kept(&env, &format!("{}{}", first.all(), rerun.all()));
+    assert_quota_kept(&env, &format!("{}{}", first.all(), rerun.all()));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -353,7 +303,7 @@ async fn a_daemon_stopped_mid_month_by_sigterm_keeps_its_pace_for_a_run_right_af
         .run(&["rerun", "wecom_monthly", "--month", &month])
         .await;
     rerun.expect_code(0);
-    assert_report_quota_kept(&env, &format!("{log}{}", rerun.all()));
+    assert_quota_kept(&env, &format!("{log}{}", rerun.all()));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -408,22 +358,9 @@ async fn what_another_process_kept_during_a_run_survives_its_keep() {
     // A rerun by hand beside the daemon keeps its report calls while the
     // daemon's run is under way; the daemon's keep at its month's end must
     // not wipe them, or its next fire paces as if they never happened.
-    let env = Env::start(250, fast_wecom(), JdySimConfig::default()).await;
-    let limits =
-        "[source.limits]\n\"checkin/getcheckin_monthdata\" = \"120/min\"\n\"user/simplelist\" = \"100/s\"";
-    env.write_job(limits, FAST_TARGET);
-    env.run(&["run", "--month", MONTH]).await.expect_code(0);
-    let holder = wecom_holder(&env);
+    let (env, holder) = synced_with_report_quota("120/min").await;
     let calls_before = env.wecom.calls(MONTHDATA);
-    let mut run = tokio::process::Command::new(env!("CARGO_BIN_EXE_attendsync"));
-    run.args(["rerun", "wecom_monthly", "--month", MONTH, "--config-dir"])
-        .arg(env.path())
-        .env_remove("ATTENDSYNC_DB")
-        .env("WECOM_CORP_ID", crate::common::CORP_ID)
-        .env("WECOM_CHECKIN_SECRET", crate::common::SECRET)
-        .env("JDY_API_KEY", crate::common::API_KEY)
-        .env("RUST_LOG", "info");
-    let run = Daemon::spawn(run); // its stderr collected
+    let run = spawn_rerun(&env);
     let deadline = Instant::now() + Duration::from_secs(20);
     // Its first report call left: it read the kept times already.
     while env.wecom.calls(MONTHDATA) <= calls_before {
