@@ -50,20 +50,24 @@ pub const TOTAL: &str = "total";
 /// the times calls left: what a call may take longer than the one a quota
 /// before it to be counted by the vendor. For a one-second window it is
 /// [`MIN_MARGIN`]; a longer window gets a longer one ([`base_margin`]).
-/// Measured with the simulators on a quiet two-core machine: 10 ms gave no
-/// throttling answer in any benchmark shape; on a machine loaded 4–9 (the
-/// simulators' own process stalling ~100 ms) no margin that keeps the speed
-/// holds, and [`Pacer::widen`] then limits the cost to a few answers.
+/// Measured with the simulators on a quiet two-core machine: 10 ms meets a
+/// throttling answer in about one benchmark run in three (the simulators,
+/// sharing the two cores, stamp arrivals up to ~15 ms apart from when they
+/// were sent), 30 ms none, but 30 ms costs every one-second-bound run 2 %; on
+/// a machine loaded 4–9 no margin that keeps the speed holds. [`Pacer::widen`]
+/// limits the cost to a few retried answers (docs/benchmarks.md).
 const MIN_MARGIN: Duration = Duration::from_millis(10);
 /// A throttling answer doubles the margin, up to this many times the base.
 const MAX_MARGIN_FACTOR: u32 = 8;
 
-/// The margin a window starts with: [`MIN_MARGIN`], or 1/2000 of a longer
-/// window (30 ms a minute). A per-minute quota tripped costs far more (WeCom
+/// The margin a window starts with: [`MIN_MARGIN`], or 1/200 of a longer
+/// window (300 ms a minute). A per-minute quota tripped costs far more (WeCom
 /// blocks the API for 60 s) than a per-second one (one retried answer), and
-/// there the margin costs nothing measurable.
+/// over the internet one call of a minute may reach the vendor a few hundred
+/// milliseconds later than the one 60 calls after it (a lost packet resent);
+/// the half per cent it costs a run at 60/min is what that is worth.
 fn base_margin(window: Duration) -> Duration {
-    MIN_MARGIN.max(window / 2000)
+    MIN_MARGIN.max(window / 200)
 }
 
 /// A call woken at most this long after its slot still goes (the timer has
