@@ -7,6 +7,7 @@
 //! still retried, so a store that refuses costs a warning.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use crate::config::job::Job;
@@ -26,12 +27,12 @@ impl Syncer {
         if paces.is_empty() {
             return;
         }
-        let h = holder.clone();
-        match self.store.call(move |s| s.recent_departures(&h)).await {
-            Ok(earlier) => paces.iter().for_each(|p| p.remember(&earlier)),
-            Err(e) => {
-                tracing::warn!(%holder, error = %e, "could not read when the last run's calls left; pacing from now")
-            }
+        let read = self.store.call(move |s| {
+            take_in_kept(s, &holder, &paces);
+            Ok(())
+        });
+        if let Err(e) = read.await {
+            tracing::warn!(error = %e, "could not read when the last run's calls left; pacing from now");
         }
     }
 
@@ -54,7 +55,7 @@ impl Syncer {
             let (done, wait) = std::sync::mpsc::channel();
             std::thread::spawn(move || {
                 for holder in Pacer::holders() {
-                    if let Err(e) = keep_holder(&store, &holder) {
+                    if let Err(e) = keep_holder(&store, &holder, &Pacer::of_holder(&holder)) {
                         tracing::warn!(%holder, error = %e, "could not keep when this run's calls left");
                     }
                 }
@@ -65,46 +66,46 @@ impl Syncer {
     }
 
     async fn keep_pace(&self, holder: String) {
-        if Pacer::of_holder(&holder).is_empty() {
+        let paces = Pacer::of_holder(&holder);
+        if paces.is_empty() {
             return; // this process never called it (a dry run writes no form)
         }
         let h = holder.clone();
-        if let Err(e) = self.store.call(move |s| keep_holder(s, &h)).await {
+        if let Err(e) = self.store.call(move |s| keep_holder(s, &h, &paces)).await {
             tracing::warn!(%holder, error = %e, "could not keep when this run's calls left; a run started within a minute may meet a throttling answer");
         }
     }
 }
 
-/// Keeps the process's departures of `holder`, with what another process
-/// kept since this run read them taken in first: replacing them would lose
-/// that process's calls for the runs after, and taking them in paces the rest
-/// of this run around them (docs/ARCHITECTURE.md, "A pace is the vendor
-/// app's, not the run's").
-fn keep_holder(store: &Store, holder: &str) -> Result<(), StoreError> {
-    let paces = Pacer::of_holder(holder);
+/// `paces` take in the departures kept for `holder` (their own included,
+/// which they know already).
+fn take_in_kept(store: &Store, holder: &str, paces: &[Arc<Pacer>]) {
     match store.recent_departures(holder) {
         Ok(earlier) => paces.iter().for_each(|p| p.remember(&earlier)),
         Err(e) => {
             tracing::warn!(%holder, error = %e, "could not read when other runs' calls left")
         }
     }
-    let departures = departures_of(holder).unwrap_or_default();
-    store.keep_departures(holder, &departures)
 }
 
-/// When the recent calls of every pace of `holder` in this process left;
-/// `None` when it has none. Jobs of one app with different limits have paces
-/// of their own.
-fn departures_of(holder: &str) -> Option<Departures> {
-    let paces = Pacer::of_holder(holder);
-    if paces.is_empty() {
-        return None;
-    }
+/// Keeps the departures of `holder`'s `paces`, with what another process
+/// kept since this run read them taken in first: replacing them would lose
+/// that process's calls for the runs after, and taking them in paces the rest
+/// of this run around them (docs/ARCHITECTURE.md, "A pace is the vendor
+/// app's, not the run's").
+fn keep_holder(store: &Store, holder: &str, paces: &[Arc<Pacer>]) -> Result<(), StoreError> {
+    take_in_kept(store, holder, paces);
+    store.keep_departures(holder, &departures_of(paces))
+}
+
+/// When the recent calls of `paces` left, lane by lane: jobs of one app with
+/// different limits have paces of their own.
+fn departures_of(paces: &[Arc<Pacer>]) -> Departures {
     let mut lanes: BTreeMap<String, Vec<SystemTime>> = BTreeMap::new();
     for pacer in paces {
         for (lane, times) in pacer.departures() {
             lanes.entry(lane).or_default().extend(times);
         }
     }
-    Some(lanes.into_iter().collect())
+    lanes.into_iter().collect()
 }

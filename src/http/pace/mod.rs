@@ -32,7 +32,7 @@
 //! that proves jittery costs a few retried answers, a quiet one no speed
 //! (docs/ARCHITECTURE.md, "Pacing by reserved slots").
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -226,6 +226,21 @@ impl Shared {
     }
 }
 
+/// The vendor-wide rate and each endpoint's that `defaults` with
+/// `overrides` come to: an override wins, one keyed [`TOTAL`] replaces
+/// `global`.
+fn effective_rates(
+    global: Rate,
+    defaults: &[(&str, Rate)],
+    overrides: &[(String, Rate)],
+) -> (Rate, BTreeMap<String, Rate>) {
+    let mut rates: BTreeMap<String, Rate> =
+        defaults.iter().map(|(e, r)| (e.to_string(), *r)).collect();
+    rates.extend(overrides.iter().cloned());
+    let global = rates.remove(TOTAL).unwrap_or(global);
+    (global, rates)
+}
+
 pub struct Pacer {
     global: Mutex<Shared>,
     endpoints: HashMap<String, Mutex<Lane>>,
@@ -240,10 +255,7 @@ impl Pacer {
     /// win over them, and an override keyed [`TOTAL`] replaces `global`. Endpoints
     /// in neither are paced by the global lane alone.
     pub fn new(global: Rate, defaults: &[(&str, Rate)], overrides: &[(String, Rate)]) -> Pacer {
-        let mut rates: HashMap<String, Rate> =
-            defaults.iter().map(|(e, r)| (e.to_string(), *r)).collect();
-        rates.extend(overrides.iter().cloned());
-        let global = rates.remove(TOTAL).unwrap_or(global);
+        let (global, rates) = effective_rates(global, defaults, overrides);
         let lane = |rate| {
             Mutex::new(Lane {
                 next: None,

@@ -2,10 +2,10 @@
 //! daemon (two jobs of one WeCom corp) share the vendor's quota, so they share
 //! its pace, and a run after them takes up where they left off.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use super::{lock, Pacer, TOTAL};
+use super::{effective_rates, lock, Pacer};
 use crate::http::rate::Rate;
 
 /// The paces made so far, by holder (the vendor app the quota belongs to)
@@ -27,7 +27,10 @@ impl Pacer {
         defaults: &[(&str, Rate)],
         overrides: &[(String, Rate)],
     ) -> Arc<Pacer> {
-        let limits = effective_limits(global, defaults, overrides);
+        // Keyed by the rates in effect, not by how a job file lists them: jobs
+        // with the same limits in another order, or a documented one spelt
+        // out, must share one pace (two paces in one daemon each fill the quota).
+        let limits = format!("{:?}", effective_rates(global, defaults, overrides));
         lock(registry())
             .entry((holder.to_string(), limits))
             .or_insert_with(|| Arc::new(Pacer::new(global, defaults, overrides)))
@@ -52,24 +55,10 @@ impl Pacer {
     }
 }
 
-/// The rates a pace made with these limits keeps to, as [`Pacer::new`] merges
-/// them, in endpoint order: jobs whose files list the same limits in another
-/// order, or spell out a documented one, keep to the same rates and must
-/// share one pace (two paces in one daemon each fill the quota).
-fn effective_limits(
-    global: Rate,
-    defaults: &[(&str, Rate)],
-    overrides: &[(String, Rate)],
-) -> String {
-    let mut rates: BTreeMap<&str, Rate> = defaults.iter().map(|(e, r)| (*e, *r)).collect();
-    rates.extend(overrides.iter().map(|(e, r)| (e.as_str(), *r)));
-    let global = rates.remove(TOTAL).unwrap_or(global);
-    format!("{global:?} {rates:?}")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::http::pace::TOTAL;
 
     #[test]
     fn one_pace_per_holder_and_limits() {
