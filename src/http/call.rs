@@ -11,7 +11,7 @@
 //! to the reader as they were read, which may keep them without a copy.
 
 use std::future::Future;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use reqwest::header::HeaderMap;
 use reqwest::StatusCode;
@@ -129,11 +129,17 @@ pub trait Vendor: Sync {
     fn pace(&self, endpoint: &str) -> impl Future<Output = ()> + Send;
 
     /// The last wait, after the before-send hook and right before the send:
-    /// a pacer's check of its windows on the times calls really left
+    /// the pacer's check of its windows on the times calls really left
     /// ([`super::pace::Pacer::depart`]), which a slow hook would otherwise
-    /// move. None by default (a vendor whose `pace` is the whole wait).
-    fn depart(&self, _endpoint: &str) -> impl Future<Output = ()> + Send {
-        std::future::ready(())
+    /// move. Gives when the call left, for [`super::pace::Pacer::answered`];
+    /// nothing for a vendor without a pacer.
+    fn depart(&self, endpoint: &str) -> impl Future<Output = Option<Instant>> + Send {
+        async move {
+            match self.pacer() {
+                Some(pacer) => Some(pacer.depart(endpoint).await),
+                None => None,
+            }
+        }
     }
 
     /// What the status line alone says. By default a 5xx or 429 is transient
@@ -380,7 +386,7 @@ where
     }
     // Milliseconds at most (see `Vendor::depart`): what the hook recorded still
     // holds from a moment before the send.
-    vendor.depart(endpoint).await;
+    let left = vendor.depart(endpoint).await;
     if let Some(stats) = vendor.stats() {
         stats.call(endpoint);
     }
@@ -388,6 +394,11 @@ where
         Ok(r) => r,
         Err(e) => return Err(unclear(vendor, call, describe(e), false, token)),
     };
+    // How long the status line took says when the vendor may have counted
+    // the call (docs/ARCHITECTURE.md, "Pacing by reserved slots").
+    if let (Some(pacer), Some(left)) = (vendor.pacer(), left) {
+        pacer.answered(endpoint, left);
+    }
     let status = resp.status();
     match vendor.status(status, resp.headers()) {
         OnStatus::Read => {}

@@ -397,9 +397,9 @@ impl Vendor for Ordered {
         std::future::ready(())
     }
 
-    fn depart(&self, _endpoint: &str) -> impl Future<Output = ()> + Send {
+    fn depart(&self, _endpoint: &str) -> impl Future<Output = Option<Instant>> + Send {
         self.steps.lock().unwrap().push("depart");
-        std::future::ready(())
+        std::future::ready(None)
     }
 }
 

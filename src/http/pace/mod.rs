@@ -38,6 +38,7 @@ use std::time::{Duration, Instant};
 
 use super::rate::Rate;
 
+mod answer;
 mod memory;
 mod shared;
 
@@ -199,6 +200,8 @@ impl Lane {
 struct Shared {
     reserved: BTreeSet<Instant>,
     sent: Sent,
+    /// Each endpoint's fastest answer yet ([`Pacer::answered`]).
+    fastest: HashMap<String, Duration>,
 }
 
 impl Shared {
@@ -266,6 +269,7 @@ impl Pacer {
             global: Mutex::new(Shared {
                 reserved: BTreeSet::new(),
                 sent: Sent::new(global),
+                fastest: HashMap::new(),
             }),
             endpoints: rates.into_iter().map(|(e, r)| (e, lane(r))).collect(),
         }
@@ -291,9 +295,10 @@ impl Pacer {
         slot
     }
 
-    /// Records the call as leaving now, unless a quota's window of calls that
-    /// really left would then be too short: then when it may leave.
-    fn leave(&self, endpoint: &str) -> Option<Instant> {
+    /// Records the call as leaving now and returns now, unless a quota's
+    /// window of calls that really left would then be too short: then when it
+    /// may leave.
+    fn leave(&self, endpoint: &str) -> Result<Instant, Instant> {
         let mut lane = self.endpoints.get(endpoint).map(lock);
         let mut shared = lock(&self.global);
         let now = Instant::now();
@@ -301,13 +306,14 @@ impl Pacer {
             .as_ref()
             .and_then(|l| l.sent.hold(now))
             .max(shared.sent.hold(now));
-        if hold.is_none() {
-            if let Some(lane) = lane.as_mut() {
-                lane.sent.record(now);
-            }
-            shared.sent.record(now);
+        if let Some(until) = hold {
+            return Err(until);
         }
-        hold
+        if let Some(lane) = lane.as_mut() {
+            lane.sent.record(now);
+        }
+        shared.sent.record(now);
+        Ok(now)
     }
 
     /// A throttling answer came for `endpoint`: its lane's margin and the
@@ -401,12 +407,16 @@ impl Pacer {
     }
 
     /// Waits until the quota's windows, on the times calls really left, allow
-    /// this call, and counts it as leaving now. Held only when a call a quota
-    /// earlier left late (by the tolerance, or a slow hook): a wait of
-    /// milliseconds, after which nothing can fill the window.
-    pub async fn depart(&self, endpoint: &str) {
-        while let Some(until) = self.leave(endpoint) {
-            tokio::time::sleep_until(until.into()).await;
+    /// this call, and counts it as leaving now; returns that time, for
+    /// [`Pacer::answered`]. Held only when a call a quota earlier left (or
+    /// was answered) late: a wait of milliseconds, after which nothing can
+    /// fill the window.
+    pub async fn depart(&self, endpoint: &str) -> Instant {
+        loop {
+            match self.leave(endpoint) {
+                Ok(left) => return left,
+                Err(until) => tokio::time::sleep_until(until.into()).await,
+            }
         }
     }
 }

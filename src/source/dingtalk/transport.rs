@@ -392,10 +392,6 @@ impl Vendor for DingtalkClient {
         Some(&self.pacer)
     }
 
-    fn depart(&self, endpoint: &str) -> impl Future<Output = ()> + Send {
-        self.pacer.depart(endpoint)
-    }
-
     /// DingTalk's answers are judged with their body: a status line alone
     /// says nothing the body does not ([`read_answer`]).
     fn status(&self, _status: StatusCode, _headers: &reqwest::header::HeaderMap) -> OnStatus {

@@ -381,10 +381,6 @@ impl Vendor for WecomClient {
     fn pacer(&self) -> Option<&crate::http::pace::Pacer> {
         Some(&self.pacer)
     }
-
-    fn depart(&self, endpoint: &str) -> impl std::future::Future<Output = ()> + Send {
-        self.pacer.depart(endpoint)
-    }
 }
 
 impl Tokens for WecomClient {

@@ -432,10 +432,6 @@ impl Vendor for Jiandaoyun {
         Some(&self.pacer)
     }
 
-    fn depart(&self, endpoint: &str) -> impl std::future::Future<Output = ()> + Send {
-        self.pacer.depart(endpoint)
-    }
-
     /// A 429 is throttling, with the server's wait when it names one (capped);
     /// a 5xx is often a gateway's answer: the request may still run behind it.
     fn status(&self, status: StatusCode, headers: &HeaderMap) -> OnStatus {

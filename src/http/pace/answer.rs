@@ -1,0 +1,123 @@
+//! What an answer tells about when the vendor counted its call.
+//!
+//! The pace spaces calls on when they left. A vendor counts a call when it
+//! reaches it, and a call held up on the way (a queue in the network, a busy
+//! gateway, a simulator stalled on a shared core) is counted later than it
+//! left: the call a quota after it, leaving on time, is then counted less
+//! than a window after it, and the vendor answers "too many calls". The
+//! answer shows such a hold-up, for it comes back late by as much. So each
+//! endpoint's fastest answer is remembered, and a call answered more than its
+//! window's margin slower than that counts, for the calls after it, as having
+//! left that much later, less the margin (which allows for that much
+//! already). A call slowed by the vendor's own work after it was counted is
+//! counted late too: the safe side, which costs the one call a quota after it
+//! the difference (docs/ARCHITECTURE.md, "Pacing by reserved slots").
+
+use std::time::{Duration, Instant};
+
+use super::{lock, Pacer, Sent};
+
+impl Sent {
+    /// The call that left at `left` was answered `slower` than its
+    /// endpoint's fastest answer: beyond the margin, it counts as leaving
+    /// that much later. A call no longer among the last quota's worth holds
+    /// nothing and is left alone.
+    fn answered_slowly(&mut self, left: Instant, slower: Duration) {
+        let Some(later) = slower
+            .checked_sub(self.quota.margin)
+            .filter(|d| !d.is_zero())
+        else {
+            return;
+        };
+        let i = self.times.partition_point(|t| *t < left);
+        if self.times.get(i) != Some(&left) {
+            return;
+        }
+        self.times.remove(i);
+        // No later than now, so the times stay in order as later calls are
+        // recorded at their own now.
+        let counted = left + later;
+        let j = self.times.partition_point(|t| *t <= counted);
+        self.times.insert(j, counted);
+    }
+}
+
+impl Pacer {
+    /// The call of `endpoint` that left at `left` ([`Pacer::depart`]) has
+    /// been answered now: if it came back slower than the endpoint's fastest
+    /// answer by more than a window's margin, the vendor may have counted it
+    /// that much later, and the calls after it are paced as if it had left
+    /// then (see the module's comment).
+    pub fn answered(&self, endpoint: &str, left: Instant) {
+        let took = Instant::now().saturating_duration_since(left);
+        // Lock order: the endpoint's lane, then the shared one.
+        let mut lane = self.endpoints.get(endpoint).map(lock);
+        let mut shared = lock(&self.global);
+        let fastest = match shared.fastest.get_mut(endpoint) {
+            Some(fastest) => {
+                *fastest = (*fastest).min(took);
+                *fastest
+            }
+            None => {
+                shared.fastest.insert(endpoint.to_owned(), took);
+                took
+            }
+        };
+        let slower = took.saturating_sub(fastest);
+        if let Some(lane) = lane.as_mut() {
+            lane.sent.answered_slowly(left, slower);
+        }
+        shared.sent.answered_slowly(left, slower);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::Rate;
+    use super::*;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    #[test]
+    fn a_call_answered_slowly_counts_as_leaving_later_less_the_margin() {
+        let t0 = Instant::now();
+        let mut sent = Sent::new(Rate::per_second(5));
+        for i in 0..3 {
+            sent.record(t0 + ms(200) * i);
+        }
+        // 10 ms margin: 8 ms slower is within it.
+        sent.answered_slowly(t0, ms(8));
+        assert_eq!(sent.times[0], t0);
+        // 310 ms slower: counted 300 ms later, after the call that left at 200 ms.
+        sent.answered_slowly(t0, ms(310));
+        let times: Vec<Duration> = sent.times.iter().map(|t| *t - t0).collect();
+        assert_eq!(times, [ms(200), ms(300), ms(400)]);
+        // A call the lane no longer holds changes nothing.
+        sent.answered_slowly(t0 + ms(1), ms(500));
+        assert_eq!(sent.times.len(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_call_answered_late_holds_the_one_a_quota_after_it() {
+        // 5/s: slots 202 ms apart, a 10 ms margin. The first answer sets the
+        // fastest; the second call's comes 40 ms slower than that, so the
+        // seventh call (a quota after it) leaves 30 ms later than its slot.
+        let pacer = Pacer::new(Rate::per_second(1000), &[("x", Rate::per_second(5))], &[]);
+        pacer.slot("x").await;
+        let first = pacer.depart("x").await;
+        pacer.answered("x", first);
+        pacer.slot("x").await;
+        let second = pacer.depart("x").await;
+        std::thread::sleep(ms(41));
+        pacer.answered("x", second);
+        for _ in 0..5 {
+            pacer.ready("x").await;
+        }
+        let seventh = Instant::now();
+        let span = seventh - second;
+        assert!(span >= ms(1040), "{span:?}");
+        assert!(span < ms(1140), "{span:?}");
+    }
+}
