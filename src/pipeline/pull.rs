@@ -64,7 +64,12 @@ impl Roster {
         let (tx, rx) = mpsc::channel(16);
         let source = source.clone();
         let listing = tokio::spawn(async move {
-            let listed = source.discover(&tx).await;
+            let prepare = async {
+                if cap > 0 {
+                    source.prepare_pull().await;
+                }
+            };
+            let (listed, ()) = tokio::join!(source.discover(&tx), prepare);
             if let (Ok(all), Some(announce)) = (&listed, on_listed) {
                 announce(all.len());
             }
@@ -289,6 +294,7 @@ mod tests {
         stops_at: Option<&'static str>,
         /// What `discover` lists, in one batch.
         listed: Vec<&'static str>,
+        prepared: AtomicUsize,
     }
 
     impl Source for Slow {
@@ -342,6 +348,10 @@ mod tests {
                     ..Pulled::default()
                 })
             })
+        }
+        fn prepare_pull(&self) -> BoxFuture<'_, ()> {
+            self.prepared.fetch_add(1, Ordering::SeqCst);
+            Box::pin(async {})
         }
         fn absence_proves_gone(&self) -> bool {
             false
@@ -420,6 +430,28 @@ mod tests {
             2,
             "no chunk after the stop"
         );
+    }
+
+    /// What every chunk's pull needs is fetched while the month is listed,
+    /// but not when the budget lets no chunk be pulled: a run with nothing
+    /// to pull spends no metered call.
+    #[tokio::test]
+    async fn a_listing_prepares_the_pull_only_when_a_chunk_may_be_pulled() {
+        for (cap, prepared) in [(0, 0), (usize::MAX, 1)] {
+            let source = Arc::new(Slow {
+                listed: vec!["a", "b", "c"],
+                ..Slow::default()
+            });
+            let dyn_source: Arc<dyn Source> = source.clone();
+            let roster = Roster::discover(&dyn_source, cap, None);
+            let handed = pull_with(dyn_source, roster).await;
+            assert_eq!(handed.len(), 3.min(cap), "cap {cap}");
+            assert_eq!(
+                source.prepared.load(Ordering::SeqCst),
+                prepared,
+                "cap {cap}"
+            );
+        }
     }
 
     #[tokio::test]

@@ -164,6 +164,14 @@ pub trait Source: Send + Sync {
         tx: &'a mpsc::Sender<Vec<String>>,
     ) -> BoxFuture<'a, Result<UserIds, SourceError>>;
 
+    /// Fetches, while the organisation is listed, what the pull of every
+    /// chunk needs (DingTalk's report columns), so that it is there when the
+    /// first chunk is. Called only when a chunk will be pulled; a failure is
+    /// left for the first chunk's pull to meet again and report.
+    fn prepare_pull(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async {})
+    }
+
     /// One chunk of employees' records for `month`, as of `now`.
     fn pull<'a>(
         &'a self,

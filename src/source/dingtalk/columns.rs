@@ -53,6 +53,14 @@ impl DingtalkClient {
             .cloned()
     }
 
+    /// Asks for the report columns ahead of the first chunk that needs them.
+    /// A failure is left for that chunk's pull to meet again and report.
+    pub(super) async fn ask_columns_early(&self) {
+        if !self.columns.is_empty() {
+            let _ = self.report_columns().await;
+        }
+    }
+
     /// Resolves the job's `columns` (display names) to report column ids, in
     /// the job's order. An unknown, ambiguous or leave-type name is a
     /// [`SourceError::Config`] that lists the available names. No call is made

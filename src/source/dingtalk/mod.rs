@@ -123,6 +123,8 @@ pub struct DingtalkClient {
     banned_until: Mutex<Option<Instant>>,
     ip_ban_floor: Duration,
     report_columns: tokio::sync::OnceCell<Arc<Vec<ReportColumn>>>,
+    /// Held by the chunk starting its employees (`report.rs`).
+    pull_turn: tokio::sync::Mutex<()>,
     directory: Directory,
     /// Set once a walk of the directory has started.
     walked: AtomicBool,
@@ -156,6 +158,7 @@ impl DingtalkClient {
             banned_until: Mutex::new(None),
             ip_ban_floor: IP_BAN_MIN_WAIT,
             report_columns: tokio::sync::OnceCell::new(),
+            pull_turn: tokio::sync::Mutex::new(()),
             directory: Directory::default(),
             walked: AtomicBool::new(false),
             leave_warned: Mutex::new(HashSet::new()),
@@ -207,6 +210,10 @@ impl Source for Dingtalk {
         tx: &'a mpsc::Sender<Vec<String>>,
     ) -> BoxFuture<'a, Result<UserIds, SourceError>> {
         Box::pin(self.client.discover(&self.client.scope, tx))
+    }
+
+    fn prepare_pull(&self) -> BoxFuture<'_, ()> {
+        Box::pin(self.client.ask_columns_early())
     }
 
     fn pull<'a>(
