@@ -362,8 +362,9 @@ fn protocol<V: Vendor, T>(
     Attempt::Fail(Failure::Protocol(scrub(vendor, &message, token)))
 }
 
-/// One send: pace, hook, send, status line, body, the call's reader. What
-/// ends the try before the reader has judged an answer comes back as `Err`.
+/// One send: pace, hook, send, then the answer ([`read_answer`]), whose
+/// time the pacer is told. What ends the try before the reader has judged an
+/// answer comes back as `Err`.
 async fn exchange<V, T, Q, D, H, HF>(
     vendor: &V,
     call: &Call<'_>,
@@ -394,11 +395,33 @@ where
         Ok(r) => r,
         Err(e) => return Err(unclear(vendor, call, describe(e), false, token)),
     };
+    let answered_at = Instant::now();
+    let answer = read_answer(vendor, call, token, &steps.read, resp).await;
     // How long the status line took says when the vendor may have counted
-    // the call (docs/ARCHITECTURE.md, "Pacing by reserved slots").
+    // the call; only a good answer's time is typical of the endpoint (a
+    // gateway's quick refusal is not) (docs/ARCHITECTURE.md, "Pacing by
+    // reserved slots").
     if let (Some(pacer), Some(left)) = (vendor.pacer(), left) {
-        pacer.answered(endpoint, left);
+        let good = matches!(answer, Ok(Decoded::Done(_)));
+        pacer.answered(endpoint, left, answered_at, good);
     }
+    answer
+}
+
+/// The status line, the body and the call's reader. What ends the try
+/// before the reader has judged an answer comes back as `Err`.
+async fn read_answer<V, T, D>(
+    vendor: &V,
+    call: &Call<'_>,
+    token: Option<&Secret>,
+    read: &D,
+    resp: reqwest::Response,
+) -> Result<Decoded<T>, Attempt<T, Failure<V::Error>>>
+where
+    V: Vendor,
+    D: Fn(StatusCode, &mut Vec<u8>) -> Decoded<T>,
+{
+    let endpoint = call.endpoint;
     let status = resp.status();
     match vendor.status(status, resp.headers()) {
         OnStatus::Read => {}
@@ -439,7 +462,7 @@ where
             })
         }
     };
-    Ok((steps.read)(status, &mut bytes))
+    Ok(read(status, &mut bytes))
 }
 
 /// What a non-zero code means for the call: retry after a backoff, wait out a

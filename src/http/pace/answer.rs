@@ -43,25 +43,29 @@ impl Sent {
 }
 
 impl Pacer {
-    /// The call of `endpoint` that left at `left` ([`Pacer::depart`]) has
-    /// been answered now: if it came back slower than the endpoint's fastest
+    /// The call of `endpoint` that left at `left` ([`Pacer::depart`]) was
+    /// answered `at`: if that was slower than the endpoint's fastest good
     /// answer by more than a window's margin, the vendor may have counted it
     /// that much later, and the calls after it are paced as if it had left
-    /// then (see the module's comment).
-    pub fn answered(&self, endpoint: &str, left: Instant) {
-        let took = Instant::now().saturating_duration_since(left);
+    /// then (see the module's comment). Only a `good` answer (the call done)
+    /// can be the fastest: a gateway's quick refusal would make every
+    /// ordinary answer look slow.
+    pub fn answered(&self, endpoint: &str, left: Instant, at: Instant, good: bool) {
+        let took = at.saturating_duration_since(left);
         // Lock order: the endpoint's lane, then the shared one.
         let mut lane = self.endpoints.get(endpoint).map(lock);
         let mut shared = lock(&self.global);
         let fastest = match shared.fastest.get_mut(endpoint) {
-            Some(fastest) => {
+            Some(fastest) if good => {
                 *fastest = (*fastest).min(took);
                 *fastest
             }
-            None => {
+            Some(fastest) => *fastest,
+            None if good => {
                 shared.fastest.insert(endpoint.to_owned(), took);
                 took
             }
+            None => return,
         };
         let slower = took.saturating_sub(fastest);
         if let Some(lane) = lane.as_mut() {
@@ -100,6 +104,31 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_quick_refusal_does_not_make_good_answers_look_slow() {
+        let pacer = Pacer::new(Rate::per_second(1000), &[("x", Rate::per_second(50))], &[]);
+        let mut sent = Vec::new();
+        for _ in 0..3 {
+            pacer.slot("x").await;
+            sent.push(pacer.depart("x").await);
+        }
+        // Good answers take 40 ms; a gateway refuses one call in 1 ms.
+        pacer.answered("x", sent[0], sent[0] + ms(40), true);
+        pacer.answered("x", sent[1], sent[1] + ms(1), false);
+        pacer.answered("x", sent[2], sent[2] + ms(41), true);
+        let times: Vec<Instant> = lock(&pacer.endpoints["x"])
+            .sent
+            .times
+            .iter()
+            .copied()
+            .collect();
+        assert_eq!(times, sent, "nothing counted later");
+        // A refusal 60 ms slower than the fastest good answer does count later.
+        pacer.answered("x", sent[1], sent[1] + ms(100), false);
+        let moved = lock(&pacer.endpoints["x"]).sent.times[2];
+        assert_eq!(moved, sent[1] + ms(50));
+    }
+
+    #[tokio::test]
     async fn a_call_answered_late_holds_the_one_a_quota_after_it() {
         // 5/s: slots 202 ms apart, a 10 ms margin. The first answer sets the
         // fastest; the second call's comes 40 ms slower than that, so the
@@ -107,11 +136,11 @@ mod tests {
         let pacer = Pacer::new(Rate::per_second(1000), &[("x", Rate::per_second(5))], &[]);
         pacer.slot("x").await;
         let first = pacer.depart("x").await;
-        pacer.answered("x", first);
+        pacer.answered("x", first, Instant::now(), true);
         pacer.slot("x").await;
         let second = pacer.depart("x").await;
         std::thread::sleep(ms(41));
-        pacer.answered("x", second);
+        pacer.answered("x", second, Instant::now(), true);
         for _ in 0..5 {
             pacer.ready("x").await;
         }
