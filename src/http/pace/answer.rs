@@ -106,11 +106,12 @@ impl Pacer {
     /// that much later, and the calls after it are paced as if it had left
     /// then (see the module's comment).
     pub fn answered(&self, endpoint: &str, left: Instant) {
-        let now = Instant::now();
-        let took = now.saturating_duration_since(left);
         // Lock order: the endpoint's lane, then the shared one.
         let mut lane = self.endpoints.get(endpoint).map(lock);
         let mut shared = lock(&self.global);
+        // Read under the locks: the answers are kept in the order of `now`.
+        let now = Instant::now();
+        let took = now.saturating_duration_since(left);
         let window = lane
             .as_ref()
             .map_or(shared.sent.quota.rate.per, |l| l.sent.quota.rate.per);
