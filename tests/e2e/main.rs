@@ -5,6 +5,7 @@
 
 mod common;
 
+mod answered_pace_e2e;
 mod api_e2e;
 mod api_regressions_e2e;
 mod campaign_regressions_e2e;

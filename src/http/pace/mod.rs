@@ -200,8 +200,8 @@ impl Lane {
 struct Shared {
     reserved: BTreeSet<Instant>,
     sent: Sent,
-    /// Each endpoint's fastest answer yet ([`Pacer::answered`]).
-    fastest: HashMap<String, Duration>,
+    /// Each endpoint's recent answers, for the fastest ([`Pacer::answered`]).
+    answers: HashMap<String, answer::Answers>,
 }
 
 impl Shared {
@@ -269,7 +269,7 @@ impl Pacer {
             global: Mutex::new(Shared {
                 reserved: BTreeSet::new(),
                 sent: Sent::new(global),
-                fastest: HashMap::new(),
+                answers: HashMap::new(),
             }),
             endpoints: rates.into_iter().map(|(e, r)| (e, lane(r))).collect(),
         }
