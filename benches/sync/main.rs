@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! cargo bench --bench sync -- [--sizes 2000,20000,200000] [--sources wecom,dingtalk]
-//!     [--latency-ms 20] [--dingtalk-rate 200] [--wecom-monthdata-rate 600]
+//!     [--latency-ms 20] [--jitter-ms 0] [--dingtalk-rate 200] [--wecom-monthdata-rate 600]
 //!     [--departments N] [--source-limits scaled|default] [--shapes 2000/40,20000/2000]
 //!     [--no-plain] [--out target/bench-sync.md]
 //! ```
@@ -94,6 +94,8 @@ struct Args {
     sizes: Vec<usize>,
     sources: Vec<Kind>,
     latency: Duration,
+    /// Up to this much more latency per request, drawn afresh for each.
+    jitter: Duration,
     dingtalk_rate: u32,
     /// WeCom `getcheckin_monthdata` calls per minute.
     wecom_monthdata_rate: u32,
@@ -143,6 +145,7 @@ fn parse_args() -> Result<Option<Args>, String> {
         sizes: vec![2_000, 20_000, 200_000],
         sources: vec![Kind::Wecom, Kind::Dingtalk],
         latency: Duration::from_millis(20),
+        jitter: Duration::ZERO,
         dingtalk_rate: 200,
         wecom_monthdata_rate: WECOM_MONTHDATA_PER_MIN,
         out: Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-sync.md"),
@@ -177,6 +180,10 @@ fn parse_args() -> Result<Option<Args>, String> {
             "--latency-ms" => {
                 let ms: u64 = value()?.parse().map_err(|e| format!("--latency-ms: {e}"))?;
                 args.latency = Duration::from_millis(ms);
+            }
+            "--jitter-ms" => {
+                let ms: u64 = value()?.parse().map_err(|e| format!("--jitter-ms: {e}"))?;
+                args.jitter = Duration::from_millis(ms);
             }
             "--dingtalk-rate" => {
                 args.dingtalk_rate = value()?

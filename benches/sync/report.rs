@@ -174,9 +174,10 @@ pub(crate) fn case_detail(c: &Case) -> String {
 
 pub(crate) fn tables(cases: &[Case], args: &Args) -> String {
     let mut out = format!(
-        "Latency {} ms per request; WeCom monthdata quota {}/min; DingTalk per-API quota {}/s; \
+        "Latency {} ms per request (+ up to {} ms drawn for each); WeCom monthdata quota {}/min; DingTalk per-API quota {}/s; \
          month {MONTH}; departments {}; job's source limits {}.\n",
         args.latency.as_millis(),
+        args.jitter.as_millis(),
         args.wecom_monthdata_rate,
         args.dingtalk_rate,
         args.departments

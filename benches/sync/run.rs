@@ -204,6 +204,11 @@ impl Bench {
         let jdy = JdySim::start(jdy_config)
             .await
             .unwrap_or_else(|e| panic!("start the Jiandaoyun simulator: {e}"));
+        jdy.set_latency_jitter(args.jitter);
+        match &source {
+            SourceSim::Wecom(s) => s.set_latency_jitter(args.jitter),
+            SourceSim::Dingtalk(s) => s.set_latency_jitter(args.jitter),
+        }
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
         let bench = Bench {
             kind,

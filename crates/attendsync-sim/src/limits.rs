@@ -125,6 +125,8 @@ pub(crate) struct Gate {
     rng: StdRng,
     throttle_ratio: f64,
     latency: Duration,
+    /// Up to this much more latency, drawn afresh for each request.
+    jitter: Duration,
     log: Vec<CallRecord>,
     violations: usize,
     injected: usize,
@@ -153,6 +155,7 @@ impl Gate {
             rng: StdRng::seed_from_u64(seed),
             throttle_ratio,
             latency,
+            jitter: Duration::ZERO,
             log: Vec::new(),
             violations: 0,
             injected: 0,
@@ -234,12 +237,23 @@ impl Gate {
         &mut self.rng
     }
 
-    pub(crate) fn latency(&self) -> Duration {
-        self.latency
+    /// The latency to add to one request: the set latency, plus up to the
+    /// set jitter, uniformly drawn (no draw without jitter, so that seeded
+    /// fault injection stays as it was).
+    pub(crate) fn latency(&mut self) -> Duration {
+        if self.jitter.is_zero() {
+            return self.latency;
+        }
+        let extra = self.rng.random_range(0..=self.jitter.as_micros() as u64);
+        self.latency + Duration::from_micros(extra)
     }
 
     pub(crate) fn set_latency(&mut self, latency: Duration) {
         self.latency = latency;
+    }
+
+    pub(crate) fn set_jitter(&mut self, jitter: Duration) {
+        self.jitter = jitter;
     }
 
     pub(crate) fn set_throttle_ratio(&mut self, ratio: f64) {

@@ -410,6 +410,12 @@ impl DingtalkSim {
         self.state().gate.set_latency(latency);
     }
 
+    /// Adds up to `jitter` more latency to each request, drawn afresh for
+    /// each (answer times that vary, as a real vendor's do).
+    pub fn set_latency_jitter(&self, jitter: Duration) {
+        self.state().gate.set_jitter(jitter);
+    }
+
     /// From now on a token turns invalid after this many calls (`None`: only its TTL).
     pub fn set_token_expires_after_calls(&self, calls: Option<u32>) {
         self.state().token_expires_after_calls = calls;

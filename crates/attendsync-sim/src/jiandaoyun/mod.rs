@@ -380,6 +380,12 @@ impl JdySim {
         self.state().gate.set_latency(latency);
     }
 
+    /// Adds up to `jitter` more latency to each request, drawn afresh for
+    /// each (answer times that vary, as a real vendor's do).
+    pub fn set_latency_jitter(&self, jitter: Duration) {
+        self.state().gate.set_jitter(jitter);
+    }
+
     pub fn set_store_then_502_ratio(&self, ratio: f64) {
         self.state().store_then_502_ratio = ratio;
     }
