@@ -332,6 +332,22 @@ mod tests {
     }
 
     #[test]
+    fn jitter_draws_each_request_latency_within_its_bound() {
+        let ms = Duration::from_millis;
+        let mut g = Gate::new(&[], 0.0, ms(20), 3);
+        assert_eq!(g.latency(), ms(20), "none drawn without jitter");
+        g.set_jitter(ms(40));
+        let drawn: Vec<Duration> = (0..200).map(|_| g.latency()).collect();
+        assert!(
+            drawn.iter().all(|d| *d >= ms(20) && *d <= ms(60)),
+            "{drawn:?}"
+        );
+        let spread = drawn.iter().max().copied().unwrap_or_default()
+            - drawn.iter().min().copied().unwrap_or_default();
+        assert!(spread >= ms(30), "{spread:?}");
+    }
+
+    #[test]
     fn injected_throttles_are_seeded_and_counted_apart() {
         let pattern = |seed| {
             let mut g = Gate::new(&[], 0.5, Duration::ZERO, seed);
