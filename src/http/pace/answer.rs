@@ -6,7 +6,8 @@
 //! left: the call a quota after it, leaving on time, is then counted less
 //! than a window after it, and the vendor answers "too many calls". The
 //! answer shows such a hold-up, for it comes back late by as much. So each
-//! endpoint's recent answers are kept, and a call answered more than its
+//! endpoint's recent good answers are kept (a gateway's quick refusal is not
+//! typical of it), and a call answered more than its
 //! window's margin slower than the fastest of those given from a window
 //! before it left on counts, for the calls after it, as having left that much
 //! later, less the margin (which allows for that much already). A call slowed
