@@ -360,6 +360,7 @@ async fn bench(args: Args) {
                 kind.name()
             );
             let bench = Bench::start(kind, n, departments, &args).await;
+            bench.vary_answer_times(args.jitter);
             let reference = tokio::task::spawn_blocking(reference_cpu)
                 .await
                 .unwrap_or_else(|e| panic!("reference workload: {e}"));

@@ -204,11 +204,6 @@ impl Bench {
         let jdy = JdySim::start(jdy_config)
             .await
             .unwrap_or_else(|e| panic!("start the Jiandaoyun simulator: {e}"));
-        jdy.set_latency_jitter(args.jitter);
-        match &source {
-            SourceSim::Wecom(s) => s.set_latency_jitter(args.jitter),
-            SourceSim::Dingtalk(s) => s.set_latency_jitter(args.jitter),
-        }
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
         let bench = Bench {
             kind,
@@ -222,6 +217,15 @@ impl Bench {
         bench.write(&format!("mappings/{mapping_file}"), mapping_text);
         bench.write(&format!("jobs/{}", mapping_file), &bench.job());
         bench
+    }
+
+    /// Each simulator adds up to `jitter` more latency to each request.
+    pub(crate) fn vary_answer_times(&self, jitter: Duration) {
+        self.jdy.set_latency_jitter(jitter);
+        match &self.source {
+            SourceSim::Wecom(s) => s.set_latency_jitter(jitter),
+            SourceSim::Dingtalk(s) => s.set_latency_jitter(jitter),
+        }
     }
 
     pub(crate) fn write(&self, rel: &str, text: &str) {
