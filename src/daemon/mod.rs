@@ -41,10 +41,7 @@ pub type Reload = Box<dyn Fn() -> Result<Vec<LoadedJob>, ConfigErrors> + Send>;
 /// The job files read again; `None` (logged at ERROR) keeps the old configuration.
 fn reloaded(reload: &Reload, serving: bool) -> Option<Vec<Scheduled>> {
     match reload().and_then(|jobs| scheduled_jobs(jobs, serving)) {
-        Ok(jobs) => {
-            tracing::info!(jobs = jobs.len(), "SIGHUP: job files reloaded");
-            Some(jobs)
-        }
+        Ok(jobs) => Some(jobs),
         Err(e) => {
             let text = e.to_string();
             tracing::error!(
@@ -204,6 +201,9 @@ pub async fn run(
                             *shown = job_infos(&jobs);
                         }
                     }
+                    // Said once everything shows the new jobs: the API and
+                    // `/metrics` (whose gauges follow the job list) included.
+                    tracing::info!(jobs = jobs.len(), "SIGHUP: job files reloaded");
                 }
             }
             // A ticker of the configuration before a reload is ignored.
