@@ -53,6 +53,17 @@ fn reloaded(reload: &Reload, serving: bool) -> Option<Vec<Scheduled>> {
     }
 }
 
+/// The API and `/metrics` (whose gauges follow the job list) show `jobs`
+/// from now on; the log says the reload is done only once they do.
+fn show_reloaded(listener: Option<&Listener>, jobs: &[Scheduled]) {
+    if let Some(l) = listener {
+        if let Ok(mut shown) = l.jobs.write() {
+            *shown = job_infos(jobs);
+        }
+    }
+    tracing::info!(jobs = jobs.len(), "SIGHUP: job files reloaded");
+}
+
 /// The daemon's listener, when `attendsync.toml` has `[server]`.
 struct Listener {
     jobs: crate::server::Jobs,
@@ -196,14 +207,7 @@ pub async fn run(
                     receivers = receivers
                         .reload(&jobs, &syncer, &clock, server.is_some())
                         .await;
-                    if let Some(l) = &listener {
-                        if let Ok(mut shown) = l.jobs.write() {
-                            *shown = job_infos(&jobs);
-                        }
-                    }
-                    // Said once everything shows the new jobs: the API and
-                    // `/metrics` (whose gauges follow the job list) included.
-                    tracing::info!(jobs = jobs.len(), "SIGHUP: job files reloaded");
+                    show_reloaded(listener.as_ref(), &jobs);
                 }
             }
             // A ticker of the configuration before a reload is ignored.
