@@ -69,6 +69,8 @@ impl DingtalkClient {
         // others already got is kept, since those calls are paid for.
         let halt = AtomicBool::new(false);
         let (people, columns, window, halt) = (&people, &columns, &window, &halt);
+        // By index: a closure over `&String` would not be provably `Send` for
+        // every lifetime, which `tokio::spawn` of the pull needs.
         let pull_one = move |i: usize| async move {
             let userid = &userids[i];
             if halt.load(Ordering::SeqCst) {
