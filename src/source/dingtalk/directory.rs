@@ -213,7 +213,9 @@ impl DingtalkClient {
 
     /// Walks `listsub` breadth-first from `starts` and lists the users of every
     /// selected department (the configured ones and everything under them, or
-    /// everything) as soon as its own `listsub` has answered. Several calls of
+    /// everything) as soon as it is found, beside its own `listsub` (its name,
+    /// which its users' records need, came with its parent's answer; a start
+    /// department is listed from the first call). Several calls of
     /// each API are under way at once: one call at a time, latency would set the
     /// pace, and walking before listing would add the two APIs' times instead
     /// of overlapping them (they have separate quotas). The first `v2/user/list`
@@ -232,7 +234,7 @@ impl DingtalkClient {
         let mut seen: HashSet<u64> = starts.iter().copied().collect();
         let mut selected: HashSet<u64> = starts.iter().copied().filter(|d| wanted(*d)).collect();
         let mut to_walk: VecDeque<(u64, bool)> = starts.iter().map(|d| (*d, true)).collect();
-        let mut to_list: VecDeque<u64> = VecDeque::new();
+        let mut to_list: VecDeque<u64> = starts.iter().copied().filter(|d| wanted(*d)).collect();
         let mut tasks: FuturesUnordered<BoxFuture<'_, Result<Found, CrawlError>>> =
             FuturesUnordered::new();
         let (mut walking, mut listing) = (0usize, 0usize);
@@ -282,10 +284,10 @@ impl DingtalkClient {
                         }
                         if seen.insert(child) {
                             to_walk.push_back((child, false));
+                            if selected.contains(&child) {
+                                to_list.push_back(child);
+                            }
                         }
-                    }
-                    if selected.contains(&id) {
-                        to_list.push_back(id);
                     }
                 }
                 Found::Users { id, users } => {
@@ -501,6 +503,51 @@ mod tests {
             .filter(|u| u.departments.len() > 1)
             .count();
         assert!(in_two > 0, "the organisation has people in two departments");
+    }
+
+    /// A department's users are asked for as soon as it is found, beside its own
+    /// `listsub`, not a round trip after it: the first chunk of a large
+    /// organisation is complete that much sooner. The root's users go with the
+    /// first `listsub`; its children's before any child's `listsub` is answered.
+    #[tokio::test]
+    async fn a_department_is_listed_beside_its_own_listsub() {
+        let latency = Duration::from_millis(100);
+        let config = DingtalkSimConfig {
+            latency,
+            ..fast_sim()
+        };
+        let sim = start(300, config).await;
+        let client = client_for(&job(&sim, &["出勤天数"], &[]));
+        let employees = client.employees(&Scope::default()).await.unwrap();
+        assert_eq!(employees.len(), 300);
+        let log = sim.call_log();
+        let arrivals = |endpoint: &str| -> Vec<Instant> {
+            log.iter()
+                .filter(|c| c.endpoint == endpoint)
+                .map(|c| c.at)
+                .collect()
+        };
+        let (walks, lists) = (arrivals(LISTSUB), arrivals(USER_LIST));
+        let children = sim
+            .org()
+            .departments
+            .iter()
+            .filter(|d| d.parent_id == ROOT_DEPARTMENT && d.id != ROOT_DEPARTMENT)
+            .count();
+        assert!(children >= 2, "{children} children of the root");
+        // The root's users left with the root's `listsub`, before any child's.
+        assert!(lists[0] < walks[1], "the root was listed after its listsub");
+        // A child's `listsub` answers `latency` after it arrived; the children's
+        // users were asked for before the first of those answers.
+        let first_child_answered = walks[1] + latency;
+        let early = lists
+            .iter()
+            .filter(|at| **at < first_child_answered)
+            .count();
+        assert!(
+            early > 1,
+            "only {early} user list(s) before a child's listsub answered"
+        );
     }
 
     #[tokio::test]
