@@ -3,16 +3,16 @@ use std::sync::Arc;
 
 #[test]
 fn spacing_leaves_a_margin_in_every_window() {
-    // 10/s: 10 ms per one-second window.
+    // 10/s: 5 ms per one-second window.
     let ten = Quota::new(Rate::per_second(10));
-    assert_eq!(ten.interval(), Duration::from_millis(101));
+    assert_eq!(ten.interval(), Duration::from_micros(100_500));
     // 60/min: 300 ms per minute, not a share of it (+2 % was 1.02 s).
     assert_eq!(
         Quota::new(Rate::per_minute(60)).interval(),
         Duration::from_millis(1_005)
     );
-    // Eleven calls at 10/s never fit in one second, even 10 ms late.
-    assert!(ten.interval() * 10 >= Duration::from_millis(1010));
+    // Eleven calls at 10/s never fit in one second, even 5 ms late.
+    assert!(ten.interval() * 10 >= Duration::from_millis(1005));
 }
 
 #[test]
@@ -24,9 +24,9 @@ fn a_throttling_answer_doubles_the_margin_up_to_a_bound() {
             q.margin.as_millis()
         })
         .collect();
-    assert_eq!(margins, [20, 40, 80, 80, 80]);
+    assert_eq!(margins, [10, 20, 40, 40, 40]);
     assert!(!q.widen());
-    assert_eq!(q.interval(), Duration::from_millis(108));
+    assert_eq!(q.interval(), Duration::from_millis(104));
 }
 
 #[test]
@@ -34,19 +34,19 @@ fn a_widened_margin_halves_back_after_ten_quiet_windows() {
     let mut q = Quota::new(Rate::per_second(10));
     q.widen();
     q.widen();
-    assert_eq!(q.margin, Duration::from_millis(40));
+    assert_eq!(q.margin, Duration::from_millis(20));
     // 99 calls: not yet ten windows' worth.
     (0..99).for_each(|_| q.sent());
-    assert_eq!(q.margin, Duration::from_millis(40));
-    q.sent();
     assert_eq!(q.margin, Duration::from_millis(20));
+    q.sent();
+    assert_eq!(q.margin, Duration::from_millis(10));
     // A throttling answer starts the count again.
     (0..50).for_each(|_| q.sent());
     q.widen();
     (0..99).for_each(|_| q.sent());
-    assert_eq!(q.margin, Duration::from_millis(40));
+    assert_eq!(q.margin, Duration::from_millis(20));
     (0..201).for_each(|_| q.sent());
-    assert_eq!(q.margin, Duration::from_millis(10), "never below the base");
+    assert_eq!(q.margin, Duration::from_millis(5), "never below the base");
 }
 
 #[tokio::test]
@@ -56,27 +56,27 @@ async fn widening_slows_the_lane_and_the_vendor() {
     pacer.widen("x");
     assert_eq!(
         lock(&pacer.endpoints["x"]).interval(),
-        Duration::from_millis(104)
+        Duration::from_millis(102)
     );
     assert_eq!(
         lock(&pacer.global).sent.quota.margin,
-        Duration::from_millis(40)
+        Duration::from_millis(20)
     );
     // An endpoint without a lane of its own widens the vendor's alone.
     pacer.widen("other");
     assert_eq!(
         lock(&pacer.global).sent.quota.margin,
-        Duration::from_millis(80)
+        Duration::from_millis(40)
     );
     let first = pacer.reserve("x");
     let second = pacer.reserve("x");
-    assert!(second - first >= Duration::from_millis(104));
+    assert!(second - first >= Duration::from_millis(102));
 }
 
 #[tokio::test]
 async fn a_late_call_holds_the_one_a_quota_after_it() {
-    // 5/s: slots 202 ms apart. The first call leaves 9 ms late (within the
-    // tolerance); the sixth, on its slot, would then leave 1,001 ms after it.
+    // 5/s: slots 201 ms apart. The first call leaves 9 ms late (within the
+    // tolerance); the sixth, on its slot, would then leave 996 ms after it.
     let pacer = Pacer::new(Rate::per_second(1000), &[("x", Rate::per_second(5))], &[]);
     pacer.ready("x").await;
     let first = Instant::now();
@@ -91,7 +91,7 @@ async fn a_late_call_holds_the_one_a_quota_after_it() {
     }
     let sixth = Instant::now();
     let span = sixth - (first + Duration::from_millis(9));
-    assert!(span >= Duration::from_millis(1010), "{span:?}");
+    assert!(span >= Duration::from_millis(1005), "{span:?}");
     assert!(span < Duration::from_millis(1120), "{span:?}");
 }
 
@@ -304,7 +304,7 @@ async fn total_override_sets_the_vendor_wide_pace() {
 
 #[tokio::test]
 async fn a_call_a_little_late_on_a_slow_lane_goes_rather_than_wait_a_whole_interval() {
-    // 1/s: slots 1.01 s apart, so a call may go up to 101 ms late.
+    // 1/s: slots 1.005 s apart, so a call may go up to 100.5 ms late.
     let pacer = Arc::new(Pacer::new(
         Rate::per_second(1000),
         &[("x", Rate::per_second(1))],
@@ -318,14 +318,14 @@ async fn a_call_a_little_late_on_a_slow_lane_goes_rather_than_wait_a_whole_inter
             Instant::now()
         })
     };
-    // Two calls in flight (two chunks): slots at 1.01 s and 2.02 s.
+    // Two calls in flight (two chunks): slots at 1.005 s and 2.01 s.
     let (first, second) = (waiter(pacer.clone()), waiter(pacer.clone()));
     tokio::task::yield_now().await;
     // The runtime's only thread stalls 40 ms past the first slot.
     std::thread::sleep(Duration::from_millis(1050).saturating_sub(start.elapsed()));
     let first = first.await.expect("task") - start;
     let second = second.await.expect("task") - start;
-    // Not a new slot after the second call's (3.03 s).
+    // Not a new slot after the second call's (3.015 s).
     assert!(first < Duration::from_millis(1200), "{first:?}");
     assert!(second >= Duration::from_millis(2010), "{second:?}");
     assert!(second < Duration::from_millis(2200), "{second:?}");
@@ -362,7 +362,7 @@ async fn a_fast_error_answer_does_not_slow_every_window_after_it() {
     for answer in answers {
         let _ = tokio::time::timeout(Duration::from_secs(5), answer).await;
     }
-    // 25 intervals of 202 ms: 5.05 s.
+    // 25 intervals of 201 ms: 5.025 s.
     assert!(span >= Duration::from_millis(5000), "{span:?}");
     assert!(span < Duration::from_millis(5450), "{span:?}");
 }
