@@ -2,7 +2,7 @@
 //! `v2/user/list`, several calls of each under way at once; people are handed
 //! on as they become complete (see `people.rs`).
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 
@@ -28,8 +28,7 @@ const MIN_PAGE_SIZE: u32 = 10;
 /// What walking the departments found (the people go to a [`Gatherer`]).
 #[derive(Default)]
 struct Crawl {
-    children: HashMap<u64, Vec<u64>>,
-    /// Departments whose own `listsub` answered (a leaf has no `children` entry).
+    /// Departments whose own `listsub` answered.
     walked: HashSet<u64>,
     /// Departments whose users were listed.
     listed: HashSet<u64>,
@@ -285,7 +284,6 @@ impl DingtalkClient {
                     }
                     for (child, name) in children.into_iter().flatten() {
                         gather.named(child, name);
-                        crawl.children.entry(id).or_default().push(child);
                         if selected.contains(&id) || wanted(child) {
                             selected.insert(child);
                         }
