@@ -104,6 +104,7 @@ impl Roster {
         found: Arc<AtomicU64>,
     ) -> Listing {
         let size = spec.source.chunk_size().max(1);
+        let spec_first = spec.source.first_chunk_size();
         let mut chunks = Chunks::new(spec, tx.clone());
         match self {
             Roster::Known { all, take } => {
@@ -126,14 +127,16 @@ impl Roster {
             } => {
                 let mut buffer: Vec<String> = Vec::new();
                 let (mut room, mut over_cap) = (cap, 0usize);
+                let mut next = spec_first.min(size).max(1);
                 while let Some(batch) = rx.recv().await {
                     found.fetch_add(batch.len() as u64, Ordering::SeqCst);
                     let taken = batch.len().min(room);
                     room -= taken;
                     over_cap += batch.len() - taken;
                     buffer.extend(batch.into_iter().take(taken));
-                    while buffer.len() >= size {
-                        let chunk: Vec<String> = buffer.drain(..size).collect();
+                    while buffer.len() >= next {
+                        let chunk: Vec<String> = buffer.drain(..next).collect();
+                        next = size;
                         if !chunks.start(chunk).await {
                             chunks.finish().await;
                             return Listing::default();
@@ -295,6 +298,10 @@ mod tests {
         /// What `discover` lists, in one batch.
         listed: Vec<&'static str>,
         prepared: AtomicUsize,
+        /// `first_chunk_size`, when it differs from the chunk size.
+        first: Option<usize>,
+        /// Each pull's employees, in the order the pulls started.
+        sizes: std::sync::Mutex<Vec<usize>>,
     }
 
     impl Source for Slow {
@@ -303,6 +310,9 @@ mod tests {
         }
         fn chunk_size(&self) -> usize {
             2
+        }
+        fn first_chunk_size(&self) -> usize {
+            self.first.unwrap_or(2)
         }
         fn login(&self) -> BoxFuture<'_, Result<(), SourceError>> {
             Box::pin(async { Ok(()) })
@@ -329,6 +339,9 @@ mod tests {
         ) -> BoxFuture<'a, Result<Pulled, SourceError>> {
             Box::pin(async move {
                 self.pulls.fetch_add(1, Ordering::SeqCst);
+                if let Ok(mut sizes) = self.sizes.lock() {
+                    sizes.push(employees.len());
+                }
                 let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
                 self.most.fetch_max(now, Ordering::SeqCst);
                 let stops = self
@@ -430,6 +443,32 @@ mod tests {
             2,
             "no chunk after the stop"
         );
+    }
+
+    /// A source that pulls employee by employee starts with the first few
+    /// found while the month is listed; later chunks, and every chunk of a
+    /// month whose employees are known, are whole.
+    #[tokio::test]
+    async fn a_listed_month_starts_with_the_sources_first_chunk() {
+        let source = Arc::new(Slow {
+            listed: vec!["a", "b", "c", "d", "e", "f"],
+            first: Some(1),
+            ..Slow::default()
+        });
+        let dyn_source: Arc<dyn Source> = source.clone();
+        let roster = Roster::discover(&dyn_source, usize::MAX, None);
+        let mut handed = pull_with(dyn_source, roster).await;
+        handed.sort();
+        assert_eq!(handed, ["a", "b", "c", "d", "e", "f"]);
+        let sizes = |s: &Slow| s.sizes.lock().map(|v| v.clone()).unwrap_or_default();
+        assert_eq!(sizes(&source), [1, 2, 2, 1]);
+
+        let known = Arc::new(Slow {
+            first: Some(1),
+            ..Slow::default()
+        });
+        pull_six(known.clone()).await;
+        assert_eq!(sizes(&known), [2, 2, 2]);
     }
 
     /// What every chunk's pull needs is fetched while the month is listed,

@@ -150,6 +150,14 @@ pub trait Source: Send + Sync {
     /// Employees per [`Source::pull`].
     fn chunk_size(&self) -> usize;
 
+    /// Employees of the first chunk of a month whose employees are still being
+    /// listed. A source that calls per employee starts pulling with the first
+    /// few found instead of waiting for a whole chunk (one more, smaller write
+    /// batch); one that calls per chunk keeps whole chunks.
+    fn first_chunk_size(&self) -> usize {
+        self.chunk_size()
+    }
+
     /// Proves the credentials before any other work.
     fn login(&self) -> BoxFuture<'_, Result<(), SourceError>>;
 

@@ -458,7 +458,8 @@ mod dingtalk {
         let first = env.run_with(&["run", "--month", MONTH], &[], timeout).await;
         assert_eq!(first.status.code(), Some(0), "{}", all(&first));
         assert_eq!(env.jdy.calls("data/list"), 1, "{}", all(&first));
-        assert_eq!(env.jdy.calls("data/batch_create"), 3);
+        // 16 + 100 + 100 + 34: the first chunk starts with the first 16 found.
+        assert_eq!(env.jdy.calls("data/batch_create"), 4);
         std::fs::remove_file(env.path().join("attendsync.db")).unwrap_or_else(|e| panic!("{e}"));
         let ids: Vec<String> = env
             .jdy

@@ -197,6 +197,10 @@ impl Source for Dingtalk {
         EMPLOYEES_PER_CHUNK
     }
 
+    fn first_chunk_size(&self) -> usize {
+        self.client.employees_in_flight.min(EMPLOYEES_PER_CHUNK)
+    }
+
     fn login(&self) -> BoxFuture<'_, Result<(), SourceError>> {
         Box::pin(self.client.login())
     }
