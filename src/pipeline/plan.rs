@@ -206,7 +206,8 @@ impl Planner {
 /// A metered source's call budget during a run: a hard cap on every metered
 /// attempt (the [`Meter`], which counts each one in SQLite before it is sent,
 /// reserving calls in blocks), and a guard checked before every chunk, so that
-/// a chunk the budget cannot finish is not started. Neither needs a head count,
+/// a chunk starts with no more employees than the budget can finish. Neither
+/// needs a head count,
 /// so both hold while the directory is still being listed.
 pub(super) struct Budget {
     budget: u64,
@@ -253,6 +254,13 @@ impl Budget {
     pub(super) fn allows(&self, employees: usize) -> bool {
         let committed = self.spent_by_run().max(self.fixed);
         committed + employees as u64 * self.per_employee <= self.left
+    }
+
+    /// How many more employee-months fit in what is left (see [`Budget::allows`]).
+    pub(super) fn employees_left(&self) -> usize {
+        let committed = self.spent_by_run().max(self.fixed);
+        let left = self.left.saturating_sub(committed) / self.per_employee.max(1);
+        usize::try_from(left).unwrap_or(usize::MAX)
     }
 
     pub(super) fn stop_reason(&self) -> SourceError {

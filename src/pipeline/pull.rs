@@ -227,11 +227,10 @@ impl Chunks {
         promised.fetch_add(chunk.len(), Ordering::SeqCst);
         self.running.spawn(async move {
             let pulled = match &spec.budget {
-                // Alone or not, a chunk starts only when the budget holds it whole.
-                Some(b) if !b.allows(chunk.len()) => Ok(Pulled {
-                    stopped: Some(b.stop_reason()),
-                    ..Pulled::default()
-                }),
+                Some(b) if !b.allows(chunk.len()) => {
+                    let beside = promised.load(Ordering::SeqCst).saturating_sub(chunk.len());
+                    pull_what_fits(&spec, b, &chunk, beside).await
+                }
                 _ => {
                     (spec.source)
                         .pull(spec.month, &chunk, spec.now, spec.tz)
@@ -267,6 +266,32 @@ impl Chunks {
         }
         !self.halted()
     }
+}
+
+/// Pulls the employees of a chunk the budget no longer holds whole that it
+/// still pays for, besides the `beside` employees of the chunks running, then
+/// stops the pull. Retries an earlier chunk met must not cost the run a whole
+/// chunk of employees it can afford (the first of a listed month is small).
+async fn pull_what_fits(
+    spec: &MonthPull,
+    budget: &Budget,
+    chunk: &[String],
+    beside: usize,
+) -> Result<Pulled, SourceError> {
+    let fits = budget
+        .employees_left()
+        .saturating_sub(beside)
+        .min(chunk.len());
+    let mut pulled = if fits == 0 {
+        Ok(Pulled::default())
+    } else {
+        let part = &chunk[..fits];
+        spec.source.pull(spec.month, part, spec.now, spec.tz).await
+    };
+    if let Ok(p) = &mut pulled {
+        p.stopped.get_or_insert_with(|| budget.stop_reason());
+    }
+    pulled
 }
 
 /// What the pull task left: its listing, or an error when the task panicked or

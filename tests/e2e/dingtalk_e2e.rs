@@ -171,6 +171,41 @@ async fn the_call_budget_stops_short_reports_what_it_skipped_and_starts_fresh_ne
     assert_eq!(env.dingtalk.metered_calls(), 98);
 }
 
+/// Retries in the small first chunk of a listed month spend calls the plan
+/// did not count. The next chunk, no longer held whole by the budget, still
+/// pulls the employees the budget pays for; it used to start none of its 100
+/// and leave most of the budget unspent (found by a breaker, stop 30).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_early_in_a_month_still_leave_the_budget_spent_on_employees() {
+    let env = Env::start(150, DingtalkSimConfig::default().with_endpoint_rate(1000)).await;
+    // Users listed slowly: the next chunk is found after the first one ends,
+    // and is checked against the budget alone.
+    let job = env
+        .job()
+        .replace("\nmonthly_call_budget = 5000", "\n# (budget set below)")
+        .replace(
+            r#""topapi/v2/user/list" = "200/s""#,
+            r#""topapi/v2/user/list" = "10/s""#,
+        );
+    // 1 + 117 × 2 = 235: 117 employees planned, 115 once 3 calls are retried.
+    env.write("jobs/dingtalk_monthly.toml", &with_budget(&job, 235));
+    let busy = serde_json::json!({"errcode": -1, "errmsg": "system busy"});
+    env.dingtalk
+        .inject_answer("topapi/attendance/getcolumnval", busy, 3);
+    let november = [("ATTENDSYNC_NOW", "2026-11-20T04:00:00Z")];
+    let run = env.run(&["run", "--month", MONTH], &november).await;
+    let text = all(&run);
+    assert_eq!(run.status.code(), Some(1), "{text}");
+    let attempts = metered_attempts(&env);
+    assert!(attempts <= 235, "{attempts} metered attempts\n{text}");
+    let written = env.jdy.records().len();
+    assert!(
+        written >= 110,
+        "{written} written with {attempts} of 235 calls spent\n{text}"
+    );
+    assert_eq!(counts(&run).0 as usize, written, "{text}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rerun_force_and_killed_runs_never_duplicate_dingtalk_records() {
     let mut config = DingtalkSimConfig::default().with_endpoint_rate(1000);
