@@ -207,8 +207,7 @@ impl Planner {
 /// attempt (the [`Meter`], which counts each one in SQLite before it is sent,
 /// reserving calls in blocks), and a guard checked before every chunk, so that
 /// a chunk starts with no more employees than the budget can finish. Neither
-/// needs a head count,
-/// so both hold while the directory is still being listed.
+/// needs a head count, so both hold while the directory is still being listed.
 pub(super) struct Budget {
     budget: u64,
     /// Left in `period` when the run started.

@@ -104,7 +104,7 @@ impl Roster {
         found: Arc<AtomicU64>,
     ) -> Listing {
         let size = spec.source.chunk_size().max(1);
-        let spec_first = spec.source.first_chunk_size();
+        let first = spec.source.first_chunk_size();
         let mut chunks = Chunks::new(spec, tx.clone());
         match self {
             Roster::Known { all, take } => {
@@ -127,7 +127,7 @@ impl Roster {
             } => {
                 let mut buffer: Vec<String> = Vec::new();
                 let (mut room, mut over_cap) = (cap, 0usize);
-                let mut next = spec_first.min(size).max(1);
+                let mut next = first.min(size).max(1);
                 while let Some(batch) = rx.recv().await {
                     found.fetch_add(batch.len() as u64, Ordering::SeqCst);
                     let taken = batch.len().min(room);
