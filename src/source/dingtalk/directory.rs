@@ -235,9 +235,9 @@ impl DingtalkClient {
         let mut seen: HashSet<u64> = HashSet::new();
         // A department configured twice is walked and listed once.
         let starts: Vec<u64> = starts.iter().copied().filter(|d| seen.insert(*d)).collect();
-        let mut selected: HashSet<u64> = starts.iter().copied().filter(|d| wanted(*d)).collect();
         let mut to_walk: VecDeque<(u64, bool)> = starts.iter().map(|d| (*d, true)).collect();
         let mut to_list: VecDeque<u64> = starts.iter().copied().filter(|d| wanted(*d)).collect();
+        let mut selected: HashSet<u64> = to_list.iter().copied().collect();
         let mut tasks: FuturesUnordered<BoxFuture<'_, Result<Found, CrawlError>>> =
             FuturesUnordered::new();
         let (mut walking, mut listing) = (0usize, 0usize);

@@ -198,7 +198,7 @@ impl Source for Dingtalk {
     }
 
     fn first_chunk_size(&self) -> usize {
-        self.client.employees_in_flight.min(EMPLOYEES_PER_CHUNK)
+        self.client.employees_in_flight
     }
 
     fn login(&self) -> BoxFuture<'_, Result<(), SourceError>> {
